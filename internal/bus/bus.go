@@ -1,0 +1,145 @@
+// Package bus is the port between the pipeline and its message bus: the
+// router publishes through it and the sinks subscribe through it. Adapters
+// live in sub-packages (pulsar, jetstream) and all pass the conformance
+// suite in bustest.
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Property names the pipeline sets on every message it publishes.
+const (
+	PropEventID     = "pipeline-event-id"
+	PropSchemaID    = "pipeline-schema-id"
+	PropSubject     = "pipeline-subject"
+	PropContentType = "pipeline-content-type"
+	PropTraceParent = "traceparent"
+	// PropError is set on dead-lettered messages: why the sink gave up.
+	PropError = "pipeline-error"
+)
+
+// ContentTypeProtobuf is the content type of every payload the router publishes.
+const ContentTypeProtobuf = "application/x-protobuf"
+
+// Errors that adapters return so callers can tell outcomes apart.
+var (
+	// ErrOutcomeUnknown: the send may or may not have been persisted
+	// (timeout, producer closed, connection lost after the write). The
+	// caller must retry with the same event id; sinks deduplicate.
+	ErrOutcomeUnknown = errors.New("bus: outcome unknown")
+	// ErrQueueFull: the adapter's bounded queue is full; nothing was sent.
+	ErrQueueFull = errors.New("bus: send queue full")
+	// ErrUnavailable: the bus cannot be reached; nothing was sent.
+	ErrUnavailable = errors.New("bus: unavailable")
+	// ErrClosed: the adapter was closed.
+	ErrClosed = errors.New("bus: closed")
+	// ErrInvalidTopic: the topic name is malformed.
+	ErrInvalidTopic = errors.New("bus: invalid topic")
+)
+
+// Message is one event on the bus.
+type Message struct {
+	// Topic is the adapter's full topic name.
+	Topic string
+	// Key orders messages: consumers see one key's messages in publish order.
+	Key        string
+	Payload    []byte
+	Properties map[string]string
+}
+
+// Publisher persists messages on the bus.
+type Publisher interface {
+	// Publish returns nil only once the bus has persisted msg. It never
+	// blocks on a full queue (ErrQueueFull) and reports sends whose outcome
+	// it cannot know as ErrOutcomeUnknown.
+	Publish(ctx context.Context, msg Message) error
+}
+
+// InitialPosition says where a new subscription starts.
+type InitialPosition int
+
+const (
+	// Earliest delivers everything the topic still holds (the default,
+	// so events published before the sink subscribed are not lost).
+	Earliest InitialPosition = iota
+	Latest
+)
+
+// SubscriptionType is how a subscription shares messages among its consumers.
+type SubscriptionType int
+
+const (
+	// KeyShared splits keys across consumers, keeping order per key.
+	KeyShared SubscriptionType = iota
+	// Failover has one active consumer at a time.
+	Failover
+)
+
+// SubscribeOptions describes a durable subscription.
+type SubscribeOptions struct {
+	// Name of the durable subscription; consumers with the same name share it.
+	Name string
+	// Topics to consume, as full names. Empty with AllTopics consumes every
+	// topic the pipeline publishes to.
+	Topics    []string
+	AllTopics bool
+	Type      SubscriptionType
+	Position  InitialPosition
+	// ReceiverQueue bounds messages buffered ahead of Receive.
+	ReceiverQueue int
+}
+
+// Delivery is a message received from a subscription.
+type Delivery struct {
+	Message
+	PublishTime time.Time
+	// Redeliveries counts earlier deliveries of this message, where the bus knows it.
+	Redeliveries int
+	// Handle is the adapter's token for Ack/Nack.
+	Handle any
+}
+
+// Subscription is one consumer of a durable subscription.
+type Subscription interface {
+	// Receive blocks for the next delivery or until ctx is done.
+	Receive(ctx context.Context) (*Delivery, error)
+	// Ack confirms deliveries; it returns nil only once the bus has
+	// recorded the acknowledgement.
+	Ack(ctx context.Context, deliveries []*Delivery) error
+	// Nack asks for redelivery after the adapter's redelivery delay.
+	Nack(deliveries []*Delivery)
+	// Close stops the consumer; unacknowledged deliveries will be redelivered.
+	Close() error
+}
+
+// Subscriber opens subscriptions.
+type Subscriber interface {
+	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
+}
+
+// TopicStats describes a topic and its subscriptions as the bus sees them.
+type TopicStats struct {
+	Topic         string
+	Subscriptions map[string]int64 // subscription name -> backlog (entries)
+}
+
+// Bus is a full adapter.
+type Bus interface {
+	Publisher
+	Subscriber
+	// TopicName turns a short name (a subject, a route's topic) into the
+	// adapter's full topic name, or returns ErrInvalidTopic.
+	TopicName(name string) (string, error)
+	// Backlog returns the number of entries not yet acknowledged by the
+	// subscription on the given topics (all topics when empty).
+	Backlog(ctx context.Context, subscription string, topics []string) (int64, error)
+	// Stats lists topics known to the bus with their subscriptions.
+	Stats(ctx context.Context) ([]TopicStats, error)
+	// Kind is "pulsar" or "jetstream".
+	Kind() string
+	// Close flushes pending sends, then releases every resource.
+	Close(ctx context.Context) error
+}
