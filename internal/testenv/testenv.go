@@ -1,0 +1,147 @@
+// Package testenv finds the real servers that integration tests run against.
+//
+// The README's test command (scripts/test.sh) starts PostgreSQL, MariaDB and
+// a Pulsar standalone broker on 127.0.0.1 and exports their addresses in the
+// PIPELINE_TEST_* variables. A plain `go test ./...` without them skips the
+// integration tests with a message naming that command.
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+)
+
+// Names of the environment variables the test command sets.
+const (
+	EnvPulsarURL      = "PIPELINE_TEST_PULSAR_URL"       // pulsar://127.0.0.1:6650
+	EnvPulsarAdminURL = "PIPELINE_TEST_PULSAR_ADMIN_URL" // http://127.0.0.1:8080
+	EnvPulsarCtl      = "PIPELINE_TEST_PULSAR_CTL"       // script taking start|stop|restart
+	EnvPostgresURL    = "PIPELINE_TEST_POSTGRES_URL"     // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+	EnvMySQLURL       = "PIPELINE_TEST_MYSQL_URL"        // mysql://root@127.0.0.1:3306/
+)
+
+func need(t testing.TB, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Skipf("%s is not set: run scripts/test.sh, which starts the real servers and sets it", name)
+	}
+	return v
+}
+
+// Pulsar returns the broker's service URL and admin URL.
+func Pulsar(t testing.TB) (serviceURL, adminURL string) {
+	t.Helper()
+	return need(t, EnvPulsarURL), need(t, EnvPulsarAdminURL)
+}
+
+// PulsarCtl returns the path of the script that stops, starts and restarts
+// the test broker, for fault tests.
+func PulsarCtl(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvPulsarCtl)
+}
+
+var dbSeq atomic.Int64
+
+// uniqueName returns a database name that no other test of this run uses.
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s_%d_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1_000_000, dbSeq.Add(1))
+}
+
+// Postgres creates a fresh database on the test server, drops it when the
+// test ends, and returns its URL (postgres://...).
+func Postgres(t testing.TB) string {
+	t.Helper()
+	base := need(t, EnvPostgresURL)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("open postgres: %v", err)
+	}
+	defer admin.Close()
+	name := uniqueName("t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvPostgresURL, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// MySQL creates a fresh database on the test MariaDB/MySQL server, drops it
+// when the test ends, and returns its URL (mysql://user@host:port/name).
+func MySQL(t testing.TB) string {
+	t.Helper()
+	base := need(t, EnvMySQLURL)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvMySQLURL, err)
+	}
+	dsn := MySQLDSN(u)
+	admin, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatalf("open mysql: %v", err)
+	}
+	defer admin.Close()
+	name := uniqueName("t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name)
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+// MySQLDSN turns mysql://user:pass@host:port/db?params into the DSN of
+// github.com/go-sql-driver/mysql (user:pass@tcp(host:port)/db?params).
+func MySQLDSN(u *url.URL) string {
+	var b strings.Builder
+	if u.User != nil {
+		b.WriteString(u.User.String())
+		b.WriteString("@")
+	}
+	fmt.Fprintf(&b, "tcp(%s)%s", u.Host, pathOrSlash(u.Path))
+	if u.RawQuery != "" {
+		b.WriteString("?" + u.RawQuery)
+	}
+	return b.String()
+}
+
+func pathOrSlash(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
+}
