@@ -7,6 +7,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -38,6 +39,10 @@ var (
 	ErrClosed = errors.New("bus: closed")
 	// ErrInvalidTopic: the topic name is malformed.
 	ErrInvalidTopic = errors.New("bus: invalid topic")
+	// ErrInvalidMessage: the message cannot be carried by the bus as is
+	// (for example a property the transport cannot encode); nothing was
+	// sent and retrying the same message will fail again.
+	ErrInvalidMessage = errors.New("bus: invalid message")
 )
 
 // Message is one event on the bus.
@@ -142,4 +147,34 @@ type Bus interface {
 	Kind() string
 	// Close flushes pending sends, then releases every resource.
 	Close(ctx context.Context) error
+}
+
+// MaxShortNameLen bounds a topic's short name; every adapter accepts at
+// least this much once its own prefix is added.
+const MaxShortNameLen = 200
+
+// ValidateShortName checks a topic's short name the same way for every
+// adapter, so a route that works on the embedded bus also works on Pulsar:
+// ASCII letters, digits, '-', '_' and '.', not empty, no empty dot-separated
+// part (NATS subjects forbid them), at most MaxShortNameLen bytes.
+func ValidateShortName(name string) error {
+	if name == "" {
+		return fmt.Errorf("empty topic name: %w", ErrInvalidTopic)
+	}
+	if len(name) > MaxShortNameLen {
+		return fmt.Errorf("topic name of %d bytes, at most %d allowed: %w", len(name), MaxShortNameLen, ErrInvalidTopic)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.':
+			if i == 0 || i == len(name)-1 || name[i-1] == '.' {
+				return fmt.Errorf("topic name %q has an empty part between dots: %w", name, ErrInvalidTopic)
+			}
+		default:
+			return fmt.Errorf("topic name %q: character %q not allowed (letters, digits, '-', '_', '.'): %w", name, c, ErrInvalidTopic)
+		}
+	}
+	return nil
 }
