@@ -1,0 +1,137 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Mode says what a table keeps.
+const (
+	// ModeAppend keeps every event, one row per event id.
+	ModeAppend = "append"
+	// ModeUpsert keeps the latest event per key, one row per key.
+	ModeUpsert = "upsert"
+)
+
+// errClass is how the sink reacts to a failed write.
+type errClass int
+
+const (
+	// classTransient: the database, not the events, is the problem
+	// (connection lost, deadlock, serialization failure, busy, timeout,
+	// and anything not known to be the events' fault). Back off and retry;
+	// never acknowledge, never dead-letter.
+	classTransient errClass = iota
+	// classEvent: some event in the batch holds a value the table cannot
+	// take. Split the batch to find it; dead-letter only the offenders.
+	classEvent
+)
+
+// group is the rows of one batch bound for one table with one column list.
+type group struct {
+	table   string
+	columns []string // bound columns, metadata first
+	rows    [][]any
+	events  []*event // events[i] produced rows[i]
+}
+
+// dialect is what the sink needs from a database. Every method that talks
+// to the database takes a context with a deadline.
+type dialect interface {
+	// kind is "postgres", "mysql" or "sqlite".
+	kind() string
+	quote(ident string) string
+	// columnType is the native type of c in DDL.
+	columnType(c column) string
+	// tableColumns lists the table's columns (name -> type as the catalog
+	// spells it); exists is false when there is no such table.
+	tableColumns(ctx context.Context, table string) (cols map[string]string, exists bool, err error)
+	createTable(ctx context.Context, table string, cols []column, mode string) error
+	addColumns(ctx context.Context, table string, cols []column) error
+	// holds reports whether a column of catalog type existing can store
+	// every value of c without change.
+	holds(existing string, c column) bool
+	// bind converts a neutral value (see fieldValues) into what the driver
+	// writes, or fails with an eventError when the database could not store
+	// it faithfully.
+	bind(c column, v any) (any, error)
+	// write stores the groups in one transaction: append mode skips event
+	// ids already present, upsert mode keeps the row with the latest
+	// publish time per key. It returns how many rows changed.
+	write(ctx context.Context, groups []*group, mode string) (int64, error)
+	classify(err error) errClass
+	close() error
+}
+
+// openDialect opens the database named by a sink URL.
+func openDialect(ctx context.Context, rawURL string) (dialect, error) {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, fmt.Errorf("database URL %q: want postgres://, mysql:// or sqlite://", redact(rawURL))
+	}
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql":
+		return openPostgres(ctx, rawURL)
+	case "mysql", "mariadb":
+		return openMySQL(ctx, rawURL)
+	case "sqlite", "sqlite3":
+		return openSQLite(ctx, rawURL)
+	}
+	return nil, fmt.Errorf("database URL %q: unsupported scheme %q (want postgres, mysql or sqlite)", redact(rawURL), scheme)
+}
+
+// redact hides the password of a URL in messages and logs.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+// columnList quotes and joins column names.
+func columnList(d dialect, names []string) string {
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(d.quote(n))
+	}
+	return b.String()
+}
+
+// createTableSQL is the CREATE TABLE statement shared by the dialects; each
+// supplies the sink-time default and table options.
+func createTableSQL(d dialect, table string, cols []column, mode, sinkTimeDefault, options string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", d.quote(table))
+	for _, c := range cols {
+		fmt.Fprintf(&b, "  %s %s", d.quote(c.name), d.columnType(c))
+		if !c.nullable() {
+			b.WriteString(" NOT NULL")
+		}
+		if c.meta == metaSinkTime {
+			b.WriteString(" DEFAULT " + sinkTimeDefault)
+		}
+		b.WriteString(",\n")
+	}
+	pk := colEventID
+	if mode == ModeUpsert {
+		pk = colKey
+	}
+	fmt.Fprintf(&b, "  PRIMARY KEY (%s)\n)%s", d.quote(pk), options)
+	return b.String()
+}
+
+// maxParams bounds the bind parameters of one statement: PostgreSQL and
+// MySQL prepared statements cap at 65535, SQLite at 32766.
+func rowsPerStatement(maxParams, columns int) int {
+	n := maxParams / columns
+	if n < 1 {
+		n = 1
+	}
+	return n
+}

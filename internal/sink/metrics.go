@@ -1,0 +1,90 @@
+package sink
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are labelled by sink name so that every sink of a process shares
+// one set of collectors on the registerer.
+type metrics struct {
+	rows         prometheus.Counter
+	duplicates   prometheus.Counter
+	batches      prometheus.Counter
+	deadLettered prometheus.Counter
+	retries      prometheus.Counter
+	lag          prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
+	rows := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipeline_sink_rows_written_total",
+		Help: "Rows the sink inserted or updated.",
+	}, []string{"sink"})
+	duplicates := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipeline_sink_duplicates_skipped_total",
+		Help: "Delivered events whose event id was already stored (redeliveries).",
+	}, []string{"sink"})
+	batches := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipeline_sink_batches_total",
+		Help: "Batches committed and acknowledged.",
+	}, []string{"sink"})
+	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipeline_sink_dead_lettered_total",
+		Help: "Events sent to the sink's dead-letter topic.",
+	}, []string{"sink"})
+	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipeline_sink_retries_total",
+		Help: "Batch writes retried after a transient database error.",
+	}, []string{"sink"})
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pipeline_sink_lag_entries",
+		Help: "Backlog of the sink's subscription, in bus entries.",
+	}, []string{"sink"})
+	if reg != nil {
+		var err error
+		if rows, err = register(reg, rows); err != nil {
+			return nil, err
+		}
+		if duplicates, err = register(reg, duplicates); err != nil {
+			return nil, err
+		}
+		if batches, err = register(reg, batches); err != nil {
+			return nil, err
+		}
+		if deadLettered, err = register(reg, deadLettered); err != nil {
+			return nil, err
+		}
+		if retries, err = register(reg, retries); err != nil {
+			return nil, err
+		}
+		if lag, err = register(reg, lag); err != nil {
+			return nil, err
+		}
+	}
+	return &metrics{
+		rows:         rows.WithLabelValues(sinkName),
+		duplicates:   duplicates.WithLabelValues(sinkName),
+		batches:      batches.WithLabelValues(sinkName),
+		deadLettered: deadLettered.WithLabelValues(sinkName),
+		retries:      retries.WithLabelValues(sinkName),
+		lag:          lag.WithLabelValues(sinkName),
+	}, nil
+}
+
+// register adds c to reg, or returns the collector another sink already
+// registered there.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}

@@ -1,0 +1,373 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// mysqlDialect writes MariaDB/MySQL tables with multi-row INSERT ... ON
+// DUPLICATE KEY UPDATE in strict mode. INSERT IGNORE is never used: it turns
+// truncation and out-of-range errors into warnings and stores changed
+// values (PITFALLS D4).
+type mysqlDialect struct {
+	db *sql.DB
+}
+
+// strictSQLMode makes every value the column cannot hold an error.
+const strictSQLMode = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+
+// MySQLConfig turns a mysql://user:pass@host:port/db?params URL into the
+// driver configuration the sink uses: UTC times, utf8mb4, strict sql_mode,
+// client-side parameter interpolation (one round trip per statement).
+func MySQLConfig(rawURL string) (*mysql.Config, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse mysql URL: %w", err)
+	}
+	var b strings.Builder
+	if u.User != nil {
+		b.WriteString(u.User.String())
+		b.WriteString("@")
+	}
+	path := u.Path
+	if path == "" {
+		path = "/"
+	}
+	fmt.Fprintf(&b, "tcp(%s)%s", u.Host, path)
+	if u.RawQuery != "" {
+		b.WriteString("?" + u.RawQuery)
+	}
+	cfg, err := mysql.ParseDSN(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("mysql URL %s: %w", redact(rawURL), err)
+	}
+	if u.User != nil {
+		// url.User.String() escapes; the DSN parser does not unescape.
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.InterpolateParams = true
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
+		return nil, fmt.Errorf("mysql URL %s: %w", redact(rawURL), err)
+	}
+	cfg.Params["sql_mode"] = strictSQLMode
+	cfg.Params["time_zone"] = "'+00:00'"
+	return cfg, nil
+}
+
+// slogMySQLLogger sends the driver's own messages (it reports dropped
+// connections this way) to slog instead of stderr.
+type slogMySQLLogger struct{}
+
+func (slogMySQLLogger) Print(v ...any) { slog.Debug("mysql driver", "msg", fmt.Sprint(v...)) }
+
+func openMySQL(ctx context.Context, rawURL string) (*mysqlDialect, error) {
+	cfg, err := MySQLConfig(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = slogMySQLLogger{}
+	if cfg.DBName == "" {
+		return nil, fmt.Errorf("mysql URL %s names no database", redact(rawURL))
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysql URL %s: %w", redact(rawURL), err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &mysqlDialect{db: db}, nil
+}
+
+func (m *mysqlDialect) kind() string              { return "mysql" }
+func (m *mysqlDialect) quote(ident string) string { return quoteBacktick(ident) }
+func (m *mysqlDialect) close() error              { return m.db.Close() }
+
+func (m *mysqlDialect) columnType(c column) string {
+	switch c.meta {
+	case metaEventID:
+		return "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+	case metaKey:
+		// 768 characters x 4 bytes is InnoDB's 3072-byte index limit.
+		return "VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+	case metaTopic:
+		return "VARCHAR(1024)"
+	case metaPublishTime, metaSinkTime:
+		return "DATETIME(6)"
+	}
+	switch c.kind {
+	case kindInt32:
+		return "INT"
+	case kindInt64:
+		return "BIGINT"
+	case kindUint32:
+		return "INT UNSIGNED"
+	case kindUint64:
+		return "BIGINT UNSIGNED"
+	case kindFloat32:
+		return "FLOAT"
+	case kindFloat64:
+		return "DOUBLE"
+	case kindBool:
+		return "BOOLEAN"
+	case kindText:
+		return "LONGTEXT"
+	case kindEnum:
+		return "TEXT"
+	case kindBytes:
+		return "LONGBLOB"
+	case kindTimestamp:
+		return "DATETIME(6)"
+	case kindJSON:
+		return "JSON"
+	}
+	return "LONGTEXT"
+}
+
+var mysqlIntWidth = regexp.MustCompile(`^(tinyint|smallint|mediumint|int|bigint)\(\d+\)`)
+
+// normalMySQLType removes display widths (MariaDB reports int(11), MySQL 8
+// reports int) so that catalog types compare equal.
+func normalMySQLType(t string) string {
+	return mysqlIntWidth.ReplaceAllString(strings.ToLower(t), "$1")
+}
+
+// catalogType is what information_schema reports for a type we create.
+func (m *mysqlDialect) catalogType(c column) string {
+	t := normalMySQLType(m.columnType(c))
+	switch {
+	case t == "boolean":
+		return "tinyint"
+	case strings.HasPrefix(t, "varchar(255)"):
+		return "varchar(255)"
+	case strings.HasPrefix(t, "varchar(768)"):
+		return "varchar(768)"
+	}
+	return t
+}
+
+func (m *mysqlDialect) holds(existing string, c column) bool {
+	existing = normalMySQLType(existing)
+	want := m.catalogType(c)
+	if existing == want {
+		return true
+	}
+	switch existing {
+	case "bigint":
+		return want == "int" || want == "int unsigned"
+	case "bigint unsigned":
+		return want == "int unsigned"
+	case "double":
+		return want == "float"
+	case "longtext":
+		// MariaDB's JSON is LONGTEXT with a json_valid check.
+		return want == "text" || want == "json"
+	}
+	return false
+}
+
+func (m *mysqlDialect) tableColumns(ctx context.Context, table string) (map[string]string, bool, error) {
+	rows, err := m.db.QueryContext(ctx, `
+		SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, table)
+	if err != nil {
+		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	cols := make(map[string]string)
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+		}
+		cols[name] = normalMySQLType(typ)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	return cols, len(cols) > 0, nil
+}
+
+func (m *mysqlDialect) createTable(ctx context.Context, table string, cols []column, mode string) error {
+	stmt := createTableSQL(m, table, cols, mode, "CURRENT_TIMESTAMP(6)",
+		" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
+	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+func (m *mysqlDialect) addColumns(ctx context.Context, table string, cols []column) error {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", m.quote(c.name), m.columnType(c))
+	}
+	// MySQL commits DDL implicitly; one ALTER with all columns is atomic.
+	stmt := fmt.Sprintf("ALTER TABLE %s %s", m.quote(table), strings.Join(parts, ", "))
+	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("add columns to %s: %w", table, err)
+	}
+	return nil
+}
+
+func (m *mysqlDialect) bind(c column, v any) (any, error) {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, eventErrorf("column %s: MySQL cannot store %v", c.name, x)
+		}
+	case float32:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, eventErrorf("column %s: MySQL cannot store %v", c.name, x)
+		}
+		return float64(x), nil
+	case time.Time:
+		// DATETIME(6) keeps microseconds; MySQL would round the rest (and
+		// could carry into the next second), so cut them the way
+		// PostgreSQL does.
+		return x.Truncate(time.Microsecond), nil
+	}
+	return v, nil
+}
+
+// maxMySQLStatementBytes keeps one INSERT well under MariaDB's default
+// max_allowed_packet (16 MiB).
+const maxMySQLStatementBytes = 4 << 20
+
+func (m *mysqlDialect) write(ctx context.Context, groups []*group, mode string) (int64, error) {
+	tx, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var total int64
+	for _, g := range groups {
+		n, err := m.insert(ctx, tx, g, mode)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return total, nil
+}
+
+func (m *mysqlDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
+	var conflict string
+	if mode == ModeUpsert {
+		// Assignments run left to right and later ones see earlier
+		// results, so _publish_time, which the condition reads, goes last.
+		cond := fmt.Sprintf("VALUES(%s) >= %s", m.quote(colPublishTime), m.quote(colPublishTime))
+		var sets []string
+		for _, c := range g.columns {
+			if c != colKey && c != colPublishTime {
+				sets = append(sets, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", m.quote(c), cond, m.quote(c), m.quote(c)))
+			}
+		}
+		sets = append(sets,
+			fmt.Sprintf("%s = IF(%s, CURRENT_TIMESTAMP(6), %s)", m.quote(colSinkTime), cond, m.quote(colSinkTime)),
+			fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", m.quote(colPublishTime), cond, m.quote(colPublishTime), m.quote(colPublishTime)))
+		conflict = " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
+	} else {
+		conflict = fmt.Sprintf(" ON DUPLICATE KEY UPDATE %s = %s", m.quote(colEventID), m.quote(colEventID))
+	}
+	head := fmt.Sprintf("INSERT INTO %s (%s) VALUES ", m.quote(g.table), columnList(m, g.columns))
+	placeholders := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(g.columns)), ", ") + ")"
+	maxRows := rowsPerStatement(65535, len(g.columns))
+	var total int64
+	for start := 0; start < len(g.rows); {
+		end, size := start, 0
+		for end < len(g.rows) && end-start < maxRows && (end == start || size < maxMySQLStatementBytes) {
+			size += approxRowBytes(g.rows[end])
+			end++
+		}
+		var b strings.Builder
+		b.WriteString(head)
+		args := make([]any, 0, (end-start)*len(g.columns))
+		for i := start; i < end; i++ {
+			if i > start {
+				b.WriteString(", ")
+			}
+			b.WriteString(placeholders)
+			args = append(args, g.rows[i]...)
+		}
+		b.WriteString(conflict)
+		res, err := tx.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return 0, fmt.Errorf("insert into %s: %w", g.table, err)
+		}
+		if n, err := res.RowsAffected(); err == nil {
+			total += n
+		}
+		start = end
+	}
+	return total, nil
+}
+
+// approxRowBytes estimates a row's share of an interpolated statement
+// (escaping can double text).
+func approxRowBytes(row []any) int {
+	n := 0
+	for _, v := range row {
+		switch x := v.(type) {
+		case string:
+			n += 2*len(x) + 3
+		case []byte:
+			n += 2*len(x) + 10
+		default:
+			n += 24
+		}
+	}
+	return n
+}
+
+// MySQL/MariaDB error numbers that name one row's values.
+var mysqlEventErrors = map[uint16]bool{
+	1048: true, // column cannot be null
+	1118: true, // row size too large
+	1153: true, // packet bigger than max_allowed_packet
+	1264: true, // out of range value
+	1265: true, // data truncated
+	1292: true, // incorrect datetime value
+	1366: true, // incorrect string value
+	1367: true, // illegal double value
+	1406: true, // data too long
+	3140: true, // invalid JSON text (MySQL)
+	4025: true, // CHECK constraint failed (MariaDB JSON)
+}
+
+func (m *mysqlDialect) classify(err error) errClass {
+	if isEventError(err) {
+		return classEvent
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) && mysqlEventErrors[myErr.Number] {
+		return classEvent
+	}
+	if errors.Is(err, mysql.ErrPktTooLarge) {
+		return classEvent
+	}
+	if errors.Is(err, driver.ErrBadConn) {
+		return classTransient
+	}
+	return classTransient
+}

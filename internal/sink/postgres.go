@@ -1,0 +1,260 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// postgres writes with pgx: an optimistic CopyFrom straight into the table
+// (the fast path, as fast as a hand-written loader), and when the batch
+// holds an event id already stored (a redelivery), a rollback to a savepoint
+// and multi-row INSERT ... ON CONFLICT DO NOTHING instead (PITFALLS D1, D2).
+type postgres struct {
+	pool *pgxpool.Pool
+}
+
+func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
+	cfg, err := pgxpool.ParseConfig(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres URL %s: %w", redact(rawURL), err)
+	}
+	if cfg.MaxConns > 4 {
+		// One sink writes one batch at a time; a few connections cover DDL
+		// and status queries without hoarding the server's slots.
+		cfg.MaxConns = 4
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres %s: %w", redact(rawURL), err)
+	}
+	return &postgres{pool: pool}, nil
+}
+
+func (p *postgres) kind() string              { return "postgres" }
+func (p *postgres) quote(ident string) string { return quoteDouble(ident) }
+func (p *postgres) close() error              { p.pool.Close(); return nil }
+
+func (p *postgres) columnType(c column) string {
+	switch c.kind {
+	case kindInt32:
+		return "integer"
+	case kindInt64, kindUint32:
+		return "bigint"
+	case kindUint64:
+		return "numeric(20,0)"
+	case kindFloat32:
+		return "real"
+	case kindFloat64:
+		return "double precision"
+	case kindBool:
+		return "boolean"
+	case kindText, kindEnum:
+		return "text"
+	case kindBytes:
+		return "bytea"
+	case kindTimestamp:
+		return "timestamp with time zone"
+	case kindJSON:
+		return "jsonb"
+	}
+	return "text"
+}
+
+func (p *postgres) holds(existing string, c column) bool {
+	want := p.columnType(c)
+	if existing == want {
+		return true
+	}
+	switch existing {
+	case "bigint":
+		return want == "integer"
+	case "numeric", "numeric(20,0)":
+		return want == "integer" || want == "bigint" || want == "numeric(20,0)"
+	case "double precision":
+		return want == "real"
+	case "json":
+		return want == "jsonb"
+	}
+	return false
+}
+
+func (p *postgres) tableColumns(ctx context.Context, table string) (map[string]string, bool, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_catalog.pg_attribute a
+		JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relname = $1
+		  AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	if err != nil {
+		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	cols := make(map[string]string)
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+		}
+		cols[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	return cols, len(cols) > 0, nil
+}
+
+func (p *postgres) createTable(ctx context.Context, table string, cols []column, mode string) error {
+	stmt := createTableSQL(p, table, cols, mode, "now()", "")
+	if _, err := p.pool.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+func (p *postgres) addColumns(ctx context.Context, table string, cols []column) error {
+	// One ALTER TABLE statement is atomic: all columns or none.
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", p.quote(c.name), p.columnType(c))
+	}
+	stmt := fmt.Sprintf("ALTER TABLE %s %s", p.quote(table), strings.Join(parts, ", "))
+	if _, err := p.pool.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("add columns to %s: %w", table, err)
+	}
+	return nil
+}
+
+func (p *postgres) bind(c column, v any) (any, error) {
+	switch x := v.(type) {
+	case uint64:
+		return pgtype.Numeric{Int: new(big.Int).SetUint64(x), Valid: true}, nil
+	case uint32:
+		return int64(x), nil
+	}
+	return v, nil
+}
+
+func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int64, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var total int64
+	for _, g := range groups {
+		var n int64
+		if mode == ModeUpsert {
+			n, err = p.insert(ctx, tx, g, mode)
+		} else {
+			n, err = p.copyOrInsert(ctx, tx, g)
+		}
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return total, nil
+}
+
+// copyOrInsert tries COPY first: in the steady state no event id is in the
+// table yet, and COPY is the fastest way in. A unique violation means a
+// redelivery; the savepoint undoes the COPY and the idempotent INSERT runs.
+func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("savepoint: %w", err)
+	}
+	n, err := sp.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return 0, fmt.Errorf("release savepoint: %w", err)
+		}
+		return n, nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		return 0, fmt.Errorf("copy into %s: %w", g.table, err)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return 0, fmt.Errorf("rollback to savepoint: %w", err)
+	}
+	return p.insert(ctx, tx, g, ModeAppend)
+}
+
+// insert writes g with multi-row INSERT statements that skip (append) or
+// replace older (upsert) rows.
+func (p *postgres) insert(ctx context.Context, tx pgx.Tx, g *group, mode string) (int64, error) {
+	var conflict string
+	if mode == ModeUpsert {
+		var sets []string
+		for _, c := range g.columns {
+			if c != colKey {
+				sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", p.quote(c), p.quote(c)))
+			}
+		}
+		sets = append(sets, fmt.Sprintf("%s = now()", p.quote(colSinkTime)))
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE cur.%s <= EXCLUDED.%s",
+			p.quote(colKey), strings.Join(sets, ", "), p.quote(colPublishTime), p.quote(colPublishTime))
+	} else {
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", p.quote(colEventID))
+	}
+	head := fmt.Sprintf("INSERT INTO %s AS cur (%s) VALUES ", p.quote(g.table), columnList(p, g.columns))
+	per := rowsPerStatement(65535, len(g.columns))
+	var total int64
+	for start := 0; start < len(g.rows); start += per {
+		end := min(start+per, len(g.rows))
+		var b strings.Builder
+		b.WriteString(head)
+		args := make([]any, 0, (end-start)*len(g.columns))
+		for i := start; i < end; i++ {
+			if i > start {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j := range g.columns {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, g.rows[i][j])
+				fmt.Fprintf(&b, "$%d", len(args))
+			}
+			b.WriteByte(')')
+		}
+		b.WriteString(conflict)
+		tag, err := tx.Exec(ctx, b.String(), args...)
+		if err != nil {
+			return 0, fmt.Errorf("insert into %s: %w", g.table, err)
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
+}
+
+// classify: class 22 (data exception) and 23 (integrity constraint) name
+// one row's values; 54 (program limit, e.g. a key too long for the index)
+// too. Everything else, including unknown errors, holds the events.
+func (p *postgres) classify(err error) errClass {
+	if isEventError(err) {
+		return classEvent
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "22"), strings.HasPrefix(pgErr.Code, "23"), pgErr.Code == "54000":
+			return classEvent
+		}
+	}
+	return classTransient
+}

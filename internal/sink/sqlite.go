@@ -1,0 +1,305 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteDialect writes one SQLite file in WAL mode. Writers in one process
+// share a single connection per file (PITFALLS D6): they queue in Go instead
+// of contending for the file lock, and IMMEDIATE transactions with a busy
+// timeout cover writers in other processes.
+type sqliteDialect struct {
+	path   string
+	shared *sharedSQLite
+}
+
+// sqliteTimeLayout is fixed width so that timestamps stored as text sort
+// in time order (the upsert compares publish times as text), and is one of
+// the formats SQLite's date functions and the driver read back.
+const sqliteTimeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// sqliteNow is the database clock in a format that sorts with
+// sqliteTimeLayout.
+const sqliteNow = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+
+type sharedSQLite struct {
+	db   *sql.DB
+	refs int
+}
+
+var (
+	sqliteMu    sync.Mutex
+	sqliteFiles = map[string]*sharedSQLite{}
+)
+
+// SQLitePath returns the file a sqlite:// URL names: sqlite:///abs/path.db
+// or sqlite://relative.db (relative to the working directory).
+func SQLitePath(rawURL string) (string, error) {
+	_, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return "", fmt.Errorf("sqlite URL %q: want sqlite:///abs/path.db or sqlite://relative.db", rawURL)
+	}
+	rest, _, _ = strings.Cut(rest, "?")
+	if rest == "" || rest == "/" {
+		return "", fmt.Errorf("sqlite URL %q names no file", rawURL)
+	}
+	abs, err := filepath.Abs(rest)
+	if err != nil {
+		return "", fmt.Errorf("sqlite URL %q: %w", rawURL, err)
+	}
+	return abs, nil
+}
+
+// SQLiteDSN is the modernc.org/sqlite DSN for path: busy_timeout before
+// journal_mode (so that even switching to WAL waits for locks), and
+// BEGIN IMMEDIATE so that a transaction takes the write lock up front
+// instead of failing with SQLITE_BUSY when it first writes.
+func SQLiteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+}
+
+func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
+	path, err := SQLitePath(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	sqliteMu.Lock()
+	defer sqliteMu.Unlock()
+	if s, ok := sqliteFiles[path]; ok {
+		s.refs++
+		return &sqliteDialect{path: path, shared: s}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create directory of %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", SQLiteDSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	s := &sharedSQLite{db: db, refs: 1}
+	sqliteFiles[path] = s
+	return &sqliteDialect{path: path, shared: s}, nil
+}
+
+func (s *sqliteDialect) kind() string              { return "sqlite" }
+func (s *sqliteDialect) quote(ident string) string { return quoteDouble(ident) }
+
+func (s *sqliteDialect) close() error {
+	sqliteMu.Lock()
+	defer sqliteMu.Unlock()
+	if s.shared == nil {
+		return nil
+	}
+	sh := s.shared
+	s.shared = nil
+	sh.refs--
+	if sh.refs > 0 {
+		return nil
+	}
+	delete(sqliteFiles, s.path)
+	return sh.db.Close()
+}
+
+func (s *sqliteDialect) columnType(c column) string {
+	switch c.kind {
+	case kindInt32, kindInt64, kindUint32, kindUint64:
+		return "INTEGER"
+	case kindFloat32, kindFloat64:
+		return "REAL"
+	case kindBool:
+		return "BOOLEAN"
+	case kindText, kindEnum, kindJSON:
+		// Not "JSON": that declared type has NUMERIC affinity, which would
+		// turn the document "12" into the integer 12.
+		return "TEXT"
+	case kindBytes:
+		return "BLOB"
+	case kindTimestamp:
+		return "TIMESTAMP"
+	}
+	return "TEXT"
+}
+
+func (s *sqliteDialect) holds(existing string, c column) bool {
+	return strings.EqualFold(existing, s.columnType(c))
+}
+
+func (s *sqliteDialect) tableColumns(ctx context.Context, table string) (map[string]string, bool, error) {
+	rows, err := s.shared.db.QueryContext(ctx, `SELECT name, type FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	cols := make(map[string]string)
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+		}
+		cols[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	return cols, len(cols) > 0, nil
+}
+
+func (s *sqliteDialect) createTable(ctx context.Context, table string, cols []column, mode string) error {
+	stmt := createTableSQL(s, table, cols, mode, sqliteNow, "")
+	if _, err := s.shared.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+func (s *sqliteDialect) addColumns(ctx context.Context, table string, cols []column) error {
+	tx, err := s.shared.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("add columns to %s: begin: %w", table, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// SQLite has no ADD COLUMN IF NOT EXISTS; the IMMEDIATE transaction
+	// holds the write lock, so the check cannot race another writer.
+	existing := map[string]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return fmt.Errorf("add columns to %s: %w", table, err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("add columns to %s: %w", table, err)
+		}
+		existing[name] = true
+	}
+	rows.Close()
+	for _, c := range cols {
+		if existing[c.name] {
+			continue
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", s.quote(table), s.quote(c.name), s.columnType(c))
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("add column %s to %s: %w", c.name, table, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add columns to %s: commit: %w", table, err)
+	}
+	return nil
+}
+
+func (s *sqliteDialect) bind(c column, v any) (any, error) {
+	switch x := v.(type) {
+	case uint64:
+		if x > math.MaxInt64 {
+			return nil, eventErrorf("column %s: SQLite integers are signed 64-bit and cannot hold %d", c.name, x)
+		}
+		return int64(x), nil
+	case uint32:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case float32:
+		if math.IsNaN(float64(x)) {
+			return nil, eventErrorf("column %s: SQLite stores NaN as NULL", c.name)
+		}
+		return float64(x), nil
+	case float64:
+		if math.IsNaN(x) {
+			return nil, eventErrorf("column %s: SQLite stores NaN as NULL", c.name)
+		}
+	case time.Time:
+		return x.UTC().Format(sqliteTimeLayout), nil
+	}
+	return v, nil
+}
+
+func (s *sqliteDialect) write(ctx context.Context, groups []*group, mode string) (int64, error) {
+	tx, err := s.shared.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var total int64
+	for _, g := range groups {
+		n, err := s.insert(ctx, tx, g, mode)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return total, nil
+}
+
+func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
+	var conflict string
+	if mode == ModeUpsert {
+		var sets []string
+		for _, c := range g.columns {
+			if c != colKey {
+				sets = append(sets, fmt.Sprintf("%s = excluded.%s", s.quote(c), s.quote(c)))
+			}
+		}
+		sets = append(sets, fmt.Sprintf("%s = %s", s.quote(colSinkTime), sqliteNow))
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE excluded.%s >= %s.%s",
+			s.quote(colKey), strings.Join(sets, ", "), s.quote(colPublishTime), s.quote(g.table), s.quote(colPublishTime))
+	} else {
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", s.quote(colEventID))
+	}
+	stmt := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)%s", s.quote(g.table), columnList(s, g.columns),
+		strings.TrimSuffix(strings.Repeat("?, ", len(g.columns)), ", "), conflict)
+	prepared, err := tx.PrepareContext(ctx, stmt)
+	if err != nil {
+		return 0, fmt.Errorf("prepare insert into %s: %w", g.table, err)
+	}
+	defer prepared.Close()
+	var total int64
+	for _, row := range g.rows {
+		res, err := prepared.ExecContext(ctx, row...)
+		if err != nil {
+			return 0, fmt.Errorf("insert into %s: %w", g.table, err)
+		}
+		if n, err := res.RowsAffected(); err == nil {
+			total += n
+		}
+	}
+	return total, nil
+}
+
+func (s *sqliteDialect) classify(err error) errClass {
+	if isEventError(err) {
+		return classEvent
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		switch sqErr.Code() & 0xff {
+		case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH:
+			return classEvent
+		}
+	}
+	return classTransient
+}

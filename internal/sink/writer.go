@@ -1,0 +1,293 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/schemagate/pipeline/internal/bus"
+)
+
+// event is one delivery on its way into a table.
+type event struct {
+	delivery    *bus.Delivery
+	id          string
+	key         string
+	publishTime time.Time
+	tm          *tableMap
+	// values are the bound row: the first numBoundMeta metadata columns,
+	// then tm.fields.
+	values []any
+	// err is a permanent failure of this event: it goes to the dead-letter
+	// topic with err as the reason.
+	err error
+	// skip marks deliveries the sink acknowledges without writing: subjects
+	// it does not store, and copies of events already dead-lettered.
+	skip bool
+	// attempts counts writes of this event that failed with a per-event error.
+	attempts int
+}
+
+// typeConflictError is a new schema version whose field needs a column
+// type the existing column cannot hold (say int64 into an integer column).
+// The sink refuses it loudly and holds the events until an operator
+// changes the table; it never drops or reinterprets them.
+type typeConflictError struct {
+	table, column, existing, want string
+}
+
+func (e *typeConflictError) Error() string {
+	return fmt.Sprintf("table %s column %s has type %s, which cannot hold the schema's %s: alter or drop the column to let the sink continue",
+		e.table, e.column, e.existing, e.want)
+}
+
+// tableState is what the writer knows of a table in the database.
+type tableState struct {
+	columns map[string]string  // name -> catalog type
+	fields  []string           // non-metadata columns, sorted (upsert writes all of them)
+	covered map[*tableMap]bool // layouts known to fit the table
+}
+
+// writer turns events into rows: it creates and evolves tables, groups
+// rows per table, and isolates events the database refuses.
+type writer struct {
+	d      dialect
+	mode   string
+	tables map[string]*tableState
+}
+
+func newWriter(d dialect, mode string) *writer {
+	return &writer{d: d, mode: mode, tables: make(map[string]*tableState)}
+}
+
+// ensure makes the table of tm exist with a column for every field of tm:
+// it creates the table on first use and adds the columns of fields a new
+// schema version introduced. Columns of removed fields stay.
+func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
+	if st := w.tables[tm.table]; st != nil && st.covered[tm] {
+		return nil
+	}
+	cols, exists, err := w.d.tableColumns(ctx, tm.table)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := w.d.createTable(ctx, tm.table, tm.columns(), w.mode); err != nil {
+			return err
+		}
+		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
+			return err
+		}
+	}
+	missing, err := w.check(tm, cols)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		if err := w.d.addColumns(ctx, tm.table, missing); err != nil {
+			return err
+		}
+		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
+			return err
+		}
+		if missing, err = w.check(tm, cols); err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("table %s still lacks column %s after ALTER TABLE", tm.table, missing[0].name)
+		}
+	}
+	st := w.tables[tm.table]
+	if st == nil {
+		st = &tableState{covered: make(map[*tableMap]bool)}
+		w.tables[tm.table] = st
+	}
+	st.columns = cols
+	st.fields = st.fields[:0]
+	for name := range cols {
+		if !isMetaColumn(name) {
+			st.fields = append(st.fields, name)
+		}
+	}
+	sort.Strings(st.fields)
+	// A new column invalidates nothing already covered: layouts only need
+	// their own columns.
+	st.covered[tm] = true
+	return nil
+}
+
+// check compares tm with the table's columns: it returns the columns to
+// add, or a typeConflictError.
+func (w *writer) check(tm *tableMap, cols map[string]string) ([]column, error) {
+	var missing []column
+	for _, c := range tm.columns() {
+		existing, ok := cols[c.name]
+		if !ok {
+			if c.meta != metaNone {
+				return nil, fmt.Errorf("table %s exists but has no column %s: it was not created by a sink", tm.table, c.name)
+			}
+			missing = append(missing, c)
+			continue
+		}
+		if !w.d.holds(existing, c) {
+			return nil, &typeConflictError{table: tm.table, column: c.name, existing: existing, want: w.d.columnType(c)}
+		}
+	}
+	return missing, nil
+}
+
+func isMetaColumn(name string) bool {
+	for _, c := range metaColumns {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// groups arranges events into per-table statements. Append mode: one group
+// per table and layout, rows sorted by event id, duplicates dropped. Upsert
+// mode: one group per table over all its columns, only the latest event
+// per key, rows sorted by key. Sorting gives concurrent writers (replicas,
+// redeliveries) one lock order, which is what prevents deadlocks
+// (PITFALLS D3, D5).
+func (w *writer) groups(events []*event) []*group {
+	type groupKey struct {
+		table string
+		tm    *tableMap
+	}
+	byKey := make(map[groupKey]*group)
+	var order []groupKey
+	seen := make(map[string]map[string]int) // table -> event id or key -> index in group
+	for _, ev := range events {
+		gk := groupKey{table: ev.tm.table, tm: ev.tm}
+		dedup := ev.id
+		if w.mode == ModeUpsert {
+			gk.tm = nil
+			dedup = ev.key
+		}
+		g := byKey[gk]
+		if g == nil {
+			g = &group{table: ev.tm.table, columns: w.groupColumns(ev.tm)}
+			byKey[gk] = g
+			order = append(order, gk)
+		}
+		if seen[ev.tm.table] == nil {
+			seen[ev.tm.table] = make(map[string]int)
+		}
+		if i, dup := seen[ev.tm.table][dedup]; dup {
+			if w.mode == ModeUpsert && !ev.publishTime.Before(g.events[i].publishTime) {
+				g.events[i], g.rows[i] = ev, w.row(g, ev)
+			}
+			continue
+		}
+		seen[ev.tm.table][dedup] = len(g.events)
+		g.events = append(g.events, ev)
+		g.rows = append(g.rows, w.row(g, ev))
+	}
+	out := make([]*group, 0, len(order))
+	for _, gk := range order {
+		g := byKey[gk]
+		sortGroup(g, w.mode)
+		out = append(out, g)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].table < out[j].table })
+	return out
+}
+
+func (w *writer) groupColumns(tm *tableMap) []string {
+	names := make([]string, 0, numBoundMeta+len(tm.fields))
+	for _, c := range metaColumns[:numBoundMeta] {
+		names = append(names, c.name)
+	}
+	if w.mode == ModeUpsert {
+		// Every column, so that the row is the latest event: columns the
+		// event's schema lacks (removed fields) become NULL.
+		return append(names, w.tables[tm.table].fields...)
+	}
+	for _, c := range tm.fields {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+// row is ev's values in g's column order.
+func (w *writer) row(g *group, ev *event) []any {
+	if w.mode != ModeUpsert {
+		return ev.values
+	}
+	byName := make(map[string]any, len(ev.tm.fields))
+	for i, c := range ev.tm.fields {
+		byName[c.name] = ev.values[numBoundMeta+i]
+	}
+	row := make([]any, len(g.columns))
+	copy(row, ev.values[:numBoundMeta])
+	for i := numBoundMeta; i < len(g.columns); i++ {
+		row[i] = byName[g.columns[i]]
+	}
+	return row
+}
+
+func sortGroup(g *group, mode string) {
+	idx := make([]int, len(g.events))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		if mode == ModeUpsert {
+			return g.events[idx[a]].key < g.events[idx[b]].key
+		}
+		return g.events[idx[a]].id < g.events[idx[b]].id
+	})
+	events := make([]*event, len(idx))
+	rows := make([][]any, len(idx))
+	for i, j := range idx {
+		events[i], rows[i] = g.events[j], g.rows[j]
+	}
+	g.events, g.rows = events, rows
+}
+
+// write stores events in one transaction. When the database refuses a
+// value, it splits the batch in halves until the offending events are
+// alone, writes the rest, and returns the offenders (their err set). Any
+// other failure is returned as is: nothing is known to be stored.
+func (w *writer) write(ctx context.Context, events []*event) (written int64, offenders []*event, err error) {
+	if len(events) == 0 {
+		return 0, nil, nil
+	}
+	for _, ev := range events {
+		if err := w.ensure(ctx, ev.tm); err != nil {
+			return 0, nil, err
+		}
+	}
+	n, err := w.d.write(ctx, w.groups(events), w.mode)
+	if err == nil {
+		return n, nil, nil
+	}
+	if w.d.classify(err) != classEvent {
+		return 0, nil, err
+	}
+	if len(events) == 1 {
+		events[0].err = err
+		return 0, []*event{events[0]}, nil
+	}
+	mid := len(events) / 2
+	n1, off1, err := w.write(ctx, events[:mid])
+	if err != nil {
+		return 0, nil, err
+	}
+	n2, off2, err := w.write(ctx, events[mid:])
+	if err != nil {
+		return 0, nil, err
+	}
+	return n1 + n2, append(slices.Clip(off1), off2...), nil
+}
+
+// isTypeConflict reports whether err is a schema change the table refuses.
+func isTypeConflict(err error) bool {
+	var tc *typeConflictError
+	return errors.As(err, &tc)
+}
