@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the whole test suite, on a fresh machine or a developer's.
+#
+# Starts PostgreSQL, MariaDB and Pulsar on their own ports (scripts/services.sh
+# up, installing what is missing), then runs, in order:
+#   buf lint, a check that the committed gen/ is what buf generates,
+#   buf breaking against the previous commit, go vet, go test -race with the
+#   PIPELINE_TEST_* variables set, and scripts/test-web.sh when the web
+#   dashboard exists.
+# Every step runs even when an earlier one failed; the servers are stopped on
+# any exit; the exit status is non-zero when any step failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+# shellcheck source=lib.sh
+source scripts/lib.sh
+LOG_TAG=test
+
+BUF_MODULE=github.com/bufbuild/buf/cmd/buf@v1.75.0
+
+passed=()
+failed=()
+
+# run_step NAME CMD...: one announced, timed step. It runs in a subshell
+# with `set -e` in force (a function called from `if` or `||` would run with
+# -e silently off) and its failure is recorded, not fatal.
+run_step() {
+	local name=$1 start=$SECONDS rc=0
+	shift
+	printf '\n==== %s\n' "$name"
+	set +e
+	(
+		set -e
+		"$@"
+	)
+	rc=$?
+	set -e
+	if ((rc == 0)); then
+		passed+=("$name")
+		printf '==== %s: ok (%ds)\n' "$name" $((SECONDS - start))
+	else
+		failed+=("$name")
+		printf '==== %s: FAILED, exit %d (%ds)\n' "$name" "$rc" $((SECONDS - start))
+	fi
+}
+
+# buf: pinned, built and cached by the Go toolchain (no BSR access needed).
+buf() { go run "$BUF_MODULE" "$@"; }
+
+step_buf_lint() { buf lint; }
+
+# step_buf_generate: regenerate from proto/ in a scratch copy and compare
+# with gen/, so a stale or hand-edited gen/ fails the run without touching
+# the work tree.
+step_buf_generate() {
+	# Not local: the EXIT trap of this step's subshell still needs it.
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	local f
+	for f in buf.yaml buf.gen.yaml buf.lock buf.work.yaml go.mod go.sum proto; do
+		[[ -e $f ]] && cp -R "$f" "$tmp/"
+	done
+	(cd "$tmp" && buf generate)
+	if ! diff -r -u gen "$tmp/gen" >"$tmp/gen.diff"; then
+		echo "gen/ differs from what buf generates from proto/ (run: go run $BUF_MODULE generate):"
+		head -n 80 "$tmp/gen.diff"
+		return 1
+	fi
+	# The comparison above used the work tree; make sure it is also what is
+	# committed (CI's fresh clone always is).
+	local changes
+	changes=$(git status --porcelain --untracked-files=all -- gen/)
+	if [[ -n $changes ]]; then
+		echo "gen/ has changes that are not committed:"
+		echo "$changes"
+		if [[ ${CI:-} == true ]]; then
+			return 1
+		fi
+		echo "(not a failure outside CI; commit them with the proto/ change)"
+	fi
+	echo "gen/ matches buf generate"
+}
+
+# step_buf_breaking: the API may only change compatibly from one commit to
+# the next. A shallow clone or a first commit has nothing to compare with.
+step_buf_breaking() {
+	if ! git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then
+		echo "skipped: no commit before HEAD in this clone (shallow clone or first commit)"
+		return 0
+	fi
+	if ! git cat-file -e 'HEAD~1:proto' 2>/dev/null; then
+		echo "skipped: HEAD~1 has no proto/"
+		return 0
+	fi
+	local against=".git#ref=HEAD~1"
+	# Without buf.yaml in HEAD~1, compare the proto/ directory itself.
+	git cat-file -e 'HEAD~1:buf.yaml' 2>/dev/null || against=".git#ref=HEAD~1,subdir=proto"
+	echo "buf breaking --against '$against' ($(git log -1 --format='%h %s' HEAD~1))"
+	buf breaking --against "$against"
+}
+
+step_go_vet() { go vet ./...; }
+
+# step_go_test: output goes straight through (the runner's last lines are
+# what a reader needs) and into a log; the exit status is go test's own.
+step_go_test() {
+	local logfile=$PIPELINE_TEST_STATE/logs/go-test.log rc=0
+	mkdir -p "$(dirname "$logfile")"
+	go test -race -count=1 -timeout 40m ./... 2>&1 9>&- | tee "$logfile" || rc=${PIPESTATUS[0]}
+	if ((rc != 0)); then
+		echo "---- failures (full output in $logfile):"
+		grep -E '^(--- FAIL|FAIL|panic:)' "$logfile" | head -n 60 || true
+	fi
+	return "$rc"
+}
+
+step_web() { bash scripts/test-web.sh; }
+
+stop_services() {
+	local rc=$?
+	trap - EXIT
+	echo
+	scripts/services.sh down || log "services.sh down failed; see $PIPELINE_TEST_STATE"
+	exit "$rc"
+}
+
+main() {
+	local start=$SECONDS
+	mkdir -p "$PIPELINE_TEST_STATE"
+	# The servers use fixed ports: two runs at once would share them and one
+	# run's `down` would pull them from under the other.
+	exec 9>"$PIPELINE_TEST_STATE/test.lock"
+	flock -n 9 || die "another scripts/test.sh is running (lock $PIPELINE_TEST_STATE/test.lock)"
+
+	log "repo $repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(go version)"
+	trap stop_services EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	printf '\n==== services up\n'
+	if ! scripts/services.sh up; then
+		die "the test servers did not start; nothing else was run"
+	fi
+	eval "$(scripts/services.sh env)"
+
+	run_step "buf lint" step_buf_lint
+	run_step "buf generate check (gen/ up to date)" step_buf_generate
+	run_step "buf breaking (against HEAD~1)" step_buf_breaking
+	run_step "go vet" step_go_vet
+	run_step "go test -race" step_go_test
+	if [[ -f web/package.json ]]; then
+		if [[ -f scripts/test-web.sh ]]; then
+			run_step "web tests (scripts/test-web.sh)" step_web
+		else
+			printf '\n==== web: web/package.json exists but there is no scripts/test-web.sh; no web tests run\n'
+		fi
+	else
+		printf '\n==== web: no web/package.json; no web tests\n'
+	fi
+
+	local which=
+	if ((${#failed[@]})); then
+		which=$(printf '%s; ' "${failed[@]}")
+		which=" (failed: ${which%; })"
+	fi
+	printf '\n==== SUMMARY: %d steps passed, %d failed%s, %ds in all\n' \
+		"${#passed[@]}" "${#failed[@]}" "$which" $((SECONDS - start))
+	((${#failed[@]} == 0))
+}
+
+main "$@"
