@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,8 +56,9 @@ var ErrUnknownSchema = errors.New("sink: unknown schema")
 
 // Config declares one sink.
 type Config struct {
-	// Name identifies the sink: its subscription is "sink-<Name>" and its
-	// metrics carry it as the "sink" label.
+	// Name identifies the sink (letters, digits, '_', '-'): its
+	// subscription is "sink-<Name>", and its metrics carry it as the
+	// "sink" label.
 	Name string
 	// URL of the database: postgres://..., mysql://user:pass@host:port/db,
 	// sqlite:///abs/path.db or sqlite://relative.db.
@@ -143,13 +145,15 @@ type schemaEntry struct {
 	msgType protoreflect.MessageType
 }
 
-var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+// sinkNameRE keeps sink names usable as subscription names on every bus
+// (JetStream durable names allow no dots).
+var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$`)
 
 // New validates cfg and opens the database. It does not touch the bus
 // until Run.
 func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, error) {
 	if !sinkNameRE.MatchString(cfg.Name) {
-		return nil, fmt.Errorf("sink name %q: want letters, digits, '_', '-' or '.'", cfg.Name)
+		return nil, fmt.Errorf("sink name %q: want letters, digits, '_' or '-'", cfg.Name)
 	}
 	if b == nil || schemas == nil {
 		return nil, fmt.Errorf("sink %s: a bus and a schema source are required", cfg.Name)
@@ -362,7 +366,7 @@ func (s *Sink) provisionDeadLetter(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	sub, err := s.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Name: DeadLetterSubscription, Topics: []string{s.dlqTopic}, Type: bus.Failover, Position: bus.Earliest,
+		Name: DeadLetterSubscription(s.cfg.Name), Topics: []string{s.dlqTopic}, Type: bus.Failover, Position: bus.Earliest,
 	})
 	if err != nil {
 		s.log.Warn("create dead-letter subscription", "topic", s.dlqTopic, "err", err)
@@ -373,9 +377,9 @@ func (s *Sink) provisionDeadLetter(ctx context.Context) {
 	}
 }
 
-// DeadLetterSubscription is the durable subscription each sink keeps on its
+// DeadLetterSubscription names the durable subscription a sink keeps on its
 // dead-letter topic; operators read (and acknowledge) refused events there.
-const DeadLetterSubscription = "dead-letters"
+func DeadLetterSubscription(sinkName string) string { return "sink-" + sinkName + "-dlq" }
 
 func (s *Sink) receive(ctx context.Context, sub bus.Subscription, out chan<- *bus.Delivery) error {
 	for attempt := 0; ; {
@@ -684,7 +688,7 @@ func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
 		for k, v := range ev.delivery.Properties {
 			props[k] = v
 		}
-		props[bus.PropError] = ev.err.Error()
+		props[bus.PropError] = errorProperty(ev.err)
 		props[PropDeadLetterSink] = s.cfg.Name
 		props[PropSourceTopic] = ev.delivery.Topic
 		msg := bus.Message{Topic: s.dlqTopic, Key: ev.delivery.Key, Payload: ev.delivery.Payload, Properties: props}
@@ -710,6 +714,18 @@ func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// errorProperty renders a refusal as one line that every bus can carry.
+func errorProperty(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if len(msg) > 2000 {
+		msg = msg[:2000] + "..."
+	}
+	if msg == "" {
+		msg = "refused"
+	}
+	return msg
 }
 
 // Properties the sink adds to dead-lettered messages, next to bus.PropError.

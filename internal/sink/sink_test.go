@@ -1,0 +1,316 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/jetstream"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("SINK_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func openJetStream(t *testing.T) bus.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := jetstream.Open(ctx, jetstream.Options{DataDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	return b
+}
+
+// runSink starts s.Run and returns a stop function that cancels it and
+// reports what Run returned.
+func runSink(t *testing.T, s *Sink) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stopped := false
+	var result error
+	stop = func() error {
+		if stopped {
+			return result
+		}
+		stopped = true
+		cancel()
+		select {
+		case result = <-done:
+		case <-time.After(60 * time.Second):
+			result = errors.New("Run did not return within 60s of cancellation")
+		}
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// publishEvent publishes what the router would: binary payload, key, and
+// the pipeline's properties.
+func publishEvent(t testing.TB, b bus.Bus, topic, subject string, schemaID int64, eventID, key string, payload []byte) {
+	t.Helper()
+	props := map[string]string{
+		bus.PropSubject:     subject,
+		bus.PropSchemaID:    fmt.Sprint(schemaID),
+		bus.PropContentType: bus.ContentTypeProtobuf,
+	}
+	if eventID != "" {
+		props[bus.PropEventID] = eventID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := b.Publish(ctx, bus.Message{Topic: topic, Key: key, Payload: payload, Properties: props})
+		if err == nil {
+			return
+		}
+		if attempt >= 5 || ctx.Err() != nil {
+			t.Fatalf("publish %s: %v", eventID, err)
+		}
+	}
+}
+
+func marshal(t testing.TB, m protoreflect.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m.Interface())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %v (last: %s)", what, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+// readDeadLetters drains the sink's dead-letter subscription.
+func readDeadLetters(t *testing.T, b bus.Bus, sinkName, dlqTopic string, want int) []*bus.Delivery {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: DeadLetterSubscription(sinkName), Topics: []string{dlqTopic}, Type: bus.Failover})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var out []*bus.Delivery
+	for len(out) < want {
+		d, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatalf("read dead letters: got %d of %d: %v", len(out), want, err)
+		}
+		out = append(out, d)
+	}
+	if err := sub.Ack(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSinkEndToEnd runs the whole path over the embedded JetStream bus:
+// events into a typed table, redeliveries skipped, poison events to the
+// dead-letter topic with their reason, schema evolution, status and
+// metrics.
+func TestSinkEndToEnd(t *testing.T) {
+	v1 := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	v2 := compileMessage(t, map[string]string{"order.proto": eventProtoV2}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		b := openJetStream(t)
+		testSinkEndToEnd(t, b, url, v1, v2)
+	})
+}
+
+func testSinkEndToEnd(t *testing.T, b bus.Bus, url string, v1, v2 protoreflect.MessageDescriptor) {
+	const subject = "shop.orders"
+	topic, err := b.TopicName(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := newMapSchemas(
+		SchemaInfo{Subject: subject, Version: 1, SchemaID: 101, Message: v1},
+		SchemaInfo{Subject: subject, Version: 2, SchemaID: 102, Message: v2},
+	)
+	reg := prometheus.NewRegistry()
+	name := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9)
+	s, err := New(Config{
+		Name: name, URL: url, Subjects: []string{subject}, BatchSize: 64, FlushInterval: 50 * time.Millisecond,
+		Registerer: reg,
+	}, b, schemas, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	// 20 events were committed by an earlier run that crashed before
+	// acknowledging: their redelivery must not add rows.
+	const n = 200
+	d := s.dialect
+	pre := newWriter(d, ModeAppend)
+	tm1 := mapMessage(sqlName(subject), v1)
+	var preEvents []*event
+	for i := range 20 {
+		preEvents = append(preEvents, newTestEvent(t, d, tm1, orderMessage(t, v1, fmt.Sprintf("o-%d", i), int32(i)), fmt.Sprintf("ev-%04d", i), "k", time.Now()))
+	}
+	if _, _, err := pre.write(context.Background(), preEvents); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		publishEvent(t, b, topic, subject, 101, fmt.Sprintf("ev-%04d", i), fmt.Sprintf("k%d", i%7), marshal(t, orderMessage(t, v1, fmt.Sprintf("o-%d", i), int32(i))))
+	}
+	// Poison: undecodable, unknown schema, no event id. Each database
+	// also refuses one of NUL-in-text (PostgreSQL) and NaN (MySQL, SQLite).
+	publishEvent(t, b, topic, subject, 101, "poison-decode", "p", []byte{0xff, 0xff, 0xff})
+	publishEvent(t, b, topic, subject, 999, "poison-schema", "p", marshal(t, orderMessage(t, v1, "x", 1)))
+	publishEvent(t, b, topic, subject, 101, "", "p", marshal(t, orderMessage(t, v1, "x", 1)))
+	nul := orderMessage(t, v1, "a\x00b", 1)
+	publishEvent(t, b, topic, subject, 101, "nul", "p", marshal(t, nul))
+	nan := orderMessage(t, v1, "nan", 1)
+	nan.Set(v1.Fields().ByName("amount"), protoreflect.ValueOfFloat64(math.NaN()))
+	publishEvent(t, b, topic, subject, 101, "nan", "p", marshal(t, nan))
+	// An event of another subject on the same topic is not this sink's.
+	publishEvent(t, b, topic, "other.subject", 101, "other", "p", marshal(t, orderMessage(t, v1, "x", 1)))
+
+	stop := runSink(t, s)
+	table := sqlName(subject)
+	eventually(t, 60*time.Second, "v1 rows and dead letters", func() (bool, string) {
+		st := s.Status(context.Background())
+		rows := countRowsIfExists(t, d, table)
+		return rows == n+1 && st.DeadLettered == 4, fmt.Sprintf("rows=%d status=%+v", rows, st)
+	})
+
+	// v2 adds fields: the table gains columns, all rows are there.
+	for i := range 50 {
+		m := orderMessage(t, v2, fmt.Sprintf("v2-%d", i), int32(i))
+		m.Set(v2.Fields().ByName("channel"), protoreflect.ValueOfString("app"))
+		publishEvent(t, b, topic, subject, 102, fmt.Sprintf("v2-%04d", i), fmt.Sprintf("k%d", i%7), marshal(t, m))
+	}
+	eventually(t, 60*time.Second, "v2 rows", func() (bool, string) {
+		rows := countRows(t, d, table)
+		return rows == n+1+50, fmt.Sprintf("rows=%d", rows)
+	})
+	if v, ok := textOf(t, d, table, "channel", "v2-0007"); !ok || v != "app" {
+		t.Errorf("v2 channel = %q", v)
+	}
+	if v, ok := textOf(t, d, table, "order_id", "ev-0150"); !ok || v != "o-150" {
+		t.Errorf("v1 row order_id = %q", v)
+	}
+	eventually(t, 30*time.Second, "lag drains", func() (bool, string) {
+		st := s.Status(context.Background())
+		return st.Lag == 0, fmt.Sprintf("%+v", st)
+	})
+	st := s.Status(context.Background())
+	if st.State != StateRunning || st.RowsWritten != n+1+50-20 || st.Database != d.kind() {
+		t.Errorf("status = %+v, want running with %d rows written", st, n+1+50-20)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run returned %v after cancellation, want nil", err)
+	}
+	if got := s.Status(context.Background()).State; got != StateStopped {
+		t.Errorf("state after Run = %s, want stopped", got)
+	}
+	if got := metricValue(t, reg, "pipeline_sink_rows_written_total", name); got != float64(n+1+50-20) {
+		t.Errorf("rows metric = %v", got)
+	}
+	if got := metricValue(t, reg, "pipeline_sink_dead_lettered_total", name); got != 4 {
+		t.Errorf("dead-lettered metric = %v", got)
+	}
+
+	dead := readDeadLetters(t, b, name, s.dlqTopic, 4)
+	reasons := map[string]string{}
+	for _, m := range dead {
+		if m.Properties[bus.PropError] == "" || m.Properties[PropDeadLetterSink] != name || m.Properties[PropSourceTopic] != topic {
+			t.Errorf("dead letter without reason/sink/source: %v", m.Properties)
+		}
+		reasons[m.Properties[bus.PropEventID]] = m.Properties[bus.PropError]
+	}
+	refused := "nan"
+	if d.kind() == "postgres" {
+		refused = "nul"
+	}
+	for _, id := range []string{"poison-decode", "poison-schema", "", refused} {
+		if _, ok := reasons[id]; !ok {
+			t.Errorf("event %q not dead-lettered; dead letters: %v", id, reasons)
+		}
+	}
+	t.Logf("dead-letter reasons: %v", reasons)
+}
+
+func countRowsIfExists(t *testing.T, d dialect, table string) int64 {
+	t.Helper()
+	_, exists, err := d.tableColumns(context.Background(), table)
+	if err != nil || !exists {
+		return -1
+	}
+	return countRows(t, d, table)
+}
+
+// metricValue reads one sink's counter or gauge from a registry.
+func metricValue(t *testing.T, reg *prometheus.Registry, metric, sinkName string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != metric {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "sink" && l.GetValue() == sinkName {
+					if c := m.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{sink=%q} not registered", metric, sinkName)
+	return 0
+}
