@@ -113,11 +113,28 @@ func (p *postgres) tableColumns(ctx context.Context, table string) (map[string]s
 }
 
 func (p *postgres) createTable(ctx context.Context, table string, cols []column, mode string) error {
-	stmt := createTableSQL(p, table, cols, mode, "now()", "")
-	if _, err := p.pool.Exec(ctx, stmt); err != nil {
+	if err := p.ddl(ctx, table, createTableSQL(p, table, cols, mode, "now()", "")); err != nil {
 		return fmt.Errorf("create table %s: %w", table, err)
 	}
 	return nil
+}
+
+// ddl runs one DDL statement in a transaction holding an advisory lock on
+// the table's name: concurrent CREATE TABLE IF NOT EXISTS of one name can
+// otherwise fail with a unique violation in pg_type.
+func (p *postgres) ddl(ctx context.Context, table, stmt string) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "pipeline-sink:"+table); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 func (p *postgres) addColumns(ctx context.Context, table string, cols []column) error {
@@ -127,7 +144,7 @@ func (p *postgres) addColumns(ctx context.Context, table string, cols []column) 
 		parts[i] = fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", p.quote(c.name), p.columnType(c))
 	}
 	stmt := fmt.Sprintf("ALTER TABLE %s %s", p.quote(table), strings.Join(parts, ", "))
-	if _, err := p.pool.Exec(ctx, stmt); err != nil {
+	if err := p.ddl(ctx, table, stmt); err != nil {
 		return fmt.Errorf("add columns to %s: %w", table, err)
 	}
 	return nil

@@ -252,8 +252,10 @@ func sortGroup(g *group, mode string) {
 
 // write stores events in one transaction. When the database refuses a
 // value, it splits the batch in halves until the offending events are
-// alone, writes the rest, and returns the offenders (their err set). Any
-// other failure is returned as is: nothing is known to be stored.
+// alone, writes the rest, and returns the offenders (their err set). A
+// returned error always means "hold the batch and retry": nothing is known
+// to be stored, and no event is to blame (DDL races, lost connections,
+// deadlocks, type conflicts).
 func (w *writer) write(ctx context.Context, events []*event) (written int64, offenders []*event, err error) {
 	if len(events) == 0 {
 		return 0, nil, nil
