@@ -1,0 +1,222 @@
+package pulsar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/schemagate/pipeline/internal/bus"
+)
+
+// admin is the little of Pulsar's admin REST API the bus needs. Plain
+// net/http keeps the requests visible (and testable with curl).
+type admin struct {
+	base string // http://host:port, no trailing slash
+	http *http.Client
+}
+
+// errNotFound: the topic does not exist (404).
+var errNotFound = errors.New("not found")
+
+// get decodes the JSON answer of GET base+path into out.
+func (a *admin) get(ctx context.Context, path string, out any) error {
+	if a.base == "" {
+		return errors.New("Options.AdminURL is not set")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return fmt.Errorf("admin request %s: %w", path, err)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin GET %s: %w: %w", path, bus.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin GET %s: read answer: %w", path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return errNotFound
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("admin GET %s: %s: %s: %w", path, resp.Status, bytesHead(body), bus.ErrUnavailable)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("admin GET %s: %s: %s", path, resp.Status, bytesHead(body))
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("admin GET %s: decode: %w", path, err)
+	}
+	return nil
+}
+
+func bytesHead(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// topicStats is the part of TopicStats / PartitionedTopicStats we read.
+type topicStats struct {
+	Subscriptions map[string]struct {
+		MsgBacklog      int64 `json:"msgBacklog"`
+		UnackedMessages int64 `json:"unackedMessages"`
+	} `json:"subscriptions"`
+}
+
+// topicPath turns persistent://t/ns/topic into /admin/v2/persistent/t/ns/topic.
+func topicPath(fullTopic string) (string, error) {
+	rest, ok := strings.CutPrefix(fullTopic, "persistent://")
+	if !ok {
+		return "", fmt.Errorf("topic %q is not persistent://: %w", fullTopic, bus.ErrInvalidTopic)
+	}
+	parts := strings.Split(rest, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return "/admin/v2/persistent/" + strings.Join(parts, "/"), nil
+}
+
+// stats returns a topic's stats, aggregated over partitions for a
+// partitioned topic, or errNotFound.
+func (a *admin) stats(ctx context.Context, fullTopic string) (*topicStats, error) {
+	path, err := topicPath(fullTopic)
+	if err != nil {
+		return nil, err
+	}
+	var st topicStats
+	err = a.get(ctx, path+"/stats", &st)
+	if errors.Is(err, errNotFound) {
+		err = a.get(ctx, path+"/partitioned-stats", &st)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// topics lists the logical persistent topics of the namespace (partitions
+// folded into their topic).
+func (a *admin) topics(ctx context.Context, tenant, namespace string) ([]string, error) {
+	var names []string
+	path := "/admin/v2/persistent/" + url.PathEscape(tenant) + "/" + url.PathEscape(namespace)
+	if err := a.get(ctx, path, &names); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, fmt.Errorf("namespace %s/%s does not exist", tenant, namespace)
+		}
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		n = logicalTopic(n)
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// adminConcurrency bounds parallel admin requests of one Backlog or Stats.
+const adminConcurrency = 8
+
+// Backlog implements bus.Bus: the sum of msgBacklog (entries, C3) of the
+// subscription over the given topics, or over every topic of the namespace
+// when topics is empty. A topic without the subscription counts 0.
+func (b *Bus) Backlog(ctx context.Context, subscription string, topics []string) (int64, error) {
+	if b.isClosed() {
+		return 0, fmt.Errorf("pulsar: backlog: %w", bus.ErrClosed)
+	}
+	full := make([]string, 0, len(topics))
+	for _, t := range topics {
+		name, err := b.TopicName(t)
+		if err != nil {
+			return 0, fmt.Errorf("pulsar: backlog: %w", err)
+		}
+		full = append(full, name)
+	}
+	if len(full) == 0 {
+		var err error
+		if full, err = b.admin.topics(ctx, b.opts.Tenant, b.opts.Namespace); err != nil {
+			return 0, fmt.Errorf("pulsar: backlog of %s: %w", subscription, err)
+		}
+	}
+	backlogs := make([]int64, len(full))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(adminConcurrency)
+	for i, t := range full {
+		g.Go(func() error {
+			st, err := b.admin.stats(gctx, t)
+			if errors.Is(err, errNotFound) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("stats of %s: %w", t, err)
+			}
+			if s, ok := st.Subscriptions[subscription]; ok {
+				backlogs[i] = s.MsgBacklog
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, fmt.Errorf("pulsar: backlog of %s: %w", subscription, err)
+	}
+	var sum int64
+	for _, n := range backlogs {
+		sum += n
+	}
+	return sum, nil
+}
+
+// Stats implements bus.Bus: every persistent topic of the namespace with
+// its subscriptions' msgBacklog (entries, C3).
+func (b *Bus) Stats(ctx context.Context) ([]bus.TopicStats, error) {
+	if b.isClosed() {
+		return nil, fmt.Errorf("pulsar: stats: %w", bus.ErrClosed)
+	}
+	topics, err := b.admin.topics(ctx, b.opts.Tenant, b.opts.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("pulsar: stats: %w", err)
+	}
+	out := make([]bus.TopicStats, len(topics))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(adminConcurrency)
+	for i, t := range topics {
+		g.Go(func() error {
+			out[i] = bus.TopicStats{Topic: t, Subscriptions: map[string]int64{}}
+			st, err := b.admin.stats(gctx, t)
+			if errors.Is(err, errNotFound) {
+				return nil // deleted since it was listed
+			}
+			if err != nil {
+				return fmt.Errorf("stats of %s: %w", t, err)
+			}
+			for name, s := range st.Subscriptions {
+				out[i].Subscriptions[name] = s.MsgBacklog
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("pulsar: stats: %w", err)
+	}
+	return out, nil
+}
+
+func (b *Bus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}

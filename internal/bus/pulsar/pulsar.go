@@ -1,0 +1,478 @@
+// Package pulsar is the production bus: Apache Pulsar through
+// pulsar-client-go, configured after docs PITFALLS.md sections A to C.
+//
+// Producing (A1-A8): one producer per topic, created on first use and
+// shared; key-based batching with every batching option set explicitly;
+// a full queue fails fast (bus.ErrQueueFull) instead of blocking; sends
+// whose fate the client cannot know (send timeout, producer closed,
+// connection lost, caller's deadline) are bus.ErrOutcomeUnknown, so the
+// caller retries with the same event id and the sinks deduplicate.
+// Producers and consumers use separate pulsar.Client instances, so a
+// consumer's memory use never blocks a send (A6).
+//
+// Consuming (B1-B5, C1): Key_Shared (or Failover) subscriptions starting at
+// Earliest, acknowledgements confirmed by the broker (AckWithResponse) and
+// sent as one AckIDList per batch, batch-index acknowledgement left off
+// (a nacked or partly acked batch entry is redelivered whole), an explicit
+// one-second nack delay, never cumulative acks.
+//
+// AllTopics subscriptions use a regex over the namespace
+// (persistent://<tenant>/<namespace>/.*). Limitation: topics created after
+// the subscription are found by polling every AutoDiscoveryPeriod, so their
+// first messages arrive up to that long late (they are not lost: discovered
+// topics start at Earliest too). Non-persistent topics and other namespaces
+// are not covered.
+//
+// Backlog and Stats come from the admin REST API and count entries (a
+// batch is one entry), not events (C3).
+package pulsar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+
+	"github.com/schemagate/pipeline/internal/bus"
+)
+
+// Defaults of Options, chosen from the measurements in PITFALLS.md (A6, A7).
+const (
+	DefaultTenant                  = "public"
+	DefaultNamespace               = "default"
+	DefaultBatchingMaxPublishDelay = time.Millisecond
+	DefaultBatchingMaxMessages     = 1000
+	DefaultBatchingMaxSize         = 128 << 10
+	DefaultMaxPendingMessages      = 10000
+	DefaultSendTimeout             = 10 * time.Second
+	DefaultAutoDiscoveryPeriod     = 5 * time.Second
+	// NackDelay is the redelivery delay after Nack (the client's default
+	// of one minute would stall retries, B5).
+	NackDelay = time.Second
+	// DefaultReceiverQueue is the number of messages fetched ahead of Receive.
+	DefaultReceiverQueue = 1000
+	// FlushTimeout bounds the flush of each producer in Close when the
+	// caller's context has no earlier deadline.
+	FlushTimeout = 10 * time.Second
+)
+
+// Options configures Open. Zero values take the defaults above.
+type Options struct {
+	// URL of the brokers, e.g. pulsar://127.0.0.1:6650.
+	URL string
+	// AdminURL of the admin REST API, e.g. http://127.0.0.1:8080; needed
+	// by Backlog and Stats only.
+	AdminURL string
+	// Tenant and Namespace hold short-named topics.
+	Tenant, Namespace string
+	// Compression of batches: "none" (default), "lz4" or "zstd".
+	Compression string
+	// BatchingMaxPublishDelay: how long a batch waits for more messages.
+	// It is also the floor of Publish latency at low load.
+	BatchingMaxPublishDelay time.Duration
+	// BatchingMaxMessages and BatchingMaxSize (bytes) bound one batch.
+	BatchingMaxMessages int
+	BatchingMaxSize     int
+	// MaxPendingMessages bounds the sends awaiting the broker per topic;
+	// above it Publish returns bus.ErrQueueFull at once.
+	MaxPendingMessages int
+	// SendTimeout: a send the broker has not confirmed by then is failed
+	// with bus.ErrOutcomeUnknown. Keep it below the callers' deadlines.
+	SendTimeout time.Duration
+	// AutoDiscoveryPeriod is how often an AllTopics subscription looks for
+	// new topics.
+	AutoDiscoveryPeriod time.Duration
+	// Logger receives the adapter's and the client library's logs.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.URL == "" {
+		return errors.New("pulsar: Options.URL is required")
+	}
+	if o.Tenant == "" {
+		o.Tenant = DefaultTenant
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if !validPathPart(o.Tenant) || !validPathPart(o.Namespace) {
+		return fmt.Errorf("pulsar: tenant %q / namespace %q: only letters, digits and -_.=: allowed", o.Tenant, o.Namespace)
+	}
+	if o.BatchingMaxPublishDelay <= 0 {
+		o.BatchingMaxPublishDelay = DefaultBatchingMaxPublishDelay
+	}
+	if o.BatchingMaxMessages <= 0 {
+		o.BatchingMaxMessages = DefaultBatchingMaxMessages
+	}
+	if o.BatchingMaxSize <= 0 {
+		o.BatchingMaxSize = DefaultBatchingMaxSize
+	}
+	if o.MaxPendingMessages <= 0 {
+		o.MaxPendingMessages = DefaultMaxPendingMessages
+	}
+	if o.MaxPendingMessages < o.BatchingMaxMessages {
+		// A batch that can never fill would wait for its delay every time (A6).
+		return fmt.Errorf("pulsar: MaxPendingMessages %d is below BatchingMaxMessages %d", o.MaxPendingMessages, o.BatchingMaxMessages)
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = DefaultSendTimeout
+	}
+	if o.AutoDiscoveryPeriod <= 0 {
+		o.AutoDiscoveryPeriod = DefaultAutoDiscoveryPeriod
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+func compressionType(name string) (pulsarclient.CompressionType, error) {
+	switch strings.ToLower(name) {
+	case "", "none":
+		return pulsarclient.NoCompression, nil
+	case "lz4":
+		return pulsarclient.LZ4, nil
+	case "zstd":
+		return pulsarclient.ZSTD, nil
+	}
+	return 0, fmt.Errorf("pulsar: compression %q: want none, lz4 or zstd", name)
+}
+
+// Bus is the Pulsar adapter. It is safe for concurrent use.
+type Bus struct {
+	opts        Options
+	compression pulsarclient.CompressionType
+	log         *slog.Logger
+	admin       *admin
+
+	producerClient pulsarclient.Client
+	consumerClient pulsarclient.Client
+
+	mu        sync.Mutex
+	closed    bool
+	producers map[string]*producerEntry
+	subs      map[*subscription]struct{}
+	inflight  sync.WaitGroup // Publish and Subscribe calls in progress
+	creators  sync.WaitGroup // goroutines creating producers and consumers
+}
+
+// producerEntry is a topic's shared producer, or its creation in progress.
+type producerEntry struct {
+	ready    chan struct{} // closed once producer or err is set
+	producer pulsarclient.Producer
+	err      error
+}
+
+var _ bus.Bus = (*Bus)(nil)
+
+// Open creates the clients. It does not contact the broker: producers and
+// consumers connect on first use, so the bus opens while Pulsar is still
+// starting.
+func Open(ctx context.Context, opts Options) (*Bus, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	comp, err := compressionType(opts.Compression)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pulsar: open: %w", err)
+	}
+	log := opts.Logger.With("bus", "pulsar")
+	b := &Bus{
+		opts:        opts,
+		compression: comp,
+		log:         log,
+		admin:       &admin{base: strings.TrimRight(opts.AdminURL, "/"), http: &http.Client{Timeout: 15 * time.Second}},
+		producers:   map[string]*producerEntry{},
+		subs:        map[*subscription]struct{}{},
+	}
+	clientOpts := func(role string) pulsarclient.ClientOptions {
+		return pulsarclient.ClientOptions{
+			URL:               opts.URL,
+			ConnectionTimeout: 5 * time.Second,
+			// Bounds creating a producer or consumer and each admin-like
+			// RPC (ack with response, close).
+			OperationTimeout: opts.SendTimeout,
+			Logger:           pulsarlog.NewLoggerWithSlog(log.With("client", role)),
+		}
+	}
+	b.producerClient, err = pulsarclient.NewClient(clientOpts("producer"))
+	if err != nil {
+		return nil, fmt.Errorf("pulsar: producer client for %s: %w", opts.URL, err)
+	}
+	b.consumerClient, err = pulsarclient.NewClient(clientOpts("consumer"))
+	if err != nil {
+		b.producerClient.Close()
+		return nil, fmt.Errorf("pulsar: consumer client for %s: %w", opts.URL, err)
+	}
+	return b, nil
+}
+
+// Kind implements bus.Bus.
+func (b *Bus) Kind() string { return "pulsar" }
+
+// TopicName implements bus.Bus: a short name goes under
+// persistent://<tenant>/<namespace>/; a full persistent:// name of any
+// tenant and namespace is returned unchanged.
+func (b *Bus) TopicName(name string) (string, error) {
+	if rest, ok := strings.CutPrefix(name, "persistent://"); ok {
+		parts := strings.Split(rest, "/")
+		if len(parts) != 3 || !validPathPart(parts[0]) || !validPathPart(parts[1]) {
+			return "", fmt.Errorf("pulsar: topic %q: want persistent://tenant/namespace/topic: %w", name, bus.ErrInvalidTopic)
+		}
+		if err := bus.ValidateShortName(parts[2]); err != nil {
+			return "", fmt.Errorf("pulsar: %w", err)
+		}
+		return name, nil
+	}
+	if strings.Contains(name, "://") {
+		return "", fmt.Errorf("pulsar: topic %q: only persistent:// topics are supported: %w", name, bus.ErrInvalidTopic)
+	}
+	if err := bus.ValidateShortName(name); err != nil {
+		return "", fmt.Errorf("pulsar: %w", err)
+	}
+	return "persistent://" + b.opts.Tenant + "/" + b.opts.Namespace + "/" + name, nil
+}
+
+// validPathPart checks a tenant or namespace name (Pulsar's own rule).
+func validPathPart(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.=:", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// enter registers a call that Close waits for; false once closed.
+func (b *Bus) enter() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.inflight.Add(1)
+	return true
+}
+
+// Publish implements bus.Publisher: SendAsync, then wait for the broker's
+// receipt or the end of ctx.
+func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
+	topic, err := b.TopicName(msg.Topic)
+	if err != nil {
+		return fmt.Errorf("pulsar: publish: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pulsar: publish to %s: nothing sent: %w", topic, err)
+	}
+	if !b.enter() {
+		return fmt.Errorf("pulsar: publish: %w", bus.ErrClosed)
+	}
+	defer b.inflight.Done()
+
+	producer, err := b.producer(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("pulsar: publish to %s: %w", topic, err)
+	}
+	// The callback runs on the connection's goroutine: it must never block
+	// (A4), so it only drops the result into this call's own buffer.
+	result := make(chan error, 1)
+	producer.SendAsync(ctx, &pulsarclient.ProducerMessage{
+		Payload:    msg.Payload,
+		Key:        msg.Key,
+		Properties: maps.Clone(msg.Properties),
+	}, func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
+		select {
+		case result <- err:
+		default:
+		}
+	})
+	select {
+	case err := <-result:
+		if err == nil {
+			return nil
+		}
+		return fmt.Errorf("pulsar: publish to %s: %w", topic, b.sendError(topic, producer, err))
+	case <-ctx.Done():
+		// Enqueued: the broker may still persist it (A5).
+		return fmt.Errorf("pulsar: publish to %s: %w: %w", topic, bus.ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// sendError maps a failed send onto the port's sentinels (A1, A5, A6),
+// keeping the cause, and drops a producer the client has closed for good
+// so the next Publish creates a new one.
+func (b *Bus) sendError(topic string, producer pulsarclient.Producer, err error) error {
+	switch {
+	case errors.Is(err, pulsarclient.ErrSendQueueIsFull), errors.Is(err, pulsarclient.ErrMemoryBufferIsFull):
+		return fmt.Errorf("%w: %w", bus.ErrQueueFull, err)
+	case errors.Is(err, pulsarclient.ErrMessageTooLarge), errors.Is(err, pulsarclient.ErrMetaTooLarge),
+		errors.Is(err, pulsarclient.ErrInvalidMessage), errors.Is(err, pulsarclient.ErrSchema):
+		return fmt.Errorf("%w: %w", bus.ErrInvalidMessage, err)
+	case errors.Is(err, pulsarclient.ErrProducerClosed), errors.Is(err, pulsarclient.ErrTopicNotfound),
+		errors.Is(err, pulsarclient.ErrTopicTerminated):
+		b.dropProducer(topic, producer)
+	}
+	// Everything else happened after the message was handed to the client:
+	// the broker may have stored it.
+	return fmt.Errorf("%w: %w", bus.ErrOutcomeUnknown, err)
+}
+
+// producer returns the topic's shared producer, creating it once. Creation
+// runs in a goroutine of the bus (the client's call takes no context), so a
+// caller whose ctx ends stops waiting without leaving a second producer.
+func (b *Bus) producer(ctx context.Context, topic string) (pulsarclient.Producer, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, bus.ErrClosed
+	}
+	e := b.producers[topic]
+	if e != nil {
+		select {
+		case <-e.ready:
+			if e.err != nil {
+				e = nil // the last attempt failed: try again
+			}
+		default:
+		}
+	}
+	if e == nil {
+		e = &producerEntry{ready: make(chan struct{})}
+		b.producers[topic] = e
+		b.creators.Add(1)
+		go b.createProducer(topic, e)
+	}
+	b.mu.Unlock()
+
+	select {
+	case <-e.ready:
+		if e.err != nil {
+			return nil, fmt.Errorf("%w: create producer: %w", bus.ErrUnavailable, e.err)
+		}
+		return e.producer, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: producer not ready, nothing sent: %w", bus.ErrUnavailable, ctx.Err())
+	}
+}
+
+func (b *Bus) createProducer(topic string, e *producerEntry) {
+	defer b.creators.Done()
+	p, err := b.producerClient.CreateProducer(pulsarclient.ProducerOptions{
+		Topic:                   topic,
+		SendTimeout:             b.opts.SendTimeout,
+		DisableBlockIfQueueFull: true,
+		MaxPendingMessages:      b.opts.MaxPendingMessages,
+		CompressionType:         b.compression,
+		DisableBatching:         false,
+		BatchingMaxPublishDelay: b.opts.BatchingMaxPublishDelay,
+		BatchingMaxMessages:     uint(b.opts.BatchingMaxMessages),
+		BatchingMaxSize:         uint(b.opts.BatchingMaxSize),
+		BatcherBuilderType:      pulsarclient.KeyBasedBatchBuilder,
+		// MaxReconnectToBroker nil: reconnect forever.
+	})
+	if err != nil {
+		b.log.Warn("create producer failed", "topic", topic, "err", err)
+	}
+	b.mu.Lock()
+	e.producer, e.err = p, err
+	close(e.ready)
+	b.mu.Unlock()
+}
+
+// dropProducer forgets a producer the client closed (topic deleted or
+// terminated, fatal error) unless it was already replaced.
+func (b *Bus) dropProducer(topic string, p pulsarclient.Producer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	if e := b.producers[topic]; e != nil && e.producer == p {
+		delete(b.producers, topic)
+		b.log.Warn("producer closed by the client; the next publish creates a new one", "topic", topic)
+		go p.Close() // already closed; this only releases what is left
+	}
+}
+
+// Close implements bus.Bus: it stops accepting calls, waits for publishes
+// in flight, flushes every producer (bounded by ctx and FlushTimeout), then
+// closes producers, subscriptions and both clients (A3). A second Close
+// returns nil.
+func (b *Bus) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	subs := make([]*subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+
+	var errs []error
+	if err := waitCtx(ctx, &b.inflight); err != nil {
+		errs = append(errs, fmt.Errorf("pulsar: close: calls still in flight: %w", err))
+	}
+	if err := waitCtx(ctx, &b.creators); err != nil {
+		errs = append(errs, fmt.Errorf("pulsar: close: producer creation still running: %w", err))
+	}
+	b.mu.Lock()
+	entries := make(map[string]*producerEntry, len(b.producers))
+	maps.Copy(entries, b.producers)
+	b.mu.Unlock()
+	for topic, e := range entries {
+		select {
+		case <-e.ready:
+		default:
+			continue // still being created after ctx ended; the client's Close releases it
+		}
+		if e.producer == nil {
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, FlushTimeout)
+		if err := e.producer.FlushWithCtx(fctx); err != nil {
+			errs = append(errs, fmt.Errorf("pulsar: close: flush %s: %w", topic, err))
+		}
+		cancel()
+		e.producer.Close()
+	}
+	for _, s := range subs {
+		if err := s.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.producerClient.Close()
+	b.consumerClient.Close()
+	return errors.Join(errs...)
+}
+
+// waitCtx waits for wg or the end of ctx. The helper goroutine ends when wg
+// does, which the bus's own bounded operations guarantee.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
