@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/bus/jetstream"
+	"github.com/schemagate/pipeline/internal/bus/pulsar"
+	"github.com/schemagate/pipeline/internal/testenv"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -161,12 +164,46 @@ func TestSinkEndToEnd(t *testing.T) {
 	v2 := compileMessage(t, map[string]string{"order.proto": eventProtoV2}, "shop.v1.OrderCreated")
 	forEachDB(t, func(t *testing.T, url string) {
 		b := openJetStream(t)
-		testSinkEndToEnd(t, b, url, v1, v2)
+		testSinkEndToEnd(t, b, url, "shop.orders", v1, v2)
 	})
 }
 
-func testSinkEndToEnd(t *testing.T, b bus.Bus, url string, v1, v2 protoreflect.MessageDescriptor) {
-	const subject = "shop.orders"
+// TestSinkEndToEndPulsar is the same path with Pulsar as the bus.
+func TestSinkEndToEndPulsar(t *testing.T) {
+	v1 := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	v2 := compileMessage(t, map[string]string{"order.proto": eventProtoV2}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		b := openPulsar(t)
+		testSinkEndToEnd(t, b, url, uniqueName("sinktest.orders"), v1, v2)
+	})
+}
+
+func openPulsar(t *testing.T) bus.Bus {
+	t.Helper()
+	serviceURL, adminURL := testenv.Pulsar(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := pulsar.Open(ctx, pulsar.Options{URL: serviceURL, AdminURL: adminURL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	return b
+}
+
+var nameSeq atomic.Int64
+
+// uniqueName keeps topics and subscriptions of this run apart from other
+// runs on the shared broker.
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d-%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9, nameSeq.Add(1))
+}
+
+func testSinkEndToEnd(t *testing.T, b bus.Bus, url, subject string, v1, v2 protoreflect.MessageDescriptor) {
 	topic, err := b.TopicName(subject)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +213,7 @@ func testSinkEndToEnd(t *testing.T, b bus.Bus, url string, v1, v2 protoreflect.M
 		SchemaInfo{Subject: subject, Version: 2, SchemaID: 102, Message: v2},
 	)
 	reg := prometheus.NewRegistry()
-	name := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e9)
+	name := uniqueName("e2e")
 	s, err := New(Config{
 		Name: name, URL: url, Subjects: []string{subject}, BatchSize: 64, FlushInterval: 50 * time.Millisecond,
 		Registerer: reg,
