@@ -623,8 +623,8 @@ func fieldSameJSONName(r *bufReport, previous, current *bufImage) {
 }
 
 // enumValueSameName is buf's ENUM_VALUE_SAME_NAME
-// (handleBreakingEnumValueSameName): every name a number has now must have
-// been a name of that number before (JSON carries enum value names).
+// (handleBreakingEnumValueSameName): every name a number had must still name
+// it (JSON carries enum value names); new aliases are fine.
 func enumValueSameName(r *bufReport, previous, current *bufImage) {
 	forEachEnumPair(previous, current, func(pe, ce protoreflect.EnumDescriptor) {
 		prevByNumber := enumValuesByNumber(pe)
@@ -636,9 +636,12 @@ func enumValueSameName(r *bufReport, previous, current *bufImage) {
 			}
 			prevNames := sortedValueNames(prevByNumber[number])
 			names := sortedValueNames(curValues)
+			// buf's comment says the opposite, but its code
+			// (xslices.ElementsContained(names, previousNames)) requires
+			// every previous name to remain; aliases may be added.
 			contained := true
-			for _, n := range names {
-				if !slices.Contains(prevNames, n) {
+			for _, n := range prevNames {
+				if !slices.Contains(names, n) {
 					contained = false
 				}
 			}

@@ -199,7 +199,22 @@ func location(d protoreflect.Descriptor) string {
 	if file == nil {
 		return name
 	}
-	loc := file.SourceLocations().ByDescriptor(d)
+	// Map entries are synthesized and have no source: point at the map field,
+	// as buf does.
+	positioned := d
+	if f, ok := d.(protoreflect.FieldDescriptor); ok && !f.IsExtension() && f.ContainingMessage().IsMapEntry() {
+		positioned = f.ContainingMessage()
+	}
+	if m, ok := positioned.(protoreflect.MessageDescriptor); ok && m.IsMapEntry() {
+		if parent, ok := m.Parent().(protoreflect.MessageDescriptor); ok {
+			for i := range parent.Fields().Len() {
+				if f := parent.Fields().Get(i); f.IsMap() && f.Message().FullName() == m.FullName() {
+					positioned = f
+				}
+			}
+		}
+	}
+	loc := file.SourceLocations().ByDescriptor(positioned)
 	if loc.Path == nil && loc.StartLine == 0 && loc.StartColumn == 0 {
 		return name + " (" + file.Path() + ")"
 	}
