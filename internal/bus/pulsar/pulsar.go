@@ -33,12 +33,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
+	"github.com/apache/pulsar-client-go/pulsar/backoff"
 	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
 
 	"github.com/schemagate/pipeline/internal/bus"
@@ -59,6 +61,10 @@ const (
 	NackDelay = time.Second
 	// DefaultReceiverQueue is the number of messages fetched ahead of Receive.
 	DefaultReceiverQueue = 1000
+	// MaxReconnectBackoff caps the wait between reconnection attempts (the
+	// client's own cap is a minute, which would keep a recovered broker
+	// unused for up to a minute).
+	MaxReconnectBackoff = 5 * time.Second
 	// FlushTimeout bounds the flush of each producer in Close when the
 	// caller's context has no earlier deadline.
 	FlushTimeout = 10 * time.Second
@@ -84,8 +90,9 @@ type Options struct {
 	// MaxPendingMessages bounds the sends awaiting the broker per topic;
 	// above it Publish returns bus.ErrQueueFull at once.
 	MaxPendingMessages int
-	// SendTimeout: a send the broker has not confirmed by then is failed
-	// with bus.ErrOutcomeUnknown. Keep it below the callers' deadlines.
+	// SendTimeout bounds a whole Publish call: a send the broker has not
+	// confirmed by then is bus.ErrOutcomeUnknown, a producer not created by
+	// then bus.ErrUnavailable. Keep it below the callers' deadlines.
 	SendTimeout time.Duration
 	// AutoDiscoveryPeriod is how often an AllTopics subscription looks for
 	// new topics.
@@ -285,6 +292,11 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 	}
 	defer b.inflight.Done()
 
+	// One bound for the whole call, producer creation included: the
+	// client's own send timeout fires only on its next timer tick, up to
+	// twice SendTimeout after the send.
+	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
+	defer cancel()
 	producer, err := b.producer(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("pulsar: publish to %s: %w", topic, err)
@@ -385,6 +397,7 @@ func (b *Bus) createProducer(topic string, e *producerEntry) {
 		BatchingMaxSize:         uint(b.opts.BatchingMaxSize),
 		BatcherBuilderType:      pulsarclient.KeyBasedBatchBuilder,
 		// MaxReconnectToBroker nil: reconnect forever.
+		BackOffPolicyFunc: newReconnectBackoff,
 	})
 	if err != nil {
 		b.log.Warn("create producer failed", "topic", topic, "err", err)
@@ -463,6 +476,22 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.consumerClient.Close()
 	return errors.Join(errs...)
 }
+
+// reconnectBackoff doubles from 100 ms up to MaxReconnectBackoff, with up
+// to 20 % jitter so many clients do not reconnect in lockstep.
+type reconnectBackoff struct{ delay time.Duration }
+
+func newReconnectBackoff() backoff.Policy { return &reconnectBackoff{} }
+
+func (r *reconnectBackoff) Next() time.Duration {
+	r.delay = min(max(2*r.delay, 100*time.Millisecond), MaxReconnectBackoff)
+	return r.delay + time.Duration(rand.Int64N(int64(r.delay)/5+1))
+}
+
+// IsMaxBackoffReached only feeds the client's metrics.
+func (r *reconnectBackoff) IsMaxBackoffReached() bool { return r.delay >= MaxReconnectBackoff }
+
+func (r *reconnectBackoff) Reset() { r.delay = 0 }
 
 // waitCtx waits for wg or the end of ctx. The helper goroutine ends when wg
 // does, which the bus's own bounded operations guarantee.

@@ -30,6 +30,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Sub
 		AckWithResponse:                true,
 		EnableBatchIndexAcknowledgment: false,
 		ReceiverQueueSize:              opts.ReceiverQueue,
+		BackOffPolicyFunc:              newReconnectBackoff,
 	}
 	if co.ReceiverQueueSize <= 0 {
 		co.ReceiverQueueSize = DefaultReceiverQueue
