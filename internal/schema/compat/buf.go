@@ -296,7 +296,7 @@ func fieldDescriptionWithName(f protoreflect.FieldDescriptor, name string) strin
 	}
 	kind, message := "Field", string(f.ContainingMessage().Name())
 	if f.IsExtension() {
-		kind, message = "Extension", "."+string(f.ContainingMessage().FullName())
+		kind, message = "Extension", string(f.ContainingMessage().FullName())
 	}
 	return fmt.Sprintf("%s %q%s on message %q", kind, strconv.Itoa(int(f.Number())), name, message)
 }
@@ -731,6 +731,8 @@ func fieldSameOneof(r *bufReport, previous, current *bufImage) {
 		case po == nil && co == nil:
 		case po != nil && co != nil:
 			if po.Name() != co.Name() {
+				// buf prints a stray 'q' after the description (a %sq
+				// verb); we leave it out.
 				r.add(cf, `%s moved from oneof %q to oneof %q.`, fieldDescription(cf), po.Name(), co.Name())
 			}
 		default:
@@ -1100,7 +1102,7 @@ func idempotencyLevel(m protoreflect.MethodDescriptor) descriptorpb.MethodOption
 func rpcSameRequestType(r *bufReport, previous, current *bufImage) {
 	forEachMethodPair(previous, current, func(pm, cm protoreflect.MethodDescriptor) {
 		if pm.Input().FullName() != cm.Input().FullName() {
-			r.add(cm, `RPC %q on service %q changed request type from %q to %q.`, cm.Name(), cm.Parent().Name(), "."+pm.Input().FullName(), "."+cm.Input().FullName())
+			r.add(cm, `RPC %q on service %q changed request type from %q to %q.`, cm.Name(), cm.Parent().Name(), pm.Input().FullName(), cm.Input().FullName())
 		}
 	})
 }
@@ -1109,7 +1111,7 @@ func rpcSameRequestType(r *bufReport, previous, current *bufImage) {
 func rpcSameResponseType(r *bufReport, previous, current *bufImage) {
 	forEachMethodPair(previous, current, func(pm, cm protoreflect.MethodDescriptor) {
 		if pm.Output().FullName() != cm.Output().FullName() {
-			r.add(cm, `RPC %q on service %q changed response type from %q to %q.`, cm.Name(), cm.Parent().Name(), "."+pm.Output().FullName(), "."+cm.Output().FullName())
+			r.add(cm, `RPC %q on service %q changed response type from %q to %q.`, cm.Name(), cm.Parent().Name(), pm.Output().FullName(), cm.Output().FullName())
 		}
 	})
 }

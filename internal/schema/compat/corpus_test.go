@@ -80,8 +80,9 @@ func realBuf(t *testing.T) string {
 }
 
 // bufBreaking runs `buf breaking newDir --against oldDir` for one category
-// and returns the rule IDs it reports, sorted, one per annotation.
-func bufBreaking(t *testing.T, buf, newDir, oldDir, category string) []string {
+// and returns the rule IDs it reports, sorted, one per annotation, and the
+// annotations as "RULE: message", sorted.
+func bufBreaking(t *testing.T, buf, newDir, oldDir, category string) (rules, messages []string) {
 	t.Helper()
 	config := fmt.Sprintf(`{"version":"v2","breaking":{"use":[%q]}}`, category)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -97,7 +98,7 @@ func bufBreaking(t *testing.T, buf, newDir, oldDir, category string) []string {
 	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 100) {
 		t.Fatalf("buf breaking %s --against %s (%s): %v\n%s%s", newDir, oldDir, category, err, stdout.String(), stderr.String())
 	}
-	rules := []string{}
+	rules = []string{}
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		if line == "" {
 			continue
@@ -112,9 +113,23 @@ func bufBreaking(t *testing.T, buf, newDir, oldDir, category string) []string {
 			t.Fatalf("buf output line %q: %v", line, err)
 		}
 		rules = append(rules, annotation.Type)
+		// buf v1.75.0 formats FIELD_SAME_ONEOF with "%sq moved", leaving a
+		// stray q that our wording omits.
+		message := strings.Replace(annotation.Message, `"q moved from oneof`, `" moved from oneof`, 1)
+		messages = append(messages, annotation.Type+": "+message)
 	}
 	sort.Strings(rules)
-	return rules
+	sort.Strings(messages)
+	return rules, messages
+}
+
+func ruleMessages(vs []Violation) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.Rule+": "+v.Message)
+	}
+	sort.Strings(out)
+	return out
 }
 
 type corpusExpect struct {
@@ -309,11 +324,14 @@ func TestCorpusAgainstBuf(t *testing.T) {
 					t.Fatal(err)
 				}
 				for category, mode := range bufCategories {
-					want := bufBreaking(t, buf, newDir, oldDir, category)
+					want, wantMessages := bufBreaking(t, buf, newDir, oldDir, category)
 					golden[key][category] = want
-					got := ruleIDs(Check(mode, []Schema{c.versions[p[1]-1]}, c.versions[p[0]-1]))
-					if !slices.Equal(got, want) {
+					violations := Check(mode, []Schema{c.versions[p[1]-1]}, c.versions[p[0]-1])
+					if got := ruleIDs(violations); !slices.Equal(got, want) {
 						t.Errorf("%s %s: ours %v, buf %v", key, category, got, want)
+					} else if gotMessages := ruleMessages(violations); !slices.Equal(gotMessages, wantMessages) {
+						// Same verdict and rules; the wording should match too.
+						t.Errorf("%s %s: messages differ:\nours %q\nbuf  %q", key, category, gotMessages, wantMessages)
 					}
 				}
 			}
