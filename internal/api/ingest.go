@@ -1,0 +1,152 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"connectrpc.com/connect"
+
+	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/router"
+)
+
+// IngestService serves pipeline.v1.IngestService from a router.
+type IngestService struct {
+	Router *router.Router
+	// MaxBatch bounds the events of one PublishBatch (default 1000).
+	MaxBatch int
+	// MaxInFlight bounds the events of one PublishStream awaiting the bus (default 1000).
+	MaxInFlight int
+}
+
+var _ pipelinev1connect.IngestServiceHandler = (*IngestService)(nil)
+
+func event(m *pipelinev1.PublishRequest) router.Event {
+	ev := router.Event{Subject: m.GetSubject(), Key: m.GetKey(), EventID: m.GetEventId(), Headers: m.GetHeaders(), SchemaID: m.GetSchemaId()}
+	switch p := m.GetPayload().(type) {
+	case *pipelinev1.PublishRequest_Json:
+		ev.IsJSON, ev.JSON = true, p.Json
+	case *pipelinev1.PublishRequest_Binary:
+		ev.Binary = p.Binary
+		if ev.Binary == nil {
+			ev.Binary = []byte{} // an empty message is a valid binary payload
+		}
+	}
+	return ev
+}
+
+// Publish validates and publishes one event.
+func (s *IngestService) Publish(ctx context.Context, req *connect.Request[pipelinev1.PublishRequest]) (*connect.Response[pipelinev1.PublishResponse], error) {
+	res, err := s.Router.Publish(ctx, event(req.Msg))
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(&pipelinev1.PublishResponse{EventId: res.EventID, SchemaId: res.SchemaID, Topics: res.Topics}), nil
+}
+
+func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
+	if err != nil {
+		return &pipelinev1.PublishResult{Index: int32(i), Error: eventError(err)}
+	}
+	return &pipelinev1.PublishResult{Index: int32(i), EventId: res.EventID, SchemaId: res.SchemaID, Topics: res.Topics}
+}
+
+// PublishBatch publishes every event of the batch concurrently (the bus
+// batches them) and answers for each.
+func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[pipelinev1.PublishBatchRequest]) (*connect.Response[pipelinev1.PublishBatchResponse], error) {
+	maxBatch := s.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = 1000
+	}
+	events := req.Msg.GetEvents()
+	if len(events) == 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("the batch has no events"))
+	}
+	if len(events) > maxBatch {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the batch has %d events; at most %d", len(events), maxBatch))
+	}
+	out := &pipelinev1.PublishBatchResponse{Results: make([]*pipelinev1.PublishResult, len(events))}
+	var wg sync.WaitGroup
+	for i, m := range events {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.Router.Publish(ctx, event(m))
+			out.Results[i] = result(i, res, err)
+		}()
+	}
+	wg.Wait()
+	for _, r := range out.Results {
+		if r.Error != nil {
+			out.Failed++
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+// PublishStream publishes events as they arrive, many in flight at once,
+// and answers each in the order it came.
+func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiStream[pipelinev1.PublishStreamRequest, pipelinev1.PublishStreamResponse]) error {
+	maxInFlight := s.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = 1000
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// pending holds one channel per event, in arrival order; the sender
+	// drains them in that order, so answers keep the order of requests.
+	pending := make(chan chan *pipelinev1.PublishResult, maxInFlight)
+	sendErr := make(chan error, 1)
+	go func() {
+		for ch := range pending {
+			res := <-ch
+			if err := stream.Send(&pipelinev1.PublishStreamResponse{Result: res}); err != nil {
+				cancel()
+				for range pending { // let the receiver finish; its results are lost with the stream
+				}
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	var recvErr error
+	for i := 0; ; i++ {
+		req, err := stream.Receive()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				recvErr = err
+			}
+			break
+		}
+		ch := make(chan *pipelinev1.PublishResult, 1)
+		select {
+		case pending <- ch:
+		case <-ctx.Done():
+			recvErr = ctx.Err()
+		}
+		if recvErr != nil {
+			break
+		}
+		go func(i int, m *pipelinev1.PublishRequest) {
+			if m == nil {
+				ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
+				return
+			}
+			res, err := s.Router.Publish(ctx, event(m))
+			ch <- result(i, res, err)
+		}(i, req.GetEvent())
+	}
+	close(pending)
+	if err := <-sendErr; err != nil {
+		return err
+	}
+	if recvErr != nil {
+		return toConnectError(recvErr)
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package router
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/schema"
+)
+
+type metrics struct {
+	accepted *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipeline_events_accepted_total", Help: "Events validated and persisted on the bus, per subject.",
+		}, []string{"subject"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pipeline_events_refused_total", Help: "Events not published, per subject and reason.",
+		}, []string{"subject", "reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pipeline_publish_seconds", Help: "Time from receiving an event to the bus's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.accepted, m.refused, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) observe(subject string, err error, d time.Duration) {
+	if err == nil {
+		m.accepted.WithLabelValues(subject).Inc()
+		m.latency.Observe(d.Seconds())
+		return
+	}
+	m.refused.WithLabelValues(subject, reason(err)).Inc()
+}
+
+// reason is a short, bounded label for why an event was not published.
+func reason(err error) string {
+	var verr *ValidationError
+	switch {
+	case errors.As(err, &verr):
+		if len(verr.Violations) > 0 && verr.Violations[0].Rule == "decode" {
+			return "decode"
+		}
+		return "validation"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrBadRequest):
+		return "bad_request"
+	case errors.Is(err, schema.ErrNotFound):
+		return "unknown_subject"
+	case errors.Is(err, ErrRoute):
+		return "route"
+	case errors.Is(err, bus.ErrQueueFull):
+		return "queue_full"
+	case errors.Is(err, bus.ErrOutcomeUnknown):
+		return "outcome_unknown"
+	default:
+		return "bus_error"
+	}
+}
+
+// RefusedEvent is a sample of an event the router refused.
+type RefusedEvent struct {
+	Time       time.Time
+	EventID    string
+	SchemaID   int64
+	Violations []FieldViolation
+	Payload    string // the JSON payload, or the first bytes of a binary one, hex
+}
+
+// refusedLog keeps the last few refused events per subject for the dashboard.
+type refusedLog struct {
+	mu         sync.Mutex
+	perSubject int
+	bySubject  map[string][]RefusedEvent
+}
+
+func newRefusedLog(perSubject int) *refusedLog {
+	return &refusedLog{perSubject: perSubject, bySubject: map[string][]RefusedEvent{}}
+}
+
+const maxSampleBytes = 2048
+
+func (l *refusedLog) add(ev Event, verr *ValidationError) {
+	sample := RefusedEvent{Time: time.Now(), EventID: ev.EventID, SchemaID: verr.SchemaID, Violations: verr.Violations}
+	if ev.IsJSON {
+		sample.Payload = truncate(ev.JSON, maxSampleBytes)
+	} else {
+		b := ev.Binary
+		if len(b) > maxSampleBytes/2 {
+			b = b[:maxSampleBytes/2]
+		}
+		sample.Payload = hexString(b)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.bySubject) > 10000 {
+		return // bounded: a flood of made-up subjects cannot grow this without end
+	}
+	list := append([]RefusedEvent{sample}, l.bySubject[ev.Subject]...)
+	if len(list) > l.perSubject {
+		list = list[:l.perSubject]
+	}
+	l.bySubject[ev.Subject] = list
+}
+
+func (l *refusedLog) list(subject string) []RefusedEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]RefusedEvent(nil), l.bySubject[subject]...)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func hexString(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, len(b)*2)
+	for i, c := range b {
+		out[i*2] = digits[c>>4]
+		out[i*2+1] = digits[c&0xf]
+	}
+	return string(out)
+}

@@ -1,0 +1,314 @@
+// Package router is the hot path: it decodes each event against its
+// subject's schema, validates it (protovalidate), evaluates the routes and
+// publishes it to the bus, answering only once the bus persisted it.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/schema"
+)
+
+// Errors the API edge maps to status codes.
+var (
+	// ErrInvalidEvent: the payload does not decode or fails validation.
+	ErrInvalidEvent = errors.New("invalid event")
+	// ErrTooLarge: the event exceeds the size limit.
+	ErrTooLarge = errors.New("event too large")
+	// ErrBadRequest: the request itself is malformed (no subject, no payload, bad event id).
+	ErrBadRequest = errors.New("bad request")
+)
+
+// FieldViolation is one reason an event was refused.
+type FieldViolation struct {
+	Field   string // path of the field, e.g. "items[0].sku"; empty for the whole event
+	Rule    string // protovalidate rule id, or "decode"
+	Message string
+}
+
+// ValidationError lists why an event was refused.
+type ValidationError struct {
+	Subject    string
+	SchemaID   int64
+	Violations []FieldViolation
+}
+
+func (e *ValidationError) Error() string {
+	msg := fmt.Sprintf("event for subject %q (schema %d) is invalid", e.Subject, e.SchemaID)
+	for _, v := range e.Violations {
+		if v.Field != "" {
+			msg += fmt.Sprintf("; %s: %s [%s]", v.Field, v.Message, v.Rule)
+		} else {
+			msg += fmt.Sprintf("; %s [%s]", v.Message, v.Rule)
+		}
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidEvent) true.
+func (e *ValidationError) Unwrap() error { return ErrInvalidEvent }
+
+// Event is one event as a client submitted it.
+type Event struct {
+	Subject string
+	// Binary or JSON holds the payload; IsJSON says which.
+	Binary   []byte
+	JSON     string
+	IsJSON   bool
+	Key      string
+	EventID  string
+	Headers  map[string]string
+	SchemaID int64 // pinned schema, 0 for the subject's latest
+}
+
+// Result says where an event went.
+type Result struct {
+	EventID  string
+	SchemaID int64
+	Topics   []string
+}
+
+// Schemas is what the router needs of the registry.
+type Schemas interface {
+	Latest(ctx context.Context, subject string) (*schema.Version, error)
+	ByID(ctx context.Context, id int64) (*schema.Schema, error)
+	VersionOf(ctx context.Context, subject string, schemaID int64) (int32, error)
+}
+
+// Topics turns short names into the bus's full topic names.
+type Topics interface {
+	TopicName(name string) (string, error)
+}
+
+// Options tune the router.
+type Options struct {
+	MaxEventBytes int // default 1 MiB
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// Router validates and publishes events.
+type Router struct {
+	schemas   Schemas
+	publisher bus.Publisher
+	topics    Topics
+	routes    *Routes
+	maxBytes  int
+	log       *slog.Logger
+	validator protovalidate.Validator
+	metrics   *metrics
+	refused   *refusedLog
+	counter   *topicCounter
+
+	pinned sync.Map // subject + "/" + id -> struct{}: pins already checked
+}
+
+// New returns a router.
+func New(schemas Schemas, publisher bus.Publisher, topics Topics, routes *Routes, opts Options) (*Router, error) {
+	if opts.MaxEventBytes <= 0 {
+		opts.MaxEventBytes = 1 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	v, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("create validator: %w", err)
+	}
+	return &Router{
+		schemas: schemas, publisher: publisher, topics: topics, routes: routes,
+		maxBytes: opts.MaxEventBytes, log: opts.Logger, validator: v,
+		metrics: newMetrics(opts.Registerer), refused: newRefusedLog(20), counter: newTopicCounter(),
+	}, nil
+}
+
+// MaxEventBytes is the size limit of one event's payload.
+func (r *Router) MaxEventBytes() int { return r.maxBytes }
+
+// Publish validates ev, publishes it to every topic its routes select and
+// returns once the bus persisted it on all of them.
+func (r *Router) Publish(ctx context.Context, ev Event) (Result, error) {
+	start := time.Now()
+	res, err := r.publish(ctx, ev)
+	r.metrics.observe(ev.Subject, err, time.Since(start))
+	var verr *ValidationError
+	if errors.As(err, &verr) {
+		r.refused.add(ev, verr)
+	}
+	return res, err
+}
+
+func (r *Router) publish(ctx context.Context, ev Event) (Result, error) {
+	if ev.Subject == "" {
+		return Result{}, fmt.Errorf("%w: subject is required", ErrBadRequest)
+	}
+	size := len(ev.Binary)
+	if ev.IsJSON {
+		size = len(ev.JSON)
+	}
+	if size == 0 && !ev.IsJSON && ev.Binary == nil {
+		return Result{}, fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
+	}
+	if size > r.maxBytes {
+		return Result{}, fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
+	}
+	eventID := ev.EventID
+	if eventID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return Result{}, fmt.Errorf("mint event id: %w", err)
+		}
+		eventID = id.String()
+	} else if len(eventID) > 200 {
+		return Result{}, fmt.Errorf("%w: event_id is %d characters; at most 200", ErrBadRequest, len(eventID))
+	}
+
+	sc, err := r.schemaFor(ctx, ev)
+	if err != nil {
+		return Result{}, err
+	}
+	msg, payload, err := r.decode(sc, ev)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := r.validate(sc, ev.Subject, msg); err != nil {
+		return Result{}, err
+	}
+
+	targets, err := r.routes.Match(ctx, ev.Subject, sc, msg)
+	if err != nil {
+		return Result{}, err
+	}
+	props := make(map[string]string, len(ev.Headers)+4)
+	for k, v := range ev.Headers {
+		props[k] = v
+	}
+	props[bus.PropEventID] = eventID
+	props[bus.PropSchemaID] = strconv.FormatInt(sc.ID, 10)
+	props[bus.PropSubject] = ev.Subject
+	props[bus.PropContentType] = bus.ContentTypeProtobuf
+
+	res := Result{EventID: eventID, SchemaID: sc.ID, Topics: make([]string, 0, len(targets))}
+	if len(targets) == 1 {
+		t := targets[0]
+		if err := r.publisher.Publish(ctx, bus.Message{Topic: t.Topic, Key: keyFor(ev.Key, t.Key, eventID), Payload: payload, Properties: props}); err != nil {
+			return Result{}, fmt.Errorf("publish to %s: %w", t.Topic, err)
+		}
+		res.Topics = append(res.Topics, t.Topic)
+		r.counter.add(t.Topic, time.Now())
+		return res, nil
+	}
+	// Fan-out: all topics in parallel; the event is answered once every
+	// topic has it. If one fails, the client retries the whole event with
+	// the same id and the sinks deduplicate.
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.publisher.Publish(ctx, bus.Message{Topic: t.Topic, Key: keyFor(ev.Key, t.Key, eventID), Payload: payload, Properties: props})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return Result{}, fmt.Errorf("publish to %s: %w", targets[i].Topic, err)
+		}
+		res.Topics = append(res.Topics, targets[i].Topic)
+		r.counter.add(targets[i].Topic, time.Now())
+	}
+	return res, nil
+}
+
+// keyFor picks the message key: the client's key, else the route's key
+// field value, else the event id (Key_Shared needs a key on every message).
+func keyFor(clientKey, routeKey, eventID string) string {
+	switch {
+	case clientKey != "":
+		return clientKey
+	case routeKey != "":
+		return routeKey
+	default:
+		return eventID
+	}
+}
+
+func (r *Router) schemaFor(ctx context.Context, ev Event) (*schema.Schema, error) {
+	if ev.SchemaID == 0 {
+		v, err := r.schemas.Latest(ctx, ev.Subject)
+		if err != nil {
+			return nil, err
+		}
+		return v.Schema, nil
+	}
+	pin := ev.Subject + "/" + strconv.FormatInt(ev.SchemaID, 10)
+	if _, ok := r.pinned.Load(pin); !ok {
+		if _, err := r.schemas.VersionOf(ctx, ev.Subject, ev.SchemaID); err != nil {
+			return nil, err
+		}
+		r.pinned.Store(pin, struct{}{})
+	}
+	return r.schemas.ByID(ctx, ev.SchemaID)
+}
+
+// decode parses the payload and returns the message and its binary encoding.
+// A binary payload is passed through as it came (unknown fields kept); a
+// JSON payload is re-encoded as binary, so the bus only carries Protobuf.
+func (r *Router) decode(sc *schema.Schema, ev Event) (protoreflect.Message, []byte, error) {
+	msg := dynamicpb.NewMessage(sc.Message)
+	if ev.IsJSON {
+		if err := (protojson.UnmarshalOptions{}).Unmarshal([]byte(ev.JSON), msg); err != nil {
+			return nil, nil, &ValidationError{Subject: ev.Subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "decode", Message: "JSON payload does not decode as " + string(sc.Message.FullName()) + ": " + err.Error()}}}
+		}
+		payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode event: %w", err)
+		}
+		return msg, payload, nil
+	}
+	if err := proto.Unmarshal(ev.Binary, msg); err != nil {
+		return nil, nil, &ValidationError{Subject: ev.Subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "decode", Message: "binary payload does not decode as " + string(sc.Message.FullName()) + ": " + err.Error()}}}
+	}
+	return msg, ev.Binary, nil
+}
+
+func (r *Router) validate(sc *schema.Schema, subject string, msg protoreflect.Message) error {
+	err := r.validator.Validate(msg.Interface())
+	if err == nil {
+		return nil
+	}
+	var verr *protovalidate.ValidationError
+	if errors.As(err, &verr) {
+		out := &ValidationError{Subject: subject, SchemaID: sc.ID}
+		for _, v := range verr.Violations {
+			out.Violations = append(out.Violations, FieldViolation{
+				Field:   protovalidate.FieldPathString(v.Proto.GetField()),
+				Rule:    v.Proto.GetRuleId(),
+				Message: v.Proto.GetMessage(),
+			})
+		}
+		return out
+	}
+	// A compilation or runtime error of the schema's own rules: the event
+	// cannot be judged, which is the schema's fault, not the client's.
+	return &ValidationError{Subject: subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "rules", Message: "the schema's validation rules fail to evaluate: " + err.Error()}}}
+}
+
+// RefusedEvents returns the last refused events of a subject, newest first.
+func (r *Router) RefusedEvents(subject string) []RefusedEvent { return r.refused.list(subject) }

@@ -1,0 +1,537 @@
+// Package schema is the registry: it compiles Protobuf schemas
+// (protocompile), gives them global immutable IDs, keeps each subject's
+// versions, and refuses a version that breaks the subject's compatibility
+// mode (package compat). Storage is SQLite or PostgreSQL (Store).
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/schemagate/pipeline/internal/schema/compat"
+)
+
+// Errors the API edge maps to status codes.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrInvalid      = errors.New("invalid schema")
+	ErrExists       = errors.New("already exists")
+	ErrReferenced   = errors.New("still referenced")
+	ErrIncompatible = errors.New("incompatible schema")
+)
+
+// IncompatibleError carries every violation of a refused version.
+type IncompatibleError struct {
+	Subject    string
+	Mode       compat.Mode
+	Violations []compat.Violation
+}
+
+func (e *IncompatibleError) Error() string {
+	rules := make([]string, 0, len(e.Violations))
+	for _, v := range e.Violations {
+		rules = append(rules, fmt.Sprintf("%s at %s (against version %d)", v.Rule, v.Location, v.AgainstVersion))
+	}
+	return fmt.Sprintf("schema for subject %q breaks %s compatibility: %s", e.Subject, e.Mode, strings.Join(rules, "; "))
+}
+
+// Unwrap makes errors.Is(err, ErrIncompatible) true.
+func (e *IncompatibleError) Unwrap() error { return ErrIncompatible }
+
+// Schema is one registered content, immutable once it has an ID.
+type Schema struct {
+	ID            int64
+	MessageName   string
+	Message       protoreflect.MessageDescriptor
+	Files         []SourceFile
+	References    []Reference
+	DescriptorSet []byte
+	CreatedAt     time.Time
+	// Own are the schema's own file descriptors (for compatibility checks).
+	Own []protoreflect.FileDescriptor
+}
+
+// Version is a schema as a version of a subject.
+type Version struct {
+	*Schema
+	Subject   string
+	Version   int32
+	CreatedAt time.Time
+	Deleted   bool
+}
+
+// SubjectInfo is a subject's head.
+type SubjectInfo struct {
+	Name          string
+	LatestVersion int32
+	LatestID      int64
+	Message       string
+	Compatibility compat.Mode
+}
+
+// Registry is the schema registry. It is safe for concurrent use, and
+// several processes may share one PostgreSQL store.
+type Registry struct {
+	store       *Store
+	log         *slog.Logger
+	defaultMode compat.Mode
+	headTTL     time.Duration
+
+	byID  sync.Map // int64 -> *Schema; IDs are immutable, so never stale
+	heads sync.Map // subject -> headEntry
+}
+
+type headEntry struct {
+	version *Version
+	fetched time.Time
+}
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithHeadTTL sets how long a subject's latest version is cached before it
+// is read again, which is how a replica sees registrations made elsewhere.
+func WithHeadTTL(d time.Duration) Option { return func(r *Registry) { r.headTTL = d } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } }
+
+// NewRegistry returns a registry over store. New subjects default to
+// BACKWARD compatibility, as in Confluent Schema Registry.
+func NewRegistry(store *Store, opts ...Option) *Registry {
+	r := &Registry{store: store, log: slog.Default(), defaultMode: compat.Backward, headTTL: 2 * time.Second}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Store returns the registry's store (routes live there too).
+func (r *Registry) Store() *Store { return r.store }
+
+var subjectPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+
+// ValidateSubject checks a subject name: letters, digits, '.', '_' and '-', at most 200.
+func ValidateSubject(subject string) error {
+	if subject == "" {
+		return fmt.Errorf("%w: subject is required", ErrInvalid)
+	}
+	if !subjectPattern.MatchString(subject) {
+		return fmt.Errorf("%w: subject %q: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)", ErrInvalid, subject)
+	}
+	return nil
+}
+
+// Register adds in as a new version of subject, or returns the existing
+// version when the subject already has this content.
+func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Version, error) {
+	if err := ValidateSubject(subject); err != nil {
+		return nil, err
+	}
+	compiled, refs, err := r.compile(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	set, err := proto.MarshalOptions{Deterministic: true}.Marshal(compiled.DescriptorSet)
+	if err != nil {
+		return nil, fmt.Errorf("encode descriptor set: %w", err)
+	}
+	now := time.Now().UTC()
+	stored := StoredSchema{Fingerprint: compiled.Fingerprint, Message: in.Message, Files: in.Files, DescriptorSet: set, References: in.References, CreatedAt: now}
+	if len(in.Files) == 0 {
+		stored.Files = sourcesFromDescriptors(compiled.Own)
+	}
+	candidate := compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()}
+
+	// Versions are max+1 inside a transaction; a concurrent registration of
+	// the same number makes the insert conflict, and we try again on the
+	// new history (so the compatibility check always sees the real head).
+	for attempt := 0; ; attempt++ {
+		v, err := r.registerOnce(ctx, subject, stored, candidate, refs, now)
+		if err == nil {
+			r.heads.Delete(subject)
+			return v, nil
+		}
+		if (isConflict(err) || isRetryable(err)) && attempt < 50 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+			}
+			continue
+		}
+		return nil, err
+	}
+}
+
+func (r *Registry) registerOnce(ctx context.Context, subject string, stored StoredSchema, candidate compat.Schema, refs []resolvedReference, now time.Time) (*Version, error) {
+	tx, err := r.store.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin registration: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	id, err := r.store.insertSchema(ctx, tx, stored)
+	if err != nil {
+		return nil, err
+	}
+	history, err := r.store.versions(ctx, tx, subject, true)
+	if err != nil {
+		return nil, err
+	}
+	var next int32 = 1
+	var live []VersionRow
+	for _, h := range history {
+		if h.SchemaID == id && !h.Deleted {
+			// Same content again: nothing changes.
+			if err := tx.Commit(); err != nil {
+				return nil, fmt.Errorf("commit registration: %w", err)
+			}
+			return r.version(ctx, h)
+		}
+		next = h.Version + 1
+		if !h.Deleted {
+			live = append(live, h)
+		}
+	}
+	if violations, mode, err := r.check(ctx, tx, subject, live, candidate); err != nil {
+		return nil, err
+	} else if len(violations) > 0 {
+		return nil, &IncompatibleError{Subject: subject, Mode: mode, Violations: violations}
+	}
+	if _, err := r.store.exec(ctx, tx, `INSERT INTO subject_versions (subject, version, schema_id, created_at, deleted) VALUES (?, ?, ?, ?, 0)`,
+		subject, next, id, now.UnixMilli()); err != nil {
+		return nil, fmt.Errorf("insert version %d of %q: %w", next, subject, err)
+	}
+	for _, ref := range refs {
+		if _, err := r.store.exec(ctx, tx, `INSERT INTO subject_references (subject, version, ref_subject, ref_version) VALUES (?, ?, ?, ?)`,
+			subject, next, ref.Subject, ref.Version); err != nil {
+			return nil, fmt.Errorf("record reference to %s version %d: %w", ref.Subject, ref.Version, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit registration: %w", err)
+	}
+	r.log.Info("schema registered", "subject", subject, "version", next, "schema_id", id)
+	return r.version(ctx, VersionRow{Subject: subject, Version: next, SchemaID: id, CreatedAt: now})
+}
+
+// Check returns the violations in under the subject's mode, without registering.
+func (r *Registry) Check(ctx context.Context, subject string, in Input) ([]compat.Violation, compat.Mode, error) {
+	if err := ValidateSubject(subject); err != nil {
+		return nil, 0, err
+	}
+	compiled, _, err := r.compile(ctx, in)
+	if err != nil {
+		return nil, 0, err
+	}
+	live, err := r.store.versions(ctx, r.store.db, subject, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	return r.check(ctx, r.store.db, subject, live, compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()})
+}
+
+// check runs inside the registration's transaction q, so it must read
+// through q (SQLite has a single connection).
+func (r *Registry) check(ctx context.Context, q querier, subject string, live []VersionRow, candidate compat.Schema) ([]compat.Violation, compat.Mode, error) {
+	mode, err := r.compatibility(ctx, q, subject)
+	if err != nil {
+		return nil, 0, err
+	}
+	if mode == compat.None || len(live) == 0 {
+		return nil, mode, nil
+	}
+	if !mode.Transitive() {
+		live = live[len(live)-1:]
+	}
+	history := make([]compat.Schema, 0, len(live))
+	for _, row := range live {
+		sc, err := r.byIDFrom(ctx, q, row.SchemaID)
+		if err != nil {
+			return nil, 0, err
+		}
+		history = append(history, compat.Schema{Version: row.Version, Files: sc.Own, Message: sc.Message.FullName()})
+	}
+	return compat.Check(mode, history, candidate), mode, nil
+}
+
+func (r *Registry) compile(ctx context.Context, in Input) (*Compiled, []resolvedReference, error) {
+	refs := make([]resolvedReference, 0, len(in.References))
+	for _, ref := range in.References {
+		if ref.Name == "" || ref.Subject == "" {
+			return nil, nil, fmt.Errorf("%w: a reference needs a name (import path) and a subject", ErrInvalid)
+		}
+		v, err := r.Get(ctx, ref.Subject, ref.Version)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reference %q: %w", ref.Name, err)
+		}
+		files, err := r.files(v.Schema)
+		if err != nil {
+			return nil, nil, err
+		}
+		fd, err := files.FindFileByPath(ref.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: reference %q: subject %s version %d has no file %q", ErrInvalid, ref.Name, ref.Subject, v.Version, ref.Name)
+		}
+		refs = append(refs, resolvedReference{Reference: Reference{Name: ref.Name, Subject: ref.Subject, Version: v.Version}, SchemaID: v.ID, Files: files, File: fd})
+	}
+	compiled, err := compile(ctx, in, refs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return compiled, refs, nil
+}
+
+func (r *Registry) files(sc *Schema) (*protoregistry.Files, error) {
+	var set descriptorpb.FileDescriptorSet
+	if err := proto.Unmarshal(sc.DescriptorSet, &set); err != nil {
+		return nil, fmt.Errorf("decode descriptor set of schema %d: %w", sc.ID, err)
+	}
+	return filesFromSet(&set)
+}
+
+// ByID returns the schema with a global ID. IDs are immutable, so the
+// result is cached for the life of the process.
+func (r *Registry) ByID(ctx context.Context, id int64) (*Schema, error) {
+	return r.byIDFrom(ctx, r.store.db, id)
+}
+
+func (r *Registry) byIDFrom(ctx context.Context, q querier, id int64) (*Schema, error) {
+	if v, ok := r.byID.Load(id); ok {
+		return v.(*Schema), nil
+	}
+	stored, err := r.store.schemaByID(ctx, q, id)
+	if err != nil {
+		return nil, err
+	}
+	sc := &Schema{ID: stored.ID, MessageName: stored.Message, Files: stored.Files, References: stored.References, DescriptorSet: stored.DescriptorSet, CreatedAt: stored.CreatedAt}
+	files, err := r.files(sc)
+	if err != nil {
+		return nil, err
+	}
+	d, err := files.FindDescriptorByName(protoreflect.FullName(stored.Message))
+	if err != nil {
+		return nil, fmt.Errorf("schema %d: message %s: %w", id, stored.Message, err)
+	}
+	md, ok := d.(protoreflect.MessageDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("schema %d: %s is not a message", id, stored.Message)
+	}
+	sc.Message = md
+	own := map[string]bool{}
+	for _, f := range stored.Files {
+		own[f.Path] = true
+	}
+	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		if own[fd.Path()] {
+			sc.Own = append(sc.Own, fd)
+		}
+		return true
+	})
+	actual, _ := r.byID.LoadOrStore(id, sc)
+	return actual.(*Schema), nil
+}
+
+func (r *Registry) version(ctx context.Context, row VersionRow) (*Version, error) {
+	sc, err := r.ByID(ctx, row.SchemaID)
+	if err != nil {
+		return nil, err
+	}
+	return &Version{Schema: sc, Subject: row.Subject, Version: row.Version, CreatedAt: row.CreatedAt, Deleted: row.Deleted}, nil
+}
+
+// Get returns version of subject; version 0 means the latest live version.
+// Soft-deleted versions are not found by subject.
+func (r *Registry) Get(ctx context.Context, subject string, version int32) (*Version, error) {
+	if version < 0 {
+		return nil, fmt.Errorf("%w: version %d must be positive (0 means latest)", ErrInvalid, version)
+	}
+	live, err := r.store.versions(ctx, r.store.db, subject, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(live) == 0 {
+		return nil, fmt.Errorf("%w: subject %q has no schema", ErrNotFound, subject)
+	}
+	if version == 0 {
+		return r.version(ctx, live[len(live)-1])
+	}
+	for _, row := range live {
+		if row.Version == version {
+			return r.version(ctx, row)
+		}
+	}
+	return nil, fmt.Errorf("%w: subject %q has no version %d", ErrNotFound, subject, version)
+}
+
+// Latest is Get(subject, 0) cached for the head TTL: the router calls it
+// for every event.
+func (r *Registry) Latest(ctx context.Context, subject string) (*Version, error) {
+	if e, ok := r.heads.Load(subject); ok {
+		entry := e.(headEntry)
+		if time.Since(entry.fetched) < r.headTTL {
+			return entry.version, nil
+		}
+	}
+	v, err := r.Get(ctx, subject, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.heads.Store(subject, headEntry{version: v, fetched: time.Now()})
+	return v, nil
+}
+
+// VersionOf returns the version number that schemaID has under subject
+// (including soft-deleted versions: events in the bus still carry them).
+func (r *Registry) VersionOf(ctx context.Context, subject string, schemaID int64) (int32, error) {
+	rows, err := r.store.versions(ctx, r.store.db, subject, true)
+	if err != nil {
+		return 0, err
+	}
+	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].SchemaID == schemaID {
+			return rows[i].Version, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: schema id %d is not a version of subject %q", ErrNotFound, schemaID, subject)
+}
+
+// Subjects lists subjects with at least one live version.
+func (r *Registry) Subjects(ctx context.Context, prefix string) ([]SubjectInfo, error) {
+	rows, err := r.store.subjects(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SubjectInfo, 0, len(rows))
+	for _, row := range rows {
+		if !strings.HasPrefix(row.Subject, prefix) {
+			continue
+		}
+		sc, err := r.ByID(ctx, row.SchemaID)
+		if err != nil {
+			return nil, err
+		}
+		mode, err := r.Compatibility(ctx, row.Subject)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, SubjectInfo{Name: row.Subject, LatestVersion: row.Version, LatestID: row.SchemaID, Message: sc.MessageName, Compatibility: mode})
+	}
+	return out, nil
+}
+
+// Versions lists a subject's versions, oldest first.
+func (r *Registry) Versions(ctx context.Context, subject string, includeDeleted bool) ([]VersionRow, error) {
+	rows, err := r.store.versions(ctx, r.store.db, subject, includeDeleted)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%w: subject %q has no schema", ErrNotFound, subject)
+	}
+	return rows, nil
+}
+
+// Compatibility returns the subject's mode (BACKWARD when none was set).
+func (r *Registry) Compatibility(ctx context.Context, subject string) (compat.Mode, error) {
+	return r.compatibility(ctx, r.store.db, subject)
+}
+
+func (r *Registry) compatibility(ctx context.Context, q querier, subject string) (compat.Mode, error) {
+	s, err := r.store.compatibility(ctx, q, subject)
+	if err != nil {
+		return 0, err
+	}
+	if s == "" {
+		return r.defaultMode, nil
+	}
+	return compat.ParseMode(s)
+}
+
+// SetCompatibility sets the subject's mode.
+func (r *Registry) SetCompatibility(ctx context.Context, subject string, mode compat.Mode) error {
+	if err := ValidateSubject(subject); err != nil {
+		return err
+	}
+	return r.store.setCompatibility(ctx, subject, mode.String())
+}
+
+// DeleteVersion soft-deletes a version (hidden by subject, still resolvable
+// by ID), or removes it for good when permanent is set. A permanent delete
+// is refused while another subject references the version, or while routes
+// use the subject and this is its last live version.
+func (r *Registry) DeleteVersion(ctx context.Context, subject string, version int32, permanent bool) error {
+	rows, err := r.store.versions(ctx, r.store.db, subject, true)
+	if err != nil {
+		return err
+	}
+	var target *VersionRow
+	liveCount := 0
+	for i := range rows {
+		if !rows[i].Deleted {
+			liveCount++
+		}
+		if rows[i].Version == version {
+			target = &rows[i]
+		}
+	}
+	if target == nil {
+		return fmt.Errorf("%w: subject %q has no version %d", ErrNotFound, subject, version)
+	}
+	defer r.heads.Delete(subject)
+	if !permanent {
+		if target.Deleted {
+			return fmt.Errorf("%w: subject %q version %d is already deleted", ErrNotFound, subject, version)
+		}
+		_, err := r.store.exec(ctx, r.store.db, `UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?`, subject, version)
+		if err != nil {
+			return fmt.Errorf("delete %s version %d: %w", subject, version, err)
+		}
+		return nil
+	}
+	var refs int
+	if err := r.store.queryRow(ctx, r.store.db, `SELECT COUNT(*) FROM subject_references WHERE ref_subject = ? AND ref_version = ?`, subject, version).Scan(&refs); err != nil {
+		return fmt.Errorf("count references: %w", err)
+	}
+	if refs > 0 {
+		return fmt.Errorf("%w: subject %q version %d is referenced by %d other schema version(s)", ErrReferenced, subject, version, refs)
+	}
+	if !target.Deleted && liveCount == 1 {
+		var routes int
+		if err := r.store.queryRow(ctx, r.store.db, `SELECT COUNT(*) FROM routes WHERE subject = ?`, subject).Scan(&routes); err != nil {
+			return fmt.Errorf("count routes: %w", err)
+		}
+		if routes > 0 {
+			return fmt.Errorf("%w: subject %q version %d is the last live version and %d route(s) use the subject", ErrReferenced, subject, version, routes)
+		}
+	}
+	if _, err := r.store.exec(ctx, r.store.db, `DELETE FROM subject_versions WHERE subject = ? AND version = ?`, subject, version); err != nil {
+		return fmt.Errorf("delete %s version %d: %w", subject, version, err)
+	}
+	if _, err := r.store.exec(ctx, r.store.db, `DELETE FROM subject_references WHERE subject = ? AND version = ?`, subject, version); err != nil {
+		return fmt.Errorf("delete references of %s version %d: %w", subject, version, err)
+	}
+	return nil
+}
+
+// sourcesFromDescriptors gives schemas registered as descriptor sets no
+// sources; the dashboard shows their descriptors instead.
+func sourcesFromDescriptors(own []protoreflect.FileDescriptor) []SourceFile {
+	out := make([]SourceFile, 0, len(own))
+	for _, fd := range own {
+		out = append(out, SourceFile{Path: fd.Path()})
+	}
+	return out
+}

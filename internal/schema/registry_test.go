@@ -1,0 +1,412 @@
+package schema_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/internal/schema/compat"
+	"github.com/schemagate/pipeline/internal/testenv"
+)
+
+// stores runs a test against every store kind: SQLite always, PostgreSQL
+// when the test command provides it.
+func stores(t *testing.T, test func(t *testing.T, url string)) {
+	t.Run("sqlite", func(t *testing.T) {
+		test(t, "sqlite://"+filepath.Join(t.TempDir(), "registry.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		test(t, testenv.Postgres(t))
+	})
+}
+
+func openRegistry(t *testing.T, url string) *schema.Registry {
+	t.Helper()
+	store, err := schema.OpenStore(context.Background(), url)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return schema.NewRegistry(store)
+}
+
+const orderV1 = `syntax = "proto3";
+package shop.v1;
+
+// An order was placed.
+message OrderCreated {
+  string order_id = 1;
+  int64 amount_cents = 2;
+}
+`
+
+func files(kv ...string) []schema.SourceFile {
+	var out []schema.SourceFile
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, schema.SourceFile{Path: kv[i], Content: kv[i+1]})
+	}
+	return out
+}
+
+func order(content string) schema.Input {
+	return schema.Input{Files: files("shop/v1/order.proto", content), Message: "shop.v1.OrderCreated"}
+}
+
+func TestRegisterIsIdempotentOnContent(t *testing.T) {
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		v1, err := reg.Register(ctx, "orders", order(orderV1))
+		if err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		if v1.Version != 1 || v1.ID <= 0 {
+			t.Fatalf("first registration: version %d id %d", v1.Version, v1.ID)
+		}
+		// Formatting and comments do not make a new schema.
+		reformatted := strings.ReplaceAll(strings.ReplaceAll(orderV1, "// An order was placed.\n", ""), "  ", "    ")
+		again, err := reg.Register(ctx, "orders", order(reformatted))
+		if err != nil {
+			t.Fatalf("register reformatted: %v", err)
+		}
+		if again.ID != v1.ID || again.Version != 1 {
+			t.Fatalf("reformatted content got id %d version %d, want id %d version 1", again.ID, again.Version, v1.ID)
+		}
+		// Same content under another subject shares the ID.
+		other, err := reg.Register(ctx, "orders-copy", order(orderV1))
+		if err != nil {
+			t.Fatalf("register other subject: %v", err)
+		}
+		if other.ID != v1.ID || other.Version != 1 {
+			t.Fatalf("other subject got id %d version %d, want id %d version 1", other.ID, other.Version, v1.ID)
+		}
+		versions, err := reg.Versions(ctx, "orders", true)
+		if err != nil || len(versions) != 1 {
+			t.Fatalf("versions = %v, %v; want exactly one", versions, err)
+		}
+	})
+}
+
+func TestVersionsLookupsAndDeletes(t *testing.T) {
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		v1, err := reg.Register(ctx, "orders", order(orderV1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2src := strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  string currency = 3;", 1)
+		v2, err := reg.Register(ctx, "orders", order(v2src))
+		if err != nil {
+			t.Fatalf("register v2 (adds a field, BACKWARD compatible): %v", err)
+		}
+		if v2.Version != 2 || v2.ID == v1.ID {
+			t.Fatalf("v2: version %d id %d", v2.Version, v2.ID)
+		}
+		latest, err := reg.Get(ctx, "orders", 0)
+		if err != nil || latest.Version != 2 {
+			t.Fatalf("latest = %+v, %v", latest, err)
+		}
+		got, err := reg.Get(ctx, "orders", 1)
+		if err != nil || got.ID != v1.ID || got.Message.Fields().Len() != 2 {
+			t.Fatalf("version 1 = %+v, %v", got, err)
+		}
+		if _, err := reg.Get(ctx, "orders", 7); !errors.Is(err, schema.ErrNotFound) {
+			t.Fatalf("version 7: err %v, want ErrNotFound", err)
+		}
+		if _, err := reg.Get(ctx, "nope", 0); !errors.Is(err, schema.ErrNotFound) {
+			t.Fatalf("unknown subject: err %v, want ErrNotFound", err)
+		}
+
+		// Soft delete hides version 2 by subject but not by ID.
+		if err := reg.DeleteVersion(ctx, "orders", 2, false); err != nil {
+			t.Fatalf("soft delete: %v", err)
+		}
+		latest, err = reg.Get(ctx, "orders", 0)
+		if err != nil || latest.Version != 1 {
+			t.Fatalf("latest after soft delete = %+v, %v; want version 1", latest, err)
+		}
+		if _, err := reg.Get(ctx, "orders", 2); !errors.Is(err, schema.ErrNotFound) {
+			t.Fatalf("soft-deleted version by subject: err %v, want ErrNotFound", err)
+		}
+		byID, err := reg.ByID(ctx, v2.ID)
+		if err != nil || byID.Message.Fields().Len() != 3 {
+			t.Fatalf("soft-deleted version by id = %+v, %v", byID, err)
+		}
+		if n, err := reg.VersionOf(ctx, "orders", v2.ID); err != nil || n != 2 {
+			t.Fatalf("VersionOf soft-deleted = %d, %v", n, err)
+		}
+		all, _ := reg.Versions(ctx, "orders", true)
+		if len(all) != 2 || !all[1].Deleted {
+			t.Fatalf("versions with deleted = %+v", all)
+		}
+		// Hard delete is refused while a route uses the subject's last live version.
+		if err := reg.Store().CreateRoute(ctx, schema.RouteRow{Name: "big", Subject: "orders", Topic: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.DeleteVersion(ctx, "orders", 1, true); !errors.Is(err, schema.ErrReferenced) {
+			t.Fatalf("hard delete of routed version: err %v, want ErrReferenced", err)
+		}
+		if err := reg.DeleteVersion(ctx, "orders", 2, true); err != nil {
+			t.Fatalf("hard delete of soft-deleted version: %v", err)
+		}
+		all, _ = reg.Versions(ctx, "orders", true)
+		if len(all) != 1 {
+			t.Fatalf("after hard delete: %+v", all)
+		}
+	})
+}
+
+func TestImportsWellKnownTypesAndValidate(t *testing.T) {
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		in := schema.Input{Message: "shop.v1.OrderCreated", Files: files(
+			"shop/v1/money.proto", `syntax = "proto3";
+package shop.v1;
+message Money { string currency = 1; int64 units = 2; }`,
+			"shop/v1/order.proto", `syntax = "proto3";
+package shop.v1;
+import "shop/v1/money.proto";
+import "google/protobuf/timestamp.proto";
+import "buf/validate/validate.proto";
+message OrderCreated {
+  string order_id = 1 [(buf.validate.field).string.min_len = 1];
+  Money total = 2;
+  google.protobuf.Timestamp placed_at = 3;
+}`)}
+		v, err := reg.Register(ctx, "orders", in)
+		if err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		sc, err := reg.ByID(ctx, v.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sc.Message.Fields().ByName("placed_at").Message().FullName(); got != "google.protobuf.Timestamp" {
+			t.Fatalf("placed_at type %s", got)
+		}
+		if len(sc.Own) != 2 {
+			t.Fatalf("own files = %d, want 2", len(sc.Own))
+		}
+
+		// The same schema as a FileDescriptorSet registers too and resolves the imports it leaves out.
+		set := &descriptorpb.FileDescriptorSet{}
+		if err := proto.Unmarshal(sc.DescriptorSet, set); err != nil {
+			t.Fatal(err)
+		}
+		var ownOnly descriptorpb.FileDescriptorSet
+		for _, f := range set.File {
+			if strings.HasPrefix(f.GetName(), "shop/") {
+				ownOnly.File = append(ownOnly.File, f)
+			}
+		}
+		raw, _ := proto.Marshal(&ownOnly)
+		fromSet, err := reg.Register(ctx, "orders-fds", schema.Input{FileDescriptorSet: raw, Message: "shop.v1.OrderCreated"})
+		if err != nil {
+			t.Fatalf("register descriptor set: %v", err)
+		}
+		if fromSet.Message.Fields().Len() != 3 {
+			t.Fatalf("descriptor-set schema has %d fields", fromSet.Message.Fields().Len())
+		}
+	})
+}
+
+func TestReferences(t *testing.T) {
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		money := schema.Input{Message: "common.v1.Money", Files: files("common/v1/money.proto", `syntax = "proto3";
+package common.v1;
+message Money { string currency = 1; int64 units = 2; }`)}
+		m, err := reg.Register(ctx, "money", money)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := schema.Input{
+			Message:    "shop.v1.Refund",
+			References: []schema.Reference{{Name: "common/v1/money.proto", Subject: "money"}},
+			Files: files("shop/v1/refund.proto", `syntax = "proto3";
+package shop.v1;
+import "common/v1/money.proto";
+message Refund { string order_id = 1; common.v1.Money amount = 2; }`),
+		}
+		v, err := reg.Register(ctx, "refunds", in)
+		if err != nil {
+			t.Fatalf("register with reference: %v", err)
+		}
+		if len(v.References) != 1 || v.References[0].Subject != "money" {
+			t.Fatalf("references = %+v", v.References)
+		}
+		if err := reg.DeleteVersion(ctx, "money", m.Version, true); !errors.Is(err, schema.ErrReferenced) {
+			t.Fatalf("hard delete of referenced version: err %v, want ErrReferenced", err)
+		}
+		// Without the reference the import does not resolve.
+		in.References = nil
+		var cerr *schema.CompileError
+		if _, err := reg.Register(ctx, "refunds2", in); !errors.As(err, &cerr) {
+			t.Fatalf("missing reference: err %v, want a CompileError", err)
+		}
+		// A reference to a file the subject does not have.
+		in.References = []schema.Reference{{Name: "nope.proto", Subject: "money"}}
+		if _, err := reg.Register(ctx, "refunds3", in); !errors.Is(err, schema.ErrInvalid) {
+			t.Fatalf("bad reference: err %v, want ErrInvalid", err)
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	reg := openRegistry(t, "sqlite://"+filepath.Join(t.TempDir(), "r.db"))
+	notASet := []byte{0xff, 0xff, 0xff, 0x01}
+	cases := []struct {
+		name    string
+		subject string
+		in      schema.Input
+		check   func(t *testing.T, err error)
+	}{
+		{"empty subject", "", order(orderV1), isInvalid},
+		{"bad subject", "a b/c", order(orderV1), isInvalid},
+		{"no message", "s", schema.Input{Files: files("a.proto", orderV1)}, isInvalid},
+		{"unknown message", "s", schema.Input{Files: files("a.proto", orderV1), Message: "shop.v1.Nope"}, isInvalid},
+		{"no files", "s", schema.Input{Message: "a.B"}, isInvalid},
+		{"not a descriptor set", "s", schema.Input{FileDescriptorSet: notASet, Message: "a.B"}, isInvalid},
+		{"10 MB source", "s", schema.Input{Files: files("a.proto", orderV1+strings.Repeat("// padding\n", 1<<20)), Message: "shop.v1.OrderCreated"}, isInvalid},
+		{"path escapes", "s", schema.Input{Files: files("../a.proto", orderV1), Message: "shop.v1.OrderCreated"}, isInvalid},
+		{"two errors", "s", schema.Input{Files: files("a.proto", "syntax = \"proto3\";\npackage a;\nmessage A { Nope x = 1; }\nmessage B { Gone y = 1; }\n"), Message: "a.A"}, func(t *testing.T, err error) {
+			var cerr *schema.CompileError
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err %v, want CompileError", err)
+			}
+			if len(cerr.Problems) != 2 {
+				t.Fatalf("problems = %+v, want 2", cerr.Problems)
+			}
+			if p := cerr.Problems[0]; p.File != "a.proto" || p.Line != 3 || p.Column == 0 {
+				t.Fatalf("first problem = %+v, want a.proto line 3", p)
+			}
+		}},
+		{"cyclic imports", "s", schema.Input{Message: "a.A", Files: files(
+			"a.proto", "syntax = \"proto3\";\npackage a;\nimport \"b.proto\";\nmessage A {}\n",
+			"b.proto", "syntax = \"proto3\";\npackage a;\nimport \"a.proto\";\nmessage B {}\n")}, func(t *testing.T, err error) {
+			var cerr *schema.CompileError
+			if !errors.As(err, &cerr) || !strings.Contains(cerr.Error(), "cycle") {
+				t.Fatalf("err %v, want a CompileError naming the cycle", err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := reg.Register(ctx, tc.subject, tc.in)
+			if err == nil {
+				t.Fatal("registered bad input")
+			}
+			tc.check(t, err)
+		})
+	}
+	// The registry still works after all of that.
+	if _, err := reg.Register(ctx, "fine", order(orderV1)); err != nil {
+		t.Fatalf("register after bad input: %v", err)
+	}
+}
+
+func isInvalid(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, schema.ErrInvalid) {
+		t.Fatalf("err %v, want ErrInvalid", err)
+	}
+}
+
+func TestIncompatibleVersionRefused(t *testing.T) {
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		if _, err := reg.Register(ctx, "orders", order(orderV1)); err != nil {
+			t.Fatal(err)
+		}
+		changed := order(strings.Replace(orderV1, "int64 amount_cents = 2;", "string amount_cents = 2;", 1))
+		violations, mode, err := reg.Check(ctx, "orders", changed)
+		if err != nil || mode != compat.Backward || len(violations) == 0 {
+			t.Fatalf("check = %v, %v, %v; want BACKWARD violations", violations, mode, err)
+		}
+		_, err = reg.Register(ctx, "orders", changed)
+		var incompat *schema.IncompatibleError
+		if !errors.As(err, &incompat) || len(incompat.Violations) == 0 || incompat.Violations[0].AgainstVersion != 1 {
+			t.Fatalf("register incompatible: err %v", err)
+		}
+		if vs, _ := reg.Versions(ctx, "orders", true); len(vs) != 1 {
+			t.Fatalf("a refused version changed the history: %+v", vs)
+		}
+		// With NONE the same change is accepted.
+		if err := reg.SetCompatibility(ctx, "orders", compat.None); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := reg.Register(ctx, "orders", changed); err != nil || v.Version != 2 {
+			t.Fatalf("register under NONE = %+v, %v", v, err)
+		}
+	})
+}
+
+// TestConcurrentRegistrationTwoReplicas registers many distinct versions of
+// one subject from many goroutines through two registries that share one
+// PostgreSQL database, as two replicas would: versions must be exactly
+// 1..n, none lost, none doubled.
+func TestConcurrentRegistrationTwoReplicas(t *testing.T) {
+	url := testenv.Postgres(t)
+	ctx := context.Background()
+	replicas := []*schema.Registry{openRegistry(t, url), openRegistry(t, url)}
+	if err := replicas[0].SetCompatibility(ctx, "orders", compat.None); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var wg sync.WaitGroup
+	ids := make([]int64, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src := strings.Replace(orderV1, "int64 amount_cents = 2;", fmt.Sprintf("int64 amount_cents = 2;\n  string note_%d = 3;", i), 1)
+			v, err := replicas[i%2].Register(ctx, "orders", order(src))
+			if err == nil {
+				ids[i] = v.ID
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("registration %d: %v", i, err)
+		}
+	}
+	versions, err := replicas[1].Versions(ctx, "orders", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(versions) != n {
+		t.Fatalf("%d versions, want %d", len(versions), n)
+	}
+	seen := map[int64]bool{}
+	for i, v := range versions {
+		if v.Version != int32(i+1) {
+			t.Fatalf("version %d at position %d: versions are not 1..n", v.Version, i)
+		}
+		if seen[v.SchemaID] {
+			t.Fatalf("schema id %d registered twice", v.SchemaID)
+		}
+		seen[v.SchemaID] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Fatalf("schema id %d was answered but is not a version", id)
+		}
+	}
+}
