@@ -348,6 +348,36 @@ func TestCorpusAgainstBuf(t *testing.T) {
 	}
 }
 
+// TestBufRuleListAgainstBuf checks that our WIRE and WIRE_JSON rule sets are
+// exactly the rules buf itself lists for those categories.
+func TestBufRuleListAgainstBuf(t *testing.T) {
+	buf := realBuf(t)
+	for category, mode := range bufCategories {
+		config := fmt.Sprintf(`{"version":"v2","breaking":{"use":[%q]}}`, category)
+		cmd := exec.Command(buf, "config", "ls-breaking-rules", "--configured-only", "--config", config, "--format", "json")
+		cmd.Dir = tmpRoot
+		cmd.Env = append(os.Environ(), "BUF_CACHE_DIR="+filepath.Join(tmpRoot, "bufcache"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("buf config ls-breaking-rules: %v", err)
+		}
+		var ids []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var rule struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal([]byte(line), &rule); err != nil {
+				t.Fatalf("buf rule line %q: %v", line, err)
+			}
+			ids = append(ids, rule.ID)
+		}
+		sort.Strings(ids)
+		if got := BufRuleIDs(mode); !slices.Equal(got, ids) {
+			t.Errorf("%s: ours %v, buf %v", category, got, ids)
+		}
+	}
+}
+
 // TestCorpusTransitive checks that the transitive buf modes report, per
 // earlier version, exactly the pairwise verdicts, tagged with that version.
 func TestCorpusTransitive(t *testing.T) {
