@@ -132,6 +132,12 @@ type Sink struct {
 	subName   string
 	schemaMap map[int64]*schemaEntry // by schema id; owned by the batching goroutine
 
+	// hooks let the crash tests stop the process at chosen points.
+	hooks struct {
+		beforeWrite func() // batch received and decoded, nothing committed
+		afterCommit func() // committed, not yet dead-lettered or acknowledged
+	}
+
 	mu           sync.Mutex
 	state        string
 	lastError    string
@@ -613,6 +619,9 @@ func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event
 		}
 	}
 	var written int64
+	if s.hooks.beforeWrite != nil {
+		s.hooks.beforeWrite()
+	}
 	for attempt := 1; len(pending) > 0; attempt++ {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
 		n, offenders, err := s.writer.write(wctx, pending)
@@ -649,6 +658,9 @@ func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event
 		attempt = 0
 	}
 	s.setState(StateRunning, nil)
+	if s.hooks.afterCommit != nil {
+		s.hooks.afterCommit()
+	}
 	done := context.WithoutCancel(ctx)
 	var dead []*event
 	for _, ev := range events {
@@ -773,11 +785,12 @@ func (s *Sink) watchLag(ctx context.Context) error {
 	}
 }
 
-// backoff is exponential from 100ms to 30s with jitter.
+// backoff is exponential from 100ms to 10s with jitter: short enough that
+// a sink resumes within seconds of its database coming back.
 func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt-1, 9)
-	if d > 30*time.Second {
-		d = 30 * time.Second
+	d := 100 * time.Millisecond << min(attempt-1, 7)
+	if d > 10*time.Second {
+		d = 10 * time.Second
 	}
 	return d/2 + rand.N(d/2+1)
 }

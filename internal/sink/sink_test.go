@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -176,6 +177,13 @@ func TestSinkEndToEndPulsar(t *testing.T) {
 		b := openPulsar(t)
 		testSinkEndToEnd(t, b, url, uniqueName("sinktest.orders"), v1, v2)
 	})
+}
+
+func testenvPulsar(t *testing.T) (string, string) { return testenv.Pulsar(t) }
+
+// slogStderr is the logger of child processes.
+func slogStderr() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func openPulsar(t *testing.T) bus.Bus {
@@ -350,4 +358,12 @@ func metricValue(t *testing.T, reg *prometheus.Registry, metric, sinkName string
 	}
 	t.Fatalf("metric %s{sink=%q} not registered", metric, sinkName)
 	return 0
+}
+
+func metricRetries(s *Sink) float64 {
+	var m dto.Metric
+	if err := s.metrics.retries.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

@@ -1,0 +1,325 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bufbuild/protocompile"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/pulsar"
+)
+
+// childEnv carries a childConfig (JSON) to a re-executed test binary,
+// which then runs one sink until it is killed or told to stop.
+const childEnv = "SINK_TEST_CHILD"
+
+type childConfig struct {
+	PulsarURL, PulsarAdminURL string
+	DBURL                     string
+	Name, Subject, Topic      string
+	SchemaID                  int64
+	Proto, Message            string
+	BatchSize                 int
+	Mode                      string
+	// KillAfterCommit / KillBeforeWrite: SIGKILL this process at the n-th
+	// batch, right after its commit (before the ack) or right before its
+	// write (after it was received). 0: never.
+	KillAfterCommit, KillBeforeWrite int
+}
+
+func TestMain(m *testing.M) {
+	if raw := os.Getenv(childEnv); raw != "" {
+		os.Exit(runChild(raw))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild is the sink process of the crash tests.
+func runChild(raw string) int {
+	log := slogStderr()
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		log.Error("child config", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	md, err := compileProto(map[string]string{"event.proto": cfg.Proto}, cfg.Message)
+	if err != nil {
+		log.Error("compile", "err", err)
+		return 2
+	}
+	b, err := pulsar.Open(ctx, pulsar.Options{URL: cfg.PulsarURL, AdminURL: cfg.PulsarAdminURL, Logger: log})
+	if err != nil {
+		log.Error("open bus", "err", err)
+		return 2
+	}
+	defer b.Close(context.Background())
+	schemas := newMapSchemas(SchemaInfo{Subject: cfg.Subject, Version: 1, SchemaID: cfg.SchemaID, Message: md})
+	s, err := New(Config{Name: cfg.Name, URL: cfg.DBURL, Topics: []string{cfg.Topic}, Subjects: []string{cfg.Subject},
+		BatchSize: cfg.BatchSize, FlushInterval: 20 * time.Millisecond, Mode: cfg.Mode}, b, schemas, log)
+	if err != nil {
+		log.Error("new sink", "err", err)
+		return 2
+	}
+	defer s.Close()
+	batches := 0
+	kill := func(point string) {
+		log.Info("killing myself", "point", point, "batch", batches)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+	s.hooks.beforeWrite = func() {
+		batches++
+		if batches == cfg.KillBeforeWrite {
+			kill("before write")
+		}
+	}
+	s.hooks.afterCommit = func() {
+		if batches == cfg.KillAfterCommit {
+			kill("after commit")
+		}
+	}
+	if err := s.Run(ctx); err != nil {
+		log.Error("run", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func compileProto(files map[string]string, message string) (protoreflect.MessageDescriptor, error) {
+	var names []string
+	for n := range files {
+		names = append(names, n)
+	}
+	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{
+		Accessor: protocompile.SourceAccessorFromMap(files)})}
+	compiled, err := c.Compile(context.Background(), names...)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range compiled {
+		if d, ok := f.FindDescriptorByName(protoreflect.FullName(message)).(protoreflect.MessageDescriptor); ok {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("message %s not found", message)
+}
+
+// sinkProcess is one child running a sink.
+type sinkProcess struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+func startSinkProcess(t *testing.T, cfg childConfig) *sinkProcess {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &sinkProcess{out: new(bytes.Buffer), done: make(chan error, 1)}
+	p.cmd = exec.Command(exe, "-test.run=^$")
+	p.cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait returns how the child ended.
+func (p *sinkProcess) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("sink process still running after %v; output:\n%s", timeout, tail(p.out.String(), 3000))
+		return nil
+	}
+}
+
+func killedBySIGKILL(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// TestCrashExactlyOnce is the proof of the exactly-once effect: N events on
+// Pulsar, a sink process SIGKILLed between commit and ack, between receive
+// and commit, and at random moments while it writes, restarted each time;
+// at the end the table holds exactly N rows with the right contents.
+func TestCrashExactlyOnce(t *testing.T) {
+	serviceURL, adminURL := testenvPulsar(t)
+	md := compileMessage(t, map[string]string{"event.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		b := openPulsar(t)
+		subject := uniqueName("crash")
+		topic, err := b.TopicName(subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 4000
+		publishMany(t, b, topic, subject, 301, md, n)
+		cfg := childConfig{
+			PulsarURL: serviceURL, PulsarAdminURL: adminURL, DBURL: url,
+			Name: uniqueName("crash"), Subject: subject, Topic: topic, SchemaID: 301,
+			Proto: eventProtoV1, Message: "shop.v1.OrderCreated", BatchSize: 100,
+		}
+		d := openTestDialect(t, url)
+		table := sqlName(subject)
+
+		// 1. Killed right after a commit, before its ack.
+		c := cfg
+		c.KillAfterCommit = 3
+		p := startSinkProcess(t, c)
+		if err := p.wait(t, 90*time.Second); !killedBySIGKILL(err) {
+			t.Fatalf("after-commit child ended with %v, want SIGKILL; output:\n%s", err, tail(p.out.String(), 3000))
+		}
+		afterFirst := countRowsIfExists(t, d, table)
+		if afterFirst < 300 {
+			t.Fatalf("rows after the first crash = %d, want the 3 committed batches", afterFirst)
+		}
+		// 2. Killed after receiving a batch, before writing it.
+		c = cfg
+		c.KillBeforeWrite = 2
+		p = startSinkProcess(t, c)
+		if err := p.wait(t, 90*time.Second); !killedBySIGKILL(err) {
+			t.Fatalf("before-write child ended with %v, want SIGKILL; output:\n%s", err, tail(p.out.String(), 3000))
+		}
+		// 3. Killed at random moments while it writes.
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+		for round := range 4 {
+			before := countRowsIfExists(t, d, table)
+			p = startSinkProcess(t, cfg)
+			// Let it make progress, then kill it mid-stream.
+			eventually(t, 90*time.Second, "progress before the kill", func() (bool, string) {
+				rows := countRowsIfExists(t, d, table)
+				return rows > before || rows == n, fmt.Sprintf("rows=%d", rows)
+			})
+			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond) // a random kill point, not a wait
+			if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.wait(t, 30*time.Second); err != nil && !killedBySIGKILL(err) {
+				t.Fatalf("round %d: child ended with %v; output:\n%s", round, err, tail(p.out.String(), 3000))
+			}
+			t.Logf("round %d: %d rows when killed", round, countRowsIfExists(t, d, table))
+		}
+		// 4. A last run to completion, then a clean stop.
+		p = startSinkProcess(t, cfg)
+		eventually(t, 120*time.Second, "all rows", func() (bool, string) {
+			rows := countRowsIfExists(t, d, table)
+			return rows >= n, fmt.Sprintf("rows=%d", rows)
+		})
+		eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			lag, err := b.Backlog(ctx, "sink-"+cfg.Name, []string{topic})
+			return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
+		})
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.wait(t, 60*time.Second); err != nil {
+			t.Errorf("clean stop: %v; output:\n%s", err, tail(p.out.String(), 3000))
+		}
+		assertExactRows(t, d, table, n)
+	})
+}
+
+// publishMany publishes n v1 events: id ev-<i>, order_id o-<i>, quantity i.
+func publishMany(t *testing.T, b bus.Bus, topic, subject string, schemaID int64, md protoreflect.MessageDescriptor, n int) {
+	t.Helper()
+	for i := range n {
+		publishEvent(t, b, topic, subject, schemaID, fmt.Sprintf("ev-%06d", i), fmt.Sprintf("k%d", i%17),
+			marshal(t, orderMessage(t, md, fmt.Sprintf("o-%d", i), int32(i))))
+	}
+}
+
+// assertExactRows checks that the table holds ev-0..ev-(n-1) once each,
+// with the contents publishMany gave them.
+func assertExactRows(t *testing.T, d dialect, table string, n int) {
+	t.Helper()
+	if got := countRows(t, d, table); got != int64(n) {
+		t.Errorf("rows = %d, want exactly %d", got, n)
+	}
+	q := d.quote
+	distinct := testQuery(t, d, "SELECT COUNT(DISTINCT "+q(colEventID)+") FROM "+q(table))
+	if fmt.Sprint(asInt(distinct)) != fmt.Sprint(n) {
+		t.Errorf("distinct event ids = %v, want %d", distinct, n)
+	}
+	sum := testQuery(t, d, "SELECT SUM("+q("quantity")+") FROM "+q(table))
+	if want := int64(n) * int64(n-1) / 2; asInt(sum) != want {
+		t.Errorf("sum of quantities = %v, want %d", sum, want)
+	}
+	concat := "'o-' || CAST(" + q("quantity") + " AS TEXT)"
+	idExpr := "'ev-' || substr('000000' || CAST(" + q("quantity") + " AS TEXT), -6)"
+	if _, ok := d.(*mysqlDialect); ok {
+		concat = "CONCAT('o-', " + q("quantity") + ")"
+		idExpr = "CONCAT('ev-', LPAD(" + q("quantity") + ", 6, '0'))"
+	} else if _, ok := d.(*postgres); ok {
+		idExpr = "'ev-' || lpad(" + q("quantity") + "::text, 6, '0')"
+	}
+	wrong := testQuery(t, d, "SELECT COUNT(*) FROM "+q(table)+" WHERE "+q("order_id")+" <> "+concat+" OR "+q(colEventID)+" <> "+idExpr)
+	if asInt(wrong) != 0 {
+		t.Errorf("%v rows have contents that do not match their event id", wrong)
+	}
+}
+
+func asInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	case []byte:
+		var n int64
+		fmt.Sscan(string(x), &n)
+		return n
+	case string:
+		var n int64
+		fmt.Sscan(x, &n)
+		return n
+	case float64:
+		return int64(x)
+	}
+	var n int64
+	fmt.Sscan(fmt.Sprint(v), &n)
+	return n
+}
