@@ -160,7 +160,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 					// would spoil the count.
 					pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					err := b.Publish(pctx, bus.Message{Topic: topic, Key: fmt.Sprintf("k%d", i%11),
-						Payload: marshal(t, orderMessage(t, md, fmt.Sprintf("o-%d", i), int32(i))),
+						Payload:    marshal(t, orderMessage(t, md, fmt.Sprintf("o-%d", i), int32(i))),
 						Properties: map[string]string{bus.PropEventID: id, bus.PropSchemaID: "401", bus.PropSubject: subject}})
 					cancel()
 					if err != nil {
