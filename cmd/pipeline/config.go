@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is pipeline.yaml. Every field has a default, so an empty file (or
+// none) runs the embedded defaults: SQLite registry, embedded JetStream bus,
+// one SQLite sink for every subject, all under DataDir.
+type Config struct {
+	Addr         string `yaml:"addr"`
+	DataDir      string `yaml:"data_dir"`
+	PyroscopeURL string `yaml:"pyroscope_url"`
+	LogLevel     string `yaml:"log_level"`
+
+	Registry RegistryConfig `yaml:"registry"`
+	Bus      BusConfig      `yaml:"bus"`
+	Limits   LimitsConfig   `yaml:"limits"`
+	// DefaultSink writes every subject into SQLite in DataDir when no
+	// sinks are configured. Set it to false to run without any sink.
+	DefaultSink *bool        `yaml:"default_sink"`
+	Sinks       []SinkConfig `yaml:"sinks"`
+}
+
+// RegistryConfig says where schemas and routes are stored.
+type RegistryConfig struct {
+	// URL is postgres://... or sqlite://path; default sqlite://<data_dir>/registry.db.
+	URL string `yaml:"url"`
+}
+
+// BusConfig chooses and tunes the message bus.
+type BusConfig struct {
+	// Kind is "jetstream" (embedded, default) or "pulsar".
+	Kind string `yaml:"kind"`
+	// URL: pulsar://host:6650 for Pulsar; for JetStream an external NATS URL (empty embeds a server).
+	URL string `yaml:"url"`
+	// AdminURL is Pulsar's admin REST API (http://host:8080), for backlog and topic stats.
+	AdminURL  string `yaml:"admin_url"`
+	Tenant    string `yaml:"tenant"`
+	Namespace string `yaml:"namespace"`
+	// Compression is "lz4" (default), "zstd" or "none" (Pulsar).
+	Compression string `yaml:"compression"`
+	// BatchingDelay is Pulsar's producer batching delay (default 1ms).
+	BatchingDelay time.Duration `yaml:"batching_delay"`
+	// MaxPending bounds messages awaiting the broker per producer (default 10000).
+	MaxPending int `yaml:"max_pending"`
+	// SendTimeout bounds one send (default 10s); past it the outcome is unknown.
+	SendTimeout time.Duration `yaml:"send_timeout"`
+	// ListenAddr makes the embedded NATS server listen on TCP (default: in-process only).
+	ListenAddr string `yaml:"listen_addr"`
+}
+
+// LimitsConfig bounds what one request may carry.
+type LimitsConfig struct {
+	MaxEventBytes int `yaml:"max_event_bytes"` // default 1 MiB
+	MaxBatch      int `yaml:"max_batch"`       // events per PublishBatch, default 1000
+}
+
+// SinkConfig declares one sink.
+type SinkConfig struct {
+	Name string `yaml:"name"`
+	// URL is postgres://..., mysql://user:pass@host:port/db or sqlite://path.
+	URL           string        `yaml:"url"`
+	Subjects      []string      `yaml:"subjects"`
+	Topics        []string      `yaml:"topics"`
+	TablePrefix   string        `yaml:"table_prefix"`
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	Mode          string        `yaml:"mode"`         // append | upsert
+	Subscription  string        `yaml:"subscription"` // key_shared | failover
+	MaxAttempts   int           `yaml:"max_attempts"`
+	DeadLetter    string        `yaml:"dead_letter_topic"`
+}
+
+// loadConfig reads path (empty: no file) and applies defaults.
+func loadConfig(path string, overrides ...func(*Config)) (*Config, error) {
+	cfg := &Config{}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true) // a typo in a key is an error, not a silent default
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	for _, o := range overrides {
+		o(cfg)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:7400"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "data"
+	}
+	if cfg.Registry.URL == "" {
+		cfg.Registry.URL = "sqlite://" + filepath.Join(cfg.DataDir, "registry.db")
+	}
+	switch cfg.Bus.Kind {
+	case "":
+		cfg.Bus.Kind = "jetstream"
+	case "jetstream", "pulsar":
+	default:
+		return nil, fmt.Errorf("config: bus.kind %q: use jetstream or pulsar", cfg.Bus.Kind)
+	}
+	if cfg.Bus.Kind == "pulsar" && cfg.Bus.URL == "" {
+		return nil, errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
+	}
+	if cfg.Limits.MaxEventBytes == 0 {
+		cfg.Limits.MaxEventBytes = 1 << 20
+	}
+	if cfg.Limits.MaxBatch == 0 {
+		cfg.Limits.MaxBatch = 1000
+	}
+	if len(cfg.Sinks) == 0 && (cfg.DefaultSink == nil || *cfg.DefaultSink) {
+		cfg.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(cfg.DataDir, "events.db")}}
+	}
+	names := map[string]bool{}
+	for i, s := range cfg.Sinks {
+		if s.Name == "" {
+			return nil, fmt.Errorf("config: sinks[%d] has no name", i)
+		}
+		if names[s.Name] {
+			return nil, fmt.Errorf("config: two sinks are named %q", s.Name)
+		}
+		names[s.Name] = true
+		if s.URL == "" {
+			return nil, fmt.Errorf("config: sink %q has no url", s.Name)
+		}
+	}
+	return cfg, nil
+}

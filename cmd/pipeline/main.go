@@ -1,0 +1,170 @@
+// Command pipeline is a schema-governed event pipeline in one binary: a
+// Protobuf schema registry, a router that validates events and publishes
+// them to Pulsar (or an embedded NATS JetStream), and sinks that write them
+// into PostgreSQL, MySQL/MariaDB and SQLite.
+//
+//	pipeline serve [--config pipeline.yaml] [--addr 127.0.0.1:7400] [--data-dir data]
+//	pipeline schema register|check|get|list|config ...
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/grafana/pyroscope-go"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		var exit exitError
+		if errors.As(err, &exit) {
+			os.Exit(int(exit))
+		}
+		fmt.Fprintln(os.Stderr, "pipeline:", err)
+		os.Exit(2)
+	}
+}
+
+// exitError ends the process with a code after the command printed its own message.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+const usage = `pipeline: a schema-governed event pipeline
+
+Usage:
+  pipeline serve [flags]        run the registry, router, sinks and dashboard
+  pipeline schema <command>     talk to a running pipeline's registry
+  pipeline version              print the version
+
+Run 'pipeline serve -h' or 'pipeline schema -h' for their flags.
+`
+
+func run(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return exitError(2)
+	}
+	switch args[0] {
+	case "serve":
+		return serveCommand(args[1:])
+	case "schema":
+		return schemaCommand(args[1:], os.Stdout, os.Stderr)
+	case "version":
+		fmt.Println(version)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return nil
+	default:
+		fmt.Fprintf(os.Stderr, "pipeline: unknown command %q\n\n%s", args[0], usage)
+		return exitError(2)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func serveCommand(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", envOr("PIPELINE_CONFIG", ""), "config file (YAML); none runs the embedded defaults (env PIPELINE_CONFIG)")
+	addr := fs.String("addr", envOr("PIPELINE_ADDR", ""), "listen address, default 127.0.0.1:7400 (env PIPELINE_ADDR)")
+	dataDir := fs.String("data-dir", envOr("PIPELINE_DATA_DIR", ""), "data directory for the embedded defaults, default ./data (env PIPELINE_DATA_DIR)")
+	pyroscopeURL := fs.String("pyroscope-url", envOr("PIPELINE_PYROSCOPE_URL", ""), "send continuous profiles to this Pyroscope server (env PIPELINE_PYROSCOPE_URL)")
+	logLevel := fs.String("log-level", envOr("PIPELINE_LOG_LEVEL", ""), "debug, info, warn or error (env PIPELINE_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitError(2)
+	}
+	cfg, err := loadConfigWithFlags(*configPath, *addr, *dataDir, *pyroscopeURL, *logLevel)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+
+	if cfg.PyroscopeURL != "" {
+		profiler, err := pyroscope.Start(pyroscope.Config{ApplicationName: "pipeline", ServerAddress: cfg.PyroscopeURL, Tags: map[string]string{"version": version}})
+		if err != nil {
+			return fmt.Errorf("start pyroscope profiling: %w", err)
+		}
+		defer profiler.Stop() //nolint:errcheck // best effort on exit
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := newServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		s.close(context.Background())
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	fmt.Fprintf(os.Stderr, "pipeline %s serving on http://%s (dashboard, gRPC, gRPC-Web and Connect on this port)\n", version, ln.Addr())
+	return s.serve(ctx, ln)
+}
+
+// loadConfigWithFlags loads the config file, then lets flags and
+// environment variables override it.
+func loadConfigWithFlags(path, addr, dataDir, pyroscopeURL, logLevel string) (*Config, error) {
+	cfg, err := loadConfig(path, func(c *Config) {
+		if addr != "" {
+			c.Addr = addr
+		}
+		if dataDir != "" {
+			c.DataDir = dataDir
+		}
+		if pyroscopeURL != "" {
+			c.PyroscopeURL = pyroscopeURL
+		}
+		if logLevel != "" {
+			c.LogLevel = logLevel
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if level != "" {
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// redact hides the password of a database URL in logs.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return strings.Replace(u.String(), "xxxxx", "***", 1)
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/api"
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/jetstream"
+	"github.com/schemagate/pipeline/internal/router"
+	"github.com/schemagate/pipeline/internal/schema"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// server is one running pipeline: registry, bus, router, sinks and the
+// HTTP handler that serves them all on one port.
+type server struct {
+	cfg      *Config
+	log      *slog.Logger
+	store    *schema.Store
+	registry *schema.Registry
+	bus      bus.Bus
+	router   *router.Router
+	routes   *router.Routes
+	sinks    *sinkSet
+	health   *grpchealth.StaticChecker
+	metrics  *prometheus.Registry
+	started  time.Time
+}
+
+// newServer opens everything the config names. On error, whatever was
+// opened is closed again.
+func newServer(ctx context.Context, cfg *Config, log *slog.Logger) (_ *server, err error) {
+	s := &server{cfg: cfg, log: log, started: time.Now(), metrics: prometheus.NewRegistry()}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			s.close(context.Background())
+		}
+	}()
+	if s.store, err = schema.OpenStore(ctx, cfg.Registry.URL); err != nil {
+		return nil, err
+	}
+	s.registry = schema.NewRegistry(s.store, schema.WithLogger(log))
+	if s.bus, err = openBus(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	s.routes = router.NewRoutes(s.store, s.bus, 2*time.Second)
+	if s.router, err = router.New(s.registry, s.bus, s.bus, s.routes, router.Options{MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics}); err != nil {
+		return nil, err
+	}
+	if s.sinks, err = openSinks(ctx, cfg, s.bus, s.registry, s.metrics, log); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func openBus(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, error) {
+	switch cfg.Bus.Kind {
+	case "pulsar":
+		return openPulsar(ctx, cfg, log)
+	default:
+		b, err := jetstream.Open(ctx, jetstream.Options{DataDir: cfg.DataDir, ListenAddr: cfg.Bus.ListenAddr, URL: cfg.Bus.URL, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open embedded JetStream bus in %s: %w", cfg.DataDir, err)
+		}
+		return b, nil
+	}
+}
+
+// handler mounts every service on one mux: gRPC, gRPC-Web and Connect
+// through connect-go, health, reflection, metrics and the dashboard.
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	// A batch may carry MaxBatch events of MaxEventBytes each; schemas are
+	// bounded by schema.MaxSourceBytes. Past this, connect answers
+	// ResourceExhausted before decoding.
+	readMax := connect.WithReadMaxBytes(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
+	batchMax := connect.WithReadMaxBytes(s.cfg.Limits.MaxEventBytes*s.cfg.Limits.MaxBatch/4 + 64<<20)
+	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, readMax))
+	mux.Handle(pipelinev1connect.NewIngestServiceHandler(&api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}, batchMax))
+	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes, Registry: s.registry}, readMax))
+	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, readMax))
+	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Topics: topicLister{s}}, readMax))
+
+	services := []string{
+		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
+		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName,
+	}
+	s.health = grpchealth.NewStaticChecker(services...)
+	mux.Handle(grpchealth.NewHandler(s.health))
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", s.healthz)
+	mux.Handle("/", dashboardHandler())
+	return mux
+}
+
+// healthz answers 200 when the registry database answers, 503 otherwise.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := map[string]any{"status": "ok", "version": version, "uptime_seconds": int(time.Since(s.started).Seconds()), "bus": s.bus.Kind()}
+	code := http.StatusOK
+	if err := s.store.Ping(ctx); err != nil {
+		status["status"], status["registry_error"] = "degraded", err.Error()
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(status)
+}
+
+// serve runs the HTTP server on ln and the sinks until ctx is done, then
+// shuts down in order: stop accepting and finish in-flight RPCs (each
+// waits for its bus acknowledgement), stop the sinks after their current
+// batch, flush and close the bus.
+func (s *server) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
+	srv.Protocols = &protocols
+
+	sinkCtx, stopSinks := context.WithCancel(context.Background())
+	var sinksDone sync.WaitGroup
+	s.sinks.run(sinkCtx, &sinksDone)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("pipeline serving", "url", "http://"+ln.Addr().String(), "bus", s.bus.Kind(), "registry", redact(s.cfg.Registry.URL), "sinks", len(s.cfg.Sinks))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	s.log.Info("shutting down")
+	s.health.SetStatus("", grpchealth.StatusNotServing)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		s.log.Warn("in-flight requests did not finish in time", "err", serr)
+		_ = srv.Close()
+	}
+	stopSinks()
+	sinksDone.Wait()
+	s.close(shutdownCtx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *server) close(ctx context.Context) {
+	if s.sinks != nil {
+		s.sinks.close()
+	}
+	if s.bus != nil {
+		if err := s.bus.Close(ctx); err != nil {
+			s.log.Warn("close bus", "err", err)
+		}
+	}
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+}
