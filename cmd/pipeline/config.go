@@ -89,7 +89,7 @@ func loadConfig(path string, overrides ...func(*Config)) (*Config, error) {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true) // a typo in a key is an error, not a silent default
+		dec.KnownFields(true)                                              // a typo in a key is an error, not a silent default
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
