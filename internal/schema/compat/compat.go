@@ -215,6 +215,11 @@ func location(d protoreflect.Descriptor) string {
 		}
 	}
 	loc := file.SourceLocations().ByDescriptor(positioned)
+	if fd, ok := d.(protoreflect.FileDescriptor); ok {
+		if pkg := fd.SourceLocations().ByPath(protoreflect.SourcePath{2}); pkg.Path != nil { // FileDescriptorProto.package
+			loc = pkg
+		}
+	}
 	if loc.Path == nil && loc.StartLine == 0 && loc.StartColumn == 0 {
 		return name + " (" + file.Path() + ")"
 	}

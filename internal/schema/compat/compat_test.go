@@ -170,6 +170,17 @@ func TestViolationLocationAndMessage(t *testing.T) {
 	}
 }
 
+func TestPackageLocation(t *testing.T) {
+	v1 := compileSources(t, 1, "corpus.Event", map[string]string{"e.proto": "syntax = \"proto3\";\n\npackage corpus;\nmessage Event {}\n"})
+	v2 := compileSources(t, 0, "corpus.v2.Event", map[string]string{"e.proto": "syntax = \"proto3\";\n\npackage corpus.v2;\nmessage Event {}\n"})
+	for _, mode := range []Mode{Backward, Wire} {
+		got := Check(mode, []Schema{v1}, v2)
+		if len(got) != 1 || got[0].Location != "corpus.v2 (e.proto:3:1)" {
+			t.Errorf("%s: %v, want one violation at the package statement", mode, got)
+		}
+	}
+}
+
 func TestConfluentRootFile(t *testing.T) {
 	sources := map[string]string{
 		"a.proto": "syntax = \"proto3\";\npackage corpus;\nmessage Other {\n  int32 x = 1;\n}\n",

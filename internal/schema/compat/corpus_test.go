@@ -501,3 +501,29 @@ func TestCorpusViolationShape(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckAcrossUnrelatedCases compares versions of unrelated corpus cases
+// (different files, packages, syntaxes) in every mode: whatever the input,
+// Check answers without panicking and with complete violations.
+func TestCheckAcrossUnrelatedCases(t *testing.T) {
+	cases := loadCorpus(t)
+	for i, c := range cases {
+		other := cases[(i+7)%len(cases)]
+		previous := other.versions[0]
+		candidate := c.versions[len(c.versions)-1]
+		candidate.Version = 0
+		for _, mode := range Modes() {
+			for _, v := range Check(mode, []Schema{previous}, candidate) {
+				if v.Rule == "" || v.Message == "" || v.Location == "" || v.AgainstVersion != previous.Version {
+					t.Errorf("%s vs %s %s: incomplete violation %+v", c.name, other.name, mode, v)
+				}
+			}
+		}
+	}
+	// Degenerate inputs: no files at all.
+	for _, mode := range Modes() {
+		_ = Check(mode, []Schema{{Version: 1}}, Schema{})
+		_ = Check(mode, []Schema{cases[0].versions[0]}, Schema{})
+		_ = Check(mode, []Schema{{Version: 1}}, cases[0].versions[0])
+	}
+}
