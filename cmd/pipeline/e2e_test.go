@@ -235,6 +235,26 @@ func TestThinPathEmbedded(t *testing.T) {
 	if _, err := schemas.ListSubjects(ctx, connect.NewRequest(&pipelinev1.ListSubjectsRequest{})); err != nil {
 		t.Errorf("server stopped serving after bad input: %v", err)
 	}
+
+	// The refused events are kept for the dashboard, newest first.
+	refused, err := ingest.ListRefusedEvents(ctx, connect.NewRequest(&pipelinev1.ListRefusedEventsRequest{Subject: "orders"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(refused.Msg.GetEvents()); n != 4 {
+		t.Errorf("%d refused events sampled for orders, want 4 (binary decode, unknown JSON field, validation twice; bad requests are not sampled)", n)
+	} else if ev := refused.Msg.GetEvents()[0]; len(ev.GetViolations()) != 2 || !strings.Contains(ev.GetPayload(), `"amountCents":"-5"`) {
+		t.Errorf("newest refused event = %v", ev)
+	}
+
+	status := pipelinev1connect.NewStatusServiceClient(http.DefaultClient, base)
+	st, err := status.GetStatus(ctx, connect.NewRequest(&pipelinev1.GetStatusRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Msg.GetBus() != "jetstream" || !st.Msg.GetBusConnected() || !st.Msg.GetRegistryConnected() || len(st.Msg.GetSinks()) != 1 || !st.Msg.GetSinks()[0].GetConnected() {
+		t.Errorf("status = %v", st.Msg)
+	}
 }
 
 func validationDetails(t *testing.T, err error) []*pipelinev1.FieldViolation {

@@ -99,10 +99,11 @@ func (s *server) handler() http.Handler {
 	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes, Registry: s.registry}, readMax))
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, readMax))
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Topics: topicLister{s}}, readMax))
+	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, readMax))
 
 	services := []string{
 		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
-		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName,
+		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName, pipelinev1connect.StatusServiceName,
 	}
 	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))

@@ -79,11 +79,18 @@ func (set *sinkSet) close() {
 	}
 }
 
+func (set *sinkSet) statuses(ctx context.Context) []sink.Status {
+	out := make([]sink.Status, 0, len(set.sinks))
+	for _, s := range set.sinks {
+		out = append(out, s.Status(ctx))
+	}
+	return out
+}
+
 // ListSinks reports every sink's status.
 func (set *sinkSet) ListSinks(ctx context.Context) []*pipelinev1.Sink {
 	out := make([]*pipelinev1.Sink, 0, len(set.sinks))
-	for _, s := range set.sinks {
-		st := s.Status(ctx)
+	for _, st := range set.statuses(ctx) {
 		out = append(out, &pipelinev1.Sink{
 			Name: st.Name, Database: st.Database, Topics: st.Topics, Subjects: st.Subjects,
 			RowsWritten: st.RowsWritten, LastError: st.LastError, Lag: st.Lag, Status: st.State,

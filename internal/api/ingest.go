@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
@@ -149,4 +150,19 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 		return toConnectError(recvErr)
 	}
 	return nil
+}
+
+// ListRefusedEvents returns the last refused events of a subject.
+func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Request[pipelinev1.ListRefusedEventsRequest]) (*connect.Response[pipelinev1.ListRefusedEventsResponse], error) {
+	if req.Msg.GetSubject() == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("subject is required"))
+	}
+	out := &pipelinev1.ListRefusedEventsResponse{}
+	for _, ev := range s.Router.RefusedEvents(req.Msg.GetSubject()) {
+		out.Events = append(out.Events, &pipelinev1.RefusedEvent{
+			Time: timestamppb.New(ev.Time), EventId: ev.EventID, SchemaId: ev.SchemaID,
+			Violations: fieldViolationsToProto(ev.Violations), Payload: ev.Payload,
+		})
+	}
+	return connect.NewResponse(out), nil
 }

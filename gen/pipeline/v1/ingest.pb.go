@@ -9,6 +9,7 @@ package pipelinev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -660,11 +661,177 @@ func (x *PublishStreamResponse) GetResult() *PublishResult {
 	return nil
 }
 
+type ListRefusedEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRefusedEventsRequest) Reset() {
+	*x = ListRefusedEventsRequest{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRefusedEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRefusedEventsRequest) ProtoMessage() {}
+
+func (x *ListRefusedEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRefusedEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListRefusedEventsRequest) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListRefusedEventsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+type ListRefusedEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*RefusedEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRefusedEventsResponse) Reset() {
+	*x = ListRefusedEventsResponse{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRefusedEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRefusedEventsResponse) ProtoMessage() {}
+
+func (x *ListRefusedEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRefusedEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListRefusedEventsResponse) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListRefusedEventsResponse) GetEvents() []*RefusedEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// RefusedEvent is a sample of an event the router refused.
+type RefusedEvent struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	EventId    string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	SchemaId   int64                  `protobuf:"varint,3,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
+	Violations []*FieldViolation      `protobuf:"bytes,4,rep,name=violations,proto3" json:"violations,omitempty"`
+	// payload is the JSON payload as sent, or a binary payload in hex (both truncated).
+	Payload       string `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefusedEvent) Reset() {
+	*x = RefusedEvent{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefusedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefusedEvent) ProtoMessage() {}
+
+func (x *RefusedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefusedEvent.ProtoReflect.Descriptor instead.
+func (*RefusedEvent) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RefusedEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *RefusedEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetSchemaId() int64 {
+	if x != nil {
+		return x.SchemaId
+	}
+	return 0
+}
+
+func (x *RefusedEvent) GetViolations() []*FieldViolation {
+	if x != nil {
+		return x.Violations
+	}
+	return nil
+}
+
+func (x *RefusedEvent) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
 var File_pipeline_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x18pipeline/v1/ingest.proto\x12\vpipeline.v1\"\xaf\x02\n" +
+	"\x18pipeline/v1/ingest.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x02\n" +
 	"\x0ePublishRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x18\n" +
 	"\x06binary\x18\x02 \x01(\fH\x00R\x06binary\x12\x14\n" +
@@ -712,11 +879,24 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\x14PublishStreamRequest\x121\n" +
 	"\x05event\x18\x01 \x01(\v2\x1b.pipeline.v1.PublishRequestR\x05event\"K\n" +
 	"\x15PublishStreamResponse\x122\n" +
-	"\x06result\x18\x01 \x01(\v2\x1a.pipeline.v1.PublishResultR\x06result2\x86\x02\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.pipeline.v1.PublishResultR\x06result\"4\n" +
+	"\x18ListRefusedEventsRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\"N\n" +
+	"\x19ListRefusedEventsResponse\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.pipeline.v1.RefusedEventR\x06events\"\xcd\x01\n" +
+	"\fRefusedEvent\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1b\n" +
+	"\tschema_id\x18\x03 \x01(\x03R\bschemaId\x12;\n" +
+	"\n" +
+	"violations\x18\x04 \x03(\v2\x1b.pipeline.v1.FieldViolationR\n" +
+	"violations\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\tR\apayload2\xef\x02\n" +
 	"\rIngestService\x12D\n" +
 	"\aPublish\x12\x1b.pipeline.v1.PublishRequest\x1a\x1c.pipeline.v1.PublishResponse\x12S\n" +
 	"\fPublishBatch\x12 .pipeline.v1.PublishBatchRequest\x1a!.pipeline.v1.PublishBatchResponse\x12Z\n" +
-	"\rPublishStream\x12!.pipeline.v1.PublishStreamRequest\x1a\".pipeline.v1.PublishStreamResponse(\x010\x01B\xa6\x01\n" +
+	"\rPublishStream\x12!.pipeline.v1.PublishStreamRequest\x1a\".pipeline.v1.PublishStreamResponse(\x010\x01\x12g\n" +
+	"\x11ListRefusedEvents\x12%.pipeline.v1.ListRefusedEventsRequest\x1a&.pipeline.v1.ListRefusedEventsResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
 	"\x0fcom.pipeline.v1B\vIngestProtoP\x01Z9github.com/schemagate/pipeline/gen/pipeline/v1;pipelinev1\xa2\x02\x03PXX\xaa\x02\vPipeline.V1\xca\x02\vPipeline\\V1\xe2\x02\x17Pipeline\\V1\\GPBMetadata\xea\x02\fPipeline::V1b\x06proto3"
 
 var (
@@ -731,22 +911,26 @@ func file_pipeline_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_ingest_proto_rawDescData
 }
 
-var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_pipeline_v1_ingest_proto_goTypes = []any{
-	(*PublishRequest)(nil),        // 0: pipeline.v1.PublishRequest
-	(*PublishResponse)(nil),       // 1: pipeline.v1.PublishResponse
-	(*PublishBatchRequest)(nil),   // 2: pipeline.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil),  // 3: pipeline.v1.PublishBatchResponse
-	(*PublishResult)(nil),         // 4: pipeline.v1.PublishResult
-	(*EventError)(nil),            // 5: pipeline.v1.EventError
-	(*FieldViolation)(nil),        // 6: pipeline.v1.FieldViolation
-	(*ValidationError)(nil),       // 7: pipeline.v1.ValidationError
-	(*PublishStreamRequest)(nil),  // 8: pipeline.v1.PublishStreamRequest
-	(*PublishStreamResponse)(nil), // 9: pipeline.v1.PublishStreamResponse
-	nil,                           // 10: pipeline.v1.PublishRequest.HeadersEntry
+	(*PublishRequest)(nil),            // 0: pipeline.v1.PublishRequest
+	(*PublishResponse)(nil),           // 1: pipeline.v1.PublishResponse
+	(*PublishBatchRequest)(nil),       // 2: pipeline.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),      // 3: pipeline.v1.PublishBatchResponse
+	(*PublishResult)(nil),             // 4: pipeline.v1.PublishResult
+	(*EventError)(nil),                // 5: pipeline.v1.EventError
+	(*FieldViolation)(nil),            // 6: pipeline.v1.FieldViolation
+	(*ValidationError)(nil),           // 7: pipeline.v1.ValidationError
+	(*PublishStreamRequest)(nil),      // 8: pipeline.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil),     // 9: pipeline.v1.PublishStreamResponse
+	(*ListRefusedEventsRequest)(nil),  // 10: pipeline.v1.ListRefusedEventsRequest
+	(*ListRefusedEventsResponse)(nil), // 11: pipeline.v1.ListRefusedEventsResponse
+	(*RefusedEvent)(nil),              // 12: pipeline.v1.RefusedEvent
+	nil,                               // 13: pipeline.v1.PublishRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
 }
 var file_pipeline_v1_ingest_proto_depIdxs = []int32{
-	10, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
+	13, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
 	0,  // 1: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
 	4,  // 2: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
 	5,  // 3: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
@@ -754,17 +938,22 @@ var file_pipeline_v1_ingest_proto_depIdxs = []int32{
 	6,  // 5: pipeline.v1.ValidationError.violations:type_name -> pipeline.v1.FieldViolation
 	0,  // 6: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
 	4,  // 7: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
-	0,  // 8: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
-	2,  // 9: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
-	8,  // 10: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
-	1,  // 11: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
-	3,  // 12: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
-	9,  // 13: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 8: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
+	14, // 9: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
+	6,  // 10: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
+	0,  // 11: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
+	2,  // 12: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
+	8,  // 13: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
+	10, // 14: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
+	1,  // 15: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
+	3,  // 16: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
+	9,  // 17: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
+	11, // 18: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_ingest_proto_init() }
@@ -782,7 +971,7 @@ func file_pipeline_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_ingest_proto_rawDesc), len(file_pipeline_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,9 @@ const (
 	// IngestServicePublishStreamProcedure is the fully-qualified name of the IngestService's
 	// PublishStream RPC.
 	IngestServicePublishStreamProcedure = "/pipeline.v1.IngestService/PublishStream"
+	// IngestServiceListRefusedEventsProcedure is the fully-qualified name of the IngestService's
+	// ListRefusedEvents RPC.
+	IngestServiceListRefusedEventsProcedure = "/pipeline.v1.IngestService/ListRefusedEvents"
 )
 
 // IngestServiceClient is a client for the pipeline.v1.IngestService service.
@@ -52,6 +55,9 @@ type IngestServiceClient interface {
 	PublishBatch(context.Context, *connect.Request[v1.PublishBatchRequest]) (*connect.Response[v1.PublishBatchResponse], error)
 	// PublishStream takes a stream of events and answers each, in order.
 	PublishStream(context.Context) *connect.BidiStreamForClient[v1.PublishStreamRequest, v1.PublishStreamResponse]
+	// ListRefusedEvents returns the last events refused for a subject (a
+	// bounded sample kept in memory by the replica that answers).
+	ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error)
 }
 
 // NewIngestServiceClient constructs a client for the pipeline.v1.IngestService service. By default,
@@ -83,14 +89,22 @@ func NewIngestServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(ingestServiceMethods.ByName("PublishStream")),
 			connect.WithClientOptions(opts...),
 		),
+		listRefusedEvents: connect.NewClient[v1.ListRefusedEventsRequest, v1.ListRefusedEventsResponse](
+			httpClient,
+			baseURL+IngestServiceListRefusedEventsProcedure,
+			connect.WithSchema(ingestServiceMethods.ByName("ListRefusedEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // ingestServiceClient implements IngestServiceClient.
 type ingestServiceClient struct {
-	publish       *connect.Client[v1.PublishRequest, v1.PublishResponse]
-	publishBatch  *connect.Client[v1.PublishBatchRequest, v1.PublishBatchResponse]
-	publishStream *connect.Client[v1.PublishStreamRequest, v1.PublishStreamResponse]
+	publish           *connect.Client[v1.PublishRequest, v1.PublishResponse]
+	publishBatch      *connect.Client[v1.PublishBatchRequest, v1.PublishBatchResponse]
+	publishStream     *connect.Client[v1.PublishStreamRequest, v1.PublishStreamResponse]
+	listRefusedEvents *connect.Client[v1.ListRefusedEventsRequest, v1.ListRefusedEventsResponse]
 }
 
 // Publish calls pipeline.v1.IngestService.Publish.
@@ -108,6 +122,11 @@ func (c *ingestServiceClient) PublishStream(ctx context.Context) *connect.BidiSt
 	return c.publishStream.CallBidiStream(ctx)
 }
 
+// ListRefusedEvents calls pipeline.v1.IngestService.ListRefusedEvents.
+func (c *ingestServiceClient) ListRefusedEvents(ctx context.Context, req *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error) {
+	return c.listRefusedEvents.CallUnary(ctx, req)
+}
+
 // IngestServiceHandler is an implementation of the pipeline.v1.IngestService service.
 type IngestServiceHandler interface {
 	// Publish validates and publishes one event.
@@ -117,6 +136,9 @@ type IngestServiceHandler interface {
 	PublishBatch(context.Context, *connect.Request[v1.PublishBatchRequest]) (*connect.Response[v1.PublishBatchResponse], error)
 	// PublishStream takes a stream of events and answers each, in order.
 	PublishStream(context.Context, *connect.BidiStream[v1.PublishStreamRequest, v1.PublishStreamResponse]) error
+	// ListRefusedEvents returns the last events refused for a subject (a
+	// bounded sample kept in memory by the replica that answers).
+	ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error)
 }
 
 // NewIngestServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -144,6 +166,13 @@ func NewIngestServiceHandler(svc IngestServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(ingestServiceMethods.ByName("PublishStream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ingestServiceListRefusedEventsHandler := connect.NewUnaryHandler(
+		IngestServiceListRefusedEventsProcedure,
+		svc.ListRefusedEvents,
+		connect.WithSchema(ingestServiceMethods.ByName("ListRefusedEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pipeline.v1.IngestService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case IngestServicePublishProcedure:
@@ -152,6 +181,8 @@ func NewIngestServiceHandler(svc IngestServiceHandler, opts ...connect.HandlerOp
 			ingestServicePublishBatchHandler.ServeHTTP(w, r)
 		case IngestServicePublishStreamProcedure:
 			ingestServicePublishStreamHandler.ServeHTTP(w, r)
+		case IngestServiceListRefusedEventsProcedure:
+			ingestServiceListRefusedEventsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -171,4 +202,8 @@ func (UnimplementedIngestServiceHandler) PublishBatch(context.Context, *connect.
 
 func (UnimplementedIngestServiceHandler) PublishStream(context.Context, *connect.BidiStream[v1.PublishStreamRequest, v1.PublishStreamResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.IngestService.PublishStream is not implemented"))
+}
+
+func (UnimplementedIngestServiceHandler) ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.IngestService.ListRefusedEvents is not implemented"))
 }
