@@ -247,6 +247,14 @@ func TestThinPathEmbedded(t *testing.T) {
 		t.Errorf("newest refused event = %v", ev)
 	}
 
+	stats, err := ingest.ListSubjectStats(ctx, connect.NewRequest(&pipelinev1.ListSubjectStatsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stats.Msg.GetSubjects(); len(got) != 1 || got[0].GetSubject() != "orders" || got[0].GetEventsAccepted() != 2 || got[0].GetEventsRefused() != 6 {
+		t.Errorf("subject stats = %v, want only orders with 2 accepted and 6 refused (the unknown subject is not tracked)", got)
+	}
+
 	status := pipelinev1connect.NewStatusServiceClient(http.DefaultClient, base)
 	st, err := status.GetStatus(ctx, connect.NewRequest(&pipelinev1.GetStatusRequest{}))
 	if err != nil {

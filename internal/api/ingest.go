@@ -166,3 +166,12 @@ func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Reques
 	}
 	return connect.NewResponse(out), nil
 }
+
+// ListSubjectStats returns per-subject event counts of this replica.
+func (s *IngestService) ListSubjectStats(context.Context, *connect.Request[pipelinev1.ListSubjectStatsRequest]) (*connect.Response[pipelinev1.ListSubjectStatsResponse], error) {
+	out := &pipelinev1.ListSubjectStatsResponse{}
+	for _, st := range s.Router.SubjectStats() {
+		out.Subjects = append(out.Subjects, &pipelinev1.SubjectStats{Subject: st.Subject, EventsAccepted: st.Accepted, EventsRefused: st.Refused})
+	}
+	return connect.NewResponse(out), nil
+}

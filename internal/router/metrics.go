@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"sort"
 	"sync"
 	"time"
 
@@ -12,6 +13,9 @@ import (
 )
 
 type metrics struct {
+	mu       sync.Mutex
+	subjects map[string]*SubjectStats // only subjects that have a schema
+
 	accepted *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	latency  prometheus.Histogram
@@ -19,6 +23,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		subjects: map[string]*SubjectStats{},
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pipeline_events_accepted_total", Help: "Events validated and persisted on the bus, per subject.",
 		}, []string{"subject"}),
@@ -36,13 +41,49 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// SubjectStats counts a subject's events since the process started.
+type SubjectStats struct {
+	Subject  string
+	Accepted int64
+	Refused  int64
+}
+
 func (m *metrics) observe(subject string, err error, d time.Duration) {
+	if errors.Is(err, schema.ErrNotFound) || errors.Is(err, ErrBadRequest) && subject == "" {
+		// Unknown subjects are counted in Prometheus only: label values
+		// from clients must not grow the per-subject table without end.
+		m.refused.WithLabelValues("", reason(err)).Inc()
+		return
+	}
+	m.mu.Lock()
+	st := m.subjects[subject]
+	if st == nil {
+		st = &SubjectStats{Subject: subject}
+		m.subjects[subject] = st
+	}
+	if err == nil {
+		st.Accepted++
+	} else {
+		st.Refused++
+	}
+	m.mu.Unlock()
 	if err == nil {
 		m.accepted.WithLabelValues(subject).Inc()
 		m.latency.Observe(d.Seconds())
 		return
 	}
 	m.refused.WithLabelValues(subject, reason(err)).Inc()
+}
+
+func (m *metrics) stats() []SubjectStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]SubjectStats, 0, len(m.subjects))
+	for _, st := range m.subjects {
+		out = append(out, *st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Subject < out[j].Subject })
+	return out
 }
 
 // reason is a short, bounded label for why an event was not published.

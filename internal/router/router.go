@@ -310,5 +310,8 @@ func (r *Router) validate(sc *schema.Schema, subject string, msg protoreflect.Me
 	return &ValidationError{Subject: subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "rules", Message: "the schema's validation rules fail to evaluate: " + err.Error()}}}
 }
 
+// SubjectStats returns each subject's accepted and refused counts.
+func (r *Router) SubjectStats() []SubjectStats { return r.metrics.stats() }
+
 // RefusedEvents returns the last refused events of a subject, newest first.
 func (r *Router) RefusedEvents(subject string) []RefusedEvent { return r.refused.list(subject) }

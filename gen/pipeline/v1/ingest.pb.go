@@ -827,6 +827,147 @@ func (x *RefusedEvent) GetPayload() string {
 	return ""
 }
 
+type ListSubjectStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubjectStatsRequest) Reset() {
+	*x = ListSubjectStatsRequest{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubjectStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubjectStatsRequest) ProtoMessage() {}
+
+func (x *ListSubjectStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubjectStatsRequest.ProtoReflect.Descriptor instead.
+func (*ListSubjectStatsRequest) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{13}
+}
+
+type ListSubjectStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subjects      []*SubjectStats        `protobuf:"bytes,1,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSubjectStatsResponse) Reset() {
+	*x = ListSubjectStatsResponse{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSubjectStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSubjectStatsResponse) ProtoMessage() {}
+
+func (x *ListSubjectStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSubjectStatsResponse.ProtoReflect.Descriptor instead.
+func (*ListSubjectStatsResponse) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListSubjectStatsResponse) GetSubjects() []*SubjectStats {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+// SubjectStats counts one subject's events in this replica.
+type SubjectStats struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Subject        string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	EventsAccepted int64                  `protobuf:"varint,2,opt,name=events_accepted,json=eventsAccepted,proto3" json:"events_accepted,omitempty"`
+	EventsRefused  int64                  `protobuf:"varint,3,opt,name=events_refused,json=eventsRefused,proto3" json:"events_refused,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SubjectStats) Reset() {
+	*x = SubjectStats{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectStats) ProtoMessage() {}
+
+func (x *SubjectStats) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectStats.ProtoReflect.Descriptor instead.
+func (*SubjectStats) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SubjectStats) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *SubjectStats) GetEventsAccepted() int64 {
+	if x != nil {
+		return x.EventsAccepted
+	}
+	return 0
+}
+
+func (x *SubjectStats) GetEventsRefused() int64 {
+	if x != nil {
+		return x.EventsRefused
+	}
+	return 0
+}
+
 var File_pipeline_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_ingest_proto_rawDesc = "" +
@@ -891,12 +1032,20 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\n" +
 	"violations\x18\x04 \x03(\v2\x1b.pipeline.v1.FieldViolationR\n" +
 	"violations\x12\x18\n" +
-	"\apayload\x18\x05 \x01(\tR\apayload2\xef\x02\n" +
+	"\apayload\x18\x05 \x01(\tR\apayload\"\x19\n" +
+	"\x17ListSubjectStatsRequest\"Q\n" +
+	"\x18ListSubjectStatsResponse\x125\n" +
+	"\bsubjects\x18\x01 \x03(\v2\x19.pipeline.v1.SubjectStatsR\bsubjects\"x\n" +
+	"\fSubjectStats\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12'\n" +
+	"\x0fevents_accepted\x18\x02 \x01(\x03R\x0eeventsAccepted\x12%\n" +
+	"\x0eevents_refused\x18\x03 \x01(\x03R\reventsRefused2\xd5\x03\n" +
 	"\rIngestService\x12D\n" +
 	"\aPublish\x12\x1b.pipeline.v1.PublishRequest\x1a\x1c.pipeline.v1.PublishResponse\x12S\n" +
 	"\fPublishBatch\x12 .pipeline.v1.PublishBatchRequest\x1a!.pipeline.v1.PublishBatchResponse\x12Z\n" +
 	"\rPublishStream\x12!.pipeline.v1.PublishStreamRequest\x1a\".pipeline.v1.PublishStreamResponse(\x010\x01\x12g\n" +
-	"\x11ListRefusedEvents\x12%.pipeline.v1.ListRefusedEventsRequest\x1a&.pipeline.v1.ListRefusedEventsResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
+	"\x11ListRefusedEvents\x12%.pipeline.v1.ListRefusedEventsRequest\x1a&.pipeline.v1.ListRefusedEventsResponse\"\x03\x90\x02\x01\x12d\n" +
+	"\x10ListSubjectStats\x12$.pipeline.v1.ListSubjectStatsRequest\x1a%.pipeline.v1.ListSubjectStatsResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
 	"\x0fcom.pipeline.v1B\vIngestProtoP\x01Z9github.com/schemagate/pipeline/gen/pipeline/v1;pipelinev1\xa2\x02\x03PXX\xaa\x02\vPipeline.V1\xca\x02\vPipeline\\V1\xe2\x02\x17Pipeline\\V1\\GPBMetadata\xea\x02\fPipeline::V1b\x06proto3"
 
 var (
@@ -911,7 +1060,7 @@ func file_pipeline_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_ingest_proto_rawDescData
 }
 
-var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_pipeline_v1_ingest_proto_goTypes = []any{
 	(*PublishRequest)(nil),            // 0: pipeline.v1.PublishRequest
 	(*PublishResponse)(nil),           // 1: pipeline.v1.PublishResponse
@@ -926,11 +1075,14 @@ var file_pipeline_v1_ingest_proto_goTypes = []any{
 	(*ListRefusedEventsRequest)(nil),  // 10: pipeline.v1.ListRefusedEventsRequest
 	(*ListRefusedEventsResponse)(nil), // 11: pipeline.v1.ListRefusedEventsResponse
 	(*RefusedEvent)(nil),              // 12: pipeline.v1.RefusedEvent
-	nil,                               // 13: pipeline.v1.PublishRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
+	(*ListSubjectStatsRequest)(nil),   // 13: pipeline.v1.ListSubjectStatsRequest
+	(*ListSubjectStatsResponse)(nil),  // 14: pipeline.v1.ListSubjectStatsResponse
+	(*SubjectStats)(nil),              // 15: pipeline.v1.SubjectStats
+	nil,                               // 16: pipeline.v1.PublishRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
 }
 var file_pipeline_v1_ingest_proto_depIdxs = []int32{
-	13, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
+	16, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
 	0,  // 1: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
 	4,  // 2: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
 	5,  // 3: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
@@ -939,21 +1091,24 @@ var file_pipeline_v1_ingest_proto_depIdxs = []int32{
 	0,  // 6: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
 	4,  // 7: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
 	12, // 8: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
-	14, // 9: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
+	17, // 9: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
 	6,  // 10: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
-	0,  // 11: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
-	2,  // 12: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
-	8,  // 13: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
-	10, // 14: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
-	1,  // 15: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
-	3,  // 16: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
-	9,  // 17: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
-	11, // 18: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	15, // 11: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
+	0,  // 12: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
+	2,  // 13: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
+	8,  // 14: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
+	10, // 15: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
+	13, // 16: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
+	1,  // 17: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
+	3,  // 18: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
+	9,  // 19: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
+	11, // 20: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
+	14, // 21: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_ingest_proto_init() }
@@ -971,7 +1126,7 @@ func file_pipeline_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_ingest_proto_rawDesc), len(file_pipeline_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

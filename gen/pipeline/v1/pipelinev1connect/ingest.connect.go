@@ -44,6 +44,9 @@ const (
 	// IngestServiceListRefusedEventsProcedure is the fully-qualified name of the IngestService's
 	// ListRefusedEvents RPC.
 	IngestServiceListRefusedEventsProcedure = "/pipeline.v1.IngestService/ListRefusedEvents"
+	// IngestServiceListSubjectStatsProcedure is the fully-qualified name of the IngestService's
+	// ListSubjectStats RPC.
+	IngestServiceListSubjectStatsProcedure = "/pipeline.v1.IngestService/ListSubjectStats"
 )
 
 // IngestServiceClient is a client for the pipeline.v1.IngestService service.
@@ -58,6 +61,9 @@ type IngestServiceClient interface {
 	// ListRefusedEvents returns the last events refused for a subject (a
 	// bounded sample kept in memory by the replica that answers).
 	ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error)
+	// ListSubjectStats returns, per subject, the events this replica accepted
+	// and refused since it started; rates come from two successive calls.
+	ListSubjectStats(context.Context, *connect.Request[v1.ListSubjectStatsRequest]) (*connect.Response[v1.ListSubjectStatsResponse], error)
 }
 
 // NewIngestServiceClient constructs a client for the pipeline.v1.IngestService service. By default,
@@ -96,6 +102,13 @@ func NewIngestServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listSubjectStats: connect.NewClient[v1.ListSubjectStatsRequest, v1.ListSubjectStatsResponse](
+			httpClient,
+			baseURL+IngestServiceListSubjectStatsProcedure,
+			connect.WithSchema(ingestServiceMethods.ByName("ListSubjectStats")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -105,6 +118,7 @@ type ingestServiceClient struct {
 	publishBatch      *connect.Client[v1.PublishBatchRequest, v1.PublishBatchResponse]
 	publishStream     *connect.Client[v1.PublishStreamRequest, v1.PublishStreamResponse]
 	listRefusedEvents *connect.Client[v1.ListRefusedEventsRequest, v1.ListRefusedEventsResponse]
+	listSubjectStats  *connect.Client[v1.ListSubjectStatsRequest, v1.ListSubjectStatsResponse]
 }
 
 // Publish calls pipeline.v1.IngestService.Publish.
@@ -127,6 +141,11 @@ func (c *ingestServiceClient) ListRefusedEvents(ctx context.Context, req *connec
 	return c.listRefusedEvents.CallUnary(ctx, req)
 }
 
+// ListSubjectStats calls pipeline.v1.IngestService.ListSubjectStats.
+func (c *ingestServiceClient) ListSubjectStats(ctx context.Context, req *connect.Request[v1.ListSubjectStatsRequest]) (*connect.Response[v1.ListSubjectStatsResponse], error) {
+	return c.listSubjectStats.CallUnary(ctx, req)
+}
+
 // IngestServiceHandler is an implementation of the pipeline.v1.IngestService service.
 type IngestServiceHandler interface {
 	// Publish validates and publishes one event.
@@ -139,6 +158,9 @@ type IngestServiceHandler interface {
 	// ListRefusedEvents returns the last events refused for a subject (a
 	// bounded sample kept in memory by the replica that answers).
 	ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error)
+	// ListSubjectStats returns, per subject, the events this replica accepted
+	// and refused since it started; rates come from two successive calls.
+	ListSubjectStats(context.Context, *connect.Request[v1.ListSubjectStatsRequest]) (*connect.Response[v1.ListSubjectStatsResponse], error)
 }
 
 // NewIngestServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -173,6 +195,13 @@ func NewIngestServiceHandler(svc IngestServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	ingestServiceListSubjectStatsHandler := connect.NewUnaryHandler(
+		IngestServiceListSubjectStatsProcedure,
+		svc.ListSubjectStats,
+		connect.WithSchema(ingestServiceMethods.ByName("ListSubjectStats")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pipeline.v1.IngestService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case IngestServicePublishProcedure:
@@ -183,6 +212,8 @@ func NewIngestServiceHandler(svc IngestServiceHandler, opts ...connect.HandlerOp
 			ingestServicePublishStreamHandler.ServeHTTP(w, r)
 		case IngestServiceListRefusedEventsProcedure:
 			ingestServiceListRefusedEventsHandler.ServeHTTP(w, r)
+		case IngestServiceListSubjectStatsProcedure:
+			ingestServiceListSubjectStatsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -206,4 +237,8 @@ func (UnimplementedIngestServiceHandler) PublishStream(context.Context, *connect
 
 func (UnimplementedIngestServiceHandler) ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.IngestService.ListRefusedEvents is not implemented"))
+}
+
+func (UnimplementedIngestServiceHandler) ListSubjectStats(context.Context, *connect.Request[v1.ListSubjectStatsRequest]) (*connect.Response[v1.ListSubjectStatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.IngestService.ListSubjectStats is not implemented"))
 }
