@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:7400" || cfg.Bus.Kind != "jetstream" || cfg.Registry.URL != "sqlite://data/registry.db" {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+	if len(cfg.Sinks) != 1 || cfg.Sinks[0].URL != "sqlite://data/events.db" {
+		t.Fatalf("default sink = %+v", cfg.Sinks)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(empty); err != nil {
+		t.Fatalf("an empty file means all defaults: %v", err)
+	}
+}
+
+func TestBrokenConfig(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"not yaml", "bus: [", "config"},
+		{"unknown key", "bus:\n  knd: pulsar\n", "field knd not found"},
+		{"bad bus kind", "bus:\n  kind: kafka\n", `bus.kind "kafka"`},
+		{"pulsar without url", "bus:\n  kind: pulsar\n", "bus.url is required"},
+		{"sink without name", "sinks:\n  - url: sqlite://x.db\n", "sinks[0] has no name"},
+		{"sink without url", "sinks:\n  - name: a\n", `sink "a" has no url`},
+		{"two sinks one name", "sinks:\n  - {name: a, url: sqlite://a.db}\n  - {name: a, url: sqlite://b.db}\n", `two sinks are named "a"`},
+		{"wrong type", "limits:\n  max_batch: lots\n", "cannot unmarshal"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pipeline.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadConfig(path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "read config") {
+		t.Fatalf("missing file: err %v", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	if got := redact("postgres://u:secret@h:5432/db"); strings.Contains(got, "secret") {
+		t.Fatalf("redact kept the password: %s", got)
+	}
+	if got := redact("sqlite://data/x.db"); got != "sqlite://data/x.db" {
+		t.Fatalf("redact changed a URL without password: %s", got)
+	}
+}
