@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
@@ -408,5 +409,54 @@ func TestConcurrentRegistrationTwoReplicas(t *testing.T) {
 		if !seen[id] {
 			t.Fatalf("schema id %d was answered but is not a version", id)
 		}
+	}
+}
+
+// TestHeadsRefreshAcrossReplicas: a replica that cached a subject's latest
+// version sees a version registered by another replica once its head TTL
+// has passed, and lookups by ID never go stale.
+func TestHeadsRefreshAcrossReplicas(t *testing.T) {
+	url := testenv.Postgres(t)
+	ctx := context.Background()
+	storeA, err := schema.OpenStore(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer storeA.Close()
+	storeB, err := schema.OpenStore(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer storeB.Close()
+	a := schema.NewRegistry(storeA)
+	b := schema.NewRegistry(storeB, schema.WithHeadTTL(100*time.Millisecond))
+	v1, err := a.Register(ctx, "orders", order(orderV1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head, err := b.Latest(ctx, "orders"); err != nil || head.Version != 1 {
+		t.Fatalf("replica B head = %+v, %v", head, err)
+	}
+	v2src := strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  string currency = 3;", 1)
+	v2, err := a.Register(ctx, "orders", order(v2src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		head, err := b.Latest(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.Version == 2 && head.ID == v2.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica B still sees version %d after 5s", head.Version)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sc, err := b.ByID(ctx, v1.ID); err != nil || sc.Message.Fields().Len() != 2 {
+		t.Fatalf("ByID(v1) on replica B = %+v, %v", sc, err)
 	}
 }
