@@ -15,10 +15,7 @@ import (
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -114,6 +111,7 @@ type Router struct {
 	metrics   *metrics
 	refused   *refusedLog
 	counter   *topicCounter
+	decoder   decoder
 
 	pinned sync.Map // subject + "/" + id -> struct{}: pins already checked
 }
@@ -182,7 +180,7 @@ func (r *Router) publish(ctx context.Context, ev Event) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	msg, payload, err := r.decode(sc, ev)
+	msg, payload, err := r.decoder.decode(sc, ev)
 	if err != nil {
 		return Result{}, err
 	}
@@ -265,27 +263,6 @@ func (r *Router) schemaFor(ctx context.Context, ev Event) (*schema.Schema, error
 		r.pinned.Store(pin, struct{}{})
 	}
 	return r.schemas.ByID(ctx, ev.SchemaID)
-}
-
-// decode parses the payload and returns the message and its binary encoding.
-// A binary payload is passed through as it came (unknown fields kept); a
-// JSON payload is re-encoded as binary, so the bus only carries Protobuf.
-func (r *Router) decode(sc *schema.Schema, ev Event) (protoreflect.Message, []byte, error) {
-	msg := dynamicpb.NewMessage(sc.Message)
-	if ev.IsJSON {
-		if err := (protojson.UnmarshalOptions{}).Unmarshal([]byte(ev.JSON), msg); err != nil {
-			return nil, nil, &ValidationError{Subject: ev.Subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "decode", Message: "JSON payload does not decode as " + string(sc.Message.FullName()) + ": " + err.Error()}}}
-		}
-		payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("encode event: %w", err)
-		}
-		return msg, payload, nil
-	}
-	if err := proto.Unmarshal(ev.Binary, msg); err != nil {
-		return nil, nil, &ValidationError{Subject: ev.Subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "decode", Message: "binary payload does not decode as " + string(sc.Message.FullName()) + ": " + err.Error()}}}
-	}
-	return msg, ev.Binary, nil
 }
 
 func (r *Router) validate(sc *schema.Schema, subject string, msg protoreflect.Message) error {
