@@ -347,7 +347,9 @@ func TestRouterMessageOnTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := reader.read(t, 2, 60*time.Second)
-	slices.SortFunc(ds, func(a, b *bus.Delivery) int { return strings.Compare(a.Properties[bus.PropEventID], b.Properties[bus.PropEventID]) })
+	slices.SortFunc(ds, func(a, b *bus.Delivery) int {
+		return strings.Compare(a.Properties[bus.PropEventID], b.Properties[bus.PropEventID])
+	})
 	first, second := ds[0], ds[1]
 	if !bytes.Equal(first.Payload, withUnknown) {
 		t.Errorf("payload on the bus differs from the client's (unknown field lost?)")
