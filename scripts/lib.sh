@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scripts/lib.sh: helpers shared by scripts/services.sh, scripts/pulsar/ctl.sh
 # and scripts/test.sh. Source it; it only defines functions and the two
 # directories below.

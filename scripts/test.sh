@@ -13,9 +13,10 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
-# shellcheck source=lib.sh
-source scripts/lib.sh
-LOG_TAG=test
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$repo/scripts/lib.sh"
+# shellcheck disable=SC2034 # read by log() in lib.sh
+LOG_TAG="test"
 
 BUF_MODULE=github.com/bufbuild/buf/cmd/buf@v1.75.0
 

@@ -14,8 +14,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=../lib.sh
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$here/../lib.sh"
+# shellcheck disable=SC2034 # read by log() in lib.sh
 LOG_TAG=pulsar
 
 BROKER_PORT=16650
