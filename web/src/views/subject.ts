@@ -1,0 +1,565 @@
+// One subject: its versions and their sources, the diff between any two,
+// a compatibility check of a pasted candidate, its mode, its last refused
+// events and its routes.
+
+import { ingestClient, problem, schemaClient } from "../api.js";
+import { diffView, fileDiffs, sourceListing } from "../code.js";
+import { h, replace } from "../dom.js";
+import { ago, compatibilityModes, compatibilityName, count, perSecond, time } from "../format.js";
+import type { RefusedEvent } from "../gen/pipeline/v1/ingest_pb.js";
+import { Compatibility, type Schema, type SchemaVersion } from "../gen/pipeline/v1/schema_pb.js";
+import { live } from "../live.js";
+import { badge, card, empty, kpi, link, notice, table, type View } from "../ui.js";
+import { routesPanel } from "./routes.js";
+
+type Tab = "source" | "diff" | "check" | "refused" | "routes";
+const tabs: { id: Tab; label: string }[] = [
+  { id: "source", label: "Versions & source" },
+  { id: "diff", label: "Diff" },
+  { id: "check", label: "Check a candidate" },
+  { id: "refused", label: "Refused events" },
+  { id: "routes", label: "Routes" },
+];
+
+export function subjectView(name: string, query: URLSearchParams): View {
+  let tab: Tab = (tabs.find((t) => t.id === query.get("tab"))?.id ?? "source") as Tab;
+  let versions: SchemaVersion[] = [];
+  let versionsError: string | undefined;
+  let mode: Compatibility | undefined;
+  let refused: RefusedEvent[] = [];
+  let refusedError: string | undefined;
+  let disposed = false;
+  const schemas = new Map<number, Promise<Schema>>();
+
+  const getSchema = (version: number): Promise<Schema> => {
+    let p = schemas.get(version);
+    if (!p) {
+      p = schemaClient.getSchema({ subject: name, version }).then((r) => {
+        if (!r.schema) throw new Error(`version ${version} has no schema`);
+        return r.schema;
+      });
+      p.catch(() => schemas.delete(version));
+      schemas.set(version, p);
+    }
+    return p;
+  };
+  const liveVersions = (): SchemaVersion[] => versions.filter((v) => !v.deleted);
+  const latestVersion = (): number => {
+    const vs = liveVersions();
+    return vs.length ? vs[vs.length - 1]!.version : 0;
+  };
+  const setQuery = (params: Record<string, string | number | undefined>): void => {
+    const url = new URL(window.location.href);
+    for (const [k, v] of Object.entries(params)) {
+      if (v === undefined || v === "") url.searchParams.delete(k);
+      else url.searchParams.set(k, String(v));
+    }
+    history.replaceState(null, "", url);
+  };
+
+  // Header: name, message, latest version, rates, and the mode selector.
+  const headerInfo = h("div", { class: "subject-meta" });
+  const headerKpis = h("div", { class: "kpis kpis-inline" });
+  const modeSelect = h("select", { "aria-label": "Compatibility mode", "data-testid": "mode-select" });
+  const modeStatus = h("span", { class: "mode-status" });
+  const modeButton = h(
+    "button",
+    { type: "button", class: "btn", "data-testid": "mode-save", onclick: () => void saveMode() },
+    "Apply",
+  );
+
+  function fillModes(): void {
+    replace(
+      modeSelect,
+      compatibilityModes.map((m) => h("option", { value: String(m), selected: m === mode }, compatibilityName(m))),
+    );
+  }
+
+  async function saveMode(): Promise<void> {
+    const next = Number(modeSelect.value) as Compatibility;
+    modeButton.disabled = true;
+    try {
+      const res = await schemaClient.updateSubjectConfig({ subject: name, compatibility: next });
+      mode = res.compatibility;
+      replace(modeStatus, badge(`Saved: ${compatibilityName(res.compatibility)}`, "ok", { "data-testid": "mode-saved" }));
+      void live.refresh();
+    } catch (err) {
+      replace(modeStatus, badge(problem(err).message, "bad"));
+    } finally {
+      modeButton.disabled = false;
+    }
+  }
+
+  function updateHeader(): void {
+    const subject = live.subjects.find((s) => s.name === name);
+    replace(
+      headerInfo,
+      subject
+        ? [
+            h("span", { class: "mono" }, subject.message),
+            badge(`latest v${subject.latestVersion}`, "info"),
+            h("span", { class: "muted" }, `schema id ${subject.latestSchemaId}`),
+          ]
+        : live.loaded
+          ? badge("not found", "bad")
+          : null,
+    );
+    const totals = live.counts(name);
+    const rf = live.refusalsRate(name);
+    replace(
+      headerKpis,
+      kpi("Events/s", perSecond(live.eventsRate(name)), { "data-testid": "kpi-events" }),
+      kpi("Refusals/s", perSecond(rf), { class: rf ? "kpi kpi-bad" : "kpi" }),
+      kpi("Accepted", count(totals.accepted)),
+      kpi("Refused", count(totals.refused), { class: totals.refused ? "kpi kpi-bad" : "kpi" }),
+    );
+  }
+
+  // Tabs.
+  const tabBar = h("nav", { class: "tabs", role: "tablist" });
+  const panel = h("div", { class: "tab-panel" });
+  let panelView: View | undefined;
+
+  function renderTabs(): void {
+    replace(
+      tabBar,
+      tabs.map((t) =>
+        h(
+          "button",
+          {
+            type: "button",
+            role: "tab",
+            class: t.id === tab ? "tab active" : "tab",
+            "aria-selected": t.id === tab ? "true" : "false",
+            "data-testid": `tab-${t.id}`,
+            onclick: () => selectTab(t.id),
+          },
+          t.label,
+          t.id === "refused" && refused.length ? h("span", { class: "tab-count" }, refused.length) : null,
+          t.id === "source" && liveVersions().length ? h("span", { class: "tab-count" }, liveVersions().length) : null,
+        ),
+      ),
+    );
+  }
+
+  function selectTab(next: Tab): void {
+    tab = next;
+    setQuery({ tab: next === "source" ? undefined : next, v: undefined, from: undefined, to: undefined });
+    renderTabs();
+    renderPanel();
+  }
+
+  function renderPanel(): void {
+    panelView?.dispose?.();
+    panelView = undefined;
+    if (versionsError) {
+      replace(panel, notice(versionsError));
+      return;
+    }
+    if (!versions.length && tab !== "routes" && tab !== "refused") {
+      replace(panel, empty("Loading versions…"));
+      return;
+    }
+    switch (tab) {
+      case "source":
+        panelView = sourceTab();
+        break;
+      case "diff":
+        panelView = diffTab();
+        break;
+      case "check":
+        panelView = checkTab();
+        break;
+      case "refused":
+        panelView = refusedTab();
+        break;
+      case "routes":
+        panelView = routesPanel(name);
+        break;
+    }
+    replace(panel, panelView.el);
+  }
+
+  // Versions & source.
+  function sourceTab(): View {
+    const wanted = Number(new URLSearchParams(window.location.search).get("v")) || latestVersion();
+    let selected = wanted;
+    const listBox = h("div", { class: "version-list", "data-testid": "version-list" });
+    const sourceBox = h("div", { class: "source-box" });
+    const renderList = (): void => {
+      replace(
+        listBox,
+        versions.map((v) =>
+          h(
+            "button",
+            {
+              type: "button",
+              class: v.version === selected ? "version active" : "version",
+              "data-testid": "version-item",
+              "data-version": v.version,
+              onclick: () => {
+                selected = v.version;
+                setQuery({ v: v.version === latestVersion() ? undefined : v.version });
+                renderList();
+                void show();
+              },
+            },
+            h("span", { class: "version-num" }, `v${v.version}`),
+            h(
+              "span",
+              { class: "version-meta" },
+              v.deleted ? badge("deleted", "warn") : v.version === latestVersion() ? badge("latest", "info") : null,
+              h("span", { class: "muted" }, `id ${v.schemaId}`),
+            ),
+            h("span", { class: "version-time muted", title: v.createdAt ? time(v.createdAt) : "" }, v.createdAt ? ago(v.createdAt) : ""),
+          ),
+        ),
+      );
+    };
+    const show = async (): Promise<void> => {
+      const version = selected;
+      replace(sourceBox, empty("Loading source…"));
+      try {
+        const sc = await getSchema(version);
+        if (version !== selected || disposed) return;
+        replace(
+          sourceBox,
+          h(
+            "div",
+            { class: "schema-head" },
+            h("h3", null, `Version ${sc.version}`),
+            h("span", { class: "mono" }, sc.message),
+            h("span", { class: "muted" }, `schema id ${sc.schemaId} · registered ${time(sc.createdAt)}`),
+            sc.deleted ? badge("deleted", "warn") : null,
+          ),
+          sc.files.length
+            ? sc.files.map((f) => sourceListing(f.path, f.content))
+            : empty("This version was registered as a FileDescriptorSet: there is no .proto source to show."),
+          sc.references.length
+            ? h("p", { class: "muted" }, "References: ", sc.references.map((r) => `${r.name} → ${r.subject} v${r.version}`).join(", "))
+            : null,
+        );
+      } catch (err) {
+        if (version === selected) replace(sourceBox, notice(problem(err)));
+      }
+    };
+    renderList();
+    void show();
+    return {
+      el: h("div", { class: "split" }, card("Versions", listBox, { class: "card versions-card" }), h("div", { class: "source-col" }, sourceBox)),
+    };
+  }
+
+  // Diff between two versions.
+  function diffTab(): View {
+    const q = new URLSearchParams(window.location.search);
+    const vs = versions.map((v) => v.version);
+    const latest = latestVersion();
+    let to = Number(q.get("to")) || latest;
+    const older = vs.filter((v) => v < to);
+    let from = Number(q.get("from")) || (older.length ? Math.max(...older) : to);
+    const out = h("div", { class: "diff-out" });
+    const pick = (label: string, value: number, testid: string, set: (v: number) => void): HTMLElement =>
+      h(
+        "label",
+        { class: "inline-field" },
+        h("span", { class: "field-label" }, label),
+        h(
+          "select",
+          {
+            "data-testid": testid,
+            onchange: (ev: Event) => {
+              set(Number((ev.target as HTMLSelectElement).value));
+              setQuery({ from, to });
+              void render();
+            },
+          },
+          versions.map((v) => h("option", { value: v.version, selected: v.version === value }, `v${v.version}${v.deleted ? " (deleted)" : ""}`)),
+        ),
+      );
+    const render = async (): Promise<void> => {
+      const want = `${from}:${to}`;
+      replace(out, empty("Computing the diff…"));
+      try {
+        const [a, b] = await Promise.all([getSchema(from), getSchema(to)]);
+        if (want !== `${from}:${to}` || disposed) return;
+        const diffs = fileDiffs(a.files, b.files);
+        const changed = diffs.filter((d) => d.status !== "unchanged").length;
+        replace(
+          out,
+          h(
+            "p",
+            { class: "muted", "data-testid": "diff-summary" },
+            from === to
+              ? "The same version on both sides."
+              : `${changed} of ${diffs.length} file${diffs.length === 1 ? "" : "s"} changed from v${from} to v${to}` +
+                  (a.message !== b.message ? ` · message ${a.message} → ${b.message}` : ""),
+          ),
+          diffs.map((d) => diffView(d.path, d.status, d.lines, d.fromText, d.toText)),
+        );
+      } catch (err) {
+        replace(out, notice(problem(err)));
+      }
+    };
+    const controls = h(
+      "div",
+      { class: "toolbar" },
+      pick("From", from, "diff-from", (v) => (from = v)),
+      h("span", { class: "arrow" }, "→"),
+      pick("To", to, "diff-to", (v) => (to = v)),
+    );
+    if (vs.length < 2) {
+      return { el: card("Diff", empty("There is only one version: nothing to compare yet.")) };
+    }
+    void render();
+    return { el: card("Diff between versions", [controls, out]) };
+  }
+
+  // Compatibility check of a pasted candidate.
+  function checkTab(): View {
+    const pathIn = h("input", { class: "mono", name: "path", "aria-label": "File path", "data-testid": "check-path" });
+    const messageIn = h("input", { class: "mono", name: "message", "aria-label": "Message", "data-testid": "check-message" });
+    const source = h("textarea", {
+      class: "code-input",
+      rows: 18,
+      spellcheck: false,
+      "aria-label": "Candidate .proto source",
+      "data-testid": "check-source",
+      placeholder: "Paste the candidate .proto source here",
+    });
+    const result = h("div", { class: "check-result", "data-testid": "check-result" });
+    const button = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "check-run" }, "Check compatibility");
+    let base: Schema | undefined;
+
+    getSchema(latestVersion())
+      .then((sc) => {
+        base = sc;
+        const first = sc.files[0];
+        if (!pathIn.value) pathIn.value = first?.path ?? "candidate.proto";
+        if (!messageIn.value) messageIn.value = sc.message;
+        if (!source.value) source.value = first?.content ?? "";
+      })
+      .catch((err) => replace(result, notice(problem(err))));
+
+    const run = async (): Promise<void> => {
+      button.disabled = true;
+      replace(result, empty("Checking…"));
+      // The candidate replaces the file with its path; the latest version's
+      // other files (imports) go along unchanged.
+      const path = pathIn.value.trim() || "candidate.proto";
+      const files = (base?.files ?? []).filter((f) => f.path !== path).map((f) => ({ path: f.path, content: f.content }));
+      files.push({ path, content: source.value });
+      try {
+        const res = await schemaClient.checkCompatibility({
+          subject: name,
+          message: messageIn.value.trim(),
+          files,
+          references: base?.references ?? [],
+        });
+        const modeName = mode !== undefined ? compatibilityName(mode) : "the subject's mode";
+        if (res.compatible) {
+          replace(result, h("div", { class: "verdict verdict-ok", "data-testid": "verdict" }, h("strong", null, "Compatible"), ` under ${modeName}: registering it would be accepted.`));
+        } else {
+          replace(
+            result,
+            h(
+              "div",
+              { class: "verdict verdict-bad", "data-testid": "verdict" },
+              h("strong", null, "Incompatible"),
+              ` under ${modeName}: ${res.violations.length} violation${res.violations.length === 1 ? "" : "s"}; registering it would be refused.`,
+            ),
+            table(
+              ["Rule", "Violation", "Location", "Against"],
+              h(
+                "tbody",
+                null,
+                res.violations.map((v) =>
+                  h(
+                    "tr",
+                    { "data-testid": "violation-row" },
+                    h("td", null, badge(v.rule, "bad")),
+                    h("td", null, v.message),
+                    h("td", { class: "mono muted" }, v.location),
+                    h("td", null, v.againstVersion ? `v${v.againstVersion}` : "–"),
+                  ),
+                ),
+              ),
+              { "data-testid": "violations-table" },
+            ),
+          );
+        }
+      } catch (err) {
+        const p = problem(err);
+        replace(result, h("div", { class: "verdict verdict-bad", "data-testid": "verdict" }, h("strong", null, "Not checked"), `: ${p.message}`), p.details.length ? notice({ message: "Problems", details: p.details }) : null);
+      } finally {
+        button.disabled = false;
+      }
+    };
+
+    const form = h(
+      "form",
+      {
+        class: "check-form",
+        onsubmit: (ev: Event) => {
+          ev.preventDefault();
+          void run();
+        },
+      },
+      h(
+        "div",
+        { class: "form-row" },
+        h("label", { class: "field grow" }, h("span", { class: "field-label" }, "File path"), pathIn),
+        h("label", { class: "field grow" }, h("span", { class: "field-label" }, "Message"), messageIn),
+      ),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Candidate source"), source),
+      h(
+        "div",
+        { class: "form-actions" },
+        button,
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn",
+            onclick: () => {
+              const f = base?.files.find((x) => x.path === pathIn.value.trim()) ?? base?.files[0];
+              source.value = f?.content ?? "";
+              replace(result);
+            },
+          },
+          "Reset to latest",
+        ),
+        h("span", { class: "muted" }, "Checks against the registered versions under the subject's compatibility mode; nothing is registered."),
+      ),
+    );
+    return { el: h("div", { class: "stack" }, card("Candidate schema", form), result) };
+  }
+
+  // Refused events.
+  const refusedBox = h("div");
+  function renderRefused(): void {
+    if (refusedError) {
+      replace(refusedBox, notice(refusedError));
+      return;
+    }
+    if (!refused.length) {
+      replace(refusedBox, empty("No refused event since the server started. Refused events are kept in memory, the last 20 per subject."));
+      return;
+    }
+    const tbody = h(
+      "tbody",
+      null,
+      refused.map((e) =>
+        h(
+          "tr",
+          { "data-testid": "refused-row" },
+          h("td", { class: "nowrap" }, time(e.time), h("div", { class: "muted small" }, ago(e.time))),
+          h("td", { class: "mono small" }, e.eventId || "–"),
+          h("td", { class: "nowrap" }, schemaLabel(e.schemaId)),
+          h(
+            "td",
+            null,
+            h(
+              "ul",
+              { class: "violations" },
+              e.violations.map((v) =>
+                h("li", { "data-testid": "refused-violation" }, h("span", { class: "mono strong" }, v.field || "(event)"), " ", badge(v.rule, "bad"), " ", v.message),
+              ),
+            ),
+          ),
+          h("td", null, e.payload ? h("details", null, h("summary", null, "payload"), h("pre", { class: "payload" }, e.payload)) : h("span", { class: "muted" }, "–")),
+        ),
+      ),
+    );
+    replace(refusedBox, table(["Time", "Event id", "Version", "Violations", "Payload"], tbody, { "data-testid": "refused-table" }));
+  }
+  function schemaLabel(schemaId: bigint): HTMLElement | string {
+    if (!schemaId) return "–";
+    const v = versions.find((x) => x.schemaId === schemaId);
+    return v ? h("span", null, `v${v.version} `, h("span", { class: "muted small" }, `id ${schemaId}`)) : `id ${schemaId}`;
+  }
+  function refusedTab(): View {
+    renderRefused();
+    return { el: card("Last refused events", h("div", { class: "flush" }, refusedBox)) };
+  }
+
+  let refusedKey = "";
+  async function loadRefused(): Promise<void> {
+    try {
+      refused = (await ingestClient.listRefusedEvents({ subject: name })).events;
+      refusedError = undefined;
+    } catch (err) {
+      refusedError = problem(err).message;
+    }
+    if (disposed) return;
+    // Redraw only on change, so an opened payload stays open.
+    const key = refusedError ?? refused.map((e) => `${e.eventId}@${e.time?.seconds}.${e.time?.nanos}`).join(",");
+    if (key === refusedKey) return;
+    refusedKey = key;
+    renderTabs();
+    if (tab === "refused") renderRefused();
+  }
+
+  async function loadVersions(): Promise<void> {
+    try {
+      const [vs, cfg] = await Promise.all([
+        schemaClient.listVersions({ subject: name, includeDeleted: true }),
+        schemaClient.getSubjectConfig({ subject: name }),
+      ]);
+      versions = [...vs.versions].sort((a, b) => a.version - b.version);
+      mode = cfg.compatibility;
+      versionsError = undefined;
+    } catch (err) {
+      versionsError = problem(err).message;
+    }
+    if (disposed) return;
+    fillModes();
+    renderTabs();
+    renderPanel();
+  }
+
+  const el = h(
+    "div",
+    { class: "view" },
+    h("div", { class: "crumbs" }, link("/", null, "Subjects"), h("span", null, "/"), h("span", null, name)),
+    h(
+      "div",
+      { class: "page-header" },
+      h("div", null, h("h1", { "data-testid": "subject-name" }, name), headerInfo),
+      h(
+        "div",
+        { class: "mode-box" },
+        h("span", { class: "field-label" }, "Compatibility"),
+        h("div", { class: "mode-controls" }, modeSelect, modeButton),
+        modeStatus,
+      ),
+    ),
+    headerKpis,
+    tabBar,
+    panel,
+  );
+  fillModes();
+  updateHeader();
+  renderTabs();
+  renderPanel();
+  void loadVersions();
+  void loadRefused();
+
+  let lastLatest = live.subjects.find((s) => s.name === name)?.latestVersion;
+  return {
+    el,
+    update: () => {
+      updateHeader();
+      void loadRefused();
+      panelView?.update?.();
+      // A new version registered elsewhere: reload the list.
+      const latest = live.subjects.find((s) => s.name === name)?.latestVersion;
+      if (lastLatest !== undefined && latest !== lastLatest) void loadVersions();
+      lastLatest = latest;
+    },
+    dispose: () => {
+      disposed = true;
+      panelView?.dispose?.();
+    },
+  };
+}

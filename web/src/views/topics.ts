@@ -1,0 +1,148 @@
+// Topics and sinks: publish rates, backlogs (lag), rows written, errors,
+// and charts of lag and throughput over the last minutes.
+
+import { lineChart, type Series } from "../chart.js";
+import { h, replace } from "../dom.js";
+import { count, perSecond } from "../format.js";
+import { rates } from "../lib/series.js";
+import { historyMs, live, pollIntervalMs } from "../live.js";
+import { badge, card, empty, notice, numCell, pageHeader, table, type Tone, type View } from "../ui.js";
+
+const stateTone: Record<string, Tone> = { running: "ok", stalled: "bad", stopped: "warn" };
+
+export function topicsView(): View {
+  const lagChart = h("div", { class: "chart-box", "data-testid": "lag-chart" });
+  const rateChart = h("div", { class: "chart-box", "data-testid": "throughput-chart" });
+  const sinksBox = h("div");
+  const topicsBox = h("div");
+  const status = h("div");
+
+  function update(): void {
+    replace(status, live.error ? notice(`Some readings failed: ${live.error}`, "warn") : null);
+    const now = Date.now();
+    // The time axis grows with the readings, by whole minutes, up to five.
+    const oldest = live.history[0]?.t ?? now;
+    const chartSpanMs = Math.min(historyMs, 5 * 60_000, Math.max(60_000, Math.ceil((now - oldest) / 60_000) * 60_000));
+    const lagSeries: Series[] = live.sinks.map((sk) => ({
+      name: sk.name,
+      points: live.series((s) => {
+        const v = s.lag.get(sk.name);
+        return v === undefined || v < 0 ? undefined : v;
+      }),
+    }));
+    const topicNames = live.topics.filter((t) => Number(t.eventsPublished) > 0 || t.publishRate > 0).map((t) => t.name);
+    const rateSeries: Series[] = topicNames.map((name) => ({
+      name,
+      points: rates(live.series((s) => s.published.get(name))),
+    }));
+    const width = (el: HTMLElement): number => el.clientWidth || 520;
+    replace(
+      lagChart,
+      lineChart({ series: lagSeries, now, spanMs: chartSpanMs, width: width(lagChart), height: 200, unit: "entries", gapMs: pollIntervalMs * 3, label: "Sink backlog over time" }),
+    );
+    replace(
+      rateChart,
+      lineChart({ series: rateSeries, now, spanMs: chartSpanMs, width: width(rateChart), height: 200, unit: "events/s", gapMs: pollIntervalMs * 3, label: "Events published per second, per topic" }),
+    );
+
+    if (!live.loaded) replace(sinksBox, empty("Loading sinks…"));
+    else if (!live.sinks.length) replace(sinksBox, empty("No sink is configured: events stay in the bus."));
+    else
+      replace(
+        sinksBox,
+        table(
+          ["Sink", "Database", "Status", "Reads", "Backlog (entries)", "Rows written", "Rows/s", "Last error"],
+          h(
+            "tbody",
+            null,
+            live.sinks.map((sk) => {
+              const lag = Number(sk.lag);
+              return h(
+                "tr",
+                { "data-testid": "sink-row", "data-sink": sk.name },
+                h("td", { class: "strong" }, sk.name),
+                h("td", null, sk.database),
+                h("td", null, badge(sk.status || "unknown", stateTone[sk.status] ?? "neutral", { "data-testid": "sink-status" })),
+                h("td", { class: "mono small nowrap" }, (sk.subjects.length ? sk.subjects : sk.topics.length ? sk.topics : ["all topics"]).join(", ")),
+                numCell(lag < 0 ? "unknown" : count(lag), { class: lag > 0 ? "num text-warn strong" : "num", "data-testid": "sink-lag", "data-lag": lag }),
+                numCell(count(sk.rowsWritten), { "data-testid": "sink-rows" }),
+                numCell(perSecond(live.rowsRate(sk.name))),
+                h("td", { class: "error-cell", title: sk.lastError }, sk.lastError ? h("span", { class: "text-bad" }, sk.lastError) : h("span", { class: "muted" }, "none")),
+              );
+            }),
+          ),
+          { "data-testid": "sinks-table" },
+        ),
+      );
+
+    if (!live.loaded) replace(topicsBox, empty("Loading topics…"));
+    else if (!live.topics.length) replace(topicsBox, empty("No topic yet: topics appear with the first event published."));
+    else
+      replace(
+        topicsBox,
+        table(
+          ["Topic", "Events/s (1 min)", "Published here", "Subscriptions and backlog"],
+          h(
+            "tbody",
+            null,
+            live.topics.map((t) =>
+              h(
+                "tr",
+                { "data-testid": "topic-row", "data-topic": t.name },
+                h("td", { class: "mono strong" }, t.name),
+                numCell(perSecond(t.publishRate)),
+                numCell(count(t.eventsPublished)),
+                h(
+                  "td",
+                  null,
+                  t.subscriptions.length
+                    ? h(
+                        "ul",
+                        { class: "subs" },
+                        t.subscriptions.map((su) =>
+                          h(
+                            "li",
+                            { "data-testid": "subscription", "data-backlog": String(su.backlog) },
+                            h("span", { class: "mono" }, su.name),
+                            badge(`${count(su.backlog)} behind`, su.backlog > 0n ? "warn" : "ok"),
+                          ),
+                        ),
+                      )
+                    : h("span", { class: "muted" }, "no subscription"),
+                ),
+              ),
+            ),
+          ),
+          { "data-testid": "topics-table" },
+        ),
+      );
+  }
+
+  const el = h(
+    "div",
+    { class: "view" },
+    pageHeader("Topics & sinks", "Backlog is what a sink's subscription has not yet acknowledged, in bus entries; a line that keeps rising is a sink that does not keep up."),
+    status,
+    h(
+      "div",
+      { class: "grid-2" },
+      card("Sink backlog (entries)", lagChart),
+      card("Throughput (events/s per topic)", rateChart),
+    ),
+    card("Sinks", h("div", { class: "flush" }, sinksBox)),
+    card("Topics", h("div", { class: "flush" }, topicsBox)),
+  );
+  update();
+  // Charts size themselves to their box, which exists only once attached.
+  const frame = requestAnimationFrame(update);
+  const onResize = (): void => update();
+  window.addEventListener("resize", onResize);
+  return {
+    el,
+    update,
+    dispose: () => {
+      cancelAnimationFrame(frame);
+      window.removeEventListener("resize", onResize);
+    },
+  };
+}

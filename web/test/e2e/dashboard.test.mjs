@@ -1,0 +1,364 @@
+// End-to-end: the real pipeline binary, the embedded dashboard, Debian's
+// Chromium driven by playwright-core (no browser download). Seeds a subject
+// with two versions, publishes valid and refused events while the browser
+// looks, and a second sink whose database does not answer keeps a growing
+// backlog. Screenshots of every view go to artifacts/screenshots/.
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { importTS } from "../support/load-ts.mjs";
+import { buildPipeline, startPipeline, waitFor } from "../support/pipeline.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const webDir = resolve(here, "../..");
+const repoRoot = resolve(webDir, "..");
+const artifacts = join(repoRoot, "artifacts");
+const shots = join(artifacts, "screenshots");
+
+const chromiumPath = process.env.PIPELINE_TEST_CHROMIUM ?? "/usr/bin/chromium";
+const chromiumArgs = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const V1 = `syntax = "proto3";
+package shop.v1;
+
+import "buf/validate/validate.proto";
+
+// OrderCreated is published when a customer places an order.
+message OrderCreated {
+  string order_id = 1 [(buf.validate.field).string.min_len = 1];
+  int64 amount_cents = 2 [(buf.validate.field).int64.gte = 0];
+  string country = 3;
+}
+`;
+// v2 adds a field: compatible under BACKWARD.
+const V2 = V1.replace("  string country = 3;\n", "  string country = 3;\n  // coupon is the discount code, if any.\n  string coupon = 4;\n");
+// Changing a field's type breaks every mode but NONE.
+const INCOMPATIBLE = V2.replace("int64 amount_cents = 2 [(buf.validate.field).int64.gte = 0]", "string amount_cents = 2");
+const COMPATIBLE = V2.replace("  string coupon = 4;\n", "  string coupon = 4;\n  string channel = 5;\n");
+const FILE = "shop/v1/order.proto";
+const MESSAGE = "shop.v1.OrderCreated";
+
+let api; // generated Connect clients
+let Compatibility;
+let pipeline;
+let workDir;
+let browser;
+let page;
+let publisher; // the background traffic
+const pageErrors = [];
+
+/** traffic publishes an event every 200 ms (every 8th refused) until stopped. */
+function traffic(ingest) {
+  let stopped = false;
+  let n = 0;
+  const counts = { accepted: 0, refused: 0, failed: 0 };
+  const done = (async () => {
+    while (!stopped) {
+      n++;
+      const bad = n % 8 === 0;
+      const order = bad
+        ? { orderId: "", amountCents: "-1" }
+        : { orderId: `o-${n}`, amountCents: String(500 + ((n * 137) % 20000)), country: ["DE", "FR", "NL", "ES"][n % 4] };
+      try {
+        await ingest.publish({
+          subject: "orders",
+          eventId: `e2e-${String(n).padStart(5, "0")}`,
+          payload: { case: "json", value: JSON.stringify(order) },
+        });
+        counts.accepted++;
+      } catch (err) {
+        if (bad) counts.refused++;
+        else counts.failed++;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  return {
+    counts,
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
+}
+
+/** liveRates waits until the subject page shows a measured events/s. */
+async function liveRates() {
+  await waitFor("the events/s of the subject", async () => /[0-9]/.test(await page.getByTestId("kpi-events").innerText()));
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  await mkdir(shots, { recursive: true });
+  const generated = await importTS(join(webDir, "test/support/client.ts"));
+  Compatibility = generated.Compatibility;
+  workDir = await mkdtemp(join(tmpdir(), "pipeline-dashboard-e2e-"));
+  const bin = await buildPipeline(repoRoot, workDir);
+  const data = join(workDir, "data");
+  // "warehouse" points at a port where no database listens: it stalls,
+  // and its events wait in the bus (its backlog grows).
+  const config = `
+default_sink: false
+sinks:
+  - name: main
+    url: sqlite://${join(data, "events.db")}
+  - name: warehouse
+    url: postgres://pipeline@127.0.0.1:1/warehouse?sslmode=disable&connect_timeout=1
+    subjects: [orders]
+`;
+  pipeline = await startPipeline({ bin, workDir, config, logPath: join(artifacts, "dashboard-e2e-pipeline.log") });
+  api = generated.clients(pipeline.baseUrl);
+
+  for (const content of [V1, V2]) {
+    await api.schema.registerSchema({ subject: "orders", message: MESSAGE, files: [{ path: FILE, content }] });
+  }
+  publisher = traffic(api.ingest);
+  await waitFor("a refused event and a stalled warehouse sink with a backlog", async () => {
+    const { sinks } = await api.sink.listSinks({});
+    const warehouse = sinks.find((s) => s.name === "warehouse");
+    return publisher.counts.refused > 0 && warehouse && warehouse.lag > 0n && warehouse.status === "stalled";
+  });
+
+  browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true });
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`pageerror: ${err.message}`));
+  page.on("console", (msg) => {
+    // A refused call (400) is logged by Chromium itself; the tests cause
+    // some on purpose. Anything else is the dashboard's fault.
+    if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) pageErrors.push(`console: ${msg.text()}`);
+  });
+  page.on("dialog", (d) => void d.accept());
+});
+
+after(async () => {
+  await publisher?.stop();
+  await browser?.close();
+  const code = await pipeline?.stop();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+  if (pipeline) assert.equal(code, 0, "pipeline serve should exit 0 on SIGTERM");
+});
+
+test("subjects: the subject with its latest version, mode and live rates; fast first load", async () => {
+  await page.goto(`${pipeline.baseUrl}/`);
+  const row = page.locator('[data-testid="subject-row"][data-subject="orders"]');
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /shop\.v1\.OrderCreated/);
+  assert.match(text, /v2/);
+  assert.match(text, /BACKWARD/);
+  // Rates come from successive polls (2 s apart): wait for two.
+  await waitFor("non-zero events/s and refusals/s", async () => {
+    const ev = Number((await row.getByTestId("events-rate").innerText()).replace(/[^0-9.]/g, ""));
+    const rf = Number((await row.getByTestId("refusals-rate").innerText()).replace(/[^0-9.]/g, ""));
+    return ev > 0 && rf > 0;
+  });
+  const timing = await page.evaluate(() => {
+    const nav = performance.getEntriesByType("navigation")[0];
+    return { load: nav.loadEventEnd, bytes: performance.getEntriesByType("resource").reduce((n, r) => n + (r.transferSize || 0), nav.transferSize || 0) };
+  });
+  assert.ok(timing.load > 0 && timing.load < 1000, `page load took ${timing.load} ms, want well under a second`);
+
+  await page.getByTestId("subject-search").fill("no-such-subject");
+  await page.getByText("No subject matches").waitFor();
+  await page.getByTestId("subject-search").fill("order");
+  await row.waitFor();
+  await shot("01-subjects");
+});
+
+test("subject: both versions, highlighted source of each", async () => {
+  await page.locator('[data-testid="subject-row"][data-subject="orders"] a').click();
+  await page.waitForURL(/\/subjects\/orders$/);
+  await page.getByTestId("subject-name").filter({ hasText: "orders" }).waitFor();
+  const versions = page.getByTestId("version-item");
+  await waitFor("two versions listed", async () => (await versions.count()) === 2);
+  assert.deepEqual(await versions.evaluateAll((els) => els.map((e) => e.getAttribute("data-version"))), ["1", "2"]);
+
+  const source = page.getByTestId("source-file");
+  await source.filter({ hasText: "coupon" }).waitFor(); // the latest, v2, first
+  assert.ok(await source.locator(".tok-keyword", { hasText: "message" }).count(), "keywords are highlighted");
+  assert.ok(await source.locator(".tok-decl", { hasText: "OrderCreated" }).count(), "the declared message name is highlighted");
+  assert.ok(await source.locator(".tok-comment").count(), "comments are highlighted");
+
+  await page.locator('[data-testid="version-item"][data-version="1"]').click();
+  await page.getByRole("heading", { name: "Version 1" }).waitFor();
+  assert.doesNotMatch(await source.innerText(), /coupon/, "v1 has no coupon field");
+  assert.match(await source.innerText(), /amount_cents/);
+  await page.locator('[data-testid="version-item"][data-version="2"]').click();
+  await page.getByRole("heading", { name: "Version 2" }).waitFor();
+  await shot("02-subject-source");
+});
+
+test("subject: the diff between v1 and v2, opened by its URL", async () => {
+  await page.goto(`${pipeline.baseUrl}/subjects/orders?tab=diff`);
+  const inserted = page.locator('[data-testid="diff-file"] tr[data-kind="insert"]');
+  await inserted.first().waitFor();
+  assert.equal(await page.getByTestId("diff-from").inputValue(), "1");
+  assert.equal(await page.getByTestId("diff-to").inputValue(), "2");
+  const added = await inserted.allInnerTexts();
+  assert.equal(added.length, 2, `two lines added: ${JSON.stringify(added)}`);
+  assert.ok(added.some((l) => l.includes("string coupon = 4;")), `the coupon field is an added line: ${JSON.stringify(added)}`);
+  assert.equal(await page.locator('[data-testid="diff-file"] tr[data-kind="delete"]').count(), 0, "nothing removed");
+  assert.match(await page.getByTestId("diff-summary").innerText(), /1 of 1 file changed from v1 to v2/);
+
+  // The other direction: the added lines become removed ones.
+  await page.getByTestId("diff-from").selectOption("2");
+  await page.getByTestId("diff-to").selectOption("1");
+  await page.locator('[data-testid="diff-file"] tr[data-kind="delete"]').first().waitFor();
+  assert.equal(await page.locator('[data-testid="diff-file"] tr[data-kind="insert"]').count(), 0);
+  await page.getByTestId("diff-from").selectOption("1");
+  await page.getByTestId("diff-to").selectOption("2");
+  await inserted.first().waitFor();
+  await liveRates();
+  await shot("03-subject-diff");
+});
+
+test("subject: a pasted candidate is checked; an incompatible one shows its violations", async () => {
+  await page.getByTestId("tab-check").click();
+  const source = page.getByTestId("check-source");
+  await waitFor("the candidate box prefilled with the latest version", async () => (await source.inputValue()).includes("coupon"));
+  assert.equal(await page.getByTestId("check-path").inputValue(), FILE);
+  assert.equal(await page.getByTestId("check-message").inputValue(), MESSAGE);
+
+  await source.fill(COMPATIBLE);
+  await page.getByTestId("check-run").click();
+  await page.getByTestId("verdict").filter({ hasText: "Compatible" }).waitFor();
+  assert.match(await page.getByTestId("verdict").innerText(), /^Compatible under BACKWARD/);
+
+  await source.fill(INCOMPATIBLE);
+  await page.getByTestId("check-run").click();
+  await page.getByTestId("verdict").filter({ hasText: "Incompatible" }).waitFor();
+  const rows = await page.getByTestId("violation-row").allInnerTexts();
+  assert.ok(rows.length >= 1, "at least one violation");
+  assert.ok(rows.some((r) => r.includes("FIELD_SCALAR_KIND_CHANGED") && r.includes("amount_cents")), `violations: ${JSON.stringify(rows)}`);
+
+  // Nothing was registered by checking.
+  const { versions } = await api.schema.listVersions({ subject: "orders" });
+  assert.equal(versions.length, 2);
+  await shot("04-subject-check-incompatible");
+});
+
+test("subject: the last refused events with their violations", async () => {
+  await page.getByTestId("tab-refused").click();
+  const row = page.getByTestId("refused-row").first();
+  await row.waitFor();
+  const violations = await row.getByTestId("refused-violation").allInnerTexts();
+  assert.ok(violations.some((v) => v.includes("order_id") && v.includes("string.min_len")), JSON.stringify(violations));
+  assert.ok(violations.some((v) => v.includes("amount_cents") && v.includes("int64.gte")), JSON.stringify(violations));
+  await row.locator("summary", { hasText: "payload" }).click();
+  assert.match(await row.locator("pre.payload").innerText(), /"amountCents":"-1"/);
+  assert.match(await row.innerText(), /e2e-\d{5}/, "the event id the client gave");
+  assert.match(await row.innerText(), /v2/, "the version the event was checked against");
+  await shot("05-subject-refused");
+});
+
+test("subject: an admin changes the compatibility mode", async () => {
+  await page.getByTestId("mode-select").selectOption({ label: "FULL_TRANSITIVE" });
+  await page.getByTestId("mode-save").click();
+  await page.getByTestId("mode-saved").filter({ hasText: "FULL_TRANSITIVE" }).waitFor();
+  const cfg = await api.schema.getSubjectConfig({ subject: "orders" });
+  assert.equal(cfg.compatibility, Compatibility.FULL_TRANSITIVE);
+  await page.getByTestId("mode-select").selectOption({ label: "BACKWARD" });
+  await page.getByTestId("mode-save").click();
+  await page.getByTestId("mode-saved").filter({ hasText: "BACKWARD" }).waitFor();
+  assert.equal((await api.schema.getSubjectConfig({ subject: "orders" })).compatibility, Compatibility.BACKWARD);
+});
+
+test("routes: create (a bad filter is refused with its reason), list, delete", async () => {
+  await page.getByRole("link", { name: "Routes", exact: true }).click();
+  await page.waitForURL(/\/routes$/);
+  const form = page.getByTestId("route-form");
+  await form.locator('select[name="subject"] option[value="orders"]').waitFor({ state: "attached" });
+  await form.locator('input[name="name"]').fill("big-orders");
+  await form.locator('select[name="subject"]').selectOption("orders");
+  await form.locator('input[name="topic"]').fill("big-orders");
+  await form.locator('input[name="filter"]').fill("event.no_such_field > 1");
+  await form.locator('input[name="key"]').fill("order_id");
+  await form.getByRole("button", { name: "Create route" }).click();
+  await page.locator(".notice-bad").filter({ hasText: "no_such_field" }).waitFor();
+  assert.equal((await api.route.listRoutes({})).routes.length, 0, "a refused route is not stored");
+
+  await form.locator('input[name="name"]').fill("big-orders");
+  await form.locator('input[name="filter"]').fill("event.amount_cents > 10000");
+  await form.getByRole("button", { name: "Create route" }).click();
+  const row = page.locator('[data-testid="route-row"][data-route="big-orders"]');
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /orders/);
+  assert.match(text, /big-orders/);
+  assert.match(text, /event\.amount_cents > 10000/);
+  assert.match(text, /order_id/);
+  const { routes } = await api.route.listRoutes({ subject: "orders" });
+  assert.deepEqual(routes.map((r) => [r.name, r.filter, r.key]), [["big-orders", "event.amount_cents > 10000", "order_id"]]);
+  await shot("06-routes");
+
+  await row.getByTestId("route-delete").click(); // confirm() is accepted
+  await row.waitFor({ state: "detached" });
+  assert.equal((await api.route.listRoutes({})).routes.length, 0, "the route is deleted");
+});
+
+test("topics & sinks: a stalled sink's growing backlog, rows written, charts", async () => {
+  await page.getByRole("link", { name: "Topics & sinks" }).click();
+  await page.waitForURL(/\/topics$/);
+  const warehouse = page.locator('[data-testid="sink-row"][data-sink="warehouse"]');
+  await warehouse.waitFor();
+  await waitFor("a non-zero backlog on the warehouse sink", async () => Number(await warehouse.getByTestId("sink-lag").getAttribute("data-lag")) > 0);
+  assert.equal(await warehouse.getByTestId("sink-status").innerText(), "stalled");
+  assert.match(await warehouse.innerText(), /127\.0\.0\.1:1|connect/, "the last error names the unreachable database");
+  const main = page.locator('[data-testid="sink-row"][data-sink="main"]');
+  assert.ok(Number((await main.getByTestId("sink-rows").innerText()).replace(/,/g, "")) > 0, "the main sink wrote rows");
+
+  const topic = page.locator('[data-testid="topic-row"][data-topic="events.orders"]');
+  await topic.waitFor();
+  const backlog = await topic.locator('[data-testid="subscription"]').evaluateAll((els) =>
+    Object.fromEntries(els.map((e) => [e.textContent.split(/\d/)[0].trim(), Number(e.getAttribute("data-backlog"))])),
+  );
+  assert.ok(backlog["sink-warehouse"] > 0, `backlogs: ${JSON.stringify(backlog)}`);
+
+  // Charts draw once there are two readings; wait for a few more so the
+  // screenshot shows the backlog growing.
+  await page.locator('[data-testid="lag-chart"] polyline').first().waitFor();
+  await page.locator('[data-testid="throughput-chart"] polyline').first().waitFor();
+  const lagAt = async () => Number(await warehouse.getByTestId("sink-lag").getAttribute("data-lag"));
+  const first = await lagAt();
+  await waitFor("the backlog to grow while events keep coming", async () => (await lagAt()) > first, { timeoutMs: 20_000 });
+  await waitFor("ten readings on the lag chart", async () => {
+    const pts = await page.locator('[data-testid="lag-chart"] polyline').first().getAttribute("points");
+    return pts && pts.trim().split(/\s+/).length >= 10;
+  }, { timeoutMs: 40_000 });
+  await shot("07-topics-sinks");
+});
+
+test("health: bus, registry and sink databases; version and uptime", async () => {
+  await page.getByTestId("health-pill").click();
+  await page.waitForURL(/\/health$/);
+  await page.getByTestId("bus-health").waitFor();
+  assert.equal(await page.getByTestId("bus-health").getAttribute("data-ok"), "true");
+  assert.equal(await page.getByTestId("registry-health").getAttribute("data-ok"), "true");
+  assert.equal(await page.locator('[data-testid="db-row"][data-sink="main"]').getAttribute("data-ok"), "true");
+  assert.equal(await page.locator('[data-testid="db-row"][data-sink="warehouse"]').getAttribute("data-ok"), "false");
+  assert.notEqual((await page.getByTestId("health-version").innerText()).trim(), "");
+  assert.match(await page.getByTestId("health-pill").innerText(), /1 sink database down/);
+  assert.match(await page.getByTestId("no-auth-note").innerText(), /No authentication/);
+  await shot("08-health");
+});
+
+test("no script errors in the whole session", () => {
+  assert.deepEqual(pageErrors, []);
+});
