@@ -523,3 +523,35 @@ func TestMySQLStrictMode(t *testing.T) {
 		t.Errorf("time_zone = %s, want +00:00", tz)
 	}
 }
+
+// TestTableNamesPerSubject: subjects whose names sanitise alike get their
+// own tables, and the choice survives a restart whatever order subjects
+// then arrive in.
+func TestTableNamesPerSubject(t *testing.T) {
+	forEachDB(t, func(t *testing.T, url string) {
+		d := openTestDialect(t, url)
+		ctx := context.Background()
+		n := newTableNamer(d)
+		first, err := n.table(ctx, "", "orders.created")
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := n.table(ctx, "", "orders_created")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != "orders_created" || second == first || !strings.HasPrefix(second, "orders_created_") {
+			t.Fatalf("tables = %q, %q: want orders_created and a distinct hashed name", first, second)
+		}
+		restarted := newTableNamer(d)
+		if got, _ := restarted.table(ctx, "", "orders_created"); got != second {
+			t.Errorf("after restart orders_created -> %q, want %q", got, second)
+		}
+		if got, _ := restarted.table(ctx, "", "orders.created"); got != first {
+			t.Errorf("after restart orders.created -> %q, want %q", got, first)
+		}
+		if got, _ := restarted.table(ctx, "raw_", "orders.created"); got != "raw_orders_created" {
+			t.Errorf("with prefix: %q", got)
+		}
+	})
+}

@@ -49,6 +49,9 @@ type dialect interface {
 	// spells it); exists is false when there is no such table.
 	tableColumns(ctx context.Context, table string) (cols map[string]string, exists bool, err error)
 	createTable(ctx context.Context, table string, cols []column, mode string) error
+	// claimTable records subject as the owner of table in registryTable
+	// unless another subject owns it already, and returns the owner.
+	claimTable(ctx context.Context, table, subject string) (owner string, err error)
 	addColumns(ctx context.Context, table string, cols []column) error
 	// holds reports whether a column of catalog type existing can store
 	// every value of c without change.
@@ -135,3 +138,9 @@ func rowsPerStatement(maxParams, columns int) int {
 	}
 	return n
 }
+
+// registryTable records which subject each sink table holds, so that two
+// subjects whose names sanitise alike ("orders.created", "orders_created")
+// never share a table, on every replica and after every restart. Users can
+// read it to find a subject's table.
+const registryTable = "_pipeline_tables"

@@ -214,6 +214,26 @@ func (m *mysqlDialect) createTable(ctx context.Context, table string, cols []col
 	return nil
 }
 
+func (m *mysqlDialect) claimTable(ctx context.Context, table, subject string) (string, error) {
+	create := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  table_name VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+  subject TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+) ENGINE=InnoDB`, m.quote(registryTable))
+	if _, err := m.db.ExecContext(ctx, create); err != nil {
+		return "", fmt.Errorf("create %s: %w", registryTable, err)
+	}
+	if _, err := m.db.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (table_name, subject) VALUES (?, ?) ON DUPLICATE KEY UPDATE table_name = table_name",
+		m.quote(registryTable)), table, subject); err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	var owner string
+	if err := m.db.QueryRowContext(ctx, fmt.Sprintf("SELECT subject FROM %s WHERE table_name = ?", m.quote(registryTable)), table).Scan(&owner); err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	return owner, nil
+}
+
 func (m *mysqlDialect) addColumns(ctx context.Context, table string, cols []column) error {
 	parts := make([]string, len(cols))
 	for i, c := range cols {

@@ -1,9 +1,11 @@
 package sink
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"unicode"
 )
 
@@ -73,4 +75,46 @@ func quoteDouble(ident string) string {
 // quoteBacktick quotes an identifier the MySQL way.
 func quoteBacktick(ident string) string {
 	return "`" + strings.ReplaceAll(ident, "`", "``") + "`"
+}
+
+// tableNamer picks each subject's table: the sanitised name when it is free
+// or already the subject's, else the name with a hash of the subject, so
+// that subjects whose names sanitise alike get tables of their own. The
+// choice is recorded in the database (registryTable), which makes it the
+// same on every replica and after restarts.
+type tableNamer struct {
+	d         dialect
+	mu        sync.Mutex
+	bySubject map[string]string
+}
+
+func newTableNamer(d dialect) *tableNamer {
+	return &tableNamer{d: d, bySubject: make(map[string]string)}
+}
+
+func (n *tableNamer) table(ctx context.Context, prefix, subject string) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	key := prefix + "\x00" + subject
+	if name, ok := n.bySubject[key]; ok {
+		return name, nil
+	}
+	base := sqlName(prefix + subject)
+	suffix := "_" + shortHash(subject)
+	hashed := base
+	if len(hashed)+len(suffix) > maxIdentLen {
+		hashed = strings.TrimRight(hashed[:maxIdentLen-len(suffix)], "_")
+	}
+	hashed += suffix
+	for _, name := range []string{base, hashed} {
+		owner, err := n.d.claimTable(ctx, name, subject)
+		if err != nil {
+			return "", err
+		}
+		if owner == subject {
+			n.bySubject[key] = name
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("tables %s and %s both belong to other subjects than %q", base, hashed, subject)
 }

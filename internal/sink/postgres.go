@@ -119,6 +119,27 @@ func (p *postgres) createTable(ctx context.Context, table string, cols []column,
 	return nil
 }
 
+func (p *postgres) claimTable(ctx context.Context, table, subject string) (string, error) {
+	create := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  table_name text PRIMARY KEY,
+  subject text NOT NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+)`, p.quote(registryTable))
+	if err := p.ddl(ctx, registryTable, create); err != nil {
+		return "", fmt.Errorf("create %s: %w", registryTable, err)
+	}
+	var owner string
+	err := p.pool.QueryRow(ctx, fmt.Sprintf(`
+		WITH claim AS (
+		  INSERT INTO %[1]s (table_name, subject) VALUES ($1, $2) ON CONFLICT (table_name) DO NOTHING RETURNING subject)
+		SELECT subject FROM claim UNION ALL SELECT subject FROM %[1]s WHERE table_name = $1 LIMIT 1`,
+		p.quote(registryTable)), table, subject).Scan(&owner)
+	if err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	return owner, nil
+}
+
 // ddl runs one DDL statement in a transaction holding an advisory lock on
 // the table's name: concurrent CREATE TABLE IF NOT EXISTS of one name can
 // otherwise fail with a unique violation in pg_type.

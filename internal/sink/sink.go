@@ -125,6 +125,7 @@ type Sink struct {
 	log       *slog.Logger
 	dialect   dialect
 	writer    *writer
+	namer     *tableNamer
 	metrics   *metrics
 	topics    []string // full topic names; empty means all topics
 	dlqTopic  string
@@ -244,6 +245,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	}
 	s.dialect = d
 	s.writer = newWriter(d, cfg.Mode)
+	s.namer = newTableNamer(d)
 	return s, nil
 }
 
@@ -321,15 +323,18 @@ func (s *Sink) Run(ctx context.Context) error {
 	}()
 	s.provisionDeadLetter(ctx)
 
-	// Three stages, each one goroutine, so that receiving and decoding the
-	// next batch overlaps with writing this one. Order is kept: each stage
-	// handles batches one at a time, in order.
+	// Four stages, each one goroutine, so that receiving and decoding the
+	// next batch and acknowledging the previous one overlap with writing
+	// this one. Order is kept: each stage handles batches one at a time,
+	// in order.
 	deliveries := make(chan *bus.Delivery, s.cfg.BatchSize)
 	batches := make(chan []*event, 1)
+	committed := make(chan committedBatch, 2)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.receive(gctx, sub, deliveries) })
 	g.Go(func() error { return s.batch(gctx, deliveries, batches) })
-	g.Go(func() error { return s.writeLoop(gctx, sub, batches) })
+	g.Go(func() error { return s.writeLoop(gctx, batches, committed) })
+	g.Go(func() error { return s.ackLoop(gctx, sub, committed) })
 	g.Go(func() error { return s.watchLag(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil {
@@ -582,36 +587,91 @@ func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*sch
 	if info.Subject == "" {
 		info.Subject = subject
 	}
-	table := sqlName(s.cfg.TablePrefix + info.Subject)
+	table, err := s.namer.table(lctx, s.cfg.TablePrefix, info.Subject)
+	if err != nil {
+		return nil, fmt.Errorf("table of subject %q: %w", info.Subject, err)
+	}
 	e := &schemaEntry{info: info, tm: mapMessage(table, info.Message), msgType: dynamicpb.NewMessageType(info.Message)}
 	e.tm.subject = info.Subject
 	s.schemaMap[schemaID] = e
 	return e, nil
 }
 
-func (s *Sink) writeLoop(ctx context.Context, sub bus.Subscription, in <-chan []*event) error {
+// committedBatch is a batch whose rows are committed and whose refused
+// events are on the dead-letter topic: all that is left is the ack.
+type committedBatch struct {
+	events    []*event
+	written   int64
+	dead      int
+	started   time.Time
+	committed time.Time
+}
+
+func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- committedBatch) error {
+	defer close(out)
 	for {
 		select {
 		case events := <-in:
-			if err := s.handle(ctx, sub, events); err != nil {
+			cb, err := s.handle(ctx, events)
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
+			// Not selecting on ctx: a committed batch is always handed on,
+			// so that shutdown acknowledges it (ackLoop drains out).
+			out <- cb
 		case <-ctx.Done():
 			return nil
 		}
 	}
 }
 
-// handle writes one batch, dead-letters what the database refused, and
-// acknowledges the batch. Database errors other than refused values are
-// retried with backoff, holding the whole batch (nothing acknowledged,
-// nothing dead-lettered) until the database is back. Once the write has
-// committed, dead-lettering and acknowledgement complete even if ctx is
-// cancelled, so that shutdown finishes the batch.
-func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event) error {
+// ackLoop acknowledges committed batches in order, while the writer goes on
+// with the next batch: a confirmed ack costs a broker round trip, which
+// would otherwise idle the database. It returns when the writer has
+// stopped and every committed batch is acknowledged (or ctx is done and an
+// ack keeps failing: the bus will redeliver, and the rows dedup).
+func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan committedBatch) error {
+	done := context.WithoutCancel(ctx)
+	for cb := range in {
+		acking := time.Now()
+		if err := s.ack(ctx, done, sub, cb.events); err != nil {
+			if ctx.Err() != nil {
+				for range in {
+				}
+				return nil
+			}
+			return err
+		}
+		s.log.Debug("batch done", "events", len(cb.events), "rows", cb.written, "dead", cb.dead,
+			"write", cb.committed.Sub(cb.started), "ack_wait", acking.Sub(cb.committed), "ack", time.Since(acking))
+		duplicates := int64(len(cb.events)-cb.dead) - cb.written
+		for _, ev := range cb.events {
+			if ev.skip {
+				duplicates--
+			}
+		}
+		s.metrics.batches.Inc()
+		s.metrics.rows.Add(float64(cb.written))
+		if duplicates > 0 && s.cfg.Mode == ModeAppend {
+			s.metrics.duplicates.Add(float64(duplicates))
+		}
+		s.mu.Lock()
+		s.rowsWritten += cb.written
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// handle writes one batch and dead-letters what the database refused.
+// Database errors other than refused values are retried with backoff,
+// holding the whole batch (nothing acknowledged, nothing dead-lettered)
+// until the database is back. Once the write has committed,
+// dead-lettering completes even if ctx is cancelled, so that shutdown
+// finishes the batch.
+func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, error) {
 	var pending []*event
 	for _, ev := range events {
 		if !ev.skip && ev.err == nil {
@@ -619,6 +679,7 @@ func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event
 		}
 	}
 	var written int64
+	started := time.Now()
 	if s.hooks.beforeWrite != nil {
 		s.hooks.beforeWrite()
 	}
@@ -636,7 +697,7 @@ func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event
 			}
 			s.setState(state, err)
 			if !sleep(ctx, backoff(attempt)) {
-				return ctx.Err()
+				return committedBatch{}, ctx.Err()
 			}
 			continue
 		}
@@ -653,7 +714,7 @@ func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event
 			}
 		}
 		if len(pending) > 0 && !sleep(ctx, 50*time.Millisecond*time.Duration(1<<min(attempt, 6))) {
-			return ctx.Err()
+			return committedBatch{}, ctx.Err()
 		}
 		attempt = 0
 	}
@@ -669,26 +730,9 @@ func (s *Sink) handle(ctx context.Context, sub bus.Subscription, events []*event
 		}
 	}
 	if err := s.deadLetter(ctx, done, dead); err != nil {
-		return err
+		return committedBatch{}, err
 	}
-	if err := s.ack(ctx, done, sub, events); err != nil {
-		return err
-	}
-	duplicates := int64(len(events)-len(dead)) - written
-	for _, ev := range events {
-		if ev.skip {
-			duplicates--
-		}
-	}
-	s.metrics.batches.Inc()
-	s.metrics.rows.Add(float64(written))
-	if duplicates > 0 && s.cfg.Mode == ModeAppend {
-		s.metrics.duplicates.Add(float64(duplicates))
-	}
-	s.mu.Lock()
-	s.rowsWritten += written
-	s.mu.Unlock()
-	return nil
+	return committedBatch{events: events, written: written, dead: len(dead), started: started, committed: time.Now()}, nil
 }
 
 // deadLetter publishes refused events to the dead-letter topic and returns

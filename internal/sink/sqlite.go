@@ -172,6 +172,34 @@ func (s *sqliteDialect) createTable(ctx context.Context, table string, cols []co
 	return nil
 }
 
+func (s *sqliteDialect) claimTable(ctx context.Context, table, subject string) (string, error) {
+	tx, err := s.shared.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	create := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  table_name TEXT PRIMARY KEY,
+  subject TEXT NOT NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT %s
+)`, s.quote(registryTable), sqliteNow)
+	if _, err := tx.ExecContext(ctx, create); err != nil {
+		return "", fmt.Errorf("create %s: %w", registryTable, err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (table_name, subject) VALUES (?, ?) ON CONFLICT (table_name) DO NOTHING",
+		s.quote(registryTable)), table, subject); err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	var owner string
+	if err := tx.QueryRowContext(ctx, fmt.Sprintf("SELECT subject FROM %s WHERE table_name = ?", s.quote(registryTable)), table).Scan(&owner); err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("claim table %s: %w", table, err)
+	}
+	return owner, nil
+}
+
 func (s *sqliteDialect) addColumns(ctx context.Context, table string, cols []column) error {
 	tx, err := s.shared.db.BeginTx(ctx, nil)
 	if err != nil {
