@@ -555,3 +555,49 @@ func TestTableNamesPerSubject(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterRecreatesDroppedTable: after an operator drops a sink's table,
+// the failed write is retried against a fresh catalog and the table comes
+// back.
+func TestWriterRecreatesDroppedTable(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		d := openTestDialect(t, url)
+		w := newWriter(d, ModeAppend)
+		tm := mapMessage("dropped", md)
+		ctx := context.Background()
+		ev := func(id string) *event {
+			return newTestEvent(t, d, tm, orderMessage(t, md, id, 1), id, "k", time.Now())
+		}
+		if _, _, err := w.write(ctx, []*event{ev("a")}); err != nil {
+			t.Fatal(err)
+		}
+		testExec(t, d, "DROP TABLE "+d.quote("dropped"))
+		if _, _, err := w.write(ctx, []*event{ev("b")}); err == nil {
+			t.Fatalf("write into a dropped table succeeded without recreating it")
+		}
+		if _, _, err := w.write(ctx, []*event{ev("b")}); err != nil {
+			t.Fatalf("retry after the drop: %v", err)
+		}
+		if got := countRows(t, d, "dropped"); got != 1 {
+			t.Errorf("rows = %d, want 1", got)
+		}
+	})
+}
+
+func testExec(t *testing.T, d dialect, stmt string) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	switch d := d.(type) {
+	case *postgres:
+		_, err = d.pool.Exec(ctx, stmt)
+	case *mysqlDialect:
+		_, err = d.db.ExecContext(ctx, stmt)
+	case *sqliteDialect:
+		_, err = d.shared.db.ExecContext(ctx, stmt)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}

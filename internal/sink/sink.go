@@ -333,8 +333,12 @@ func (s *Sink) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.receive(gctx, sub, deliveries) })
 	g.Go(func() error { return s.batch(gctx, deliveries, batches) })
-	g.Go(func() error { return s.writeLoop(gctx, batches, committed) })
-	g.Go(func() error { return s.ackLoop(gctx, sub, committed) })
+	ackDone := make(chan struct{})
+	g.Go(func() error { return s.writeLoop(gctx, batches, committed, ackDone) })
+	g.Go(func() error {
+		defer close(ackDone)
+		return s.ackLoop(gctx, sub, committed)
+	})
 	g.Go(func() error { return s.watchLag(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil {
@@ -607,7 +611,7 @@ type committedBatch struct {
 	committed time.Time
 }
 
-func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- committedBatch) error {
+func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- committedBatch, ackDone <-chan struct{}) error {
 	defer close(out)
 	for {
 		select {
@@ -620,8 +624,13 @@ func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- com
 				return err
 			}
 			// Not selecting on ctx: a committed batch is always handed on,
-			// so that shutdown acknowledges it (ackLoop drains out).
-			out <- cb
+			// so that shutdown acknowledges it (ackLoop drains out until
+			// it is closed, unless acknowledging failed for good).
+			select {
+			case out <- cb:
+			case <-ackDone:
+				return nil
+			}
 		case <-ctx.Done():
 			return nil
 		}

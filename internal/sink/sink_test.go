@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -366,4 +367,38 @@ func metricRetries(s *Sink) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestRunFinishesBatchOnCancel: a cancellation that arrives while a batch
+// is being written lets that batch commit and be acknowledged before Run
+// returns nil.
+func TestRunFinishesBatchOnCancel(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	b := openJetStream(t)
+	topic, _ := b.TopicName("cancel.me")
+	for i := range 10 {
+		publishEvent(t, b, topic, "cancel.me", 1, fmt.Sprintf("ev-%d", i), "k", marshal(t, orderMessage(t, md, "o", int32(i))))
+	}
+	url := "sqlite://" + t.TempDir() + "/cancel.db"
+	s, err := New(Config{Name: "cancel", URL: url, Subjects: []string{"cancel.me"}, BatchSize: 100, FlushInterval: 100 * time.Millisecond},
+		b, newMapSchemas(SchemaInfo{Subject: "cancel.me", Version: 1, SchemaID: 1, Message: md}), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	s.hooks.beforeWrite = func() { once.Do(cancel) }
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := countRows(t, s.dialect, "cancel_me"); got != 10 {
+		t.Errorf("rows = %d, want the whole batch (10)", got)
+	}
+	if lag := backlog(t, b, "sink-cancel", topic); lag != 0 {
+		t.Errorf("backlog after Run = %d, want 0: the batch was not acknowledged", lag)
+	}
+	if st := s.Status(context.Background()); st.RowsWritten != 10 || st.State != StateStopped {
+		t.Errorf("status = %+v", st)
+	}
 }

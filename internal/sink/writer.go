@@ -270,6 +270,9 @@ func (w *writer) write(ctx context.Context, events []*event) (written int64, off
 		return n, nil, nil
 	}
 	if w.d.classify(err) != classEvent {
+		// The table may have changed under us (dropped, altered by an
+		// operator): read the catalog again before the retry.
+		clear(w.tables)
 		return 0, nil, err
 	}
 	if len(events) == 1 {
