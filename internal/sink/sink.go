@@ -119,19 +119,22 @@ const (
 
 // Sink consumes events from the bus into one database.
 type Sink struct {
-	cfg       Config
-	bus       bus.Bus
-	schemas   Schemas
-	log       *slog.Logger
-	dialect   dialect
-	writer    *writer
-	namer     *tableNamer
-	metrics   *metrics
-	topics    []string // full topic names; empty means all topics
-	dlqTopic  string
-	subjects  map[string]bool
-	subName   string
-	schemaMap map[int64]*schemaEntry // by schema id; owned by the batching goroutine
+	cfg      Config
+	bus      bus.Bus
+	schemas  Schemas
+	log      *slog.Logger
+	dialect  dialect
+	writer   *writer
+	namer    *tableNamer
+	metrics  *metrics
+	topics   []string // full topic names; empty means all topics
+	dlqTopic string
+	subjects map[string]bool
+	subName  string
+	// schemaMap caches layouts by subject and schema id (one schema id can
+	// serve several subjects, each with its own table and version); owned
+	// by the batching goroutine.
+	schemaMap map[schemaKey]*schemaEntry
 
 	// hooks let the crash tests stop the process at chosen points.
 	hooks struct {
@@ -144,6 +147,11 @@ type Sink struct {
 	lastError    string
 	rowsWritten  int64
 	deadLettered int64
+}
+
+type schemaKey struct {
+	subject  string
+	schemaID int64
 }
 
 type schemaEntry struct {
@@ -207,7 +215,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		schemas:   schemas,
 		log:       logger.With("sink", cfg.Name),
 		subName:   "sink-" + cfg.Name,
-		schemaMap: make(map[int64]*schemaEntry),
+		schemaMap: make(map[schemaKey]*schemaEntry),
 		state:     StateStopped,
 	}
 	names := cfg.Topics
@@ -576,7 +584,7 @@ func rowValues(d dialect, tm *tableMap, msg protoreflect.Message, eventID string
 // schema returns the cached layout of a schema id (ids are immutable, so
 // the cache never goes stale).
 func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*schemaEntry, error) {
-	if e, ok := s.schemaMap[schemaID]; ok {
+	if e, ok := s.schemaMap[schemaKey{subject, schemaID}]; ok {
 		return e, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -588,8 +596,12 @@ func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*sch
 	if info.Message == nil {
 		return nil, fmt.Errorf("schema %d of subject %q: %w: no message descriptor", schemaID, subject, ErrUnknownSchema)
 	}
-	if info.Subject == "" {
+	if subject != "" {
+		// The subject the event was published under names its table.
 		info.Subject = subject
+	}
+	if info.Subject == "" {
+		return nil, fmt.Errorf("schema %d: %w: no subject in the message or the registry", schemaID, ErrUnknownSchema)
 	}
 	table, err := s.namer.table(lctx, s.cfg.TablePrefix, info.Subject)
 	if err != nil {
@@ -597,7 +609,7 @@ func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*sch
 	}
 	e := &schemaEntry{info: info, tm: mapMessage(table, info.Message), msgType: dynamicpb.NewMessageType(info.Message)}
 	e.tm.subject = info.Subject
-	s.schemaMap[schemaID] = e
+	s.schemaMap[schemaKey{subject, schemaID}] = e
 	return e, nil
 }
 
@@ -698,13 +710,12 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 		cancel()
 		if err != nil {
 			s.metrics.retries.Inc()
-			state := StateStalled
 			if isTypeConflict(err) {
 				s.log.Error("schema change refused by the table; events held until an operator changes the table", "err", err)
 			} else {
 				s.log.Warn("write failed; holding the batch and retrying", "err", err, "attempt", attempt, "events", len(pending))
 			}
-			s.setState(state, err)
+			s.setState(StateStalled, err)
 			if !sleep(ctx, backoff(attempt)) {
 				return committedBatch{}, ctx.Err()
 			}
@@ -763,6 +774,14 @@ func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
 			cancel()
 			if err == nil {
 				break
+			}
+			if errors.Is(err, bus.ErrInvalidMessage) && len(msg.Properties) > 6 {
+				// Something the bus cannot carry came with the original
+				// (it may have come from another bus); keep what matters.
+				msg.Properties = map[string]string{
+					bus.PropError: props[bus.PropError], PropDeadLetterSink: s.cfg.Name, PropSourceTopic: ev.delivery.Topic,
+					bus.PropEventID: props[bus.PropEventID], bus.PropSchemaID: props[bus.PropSchemaID], bus.PropSubject: props[bus.PropSubject],
+				}
 			}
 			s.log.Warn("dead-letter publish failed; retrying", "event_id", ev.id, "err", err, "attempt", attempt)
 			if errors.Is(err, bus.ErrClosed) {

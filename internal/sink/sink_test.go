@@ -402,3 +402,30 @@ func TestRunFinishesBatchOnCancel(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 }
+
+// TestSharedSchemaIDTwoSubjects: one schema id registered under two
+// subjects (same content) still gives each subject its own table.
+func TestSharedSchemaIDTwoSubjects(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	b := openJetStream(t)
+	s, err := New(Config{Name: "shared", URL: "sqlite://" + t.TempDir() + "/shared.db", FlushInterval: 20 * time.Millisecond},
+		b, newMapSchemas(SchemaInfo{Subject: "eu.orders", Version: 1, SchemaID: 9, Message: md}), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, subject := range []string{"eu.orders", "us.orders"} {
+		topic, _ := b.TopicName(subject)
+		for i := range 3 {
+			publishEvent(t, b, topic, subject, 9, fmt.Sprintf("%s-%d", subject, i), "k", marshal(t, orderMessage(t, md, "o", int32(i))))
+		}
+	}
+	stop := runSink(t, s)
+	eventually(t, 30*time.Second, "both tables", func() (bool, string) {
+		eu, us := countRowsIfExists(t, s.dialect, "eu_orders"), countRowsIfExists(t, s.dialect, "us_orders")
+		return eu == 3 && us == 3, fmt.Sprintf("eu=%d us=%d", eu, us)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
