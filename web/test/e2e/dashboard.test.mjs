@@ -363,6 +363,9 @@ test("topics & sinks: a stalled sink's growing backlog, rows written, charts", a
     return pts && pts.trim().split(/\s+/).length >= 15;
   }, { timeoutMs: 60_000 });
   await shot("07-topics-sinks");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await shot("07-topics-sinks-dark");
+  await page.emulateMedia({ colorScheme: "light" });
 });
 
 test("health: bus, registry and sink databases; version and uptime", async () => {
