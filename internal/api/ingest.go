@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -57,7 +59,9 @@ func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
 }
 
 // PublishBatch publishes every event of the batch concurrently (the bus
-// batches them) and answers for each.
+// batches them) and answers for each. A few workers (at most one per CPU)
+// decode and validate; each valid event then waits for the bus in its own
+// goroutine, so the whole batch is in flight at once.
 func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[pipelinev1.PublishBatchRequest]) (*connect.Response[pipelinev1.PublishBatchResponse], error) {
 	maxBatch := s.MaxBatch
 	if maxBatch <= 0 {
@@ -71,16 +75,29 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the batch has %d events; at most %d", len(events), maxBatch))
 	}
 	out := &pipelinev1.PublishBatchResponse{Results: make([]*pipelinev1.PublishResult, len(events))}
-	var wg sync.WaitGroup
-	for i, m := range events {
-		wg.Add(1)
+	var sends, workers sync.WaitGroup
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), (len(events)+63)/64) {
+		workers.Add(1)
 		go func() {
-			defer wg.Done()
-			res, err := s.Router.Publish(ctx, event(m))
-			out.Results[i] = result(i, res, err)
+			defer workers.Done()
+			for i := int(next.Add(1) - 1); i < len(events); i = int(next.Add(1) - 1) {
+				p, err := s.Router.Prepare(ctx, event(events[i]))
+				if err != nil {
+					out.Results[i] = result(i, router.Result{}, err)
+					continue
+				}
+				sends.Add(1)
+				go func() {
+					defer sends.Done()
+					res, err := s.Router.Send(ctx, p)
+					out.Results[i] = result(i, res, err)
+				}()
+			}
 		}()
 	}
-	wg.Wait()
+	workers.Wait()
+	sends.Wait()
 	for _, r := range out.Results {
 		if r.Error != nil {
 			out.Failed++
@@ -90,7 +107,9 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 }
 
 // PublishStream publishes events as they arrive, many in flight at once,
-// and answers each in the order it came.
+// and answers each in the order it came. Decoding and validation run on
+// the receiving goroutine (its stack stays grown for the next event); only
+// the wait for the bus gets a goroutine of its own.
 func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiStream[pipelinev1.PublishStreamRequest, pipelinev1.PublishStreamResponse]) error {
 	maxInFlight := s.MaxInFlight
 	if maxInFlight <= 0 {
@@ -133,14 +152,20 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 		if recvErr != nil {
 			break
 		}
-		go func(i int, m *pipelinev1.PublishRequest) {
-			if m == nil {
-				ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
-				return
-			}
-			res, err := s.Router.Publish(ctx, event(m))
+		m := req.GetEvent()
+		if m == nil {
+			ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
+			continue
+		}
+		p, err := s.Router.Prepare(ctx, event(m))
+		if err != nil {
+			ch <- result(i, router.Result{}, err)
+			continue
+		}
+		go func(i int) {
+			res, err := s.Router.Send(ctx, p)
 			ch <- result(i, res, err)
-		}(i, req.GetEvent())
+		}(i)
 	}
 	close(pending)
 	if err := <-sendErr; err != nil {

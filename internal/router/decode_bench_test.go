@@ -38,13 +38,14 @@ func BenchmarkDecodeValidate(b *testing.B) {
 					b.ReportAllocs()
 					b.SetBytes(int64(len(payload)))
 					for b.Loop() {
-						msg, _, err := r.decoder.decode(rules.sc, ev)
+						msg, _, release, err := r.decoder.decode(rules.sc, ev)
 						if err != nil {
 							b.Fatal(err)
 						}
 						if err := r.validate(rules.sc, ev.Subject, msg); err != nil {
 							b.Fatal(err)
 						}
+						release()
 					}
 				})
 			}
@@ -68,9 +69,11 @@ func BenchmarkDecode(b *testing.B) {
 				b.ReportAllocs()
 				b.SetBytes(int64(len(payload)))
 				for b.Loop() {
-					if _, _, err := d.decode(reg.rules, ev); err != nil {
+					_, _, release, err := d.decode(reg.rules, ev)
+					if err != nil {
 						b.Fatal(err)
 					}
+					release()
 				}
 			})
 		}

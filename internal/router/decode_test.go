@@ -2,7 +2,9 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 
 	"buf.build/go/hyperpb"
@@ -64,10 +66,11 @@ func TestDecodersAgree(t *testing.T) {
 			}
 			for i, d := range []*decoder{{}, {dynamicOnly: true}} {
 				r := &Router{validator: validator, routes: routes}
-				msg, payload, err := d.decode(reg.rules, Event{Subject: "orders", Binary: tc.payload})
+				msg, payload, release, err := d.decode(reg.rules, Event{Subject: "orders", Binary: tc.payload})
 				if err != nil {
 					t.Fatalf("decode: %v", err)
 				}
+				defer release()
 				_, isHyper := msg.Interface().(*hyperpb.Message)
 				_, isDynamic := msg.Interface().(*dynamicpb.Message)
 				if i == 0 && !isHyper || i == 1 && !isDynamic {
@@ -108,7 +111,7 @@ func TestDecodersAgree(t *testing.T) {
 	}
 	// A payload that is not the schema's message is refused by both parsers.
 	for _, d := range []*decoder{{}, {dynamicOnly: true}} {
-		_, _, err := d.decode(reg.rules, Event{Subject: "orders", Binary: []byte{0x0a, 0xff}})
+		_, _, _, err := d.decode(reg.rules, Event{Subject: "orders", Binary: []byte{0x0a, 0xff}})
 		verr, ok := err.(*ValidationError)
 		if !ok || len(verr.Violations) != 1 || verr.Violations[0].Rule != "decode" {
 			t.Fatalf("dynamicOnly=%v: truncated payload gave %v", d.dynamicOnly, err)
@@ -131,5 +134,56 @@ func TestDecoderCachesPerSchema(t *testing.T) {
 	d.types.Range(func(any, any) bool { n++; return true })
 	if n != 2 {
 		t.Fatalf("%d cached parsers, want 2", n)
+	}
+}
+
+// TestRecycledArenasKeepResults: hyperpb messages live in pooled arenas
+// that are reused once an event is routed. Route keys read from one event
+// must not change when the arena is reused by the next ones, under
+// concurrency (run with -race).
+func TestRecycledArenasKeepResults(t *testing.T) {
+	reg := newTestRegistry(t)
+	ctx := context.Background()
+	routes := NewRoutes(reg.store, staticTopics{}, 0)
+	if _, err := routes.Create(ctx, Route{Name: "by-id", Subject: "orders", Topic: "x", Key: "order_id"}, reg.rules); err != nil {
+		t.Fatal(err)
+	}
+	validator, err := protovalidate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Router{validator: validator, routes: routes}
+	const workers, perWorker = 4, 300
+	keys := make([][]string, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				id := fmt.Sprintf("order-%d-%04d", w, i)
+				payload := encodeOrder(t, reg.rules.Message, order{id: id, amount: int64(i), country: "DE", items: i % 4})
+				msg, _, release, err := r.decoder.decode(reg.rules, Event{Subject: "orders", Binary: payload})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				targets, err := routes.Match(ctx, "orders", reg.rules, msg)
+				release()
+				if err != nil || len(targets) != 1 {
+					t.Errorf("match: %v %v", targets, err)
+					return
+				}
+				keys[w] = append(keys[w], targets[0].Key)
+			}
+		}()
+	}
+	wg.Wait()
+	for w := range workers {
+		for i, k := range keys[w] {
+			if want := fmt.Sprintf("order-%d-%04d", w, i); k != want {
+				t.Fatalf("key %q, want %q: a key points into a recycled arena", k, want)
+			}
+		}
 	}
 }

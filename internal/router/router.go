@@ -141,56 +141,95 @@ func (r *Router) MaxEventBytes() int { return r.maxBytes }
 // Publish validates ev, publishes it to every topic its routes select and
 // returns once the bus persisted it on all of them.
 func (r *Router) Publish(ctx context.Context, ev Event) (Result, error) {
-	start := time.Now()
-	res, err := r.publish(ctx, ev)
-	r.metrics.observe(ev.Subject, err, time.Since(start))
-	var verr *ValidationError
-	if errors.As(err, &verr) {
-		r.refused.add(ev, verr)
+	p, err := r.Prepare(ctx, ev)
+	if err != nil {
+		return Result{}, err
 	}
+	return r.Send(ctx, p)
+}
+
+// Prepared is an event that was decoded, validated and routed: what is
+// left is to hand it to the bus. Splitting Publish in two lets a stream
+// do the CPU work on its own long-lived goroutine and only wait for the
+// bus in a short-lived one.
+type Prepared struct {
+	ev       Event
+	start    time.Time
+	eventID  string
+	schemaID int64
+	payload  []byte
+	props    map[string]string
+	targets  []Target
+}
+
+// Prepare does everything Publish does before the bus: limits, event id,
+// schema, decode, validation and routes. A refused event is counted and
+// sampled here.
+func (r *Router) Prepare(ctx context.Context, ev Event) (*Prepared, error) {
+	start := time.Now()
+	p, err := r.prepare(ctx, ev)
+	if err != nil {
+		r.metrics.observe(ev.Subject, err, time.Since(start))
+		var verr *ValidationError
+		if errors.As(err, &verr) {
+			r.refused.add(ev, verr)
+		}
+		return nil, err
+	}
+	p.start = start
+	return p, nil
+}
+
+// Send publishes a prepared event to its topics and returns once the bus
+// persisted it on all of them.
+func (r *Router) Send(ctx context.Context, p *Prepared) (Result, error) {
+	res, err := r.send(ctx, p)
+	r.metrics.observe(p.ev.Subject, err, time.Since(p.start))
 	return res, err
 }
 
-func (r *Router) publish(ctx context.Context, ev Event) (Result, error) {
+func (r *Router) prepare(ctx context.Context, ev Event) (*Prepared, error) {
 	if ev.Subject == "" {
-		return Result{}, fmt.Errorf("%w: subject is required", ErrBadRequest)
+		return nil, fmt.Errorf("%w: subject is required", ErrBadRequest)
 	}
 	size := len(ev.Binary)
 	if ev.IsJSON {
 		size = len(ev.JSON)
 	}
 	if size == 0 && !ev.IsJSON && ev.Binary == nil {
-		return Result{}, fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
+		return nil, fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
 	}
 	if size > r.maxBytes {
-		return Result{}, fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
+		return nil, fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
 	}
 	eventID := ev.EventID
 	if eventID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return Result{}, fmt.Errorf("mint event id: %w", err)
+			return nil, fmt.Errorf("mint event id: %w", err)
 		}
 		eventID = id.String()
 	} else if len(eventID) > 200 {
-		return Result{}, fmt.Errorf("%w: event_id is %d characters; at most 200", ErrBadRequest, len(eventID))
+		return nil, fmt.Errorf("%w: event_id is %d characters; at most 200", ErrBadRequest, len(eventID))
 	}
 
 	sc, err := r.schemaFor(ctx, ev)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	msg, payload, err := r.decoder.decode(sc, ev)
+	msg, payload, release, err := r.decoder.decode(sc, ev)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
+	// The message lives in a pooled arena: nothing read from it may
+	// outlive release (route keys are copied in Match).
+	defer release()
 	if err := r.validate(sc, ev.Subject, msg); err != nil {
-		return Result{}, err
+		return nil, err
 	}
-
 	targets, err := r.routes.Match(ctx, ev.Subject, sc, msg)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	props := make(map[string]string, len(ev.Headers)+4)
 	for k, v := range ev.Headers {
@@ -200,11 +239,17 @@ func (r *Router) publish(ctx context.Context, ev Event) (Result, error) {
 	props[bus.PropSchemaID] = strconv.FormatInt(sc.ID, 10)
 	props[bus.PropSubject] = ev.Subject
 	props[bus.PropContentType] = bus.ContentTypeProtobuf
+	return &Prepared{ev: ev, eventID: eventID, schemaID: sc.ID, payload: payload, props: props, targets: targets}, nil
+}
 
-	res := Result{EventID: eventID, SchemaID: sc.ID, Topics: make([]string, 0, len(targets))}
-	if len(targets) == 1 {
-		t := targets[0]
-		if err := r.publisher.Publish(ctx, bus.Message{Topic: t.Topic, Key: keyFor(ev.Key, t.Key, eventID), Payload: payload, Properties: props}); err != nil {
+func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
+	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
+	message := func(t Target) bus.Message {
+		return bus.Message{Topic: t.Topic, Key: keyFor(p.ev.Key, t.Key, p.eventID), Payload: p.payload, Properties: p.props}
+	}
+	if len(p.targets) == 1 {
+		t := p.targets[0]
+		if err := r.publisher.Publish(ctx, message(t)); err != nil {
 			return Result{}, fmt.Errorf("publish to %s: %w", t.Topic, err)
 		}
 		res.Topics = append(res.Topics, t.Topic)
@@ -214,22 +259,22 @@ func (r *Router) publish(ctx context.Context, ev Event) (Result, error) {
 	// Fan-out: all topics in parallel; the event is answered once every
 	// topic has it. If one fails, the client retries the whole event with
 	// the same id and the sinks deduplicate.
-	errs := make([]error, len(targets))
+	errs := make([]error, len(p.targets))
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for i, t := range p.targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.publisher.Publish(ctx, bus.Message{Topic: t.Topic, Key: keyFor(ev.Key, t.Key, eventID), Payload: payload, Properties: props})
+			errs[i] = r.publisher.Publish(ctx, message(t))
 		}()
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return Result{}, fmt.Errorf("publish to %s: %w", targets[i].Topic, err)
+			return Result{}, fmt.Errorf("publish to %s: %w", p.targets[i].Topic, err)
 		}
-		res.Topics = append(res.Topics, targets[i].Topic)
-		r.counter.add(targets[i].Topic, time.Now())
+		res.Topics = append(res.Topics, p.targets[i].Topic)
+		r.counter.add(p.targets[i].Topic, time.Now())
 	}
 	return res, nil
 }

@@ -239,7 +239,8 @@ func compileRoute(route Route, md protoreflect.MessageDescriptor) (*compiledRout
 	return out, nil
 }
 
-// keyValue reads the key path from msg as a string ("" when unset).
+// keyValue reads the key path from msg as a string ("" when unset). The
+// string is a copy: msg may live in memory that is recycled after routing.
 func keyValue(msg protoreflect.Message, path []protoreflect.FieldDescriptor) string {
 	if len(path) == 0 {
 		return ""
@@ -255,7 +256,7 @@ func keyValue(msg protoreflect.Message, path []protoreflect.FieldDescriptor) str
 	v := cur.Get(fd)
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		return v.String()
+		return strings.Clone(v.String())
 	case protoreflect.BytesKind:
 		return string(v.Bytes())
 	case protoreflect.BoolKind:

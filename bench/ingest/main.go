@@ -1,0 +1,730 @@
+// Command ingest measures the pipeline's ingest path against the ceiling a
+// hand-written producer gets from the same Pulsar broker in the same run.
+//
+// For each event size (about 200 bytes and 2 KB) it measures:
+//   - raw: pulsar-client-go producers sending pre-encoded messages (same
+//     payloads, key and properties as the pipeline puts on the bus) with
+//     the batching settings of the pipeline's Pulsar adapter
+//     (internal/bus/pulsar defaults), as many in flight as the clients
+//     below allow;
+//   - stream: the pipeline (the real binary, built and started as a
+//     subprocess) receiving the events over PublishStream from grpc-go
+//     clients over loopback, decoding and validating them against a schema
+//     with protovalidate rules and routing them through one route with a
+//     CEL filter and a key field;
+//   - batch: the same over PublishBatch.
+//
+// Each scenario runs -rounds times, alternating, and the best round counts
+// (the machine is shared with the broker). It prints events/s and the
+// p50/p99 latency from sending an event to its acknowledgement, and ends
+// with one line per ratio pipeline/raw:
+//
+//	ratio ingest_stream_200b <value>
+//	ratio ingest_batch_200b <value>
+//	ratio ingest_stream_2kb <value>
+//	ratio ingest_batch_2kb <value>
+//
+// Run it with bench/run.sh ingest, or against running servers:
+//
+//	PIPELINE_TEST_PULSAR_URL=pulsar://127.0.0.1:6650 \
+//	PIPELINE_TEST_PULSAR_ADMIN_URL=http://127.0.0.1:8080 \
+//	go run ./bench/ingest
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
+	pulsarlog "github.com/apache/pulsar-client-go/pulsar/log"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/pulsar"
+)
+
+// orderProto is the benchmark's event: the kind of business event the
+// pipeline is for, with a validation rule on most fields.
+const orderProto = `syntax = "proto3";
+package bench.v1;
+
+import "buf/validate/validate.proto";
+
+message OrderCreated {
+  string order_id = 1 [(buf.validate.field).string = {min_len: 1, max_len: 64}];
+  string customer_id = 2 [(buf.validate.field).string.min_len = 1];
+  int64 amount_cents = 3 [(buf.validate.field).int64.gte = 0];
+  string currency = 4 [(buf.validate.field).string.pattern = "^[A-Z]{3}$"];
+  string country = 5 [(buf.validate.field).string.len = 2];
+  repeated Item items = 6;
+  int64 created_unix_ms = 7 [(buf.validate.field).int64.gt = 0];
+  string note = 8 [(buf.validate.field).string.max_len = 4096];
+}
+
+message Item {
+  string sku = 1 [(buf.validate.field).string.min_len = 1];
+  int32 quantity = 2 [(buf.validate.field).int32.gt = 0];
+  int64 price_cents = 3 [(buf.validate.field).int64.gte = 0];
+}
+`
+
+type options struct {
+	pulsarURL, adminURL string
+	pipelineBin         string
+	duration, warmup    time.Duration
+	rounds              int
+	clients             int
+	window              int
+	batch               int
+	sizes               []int
+	keep                bool
+	scenarios           []string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench ingest:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o options
+	var sizes string
+	flag.StringVar(&o.pulsarURL, "pulsar-url", os.Getenv("PIPELINE_TEST_PULSAR_URL"), "Pulsar service URL (env PIPELINE_TEST_PULSAR_URL)")
+	flag.StringVar(&o.adminURL, "admin-url", os.Getenv("PIPELINE_TEST_PULSAR_ADMIN_URL"), "Pulsar admin URL (env PIPELINE_TEST_PULSAR_ADMIN_URL)")
+	flag.StringVar(&o.pipelineBin, "pipeline", "", "pipeline binary to start (default: go build ./cmd/pipeline)")
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measured time of each round")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each round")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of each scenario; the best counts")
+	flag.IntVar(&o.clients, "clients", 4, "concurrent clients (streams, batch callers, raw senders)")
+	flag.IntVar(&o.window, "window", 500, "events in flight per client")
+	flag.IntVar(&o.batch, "batch", 0, "events per PublishBatch (default: -window)")
+	flag.StringVar(&sizes, "sizes", "200,2048", "event sizes in bytes")
+	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
+	scenarios := flag.String("scenarios", "raw,stream,batch", "scenarios to run (ratios need raw)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
+	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	o.scenarios = strings.Split(*scenarios, ",")
+	if o.pulsarURL == "" {
+		return errors.New("no Pulsar: set PIPELINE_TEST_PULSAR_URL or -pulsar-url (bench/run.sh ingest does)")
+	}
+	if o.batch <= 0 {
+		o.batch = o.window
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 100 {
+			return fmt.Errorf("-sizes: %q is not a size of at least 100 bytes", s)
+		}
+		o.sizes = append(o.sizes, n)
+	}
+
+	ctx, stop := contextWithSignals()
+	defer stop()
+	dir, err := os.MkdirTemp("", "bench-ingest-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	pl, err := startPipeline(ctx, o, dir)
+	if err != nil {
+		return err
+	}
+	defer pl.stop()
+
+	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
+		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
+	fmt.Printf("%-22s %10s %12s %10s %10s %8s\n", "scenario", "events", "events/s", "p50", "p99", "failed")
+	run := strconv.FormatInt(time.Now().Unix(), 36)
+	var ratios []string
+	for _, size := range o.sizes {
+		label := sizeLabel(size)
+		subject := "bench-" + run + "-" + label
+		routeTopic := subject + "-routed"
+		if err := pl.setup(ctx, subject, routeTopic); err != nil {
+			return err
+		}
+		payloads := makePayloads(size, 1024)
+		fmt.Printf("# %s: events of %d bytes with %d line items, subject %s, one route (CEL filter, key customer_id)\n", label, len(payloads[0]), countField(payloads[0], 6), subject)
+		raw, err := newRawProducer(o, "bench-"+run+"-raw-"+label)
+		if err != nil {
+			return err
+		}
+		best := map[string]result{}
+		for round := 0; round < o.rounds; round++ {
+			for _, sc := range []struct {
+				name string
+				fn   func(context.Context, *recorder) error
+			}{
+				{"raw", func(ctx context.Context, rec *recorder) error { return raw.run(ctx, o, payloads, subject, rec) }},
+				{"stream", func(ctx context.Context, rec *recorder) error { return pl.stream(ctx, o, payloads, subject, rec) }},
+				{"batch", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, subject, rec) }},
+			} {
+				if !slices.Contains(o.scenarios, sc.name) {
+					continue
+				}
+				res, err := measure(ctx, o, sc.fn)
+				if err != nil {
+					raw.close()
+					return fmt.Errorf("%s %s: %w", sc.name, label, err)
+				}
+				name := sc.name + "_" + label
+				fmt.Printf("%-22s %10d %12.0f %10s %10s %8d   (round %d)\n", name, res.events, res.rate, round1(res.p50), round1(res.p99), res.failed, round+1)
+				if res.rate > best[sc.name].rate {
+					best[sc.name] = res
+				}
+			}
+		}
+		raw.close()
+		for _, name := range []string{"stream", "batch"} {
+			ratio := 0.0
+			if best["raw"].rate > 0 {
+				ratio = best[name].rate / best["raw"].rate
+			}
+			fmt.Printf("best %-17s %10d %12.0f %10s %10s   raw %.0f/s\n", name+"_"+label, best[name].events, best[name].rate, round1(best[name].p50), round1(best[name].p99), best["raw"].rate)
+			ratios = append(ratios, fmt.Sprintf("ratio ingest_%s_%s %.3f", name, label, ratio))
+		}
+	}
+	for _, r := range ratios {
+		fmt.Println(r)
+	}
+	return nil
+}
+
+func sizeLabel(size int) string {
+	if size%1024 == 0 || size >= 2000 {
+		return fmt.Sprintf("%dkb", (size+512)/1024)
+	}
+	return fmt.Sprintf("%db", size)
+}
+
+func round1(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
+}
+
+// ---------------------------------------------------------------- events
+
+// makePayloads encodes n distinct OrderCreated events of about size
+// bytes, shaped like real orders: up to 10 line items (2 in a 200-byte
+// event), the rest a free-text note.
+func makePayloads(size, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		var b []byte
+		b = appendString(b, 1, fmt.Sprintf("ord-%08d", i))
+		b = appendString(b, 2, fmt.Sprintf("cust-%04d", i%500))
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(1000+i))
+		b = appendString(b, 4, "EUR")
+		b = appendString(b, 5, "DE")
+		b = protowire.AppendTag(b, 7, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(1767225600000+i))
+		for j := 0; j < 10 && len(b) < size/4+60; j++ {
+			var item []byte
+			item = appendString(item, 1, fmt.Sprintf("SKU-%06d-%02d", i, j))
+			item = protowire.AppendTag(item, 2, protowire.VarintType)
+			item = protowire.AppendVarint(item, uint64(j%5+1))
+			item = protowire.AppendTag(item, 3, protowire.VarintType)
+			item = protowire.AppendVarint(item, uint64(199+j))
+			b = protowire.AppendTag(b, 6, protowire.BytesType)
+			b = protowire.AppendBytes(b, item)
+		}
+		if pad := size - len(b) - 3; pad > 0 {
+			note := strings.Repeat(fmt.Sprintf("deliver to door %d, ", i), pad/15+1)[:pad]
+			b = appendString(b, 8, note)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+// countField counts the occurrences of field num in a payload.
+func countField(payload []byte, num protowire.Number) int {
+	n := 0
+	for len(payload) > 0 {
+		got, typ, l := protowire.ConsumeTag(payload)
+		if l < 0 {
+			return n
+		}
+		payload = payload[l:]
+		if got == num {
+			n++
+		}
+		l = protowire.ConsumeFieldValue(got, typ, payload)
+		if l < 0 {
+			return n
+		}
+		payload = payload[l:]
+	}
+	return n
+}
+
+// customerOf reads field 2 (customer_id) of a payload: the raw producer
+// sets the key the pipeline's route derives from the same field.
+func customerOf(payload []byte) string {
+	for len(payload) > 0 {
+		num, typ, n := protowire.ConsumeTag(payload)
+		payload = payload[n:]
+		if num == 2 && typ == protowire.BytesType {
+			s, _ := protowire.ConsumeString(payload)
+			return s
+		}
+		n = protowire.ConsumeFieldValue(num, typ, payload)
+		if n < 0 {
+			return ""
+		}
+		payload = payload[n:]
+	}
+	return ""
+}
+
+// ---------------------------------------------------------------- measuring
+
+type result struct {
+	events   int64
+	failed   int64
+	rate     float64
+	p50, p99 time.Duration
+}
+
+// recorder collects the latencies of events sent during the measured window.
+type recorder struct {
+	from, to time.Time
+	failed   atomic.Int64
+	mu       sync.Mutex
+	lat      []time.Duration
+}
+
+// measuring says whether an event sent at t counts.
+func (r *recorder) measuring(t time.Time) bool { return !t.Before(r.from) && t.Before(r.to) }
+
+// done reports that events sent at sent were answered now.
+func (r *recorder) done(sent time.Time, events int, ok bool) {
+	if !r.measuring(sent) {
+		return
+	}
+	if !ok {
+		r.failed.Add(int64(events))
+		return
+	}
+	d := time.Since(sent)
+	r.mu.Lock()
+	for range events {
+		r.lat = append(r.lat, d)
+	}
+	r.mu.Unlock()
+}
+
+// measure runs fn until the end of warm-up plus duration; fn must stop
+// sending when its context ends and return once its answers are in.
+func measure(parent context.Context, o options, fn func(context.Context, *recorder) error) (result, error) {
+	start := time.Now()
+	rec := &recorder{from: start.Add(o.warmup), to: start.Add(o.warmup + o.duration)}
+	ctx, cancel := context.WithDeadline(parent, rec.to)
+	defer cancel()
+	if err := fn(ctx, rec); err != nil && parent.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		return result{}, err
+	}
+	if err := parent.Err(); err != nil {
+		return result{}, err
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	slices.Sort(rec.lat)
+	res := result{events: int64(len(rec.lat)), failed: rec.failed.Load()}
+	res.rate = float64(res.events) / o.duration.Seconds()
+	if len(rec.lat) > 0 {
+		res.p50 = rec.lat[len(rec.lat)/2]
+		res.p99 = rec.lat[len(rec.lat)*99/100]
+	}
+	return res, nil
+}
+
+// ---------------------------------------------------------------- raw producer
+
+type rawProducer struct {
+	client   pulsarclient.Client
+	producer pulsarclient.Producer
+	schemaID string
+}
+
+// newRawProducer creates the producer a hand-written service would use,
+// with the pipeline adapter's settings.
+func newRawProducer(o options, topic string) (*rawProducer, error) {
+	client, err := pulsarclient.NewClient(pulsarclient.ClientOptions{
+		URL: o.pulsarURL, ConnectionTimeout: 5 * time.Second, OperationTimeout: pulsar.DefaultSendTimeout,
+		Logger: pulsarlog.NewLoggerWithSlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pulsar client: %w", err)
+	}
+	producer, err := client.CreateProducer(pulsarclient.ProducerOptions{
+		Topic:                   "persistent://" + pulsar.DefaultTenant + "/" + pulsar.DefaultNamespace + "/" + topic,
+		SendTimeout:             pulsar.DefaultSendTimeout,
+		DisableBlockIfQueueFull: true,
+		MaxPendingMessages:      pulsar.DefaultMaxPendingMessages,
+		CompressionType:         pulsarclient.NoCompression, // the pipeline's default
+		BatchingMaxPublishDelay: pulsar.DefaultBatchingMaxPublishDelay,
+		BatchingMaxMessages:     pulsar.DefaultBatchingMaxMessages,
+		BatchingMaxSize:         pulsar.DefaultBatchingMaxSize,
+		BatcherBuilderType:      pulsarclient.KeyBasedBatchBuilder,
+	})
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("raw producer: %w", err)
+	}
+	return &rawProducer{client: client, producer: producer, schemaID: "1"}, nil
+}
+
+func (p *rawProducer) close() {
+	p.producer.Close()
+	p.client.Close()
+}
+
+// run sends pre-encoded messages from o.clients senders, each keeping at
+// most o.window in flight, until ctx ends, then waits for the receipts.
+func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
+	// Pre-encoded: key and properties are built before the clock starts.
+	type prepared struct {
+		key   string
+		props map[string]string
+	}
+	pre := make([]prepared, len(payloads))
+	for i, pl := range payloads {
+		pre[i] = prepared{key: customerOf(pl), props: map[string]string{
+			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: p.schemaID,
+			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
+		}}
+	}
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for c := 0; c < o.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots := make(chan struct{}, o.window)
+			for i := c; ctx.Err() == nil; i += o.clients {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					continue
+				}
+				k := i % len(payloads)
+				sent := time.Now()
+				p.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: pre[k].key, Properties: pre[k].props},
+					func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
+						rec.done(sent, 1, err == nil)
+						if err != nil {
+							firstErr.CompareAndSwap(nil, err)
+						}
+						<-slots
+					})
+			}
+			for range o.window { // wait for every receipt
+				slots <- struct{}{}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		fmt.Fprintln(os.Stderr, "raw: a send failed:", err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- pipeline
+
+type pipelineProc struct {
+	base  string
+	cmd   *exec.Cmd
+	done  chan error
+	conns []*grpc.ClientConn
+}
+
+// startPipeline builds (unless -pipeline is given) and starts the pipeline
+// binary on a free port with a SQLite registry, the Pulsar bus and no sink.
+func startPipeline(ctx context.Context, o options, dir string) (*pipelineProc, error) {
+	bin := o.pipelineBin
+	if bin == "" {
+		bin = filepath.Join(dir, "pipeline")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/pipeline")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return nil, fmt.Errorf("go build ./cmd/pipeline (run from the repository root): %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := fmt.Sprintf(`addr: %s
+data_dir: %s
+log_level: warn
+default_sink: false
+registry:
+  url: sqlite://%s/registry.db
+bus:
+  kind: pulsar
+  url: %s
+  admin_url: %s
+limits:
+  max_batch: %d
+`, addr, dir, dir, o.pulsarURL, o.adminURL, max(o.batch, 1000))
+	cfgPath := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "pipeline.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// If this harness dies, the pipeline goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &pipelineProc{base: "http://" + addr, cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); logFile.Close() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-p.done:
+			return nil, fmt.Errorf("pipeline exited before it was ready (%v); log in %s", err, filepath.Join(dir, "pipeline.log"))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("pipeline not ready after 60s; log in %s", filepath.Join(dir, "pipeline.log"))
+		}
+	}
+	for range o.clients {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+		p.conns = append(p.conns, conn)
+	}
+	return p, nil
+}
+
+func (p *pipelineProc) stop() {
+	for _, c := range p.conns {
+		c.Close()
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// setup registers the schema under subject and routes it to routeTopic
+// through a filter every event passes and a key field.
+func (p *pipelineProc) setup(ctx context.Context, subject, routeTopic string) error {
+	conn := p.conns[0]
+	var reg pipelinev1.RegisterSchemaResponse
+	if err := conn.Invoke(ctx, pipelinev1connect.SchemaServiceRegisterSchemaProcedure, &pipelinev1.RegisterSchemaRequest{
+		Subject: subject, Message: "bench.v1.OrderCreated",
+		Files: []*pipelinev1.SourceFile{{Path: "bench/v1/order.proto", Content: orderProto}},
+	}, &reg); err != nil {
+		return fmt.Errorf("register schema: %w", err)
+	}
+	var route pipelinev1.CreateRouteResponse
+	if err := conn.Invoke(ctx, pipelinev1connect.RouteServiceCreateRouteProcedure, &pipelinev1.CreateRouteRequest{Route: &pipelinev1.Route{
+		Name: subject + "-route", Subject: subject, Topic: routeTopic,
+		Filter: "event.amount_cents >= 0 && event.country in ['DE', 'FR', 'NL']", Key: "customer_id",
+	}}, &route); err != nil {
+		return fmt.Errorf("create route: %w", err)
+	}
+	return nil
+}
+
+var streamDesc = &grpc.StreamDesc{StreamName: "PublishStream", ServerStreams: true, ClientStreams: true}
+
+// stream runs one PublishStream per client, each with at most o.window
+// events awaiting their answer.
+func (p *pipelineProc) stream(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
+	var wg sync.WaitGroup
+	errs := make([]error, o.clients)
+	for c := 0; c < o.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[c] = p.oneStream(ctx, p.conns[c], o, payloads, subject, c, rec)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (p *pipelineProc) oneStream(ctx context.Context, conn *grpc.ClientConn, o options, payloads [][]byte, subject string, c int, rec *recorder) error {
+	// The stream outlives ctx: after ctx ends the sender stops and closes
+	// its side, and the answers still in flight are awaited.
+	streamCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := conn.NewStream(streamCtx, streamDesc, pipelinev1connect.IngestServicePublishStreamProcedure)
+	if err != nil {
+		return err
+	}
+	slots := make(chan time.Time, o.window) // send times, in order
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(slots)
+		prefix := fmt.Sprintf("s%d-%d-", c, time.Now().UnixNano())
+		for i := 0; ctx.Err() == nil; i++ {
+			req := &pipelinev1.PublishStreamRequest{Event: &pipelinev1.PublishRequest{
+				Subject: subject, EventId: prefix + strconv.Itoa(i),
+				Payload: &pipelinev1.PublishRequest_Binary{Binary: payloads[(i*o.clients+c)%len(payloads)]},
+			}}
+			sent := time.Now()
+			select {
+			case slots <- sent:
+			case <-ctx.Done():
+				continue
+			}
+			if err := stream.SendMsg(req); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- stream.CloseSend()
+	}()
+	var resp pipelinev1.PublishStreamResponse
+	for sent := range slots {
+		if err := stream.RecvMsg(&resp); err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+		rec.done(sent, 1, resp.GetResult().GetError() == nil)
+	}
+	if err := <-sendErr; err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if err := stream.RecvMsg(&resp); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("end of stream: %v", err)
+	}
+	return nil
+}
+
+// batch runs one PublishBatch caller per client with o.batch events per call.
+func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
+	var wg sync.WaitGroup
+	errs := make([]error, o.clients)
+	for c := 0; c < o.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prefix := fmt.Sprintf("b%d-%d-", c, time.Now().UnixNano())
+			req := &pipelinev1.PublishBatchRequest{Events: make([]*pipelinev1.PublishRequest, o.batch)}
+			for i := 0; ctx.Err() == nil; i++ {
+				for j := range req.Events {
+					n := i*o.batch + j
+					req.Events[j] = &pipelinev1.PublishRequest{
+						Subject: subject, EventId: prefix + strconv.Itoa(n),
+						Payload: &pipelinev1.PublishRequest_Binary{Binary: payloads[(n*o.clients+c)%len(payloads)]},
+					}
+				}
+				var resp pipelinev1.PublishBatchResponse
+				sent := time.Now()
+				if err := p.conns[c].Invoke(context.Background(), pipelinev1connect.IngestServicePublishBatchProcedure, req, &resp); err != nil {
+					errs[c] = err
+					return
+				}
+				failed := int(resp.GetFailed())
+				rec.done(sent, len(req.Events)-failed, true)
+				if failed > 0 {
+					rec.done(sent, failed, false)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ---------------------------------------------------------------- machine
+
+func machine() string {
+	cpu := "unknown CPU"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if name, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)", numCPU(), cpu)
+}
+
+func numCPU() int       { return runtime.NumCPU() }
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// contextWithSignals ends on Ctrl-C or SIGTERM, so the pipeline subprocess
+// is stopped on the way out.
+func contextWithSignals() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
