@@ -5,7 +5,8 @@
 # up, installing what is missing), then runs, in order:
 #   buf lint, a check that the committed gen/ is what buf generates,
 #   buf breaking against the previous commit, go vet, go test -race with the
-#   PIPELINE_TEST_* variables set, and scripts/test-web.sh when the web
+#   PIPELINE_TEST_* variables set (packages whose tests restart the broker
+#   run after the others, alone), and scripts/test-web.sh when the web
 #   dashboard exists.
 # Every step runs even when an earlier one failed; the servers are stopped on
 # any exit; the exit status is non-zero when any step failed.
@@ -103,15 +104,49 @@ step_buf_breaking() {
 
 step_go_vet() { go vet ./...; }
 
-# step_go_test: output goes straight through (the runner's last lines are
-# what a reader needs) and into a log; the exit status is go test's own.
+# broker_fault_packages: packages whose tests stop or restart the shared
+# broker (through testenv.PulsarCtl / PIPELINE_TEST_PULSAR_CTL). go test runs
+# two packages at a time; any other package using Pulsar while one of these
+# restarts it would fail with "connection refused".
+broker_fault_packages() {
+	local pkg dir
+	go list -e -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+		if grep -qsE 'testenv\.PulsarCtl|PIPELINE_TEST_PULSAR_CTL' "$dir"/*_test.go; then
+			echo "$pkg"
+		fi
+	done
+}
+
+# go_test PKG...: output goes straight through (the runner's last lines are
+# what a reader needs) and into the log; the status is go test's own.
+go_test() {
+	echo "go test -race -count=1 -timeout 40m $*"
+	go test -race -count=1 -timeout 40m "$@" 2>&1 9>&- | tee -a "$go_test_log" || return "${PIPESTATUS[0]}"
+}
+
+# step_go_test: all packages, except that the ones that restart the broker
+# run after the others, alone.
 step_go_test() {
-	local logfile=$PIPELINE_TEST_STATE/logs/go-test.log rc=0
-	mkdir -p "$(dirname "$logfile")"
-	go test -race -count=1 -timeout 40m ./... 2>&1 9>&- | tee "$logfile" || rc=${PIPESTATUS[0]}
+	go_test_log=$PIPELINE_TEST_STATE/logs/go-test.log
+	mkdir -p "$(dirname "$go_test_log")"
+	: >"$go_test_log"
+	local rc=0 rc2=0
+	local -a faulty=() rest=()
+	mapfile -t faulty < <(broker_fault_packages)
+	if ((${#faulty[@]} == 0)); then
+		go_test ./... || rc=$?
+	else
+		mapfile -t rest < <(go list -e ./... | grep -vxF -f <(printf '%s\n' "${faulty[@]}"))
+		echo "these packages stop/restart the broker, so they run alone after the others: ${faulty[*]}"
+		if ((${#rest[@]})); then
+			go_test "${rest[@]}" || rc=$?
+		fi
+		go_test "${faulty[@]}" || rc2=$?
+		((rc != 0)) || rc=$rc2
+	fi
 	if ((rc != 0)); then
-		echo "---- failures (full output in $logfile):"
-		grep -E '^(--- FAIL|FAIL|panic:)' "$logfile" | head -n 60 || true
+		echo "---- failures (full output in $go_test_log):"
+		grep -E '^(--- FAIL|FAIL|panic:)' "$go_test_log" | head -n 60 || true
 	fi
 	return "$rc"
 }
