@@ -41,6 +41,7 @@ type server struct {
 	routes   *router.Routes
 	sinks    *sinkSet
 	health   *grpchealth.StaticChecker
+	ingest   *api.IngestService
 	metrics  *prometheus.Registry
 	started  time.Time
 }
@@ -95,7 +96,8 @@ func (s *server) handler() http.Handler {
 	readMax := connect.WithReadMaxBytes(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
 	batchMax := connect.WithReadMaxBytes(s.cfg.Limits.MaxEventBytes*s.cfg.Limits.MaxBatch/4 + 64<<20)
 	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, readMax))
-	mux.Handle(pipelinev1connect.NewIngestServiceHandler(&api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}, batchMax))
+	s.ingest = &api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}
+	mux.Handle(pipelinev1connect.NewIngestServiceHandler(s.ingest, batchMax))
 	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes, Registry: s.registry}, readMax))
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, readMax))
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Topics: topicLister{s}}, readMax))
@@ -141,6 +143,9 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
 	srv.Protocols = &protocols
+	// Busy PublishStreams end themselves (answering what they took) rather
+	// than hold Shutdown until its timeout.
+	srv.RegisterOnShutdown(s.ingest.Drain)
 
 	sinkCtx, stopSinks := context.WithCancel(context.Background())
 	var sinksDone sync.WaitGroup

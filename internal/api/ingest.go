@@ -24,6 +24,29 @@ type IngestService struct {
 	MaxBatch int
 	// MaxInFlight bounds the events of one PublishStream awaiting the bus (default 1000).
 	MaxInFlight int
+
+	drainOnce sync.Once
+	draining  chan struct{}
+}
+
+func (s *IngestService) drainSignal() chan struct{} {
+	s.drainOnce.Do(func() { s.draining = make(chan struct{}) })
+	return s.draining
+}
+
+// Drain makes every PublishStream stop taking events: each answers what it
+// already took and ends with UNAVAILABLE, so clients reconnect (to another
+// replica) and resend exactly the events that got no answer. Without it a
+// busy stream would hold a graceful shutdown until its timeout and then be
+// cut with answers in flight. Call it when the server starts shutting down
+// (http.Server.RegisterOnShutdown).
+func (s *IngestService) Drain() {
+	ch := s.drainSignal()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }
 
 var _ pipelinev1connect.IngestServiceHandler = (*IngestService)(nil)
@@ -134,6 +157,7 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 		}
 		sendErr <- nil
 	}()
+	draining := s.drainSignal()
 	var recvErr error
 	for i := 0; ; i++ {
 		req, err := stream.Receive()
@@ -141,6 +165,14 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			if !errors.Is(err, io.EOF) {
 				recvErr = err
 			}
+			break
+		}
+		select {
+		case <-draining:
+			recvErr = fmt.Errorf("%w: the server is shutting down; events from index %d on were not taken, send them again on a new stream", errShuttingDown, i)
+		default:
+		}
+		if recvErr != nil {
 			break
 		}
 		ch := make(chan *pipelinev1.PublishResult, 1)
@@ -171,11 +203,17 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 	if err := <-sendErr; err != nil {
 		return err
 	}
+	if errors.Is(recvErr, errShuttingDown) {
+		return connect.NewError(connect.CodeUnavailable, recvErr)
+	}
 	if recvErr != nil {
 		return toConnectError(recvErr)
 	}
 	return nil
 }
+
+// errShuttingDown ends the streams of a draining server.
+var errShuttingDown = errors.New("shutting down")
 
 // ListRefusedEvents returns the last refused events of a subject.
 func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Request[pipelinev1.ListRefusedEventsRequest]) (*connect.Response[pipelinev1.ListRefusedEventsResponse], error) {
