@@ -101,5 +101,23 @@ stop_pid() {
 	rm -f "$pidfile"
 }
 
+# descendants PID: the processes PID started, their children, and so on.
+# (Daemons started with spawn_daemon are not among them: setsid -f hands
+# them to PID 1.)
+descendants() {
+	local child
+	for child in $(cat /proc/"$1"/task/*/children 2>/dev/null || pgrep -P "$1"); do
+		echo "$child"
+		descendants "$child"
+	done
+}
+
+# kill_tree PID: SIGTERM PID and all its descendants.
+kill_tree() {
+	local -a pids
+	mapfile -t pids < <(descendants "$1")
+	kill -TERM "$1" "${pids[@]}" 2>/dev/null || true
+}
+
 # sq VALUE: VALUE quoted for the shell, for `export` lines meant for eval.
 sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }

@@ -6,7 +6,7 @@
 #   buf lint, a check that the committed gen/ is what buf generates,
 #   buf breaking against the previous commit, go vet, go test -race with the
 #   PIPELINE_TEST_* variables set (packages whose tests restart the broker
-#   run after the others, alone), and scripts/test-web.sh when the web
+#   run after the others, one at a time), and scripts/test-web.sh when the web
 #   dashboard exists.
 # Every step runs even when an earlier one failed; the servers are stopped on
 # any exit; the exit status is non-zero when any step failed.
@@ -23,10 +23,14 @@ BUF_MODULE=github.com/bufbuild/buf/cmd/buf@v1.75.0
 
 passed=()
 failed=()
+# The subshell running the current step, so a signal can stop it.
+step_pid=
 
 # run_step NAME CMD...: one announced, timed step. It runs in a subshell
 # with `set -e` in force (a function called from `if` or `||` would run with
-# -e silently off) and its failure is recorded, not fatal.
+# -e silently off) and its failure is recorded, not fatal. The subshell runs
+# in the background so that a SIGTERM interrupts `wait` at once; bash would
+# otherwise act on it only after a 40-minute go test ends.
 run_step() {
 	local name=$1 start=$SECONDS rc=0
 	shift
@@ -35,8 +39,11 @@ run_step() {
 	(
 		set -e
 		"$@"
-	)
+	) &
+	step_pid=$!
+	wait "$step_pid"
 	rc=$?
+	step_pid=
 	set -e
 	if ((rc == 0)); then
 		passed+=("$name")
@@ -117,15 +124,14 @@ broker_fault_packages() {
 	done
 }
 
-# go_test PKG...: output goes straight through (the runner's last lines are
-# what a reader needs) and into the log; the status is go test's own.
+# go_test [-p 1] PKG...: output goes straight through (the runner's last
+# lines are what a reader needs) and into the log; the status is go test's own.
 go_test() {
-	echo "go test -race -count=1 -timeout 40m $*"
 	go test -race -count=1 -timeout 40m "$@" 2>&1 9>&- | tee -a "$go_test_log" || return "${PIPESTATUS[0]}"
 }
 
-# step_go_test: all packages, except that the ones that restart the broker
-# run after the others, alone.
+# step_go_test: all packages; the ones that restart the broker run after the
+# others, one package at a time.
 step_go_test() {
 	go_test_log=$PIPELINE_TEST_STATE/logs/go-test.log
 	mkdir -p "$(dirname "$go_test_log")"
@@ -134,14 +140,16 @@ step_go_test() {
 	local -a faulty=() rest=()
 	mapfile -t faulty < <(broker_fault_packages)
 	if ((${#faulty[@]} == 0)); then
+		echo "go test -race -count=1 -timeout 40m ./..."
 		go_test ./... || rc=$?
 	else
 		mapfile -t rest < <(go list -e ./... | grep -vxF -f <(printf '%s\n' "${faulty[@]}"))
-		echo "these packages stop/restart the broker, so they run alone after the others: ${faulty[*]}"
+		echo "go test -race -count=1 -timeout 40m: ${#rest[@]} packages, then, one at a time, the ones that stop/restart the broker: ${faulty[*]}"
 		if ((${#rest[@]})); then
 			go_test "${rest[@]}" || rc=$?
 		fi
-		go_test "${faulty[@]}" || rc2=$?
+		echo "---- one at a time: ${faulty[*]}"
+		go_test -p 1 "${faulty[@]}" || rc2=$?
 		((rc != 0)) || rc=$rc2
 	fi
 	if ((rc != 0)); then
@@ -161,6 +169,14 @@ stop_services() {
 	exit "$rc"
 }
 
+# on_signal NAME STATUS: stop the running step (go test and the test
+# binaries it started) and exit; the EXIT trap then stops the servers.
+on_signal() {
+	log "caught SIG$1: stopping the running step"
+	[[ -n $step_pid ]] && kill_tree "$step_pid"
+	exit "$2"
+}
+
 main() {
 	local start=$SECONDS
 	mkdir -p "$PIPELINE_TEST_STATE"
@@ -171,8 +187,8 @@ main() {
 
 	log "repo $repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(go version)"
 	trap stop_services EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+	trap 'on_signal INT 130' INT
+	trap 'on_signal TERM 143' TERM
 
 	printf '\n==== services up\n'
 	if ! scripts/services.sh up; then
