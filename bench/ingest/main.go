@@ -171,7 +171,7 @@ func run() error {
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
 		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
-	fmt.Printf("%-22s %10s %12s %10s %10s %8s\n", "scenario", "events", "events/s", "p50", "p99", "failed")
+	fmt.Printf("%-22s %10s %12s %10s %10s %8s %14s %12s\n", "scenario", "events", "events/s", "p50", "p99", "failed", "pipeline cpu", "client cpu")
 	run := strconv.FormatInt(time.Now().Unix(), 36)
 	var ratios []string
 	for _, size := range o.sizes {
@@ -200,13 +200,18 @@ func run() error {
 				if !slices.Contains(o.scenarios, sc.name) {
 					continue
 				}
-				res, err := measure(ctx, o, sc.fn)
+				res, err := measure(ctx, o, pl.cmd.Process.Pid, sc.fn)
 				if err != nil {
 					raw.close()
 					return fmt.Errorf("%s %s: %w", sc.name, label, err)
 				}
 				name := sc.name + "_" + label
-				fmt.Printf("%-22s %10d %12.0f %10s %10s %8d   (round %d)\n", name, res.events, res.rate, round1(res.p50), round1(res.p99), res.failed, round+1)
+				pipeCPU := "-"
+				if sc.name != "raw" {
+					pipeCPU = fmt.Sprintf("%.1fµs/ev", float64(res.pipelineCPU)/1e3)
+				}
+				fmt.Printf("%-22s %10d %12.0f %10s %10s %8d %14s %12s   (round %d)\n", name, res.events, res.rate, round1(res.p50), round1(res.p99), res.failed,
+					pipeCPU, fmt.Sprintf("%.1fµs/ev", float64(res.clientCPU)/1e3), round+1)
 				if res.rate > best[sc.name].rate {
 					best[sc.name] = res
 				}
@@ -334,6 +339,10 @@ type result struct {
 	failed   int64
 	rate     float64
 	p50, p99 time.Duration
+	// CPU time per event of the pipeline process and of this one (the
+	// clients, or the raw producer): less noisy than events/s on a
+	// machine shared with the broker.
+	pipelineCPU, clientCPU time.Duration
 }
 
 // recorder collects the latencies of events sent during the measured window.
@@ -366,17 +375,34 @@ func (r *recorder) done(sent time.Time, events int, ok bool) {
 
 // measure runs fn until the end of warm-up plus duration; fn must stop
 // sending when its context ends and return once its answers are in.
-func measure(parent context.Context, o options, fn func(context.Context, *recorder) error) (result, error) {
+func measure(parent context.Context, o options, pipelinePID int, fn func(context.Context, *recorder) error) (result, error) {
 	start := time.Now()
 	rec := &recorder{from: start.Add(o.warmup), to: start.Add(o.warmup + o.duration)}
 	ctx, cancel := context.WithDeadline(parent, rec.to)
 	defer cancel()
+	// CPU is sampled over the measured window only.
+	cpuDone := make(chan [2]time.Duration, 1)
+	go func() {
+		t := time.NewTimer(time.Until(rec.from))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			cpuDone <- [2]time.Duration{}
+			return
+		}
+		p0, s0 := procCPU(pipelinePID), selfCPU()
+		<-ctx.Done()
+		cpuDone <- [2]time.Duration{procCPU(pipelinePID) - p0, selfCPU() - s0}
+	}()
+
 	if err := fn(ctx, rec); err != nil && parent.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 		return result{}, err
 	}
 	if err := parent.Err(); err != nil {
 		return result{}, err
 	}
+	cpu := <-cpuDone
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	slices.Sort(rec.lat)
@@ -385,6 +411,8 @@ func measure(parent context.Context, o options, fn func(context.Context, *record
 	if len(rec.lat) > 0 {
 		res.p50 = rec.lat[len(rec.lat)/2]
 		res.p99 = rec.lat[len(rec.lat)*99/100]
+		res.pipelineCPU = cpu[0] / time.Duration(len(rec.lat))
+		res.clientCPU = cpu[1] / time.Duration(len(rec.lat))
 	}
 	return res, nil
 }
@@ -727,4 +755,31 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 // is stopped on the way out.
 func contextWithSignals() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// procCPU is the user+system CPU time a process has used (Linux /proc).
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const clockTick = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTick
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,8 +1,10 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"buf.build/go/protovalidate"
 
@@ -77,5 +79,37 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkPrepare measures everything the router does for an event
+// before the bus: schema lookup (cached), decode, validation, one route
+// with a CEL filter and a key field, message properties.
+func BenchmarkPrepare(b *testing.B) {
+	reg := newTestRegistry(b)
+	routes := NewRoutes(reg.store, staticTopics{}, time.Hour)
+	if _, err := routes.Create(context.Background(), Route{Name: "eu", Subject: "orders", Topic: "eu", Filter: "event.amount_cents >= 0 && event.country in ['DE', 'FR']", Key: "customer.tier"}, reg.rules); err != nil {
+		b.Fatal(err)
+	}
+	r, err := New(reg.registry, nil, staticTopics{}, routes, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []struct {
+		name  string
+		bytes int
+	}{{"200B", 200}, {"2KB", 2048}} {
+		payload := sizedOrder(b, reg.rules.Message, size.bytes)
+		b.Run(size.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload)))
+			ctx := context.Background()
+			for b.Loop() {
+				p, err := r.Prepare(ctx, Event{Subject: "orders", Binary: payload, EventID: "e-1"})
+				if err != nil || len(p.targets) != 1 {
+					b.Fatalf("prepare: %v %v", p, err)
+				}
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/interpreter"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
@@ -178,7 +179,7 @@ func (r *Routes) Match(ctx context.Context, subject string, sc *schema.Schema, m
 		}
 		cr := c.(*compiledRoute)
 		if cr.program != nil {
-			val, _, err := cr.program.Eval(map[string]any{"event": msg.Interface()})
+			val, _, err := cr.program.Eval(eventActivation{msg.Interface()})
 			if err != nil {
 				return nil, fmt.Errorf("%w %q: filter failed on this event: %v", ErrRoute, route.Name, err)
 			}
@@ -190,6 +191,19 @@ func (r *Routes) Match(ctx context.Context, subject string, sc *schema.Schema, m
 	}
 	return out, nil
 }
+
+// eventActivation binds `event` for a filter without the map a
+// map[string]any activation would allocate per evaluation.
+type eventActivation struct{ event any }
+
+func (a eventActivation) ResolveName(name string) (any, bool) {
+	if name == "event" {
+		return a.event, true
+	}
+	return nil, false
+}
+
+func (eventActivation) Parent() interpreter.Activation { return nil }
 
 // compileRoute type-checks the filter and resolves the key path against md.
 func compileRoute(route Route, md protoreflect.MessageDescriptor) (*compiledRoute, error) {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# bench/run.sh ingest|sink [flags...]: run one benchmark against the test
+# servers, starting them first (scripts/services.sh up) and stopping them
+# afterwards unless they were already running.
+#
+#   ingest  bench/ingest: raw Pulsar producer vs the pipeline's
+#           PublishStream/PublishBatch (ends with "ratio ingest_..." lines)
+#   sink    bench/sink: hand-written PostgreSQL loader vs the pipeline's sink
+#           (ends with "ratio sink_postgres ...")
+#
+# Extra flags go to the benchmark program (e.g. bench/run.sh ingest
+# -duration 20s -rounds 3). See bench/README.md for the figures measured.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+usage() {
+	sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+[[ $# -ge 1 ]] || usage
+which=$1
+shift
+case $which in
+ingest | sink) ;;
+*) usage ;;
+esac
+[[ -d bench/$which ]] || {
+	echo "bench/$which does not exist" >&2
+	exit 2
+}
+
+# Servers someone else started (a test run, a developer) stay up.
+started=0
+if ! scripts/services.sh status >/dev/null 2>&1; then
+	scripts/services.sh up
+	started=1
+fi
+stop_services() {
+	if ((started)); then
+		scripts/services.sh down || true
+	fi
+}
+trap stop_services EXIT
+eval "$(scripts/services.sh env)"
+
+echo "# $(date -Is) on $(hostname): $(nproc) cores, $(go version)"
+go run "./bench/$which" "$@"
