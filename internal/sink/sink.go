@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"buf.build/go/hyperpb"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -155,9 +156,48 @@ type schemaKey struct {
 }
 
 type schemaEntry struct {
-	info    SchemaInfo
-	tm      *tableMap
-	msgType protoreflect.MessageType
+	info SchemaInfo
+	tm   *tableMap
+	// fast decodes with hyperpb (several times faster than dynamicpb);
+	// slow is dynamicpb, the reference, used when fast fails or is nil.
+	fast, slow protoreflect.MessageType
+}
+
+// convert decodes payload and binds its row. hyperpb is young: when it
+// fails (or panics) on a payload, dynamicpb decides, so that a fast-path
+// bug can never dead-letter a good event.
+func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, error) {
+	if e.fast != nil {
+		if values, err := e.convertWith(e.fast, d, payload, eventID, topic, key, publishTime); err == nil {
+			return values, nil
+		}
+	}
+	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
+}
+
+func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payload []byte, eventID, topic, key string,
+	publishTime time.Time) (values []any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			values, err = nil, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
+		}
+	}()
+	msg := mt.New()
+	if err := proto.Unmarshal(payload, msg.Interface()); err != nil {
+		return nil, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
+	}
+	return rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
+}
+
+// compileFast builds the hyperpb decoder, or nil when hyperpb cannot.
+func compileFast(md protoreflect.MessageDescriptor, log *slog.Logger) (mt protoreflect.MessageType) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Warn("hyperpb cannot compile the schema; decoding with dynamicpb", "message", md.FullName(), "panic", r)
+			mt = nil
+		}
+	}()
+	return hyperpb.CompileMessageDescriptor(md)
 }
 
 // sinkNameRE keeps sink names usable as subscription names on every bus
@@ -364,7 +404,7 @@ func (s *Sink) subscribe(ctx context.Context) (bus.Subscription, error) {
 		AllTopics:     len(s.topics) == 0,
 		Type:          s.subscriptionType(),
 		Position:      bus.Earliest,
-		ReceiverQueue: s.cfg.BatchSize,
+		ReceiverQueue: 2 * s.cfg.BatchSize,
 	}
 	for attempt := 1; ; attempt++ {
 		sub, err := s.bus.Subscribe(ctx, opts)
@@ -536,12 +576,7 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 			s.log.Error("panic converting event", "event_id", ev.id, "panic", r)
 		}
 	}()
-	msg := entry.msgType.New()
-	if err := proto.Unmarshal(d.Payload, msg.Interface()); err != nil {
-		ev.err = fmt.Errorf("decode payload as %s: %w", entry.info.Message.FullName(), err)
-		return ev, nil
-	}
-	values, err := rowValues(s.dialect, entry.tm, msg, ev.id, schemaID, entry.info.Version, d.Topic, d.Key, ev.publishTime)
+	values, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
 	if err != nil {
 		ev.err = err
 		return ev, nil
@@ -607,7 +642,9 @@ func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*sch
 	if err != nil {
 		return nil, fmt.Errorf("table of subject %q: %w", info.Subject, err)
 	}
-	e := &schemaEntry{info: info, tm: mapMessage(table, info.Message), msgType: dynamicpb.NewMessageType(info.Message)}
+	info.SchemaID = schemaID
+	e := &schemaEntry{info: info, tm: mapMessage(table, info.Message),
+		fast: compileFast(info.Message, s.log), slow: dynamicpb.NewMessageType(info.Message)}
 	e.tm.subject = info.Subject
 	s.schemaMap[schemaKey{subject, schemaID}] = e
 	return e, nil

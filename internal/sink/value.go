@@ -2,10 +2,15 @@ package sink
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -116,62 +121,174 @@ func timestampValue(m protoreflect.Message) (any, error) {
 
 // jsonValue renders a nested message, repeated field or map as JSON the
 // way protojson does (field names as in the .proto, 64-bit integers as
-// strings, bytes as base64), so that what users query is the event's
-// canonical JSON form.
+// strings, bytes as base64, NaN and infinities as strings), so that what
+// users query is the event's canonical JSON form. Lists and maps are
+// encoded here, element by element: protojson renders whole messages only,
+// and messages may be read-only (hyperpb).
 func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message) (any, error) {
-	var raw []byte
 	switch {
 	case fd.IsList():
-		if m.Get(fd).List().Len() == 0 {
-			return "[]", nil
-		}
-		b, err := jsonOfField(fd, m)
+		b, err := appendJSONList(nil, fd, m.Get(fd).List())
 		if err != nil {
 			return nil, err
 		}
-		raw = b
+		return string(b), nil
 	case fd.IsMap():
-		if m.Get(fd).Map().Len() == 0 {
-			return "{}", nil
-		}
-		b, err := jsonOfField(fd, m)
+		b, err := appendJSONMap(nil, fd, m.Get(fd).Map())
 		if err != nil {
 			return nil, err
 		}
-		raw = b
-	default:
-		if !m.Has(fd) {
-			return nil, nil
-		}
-		b, err := jsonOptions.Marshal(m.Get(fd).Message().Interface())
-		if err != nil {
-			return nil, fmt.Errorf("encode as JSON: %w", err)
-		}
-		raw = b
+		return string(b), nil
 	}
-	var out bytes.Buffer
-	if err := json.Compact(&out, raw); err != nil {
-		return nil, fmt.Errorf("compact JSON: %w", err)
+	if !m.Has(fd) {
+		return nil, nil
 	}
-	return out.String(), nil
+	b, err := appendJSONMessage(nil, m.Get(fd).Message())
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
 }
 
-// jsonOfField marshals a message holding only fd and returns the JSON of
-// that one member: protojson renders whole messages only.
-func jsonOfField(fd protoreflect.FieldDescriptor, m protoreflect.Message) ([]byte, error) {
-	tmp := m.Type().New()
-	tmp.Set(fd, m.Get(fd))
-	b, err := jsonOptions.Marshal(tmp.Interface())
+func appendJSONMessage(b []byte, m protoreflect.Message) ([]byte, error) {
+	raw, err := jsonOptions.Marshal(m.Interface())
 	if err != nil {
 		return nil, fmt.Errorf("encode as JSON: %w", err)
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, fmt.Errorf("decode protojson output: %w", err)
+	out := bytes.NewBuffer(b)
+	// protojson randomises white space; stored JSON should be stable.
+	if err := json.Compact(out, raw); err != nil {
+		return nil, fmt.Errorf("compact JSON: %w", err)
 	}
-	v, ok := obj[string(fd.Name())]
-	if !ok {
-		return nil, fmt.Errorf("protojson output lacks %s", fd.Name())
+	return out.Bytes(), nil
+}
+
+func appendJSONList(b []byte, fd protoreflect.FieldDescriptor, l protoreflect.List) ([]byte, error) {
+	b = append(b, '[')
+	for i := range l.Len() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = appendJSONSingular(b, fd, l.Get(i)); err != nil {
+			return nil, err
+		}
 	}
-	return v, nil
+	return append(b, ']'), nil
+}
+
+func appendJSONMap(b []byte, fd protoreflect.FieldDescriptor, m protoreflect.Map) ([]byte, error) {
+	keys := make([]protoreflect.MapKey, 0, m.Len())
+	m.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
+		keys = append(keys, k)
+		return true
+	})
+	// protojson's order: false before true, numbers by value, strings by bytes.
+	slices.SortFunc(keys, func(a, b protoreflect.MapKey) int {
+		switch x := a.Interface().(type) {
+		case bool:
+			return cmp.Compare(boolInt(x), boolInt(b.Bool()))
+		case int32, int64:
+			return cmp.Compare(a.Int(), b.Int())
+		case uint32, uint64:
+			return cmp.Compare(a.Uint(), b.Uint())
+		}
+		return strings.Compare(a.String(), b.String())
+	})
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k.String())
+		b = append(b, ':')
+		var err error
+		if b, err = appendJSONSingular(b, fd.MapValue(), m.Get(k)); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// appendJSONSingular appends one value of fd's kind as protojson would.
+func appendJSONSingular(b []byte, fd protoreflect.FieldDescriptor, v protoreflect.Value) ([]byte, error) {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return strconv.AppendBool(b, v.Bool()), nil
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return strconv.AppendInt(b, v.Int(), 10), nil
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return strconv.AppendUint(b, v.Uint(), 10), nil
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		b = append(b, '"')
+		return append(strconv.AppendInt(b, v.Int(), 10), '"'), nil
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		b = append(b, '"')
+		return append(strconv.AppendUint(b, v.Uint(), 10), '"'), nil
+	case protoreflect.FloatKind:
+		return appendJSONFloat(b, v.Float(), 32), nil
+	case protoreflect.DoubleKind:
+		return appendJSONFloat(b, v.Float(), 64), nil
+	case protoreflect.StringKind:
+		return appendJSONString(b, v.String()), nil
+	case protoreflect.BytesKind:
+		b = append(b, '"')
+		return append(base64.StdEncoding.AppendEncode(b, v.Bytes()), '"'), nil
+	case protoreflect.EnumKind:
+		if fd.Enum().FullName() == "google.protobuf.NullValue" {
+			return append(b, "null"...), nil
+		}
+		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
+			return appendJSONString(b, string(ev.Name())), nil
+		}
+		return strconv.AppendInt(b, int64(v.Enum()), 10), nil
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return appendJSONMessage(b, v.Message())
+	}
+	return nil, fmt.Errorf("no JSON encoding for %v", fd.Kind())
+}
+
+func appendJSONFloat(b []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, `"NaN"`...)
+	case math.IsInf(f, 1):
+		return append(b, `"Infinity"`...)
+	case math.IsInf(f, -1):
+		return append(b, `"-Infinity"`...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, bits)
+}
+
+// appendJSONString quotes s as a JSON string. Invalid UTF-8 (possible in
+// proto2 strings) is kept as is, so that the database refuses the value
+// instead of storing an altered one.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
