@@ -375,6 +375,27 @@ func TestRouterMessageOnTheBus(t *testing.T) {
 	if !bytes.Equal(second.Payload, wantJSON) || second.Properties[bus.PropContentType] != bus.ContentTypeProtobuf {
 		t.Errorf("JSON event on the bus: %x (%s), want the binary encoding %x", second.Payload, second.Properties[bus.PropContentType], wantJSON)
 	}
+	// The trace context of the request goes onto events that carry none.
+	const requestTrace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	traced := connect.NewRequest(&pipelinev1.PublishBatchRequest{Events: []*pipelinev1.PublishRequest{
+		shopOrder{id: "t1", amount: 1, country: "DE"}.publish(subject, "bus-trace-1"),
+		{Subject: subject, EventId: "bus-trace-2", Headers: headers, Payload: &pipelinev1.PublishRequest_Binary{Binary: shopOrder{id: "t2", country: "DE"}.binary()}},
+	}})
+	traced.Header().Set("traceparent", requestTrace)
+	traced.Header().Set("tracestate", "vendor=1")
+	if resp, err := p.ingest().PublishBatch(ctx, traced); err != nil || resp.Msg.GetFailed() != 0 {
+		t.Fatalf("traced batch: %v, %v", resp, err)
+	}
+	for _, d := range reader.read(t, 2, 60*time.Second) {
+		want := requestTrace // from the request
+		if d.Properties[bus.PropEventID] == "bus-trace-2" {
+			want = headers["traceparent"] // the event's own wins
+		}
+		if d.Properties["traceparent"] != want {
+			t.Errorf("%s: traceparent %q, want %q", d.Properties[bus.PropEventID], d.Properties["traceparent"], want)
+		}
+	}
+
 	// A header may not override the pipeline's own properties.
 	_, err = p.ingest().Publish(ctx, connect.NewRequest(&pipelinev1.PublishRequest{
 		Subject: subject, EventId: "bus-3", Headers: map[string]string{bus.PropSubject: "spoofed", bus.PropEventID: "spoofed"},
@@ -387,6 +408,53 @@ func TestRouterMessageOnTheBus(t *testing.T) {
 		}
 	} else if connectCode(err) != connect.CodeInvalidArgument {
 		t.Errorf("reserved header: %v, want success or InvalidArgument", err)
+	}
+}
+
+// TestRouterJetStreamProperties: the embedded JetStream bus carries the
+// same key, payload and properties as Pulsar.
+func TestRouterJetStreamProperties(t *testing.T) {
+	noSink := false
+	cfg, err := loadConfig("", func(c *Config) { c.DataDir = t.TempDir(); c.DefaultSink = &noSink })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runPipeline(t, cfg)
+	subject := uniqueName("js")
+	schemaID := p.register(t, subject, "shop.v1.Order", routerOrderProto)
+	topic, err := p.srv.bus.TopicName(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := p.srv.bus.Subscribe(ctx, bus.SubscribeOptions{Name: "router-test", Topics: []string{topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	payload := protowire.AppendString(protowire.AppendTag(shopOrder{id: "j", amount: 1, country: "DE"}.binary(), 42, protowire.BytesType), "unknown")
+	if _, err := p.ingest().Publish(ctx, connect.NewRequest(&pipelinev1.PublishRequest{
+		Subject: subject, EventId: "js-1", Key: "k-1", Headers: map[string]string{"team": "checkout"},
+		Payload: &pipelinev1.PublishRequest_Binary{Binary: payload},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	d, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{bus.PropEventID: "js-1", bus.PropSchemaID: strconv.FormatInt(schemaID, 10), bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf, "team": "checkout"}
+	for k, v := range want {
+		if d.Properties[k] != v {
+			t.Errorf("property %s = %q, want %q", k, d.Properties[k], v)
+		}
+	}
+	if d.Key != "k-1" || !bytes.Equal(d.Payload, payload) {
+		t.Errorf("key %q, payload %x; want k-1 and the client's bytes", d.Key, d.Payload)
+	}
+	if err := sub.Ack(ctx, []*bus.Delivery{d}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
@@ -51,7 +53,7 @@ func (s *IngestService) Drain() {
 
 var _ pipelinev1connect.IngestServiceHandler = (*IngestService)(nil)
 
-func event(m *pipelinev1.PublishRequest) router.Event {
+func event(m *pipelinev1.PublishRequest, trace traceContext) router.Event {
 	ev := router.Event{Subject: m.GetSubject(), Key: m.GetKey(), EventID: m.GetEventId(), Headers: m.GetHeaders(), SchemaID: m.GetSchemaId()}
 	switch p := m.GetPayload().(type) {
 	case *pipelinev1.PublishRequest_Json:
@@ -62,12 +64,40 @@ func event(m *pipelinev1.PublishRequest) router.Event {
 			ev.Binary = []byte{} // an empty message is a valid binary payload
 		}
 	}
+	return trace.apply(ev)
+}
+
+// traceContext is the W3C trace context of the request that carried the
+// events. It goes onto every event's message properties, unless the event
+// brings its own in its headers.
+type traceContext struct{ parent, state string }
+
+func traceOf(h http.Header) traceContext {
+	return traceContext{parent: h.Get(bus.PropTraceParent), state: h.Get("tracestate")}
+}
+
+func (t traceContext) apply(ev router.Event) router.Event {
+	if t.parent == "" {
+		return ev
+	}
+	if _, own := ev.Headers[bus.PropTraceParent]; own {
+		return ev
+	}
+	headers := make(map[string]string, len(ev.Headers)+2)
+	for k, v := range ev.Headers {
+		headers[k] = v
+	}
+	headers[bus.PropTraceParent] = t.parent
+	if t.state != "" {
+		headers["tracestate"] = t.state
+	}
+	ev.Headers = headers
 	return ev
 }
 
 // Publish validates and publishes one event.
 func (s *IngestService) Publish(ctx context.Context, req *connect.Request[pipelinev1.PublishRequest]) (*connect.Response[pipelinev1.PublishResponse], error) {
-	res, err := s.Router.Publish(ctx, event(req.Msg))
+	res, err := s.Router.Publish(ctx, event(req.Msg, traceOf(req.Header())))
 	if err != nil {
 		return nil, toConnectError(err)
 	}
@@ -98,6 +128,7 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the batch has %d events; at most %d", len(events), maxBatch))
 	}
 	out := &pipelinev1.PublishBatchResponse{Results: make([]*pipelinev1.PublishResult, len(events))}
+	trace := traceOf(req.Header())
 	var sends, workers sync.WaitGroup
 	var next atomic.Int64
 	for range min(runtime.GOMAXPROCS(0), (len(events)+63)/64) {
@@ -105,7 +136,7 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 		go func() {
 			defer workers.Done()
 			for i := int(next.Add(1) - 1); i < len(events); i = int(next.Add(1) - 1) {
-				p, err := s.Router.Prepare(ctx, event(events[i]))
+				p, err := s.Router.Prepare(ctx, event(events[i], trace))
 				if err != nil {
 					out.Results[i] = result(i, router.Result{}, err)
 					continue
@@ -158,6 +189,7 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 		sendErr <- nil
 	}()
 	draining := s.drainSignal()
+	trace := traceOf(stream.RequestHeader())
 	var recvErr error
 	for i := 0; ; i++ {
 		req, err := stream.Receive()
@@ -189,7 +221,7 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
 			continue
 		}
-		p, err := s.Router.Prepare(ctx, event(m))
+		p, err := s.Router.Prepare(ctx, event(m, trace))
 		if err != nil {
 			ch <- result(i, router.Result{}, err)
 			continue
