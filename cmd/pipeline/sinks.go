@@ -49,7 +49,7 @@ func openSinks(_ context.Context, cfg *Config, b bus.Bus, registry *schema.Regis
 			Name: sc.Name, URL: sc.URL, Subjects: sc.Subjects, Topics: sc.Topics, TablePrefix: sc.TablePrefix,
 			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, Subscription: sc.Subscription,
 			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, Registerer: reg,
-		}, b, sinkSchemas{registry}, log.With("sink", sc.Name))
+		}, b, sinkSchemas{registry}, log)
 		if err != nil {
 			set.close()
 			return nil, fmt.Errorf("sink %q (%s): %w", sc.Name, redact(sc.URL), err)
