@@ -376,6 +376,26 @@ sinks:
 	if err := db.QueryRow(`SELECT SUM(amount_cents) FROM ` + table).Scan(&sum); err != nil || sum != 19000 {
 		t.Fatalf("sum of amount_cents = %d, %v; want 19000", sum, err)
 	}
+	// The sink's subscription was provisioned on the topic before the first
+	// event went there, and ListTopics shows it with the publish count.
+	var topics pipelinev1.ListTopicsResponse
+	if err := conn.Invoke(ctx, pipelinev1connect.TopicServiceListTopicsProcedure, &pipelinev1.ListTopicsRequest{}, &topics); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, topic := range topics.GetTopics() {
+		if topic.GetName() != "persistent://public/default/"+subject {
+			continue
+		}
+		for _, sub := range topic.GetSubscriptions() {
+			if sub.GetName() == "sink-pg" && topic.GetEventsPublished() == n {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("ListTopics = %v, want %s with %d events and the sink-pg subscription", topics.GetTopics(), subject, n)
+	}
 	// ListSinks reports the rows written.
 	var sinks pipelinev1.ListSinksResponse
 	if err := conn.Invoke(ctx, pipelinev1connect.SinkServiceListSinksProcedure, &pipelinev1.ListSinksRequest{}, &sinks); err != nil {

@@ -63,11 +63,20 @@ func newServer(ctx context.Context, cfg *Config, log *slog.Logger) (_ *server, e
 	if s.bus, err = openBus(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	s.routes = router.NewRoutes(s.store, s.bus, 2*time.Second)
-	if s.router, err = router.New(s.registry, s.bus, s.bus, s.routes, router.Options{MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics}); err != nil {
+	if s.sinks, err = openSinks(ctx, cfg, s.bus, s.registry, s.metrics, log); err != nil {
 		return nil, err
 	}
-	if s.sinks, err = openSinks(ctx, cfg, s.bus, s.registry, s.metrics, log); err != nil {
+	publisher := bus.Publisher(s.bus)
+	if p, ok := s.bus.(bus.SubscriptionProvisioner); ok {
+		// Before the first event goes to a topic, every sink that reads it
+		// gets its subscription, so nothing published before the sink
+		// connects is lost (Pulsar keeps messages only for subscriptions).
+		publisher = bus.WithTopicSetup(s.bus, func(ctx context.Context, topic string) error {
+			return s.sinks.provision(ctx, p, topic)
+		})
+	}
+	s.routes = router.NewRoutes(s.store, s.bus, 2*time.Second)
+	if s.router, err = router.New(s.registry, publisher, s.bus, s.routes, router.Options{MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics}); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -40,6 +40,26 @@ func (s sinkSchemas) SchemaByID(ctx context.Context, subject string, schemaID in
 type sinkSet struct {
 	log   *slog.Logger
 	sinks []*sink.Sink
+	reads []sinkReads // per sink, which topics it consumes
+}
+
+// sinkReads says which topics a sink's subscription covers.
+type sinkReads struct {
+	subscription string
+	all          bool
+	topics       map[string]bool
+}
+
+// provision creates, on topic, the subscription of every sink that reads it.
+func (set *sinkSet) provision(ctx context.Context, p bus.SubscriptionProvisioner, topic string) error {
+	for _, r := range set.reads {
+		if r.all || r.topics[topic] {
+			if err := p.EnsureSubscription(ctx, topic, r.subscription); err != nil {
+				return fmt.Errorf("subscription %s: %w", r.subscription, err)
+			}
+		}
+	}
+	return nil
 }
 
 func openSinks(_ context.Context, cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus.Registerer, log *slog.Logger) (*sinkSet, error) {
@@ -55,6 +75,16 @@ func openSinks(_ context.Context, cfg *Config, b bus.Bus, registry *schema.Regis
 			return nil, fmt.Errorf("sink %q (%s): %w", sc.Name, redact(sc.URL), err)
 		}
 		set.sinks = append(set.sinks, s)
+		reads := sinkReads{subscription: sink.SubscriptionName(sc.Name), all: len(sc.Subjects) == 0 && len(sc.Topics) == 0, topics: map[string]bool{}}
+		for _, name := range append(append([]string(nil), sc.Subjects...), sc.Topics...) {
+			full, err := b.TopicName(name)
+			if err != nil {
+				set.close()
+				return nil, fmt.Errorf("sink %q: topic of %q: %w", sc.Name, name, err)
+			}
+			reads.topics[full] = true
+		}
+		set.reads = append(set.reads, reads)
 	}
 	return set, nil
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -177,4 +178,36 @@ func ValidateShortName(name string) error {
 		}
 	}
 	return nil
+}
+
+// SubscriptionProvisioner is implemented by buses whose topics keep
+// messages only for existing subscriptions (Pulsar: a topic without a
+// subscription loses its data to inactive-topic GC, PITFALLS C1/C2).
+type SubscriptionProvisioner interface {
+	// EnsureSubscription creates a durable subscription on topic at the
+	// earliest position, unless it exists already.
+	EnsureSubscription(ctx context.Context, topic, subscription string) error
+}
+
+// WithTopicSetup returns a Publisher that calls setup once per topic,
+// successfully, before the first message goes to that topic: the place to
+// provision the subscriptions that must see every message of it.
+func WithTopicSetup(p Publisher, setup func(ctx context.Context, topic string) error) Publisher {
+	return &topicSetupPublisher{Publisher: p, setup: setup}
+}
+
+type topicSetupPublisher struct {
+	Publisher
+	setup func(ctx context.Context, topic string) error
+	ready sync.Map // topic -> struct{}
+}
+
+func (p *topicSetupPublisher) Publish(ctx context.Context, msg Message) error {
+	if _, ok := p.ready.Load(msg.Topic); !ok {
+		if err := p.setup(ctx, msg.Topic); err != nil {
+			return fmt.Errorf("set up topic %s: %w", msg.Topic, err)
+		}
+		p.ready.Store(msg.Topic, struct{}{})
+	}
+	return p.Publisher.Publish(ctx, msg)
 }

@@ -254,7 +254,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		bus:       b,
 		schemas:   schemas,
 		log:       logger.With("sink", cfg.Name),
-		subName:   "sink-" + cfg.Name,
+		subName:   SubscriptionName(cfg.Name),
 		schemaMap: make(map[schemaKey]*schemaEntry),
 		state:     StateStopped,
 	}
@@ -443,6 +443,9 @@ func (s *Sink) provisionDeadLetter(ctx context.Context) {
 // DeadLetterSubscription names the durable subscription a sink keeps on its
 // dead-letter topic; operators read (and acknowledge) refused events there.
 func DeadLetterSubscription(sinkName string) string { return "sink-" + sinkName + "-dlq" }
+
+// SubscriptionName is the durable subscription a sink consumes with.
+func SubscriptionName(sinkName string) string { return "sink-" + sinkName }
 
 func (s *Sink) receive(ctx context.Context, sub bus.Subscription, out chan<- *bus.Delivery) error {
 	for attempt := 0; ; {

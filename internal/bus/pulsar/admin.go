@@ -220,3 +220,37 @@ func (b *Bus) isClosed() bool {
 	defer b.mu.Unlock()
 	return b.closed
 }
+
+// EnsureSubscription implements bus.SubscriptionProvisioner: it creates
+// subscription on topic at the earliest position (ledger and entry -1), so
+// the messages published from then on are kept for it even before its
+// consumer first connects; an existing subscription (409) is left as it is.
+func (b *Bus) EnsureSubscription(ctx context.Context, topic, subscription string) error {
+	path, err := topicPath(topic)
+	if err != nil {
+		return err
+	}
+	if b.admin.base == "" {
+		return errors.New("pulsar: EnsureSubscription needs Options.AdminURL")
+	}
+	path += "/subscription/" + url.PathEscape(subscription)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, b.admin.base+path, strings.NewReader(`{"ledgerId":-1,"entryId":-1,"partitionIndex":-1}`))
+	if err != nil {
+		return fmt.Errorf("admin request %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.admin.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin PUT %s: %w: %w", path, bus.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusNoContent, resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusConflict:
+		return nil
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("admin PUT %s: %s: %s: %w", path, resp.Status, bytesHead(body), bus.ErrUnavailable)
+	default:
+		return fmt.Errorf("admin PUT %s: %s: %s", path, resp.Status, bytesHead(body))
+	}
+}

@@ -129,3 +129,51 @@ func TestTopicNames(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureSubscription: a subscription provisioned before the first
+// publish keeps every message for its consumer, even one that connects
+// later; provisioning twice is harmless; a bad topic is refused.
+func TestEnsureSubscription(t *testing.T) {
+	url, adminURL := testenv.Pulsar(t)
+	ns := testNamespace(t, adminURL)
+	b := open(t, pulsar.Options{URL: url, AdminURL: adminURL, Namespace: ns})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic, err := b.TopicName("provisioned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := b.EnsureSubscription(ctx, topic, "sink-late"); err != nil {
+			t.Fatalf("EnsureSubscription (call %d): %v", i+1, err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		if err := b.Publish(ctx, bus.Message{Topic: topic, Key: "k", Payload: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if backlog, err := b.Backlog(ctx, "sink-late", []string{topic}); err != nil || backlog == 0 {
+		t.Fatalf("backlog of the provisioned subscription = %d, %v; want > 0 before any consumer", backlog, err)
+	}
+	sub, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: "sink-late", Topics: []string{topic}, Position: bus.Latest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := 0; i < 5; i++ {
+		d, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatalf("receive %d: %v", i, err)
+		}
+		if d.Payload[0] != byte(i) {
+			t.Fatalf("message %d has payload %v", i, d.Payload)
+		}
+		if err := sub.Ack(ctx, []*bus.Delivery{d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.EnsureSubscription(ctx, "not-a-full-topic", "s"); err == nil {
+		t.Fatal("EnsureSubscription accepted a short topic name")
+	}
+}
