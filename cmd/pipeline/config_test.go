@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"connectrpc.com/connect"
+
+	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -61,5 +68,36 @@ func TestRedact(t *testing.T) {
 	}
 	if got := redact("sqlite://data/x.db"); got != "sqlite://data/x.db" {
 		t.Fatalf("redact changed a URL without password: %s", got)
+	}
+}
+
+// TestStatusSeesADatabaseDown: a sink whose database does not answer is
+// reported down at once, before it ever tried to write.
+func TestStatusSeesADatabaseDown(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "pipeline.yaml")
+	yaml := "sinks:\n  - {name: local, url: sqlite://" + filepath.Join(dir, "events.db") + "}\n  - {name: gone, url: 'postgres://pipeline@127.0.0.1:1/x?connect_timeout=1'}\n"
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(cfgFile, func(c *Config) { c.DataDir = dir })
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := startPipeline(t, cfg)
+	client := pipelinev1connect.NewStatusServiceClient(http.DefaultClient, base)
+	st, err := client.GetStatus(context.Background(), connect.NewRequest(&pipelinev1.GetStatusRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*pipelinev1.DatabaseStatus{}
+	for _, db := range st.Msg.GetSinks() {
+		got[db.GetName()] = db
+	}
+	if !got["local"].GetConnected() {
+		t.Errorf("sqlite sink reported down: %v", got["local"])
+	}
+	if g := got["gone"]; g.GetConnected() || !strings.Contains(g.GetError(), "postgres") {
+		t.Errorf("unreachable postgres sink = %v, want down with an error", g)
 	}
 }

@@ -25,10 +25,13 @@ func (s *server) Status(ctx context.Context) *pipelinev1.GetStatusResponse {
 	if _, err := s.bus.Stats(ctx); err != nil {
 		out.BusConnected, out.BusError = false, err.Error()
 	}
-	for _, st := range s.sinks.statuses(ctx) {
-		db := &pipelinev1.DatabaseStatus{Name: st.Name, Database: st.Database, Connected: st.State != sink.StateStalled}
-		if !db.Connected {
-			db.Error = st.LastError
+	for i, st := range s.sinks.statuses(ctx) {
+		db := &pipelinev1.DatabaseStatus{Name: st.Name, Database: st.Database, Connected: true}
+		if err := s.sinks.sinks[i].Ping(ctx); err != nil {
+			db.Connected, db.Error = false, err.Error()
+		} else if st.State == sink.StateStalled {
+			// The database answers but refuses the sink's writes.
+			db.Connected, db.Error = false, st.LastError
 		}
 		out.Sinks = append(out.Sinks, db)
 	}

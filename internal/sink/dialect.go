@@ -66,6 +66,8 @@ type dialect interface {
 	write(ctx context.Context, groups []*group, mode string) (int64, error)
 	classify(err error) errClass
 	close() error
+	// ping checks that the database answers.
+	ping(ctx context.Context) error
 }
 
 // openDialect opens the database named by a sink URL.

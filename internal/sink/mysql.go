@@ -24,6 +24,8 @@ type mysqlDialect struct {
 	db *sql.DB
 }
 
+func (d *mysqlDialect) ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+
 // strictSQLMode makes every value the column cannot hold an error.
 const strictSQLMode = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 

@@ -38,9 +38,10 @@ func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
 	return &postgres{pool: pool}, nil
 }
 
-func (p *postgres) kind() string              { return "postgres" }
-func (p *postgres) quote(ident string) string { return quoteDouble(ident) }
-func (p *postgres) close() error              { p.pool.Close(); return nil }
+func (p *postgres) kind() string                   { return "postgres" }
+func (p *postgres) quote(ident string) string      { return quoteDouble(ident) }
+func (p *postgres) close() error                   { p.pool.Close(); return nil }
+func (p *postgres) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 
 func (p *postgres) columnType(c column) string {
 	switch c.kind {

@@ -330,6 +330,17 @@ func (s *Sink) Status(ctx context.Context) Status {
 	return st
 }
 
+// Ping checks that the sink's database answers now, within two seconds;
+// Status only knows how the last write went.
+func (s *Sink) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.dialect.ping(ctx); err != nil {
+		return fmt.Errorf("sink %s: %s database: %w", s.cfg.Name, s.dialect.kind(), err)
+	}
+	return nil
+}
+
 func (s *Sink) lag(ctx context.Context) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -25,6 +25,8 @@ type sqliteDialect struct {
 	shared *sharedSQLite
 }
 
+func (d *sqliteDialect) ping(ctx context.Context) error { return d.shared.db.PingContext(ctx) }
+
 // sqliteTimeLayout is fixed width so that timestamps stored as text sort
 // in time order (the upsert compares publish times as text), and is one of
 // the formats SQLite's date functions and the driver read back.
