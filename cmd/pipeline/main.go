@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/grafana/pyroscope-go"
 )
@@ -109,11 +110,11 @@ func serveCommand(args []string) error {
 	}
 
 	if cfg.PyroscopeURL != "" {
-		profiler, err := pyroscope.Start(pyroscope.Config{ApplicationName: "pipeline", ServerAddress: cfg.PyroscopeURL, Tags: map[string]string{"version": version}})
+		stopProfiling, err := startProfiling(cfg.PyroscopeURL, 15*time.Second, log)
 		if err != nil {
-			return fmt.Errorf("start pyroscope profiling: %w", err)
+			return err
 		}
-		defer profiler.Stop() //nolint:errcheck // best effort on exit
+		defer stopProfiling()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -174,4 +175,20 @@ func redact(raw string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return strings.Replace(u.String(), "xxxxx", "***", 1)
+}
+
+// startProfiling sends continuous CPU and memory profiles to a Pyroscope
+// server every uploadRate, until the returned function is called.
+func startProfiling(serverURL string, uploadRate time.Duration, log *slog.Logger) (stop func(), err error) {
+	profiler, err := pyroscope.Start(pyroscope.Config{
+		ApplicationName: "pipeline",
+		ServerAddress:   serverURL,
+		UploadRate:      uploadRate,
+		Tags:            map[string]string{"version": version},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start pyroscope profiling to %s: %w", serverURL, err)
+	}
+	log.Info("continuous profiling", "pyroscope", serverURL)
+	return func() { _ = profiler.Stop() }, nil
 }
