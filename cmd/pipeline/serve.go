@@ -106,7 +106,8 @@ func (s *server) handler() http.Handler {
 	batchMax := connect.WithReadMaxBytes(s.cfg.Limits.MaxEventBytes*s.cfg.Limits.MaxBatch/4 + 64<<20)
 	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, readMax))
 	s.ingest = &api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}
-	mux.Handle(pipelinev1connect.NewIngestServiceHandler(s.ingest, batchMax))
+	ingestPath, ingestHandler := pipelinev1connect.NewIngestServiceHandler(s.ingest, batchMax)
+	mux.Handle(ingestPath, api.CoalesceStreamFlushes(ingestHandler))
 	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes, Registry: s.registry}, readMax))
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, readMax))
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Topics: topicLister{s}}, readMax))

@@ -176,16 +176,38 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 	pending := make(chan chan *pipelinev1.PublishResult, maxInFlight)
 	sendErr := make(chan error, 1)
 	go func() {
-		for ch := range pending {
-			res := <-ch
+		flusher := newStreamFlusher(ctx)
+		for {
+			// Answers that are ready go out together; before waiting for
+			// the next one, what was written is flushed.
+			var ch chan *pipelinev1.PublishResult
+			var ok bool
+			select {
+			case ch, ok = <-pending:
+			default:
+				flusher.flush()
+				ch, ok = <-pending
+			}
+			if !ok {
+				break
+			}
+			var res *pipelinev1.PublishResult
+			select {
+			case res = <-ch:
+			default:
+				flusher.flush()
+				res = <-ch
+			}
 			if err := stream.Send(&pipelinev1.PublishStreamResponse{Result: res}); err != nil {
 				cancel()
 				for range pending { // let the receiver finish; its results are lost with the stream
 				}
+				flusher.release()
 				sendErr <- err
 				return
 			}
 		}
+		flusher.release()
 		sendErr <- nil
 	}()
 	draining := s.drainSignal()
