@@ -672,8 +672,10 @@ func TestBrokerF3SIGTERMUnderLoad(t *testing.T) {
 // Limitation, seen on the test broker: a topic with neither producer nor
 // subscription is deleted with its data by the broker's inactive-topic GC
 // (brokerDeleteInactiveTopics*, 30 s here, 60 s by default, PITFALLS C2).
-// So the sink must start while the router still has the topic open, or
-// within that window; nothing provisions sink subscriptions ahead yet.
+// A replica that has the sink in its config provisions the sink's
+// subscription before the topic's first event (TestThinPathPulsarPostgres
+// checks it); the router here has no sink configured, so the sink must start
+// while the router still has the topic open, or within that window.
 func TestBrokerF7EventsBeforeAnySink(t *testing.T) {
 	registryURL := testenv.Postgres(t)
 	sinkURL := testenv.Postgres(t)

@@ -45,6 +45,7 @@ func TestRouteServiceRefusesBadRoutes(t *testing.T) {
 		{"topic with a path", func(r *pipelinev1.Route) { r.Topic = "persistent://public/default/a/b" }, connect.CodeInvalidArgument, "persistent://tenant/namespace/topic"},
 		{"topic of another scheme", func(r *pipelinev1.Route) { r.Topic = "non-persistent://public/default/x" }, connect.CodeInvalidArgument, "only persistent://"},
 		{"typo in the scheme", func(r *pipelinev1.Route) { r.Topic = "persistant://public/default/x" }, connect.CodeInvalidArgument, "only persistent://"},
+		{"typo in the namespace", func(r *pipelinev1.Route) { r.Topic = "persistent://public/defualt/x" }, connect.CodeInvalidArgument, "public/defualt does not exist"},
 		{"no topic", func(r *pipelinev1.Route) { r.Topic = "" }, connect.CodeInvalidArgument, "topic is required"},
 		{"bad name", func(r *pipelinev1.Route) { r.Name = "a route" }, connect.CodeInvalidArgument, "name"},
 		{"unknown subject", func(r *pipelinev1.Route) { r.Subject = "no-such-" + subject }, connect.CodeNotFound, "no schema"},

@@ -211,3 +211,11 @@ func (p *topicSetupPublisher) Publish(ctx context.Context, msg Message) error {
 	}
 	return p.Publisher.Publish(ctx, msg)
 }
+
+// TopicChecker is implemented by buses that can tell, before anything is
+// published, whether a well-formed topic name can exist at all (Pulsar: its
+// tenant and namespace must exist; a typo there would otherwise fail only
+// at the first publish).
+type TopicChecker interface {
+	CheckTopic(ctx context.Context, topic string) error
+}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
@@ -91,6 +92,14 @@ func (r *Routes) Create(ctx context.Context, route Route, latest *schema.Schema)
 		return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrRoute, route.Name, route.Topic, err)
 	}
 	route.Topic = full
+	if checker, ok := r.topics.(bus.TopicChecker); ok {
+		if err := checker.CheckTopic(ctx, full); err != nil {
+			if errors.Is(err, bus.ErrUnavailable) {
+				return Route{}, fmt.Errorf("route %q: check topic %s: %w", route.Name, full, err)
+			}
+			return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrRoute, route.Name, route.Topic, err)
+		}
+	}
 	if _, err := compileRoute(route, latest.Message); err != nil {
 		return Route{}, err
 	}

@@ -254,3 +254,20 @@ func (b *Bus) EnsureSubscription(ctx context.Context, topic, subscription string
 		return fmt.Errorf("admin PUT %s: %s: %s", path, resp.Status, bytesHead(body))
 	}
 }
+
+// CheckTopic implements bus.TopicChecker: the topic's namespace must exist
+// (a route to persistent://public/defualt/orders is a typo, not a topic).
+func (b *Bus) CheckTopic(ctx context.Context, topic string) error {
+	full, err := b.TopicName(topic)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(strings.TrimPrefix(full, "persistent://"), "/")
+	if _, err := b.admin.topics(ctx, parts[0], parts[1]); err != nil {
+		if errors.Is(err, bus.ErrUnavailable) {
+			return err
+		}
+		return fmt.Errorf("pulsar: topic %s: %w: %v", full, bus.ErrInvalidTopic, err)
+	}
+	return nil
+}
