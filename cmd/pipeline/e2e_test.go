@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,45 +33,7 @@ import (
 // stops it (gracefully) when the test ends. It returns the base URL.
 func startPipeline(t *testing.T, cfg *Config) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Addr = ln.Addr().String()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := newServer(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		ln.Close()
-		t.Fatalf("start pipeline: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("pipeline stopped with %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("pipeline did not stop within 60s")
-		}
-	})
-	base := "http://" + ln.Addr().String()
-	waitFor(t, 30*time.Second, "pipeline /healthz", func() error {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return base
+	return runPipeline(t, cfg).base
 }
 
 type testWriter struct{ t *testing.T }

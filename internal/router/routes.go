@@ -51,7 +51,7 @@ type Routes struct {
 	topics  Topics
 	refresh time.Duration
 
-	mu        sync.Mutex
+	mu        sync.RWMutex
 	bySubject map[string][]Route
 	loaded    time.Time
 
@@ -141,15 +141,25 @@ func (r *Routes) invalidate() {
 }
 
 func (r *Routes) forSubject(ctx context.Context, subject string) ([]Route, error) {
+	// Hot path: every event reads the table; only a stale one takes the
+	// write lock, and one reader reloads it for all.
+	r.mu.RLock()
+	table, fresh := r.bySubject, time.Since(r.loaded) <= r.refresh
+	r.mu.RUnlock()
+	if fresh && table != nil {
+		return table[subject], nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.loaded) > r.refresh {
+	if time.Since(r.loaded) > r.refresh || r.bySubject == nil {
 		all, err := r.List(ctx, "")
 		if err != nil {
 			if r.bySubject == nil {
 				return nil, err
 			}
-			// Keep routing with the table we have; the store may be back soon.
+			// Keep routing with the table we have and try the store again
+			// after the next interval, not on every event.
+			r.loaded = time.Now()
 		} else {
 			r.bySubject = map[string][]Route{}
 			for _, route := range all {

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/url"
 	"strings"
@@ -146,3 +147,27 @@ func rowsPerStatement(maxParams, columns int) int {
 // never share a table, on every replica and after every restart. Users can
 // read it to find a subject's table.
 const registryTable = "_pipeline_tables"
+
+// writeInTx inserts every group in one database/sql transaction (MySQL and
+// SQLite; PostgreSQL uses pgx directly) and returns the rows changed.
+func writeInTx(ctx context.Context, db *sql.DB, groups []*group, mode string,
+	insert func(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error),
+) (int64, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var total int64
+	for _, g := range groups {
+		n, err := insert(ctx, tx, g, mode)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return total, nil
+}

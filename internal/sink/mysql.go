@@ -274,23 +274,7 @@ func (m *mysqlDialect) bind(c column, v any) (any, error) {
 const maxMySQLStatementBytes = 4 << 20
 
 func (m *mysqlDialect) write(ctx context.Context, groups []*group, mode string) (int64, error) {
-	tx, err := m.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	var total int64
-	for _, g := range groups {
-		n, err := m.insert(ctx, tx, g, mode)
-		if err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
-	}
-	return total, nil
+	return writeInTx(ctx, m.db, groups, mode, m.insert)
 }
 
 func (m *mysqlDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {

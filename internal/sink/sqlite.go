@@ -266,23 +266,7 @@ func (s *sqliteDialect) bind(c column, v any) (any, error) {
 }
 
 func (s *sqliteDialect) write(ctx context.Context, groups []*group, mode string) (int64, error) {
-	tx, err := s.shared.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	var total int64
-	for _, g := range groups {
-		n, err := s.insert(ctx, tx, g, mode)
-		if err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
-	}
-	return total, nil
+	return writeInTx(ctx, s.shared.db, groups, mode, s.insert)
 }
 
 func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
