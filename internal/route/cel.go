@@ -1,0 +1,109 @@
+package route
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/interpreter"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// eventActivation binds `event` for a filter without the map a
+// map[string]any activation would allocate per evaluation.
+type eventActivation struct{ event any }
+
+func (a eventActivation) ResolveName(name string) (any, bool) {
+	if name == "event" {
+		return a.event, true
+	}
+	return nil, false
+}
+
+func (eventActivation) Parent() interpreter.Activation { return nil }
+
+// compileRoute type-checks the filter and resolves the key path against md.
+func compileRoute(route Route, md protoreflect.MessageDescriptor) (*compiledRoute, error) {
+	out := &compiledRoute{}
+	if route.Filter != "" {
+		env, err := cel.NewEnv(
+			cel.Types(dynamicpb.NewMessage(md)),
+			cel.Variable("event", cel.ObjectType(string(md.FullName()))),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: CEL environment: %v", ErrRoute, route.Name, err)
+		}
+		ast, iss := env.Compile(route.Filter)
+		if iss.Err() != nil {
+			return nil, fmt.Errorf("%w %q: filter does not type-check against %s: %v", ErrRoute, route.Name, md.FullName(), iss.Err())
+		}
+		if ast.OutputType() != cel.BoolType {
+			return nil, fmt.Errorf("%w %q: filter must be a bool expression, not %s", ErrRoute, route.Name, ast.OutputType())
+		}
+		out.program, err = env.Program(ast)
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: filter: %v", ErrRoute, route.Name, err)
+		}
+	}
+	if route.Key != "" {
+		cur := md
+		for i, part := range strings.Split(route.Key, ".") {
+			fd := cur.Fields().ByName(protoreflect.Name(part))
+			if fd == nil {
+				return nil, fmt.Errorf("%w %q: key %q: %s has no field %q", ErrRoute, route.Name, route.Key, cur.FullName(), part)
+			}
+			if fd.IsList() || fd.IsMap() {
+				return nil, fmt.Errorf("%w %q: key %q: field %s is repeated", ErrRoute, route.Name, route.Key, fd.FullName())
+			}
+			out.key = append(out.key, fd)
+			last := i == len(strings.Split(route.Key, "."))-1
+			if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
+				if last {
+					return nil, fmt.Errorf("%w %q: key %q: field %s is a message, not a scalar", ErrRoute, route.Name, route.Key, fd.FullName())
+				}
+				cur = fd.Message()
+			} else if !last {
+				return nil, fmt.Errorf("%w %q: key %q: field %s is a scalar with no field %q", ErrRoute, route.Name, route.Key, fd.FullName(), strings.Split(route.Key, ".")[i+1])
+			}
+		}
+	}
+	return out, nil
+}
+
+// keyValue reads the key path from msg as a string ("" when unset). The
+// string is a copy: msg may live in memory that is recycled after routing.
+func keyValue(msg protoreflect.Message, path []protoreflect.FieldDescriptor) string {
+	if len(path) == 0 {
+		return ""
+	}
+	cur := msg
+	for _, fd := range path[:len(path)-1] {
+		if !cur.Has(fd) {
+			return ""
+		}
+		cur = cur.Get(fd).Message()
+	}
+	fd := path[len(path)-1]
+	v := cur.Get(fd)
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return strings.Clone(v.String())
+	case protoreflect.BytesKind:
+		return string(v.Bytes())
+	case protoreflect.BoolKind:
+		return strconv.FormatBool(v.Bool())
+	case protoreflect.EnumKind:
+		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
+			return string(ev.Name())
+		}
+		return strconv.Itoa(int(v.Enum()))
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+	case protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
+		return strconv.FormatUint(v.Uint(), 10)
+	default:
+		return strconv.FormatInt(v.Int(), 10)
+	}
+}
