@@ -14,15 +14,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/grafana/pyroscope-go"
+
+	"github.com/schemagate/pipeline/internal/pipeline"
 )
 
 func main() {
@@ -62,7 +62,7 @@ func run(args []string) error {
 	case "schema":
 		return schemaCommand(args[1:], os.Stdout, os.Stderr)
 	case "version":
-		fmt.Println(version)
+		fmt.Println(pipeline.Version)
 		return nil
 	case "-h", "--help", "help":
 		fmt.Print(usage)
@@ -119,23 +119,23 @@ func serveCommand(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := newServer(ctx, cfg, log)
+	s, err := pipeline.Open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		s.close(context.Background())
+		s.Close(context.Background())
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	fmt.Fprintf(os.Stderr, "pipeline %s serving on http://%s (dashboard, gRPC, gRPC-Web and Connect on this port)\n", version, ln.Addr())
-	return s.serve(ctx, ln)
+	fmt.Fprintf(os.Stderr, "pipeline %s serving on http://%s (dashboard, gRPC, gRPC-Web and Connect on this port)\n", pipeline.Version, ln.Addr())
+	return s.Serve(ctx, ln)
 }
 
 // loadConfigWithFlags loads the config file, then lets flags and
 // environment variables override it.
-func loadConfigWithFlags(path, addr, dataDir, pyroscopeURL, logLevel string) (*Config, error) {
-	cfg, err := loadConfig(path, func(c *Config) {
+func loadConfigWithFlags(path, addr, dataDir, pyroscopeURL, logLevel string) (*pipeline.Config, error) {
+	cfg, err := pipeline.LoadConfig(path, func(c *pipeline.Config) {
 		if addr != "" {
 			c.Addr = addr
 		}
@@ -165,18 +165,6 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// redact hides the password of a database URL in logs.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return strings.Replace(u.String(), "xxxxx", "***", 1)
-}
-
 // startProfiling sends continuous CPU and memory profiles to a Pyroscope
 // server every uploadRate, until the returned function is called.
 func startProfiling(serverURL string, uploadRate time.Duration, log *slog.Logger) (stop func(), err error) {
@@ -184,7 +172,7 @@ func startProfiling(serverURL string, uploadRate time.Duration, log *slog.Logger
 		ApplicationName: "pipeline",
 		ServerAddress:   serverURL,
 		UploadRate:      uploadRate,
-		Tags:            map[string]string{"version": version},
+		Tags:            map[string]string{"version": pipeline.Version},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start pyroscope profiling to %s: %w", serverURL, err)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +16,36 @@ import (
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/pipeline"
 )
+
+// startPipeline serves a pipeline on the embedded defaults (its registry
+// is all the schema commands need) and returns its base URL.
+func startPipeline(t *testing.T, cfg *pipeline.Config) string {
+	t.Helper()
+	s, err := pipeline.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open pipeline: %v", err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		s.Close(context.Background())
+	})
+	return srv.URL
+}
+
+const orderProto = `syntax = "proto3";
+package shop.v1;
+
+import "buf/validate/validate.proto";
+
+message OrderCreated {
+  string order_id = 1 [(buf.validate.field).string.min_len = 1];
+  int64 amount_cents = 2 [(buf.validate.field).int64.gte = 0];
+  string country = 3;
+}
+`
 
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
@@ -47,7 +78,7 @@ func runSchema(t *testing.T, args ...string) (int, string) {
 // a running server: register from a directory, list, get, check a breaking
 // change (exit 1 with the violations), change the mode, register.
 func TestSchemaCommands(t *testing.T) {
-	cfg, err := loadConfig("", func(c *Config) { c.DataDir = t.TempDir() })
+	cfg, err := pipeline.LoadConfig("", func(c *pipeline.Config) { c.DataDir = t.TempDir() })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +147,7 @@ func TestSchemaCommands(t *testing.T) {
 // version: FAILED_PRECONDITION with a CompatibilityError detail naming each
 // violation and the version it breaks against.
 func TestRegisterBreakingOverAPI(t *testing.T) {
-	cfg, err := loadConfig("", func(c *Config) { c.DataDir = t.TempDir() })
+	cfg, err := pipeline.LoadConfig("", func(c *pipeline.Config) { c.DataDir = t.TempDir() })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"connectrpc.com/connect"
@@ -14,6 +15,7 @@ import (
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
 )
@@ -21,8 +23,57 @@ import (
 // retryHint is what a client should do when the bus did not confirm an event.
 const retryHint = "outcome unknown, retry with the same event_id"
 
-// toConnectError maps an internal error to a status code and details. It is
-// the one place where codes are chosen.
+// errorRow is one row of the table of status codes.
+type errorRow struct {
+	match func(error) bool
+	code  connect.Code
+	// detail builds the typed error detail; nil adds none.
+	detail func(error) proto.Message
+	// retry prefixes the message with retryHint: the bus may have the event.
+	retry bool
+	// reason labels an event refused for this error in the router's
+	// metrics (pipeline_events_refused_total); a small, fixed set.
+	reason string
+}
+
+// errorCodes is the one table that maps the packages' sentinel errors to
+// status codes, details and refusal reasons. The first row that matches
+// wins; an error no row matches is a bug: internal.
+var errorCodes = []errorRow{
+	{match: isDecodeError, code: connect.CodeInvalidArgument, detail: validationDetail, reason: "decode"},
+	{match: isType[*router.ValidationError], code: connect.CodeInvalidArgument, detail: validationDetail, reason: "validation"},
+	{match: isType[*schema.CompileError], code: connect.CodeInvalidArgument, detail: compileDetail},
+	{match: isType[*schema.IncompatibleError], code: connect.CodeFailedPrecondition, detail: compatibilityDetail},
+	{match: isType[*requestError], code: connect.CodeInvalidArgument, reason: "bad_request"},
+	{match: is(schema.ErrNotFound), code: connect.CodeNotFound, reason: "unknown_subject"},
+	{match: is(route.ErrNotFound), code: connect.CodeNotFound},
+	{match: is(router.ErrTooLarge), code: connect.CodeInvalidArgument, reason: "too_large"},
+	{match: is(router.ErrBadRequest), code: connect.CodeInvalidArgument, reason: "bad_request"},
+	{match: is(schema.ErrInvalid, route.ErrInvalid), code: connect.CodeInvalidArgument},
+	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
+	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
+	{match: is(schema.ErrReferenced), code: connect.CodeFailedPrecondition},
+	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, reason: "bus_error"},
+	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},
+	{match: is(bus.ErrOutcomeUnknown), code: connect.CodeUnavailable, retry: true, reason: "outcome_unknown"},
+	{match: is(context.DeadlineExceeded), code: connect.CodeUnavailable, retry: true, reason: "bus_error"},
+	{match: is(bus.ErrUnavailable, bus.ErrClosed, errShuttingDown), code: connect.CodeUnavailable, reason: "bus_error"},
+	{match: is(context.Canceled), code: connect.CodeCanceled, reason: "bus_error"},
+}
+
+// internalRow answers what no row matches.
+var internalRow = errorRow{code: connect.CodeInternal, reason: "bus_error"}
+
+func rowOf(err error) errorRow {
+	for _, row := range errorCodes {
+		if row.match(err) {
+			return row
+		}
+	}
+	return internalRow
+}
+
+// toConnectError maps an error to its status code and details (errorCodes).
 func toConnectError(err error) *connect.Error {
 	if err == nil {
 		return nil
@@ -31,53 +82,61 @@ func toConnectError(err error) *connect.Error {
 	if errors.As(err, &cerr) {
 		return cerr
 	}
-	var (
-		compileErr *schema.CompileError
-		incompat   *schema.IncompatibleError
-		invalid    *router.ValidationError
-	)
-	switch {
-	case errors.As(err, &compileErr):
-		return withDetail(connect.CodeInvalidArgument, err, compileDetail(compileErr))
-	case errors.As(err, &incompat):
-		return withDetail(connect.CodeFailedPrecondition, err, compatibilityDetail(incompat))
-	case errors.As(err, &invalid):
-		return withDetail(connect.CodeInvalidArgument, err, validationDetail(invalid))
-	case errors.Is(err, schema.ErrNotFound):
-		return connect.NewError(connect.CodeNotFound, err)
-	case errors.Is(err, schema.ErrInvalid), errors.Is(err, router.ErrBadRequest), errors.Is(err, router.ErrTooLarge):
-		return connect.NewError(connect.CodeInvalidArgument, err)
-	case errors.Is(err, router.ErrRoute):
-		return connect.NewError(connect.CodeFailedPrecondition, err)
-	case errors.Is(err, schema.ErrExists):
-		return connect.NewError(connect.CodeAlreadyExists, err)
-	case errors.Is(err, schema.ErrReferenced):
-		return connect.NewError(connect.CodeFailedPrecondition, err)
-	case errors.Is(err, bus.ErrInvalidTopic), errors.Is(err, bus.ErrInvalidMessage):
-		return connect.NewError(connect.CodeInvalidArgument, err)
-	case errors.Is(err, bus.ErrQueueFull):
-		return connect.NewError(connect.CodeResourceExhausted, err)
-	case errors.Is(err, bus.ErrOutcomeUnknown), errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeUnavailable, errors.New(retryHint+": "+err.Error()))
-	case errors.Is(err, bus.ErrUnavailable), errors.Is(err, bus.ErrClosed):
-		return connect.NewError(connect.CodeUnavailable, err)
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, err)
-	default:
+	row := rowOf(err)
+	if row.code == connect.CodeInternal {
 		slog.Error("internal error", "err", err)
-		return connect.NewError(connect.CodeInternal, err)
+	}
+	if row.retry {
+		err = errors.New(retryHint + ": " + err.Error())
+	}
+	out := connect.NewError(row.code, err)
+	if row.detail != nil {
+		if d, derr := connect.NewErrorDetail(row.detail(err)); derr == nil {
+			out.AddDetail(d)
+		}
+	}
+	return out
+}
+
+// RefusalReason labels why an event was refused, from the same table as
+// its status code: the router counts refusals by it.
+func RefusalReason(err error) string { return rowOf(err).reason }
+
+// requestError is a malformed request that no package below the edge
+// judged (an empty batch, a missing field): invalid_argument.
+type requestError struct{ msg string }
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &requestError{msg: fmt.Sprintf(format, args...)}
+}
+
+func is(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
+		}
+		return false
 	}
 }
 
-func withDetail(code connect.Code, err error, detail proto.Message) *connect.Error {
-	cerr := connect.NewError(code, err)
-	if d, derr := connect.NewErrorDetail(detail); derr == nil {
-		cerr.AddDetail(d)
-	}
-	return cerr
+func isType[T error](err error) bool {
+	var target T
+	return errors.As(err, &target)
 }
 
-func compileDetail(e *schema.CompileError) *pipelinev1.CompileError {
+// isDecodeError: the payload did not decode (as opposed to breaking a rule).
+func isDecodeError(err error) bool {
+	var v *router.ValidationError
+	return errors.As(err, &v) && len(v.Violations) > 0 && v.Violations[0].Rule == "decode"
+}
+
+func compileDetail(err error) proto.Message {
+	var e *schema.CompileError
+	errors.As(err, &e)
 	out := &pipelinev1.CompileError{}
 	for _, p := range e.Problems {
 		out.Problems = append(out.Problems, &pipelinev1.CompileProblem{File: p.File, Line: int32(p.Line), Column: int32(p.Column), Message: p.Message})
@@ -85,11 +144,15 @@ func compileDetail(e *schema.CompileError) *pipelinev1.CompileError {
 	return out
 }
 
-func compatibilityDetail(e *schema.IncompatibleError) *pipelinev1.CompatibilityError {
+func compatibilityDetail(err error) proto.Message {
+	var e *schema.IncompatibleError
+	errors.As(err, &e)
 	return &pipelinev1.CompatibilityError{Subject: e.Subject, Compatibility: modeToProto(e.Mode), Violations: violationsToProto(e.Violations)}
 }
 
-func validationDetail(e *router.ValidationError) *pipelinev1.ValidationError {
+func validationDetail(err error) proto.Message {
+	var e *router.ValidationError
+	errors.As(err, &e)
 	return &pipelinev1.ValidationError{Subject: e.Subject, SchemaId: e.SchemaID, Violations: fieldViolationsToProto(e.Violations)}
 }
 

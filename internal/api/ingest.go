@@ -22,7 +22,7 @@ import (
 // IngestService serves pipeline.v1.IngestService from a router.
 type IngestService struct {
 	Router *router.Router
-	// MaxBatch bounds the events of one PublishBatch (default 1000).
+	// MaxBatch bounds the events of one PublishBatch (default DefaultMaxBatch).
 	MaxBatch int
 	// MaxInFlight bounds the events of one PublishStream awaiting the bus (default 1000).
 	MaxInFlight int
@@ -50,6 +50,9 @@ func (s *IngestService) Drain() {
 		close(ch)
 	}
 }
+
+// DefaultMaxBatch is the most events of one PublishBatch unless configured otherwise.
+const DefaultMaxBatch = 1000
 
 var _ pipelinev1connect.IngestServiceHandler = (*IngestService)(nil)
 
@@ -118,14 +121,14 @@ func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
 func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[pipelinev1.PublishBatchRequest]) (*connect.Response[pipelinev1.PublishBatchResponse], error) {
 	maxBatch := s.MaxBatch
 	if maxBatch <= 0 {
-		maxBatch = 1000
+		maxBatch = DefaultMaxBatch
 	}
 	events := req.Msg.GetEvents()
 	if len(events) == 0 {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("the batch has no events"))
+		return nil, toConnectError(badRequest("the batch has no events"))
 	}
 	if len(events) > maxBatch {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("the batch has %d events; at most %d", len(events), maxBatch))
+		return nil, toConnectError(badRequest("the batch has %d events; at most %d", len(events), maxBatch))
 	}
 	out := &pipelinev1.PublishBatchResponse{Results: make([]*pipelinev1.PublishResult, len(events))}
 	trace := traceOf(req.Header())
@@ -257,9 +260,6 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 	if err := <-sendErr; err != nil {
 		return err
 	}
-	if errors.Is(recvErr, errShuttingDown) {
-		return connect.NewError(connect.CodeUnavailable, recvErr)
-	}
 	if recvErr != nil {
 		return toConnectError(recvErr)
 	}
@@ -272,7 +272,7 @@ var errShuttingDown = errors.New("shutting down")
 // ListRefusedEvents returns the last refused events of a subject.
 func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Request[pipelinev1.ListRefusedEventsRequest]) (*connect.Response[pipelinev1.ListRefusedEventsResponse], error) {
 	if req.Msg.GetSubject() == "" {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("subject is required"))
+		return nil, toConnectError(badRequest("subject is required"))
 	}
 	out := &pipelinev1.ListRefusedEventsResponse{}
 	for _, ev := range s.Router.RefusedEvents(req.Msg.GetSubject()) {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -72,7 +71,7 @@ func (s *SchemaService) GetSchema(ctx context.Context, req *connect.Request[pipe
 		return connect.NewResponse(&pipelinev1.GetSchemaResponse{Schema: out}), nil
 	}
 	if m.GetSubject() == "" {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("give schema_id, or subject (and version)"))
+		return nil, toConnectError(badRequest("give schema_id, or subject (and version)"))
 	}
 	v, err := s.Registry.Get(ctx, m.GetSubject(), m.GetVersion())
 	if err != nil {
@@ -136,7 +135,7 @@ func (s *SchemaService) GetSubjectConfig(ctx context.Context, req *connect.Reque
 func (s *SchemaService) UpdateSubjectConfig(ctx context.Context, req *connect.Request[pipelinev1.UpdateSubjectConfigRequest]) (*connect.Response[pipelinev1.UpdateSubjectConfigResponse], error) {
 	mode, err := modeFromProto(req.Msg.GetCompatibility())
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return nil, toConnectError(badRequest("%v", err))
 	}
 	if err := s.Registry.SetCompatibility(ctx, req.Msg.GetSubject(), mode); err != nil {
 		return nil, toConnectError(err)

@@ -150,20 +150,20 @@ type Bus interface {
 	Close(ctx context.Context) error
 }
 
-// MaxShortNameLen bounds a topic's short name; every adapter accepts at
+// maxShortNameLen bounds a topic's short name; every adapter accepts at
 // least this much once its own prefix is added.
-const MaxShortNameLen = 200
+const maxShortNameLen = 200
 
 // ValidateShortName checks a topic's short name the same way for every
 // adapter, so a route that works on the embedded bus also works on Pulsar:
 // ASCII letters, digits, '-', '_' and '.', not empty, no empty dot-separated
-// part (NATS subjects forbid them), at most MaxShortNameLen bytes.
+// part (NATS subjects forbid them), at most maxShortNameLen bytes.
 func ValidateShortName(name string) error {
 	if name == "" {
 		return fmt.Errorf("empty topic name: %w", ErrInvalidTopic)
 	}
-	if len(name) > MaxShortNameLen {
-		return fmt.Errorf("topic name of %d bytes, at most %d allowed: %w", len(name), MaxShortNameLen, ErrInvalidTopic)
+	if len(name) > maxShortNameLen {
+		return fmt.Errorf("topic name of %d bytes, at most %d allowed: %w", len(name), maxShortNameLen, ErrInvalidTopic)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -182,7 +182,7 @@ func ValidateShortName(name string) error {
 
 // SubscriptionProvisioner is implemented by buses whose topics keep
 // messages only for existing subscriptions (Pulsar: a topic without a
-// subscription loses its data to inactive-topic GC, PITFALLS C1/C2).
+// subscription loses its data to inactive-topic GC, docs/pitfalls.md C1/C2).
 type SubscriptionProvisioner interface {
 	// EnsureSubscription creates a durable subscription on topic at the
 	// earliest position, unless it exists already.

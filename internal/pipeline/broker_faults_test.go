@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -465,7 +465,7 @@ func TestBrokerF3SIGTERMUnderLoad(t *testing.T) {
 	testenv.PulsarCtl(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "pipeline")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-o", bin, "github.com/schemagate/pipeline/cmd/pipeline")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -671,7 +671,7 @@ func TestBrokerF3SIGTERMUnderLoad(t *testing.T) {
 //
 // Limitation, seen on the test broker: a topic with neither producer nor
 // subscription is deleted with its data by the broker's inactive-topic GC
-// (brokerDeleteInactiveTopics*, 30 s here, 60 s by default, PITFALLS C2).
+// (brokerDeleteInactiveTopics*, 30 s here, 60 s by default, docs/pitfalls.md C2).
 // A replica that has the sink in its config provisions the sink's
 // subscription before the topic's first event (TestThinPathPulsarPostgres
 // checks it); the router here has no sink configured, so the sink must start

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -6,8 +6,23 @@ import (
 	"log/slog"
 
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/jetstream"
 	"github.com/schemagate/pipeline/internal/bus/pulsar"
 )
+
+// openBus opens the bus cfg names: the embedded JetStream by default.
+func openBus(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, error) {
+	switch cfg.Bus.Kind {
+	case "pulsar":
+		return openPulsar(ctx, cfg, log)
+	default:
+		b, err := jetstream.Open(ctx, jetstream.Options{DataDir: cfg.DataDir, ListenAddr: cfg.Bus.ListenAddr, URL: cfg.Bus.URL, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open embedded JetStream bus in %s: %w", cfg.DataDir, err)
+		}
+		return b, nil
+	}
+}
 
 func openPulsar(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, error) {
 	b, err := pulsar.Open(ctx, pulsar.Options{

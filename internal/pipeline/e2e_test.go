@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func orderBinary(id string, amount int64, country string) []byte {
 // Connect protocol, plus the errors for bad requests.
 func TestThinPathEmbedded(t *testing.T) {
 	dataDir := t.TempDir()
-	cfg, err := loadConfig("", func(c *Config) { c.DataDir = dataDir })
+	cfg, err := LoadConfig("", func(c *Config) { c.DataDir = dataDir })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ sinks:
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(cfgFile)
+	cfg, err := LoadConfig(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ sinks:
 // metrics, gRPC server reflection (v1) listing the public services, and
 // gRPC health.
 func TestReflectionAndMetrics(t *testing.T) {
-	cfg, err := loadConfig("", func(c *Config) { c.DataDir = t.TempDir() })
+	cfg, err := LoadConfig("", func(c *Config) { c.DataDir = t.TempDir() })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,15 @@
-package main
+// Package pipeline is the assembled server: Open builds the registry, the
+// bus, the routes, the router and the sinks a Config names; Handler mounts
+// every service on one mux (Connect handlers, health, reflection,
+// /metrics, /healthz, the dashboard); Serve runs it on a listener and
+// shuts down in order. cmd/pipeline only turns flags and the config file
+// into a Config.
+package pipeline
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,24 +26,27 @@ import (
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/api"
 	"github.com/schemagate/pipeline/internal/bus"
-	"github.com/schemagate/pipeline/internal/bus/jetstream"
+	"github.com/schemagate/pipeline/internal/dburl"
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/web"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Version is the pipeline's version; the release build sets it with
+// -ldflags "-X github.com/schemagate/pipeline/internal/pipeline.Version=...".
+var Version = "dev"
 
-// server is one running pipeline: registry, bus, router, sinks and the
-// HTTP handler that serves them all on one port.
-type server struct {
+// Server is one running pipeline: registry, bus, routes, router, sinks and
+// the HTTP handler that serves them all on one port.
+type Server struct {
 	cfg      *Config
 	log      *slog.Logger
 	store    *schema.Store
 	registry *schema.Registry
 	bus      bus.Bus
 	router   *router.Router
-	routes   *router.Routes
+	routes   *route.Table
 	sinks    *sinkSet
 	health   *grpchealth.StaticChecker
 	ingest   *api.IngestService
@@ -46,24 +54,28 @@ type server struct {
 	started  time.Time
 }
 
-// newServer opens everything the config names. On error, whatever was
-// opened is closed again.
-func newServer(ctx context.Context, cfg *Config, log *slog.Logger) (_ *server, err error) {
-	s := &server{cfg: cfg, log: log, started: time.Now(), metrics: prometheus.NewRegistry()}
+// Open opens everything cfg (with ApplyDefaults applied) names. On error,
+// whatever was opened is closed again.
+func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log, started: time.Now(), metrics: prometheus.NewRegistry()}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
-			s.close(context.Background())
+			s.Close(context.Background())
 		}
 	}()
 	if s.store, err = schema.OpenStore(ctx, cfg.Registry.URL); err != nil {
 		return nil, err
 	}
-	s.registry = schema.NewRegistry(s.store, schema.WithLogger(log))
+	routeStore, err := route.OpenSQLStore(ctx, s.store.DB(), s.store.Rebind)
+	if err != nil {
+		return nil, err
+	}
+	s.registry = schema.NewRegistry(s.store, schema.WithLogger(log), schema.WithRouteCounter(routeStore))
 	if s.bus, err = openBus(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	if s.sinks, err = openSinks(ctx, cfg, s.bus, s.registry, s.metrics, log); err != nil {
+	if s.sinks, err = openSinks(cfg, s.bus, s.registry, s.metrics, log); err != nil {
 		return nil, err
 	}
 	publisher := bus.Publisher(s.bus)
@@ -75,29 +87,19 @@ func newServer(ctx context.Context, cfg *Config, log *slog.Logger) (_ *server, e
 			return s.sinks.provision(ctx, p, topic)
 		})
 	}
-	s.routes = router.NewRoutes(s.store, s.bus, 2*time.Second)
-	if s.router, err = router.New(s.registry, publisher, s.bus, s.routes, router.Options{MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics}); err != nil {
+	s.routes = route.NewTable(routeStore, s.registry, s.bus, 2*time.Second)
+	s.router, err = router.New(s.registry, publisher, s.routes, router.Options{
+		MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics, Reason: api.RefusalReason,
+	})
+	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func openBus(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, error) {
-	switch cfg.Bus.Kind {
-	case "pulsar":
-		return openPulsar(ctx, cfg, log)
-	default:
-		b, err := jetstream.Open(ctx, jetstream.Options{DataDir: cfg.DataDir, ListenAddr: cfg.Bus.ListenAddr, URL: cfg.Bus.URL, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("open embedded JetStream bus in %s: %w", cfg.DataDir, err)
-		}
-		return b, nil
-	}
-}
-
-// handler mounts every service on one mux: gRPC, gRPC-Web and Connect
+// Handler mounts every service on one mux: gRPC, gRPC-Web and Connect
 // through connect-go, health, reflection, metrics and the dashboard.
-func (s *server) handler() http.Handler {
+func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// A batch may carry MaxBatch events of MaxEventBytes each; schemas are
 	// bounded by schema.MaxSourceBytes. Past this, connect answers
@@ -108,9 +110,9 @@ func (s *server) handler() http.Handler {
 	s.ingest = &api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}
 	ingestPath, ingestHandler := pipelinev1connect.NewIngestServiceHandler(s.ingest, batchMax)
 	mux.Handle(ingestPath, api.CoalesceStreamFlushes(ingestHandler))
-	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes, Registry: s.registry}, readMax))
+	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes}, readMax))
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, readMax))
-	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Topics: topicLister{s}}, readMax))
+	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, readMax))
 	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, readMax))
 
 	services := []string{
@@ -124,15 +126,16 @@ func (s *server) handler() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", s.healthz)
-	mux.Handle("/", dashboardHandler())
+	// The more specific routes above take precedence over the dashboard.
+	mux.Handle("/", web.Handler())
 	return mux
 }
 
 // healthz answers 200 when the registry database answers, 503 otherwise.
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	status := map[string]any{"status": "ok", "version": version, "uptime_seconds": int(time.Since(s.started).Seconds()), "bus": s.bus.Kind()}
+	status := map[string]any{"status": "ok", "version": Version, "uptime_seconds": int(time.Since(s.started).Seconds()), "bus": s.bus.Kind()}
 	code := http.StatusOK
 	if err := s.store.Ping(ctx); err != nil {
 		status["status"], status["registry_error"] = "degraded", err.Error()
@@ -143,12 +146,12 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(status)
 }
 
-// serve runs the HTTP server on ln and the sinks until ctx is done, then
+// Serve runs the HTTP server on ln and the sinks until ctx is done, then
 // shuts down in order: stop accepting and finish in-flight RPCs (each
 // waits for its bus acknowledgement), stop the sinks after their current
 // batch, flush and close the bus.
-func (s *server) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
@@ -163,7 +166,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	s.log.Info("pipeline serving", "url", "http://"+ln.Addr().String(), "bus", s.bus.Kind(), "registry", redact(s.cfg.Registry.URL), "sinks", len(s.cfg.Sinks))
+	s.log.Info("pipeline serving", "url", "http://"+ln.Addr().String(), "bus", s.bus.Kind(), "registry", dburl.Redact(s.cfg.Registry.URL), "sinks", len(s.cfg.Sinks))
 
 	var err error
 	select {
@@ -180,14 +183,16 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopSinks()
 	sinksDone.Wait()
-	s.close(shutdownCtx)
+	s.Close(shutdownCtx)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
 }
 
-func (s *server) close(ctx context.Context) {
+// Close releases what Open opened: the sinks' databases, the bus (after
+// flushing it) and the registry database. Serve calls it on its way out.
+func (s *Server) Close(ctx context.Context) {
 	if s.sinks != nil {
 		s.sinks.close()
 	}

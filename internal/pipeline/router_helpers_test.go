@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -135,7 +135,7 @@ func pulsarConfig(t *testing.T, registryURL string, mods ...func(*Config)) *Conf
 	t.Helper()
 	pulsarURL, adminURL := testenv.Pulsar(t)
 	noSink := false
-	cfg, err := loadConfig("", append([]func(*Config){func(c *Config) {
+	cfg, err := LoadConfig("", append([]func(*Config){func(c *Config) {
 		c.DataDir = t.TempDir()
 		c.Registry.URL = registryURL
 		c.Bus.Kind, c.Bus.URL, c.Bus.AdminURL = "pulsar", pulsarURL, adminURL
@@ -151,7 +151,7 @@ func pulsarConfig(t *testing.T, registryURL string, mods ...func(*Config)) *Conf
 // ends (restarts, replicas).
 type testPipeline struct {
 	base string
-	srv  *server
+	srv  *Server
 	stop func()
 }
 
@@ -166,14 +166,14 @@ func runPipeline(t *testing.T, cfg *Config) *testPipeline {
 	cfg.Addr = ln.Addr().String()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := newServer(ctx, cfg, log)
+	s, err := Open(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		ln.Close()
 		t.Fatalf("start pipeline: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx, ln) }()
+	go func() { done <- s.Serve(ctx, ln) }()
 	var once sync.Once
 	p := &testPipeline{base: "http://" + ln.Addr().String(), srv: s}
 	p.stop = func() {

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"bytes"
@@ -415,7 +415,7 @@ func TestRouterMessageOnTheBus(t *testing.T) {
 // same key, payload and properties as Pulsar.
 func TestRouterJetStreamProperties(t *testing.T) {
 	noSink := false
-	cfg, err := loadConfig("", func(c *Config) { c.DataDir = t.TempDir(); c.DefaultSink = &noSink })
+	cfg, err := LoadConfig("", func(c *Config) { c.DataDir = t.TempDir(); c.DefaultSink = &noSink })
 	if err != nil {
 		t.Fatal(err)
 	}

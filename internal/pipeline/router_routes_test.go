@@ -1,7 +1,8 @@
-package main
+package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -267,5 +268,48 @@ func adminDo(t *testing.T, method, url string, want int) {
 	resp.Body.Close()
 	if resp.StatusCode != want {
 		t.Fatalf("%s %s: HTTP %d, want %d", method, url, resp.StatusCode, want)
+	}
+}
+
+// TestProvisionsOnlyWhatASinkReads: a sink configured with both subjects
+// and topics reads the topics (keeping the named subjects' events). The
+// router creates the sink's subscription on the topics it reads before
+// their first event, and on no other: Pulsar keeps every message of a
+// subscription nobody consumes, forever.
+func TestProvisionsOnlyWhatASinkReads(t *testing.T) {
+	_, adminURL := testenv.Pulsar(t)
+	direct, routed, topic := uniqueName("reads-direct"), uniqueName("reads-routed"), uniqueName("reads-topic")
+	p := runPipeline(t, pulsarConfig(t, "sqlite://"+t.TempDir()+"/registry.db", func(c *Config) {
+		c.Sinks = []SinkConfig{{Name: "reads", URL: "sqlite://" + t.TempDir() + "/events.db", Subjects: []string{direct, routed}, Topics: []string{topic}}}
+	}))
+	p.register(t, direct, "shop.v1.Order", routerOrderProto)
+	p.register(t, routed, "shop.v1.Order", routerOrderProto)
+	ctx := context.Background()
+	if _, err := p.routes().CreateRoute(ctx, connect.NewRequest(&pipelinev1.CreateRouteRequest{Route: &pipelinev1.Route{Name: uniqueName("to-topic"), Subject: routed, Topic: topic}})); err != nil {
+		t.Fatal(err)
+	}
+	for _, subject := range []string{direct, routed} {
+		if _, err := p.ingest().Publish(ctx, connect.NewRequest(shopOrder{id: "1", amount: 1, country: "DE"}.publish(subject, subject+"-1"))); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+	subscriptions := func(short string) []string {
+		t.Helper()
+		resp, err := http.Get(adminURL + "/admin/v2/persistent/public/default/" + short + "/subscriptions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var names []string
+		if err := json.NewDecoder(resp.Body).Decode(&names); err != nil {
+			t.Fatalf("subscriptions of %s: HTTP %d: %v", short, resp.StatusCode, err)
+		}
+		return names
+	}
+	if got := subscriptions(topic); !slices.Contains(got, "sink-reads") {
+		t.Errorf("subscriptions of the topic the sink reads = %v, want sink-reads", got)
+	}
+	if got := subscriptions(direct); slices.Contains(got, "sink-reads") {
+		t.Errorf("subscriptions of %s's default topic, which the sink does not read = %v; want no sink-reads", direct, got)
 	}
 }

@@ -24,8 +24,9 @@ func (a eventActivation) ResolveName(name string) (any, bool) {
 
 func (eventActivation) Parent() interpreter.Activation { return nil }
 
-// compileRoute type-checks the filter and resolves the key path against md.
-func compileRoute(route Route, md protoreflect.MessageDescriptor) (*compiledRoute, error) {
+// compileRoute type-checks the filter and resolves the key path against md;
+// its errors wrap sentinel (ErrInvalid when creating, ErrBroken when routing).
+func compileRoute(route Route, md protoreflect.MessageDescriptor, sentinel error) (*compiledRoute, error) {
 	out := &compiledRoute{}
 	if route.Filter != "" {
 		env, err := cel.NewEnv(
@@ -33,18 +34,18 @@ func compileRoute(route Route, md protoreflect.MessageDescriptor) (*compiledRout
 			cel.Variable("event", cel.ObjectType(string(md.FullName()))),
 		)
 		if err != nil {
-			return nil, fmt.Errorf("%w %q: CEL environment: %v", ErrRoute, route.Name, err)
+			return nil, fmt.Errorf("%w %q: CEL environment: %v", sentinel, route.Name, err)
 		}
 		ast, iss := env.Compile(route.Filter)
 		if iss.Err() != nil {
-			return nil, fmt.Errorf("%w %q: filter does not type-check against %s: %v", ErrRoute, route.Name, md.FullName(), iss.Err())
+			return nil, fmt.Errorf("%w %q: filter does not type-check against %s: %v", sentinel, route.Name, md.FullName(), iss.Err())
 		}
 		if ast.OutputType() != cel.BoolType {
-			return nil, fmt.Errorf("%w %q: filter must be a bool expression, not %s", ErrRoute, route.Name, ast.OutputType())
+			return nil, fmt.Errorf("%w %q: filter must be a bool expression, not %s", sentinel, route.Name, ast.OutputType())
 		}
 		out.program, err = env.Program(ast)
 		if err != nil {
-			return nil, fmt.Errorf("%w %q: filter: %v", ErrRoute, route.Name, err)
+			return nil, fmt.Errorf("%w %q: filter: %v", sentinel, route.Name, err)
 		}
 	}
 	if route.Key != "" {
@@ -52,20 +53,20 @@ func compileRoute(route Route, md protoreflect.MessageDescriptor) (*compiledRout
 		for i, part := range strings.Split(route.Key, ".") {
 			fd := cur.Fields().ByName(protoreflect.Name(part))
 			if fd == nil {
-				return nil, fmt.Errorf("%w %q: key %q: %s has no field %q", ErrRoute, route.Name, route.Key, cur.FullName(), part)
+				return nil, fmt.Errorf("%w %q: key %q: %s has no field %q", sentinel, route.Name, route.Key, cur.FullName(), part)
 			}
 			if fd.IsList() || fd.IsMap() {
-				return nil, fmt.Errorf("%w %q: key %q: field %s is repeated", ErrRoute, route.Name, route.Key, fd.FullName())
+				return nil, fmt.Errorf("%w %q: key %q: field %s is repeated", sentinel, route.Name, route.Key, fd.FullName())
 			}
 			out.key = append(out.key, fd)
 			last := i == len(strings.Split(route.Key, "."))-1
 			if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
 				if last {
-					return nil, fmt.Errorf("%w %q: key %q: field %s is a message, not a scalar", ErrRoute, route.Name, route.Key, fd.FullName())
+					return nil, fmt.Errorf("%w %q: key %q: field %s is a message, not a scalar", sentinel, route.Name, route.Key, fd.FullName())
 				}
 				cur = fd.Message()
 			} else if !last {
-				return nil, fmt.Errorf("%w %q: key %q: field %s is a scalar with no field %q", ErrRoute, route.Name, route.Key, fd.FullName(), strings.Split(route.Key, ".")[i+1])
+				return nil, fmt.Errorf("%w %q: key %q: field %s is a scalar with no field %q", sentinel, route.Name, route.Key, fd.FullName(), strings.Split(route.Key, ".")[i+1])
 			}
 		}
 	}

@@ -1,26 +1,36 @@
-package router
+// Package route owns routes: which topics an accepted event goes to. A
+// route sends the events of one subject that match a CEL filter to a topic,
+// with a message key read from a field. The package holds the route table
+// (read from its store and refreshed so every replica sees changes), the
+// CEL compilation and evaluation, and the routes table's SQL.
+package route
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/interpreter"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
-// ErrRoute: a route that cannot be created or no longer fits its subject's schema.
-var ErrRoute = errors.New("route")
+// Errors the API edge maps to status codes. Both read "route ...".
+var (
+	// ErrInvalid: a route that cannot be created (bad name, topic, filter or key).
+	ErrInvalid = errors.New("route")
+	// ErrBroken: a stored route that does not fit an event or its schema.
+	ErrBroken = errors.New("route")
+	// ErrNotFound: no route of that name.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a route of that name exists already.
+	ErrExists = errors.New("already exists")
+)
 
 // Route sends the events of a subject that match Filter to Topic.
 type Route struct {
@@ -37,17 +47,29 @@ type Target struct {
 	Key   string
 }
 
-// RouteStore persists routes; schema.Store implements it.
-type RouteStore interface {
-	Routes(ctx context.Context) ([]schema.RouteRow, error)
-	CreateRoute(ctx context.Context, r schema.RouteRow) error
-	DeleteRoute(ctx context.Context, name string) error
+// Store persists routes (SQLStore over the registry database).
+type Store interface {
+	List(ctx context.Context) ([]Route, error)
+	Create(ctx context.Context, r Route) error
+	Delete(ctx context.Context, name string) error
 }
 
-// Routes is the route table, read from the store and refreshed every
+// Schemas finds the schema a new route is checked against: the subject's
+// latest version (version 0).
+type Schemas interface {
+	Get(ctx context.Context, subject string, version int32) (*schema.Version, error)
+}
+
+// Topics turns short names into the bus's full topic names.
+type Topics interface {
+	TopicName(name string) (string, error)
+}
+
+// Table is the route table, read from the store and refreshed every
 // refresh interval so that every replica sees changes.
-type Routes struct {
-	store   RouteStore
+type Table struct {
+	store   Store
+	schemas Schemas
 	topics  Topics
 	refresh time.Duration
 
@@ -68,146 +90,149 @@ type compiledRoute struct {
 	key     []protoreflect.FieldDescriptor
 }
 
-// NewRoutes returns a route table over store.
-func NewRoutes(store RouteStore, topics Topics, refresh time.Duration) *Routes {
+// NewTable returns a route table over store.
+func NewTable(store Store, schemas Schemas, topics Topics, refresh time.Duration) *Table {
 	if refresh <= 0 {
 		refresh = 2 * time.Second
 	}
-	return &Routes{store: store, topics: topics, refresh: refresh}
+	return &Table{store: store, schemas: schemas, topics: topics, refresh: refresh}
 }
 
 var routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // Create checks a route against the subject's latest schema (the filter
 // must type-check to a bool, the key must name a scalar field) and stores it.
-func (r *Routes) Create(ctx context.Context, route Route, latest *schema.Schema) (Route, error) {
+func (t *Table) Create(ctx context.Context, route Route) (Route, error) {
+	latest, err := t.schemas.Get(ctx, route.Subject, 0)
+	if err != nil {
+		return Route{}, fmt.Errorf("route %q: %w", route.Name, err)
+	}
 	if !routeName.MatchString(route.Name) {
-		return Route{}, fmt.Errorf("%w: name %q: use letters, digits, '.', '_' and '-' (at most 100)", ErrRoute, route.Name)
+		return Route{}, fmt.Errorf("%w: name %q: use letters, digits, '.', '_' and '-' (at most 100)", ErrInvalid, route.Name)
 	}
 	if route.Topic == "" {
-		return Route{}, fmt.Errorf("%w %q: topic is required", ErrRoute, route.Name)
+		return Route{}, fmt.Errorf("%w %q: topic is required", ErrInvalid, route.Name)
 	}
-	full, err := r.topics.TopicName(route.Topic)
+	full, err := t.topics.TopicName(route.Topic)
 	if err != nil {
-		return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrRoute, route.Name, route.Topic, err)
+		return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrInvalid, route.Name, route.Topic, err)
 	}
 	route.Topic = full
-	if checker, ok := r.topics.(bus.TopicChecker); ok {
+	if checker, ok := t.topics.(bus.TopicChecker); ok {
 		if err := checker.CheckTopic(ctx, full); err != nil {
 			if errors.Is(err, bus.ErrUnavailable) {
 				return Route{}, fmt.Errorf("route %q: check topic %s: %w", route.Name, full, err)
 			}
-			return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrRoute, route.Name, route.Topic, err)
+			return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrInvalid, route.Name, route.Topic, err)
 		}
 	}
-	if _, err := compileRoute(route, latest.Message); err != nil {
+	if _, err := compileRoute(route, latest.Schema.Message, ErrInvalid); err != nil {
 		return Route{}, err
 	}
-	if err := r.store.CreateRoute(ctx, schema.RouteRow{Name: route.Name, Subject: route.Subject, Topic: route.Topic, Filter: route.Filter, Key: route.Key}); err != nil {
+	if err := t.store.Create(ctx, route); err != nil {
 		return Route{}, err
 	}
-	r.invalidate()
+	t.invalidate()
 	return route, nil
 }
 
 // Delete removes a route.
-func (r *Routes) Delete(ctx context.Context, name string) error {
-	if err := r.store.DeleteRoute(ctx, name); err != nil {
+func (t *Table) Delete(ctx context.Context, name string) error {
+	if err := t.store.Delete(ctx, name); err != nil {
 		return err
 	}
-	r.invalidate()
+	t.invalidate()
 	return nil
 }
 
 // List returns the routes of subject, or all routes when subject is empty.
-func (r *Routes) List(ctx context.Context, subject string) ([]Route, error) {
-	rows, err := r.store.Routes(ctx)
+func (t *Table) List(ctx context.Context, subject string) ([]Route, error) {
+	all, err := t.store.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Route
-	for _, row := range rows {
-		if subject == "" || row.Subject == subject {
-			out = append(out, Route{Name: row.Name, Subject: row.Subject, Topic: row.Topic, Filter: row.Filter, Key: row.Key})
+	for _, r := range all {
+		if subject == "" || r.Subject == subject {
+			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-func (r *Routes) invalidate() {
-	r.mu.Lock()
-	r.loaded = time.Time{}
-	r.mu.Unlock()
+func (t *Table) invalidate() {
+	t.mu.Lock()
+	t.loaded = time.Time{}
+	t.mu.Unlock()
 }
 
-func (r *Routes) forSubject(ctx context.Context, subject string) ([]Route, error) {
+func (t *Table) forSubject(ctx context.Context, subject string) ([]Route, error) {
 	// Hot path: every event reads the table; only a stale one takes the
 	// write lock, and one reader reloads it for all.
-	r.mu.RLock()
-	table, fresh := r.bySubject, time.Since(r.loaded) <= r.refresh
-	r.mu.RUnlock()
+	t.mu.RLock()
+	table, fresh := t.bySubject, time.Since(t.loaded) <= t.refresh
+	t.mu.RUnlock()
 	if fresh && table != nil {
 		return table[subject], nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.loaded) > r.refresh || r.bySubject == nil {
-		all, err := r.List(ctx, "")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if time.Since(t.loaded) > t.refresh || t.bySubject == nil {
+		all, err := t.store.List(ctx)
 		if err != nil {
-			if r.bySubject == nil {
+			if t.bySubject == nil {
 				return nil, err
 			}
 			// Keep routing with the table we have and try the store again
 			// after the next interval, not on every event.
-			r.loaded = time.Now()
+			t.loaded = time.Now()
 		} else {
-			r.bySubject = map[string][]Route{}
-			for _, route := range all {
-				r.bySubject[route.Subject] = append(r.bySubject[route.Subject], route)
+			t.bySubject = map[string][]Route{}
+			for _, r := range all {
+				t.bySubject[r.Subject] = append(t.bySubject[r.Subject], r)
 			}
-			r.loaded = time.Now()
+			t.loaded = time.Now()
 		}
 	}
-	return r.bySubject[subject], nil
+	return t.bySubject[subject], nil
 }
 
 // Match returns the topics msg goes to. A subject without routes goes to
 // its default topic, named after the subject.
-func (r *Routes) Match(ctx context.Context, subject string, sc *schema.Schema, msg protoreflect.Message) ([]Target, error) {
-	routes, err := r.forSubject(ctx, subject)
+func (t *Table) Match(ctx context.Context, subject string, sc *schema.Schema, msg protoreflect.Message) ([]Target, error) {
+	routes, err := t.forSubject(ctx, subject)
 	if err != nil {
 		return nil, err
 	}
 	if len(routes) == 0 {
-		topic, err := r.topics.TopicName(subject)
+		topic, err := t.topics.TopicName(subject)
 		if err != nil {
-			return nil, fmt.Errorf("%w: default topic for subject %q: %v", ErrRoute, subject, err)
+			return nil, fmt.Errorf("%w: default topic for subject %q: %v", ErrBroken, subject, err)
 		}
 		return []Target{{Topic: topic}}, nil
 	}
 	var out []Target
-	for _, route := range routes {
-		key := programKey{route: route, schemaID: sc.ID}
-		c, ok := r.programs.Load(key)
+	for _, r := range routes {
+		key := programKey{route: r, schemaID: sc.ID}
+		c, ok := t.programs.Load(key)
 		if !ok {
-			compiled, err := compileRoute(route, sc.Message)
+			compiled, err := compileRoute(r, sc.Message, ErrBroken)
 			if err != nil {
 				return nil, fmt.Errorf("schema %d: %w", sc.ID, err)
 			}
-			c, _ = r.programs.LoadOrStore(key, compiled)
+			c, _ = t.programs.LoadOrStore(key, compiled)
 		}
 		cr := c.(*compiledRoute)
 		if cr.program != nil {
 			val, _, err := cr.program.Eval(eventActivation{msg.Interface()})
 			if err != nil {
-				return nil, fmt.Errorf("%w %q: filter failed on this event: %v", ErrRoute, route.Name, err)
+				return nil, fmt.Errorf("%w %q: filter failed on this event: %v", ErrBroken, r.Name, err)
 			}
 			if match, ok := val.Value().(bool); !ok || !match {
 				continue
 			}
 		}
-		out = append(out, Target{Topic: route.Topic, Key: keyValue(msg, cr.key)})
+		out = append(out, Target{Topic: r.Topic, Key: keyValue(msg, cr.key)})
 	}
 	return out, nil
 }
-

@@ -8,6 +8,7 @@ import (
 
 	"buf.build/go/protovalidate"
 
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
@@ -87,11 +88,11 @@ func BenchmarkDecode(b *testing.B) {
 // with a CEL filter and a key field, message properties.
 func BenchmarkPrepare(b *testing.B) {
 	reg := newTestRegistry(b)
-	routes := NewRoutes(reg.store, staticTopics{}, time.Hour)
-	if _, err := routes.Create(context.Background(), Route{Name: "eu", Subject: "orders", Topic: "eu", Filter: "event.amount_cents >= 0 && event.country in ['DE', 'FR']", Key: "customer.tier"}, reg.rules); err != nil {
+	routes := reg.routes(b, time.Hour)
+	if _, err := routes.Create(context.Background(), route.Route{Name: "eu", Subject: "orders", Topic: "eu", Filter: "event.amount_cents >= 0 && event.country in ['DE', 'FR']", Key: "customer.tier"}); err != nil {
 		b.Fatal(err)
 	}
-	r, err := New(reg.registry, nil, staticTopics{}, routes, Options{})
+	r, err := New(reg.registry, nil, routes, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

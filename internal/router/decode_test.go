@@ -11,6 +11,8 @@ import (
 	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/schemagate/pipeline/internal/route"
 )
 
 type staticTopics struct{}
@@ -25,14 +27,14 @@ func (staticTopics) TopicName(name string) (string, error) { return "t/" + name,
 func TestDecodersAgree(t *testing.T) {
 	reg := newTestRegistry(t)
 	ctx := context.Background()
-	routes := NewRoutes(reg.store, staticTopics{}, 0)
-	for _, rt := range []Route{
+	routes := reg.routes(t, 0)
+	for _, rt := range []route.Route{
 		{Name: "big", Subject: "orders", Topic: "big", Filter: "event.amount_cents > 1000", Key: "country"},
 		{Name: "eu", Subject: "orders", Topic: "eu", Filter: "event.country in ['DE', 'FR']", Key: "customer.tier"},
 		{Name: "many", Subject: "orders", Topic: "many", Filter: "size(event.items) > 2 && event.items.exists(i, i.quantity >= 3)", Key: "order_id"},
 		{Name: "attrs", Subject: "orders", Topic: "attrs", Filter: "'attr-0' in event.attributes && event.created_at > timestamp('2020-01-01T00:00:00Z')"},
 	} {
-		if _, err := routes.Create(ctx, rt, reg.rules); err != nil {
+		if _, err := routes.Create(ctx, rt); err != nil {
 			t.Fatalf("create route %s: %v", rt.Name, err)
 		}
 	}
@@ -144,8 +146,8 @@ func TestDecoderCachesPerSchema(t *testing.T) {
 func TestRecycledArenasKeepResults(t *testing.T) {
 	reg := newTestRegistry(t)
 	ctx := context.Background()
-	routes := NewRoutes(reg.store, staticTopics{}, 0)
-	if _, err := routes.Create(ctx, Route{Name: "by-id", Subject: "orders", Topic: "x", Key: "order_id"}, reg.rules); err != nil {
+	routes := reg.routes(t, 0)
+	if _, err := routes.Create(ctx, route.Route{Name: "by-id", Subject: "orders", Topic: "x", Key: "order_id"}); err != nil {
 		t.Fatal(err)
 	}
 	validator, err := protovalidate.New()

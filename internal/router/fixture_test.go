@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
@@ -108,6 +110,16 @@ func newTestRegistry(tb testing.TB) *testRegistry {
 		}
 	}
 	return out
+}
+
+// routes is a route table over the registry's database.
+func (r *testRegistry) routes(tb testing.TB, refresh time.Duration) *route.Table {
+	tb.Helper()
+	store, err := route.OpenSQLStore(context.Background(), r.store.DB(), r.store.Rebind)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return route.NewTable(store, r.registry, staticTopics{}, refresh)
 }
 
 // order describes an event to encode.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
@@ -16,14 +15,20 @@ type metrics struct {
 	mu       sync.Mutex
 	subjects map[string]*SubjectStats // only subjects that have a schema
 
+	reason func(error) string
+
 	accepted *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	latency  prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, reason func(error) string) *metrics {
+	if reason == nil {
+		reason = func(error) string { return "refused" }
+	}
 	m := &metrics{
 		subjects: map[string]*SubjectStats{},
+		reason:   reason,
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pipeline_events_accepted_total", Help: "Events validated and persisted on the bus, per subject.",
 		}, []string{"subject"}),
@@ -52,7 +57,7 @@ func (m *metrics) observe(subject string, err error, d time.Duration) {
 	if errors.Is(err, schema.ErrNotFound) || errors.Is(err, ErrBadRequest) && subject == "" {
 		// Unknown subjects are counted in Prometheus only: label values
 		// from clients must not grow the per-subject table without end.
-		m.refused.WithLabelValues("", reason(err)).Inc()
+		m.refused.WithLabelValues("", m.reason(err)).Inc()
 		return
 	}
 	m.mu.Lock()
@@ -72,7 +77,7 @@ func (m *metrics) observe(subject string, err error, d time.Duration) {
 		m.latency.Observe(d.Seconds())
 		return
 	}
-	m.refused.WithLabelValues(subject, reason(err)).Inc()
+	m.refused.WithLabelValues(subject, m.reason(err)).Inc()
 }
 
 func (m *metrics) stats() []SubjectStats {
@@ -84,32 +89,6 @@ func (m *metrics) stats() []SubjectStats {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Subject < out[j].Subject })
 	return out
-}
-
-// reason is a short, bounded label for why an event was not published.
-func reason(err error) string {
-	var verr *ValidationError
-	switch {
-	case errors.As(err, &verr):
-		if len(verr.Violations) > 0 && verr.Violations[0].Rule == "decode" {
-			return "decode"
-		}
-		return "validation"
-	case errors.Is(err, ErrTooLarge):
-		return "too_large"
-	case errors.Is(err, ErrBadRequest):
-		return "bad_request"
-	case errors.Is(err, schema.ErrNotFound):
-		return "unknown_subject"
-	case errors.Is(err, ErrRoute):
-		return "route"
-	case errors.Is(err, bus.ErrQueueFull):
-		return "queue_full"
-	case errors.Is(err, bus.ErrOutcomeUnknown):
-		return "outcome_unknown"
-	default:
-		return "bus_error"
-	}
 }
 
 // RefusedEvent is a sample of an event the router refused.

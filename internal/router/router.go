@@ -18,13 +18,13 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
-// Errors the API edge maps to status codes.
+// Errors the API edge maps to status codes (with *ValidationError: the
+// payload does not decode or breaks the schema's rules).
 var (
-	// ErrInvalidEvent: the payload does not decode or fails validation.
-	ErrInvalidEvent = errors.New("invalid event")
 	// ErrTooLarge: the event exceeds the size limit.
 	ErrTooLarge = errors.New("event too large")
 	// ErrBadRequest: the request itself is malformed (no subject, no payload, bad event id).
@@ -57,9 +57,6 @@ func (e *ValidationError) Error() string {
 	return msg
 }
 
-// Unwrap makes errors.Is(err, ErrInvalidEvent) true.
-func (e *ValidationError) Unwrap() error { return ErrInvalidEvent }
-
 // Event is one event as a client submitted it.
 type Event struct {
 	Subject string
@@ -80,31 +77,37 @@ type Result struct {
 	Topics   []string
 }
 
-// Schemas is what the router needs of the registry.
+// Schemas is what the router needs of the registry: in one trip, the
+// schema an event is read with (the subject's latest when schemaID is 0,
+// else schemaID, which must be a version of the subject).
 type Schemas interface {
-	Latest(ctx context.Context, subject string) (*schema.Version, error)
-	ByID(ctx context.Context, id int64) (*schema.Schema, error)
-	VersionOf(ctx context.Context, subject string, schemaID int64) (int32, error)
+	Resolve(ctx context.Context, subject string, schemaID int64) (*schema.Version, error)
 }
 
-// Topics turns short names into the bus's full topic names.
-type Topics interface {
-	TopicName(name string) (string, error)
+// Routes chooses the topics of a decoded event (route.Table).
+type Routes interface {
+	Match(ctx context.Context, subject string, sc *schema.Schema, msg protoreflect.Message) ([]route.Target, error)
 }
+
+// DefaultMaxEventBytes is the size limit of one event's payload unless
+// configured otherwise.
+const DefaultMaxEventBytes = 1 << 20
 
 // Options tune the router.
 type Options struct {
-	MaxEventBytes int // default 1 MiB
+	MaxEventBytes int // default DefaultMaxEventBytes
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
+	// Reason names why an event was refused, for the refusal metrics'
+	// bounded "reason" label (the API edge's table of errors).
+	Reason func(error) string
 }
 
 // Router validates and publishes events.
 type Router struct {
 	schemas   Schemas
 	publisher bus.Publisher
-	topics    Topics
-	routes    *Routes
+	routes    Routes
 	maxBytes  int
 	log       *slog.Logger
 	validator protovalidate.Validator
@@ -112,14 +115,12 @@ type Router struct {
 	refused   *refusedLog
 	counter   *topicCounter
 	decoder   decoder
-
-	pinned sync.Map // subject + "/" + id -> struct{}: pins already checked
 }
 
 // New returns a router.
-func New(schemas Schemas, publisher bus.Publisher, topics Topics, routes *Routes, opts Options) (*Router, error) {
+func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) (*Router, error) {
 	if opts.MaxEventBytes <= 0 {
-		opts.MaxEventBytes = 1 << 20
+		opts.MaxEventBytes = DefaultMaxEventBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -129,9 +130,9 @@ func New(schemas Schemas, publisher bus.Publisher, topics Topics, routes *Routes
 		return nil, fmt.Errorf("create validator: %w", err)
 	}
 	return &Router{
-		schemas: schemas, publisher: publisher, topics: topics, routes: routes,
+		schemas: schemas, publisher: publisher, routes: routes,
 		maxBytes: opts.MaxEventBytes, log: opts.Logger, validator: v,
-		metrics: newMetrics(opts.Registerer), refused: newRefusedLog(20), counter: newTopicCounter(),
+		metrics: newMetrics(opts.Registerer, opts.Reason), refused: newRefusedLog(20), counter: newTopicCounter(),
 	}, nil
 }
 
@@ -159,7 +160,7 @@ type Prepared struct {
 	schemaID int64
 	payload  []byte
 	props    map[string]string
-	targets  []Target
+	targets  []route.Target
 }
 
 // Prepare does everything Publish does before the bus: limits, event id,
@@ -213,10 +214,11 @@ func (r *Router) prepare(ctx context.Context, ev Event) (*Prepared, error) {
 		return nil, fmt.Errorf("%w: event_id is %d characters; at most 200", ErrBadRequest, len(eventID))
 	}
 
-	sc, err := r.schemaFor(ctx, ev)
+	v, err := r.schemas.Resolve(ctx, ev.Subject, ev.SchemaID)
 	if err != nil {
 		return nil, err
 	}
+	sc := v.Schema
 	msg, payload, release, err := r.decoder.decode(sc, ev)
 	if err != nil {
 		return nil, err
@@ -244,7 +246,7 @@ func (r *Router) prepare(ctx context.Context, ev Event) (*Prepared, error) {
 
 func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
-	message := func(t Target) bus.Message {
+	message := func(t route.Target) bus.Message {
 		return bus.Message{Topic: t.Topic, Key: keyFor(p.ev.Key, t.Key, p.eventID), Payload: p.payload, Properties: p.props}
 	}
 	if len(p.targets) == 1 {
@@ -290,24 +292,6 @@ func keyFor(clientKey, routeKey, eventID string) string {
 	default:
 		return eventID
 	}
-}
-
-func (r *Router) schemaFor(ctx context.Context, ev Event) (*schema.Schema, error) {
-	if ev.SchemaID == 0 {
-		v, err := r.schemas.Latest(ctx, ev.Subject)
-		if err != nil {
-			return nil, err
-		}
-		return v.Schema, nil
-	}
-	pin := ev.Subject + "/" + strconv.FormatInt(ev.SchemaID, 10)
-	if _, ok := r.pinned.Load(pin); !ok {
-		if _, err := r.schemas.VersionOf(ctx, ev.Subject, ev.SchemaID); err != nil {
-			return nil, err
-		}
-		r.pinned.Store(pin, struct{}{})
-	}
-	return r.schemas.ByID(ctx, ev.SchemaID)
 }
 
 func (r *Router) validate(sc *schema.Schema, subject string, msg protoreflect.Message) error {

@@ -26,7 +26,7 @@ import (
 // compiler sees it.
 const (
 	MaxSourceBytes = 4 << 20 // all source files of one schema together
-	MaxFiles       = 256
+	maxFiles       = 256
 )
 
 // SourceFile is one .proto file of a schema.
@@ -81,8 +81,8 @@ func (e *CompileError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *CompileError) Unwrap() error { return ErrInvalid }
 
-// Compiled is a schema turned into linked descriptors.
-type Compiled struct {
+// compiled is a schema turned into linked descriptors.
+type compiled struct {
 	// Own are the schema's own files (not imports from elsewhere), sorted by path.
 	Own []protoreflect.FileDescriptor
 	// Message is the event message.
@@ -117,7 +117,7 @@ func globalImport(name string) (protoreflect.FileDescriptor, bool) {
 }
 
 // compile turns an Input into descriptors. refs are the already resolved references.
-func compile(ctx context.Context, in Input, refs []resolvedReference) (*Compiled, error) {
+func compile(ctx context.Context, in Input, refs []resolvedReference) (*compiled, error) {
 	if in.Message == "" {
 		return nil, fmt.Errorf("%w: message is required (the full name of the event message, e.g. shop.v1.OrderCreated)", ErrInvalid)
 	}
@@ -151,7 +151,7 @@ func compile(ctx context.Context, in Input, refs []resolvedReference) (*Compiled
 	if msg == nil {
 		return nil, fmt.Errorf("%w: message %q is not defined in the schema's files (%s)", ErrInvalid, in.Message, strings.Join(paths(own), ", "))
 	}
-	return &Compiled{
+	return &compiled{
 		Own:           own,
 		Message:       msg,
 		DescriptorSet: descriptorSet(own),
@@ -185,8 +185,8 @@ func paths(fds []protoreflect.FileDescriptor) []string {
 }
 
 func checkSources(files []SourceFile) (map[string]string, error) {
-	if len(files) > MaxFiles {
-		return nil, fmt.Errorf("%w: %d files; at most %d per schema", ErrInvalid, len(files), MaxFiles)
+	if len(files) > maxFiles {
+		return nil, fmt.Errorf("%w: %d files; at most %d per schema", ErrInvalid, len(files), maxFiles)
 	}
 	total := 0
 	srcs := make(map[string]string, len(files))

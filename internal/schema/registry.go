@@ -88,8 +88,22 @@ type Registry struct {
 	defaultMode compat.Mode
 	headTTL     time.Duration
 
+	routes RouteCounter // nil: nothing outside the registry uses subjects
+
 	byID  sync.Map // int64 -> *Schema; IDs are immutable, so never stale
 	heads sync.Map // subject -> headEntry
+	pins  sync.Map // pinKey -> *Version; an ID's version under a subject never changes
+}
+
+type pinKey struct {
+	subject  string
+	schemaID int64
+}
+
+// RouteCounter says how many routes read a subject. A subject's last live
+// version is not deleted for good while routes use the subject.
+type RouteCounter interface {
+	CountRoutes(ctx context.Context, subject string) (int, error)
 }
 
 type headEntry struct {
@@ -104,6 +118,10 @@ type Option func(*Registry)
 // is read again, which is how a replica sees registrations made elsewhere.
 func WithHeadTTL(d time.Duration) Option { return func(r *Registry) { r.headTTL = d } }
 
+// WithRouteCounter makes a permanent delete of a subject's last live
+// version refuse while routes use the subject.
+func WithRouteCounter(c RouteCounter) Option { return func(r *Registry) { r.routes = c } }
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } }
 
@@ -116,9 +134,6 @@ func NewRegistry(store *Store, opts ...Option) *Registry {
 	}
 	return r
 }
-
-// Store returns the registry's store (routes live there too).
-func (r *Registry) Store() *Store { return r.store }
 
 var subjectPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
 
@@ -148,7 +163,7 @@ func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Ver
 		return nil, fmt.Errorf("encode descriptor set: %w", err)
 	}
 	now := time.Now().UTC()
-	stored := StoredSchema{Fingerprint: compiled.Fingerprint, Message: in.Message, Files: in.Files, DescriptorSet: set, References: in.References, CreatedAt: now}
+	stored := storedSchema{Fingerprint: compiled.Fingerprint, Message: in.Message, Files: in.Files, DescriptorSet: set, References: in.References, CreatedAt: now}
 	if len(in.Files) == 0 {
 		stored.Files = sourcesFromDescriptors(compiled.Own)
 	}
@@ -175,7 +190,7 @@ func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Ver
 	}
 }
 
-func (r *Registry) registerOnce(ctx context.Context, subject string, stored StoredSchema, candidate compat.Schema, refs []resolvedReference, now time.Time) (*Version, error) {
+func (r *Registry) registerOnce(ctx context.Context, subject string, stored storedSchema, candidate compat.Schema, refs []resolvedReference, now time.Time) (*Version, error) {
 	tx, err := r.store.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin registration: %w", err)
@@ -267,7 +282,7 @@ func (r *Registry) check(ctx context.Context, q querier, subject string, live []
 	return compat.Check(mode, history, candidate), mode, nil
 }
 
-func (r *Registry) compile(ctx context.Context, in Input) (*Compiled, []resolvedReference, error) {
+func (r *Registry) compile(ctx context.Context, in Input) (*compiled, []resolvedReference, error) {
 	refs := make([]resolvedReference, 0, len(in.References))
 	for _, ref := range in.References {
 		if ref.Name == "" || ref.Subject == "" {
@@ -393,19 +408,53 @@ func (r *Registry) Latest(ctx context.Context, subject string) (*Version, error)
 	return v, nil
 }
 
+// Resolve answers in one call which schema an event of subject is read
+// with, and its version: the subject's latest live version (cached like
+// Latest) when schemaID is 0, else schemaID, which must be a version of
+// subject; soft-deleted versions count, since events in the bus still
+// carry them. The router and the sinks call it for every event.
+func (r *Registry) Resolve(ctx context.Context, subject string, schemaID int64) (*Version, error) {
+	if schemaID == 0 {
+		return r.Latest(ctx, subject)
+	}
+	key := pinKey{subject: subject, schemaID: schemaID}
+	if v, ok := r.pins.Load(key); ok {
+		return v.(*Version), nil
+	}
+	row, err := r.versionRow(ctx, subject, schemaID)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := r.ByID(ctx, schemaID)
+	if err != nil {
+		return nil, err
+	}
+	v := &Version{Schema: sc, Subject: subject, Version: row.Version, CreatedAt: row.CreatedAt, Deleted: row.Deleted}
+	r.pins.Store(key, v)
+	return v, nil
+}
+
 // VersionOf returns the version number that schemaID has under subject
 // (including soft-deleted versions: events in the bus still carry them).
 func (r *Registry) VersionOf(ctx context.Context, subject string, schemaID int64) (int32, error) {
-	rows, err := r.store.versions(ctx, r.store.db, subject, true)
+	row, err := r.versionRow(ctx, subject, schemaID)
 	if err != nil {
 		return 0, err
 	}
+	return row.Version, nil
+}
+
+func (r *Registry) versionRow(ctx context.Context, subject string, schemaID int64) (*VersionRow, error) {
+	rows, err := r.store.versions(ctx, r.store.db, subject, true)
+	if err != nil {
+		return nil, err
+	}
 	for i := len(rows) - 1; i >= 0; i-- {
 		if rows[i].SchemaID == schemaID {
-			return rows[i].Version, nil
+			return &rows[i], nil
 		}
 	}
-	return 0, fmt.Errorf("%w: schema id %d is not a version of subject %q", ErrNotFound, schemaID, subject)
+	return nil, fmt.Errorf("%w: schema id %d is not a version of subject %q", ErrNotFound, schemaID, subject)
 }
 
 // Subjects lists subjects with at least one live version.
@@ -508,9 +557,9 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject string, version in
 	if refs > 0 {
 		return fmt.Errorf("%w: subject %q version %d is referenced by %d other schema version(s)", ErrReferenced, subject, version, refs)
 	}
-	if !target.Deleted && liveCount == 1 {
-		var routes int
-		if err := r.store.queryRow(ctx, r.store.db, `SELECT COUNT(*) FROM routes WHERE subject = ?`, subject).Scan(&routes); err != nil {
+	if !target.Deleted && liveCount == 1 && r.routes != nil {
+		routes, err := r.routes.CountRoutes(ctx, subject)
+		if err != nil {
 			return fmt.Errorf("count routes: %w", err)
 		}
 		if routes > 0 {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
 	"github.com/schemagate/pipeline/internal/schema/compat"
 	"github.com/schemagate/pipeline/internal/testenv"
@@ -31,12 +32,24 @@ func stores(t *testing.T, test func(t *testing.T, url string)) {
 
 func openRegistry(t *testing.T, url string) *schema.Registry {
 	t.Helper()
+	reg, _ := openRegistryWithRoutes(t, url)
+	return reg
+}
+
+// openRegistryWithRoutes is a registry that asks the routes table of the
+// same database before it deletes a subject's last version for good.
+func openRegistryWithRoutes(t *testing.T, url string) (*schema.Registry, *route.SQLStore) {
+	t.Helper()
 	store, err := schema.OpenStore(context.Background(), url)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return schema.NewRegistry(store)
+	routes, err := route.OpenSQLStore(context.Background(), store.DB(), store.Rebind)
+	if err != nil {
+		t.Fatalf("open route store: %v", err)
+	}
+	return schema.NewRegistry(store, schema.WithRouteCounter(routes)), routes
 }
 
 const orderV1 = `syntax = "proto3";
@@ -99,7 +112,7 @@ func TestRegisterIsIdempotentOnContent(t *testing.T) {
 func TestVersionsLookupsAndDeletes(t *testing.T) {
 	stores(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		reg := openRegistry(t, url)
+		reg, routes := openRegistryWithRoutes(t, url)
 		v1, err := reg.Register(ctx, "orders", order(orderV1))
 		if err != nil {
 			t.Fatal(err)
@@ -150,7 +163,7 @@ func TestVersionsLookupsAndDeletes(t *testing.T) {
 			t.Fatalf("versions with deleted = %+v", all)
 		}
 		// Hard delete is refused while a route uses the subject's last live version.
-		if err := reg.Store().CreateRoute(ctx, schema.RouteRow{Name: "big", Subject: "orders", Topic: "t"}); err != nil {
+		if err := routes.Create(ctx, route.Route{Name: "big", Subject: "orders", Topic: "t"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := reg.DeleteVersion(ctx, "orders", 1, true); !errors.Is(err, schema.ErrReferenced) {
@@ -162,6 +175,46 @@ func TestVersionsLookupsAndDeletes(t *testing.T) {
 		all, _ = reg.Versions(ctx, "orders", true)
 		if len(all) != 1 {
 			t.Fatalf("after hard delete: %+v", all)
+		}
+	})
+}
+
+// TestResolve: the one lookup of the hot path answers (schema, version) for
+// the latest version or a pinned id, soft-deleted versions included, and
+// refuses an id that is not a version of the subject.
+func TestResolve(t *testing.T) {
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		v1, err := reg.Register(ctx, "orders", order(orderV1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2, err := reg.Register(ctx, "orders", order(strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  string currency = 3;", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := reg.Register(ctx, "payments", order(strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  bool paid = 4;", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := reg.Resolve(ctx, "orders", 0); err != nil || got.Version != 2 || got.Schema.ID != v2.ID {
+			t.Fatalf("Resolve(latest) = %+v, %v; want version 2", got, err)
+		}
+		if err := reg.DeleteVersion(ctx, "orders", 1, false); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second answer comes from the cache
+			got, err := reg.Resolve(ctx, "orders", v1.ID)
+			if err != nil || got.Version != 1 || got.Schema.ID != v1.ID || !got.Deleted || got.Schema.Message == nil {
+				t.Fatalf("Resolve(soft-deleted pin) = %+v, %v; want version 1, deleted", got, err)
+			}
+		}
+		if _, err := reg.Resolve(ctx, "orders", other.ID); !errors.Is(err, schema.ErrNotFound) {
+			t.Fatalf("Resolve(id of another subject): err %v, want ErrNotFound", err)
+		}
+		if _, err := reg.Resolve(ctx, "nope", 0); !errors.Is(err, schema.ErrNotFound) {
+			t.Fatalf("Resolve(unknown subject): err %v, want ErrNotFound", err)
 		}
 	})
 }

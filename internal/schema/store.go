@@ -18,7 +18,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// Store keeps schemas, subject histories, subject configs and routes in
+// Store keeps schemas, subject histories and subject configs in
 // SQLite (the embedded default) or PostgreSQL (shared by replicas). The SQL
 // is written once with ? placeholders; rebind turns them into $n for
 // PostgreSQL.
@@ -27,8 +27,8 @@ type Store struct {
 	postgres bool
 }
 
-// StoredSchema is a row of the schemas table.
-type StoredSchema struct {
+// storedSchema is a row of the schemas table.
+type storedSchema struct {
 	ID            int64
 	Fingerprint   string
 	Message       string
@@ -45,12 +45,6 @@ type VersionRow struct {
 	SchemaID  int64
 	CreatedAt time.Time
 	Deleted   bool
-}
-
-// RouteRow is a stored route.
-type RouteRow struct {
-	Name, Subject, Topic, Filter, Key string
-	CreatedAt                         time.Time
 }
 
 // OpenStore opens the registry database named by rawURL: postgres://... or
@@ -81,7 +75,7 @@ func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
 			return nil, fmt.Errorf("registry database directory: %w", err)
 		}
 		// busy_timeout before journal_mode, immediate transactions so a
-		// read-then-write transaction waits instead of failing (PITFALLS D6).
+		// read-then-write transaction waits instead of failing (docs/pitfalls.md D6).
 		s.db, err = sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate")
 		if err == nil {
 			s.db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
@@ -137,13 +131,6 @@ func (s *Store) migrate(ctx context.Context) error {
 		`CREATE TABLE IF NOT EXISTS subject_configs (
 			subject TEXT PRIMARY KEY,
 			compatibility TEXT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS routes (
-			name TEXT PRIMARY KEY,
-			subject TEXT NOT NULL,
-			topic TEXT NOT NULL,
-			filter TEXT NOT NULL,
-			route_key TEXT NOT NULL,
-			created_at BIGINT NOT NULL)`,
 	}
 	for _, q := range stmts {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
@@ -153,8 +140,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// rebind turns ? placeholders into $1, $2, ... for PostgreSQL.
-func (s *Store) rebind(q string) string {
+// DB is the registry database, for nouns that keep their own tables in
+// it (routes).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Rebind turns ? placeholders into $1, $2, ... for PostgreSQL.
+func (s *Store) Rebind(q string) string {
 	if !s.postgres {
 		return q
 	}
@@ -172,11 +163,11 @@ func (s *Store) rebind(q string) string {
 }
 
 func (s *Store) exec(ctx context.Context, q querier, query string, args ...any) (sql.Result, error) {
-	return q.ExecContext(ctx, s.rebind(query), args...)
+	return q.ExecContext(ctx, s.Rebind(query), args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, q querier, query string, args ...any) *sql.Row {
-	return q.QueryRowContext(ctx, s.rebind(query), args...)
+	return q.QueryRowContext(ctx, s.Rebind(query), args...)
 }
 
 type querier interface {
@@ -212,7 +203,7 @@ func isRetryable(err error) bool {
 }
 
 // insertSchema stores a schema content once and returns its global ID.
-func (s *Store) insertSchema(ctx context.Context, q querier, sc StoredSchema) (int64, error) {
+func (s *Store) insertSchema(ctx context.Context, q querier, sc storedSchema) (int64, error) {
 	files, err := json.Marshal(sc.Files)
 	if err != nil {
 		return 0, fmt.Errorf("encode files: %w", err)
@@ -234,8 +225,8 @@ func (s *Store) insertSchema(ctx context.Context, q querier, sc StoredSchema) (i
 }
 
 // schemaByID loads a schema by its global ID.
-func (s *Store) schemaByID(ctx context.Context, q querier, id int64) (*StoredSchema, error) {
-	var sc StoredSchema
+func (s *Store) schemaByID(ctx context.Context, q querier, id int64) (*storedSchema, error) {
+	var sc storedSchema
 	var files, refs string
 	var created int64
 	err := s.queryRow(ctx, q, `SELECT id, fingerprint, message, files, descriptor_set, refs, created_at FROM schemas WHERE id = ?`, id).
@@ -263,7 +254,7 @@ func (s *Store) versions(ctx context.Context, q querier, subject string, include
 		query += ` AND deleted = 0`
 	}
 	query += ` ORDER BY version`
-	rows, err := q.QueryContext(ctx, s.rebind(query), subject)
+	rows, err := q.QueryContext(ctx, s.Rebind(query), subject)
 	if err != nil {
 		return nil, fmt.Errorf("list versions of %q: %w", subject, err)
 	}
@@ -285,7 +276,7 @@ func (s *Store) versions(ctx context.Context, q querier, subject string, include
 
 // subjects lists every subject that has at least one live version.
 func (s *Store) subjects(ctx context.Context, prefix string) ([]VersionRow, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT v.subject, v.version, v.schema_id, v.created_at FROM subject_versions v
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT v.subject, v.version, v.schema_id, v.created_at FROM subject_versions v
 		JOIN (SELECT subject, MAX(version) AS version FROM subject_versions WHERE deleted = 0 GROUP BY subject) h
 		ON v.subject = h.subject AND v.version = h.version
 		WHERE v.subject LIKE ? ORDER BY v.subject`), likePrefix(prefix))
@@ -334,51 +325,6 @@ func (s *Store) setCompatibility(ctx context.Context, subject, mode string) erro
 		ON CONFLICT (subject) DO UPDATE SET compatibility = excluded.compatibility`, subject, mode)
 	if err != nil {
 		return fmt.Errorf("save config of %q: %w", subject, err)
-	}
-	return nil
-}
-
-// Routes returns every stored route, by name.
-func (s *Store) Routes(ctx context.Context) ([]RouteRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, subject, topic, filter, route_key, created_at FROM routes ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	defer rows.Close()
-	var out []RouteRow
-	for rows.Next() {
-		var r RouteRow
-		var created int64
-		if err := rows.Scan(&r.Name, &r.Subject, &r.Topic, &r.Filter, &r.Key, &created); err != nil {
-			return nil, fmt.Errorf("list routes: %w", err)
-		}
-		r.CreatedAt = time.UnixMilli(created)
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-// CreateRoute stores a new route; ErrExists when the name is taken.
-func (s *Store) CreateRoute(ctx context.Context, r RouteRow) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO routes (name, subject, topic, filter, route_key, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		r.Name, r.Subject, r.Topic, r.Filter, r.Key, time.Now().UnixMilli())
-	if isConflict(err) {
-		return fmt.Errorf("%w: route %q", ErrExists, r.Name)
-	}
-	if err != nil {
-		return fmt.Errorf("create route %q: %w", r.Name, err)
-	}
-	return nil
-}
-
-// DeleteRoute removes a route; ErrNotFound when there is none of that name.
-func (s *Store) DeleteRoute(ctx context.Context, name string) error {
-	res, err := s.exec(ctx, s.db, `DELETE FROM routes WHERE name = ?`, name)
-	if err != nil {
-		return fmt.Errorf("delete route %q: %w", name, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: route %q", ErrNotFound, name)
 	}
 	return nil
 }

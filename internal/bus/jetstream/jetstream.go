@@ -11,7 +11,7 @@
 //     Nats-Msg-Id from the event id and subject, so retries of the same
 //     event within the two-minute duplicate window are stored once;
 //   - a subscription is a durable pull consumer with explicit acks; Ack waits
-//     for the server's confirmation, Nack redelivers after NackDelay.
+//     for the server's confirmation, Nack redelivers after nackDelay.
 //
 // Limitation: JetStream has no key-affine sharing. Several consumers of one
 // subscription split messages without regard to keys, so per-key order
@@ -44,21 +44,21 @@ import (
 const (
 	// StreamName is the one stream that holds every topic.
 	StreamName = "PIPELINE"
-	// SubjectPrefix turns a topic's short name into its subject.
-	SubjectPrefix = "events."
+	// subjectPrefix turns a topic's short name into its subject.
+	subjectPrefix = "events."
 	// HeaderKey carries Message.Key.
 	HeaderKey = "pipeline-key"
-	// AckWait is how long a delivery may stay unacknowledged before the
+	// ackWait is how long a delivery may stay unacknowledged before the
 	// server redelivers it (a crashed consumer's messages come back then).
-	AckWait = 30 * time.Second
-	// NackDelay is the redelivery delay after Nack.
-	NackDelay = time.Second
-	// MaxAckPending bounds unacknowledged deliveries per subscription.
-	MaxAckPending = 10000
-	// DuplicateWindow is how long JetStream remembers event ids.
-	DuplicateWindow = 2 * time.Minute
-	// DefaultReceiverQueue is the number of messages pulled ahead of Receive.
-	DefaultReceiverQueue = 256
+	ackWait = 30 * time.Second
+	// nackDelay is the redelivery delay after Nack.
+	nackDelay = time.Second
+	// maxAckPending bounds unacknowledged deliveries per subscription.
+	maxAckPending = 10000
+	// duplicateWindow is how long JetStream remembers event ids.
+	duplicateWindow = 2 * time.Minute
+	// defaultReceiverQueue is the number of messages pulled ahead of Receive.
+	defaultReceiverQueue = 256
 )
 
 // Options configures Open.
@@ -140,12 +140,12 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	cfg := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "schemagate pipeline events; subject events.<topic>",
-		Subjects:    []string{SubjectPrefix + ">"},
+		Subjects:    []string{subjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      opts.MaxAge,
-		Duplicates:  DuplicateWindow,
+		Duplicates:  duplicateWindow,
 	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		b.closeConn()
@@ -214,11 +214,11 @@ func (b *Bus) Kind() string { return "jetstream" }
 // that already starts with "events." is taken as a full name, so
 // TopicName(TopicName(x)) == TopicName(x).
 func (b *Bus) TopicName(name string) (string, error) {
-	short := strings.TrimPrefix(name, SubjectPrefix)
+	short := strings.TrimPrefix(name, subjectPrefix)
 	if err := bus.ValidateShortName(short); err != nil {
 		return "", fmt.Errorf("jetstream: %w", err)
 	}
-	return SubjectPrefix + short, nil
+	return subjectPrefix + short, nil
 }
 
 // enter registers an operation that Close must wait for; false once closed.
@@ -328,7 +328,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Sub
 	}
 	var filters []string
 	if opts.AllTopics {
-		filters = []string{SubjectPrefix + ">"}
+		filters = []string{subjectPrefix + ">"}
 	} else {
 		if len(opts.Topics) == 0 {
 			return nil, fmt.Errorf("jetstream: subscribe %s: no topics and AllTopics unset: %w", opts.Name, bus.ErrInvalidTopic)
@@ -355,7 +355,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Sub
 	}
 	queue := opts.ReceiverQueue
 	if queue <= 0 {
-		queue = DefaultReceiverQueue
+		queue = defaultReceiverQueue
 	}
 	iter, err := consumer.Messages(
 		jetstream.PullMaxMessages(queue),
@@ -414,9 +414,9 @@ func (b *Bus) consumer(ctx context.Context, name string, filters []string, pos b
 			FilterSubjects: filters,
 			DeliverPolicy:  deliver,
 			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        AckWait,
+			AckWait:        ackWait,
 			MaxDeliver:     -1,
-			MaxAckPending:  MaxAckPending,
+			MaxAckPending:  maxAckPending,
 			ReplayPolicy:   jetstream.ReplayInstantPolicy,
 		})
 		if err == nil {
@@ -489,7 +489,7 @@ func (b *Bus) Stats(ctx context.Context) ([]bus.TopicStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: stats: %w", err)
 	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+">"))
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: stats: stream info: %w", err)
 	}

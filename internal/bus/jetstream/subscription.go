@@ -169,7 +169,7 @@ func (s *subscription) ackOne(ctx context.Context, h *handle) error {
 	return nil
 }
 
-// Nack implements bus.Subscription: the server redelivers after NackDelay.
+// Nack implements bus.Subscription: the server redelivers after nackDelay.
 func (s *subscription) Nack(deliveries []*bus.Delivery) {
 	for _, d := range deliveries {
 		h, err := handleOf(d)
@@ -179,8 +179,8 @@ func (s *subscription) Nack(deliveries []*bus.Delivery) {
 		}
 		h.mu.Lock()
 		if h.state == outstanding {
-			if err := h.msg.NakWithDelay(NackDelay); err != nil {
-				// The server redelivers after AckWait anyway.
+			if err := h.msg.NakWithDelay(nackDelay); err != nil {
+				// The server redelivers after ackWait anyway.
 				s.bus.log.Warn("nack not sent", "subscription", s.name, "subject", h.msg.Subject(), "err", err)
 			}
 			h.state = nacked
@@ -197,19 +197,19 @@ func (s *subscription) Nack(deliveries []*bus.Delivery) {
 // The tiny delay matters: a NAK with a delay rewrites the delivery time the
 // server stores, so the message is due at once even after a server restart,
 // while a plain NAK only queues it in memory (lost on restart, leaving the
-// message to wait for AckWait).
+// message to wait for ackWait).
 func (s *subscription) nakNow(ctx context.Context, m jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, closeNakWait)
 	defer cancel()
 	if _, err := s.bus.nc.RequestWithContext(ctx, m.Reply(), []byte(`-NAK {"delay": 1000000}`)); err != nil {
-		// Not fatal: the server redelivers after AckWait.
+		// Not fatal: the server redelivers after ackWait.
 		s.bus.log.Debug("nak on close not confirmed", "subscription", s.name, "subject", m.Subject(), "err", err)
 	}
 }
 
 // Close implements bus.Subscription. It stops pulling, then hands every
 // message it holds (buffered or received and not yet acked) back to the
-// server, so the next consumer gets them at once rather than after AckWait.
+// server, so the next consumer gets them at once rather than after ackWait.
 func (s *subscription) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -29,11 +29,11 @@ func TestReconnectBackoffIsCapped(t *testing.T) {
 	var last time.Duration
 	for range 20 {
 		last = b.Next()
-		if last > MaxReconnectBackoff*6/5 {
-			t.Fatalf("backoff %v above the cap %v plus jitter", last, MaxReconnectBackoff)
+		if last > maxReconnectBackoff*6/5 {
+			t.Fatalf("backoff %v above the cap %v plus jitter", last, maxReconnectBackoff)
 		}
 	}
-	if last < MaxReconnectBackoff || !b.IsMaxBackoffReached() {
+	if last < maxReconnectBackoff || !b.IsMaxBackoffReached() {
 		t.Fatalf("backoff %v never reached the cap", last)
 	}
 	b.Reset()
@@ -43,7 +43,7 @@ func TestReconnectBackoffIsCapped(t *testing.T) {
 }
 
 // TestSendErrorClassification pins the mapping of client errors onto the
-// port's sentinels (PITFALLS A1, A5, A6).
+// port's sentinels (docs/pitfalls.md A1, A5, A6).
 func TestSendErrorClassification(t *testing.T) {
 	b := &Bus{producers: map[string]*producerEntry{}, log: nil}
 	for _, c := range []struct {

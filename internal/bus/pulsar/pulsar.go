@@ -1,5 +1,5 @@
 // Package pulsar is the production bus: Apache Pulsar through
-// pulsar-client-go, configured after docs PITFALLS.md sections A to C.
+// pulsar-client-go, configured after docs/pitfalls.md sections A to C.
 //
 // Producing (A1-A8): one producer per topic, created on first use and
 // shared; key-based batching with every batching option set explicitly;
@@ -46,7 +46,7 @@ import (
 	"github.com/schemagate/pipeline/internal/bus"
 )
 
-// Defaults of Options, chosen from the measurements in PITFALLS.md (A6, A7).
+// Defaults of Options, chosen from the measurements in docs/pitfalls.md (A6, A7).
 const (
 	DefaultTenant                  = "public"
 	DefaultNamespace               = "default"
@@ -55,19 +55,19 @@ const (
 	DefaultBatchingMaxSize         = 128 << 10
 	DefaultMaxPendingMessages      = 10000
 	DefaultSendTimeout             = 10 * time.Second
-	DefaultAutoDiscoveryPeriod     = 5 * time.Second
-	// NackDelay is the redelivery delay after Nack (the client's default
+	defaultAutoDiscoveryPeriod     = 5 * time.Second
+	// nackDelay is the redelivery delay after Nack (the client's default
 	// of one minute would stall retries, B5).
-	NackDelay = time.Second
-	// DefaultReceiverQueue is the number of messages fetched ahead of Receive.
-	DefaultReceiverQueue = 1000
-	// MaxReconnectBackoff caps the wait between reconnection attempts (the
+	nackDelay = time.Second
+	// defaultReceiverQueue is the number of messages fetched ahead of Receive.
+	defaultReceiverQueue = 1000
+	// maxReconnectBackoff caps the wait between reconnection attempts (the
 	// client's own cap is a minute, which would keep a recovered broker
 	// unused for up to a minute).
-	MaxReconnectBackoff = 5 * time.Second
-	// FlushTimeout bounds the flush of each producer in Close when the
+	maxReconnectBackoff = 5 * time.Second
+	// flushTimeout bounds the flush of each producer in Close when the
 	// caller's context has no earlier deadline.
-	FlushTimeout = 10 * time.Second
+	flushTimeout = 10 * time.Second
 )
 
 // Options configures Open. Zero values take the defaults above.
@@ -134,7 +134,7 @@ func (o *Options) setDefaults() error {
 		o.SendTimeout = DefaultSendTimeout
 	}
 	if o.AutoDiscoveryPeriod <= 0 {
-		o.AutoDiscoveryPeriod = DefaultAutoDiscoveryPeriod
+		o.AutoDiscoveryPeriod = defaultAutoDiscoveryPeriod
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -424,7 +424,7 @@ func (b *Bus) dropProducer(topic string, p pulsarclient.Producer) {
 }
 
 // Close implements bus.Bus: it stops accepting calls, waits for publishes
-// in flight, flushes every producer (bounded by ctx and FlushTimeout), then
+// in flight, flushes every producer (bounded by ctx and flushTimeout), then
 // closes producers, subscriptions and both clients (A3). A second Close
 // returns nil.
 func (b *Bus) Close(ctx context.Context) error {
@@ -460,7 +460,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		if e.producer == nil {
 			continue
 		}
-		fctx, cancel := context.WithTimeout(ctx, FlushTimeout)
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 		if err := e.producer.FlushWithCtx(fctx); err != nil {
 			errs = append(errs, fmt.Errorf("pulsar: close: flush %s: %w", topic, err))
 		}
@@ -477,19 +477,19 @@ func (b *Bus) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reconnectBackoff doubles from 100 ms up to MaxReconnectBackoff, with up
+// reconnectBackoff doubles from 100 ms up to maxReconnectBackoff, with up
 // to 20 % jitter so many clients do not reconnect in lockstep.
 type reconnectBackoff struct{ delay time.Duration }
 
 func newReconnectBackoff() backoff.Policy { return &reconnectBackoff{} }
 
 func (r *reconnectBackoff) Next() time.Duration {
-	r.delay = min(max(2*r.delay, 100*time.Millisecond), MaxReconnectBackoff)
+	r.delay = min(max(2*r.delay, 100*time.Millisecond), maxReconnectBackoff)
 	return r.delay + time.Duration(rand.Int64N(int64(r.delay)/5+1))
 }
 
 // IsMaxBackoffReached only feeds the client's metrics.
-func (r *reconnectBackoff) IsMaxBackoffReached() bool { return r.delay >= MaxReconnectBackoff }
+func (r *reconnectBackoff) IsMaxBackoffReached() bool { return r.delay >= maxReconnectBackoff }
 
 func (r *reconnectBackoff) Reset() { r.delay = 0 }
 

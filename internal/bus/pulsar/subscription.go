@@ -26,14 +26,14 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Sub
 		SubscriptionName:               opts.Name,
 		Type:                           pulsarclient.KeyShared,
 		SubscriptionInitialPosition:    pulsarclient.SubscriptionPositionEarliest,
-		NackRedeliveryDelay:            NackDelay,
+		NackRedeliveryDelay:            nackDelay,
 		AckWithResponse:                true,
 		EnableBatchIndexAcknowledgment: false,
 		ReceiverQueueSize:              opts.ReceiverQueue,
 		BackOffPolicyFunc:              newReconnectBackoff,
 	}
 	if co.ReceiverQueueSize <= 0 {
-		co.ReceiverQueueSize = DefaultReceiverQueue
+		co.ReceiverQueueSize = defaultReceiverQueue
 	}
 	if opts.Type == bus.Failover {
 		co.Type = pulsarclient.Failover
@@ -244,7 +244,7 @@ func (s *subscription) Ack(ctx context.Context, deliveries []*bus.Delivery) erro
 	}
 }
 
-// Nack implements bus.Subscription: redelivery after NackDelay. Key_Shared
+// Nack implements bus.Subscription: redelivery after nackDelay. Key_Shared
 // does not keep key order for nacked messages (B5).
 func (s *subscription) Nack(deliveries []*bus.Delivery) {
 	if s.isClosed() {

@@ -1,15 +1,12 @@
-package main
+package pipeline
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -18,7 +15,7 @@ import (
 )
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := loadConfig("")
+	cfg, err := LoadConfig("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadConfig(empty); err != nil {
+	if _, err := LoadConfig(empty); err != nil {
 		t.Fatalf("an empty file means all defaults: %v", err)
 	}
 }
@@ -54,23 +51,14 @@ func TestBrokenConfig(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := loadConfig(path)
+			_, err := LoadConfig(path)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one mentioning %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "read config") {
+	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "read config") {
 		t.Fatalf("missing file: err %v", err)
-	}
-}
-
-func TestRedact(t *testing.T) {
-	if got := redact("postgres://u:secret@h:5432/db"); strings.Contains(got, "secret") {
-		t.Fatalf("redact kept the password: %s", got)
-	}
-	if got := redact("sqlite://data/x.db"); got != "sqlite://data/x.db" {
-		t.Fatalf("redact changed a URL without password: %s", got)
 	}
 }
 
@@ -83,7 +71,7 @@ func TestStatusSeesADatabaseDown(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(cfgFile, func(c *Config) { c.DataDir = dir })
+	cfg, err := LoadConfig(cfgFile, func(c *Config) { c.DataDir = dir })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,33 +90,5 @@ func TestStatusSeesADatabaseDown(t *testing.T) {
 	}
 	if g := got["gone"]; g.GetConnected() || !strings.Contains(g.GetError(), "postgres") {
 		t.Errorf("unreachable postgres sink = %v, want down with an error", g)
-	}
-}
-
-// TestProfilingUploads: with --pyroscope-url the process sends profiles to
-// that server (here a local HTTP server standing in for Pyroscope's ingest
-// endpoint, which is all the client talks to).
-func TestProfilingUploads(t *testing.T) {
-	got := make(chan string, 16)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case got <- r.Method + " " + r.URL.Path + "?" + r.URL.Query().Get("name"):
-		default:
-		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer srv.Close()
-	stop, err := startProfiling(srv.URL, 200*time.Millisecond, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	select {
-	case req := <-got:
-		if !strings.HasPrefix(req, "POST /ingest?pipeline") {
-			t.Fatalf("profile upload = %q, want POST /ingest for app pipeline", req)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no profile uploaded within 20s")
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/schemagate/pipeline/internal/api"
+	"github.com/schemagate/pipeline/internal/router"
 )
 
 // Config is pipeline.yaml. Every field has a default, so an empty file (or
@@ -61,8 +64,8 @@ type BusConfig struct {
 
 // LimitsConfig bounds what one request may carry.
 type LimitsConfig struct {
-	MaxEventBytes int `yaml:"max_event_bytes"` // default 1 MiB
-	MaxBatch      int `yaml:"max_batch"`       // events per PublishBatch, default 1000
+	MaxEventBytes int `yaml:"max_event_bytes"` // default router.DefaultMaxEventBytes (1 MiB)
+	MaxBatch      int `yaml:"max_batch"`       // events per PublishBatch, default api.DefaultMaxBatch (1000)
 }
 
 // SinkConfig declares one sink.
@@ -81,8 +84,56 @@ type SinkConfig struct {
 	DeadLetter    string        `yaml:"dead_letter_topic"`
 }
 
-// loadConfig reads path (empty: no file) and applies defaults.
-func loadConfig(path string, overrides ...func(*Config)) (*Config, error) {
+// ApplyDefaults fills what the config leaves empty and checks what it
+// says; the zero Config runs the embedded defaults under ./data.
+func (c *Config) ApplyDefaults() error {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7400"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.Registry.URL == "" {
+		c.Registry.URL = "sqlite://" + filepath.Join(c.DataDir, "registry.db")
+	}
+	switch c.Bus.Kind {
+	case "":
+		c.Bus.Kind = "jetstream"
+	case "jetstream", "pulsar":
+	default:
+		return fmt.Errorf("config: bus.kind %q: use jetstream or pulsar", c.Bus.Kind)
+	}
+	if c.Bus.Kind == "pulsar" && c.Bus.URL == "" {
+		return errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
+	}
+	if c.Limits.MaxEventBytes == 0 {
+		c.Limits.MaxEventBytes = router.DefaultMaxEventBytes
+	}
+	if c.Limits.MaxBatch == 0 {
+		c.Limits.MaxBatch = api.DefaultMaxBatch
+	}
+	if len(c.Sinks) == 0 && (c.DefaultSink == nil || *c.DefaultSink) {
+		c.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(c.DataDir, "events.db")}}
+	}
+	names := map[string]bool{}
+	for i, s := range c.Sinks {
+		if s.Name == "" {
+			return fmt.Errorf("config: sinks[%d] has no name", i)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("config: two sinks are named %q", s.Name)
+		}
+		names[s.Name] = true
+		if s.URL == "" {
+			return fmt.Errorf("config: sink %q has no url", s.Name)
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads path (empty: no file), applies the overrides (flags and
+// environment variables) and then the defaults.
+func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
 	cfg := &Config{}
 	if path != "" {
 		raw, err := os.ReadFile(path)
@@ -98,46 +149,8 @@ func loadConfig(path string, overrides ...func(*Config)) (*Config, error) {
 	for _, o := range overrides {
 		o(cfg)
 	}
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:7400"
-	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = "data"
-	}
-	if cfg.Registry.URL == "" {
-		cfg.Registry.URL = "sqlite://" + filepath.Join(cfg.DataDir, "registry.db")
-	}
-	switch cfg.Bus.Kind {
-	case "":
-		cfg.Bus.Kind = "jetstream"
-	case "jetstream", "pulsar":
-	default:
-		return nil, fmt.Errorf("config: bus.kind %q: use jetstream or pulsar", cfg.Bus.Kind)
-	}
-	if cfg.Bus.Kind == "pulsar" && cfg.Bus.URL == "" {
-		return nil, errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
-	}
-	if cfg.Limits.MaxEventBytes == 0 {
-		cfg.Limits.MaxEventBytes = 1 << 20
-	}
-	if cfg.Limits.MaxBatch == 0 {
-		cfg.Limits.MaxBatch = 1000
-	}
-	if len(cfg.Sinks) == 0 && (cfg.DefaultSink == nil || *cfg.DefaultSink) {
-		cfg.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(cfg.DataDir, "events.db")}}
-	}
-	names := map[string]bool{}
-	for i, s := range cfg.Sinks {
-		if s.Name == "" {
-			return nil, fmt.Errorf("config: sinks[%d] has no name", i)
-		}
-		if names[s.Name] {
-			return nil, fmt.Errorf("config: two sinks are named %q", s.Name)
-		}
-		names[s.Name] = true
-		if s.URL == "" {
-			return nil, fmt.Errorf("config: sink %q has no url", s.Name)
-		}
+	if err := cfg.ApplyDefaults(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

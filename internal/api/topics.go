@@ -1,0 +1,65 @@
+package api
+
+import (
+	"context"
+	"sort"
+
+	"connectrpc.com/connect"
+
+	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/router"
+)
+
+// TopicRates is what this process published, per topic (the router).
+type TopicRates interface {
+	TopicRates() []router.TopicRate
+}
+
+// TopicStats is what the bus knows of its topics and their subscriptions.
+type TopicStats interface {
+	Stats(ctx context.Context) ([]bus.TopicStats, error)
+}
+
+// TopicService serves pipeline.v1.TopicService: it joins what this
+// process published (rates) with what the bus knows (topics and
+// subscription backlogs).
+type TopicService struct {
+	Rates TopicRates
+	Bus   TopicStats
+}
+
+var _ pipelinev1connect.TopicServiceHandler = (*TopicService)(nil)
+
+// ListTopics lists topics with publish rates and subscription backlogs.
+func (s *TopicService) ListTopics(ctx context.Context, _ *connect.Request[pipelinev1.ListTopicsRequest]) (*connect.Response[pipelinev1.ListTopicsResponse], error) {
+	byName := map[string]*pipelinev1.Topic{}
+	get := func(name string) *pipelinev1.Topic {
+		if byName[name] == nil {
+			byName[name] = &pipelinev1.Topic{Name: name}
+		}
+		return byName[name]
+	}
+	for _, r := range s.Rates.TopicRates() {
+		topic := get(r.Topic)
+		topic.PublishRate, topic.EventsPublished = r.PerSecond, r.Published
+	}
+	stats, err := s.Bus.Stats(ctx)
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	for _, st := range stats {
+		topic := get(st.Topic)
+		for name, backlog := range st.Subscriptions {
+			topic.Subscriptions = append(topic.Subscriptions, &pipelinev1.Subscription{Name: name, Backlog: backlog})
+		}
+		sort.Slice(topic.Subscriptions, func(i, j int) bool { return topic.Subscriptions[i].Name < topic.Subscriptions[j].Name })
+	}
+	out := &pipelinev1.ListTopicsResponse{Topics: make([]*pipelinev1.Topic, 0, len(byName))}
+	for _, topic := range byName {
+		out.Topics = append(out.Topics, topic)
+	}
+	sort.Slice(out.Topics, func(i, j int) bool { return out.Topics[i].Name < out.Topics[j].Name })
+	return connect.NewResponse(out), nil
+}
