@@ -18,6 +18,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
@@ -132,7 +133,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 			d = openTestDialect(t, url)
 		} else {
 			// A private pool: contends for the file lock like another process.
-			db, err := sql.Open("sqlite", SQLiteDSN(path))
+			db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +163,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 	}
 	var reads atomic.Int64
 	for r := range readers {
-		db, err := sql.Open("sqlite", SQLiteDSN(path))
+		db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +205,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 		t.Errorf("rows = %d, want %d", total, writers*rounds*batch)
 	}
 	// The pragmas hold on every connection of a pool, not just the first.
-	db, err := sql.Open("sqlite", SQLiteDSN(path))
+	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}

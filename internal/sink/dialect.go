@@ -4,8 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"strings"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // Mode says what a table keeps.
@@ -73,28 +74,18 @@ type dialect interface {
 
 // openDialect opens the database named by a sink URL.
 func openDialect(ctx context.Context, rawURL string) (dialect, error) {
-	scheme, _, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return nil, fmt.Errorf("database URL %q: want postgres://, mysql:// or sqlite://", redact(rawURL))
+	scheme, err := dburl.Scheme(rawURL)
+	if err != nil {
+		return nil, err
 	}
-	switch strings.ToLower(scheme) {
-	case "postgres", "postgresql":
+	switch scheme {
+	case dburl.Postgres:
 		return openPostgres(ctx, rawURL)
-	case "mysql", "mariadb":
+	case dburl.MySQL:
 		return openMySQL(ctx, rawURL)
-	case "sqlite", "sqlite3":
+	default: // dburl.SQLite
 		return openSQLite(ctx, rawURL)
 	}
-	return nil, fmt.Errorf("database URL %q: unsupported scheme %q (want postgres, mysql or sqlite)", redact(rawURL), scheme)
-}
-
-// redact hides the password of a URL in messages and logs.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
 
 // columnList quotes and joins column names.

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // postgres writes with pgx: an optimistic CopyFrom straight into the table
@@ -24,7 +26,7 @@ type postgres struct {
 func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse postgres URL %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("parse postgres URL %s: %w", dburl.Redact(rawURL), err)
 	}
 	if cfg.MaxConns > 4 {
 		// One sink writes one batch at a time; a few connections cover DDL
@@ -33,7 +35,7 @@ func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("open postgres %s: %w", dburl.Redact(rawURL), err)
 	}
 	return &postgres{pool: pool}, nil
 }
