@@ -32,7 +32,7 @@ type Config struct {
 	// FlushInterval is the longest an event waits for its batch to fill
 	// (default 200ms).
 	FlushInterval time.Duration
-	// Mode is ModeAppend (default: every event) or ModeUpsert (the latest
+	// Mode is "append" (default: every event) or "upsert" (the latest
 	// event per key).
 	Mode string
 	// Subscription is "key_shared" (default: replicas split the keys and
@@ -43,9 +43,9 @@ type Config struct {
 	MaxAttempts int
 	// DeadLetterTopic receives refused events (default "<Name>-dlq").
 	DeadLetterTopic string
-	// WriteTimeout bounds one transaction (default 60s): a hung database
-	// call must not hold the batch forever (PITFALLS B4).
-	WriteTimeout time.Duration
+	// writeTimeout bounds one transaction (default 60s): a hung database
+	// call must not hold the batch forever (docs/pitfalls.md B4).
+	writeTimeout time.Duration
 	// Registerer receives the sink's Prometheus metrics; nil keeps them
 	// unregistered.
 	Registerer prometheus.Registerer
@@ -71,7 +71,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		cfg.BatchSize = 500
 	}
 	if cfg.BatchSize > 10000 {
-		// Far below Pulsar's unacked-message caps (PITFALLS B9).
+		// Far below Pulsar's unacked-message caps (docs/pitfalls.md B9).
 		return nil, fmt.Errorf("sink %s: batch size %d above 10000", cfg.Name, cfg.BatchSize)
 	}
 	if cfg.FlushInterval <= 0 {
@@ -79,10 +79,10 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	}
 	switch cfg.Mode {
 	case "":
-		cfg.Mode = ModeAppend
-	case ModeAppend, ModeUpsert:
+		cfg.Mode = modeAppend
+	case modeAppend, modeUpsert:
 	default:
-		return nil, fmt.Errorf("sink %s: mode %q: want %q or %q", cfg.Name, cfg.Mode, ModeAppend, ModeUpsert)
+		return nil, fmt.Errorf("sink %s: mode %q: want %q or %q", cfg.Name, cfg.Mode, modeAppend, modeUpsert)
 	}
 	switch cfg.Subscription {
 	case "", "key_shared":
@@ -97,8 +97,8 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	if cfg.DeadLetterTopic == "" {
 		cfg.DeadLetterTopic = cfg.Name + "-dlq"
 	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 60 * time.Second
+	if cfg.writeTimeout <= 0 {
+		cfg.writeTimeout = 60 * time.Second
 	}
 	s := &Sink{
 		cfg:       cfg,
@@ -107,7 +107,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		log:       logger.With("sink", cfg.Name),
 		subName:   SubscriptionName(cfg.Name),
 		schemaMap: make(map[schemaKey]*schemaEntry),
-		state:     StateStopped,
+		state:     stateStopped,
 	}
 	names := cfg.Topics
 	if len(names) == 0 {

@@ -26,7 +26,7 @@ import (
 // hand-over, or one sink and its own redeliveries) write overlapping
 // batches of the same events in different orders. No event may be taken
 // as refused (that would dead-letter a good event), and every event ends up
-// exactly once (PITFALLS D3, D5).
+// exactly once (docs/pitfalls.md D3, D5).
 func TestF9OverlappingRedeliveries(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	for _, db := range []struct {
@@ -40,7 +40,7 @@ func TestF9OverlappingRedeliveries(t *testing.T) {
 			g := new(errgroup.Group)
 			for w := range writers {
 				d := openTestDialect(t, url)
-				wr := newWriter(d, ModeAppend)
+				wr := newWriter(d, modeAppend)
 				tm := mapMessage("overlap", md)
 				all := make([]*event, events)
 				for i := range all {
@@ -141,7 +141,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 			t.Cleanup(func() { _ = db.Close() })
 			d = &sqliteDialect{path: path, shared: &sharedSQLite{db: db, refs: 1}}
 		}
-		wr := newWriter(d, ModeAppend)
+		wr := newWriter(d, modeAppend)
 		tm := mapMessage(fmt.Sprintf("w%d", w%3), md) // several writers per table
 		wg.Add(1)
 		writersDone.Add(1)

@@ -159,7 +159,7 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		ev.err = err
 		return ev, nil
 	}
-	if s.cfg.Mode == ModeUpsert && ev.key == "" {
+	if s.cfg.Mode == modeUpsert && ev.key == "" {
 		ev.err = errors.New("upsert mode keeps the latest event per key, and this event has no key")
 		return ev, nil
 	}

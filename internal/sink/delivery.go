@@ -20,12 +20,13 @@ import (
 
 // provisionDeadLetter creates a durable subscription on the dead-letter
 // topic, so that the bus keeps what the sink sends there until an operator
-// reads it (a topic without subscription keeps nothing, PITFALLS B7).
+// reads it (a topic without subscription keeps nothing, docs/pitfalls.md
+// B7).
 func (s *Sink) provisionDeadLetter(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	sub, err := s.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Name: DeadLetterSubscription(s.cfg.Name), Topics: []string{s.dlqTopic}, Type: bus.Failover, Position: bus.Earliest,
+		Name: deadLetterSubscription(s.cfg.Name), Topics: []string{s.dlqTopic}, Type: bus.Failover, Position: bus.Earliest,
 	})
 	if err != nil {
 		s.log.Warn("create dead-letter subscription", "topic", s.dlqTopic, "err", err)
@@ -36,9 +37,9 @@ func (s *Sink) provisionDeadLetter(ctx context.Context) {
 	}
 }
 
-// DeadLetterSubscription names the durable subscription a sink keeps on its
+// deadLetterSubscription names the durable subscription a sink keeps on its
 // dead-letter topic; operators read (and acknowledge) refused events there.
-func DeadLetterSubscription(sinkName string) string { return "sink-" + sinkName + "-dlq" }
+func deadLetterSubscription(sinkName string) string { return "sink-" + sinkName + "-dlq" }
 
 // committedBatch is a batch whose rows are committed and whose refused
 // events are on the dead-letter topic: all that is left is the ack.
@@ -103,7 +104,7 @@ func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan comm
 		}
 		s.metrics.batches.Inc()
 		s.metrics.rows.Add(float64(cb.written))
-		if duplicates > 0 && s.cfg.Mode == ModeAppend {
+		if duplicates > 0 && s.cfg.Mode == modeAppend {
 			s.metrics.duplicates.Add(float64(duplicates))
 		}
 		s.mu.Lock()
@@ -132,7 +133,7 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 		s.hooks.beforeWrite()
 	}
 	for attempt := 1; len(pending) > 0; attempt++ {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.writeTimeout)
 		n, offenders, err := s.writer.write(wctx, pending)
 		cancel()
 		if err != nil {
@@ -165,7 +166,7 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 		}
 		attempt = 0
 	}
-	s.setState(StateRunning, nil)
+	s.setState(stateRunning, nil)
 	if s.hooks.afterCommit != nil {
 		s.hooks.afterCommit()
 	}
@@ -192,8 +193,8 @@ func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
 			props[k] = v
 		}
 		props[bus.PropError] = errorProperty(ev.err)
-		props[PropDeadLetterSink] = s.cfg.Name
-		props[PropSourceTopic] = ev.delivery.Topic
+		props[propDeadLetterSink] = s.cfg.Name
+		props[propSourceTopic] = ev.delivery.Topic
 		msg := bus.Message{Topic: s.dlqTopic, Key: ev.delivery.Key, Payload: ev.delivery.Payload, Properties: props}
 		for attempt := 1; ; attempt++ {
 			pctx, cancel := context.WithTimeout(done, 30*time.Second)
@@ -206,7 +207,7 @@ func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
 				// Something the bus cannot carry came with the original
 				// (it may have come from another bus); keep what matters.
 				msg.Properties = map[string]string{
-					bus.PropError: props[bus.PropError], PropDeadLetterSink: s.cfg.Name, PropSourceTopic: ev.delivery.Topic,
+					bus.PropError: props[bus.PropError], propDeadLetterSink: s.cfg.Name, propSourceTopic: ev.delivery.Topic,
 					bus.PropEventID: props[bus.PropEventID], bus.PropSchemaID: props[bus.PropSchemaID], bus.PropSubject: props[bus.PropSubject],
 				}
 			}
@@ -241,8 +242,8 @@ func errorProperty(err error) string {
 
 // Properties the sink adds to dead-lettered messages, next to bus.PropError.
 const (
-	PropDeadLetterSink = "pipeline-sink"
-	PropSourceTopic    = "pipeline-source-topic"
+	propDeadLetterSink = "pipeline-sink"
+	propSourceTopic    = "pipeline-source-topic"
 )
 
 // ack confirms the batch. A failed acknowledgement is retried: the rows are

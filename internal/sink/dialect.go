@@ -11,10 +11,10 @@ import (
 
 // Mode says what a table keeps.
 const (
-	// ModeAppend keeps every event, one row per event id.
-	ModeAppend = "append"
-	// ModeUpsert keeps the latest event per key, one row per key.
-	ModeUpsert = "upsert"
+	// modeAppend keeps every event, one row per event id.
+	modeAppend = "append"
+	// modeUpsert keeps the latest event per key, one row per key.
+	modeUpsert = "upsert"
 )
 
 // errClass is how the sink reacts to a failed write.
@@ -82,7 +82,7 @@ func openDialect(ctx context.Context, rawURL string) (dialect, error) {
 	case dburl.Postgres:
 		return openPostgres(ctx, rawURL)
 	case dburl.MySQL:
-		return openMySQL(ctx, rawURL)
+		return openMySQL(rawURL)
 	default: // dburl.SQLite
 		return openSQLite(ctx, rawURL)
 	}
@@ -116,7 +116,7 @@ func createTableSQL(d dialect, table string, cols []column, mode, sinkTimeDefaul
 		b.WriteString(",\n")
 	}
 	pk := colEventID
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		pk = colKey
 	}
 	fmt.Fprintf(&b, "  PRIMARY KEY (%s)\n)%s", d.quote(pk), options)

@@ -20,7 +20,7 @@ import (
 // mysqlDialect writes MariaDB/MySQL tables with multi-row INSERT ... ON
 // DUPLICATE KEY UPDATE in strict mode. INSERT IGNORE is never used: it turns
 // truncation and out-of-range errors into warnings and stores changed
-// values (PITFALLS D4).
+// values (docs/pitfalls.md D4).
 type mysqlDialect struct {
 	db *sql.DB
 }
@@ -58,7 +58,7 @@ type slogMySQLLogger struct{}
 
 func (slogMySQLLogger) Print(v ...any) { slog.Debug("mysql driver", "msg", fmt.Sprint(v...)) }
 
-func openMySQL(ctx context.Context, rawURL string) (*mysqlDialect, error) {
+func openMySQL(rawURL string) (*mysqlDialect, error) {
 	cfg, err := mysqlConfig(rawURL)
 	if err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ func (m *mysqlDialect) write(ctx context.Context, groups []*group, mode string) 
 
 func (m *mysqlDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
 	var conflict string
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		// Assignments run left to right and later ones see earlier
 		// results, so _publish_time, which the condition reads, goes last.
 		cond := fmt.Sprintf("VALUES(%s) >= %s", m.quote(colPublishTime), m.quote(colPublishTime))

@@ -19,9 +19,9 @@ import (
 )
 
 // sqliteDialect writes one SQLite file in WAL mode. Writers in one process
-// share a single connection per file (PITFALLS D6): they queue in Go instead
-// of contending for the file lock, and IMMEDIATE transactions with a busy
-// timeout cover writers in other processes.
+// share a single connection per file (docs/pitfalls.md D6): they queue in
+// Go instead of contending for the file lock, and IMMEDIATE transactions
+// with a busy timeout cover writers in other processes.
 type sqliteDialect struct {
 	path   string
 	shared *sharedSQLite
@@ -247,7 +247,7 @@ func (s *sqliteDialect) write(ctx context.Context, groups []*group, mode string)
 
 func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
 	var conflict string
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		var sets []string
 		for _, c := range g.columns {
 			if c != colKey {

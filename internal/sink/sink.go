@@ -83,8 +83,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	s.setState(StateRunning, nil)
-	defer s.setState(StateStopped, nil)
+	s.setState(stateRunning, nil)
+	defer s.setState(stateStopped, nil)
 	defer func() {
 		if err := sub.Close(); err != nil {
 			s.log.Warn("close subscription", "err", err)

@@ -14,7 +14,7 @@ type Status struct {
 	Topics       []string
 	Subjects     []string
 	RowsWritten  int64
-	DeadLettered int64
+	deadLettered int64 // events sent to the dead-letter topic
 	LastError    string
 	// Lag is the backlog of the subscription in bus entries, -1 when the
 	// bus could not say.
@@ -26,9 +26,9 @@ type Status struct {
 
 // States of a sink.
 const (
-	StateRunning = "running"
+	stateRunning = "running"
 	StateStalled = "stalled"
-	StateStopped = "stopped"
+	stateStopped = "stopped"
 )
 
 // Status reports the sink's counters and asks the bus for its lag.
@@ -40,7 +40,7 @@ func (s *Sink) Status(ctx context.Context) Status {
 		Topics:       slices.Clone(s.topics),
 		Subjects:     slices.Clone(s.cfg.Subjects),
 		RowsWritten:  s.rowsWritten,
-		DeadLettered: s.deadLettered,
+		deadLettered: s.deadLettered,
 		LastError:    s.lastError,
 		State:        s.state,
 	}
