@@ -105,7 +105,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		bus:       b,
 		schemas:   schemas,
 		log:       logger.With("sink", cfg.Name),
-		subName:   SubscriptionName(cfg.Name),
+		reads:     Reads{Subscription: SubscriptionName(cfg.Name)},
 		schemaMap: make(map[schemaKey]*schemaEntry),
 		state:     stateStopped,
 	}
@@ -118,8 +118,9 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: topic %q: %w", cfg.Name, n, err)
 		}
-		s.topics = append(s.topics, full)
+		s.reads.Topics = append(s.reads.Topics, full)
 	}
+	s.reads.AllTopics = len(s.reads.Topics) == 0
 	if len(cfg.Subjects) > 0 {
 		s.subjects = make(map[string]bool, len(cfg.Subjects))
 		for _, subj := range cfg.Subjects {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,10 +36,9 @@ type Sink struct {
 	writer   *writer
 	namer    *tableNamer
 	metrics  *metrics
-	topics   []string // full topic names; empty means all topics
+	reads    Reads
 	dlqTopic string
 	subjects map[string]bool
-	subName  string
 	// schemaMap caches layouts by subject and schema id (one schema id can
 	// serve several subjects, each with its own table and version); owned
 	// by the batching goroutine.
@@ -120,9 +120,9 @@ func (s *Sink) Run(ctx context.Context) error {
 // the bus may still be coming up, and a sink has nothing else to do.
 func (s *Sink) subscribe(ctx context.Context) (bus.Subscription, error) {
 	opts := bus.SubscribeOptions{
-		Name:          s.subName,
-		Topics:        s.topics,
-		AllTopics:     len(s.topics) == 0,
+		Name:          s.reads.Subscription,
+		Topics:        s.reads.Topics,
+		AllTopics:     s.reads.AllTopics,
 		Type:          s.subscriptionType(),
 		Position:      bus.Earliest,
 		ReceiverQueue: 2 * s.cfg.BatchSize,
@@ -145,6 +145,34 @@ func (s *Sink) subscribe(ctx context.Context) (bus.Subscription, error) {
 
 // SubscriptionName is the durable subscription a sink consumes with.
 func SubscriptionName(sinkName string) string { return "sink-" + sinkName }
+
+// Reads is what a sink consumes: one durable subscription, on the topics
+// it names or on every topic.
+type Reads struct {
+	// Subscription is the durable subscription the sink consumes with.
+	Subscription string
+	// Topics are the full names (bus.Bus.TopicName) of the topics read;
+	// empty when AllTopics.
+	Topics []string
+	// AllTopics: the sink reads every topic (Config names neither Topics
+	// nor Subjects).
+	AllTopics bool
+}
+
+// Covers reports whether the sink reads topic, a full topic name.
+func (r Reads) Covers(topic string) bool {
+	return r.AllTopics || slices.Contains(r.Topics, topic)
+}
+
+// Reads reports what the sink consumes, as New decided it and Run
+// subscribes: Config.Topics when set (Subjects then only filter), else the
+// default topics of Config.Subjects, else every topic. Whoever creates the
+// sink's subscriptions ahead of it should ask here rather than recompute.
+func (s *Sink) Reads() Reads {
+	r := s.reads
+	r.Topics = slices.Clone(r.Topics)
+	return r
+}
 
 func (s *Sink) receive(ctx context.Context, sub bus.Subscription, out chan<- *bus.Delivery) error {
 	for attempt := 0; ; {

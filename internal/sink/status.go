@@ -37,7 +37,7 @@ func (s *Sink) Status(ctx context.Context) Status {
 	st := Status{
 		Name:         s.cfg.Name,
 		Database:     s.dialect.kind(),
-		Topics:       slices.Clone(s.topics),
+		Topics:       slices.Clone(s.reads.Topics),
 		Subjects:     slices.Clone(s.cfg.Subjects),
 		RowsWritten:  s.rowsWritten,
 		deadLettered: s.deadLettered,
@@ -63,7 +63,7 @@ func (s *Sink) Ping(ctx context.Context) error {
 func (s *Sink) lag(ctx context.Context) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	n, err := s.bus.Backlog(ctx, s.subName, s.topics)
+	n, err := s.bus.Backlog(ctx, s.reads.Subscription, s.reads.Topics)
 	if err != nil {
 		s.log.Debug("read backlog", "err", err)
 		return -1
