@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // Store keeps schemas, subject histories and subject configs in
@@ -51,37 +52,35 @@ type VersionRow struct {
 // sqlite://path (relative paths are relative to the working directory), and
 // creates its tables.
 func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
-	u, err := url.Parse(rawURL)
+	scheme, err := dburl.Scheme(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("registry database URL %q: %w", rawURL, err)
+		return nil, fmt.Errorf("registry %w", err)
 	}
 	var s Store
-	switch u.Scheme {
-	case "postgres", "postgresql":
+	switch scheme {
+	case dburl.Postgres:
 		s.postgres = true
 		s.db, err = sql.Open("pgx", rawURL)
 		if err == nil {
 			s.db.SetMaxOpenConns(16)
 		}
-	case "sqlite":
-		p := strings.TrimPrefix(rawURL, "sqlite://")
-		if i := strings.IndexByte(p, '?'); i >= 0 {
-			p = p[:i]
-		}
-		if p == "" {
-			return nil, fmt.Errorf("registry database URL %q: no file path", rawURL)
+	case dburl.SQLite:
+		var p string
+		if p, err = dburl.SQLitePath(rawURL); err != nil {
+			return nil, fmt.Errorf("registry %w", err)
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return nil, fmt.Errorf("registry database directory: %w", err)
 		}
-		// busy_timeout before journal_mode, immediate transactions so a
-		// read-then-write transaction waits instead of failing (docs/pitfalls.md D6).
-		s.db, err = sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate")
+		// dburl.SQLiteDSN: immediate transactions, so that a read-then-write
+		// transaction waits instead of failing, and foreign keys
+		// (docs/pitfalls.md D6).
+		s.db, err = sql.Open("sqlite", dburl.SQLiteDSN(p))
 		if err == nil {
 			s.db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
 		}
 	default:
-		return nil, fmt.Errorf("registry database URL %q: scheme must be postgres:// or sqlite://", rawURL)
+		return nil, fmt.Errorf("registry database URL %q: scheme must be postgres:// or sqlite://", dburl.Redact(rawURL))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open registry database: %w", err)

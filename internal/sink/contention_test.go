@@ -18,6 +18,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
@@ -25,7 +26,7 @@ import (
 // hand-over, or one sink and its own redeliveries) write overlapping
 // batches of the same events in different orders. No event may be taken
 // as refused (that would dead-letter a good event), and every event ends up
-// exactly once (PITFALLS D3, D5).
+// exactly once (docs/pitfalls.md D3, D5).
 func TestF9OverlappingRedeliveries(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	for _, db := range []struct {
@@ -39,7 +40,7 @@ func TestF9OverlappingRedeliveries(t *testing.T) {
 			g := new(errgroup.Group)
 			for w := range writers {
 				d := openTestDialect(t, url)
-				wr := newWriter(d, ModeAppend)
+				wr := newWriter(d, modeAppend)
 				tm := mapMessage("overlap", md)
 				all := make([]*event, events)
 				for i := range all {
@@ -132,7 +133,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 			d = openTestDialect(t, url)
 		} else {
 			// A private pool: contends for the file lock like another process.
-			db, err := sql.Open("sqlite", SQLiteDSN(path))
+			db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +141,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 			t.Cleanup(func() { _ = db.Close() })
 			d = &sqliteDialect{path: path, shared: &sharedSQLite{db: db, refs: 1}}
 		}
-		wr := newWriter(d, ModeAppend)
+		wr := newWriter(d, modeAppend)
 		tm := mapMessage(fmt.Sprintf("w%d", w%3), md) // several writers per table
 		wg.Add(1)
 		writersDone.Add(1)
@@ -162,7 +163,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 	}
 	var reads atomic.Int64
 	for r := range readers {
-		db, err := sql.Open("sqlite", SQLiteDSN(path))
+		db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +205,7 @@ func TestF10SQLiteConcurrency(t *testing.T) {
 		t.Errorf("rows = %d, want %d", total, writers*rounds*batch)
 	}
 	// The pragmas hold on every connection of a pool, not just the first.
-	db, err := sql.Open("sqlite", SQLiteDSN(path))
+	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}

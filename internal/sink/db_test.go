@@ -177,7 +177,7 @@ func TestWriterAppendIsIdempotent(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	forEachDB(t, func(t *testing.T, url string) {
 		d := openTestDialect(t, url)
-		w := newWriter(d, ModeAppend)
+		w := newWriter(d, modeAppend)
 		tm := mapMessage("orders", md)
 		ctx := context.Background()
 		pub := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
@@ -210,7 +210,7 @@ func TestWriterAppendIsIdempotent(t *testing.T) {
 			t.Fatalf("rows = %d, want 60", got)
 		}
 		// A fresh writer (a restarted sink) finds the table and dedups too.
-		w2 := newWriter(d, ModeAppend)
+		w2 := newWriter(d, modeAppend)
 		if n, _, err := w2.write(ctx, events[:10]); err != nil || n != 0 {
 			t.Errorf("restarted writer: n=%d err=%v", n, err)
 		}
@@ -258,7 +258,7 @@ func TestWriterSchemaEvolution(t *testing.T) {
 	v3 := compileMessage(t, map[string]string{"order.proto": eventProtoV3}, "shop.v1.OrderCreated")
 	forEachDB(t, func(t *testing.T, url string) {
 		d := openTestDialect(t, url)
-		w := newWriter(d, ModeAppend)
+		w := newWriter(d, modeAppend)
 		ctx := context.Background()
 		tm1, tm2, tm3 := mapMessage("orders", v1), mapMessage("orders", v2), mapMessage("orders", v3)
 		now := time.Now()
@@ -321,7 +321,7 @@ func TestWriterUpsertKeepsLatestPerKey(t *testing.T) {
 	v2 := compileMessage(t, map[string]string{"order.proto": eventProtoV2}, "shop.v1.OrderCreated")
 	forEachDB(t, func(t *testing.T, url string) {
 		d := openTestDialect(t, url)
-		w := newWriter(d, ModeUpsert)
+		w := newWriter(d, modeUpsert)
 		ctx := context.Background()
 		tm1, tm2 := mapMessage("latest", v1), mapMessage("latest", v2)
 		t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
@@ -441,7 +441,7 @@ func TestWriterBadValues(t *testing.T) {
 	}
 	forEachDB(t, func(t *testing.T, url string) {
 		d := openTestDialect(t, url)
-		w := newWriter(d, ModeAppend)
+		w := newWriter(d, modeAppend)
 		tm := mapMessage("bad_values", md)
 		var events []*event
 		byID := map[string]*event{}
@@ -511,7 +511,7 @@ func TestWriterBadValues(t *testing.T) {
 }
 
 // TestMySQLStrictMode: the session refuses what non-strict MySQL would
-// silently truncate (PITFALLS D4).
+// silently truncate (docs/pitfalls.md D4).
 func TestMySQLStrictMode(t *testing.T) {
 	d := openTestDialect(t, testenv.MySQL(t))
 	mode, _ := testQuery(t, d, "SELECT @@SESSION.sql_mode").([]byte)
@@ -563,7 +563,7 @@ func TestWriterRecreatesDroppedTable(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	forEachDB(t, func(t *testing.T, url string) {
 		d := openTestDialect(t, url)
-		w := newWriter(d, ModeAppend)
+		w := newWriter(d, modeAppend)
 		tm := mapMessage("dropped", md)
 		ctx := context.Background()
 		ev := func(id string) *event {

@@ -4,16 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"strings"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // Mode says what a table keeps.
 const (
-	// ModeAppend keeps every event, one row per event id.
-	ModeAppend = "append"
-	// ModeUpsert keeps the latest event per key, one row per key.
-	ModeUpsert = "upsert"
+	// modeAppend keeps every event, one row per event id.
+	modeAppend = "append"
+	// modeUpsert keeps the latest event per key, one row per key.
+	modeUpsert = "upsert"
 )
 
 // errClass is how the sink reacts to a failed write.
@@ -73,28 +74,18 @@ type dialect interface {
 
 // openDialect opens the database named by a sink URL.
 func openDialect(ctx context.Context, rawURL string) (dialect, error) {
-	scheme, _, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return nil, fmt.Errorf("database URL %q: want postgres://, mysql:// or sqlite://", redact(rawURL))
+	scheme, err := dburl.Scheme(rawURL)
+	if err != nil {
+		return nil, err
 	}
-	switch strings.ToLower(scheme) {
-	case "postgres", "postgresql":
+	switch scheme {
+	case dburl.Postgres:
 		return openPostgres(ctx, rawURL)
-	case "mysql", "mariadb":
-		return openMySQL(ctx, rawURL)
-	case "sqlite", "sqlite3":
+	case dburl.MySQL:
+		return openMySQL(rawURL)
+	default: // dburl.SQLite
 		return openSQLite(ctx, rawURL)
 	}
-	return nil, fmt.Errorf("database URL %q: unsupported scheme %q (want postgres, mysql or sqlite)", redact(rawURL), scheme)
-}
-
-// redact hides the password of a URL in messages and logs.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
 
 // columnList quotes and joins column names.
@@ -125,7 +116,7 @@ func createTableSQL(d dialect, table string, cols []column, mode, sinkTimeDefaul
 		b.WriteString(",\n")
 	}
 	pk := colEventID
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		pk = colKey
 	}
 	fmt.Fprintf(&b, "  PRIMARY KEY (%s)\n)%s", d.quote(pk), options)

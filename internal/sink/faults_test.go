@@ -17,8 +17,8 @@ import (
 // TestF6PoisonEventsToDeadLetterTopic: on Pulsar, events the sink cannot
 // store go to its dead-letter topic with their reason, the stream goes on
 // past them, and the dead letters can still be read more than a minute
-// later, after the broker's inactive-topic collector has run (PITFALLS B6,
-// B7, D4).
+// later, after the broker's inactive-topic collector has run
+// (docs/pitfalls.md B6, B7, D4).
 func TestF6PoisonEventsToDeadLetterTopic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits more than a minute")
@@ -58,7 +58,7 @@ func TestF6PoisonEventsToDeadLetterTopic(t *testing.T) {
 	eventually(t, 60*time.Second, "good events stored, poison dead-lettered", func() (bool, string) {
 		st := s.Status(context.Background())
 		rows := countRowsIfExists(t, d, table)
-		return rows == 200 && st.DeadLettered == 4, fmt.Sprintf("rows=%d dead=%d", rows, st.DeadLettered)
+		return rows == 200 && st.deadLettered == 4, fmt.Sprintf("rows=%d dead=%d", rows, st.deadLettered)
 	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestF6PoisonEventsToDeadLetterTopic(t *testing.T) {
 	got := map[string]string{}
 	for _, m := range dead {
 		got[m.Properties[bus.PropEventID]] = m.Properties[bus.PropError]
-		if len(m.Payload) == 0 || m.Properties[PropSourceTopic] != topic {
+		if len(m.Payload) == 0 || m.Properties[propSourceTopic] != topic {
 			t.Errorf("dead letter %s lost its payload or source: %v", m.Properties[bus.PropEventID], m.Properties)
 		}
 	}
@@ -98,7 +98,8 @@ func nulList(m protoreflect.Message, md protoreflect.MessageDescriptor) protoref
 
 // TestF5KeySharedReplicas: sink replicas on one Key_Shared subscription go
 // from 2 to 3 to 2 while events stream in. Nothing is lost or doubled and
-// every key's events are committed in publish order (PITFALLS A8, B8).
+// every key's events are committed in publish order (docs/pitfalls.md A8,
+// B8).
 func TestF5KeySharedReplicas(t *testing.T) {
 	md := compileMessage(t, map[string]string{"event.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	url := testenv.Postgres(t)

@@ -112,7 +112,7 @@ func viaProxy(t *testing.T, rawURL string) (string, *faultProxy) {
 // TestF8DatabaseOutage: the database goes away for 30 s while events keep
 // coming. The sink acknowledges nothing and dead-letters nothing while it
 // is gone, the bus keeps accepting events, and the sink catches up fully
-// when the database returns (PITFALLS E, B9).
+// when the database returns (docs/pitfalls.md E, B9).
 func TestF8DatabaseOutage(t *testing.T) {
 	md := compileMessage(t, map[string]string{"event.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	for _, db := range []struct {
@@ -131,7 +131,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 			schemas := newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 401, Message: md})
 			name := uniqueName("outage")
 			s, err := New(Config{Name: name, URL: proxied, Topics: []string{topic}, BatchSize: 100,
-				FlushInterval: 20 * time.Millisecond, WriteTimeout: 10 * time.Second}, b, schemas, testLogger(t))
+				FlushInterval: 20 * time.Millisecond, writeTimeout: 10 * time.Second}, b, schemas, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,8 +188,8 @@ func TestF8DatabaseOutage(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			for time.Now().Before(deadline) {
 				st := s.Status(context.Background())
-				if st.DeadLettered != 0 {
-					t.Fatalf("dead-lettered %d events during the outage", st.DeadLettered)
+				if st.deadLettered != 0 {
+					t.Fatalf("dead-lettered %d events during the outage", st.deadLettered)
 				}
 				if st.State != StateStalled {
 					t.Fatalf("state %s during the outage, want stalled", st.State)
@@ -230,7 +230,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 				return n == 0, fmt.Sprintf("backlog=%d", n)
 			})
 			st := s.Status(context.Background())
-			if st.DeadLettered != 0 || st.State != StateRunning {
+			if st.deadLettered != 0 || st.State != stateRunning {
 				t.Errorf("after the outage: %+v", st)
 			}
 			if r := metricRetries(s); r == 0 {

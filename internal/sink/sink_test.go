@@ -138,7 +138,7 @@ func readDeadLetters(t *testing.T, b bus.Bus, sinkName, dlqTopic string, want in
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sub, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: DeadLetterSubscription(sinkName), Topics: []string{dlqTopic}, Type: bus.Failover})
+	sub, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: deadLetterSubscription(sinkName), Topics: []string{dlqTopic}, Type: bus.Failover})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func testSinkEndToEnd(t *testing.T, b bus.Bus, url, subject string, v1, v2 proto
 	// acknowledging: their redelivery must not add rows.
 	const n = 200
 	d := s.dialect
-	pre := newWriter(d, ModeAppend)
+	pre := newWriter(d, modeAppend)
 	tm1 := mapMessage(sqlName(subject), v1)
 	var preEvents []*event
 	for i := range 20 {
@@ -266,7 +266,7 @@ func testSinkEndToEnd(t *testing.T, b bus.Bus, url, subject string, v1, v2 proto
 	eventually(t, 60*time.Second, "v1 rows and dead letters", func() (bool, string) {
 		st := s.Status(context.Background())
 		rows := countRowsIfExists(t, d, table)
-		return rows == n+1 && st.DeadLettered == 4, fmt.Sprintf("rows=%d status=%+v", rows, st)
+		return rows == n+1 && st.deadLettered == 4, fmt.Sprintf("rows=%d status=%+v", rows, st)
 	})
 
 	// v2 adds fields: the table gains columns, all rows are there.
@@ -290,13 +290,13 @@ func testSinkEndToEnd(t *testing.T, b bus.Bus, url, subject string, v1, v2 proto
 		return st.Lag == 0, fmt.Sprintf("%+v", st)
 	})
 	st := s.Status(context.Background())
-	if st.State != StateRunning || st.RowsWritten != n+1+50-20 || st.Database != d.kind() {
+	if st.State != stateRunning || st.RowsWritten != n+1+50-20 || st.Database != d.kind() {
 		t.Errorf("status = %+v, want running with %d rows written", st, n+1+50-20)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run returned %v after cancellation, want nil", err)
 	}
-	if got := s.Status(context.Background()).State; got != StateStopped {
+	if got := s.Status(context.Background()).State; got != stateStopped {
 		t.Errorf("state after Run = %s, want stopped", got)
 	}
 	if got := metricValue(t, reg, "pipeline_sink_rows_written_total", name); got != float64(n+1+50-20) {
@@ -309,7 +309,7 @@ func testSinkEndToEnd(t *testing.T, b bus.Bus, url, subject string, v1, v2 proto
 	dead := readDeadLetters(t, b, name, s.dlqTopic, 4)
 	reasons := map[string]string{}
 	for _, m := range dead {
-		if m.Properties[bus.PropError] == "" || m.Properties[PropDeadLetterSink] != name || m.Properties[PropSourceTopic] != topic {
+		if m.Properties[bus.PropError] == "" || m.Properties[propDeadLetterSink] != name || m.Properties[propSourceTopic] != topic {
 			t.Errorf("dead letter without reason/sink/source: %v", m.Properties)
 		}
 		reasons[m.Properties[bus.PropEventID]] = m.Properties[bus.PropError]
@@ -398,7 +398,7 @@ func TestRunFinishesBatchOnCancel(t *testing.T) {
 	if lag := backlog(t, b, "sink-cancel", topic); lag != 0 {
 		t.Errorf("backlog after Run = %d, want 0: the batch was not acknowledged", lag)
 	}
-	if st := s.Status(context.Background()); st.RowsWritten != 10 || st.State != StateStopped {
+	if st := s.Status(context.Background()); st.RowsWritten != 10 || st.State != stateStopped {
 		t.Errorf("status = %+v", st)
 	}
 }

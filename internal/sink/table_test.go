@@ -161,13 +161,13 @@ func TestColumnTypes(t *testing.T) {
 
 func TestCreateTableSQLQuotes(t *testing.T) {
 	cols := append(append([]column{}, metaColumns...), column{name: `we"ird`, kind: kindText})
-	stmt := createTableSQL(&postgres{}, `t"x`, cols, ModeAppend, "now()", "")
+	stmt := createTableSQL(&postgres{}, `t"x`, cols, modeAppend, "now()", "")
 	for _, want := range []string{`CREATE TABLE IF NOT EXISTS "t""x"`, `"we""ird" text,`, `PRIMARY KEY ("_event_id")`, `"_sink_time" timestamp with time zone NOT NULL DEFAULT now()`} {
 		if !strings.Contains(stmt, want) {
 			t.Errorf("statement lacks %q:\n%s", want, stmt)
 		}
 	}
-	up := createTableSQL(&mysqlDialect{}, "t", cols, ModeUpsert, "CURRENT_TIMESTAMP(6)", "")
+	up := createTableSQL(&mysqlDialect{}, "t", cols, modeUpsert, "CURRENT_TIMESTAMP(6)", "")
 	if !strings.Contains(up, "PRIMARY KEY (`_key`)") {
 		t.Errorf("upsert table is not keyed by _key:\n%s", up)
 	}

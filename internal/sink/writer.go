@@ -153,7 +153,7 @@ func isMetaColumn(name string) bool {
 // mode: one group per table over all its columns, only the latest event
 // per key, rows sorted by key. Sorting gives concurrent writers (replicas,
 // redeliveries) one lock order, which is what prevents deadlocks
-// (PITFALLS D3, D5).
+// (docs/pitfalls.md D3, D5).
 func (w *writer) groups(events []*event) []*group {
 	type groupKey struct {
 		table string
@@ -165,7 +165,7 @@ func (w *writer) groups(events []*event) []*group {
 	for _, ev := range events {
 		gk := groupKey{table: ev.tm.table, tm: ev.tm}
 		dedup := ev.id
-		if w.mode == ModeUpsert {
+		if w.mode == modeUpsert {
 			gk.tm = nil
 			dedup = ev.key
 		}
@@ -179,7 +179,7 @@ func (w *writer) groups(events []*event) []*group {
 			seen[ev.tm.table] = make(map[string]int)
 		}
 		if i, dup := seen[ev.tm.table][dedup]; dup {
-			if w.mode == ModeUpsert && !ev.publishTime.Before(g.events[i].publishTime) {
+			if w.mode == modeUpsert && !ev.publishTime.Before(g.events[i].publishTime) {
 				g.events[i], g.rows[i] = ev, w.row(g, ev)
 			}
 			continue
@@ -203,7 +203,7 @@ func (w *writer) groupColumns(tm *tableMap) []string {
 	for _, c := range metaColumns[:numBoundMeta] {
 		names = append(names, c.name)
 	}
-	if w.mode == ModeUpsert {
+	if w.mode == modeUpsert {
 		// Every column, so that the row is the latest event: columns the
 		// event's schema lacks (removed fields) become NULL.
 		return append(names, w.tables[tm.table].fields...)
@@ -216,7 +216,7 @@ func (w *writer) groupColumns(tm *tableMap) []string {
 
 // row is ev's values in g's column order.
 func (w *writer) row(g *group, ev *event) []any {
-	if w.mode != ModeUpsert {
+	if w.mode != modeUpsert {
 		return ev.values
 	}
 	byName := make(map[string]any, len(ev.tm.fields))
@@ -237,7 +237,7 @@ func sortGroup(g *group, mode string) {
 		idx[i] = i
 	}
 	sort.SliceStable(idx, func(a, b int) bool {
-		if mode == ModeUpsert {
+		if mode == modeUpsert {
 			return g.events[idx[a]].key < g.events[idx[b]].key
 		}
 		return g.events[idx[a]].id < g.events[idx[b]].id

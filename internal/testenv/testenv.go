@@ -12,22 +12,23 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
+	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // Names of the environment variables the test command sets.
 const (
-	EnvPulsarURL      = "PIPELINE_TEST_PULSAR_URL"       // pulsar://127.0.0.1:6650
-	EnvPulsarAdminURL = "PIPELINE_TEST_PULSAR_ADMIN_URL" // http://127.0.0.1:8080
-	EnvPulsarCtl      = "PIPELINE_TEST_PULSAR_CTL"       // script taking start|stop|restart
-	EnvPostgresURL    = "PIPELINE_TEST_POSTGRES_URL"     // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
-	EnvMySQLURL       = "PIPELINE_TEST_MYSQL_URL"        // mysql://root@127.0.0.1:3306/
+	envPulsarURL      = "PIPELINE_TEST_PULSAR_URL"       // pulsar://127.0.0.1:6650
+	envPulsarAdminURL = "PIPELINE_TEST_PULSAR_ADMIN_URL" // http://127.0.0.1:8080
+	envPulsarCtl      = "PIPELINE_TEST_PULSAR_CTL"       // script taking start|stop|restart
+	envPostgresURL    = "PIPELINE_TEST_POSTGRES_URL"     // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+	envMySQLURL       = "PIPELINE_TEST_MYSQL_URL"        // mysql://root@127.0.0.1:3306/
 )
 
 func need(t testing.TB, name string) string {
@@ -42,14 +43,14 @@ func need(t testing.TB, name string) string {
 // Pulsar returns the broker's service URL and admin URL.
 func Pulsar(t testing.TB) (serviceURL, adminURL string) {
 	t.Helper()
-	return need(t, EnvPulsarURL), need(t, EnvPulsarAdminURL)
+	return need(t, envPulsarURL), need(t, envPulsarAdminURL)
 }
 
 // PulsarCtl returns the path of the script that stops, starts and restarts
 // the test broker, for fault tests.
 func PulsarCtl(t testing.TB) string {
 	t.Helper()
-	return need(t, EnvPulsarCtl)
+	return need(t, envPulsarCtl)
 }
 
 var dbSeq atomic.Int64
@@ -63,7 +64,7 @@ func uniqueName(prefix string) string {
 // test ends, and returns its URL (postgres://...).
 func Postgres(t testing.TB) string {
 	t.Helper()
-	base := need(t, EnvPostgresURL)
+	base := need(t, envPostgresURL)
 	admin, err := sql.Open("pgx", base)
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
@@ -85,7 +86,7 @@ func Postgres(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvPostgresURL, err)
+		t.Fatalf("parse %s: %v", envPostgresURL, err)
 	}
 	u.Path = "/" + name
 	return u.String()
@@ -95,13 +96,23 @@ func Postgres(t testing.TB) string {
 // when the test ends, and returns its URL (mysql://user@host:port/name).
 func MySQL(t testing.TB) string {
 	t.Helper()
-	base := need(t, EnvMySQLURL)
+	base := need(t, envMySQLURL)
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvMySQLURL, err)
+		t.Fatalf("parse %s: %v", envMySQLURL, err)
 	}
-	dsn := MySQLDSN(u)
-	admin, err := sql.Open("mysql", dsn)
+	cfg, err := dburl.MySQLConfig(base)
+	if err != nil {
+		t.Fatalf("%s: %v", envMySQLURL, err)
+	}
+	open := func() (*sql.DB, error) {
+		conn, err := mysql.NewConnector(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return sql.OpenDB(conn), nil
+	}
+	admin, err := open()
 	if err != nil {
 		t.Fatalf("open mysql: %v", err)
 	}
@@ -113,7 +124,7 @@ func MySQL(t testing.TB) string {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		db, err := sql.Open("mysql", dsn)
+		db, err := open()
 		if err != nil {
 			return
 		}
@@ -122,26 +133,4 @@ func MySQL(t testing.TB) string {
 	})
 	u.Path = "/" + name
 	return u.String()
-}
-
-// MySQLDSN turns mysql://user:pass@host:port/db?params into the DSN of
-// github.com/go-sql-driver/mysql (user:pass@tcp(host:port)/db?params).
-func MySQLDSN(u *url.URL) string {
-	var b strings.Builder
-	if u.User != nil {
-		b.WriteString(u.User.String())
-		b.WriteString("@")
-	}
-	fmt.Fprintf(&b, "tcp(%s)%s", u.Host, pathOrSlash(u.Path))
-	if u.RawQuery != "" {
-		b.WriteString("?" + u.RawQuery)
-	}
-	return b.String()
-}
-
-func pathOrSlash(p string) string {
-	if p == "" {
-		return "/"
-	}
-	return p
 }

@@ -11,12 +11,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // postgres writes with pgx: an optimistic CopyFrom straight into the table
 // (the fast path, as fast as a hand-written loader), and when the batch
 // holds an event id already stored (a redelivery), a rollback to a savepoint
-// and multi-row INSERT ... ON CONFLICT DO NOTHING instead (PITFALLS D1, D2).
+// and multi-row INSERT ... ON CONFLICT DO NOTHING instead
+// (docs/pitfalls.md D1, D2).
 type postgres struct {
 	pool *pgxpool.Pool
 }
@@ -24,7 +27,7 @@ type postgres struct {
 func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse postgres URL %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("parse postgres URL %s: %w", dburl.Redact(rawURL), err)
 	}
 	if cfg.MaxConns > 4 {
 		// One sink writes one batch at a time; a few connections cover DDL
@@ -33,7 +36,7 @@ func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("open postgres %s: %w", dburl.Redact(rawURL), err)
 	}
 	return &postgres{pool: pool}, nil
 }
@@ -191,7 +194,7 @@ func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int
 	var total int64
 	for _, g := range groups {
 		var n int64
-		if mode == ModeUpsert {
+		if mode == modeUpsert {
 			n, err = p.insert(ctx, tx, g, mode)
 		} else {
 			n, err = p.copyOrInsert(ctx, tx, g)
@@ -229,14 +232,14 @@ func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64
 	if err := sp.Rollback(ctx); err != nil {
 		return 0, fmt.Errorf("rollback to savepoint: %w", err)
 	}
-	return p.insert(ctx, tx, g, ModeAppend)
+	return p.insert(ctx, tx, g, modeAppend)
 }
 
 // insert writes g with multi-row INSERT statements that skip (append) or
 // replace older (upsert) rows.
 func (p *postgres) insert(ctx context.Context, tx pgx.Tx, g *group, mode string) (int64, error) {
 	var conflict string
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		var sets []string
 		for _, c := range g.columns {
 			if c != colKey {

@@ -14,12 +14,14 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // sqliteDialect writes one SQLite file in WAL mode. Writers in one process
-// share a single connection per file (PITFALLS D6): they queue in Go instead
-// of contending for the file lock, and IMMEDIATE transactions with a busy
-// timeout cover writers in other processes.
+// share a single connection per file (docs/pitfalls.md D6): they queue in
+// Go instead of contending for the file lock, and IMMEDIATE transactions
+// with a busy timeout cover writers in other processes.
 type sqliteDialect struct {
 	path   string
 	shared *sharedSQLite
@@ -46,34 +48,8 @@ var (
 	sqliteFiles = map[string]*sharedSQLite{}
 )
 
-// SQLitePath returns the file a sqlite:// URL names: sqlite:///abs/path.db
-// or sqlite://relative.db (relative to the working directory).
-func SQLitePath(rawURL string) (string, error) {
-	_, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return "", fmt.Errorf("sqlite URL %q: want sqlite:///abs/path.db or sqlite://relative.db", rawURL)
-	}
-	rest, _, _ = strings.Cut(rest, "?")
-	if rest == "" || rest == "/" {
-		return "", fmt.Errorf("sqlite URL %q names no file", rawURL)
-	}
-	abs, err := filepath.Abs(rest)
-	if err != nil {
-		return "", fmt.Errorf("sqlite URL %q: %w", rawURL, err)
-	}
-	return abs, nil
-}
-
-// SQLiteDSN is the modernc.org/sqlite DSN for path: busy_timeout before
-// journal_mode (so that even switching to WAL waits for locks), and
-// BEGIN IMMEDIATE so that a transaction takes the write lock up front
-// instead of failing with SQLITE_BUSY when it first writes.
-func SQLiteDSN(path string) string {
-	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
-}
-
 func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
-	path, err := SQLitePath(rawURL)
+	path, err := dburl.SQLitePath(rawURL)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +62,7 @@ func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create directory of %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", SQLiteDSN(path))
+	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -271,7 +247,7 @@ func (s *sqliteDialect) write(ctx context.Context, groups []*group, mode string)
 
 func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
 	var conflict string
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		var sets []string
 		for _, c := range g.columns {
 			if c != colKey {

@@ -8,18 +8,19 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // mysqlDialect writes MariaDB/MySQL tables with multi-row INSERT ... ON
 // DUPLICATE KEY UPDATE in strict mode. INSERT IGNORE is never used: it turns
 // truncation and out-of-range errors into warnings and stores changed
-// values (PITFALLS D4).
+// values (docs/pitfalls.md D4).
 type mysqlDialect struct {
 	db *sql.DB
 }
@@ -29,35 +30,13 @@ func (d *mysqlDialect) ping(ctx context.Context) error { return d.db.PingContext
 // strictSQLMode makes every value the column cannot hold an error.
 const strictSQLMode = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 
-// MySQLConfig turns a mysql://user:pass@host:port/db?params URL into the
+// mysqlConfig turns a mysql://user:pass@host:port/db?params URL into the
 // driver configuration the sink uses: UTC times, utf8mb4, strict sql_mode,
 // client-side parameter interpolation (one round trip per statement).
-func MySQLConfig(rawURL string) (*mysql.Config, error) {
-	u, err := url.Parse(rawURL)
+func mysqlConfig(rawURL string) (*mysql.Config, error) {
+	cfg, err := dburl.MySQLConfig(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse mysql URL: %w", err)
-	}
-	var b strings.Builder
-	if u.User != nil {
-		b.WriteString(u.User.String())
-		b.WriteString("@")
-	}
-	path := u.Path
-	if path == "" {
-		path = "/"
-	}
-	fmt.Fprintf(&b, "tcp(%s)%s", u.Host, path)
-	if u.RawQuery != "" {
-		b.WriteString("?" + u.RawQuery)
-	}
-	cfg, err := mysql.ParseDSN(b.String())
-	if err != nil {
-		return nil, fmt.Errorf("mysql URL %s: %w", redact(rawURL), err)
-	}
-	if u.User != nil {
-		// url.User.String() escapes; the DSN parser does not unescape.
-		cfg.User = u.User.Username()
-		cfg.Passwd, _ = u.User.Password()
+		return nil, err
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
@@ -66,7 +45,7 @@ func MySQLConfig(rawURL string) (*mysql.Config, error) {
 		cfg.Params = map[string]string{}
 	}
 	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
-		return nil, fmt.Errorf("mysql URL %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("mysql URL %s: %w", dburl.Redact(rawURL), err)
 	}
 	cfg.Params["sql_mode"] = strictSQLMode
 	cfg.Params["time_zone"] = "'+00:00'"
@@ -79,18 +58,18 @@ type slogMySQLLogger struct{}
 
 func (slogMySQLLogger) Print(v ...any) { slog.Debug("mysql driver", "msg", fmt.Sprint(v...)) }
 
-func openMySQL(ctx context.Context, rawURL string) (*mysqlDialect, error) {
-	cfg, err := MySQLConfig(rawURL)
+func openMySQL(rawURL string) (*mysqlDialect, error) {
+	cfg, err := mysqlConfig(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Logger = slogMySQLLogger{}
 	if cfg.DBName == "" {
-		return nil, fmt.Errorf("mysql URL %s names no database", redact(rawURL))
+		return nil, fmt.Errorf("mysql URL %s names no database", dburl.Redact(rawURL))
 	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("mysql URL %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("mysql URL %s: %w", dburl.Redact(rawURL), err)
 	}
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(4)
@@ -279,7 +258,7 @@ func (m *mysqlDialect) write(ctx context.Context, groups []*group, mode string) 
 
 func (m *mysqlDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
 	var conflict string
-	if mode == ModeUpsert {
+	if mode == modeUpsert {
 		// Assignments run left to right and later ones see earlier
 		// results, so _publish_time, which the condition reads, goes last.
 		cond := fmt.Sprintf("VALUES(%s) >= %s", m.quote(colPublishTime), m.quote(colPublishTime))

@@ -1,0 +1,150 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/schemagate/pipeline/internal/bus"
+)
+
+// Config declares one sink.
+type Config struct {
+	// Name identifies the sink (letters, digits, '_', '-'): its
+	// subscription is "sink-<Name>", and its metrics carry it as the
+	// "sink" label.
+	Name string
+	// URL of the database: postgres://..., mysql://user:pass@host:port/db,
+	// sqlite:///abs/path.db or sqlite://relative.db.
+	URL string
+	// Subjects to store; Topics to read. Both empty: every subject on every
+	// topic. Subjects alone: their default topics.
+	Subjects []string
+	Topics   []string
+	// TablePrefix is put before the subject to name each table.
+	TablePrefix string
+	// BatchSize is the most events per transaction (default 500).
+	BatchSize int
+	// FlushInterval is the longest an event waits for its batch to fill
+	// (default 200ms).
+	FlushInterval time.Duration
+	// Mode is "append" (default: every event) or "upsert" (the latest
+	// event per key).
+	Mode string
+	// Subscription is "key_shared" (default: replicas split the keys and
+	// keep order per key) or "failover" (one active replica).
+	Subscription string
+	// MaxAttempts is how often an event the database refuses is tried
+	// before it is dead-lettered (default 3).
+	MaxAttempts int
+	// DeadLetterTopic receives refused events (default "<Name>-dlq").
+	DeadLetterTopic string
+	// writeTimeout bounds one transaction (default 60s): a hung database
+	// call must not hold the batch forever (docs/pitfalls.md B4).
+	writeTimeout time.Duration
+	// Registerer receives the sink's Prometheus metrics; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
+}
+
+// sinkNameRE keeps sink names usable as subscription names on every bus
+// (JetStream durable names allow no dots).
+var sinkNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$`)
+
+// New validates cfg and opens the database. It does not touch the bus
+// until Run.
+func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, error) {
+	if !sinkNameRE.MatchString(cfg.Name) {
+		return nil, fmt.Errorf("sink name %q: want letters, digits, '_' or '-'", cfg.Name)
+	}
+	if b == nil || schemas == nil {
+		return nil, fmt.Errorf("sink %s: a bus and a schema source are required", cfg.Name)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.BatchSize > 10000 {
+		// Far below Pulsar's unacked-message caps (docs/pitfalls.md B9).
+		return nil, fmt.Errorf("sink %s: batch size %d above 10000", cfg.Name, cfg.BatchSize)
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 200 * time.Millisecond
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = modeAppend
+	case modeAppend, modeUpsert:
+	default:
+		return nil, fmt.Errorf("sink %s: mode %q: want %q or %q", cfg.Name, cfg.Mode, modeAppend, modeUpsert)
+	}
+	switch cfg.Subscription {
+	case "", "key_shared":
+		cfg.Subscription = "key_shared"
+	case "failover":
+	default:
+		return nil, fmt.Errorf("sink %s: subscription %q: want key_shared or failover", cfg.Name, cfg.Subscription)
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.DeadLetterTopic == "" {
+		cfg.DeadLetterTopic = cfg.Name + "-dlq"
+	}
+	if cfg.writeTimeout <= 0 {
+		cfg.writeTimeout = 60 * time.Second
+	}
+	s := &Sink{
+		cfg:       cfg,
+		bus:       b,
+		schemas:   schemas,
+		log:       logger.With("sink", cfg.Name),
+		reads:     Reads{Subscription: SubscriptionName(cfg.Name)},
+		schemaMap: make(map[schemaKey]*schemaEntry),
+		state:     stateStopped,
+	}
+	names := cfg.Topics
+	if len(names) == 0 {
+		names = cfg.Subjects
+	}
+	for _, n := range names {
+		full, err := b.TopicName(n)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: topic %q: %w", cfg.Name, n, err)
+		}
+		s.reads.Topics = append(s.reads.Topics, full)
+	}
+	s.reads.AllTopics = len(s.reads.Topics) == 0
+	if len(cfg.Subjects) > 0 {
+		s.subjects = make(map[string]bool, len(cfg.Subjects))
+		for _, subj := range cfg.Subjects {
+			s.subjects[subj] = true
+		}
+	}
+	dlq, err := b.TopicName(cfg.DeadLetterTopic)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: dead-letter topic %q: %w", cfg.Name, cfg.DeadLetterTopic, err)
+	}
+	s.dlqTopic = dlq
+	m, err := newMetrics(cfg.Registerer, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: register metrics: %w", cfg.Name, err)
+	}
+	s.metrics = m
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := openDialect(ctx, cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+	}
+	s.dialect = d
+	s.writer = newWriter(d, cfg.Mode)
+	s.namer = newTableNamer(d)
+	return s, nil
+}

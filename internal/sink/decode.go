@@ -1,0 +1,229 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"buf.build/go/hyperpb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/schemagate/pipeline/internal/bus"
+)
+
+// Schemas resolves the schema an event was published with.
+type Schemas interface {
+	// SchemaByID returns the message descriptor of schema schemaID and its
+	// version under subject. It returns an error wrapping ErrUnknownSchema
+	// when no such schema exists (the event is dead-lettered); any other
+	// error is taken as transient (the event is held and retried).
+	SchemaByID(ctx context.Context, subject string, schemaID int64) (SchemaInfo, error)
+}
+
+// SchemaInfo is one registered schema as the sink needs it.
+type SchemaInfo struct {
+	Subject  string
+	Version  int32
+	SchemaID int64
+	Message  protoreflect.MessageDescriptor
+}
+
+// ErrUnknownSchema is what Schemas returns (wrapped) for a schema id that
+// does not exist: no retry can decode such an event.
+var ErrUnknownSchema = errors.New("sink: unknown schema")
+
+type schemaKey struct {
+	subject  string
+	schemaID int64
+}
+
+type schemaEntry struct {
+	info SchemaInfo
+	tm   *tableMap
+	// fast decodes with hyperpb (several times faster than dynamicpb);
+	// slow is dynamicpb, the reference, used when fast fails or is nil.
+	fast, slow protoreflect.MessageType
+}
+
+// convert decodes payload and binds its row. hyperpb is young: when it
+// fails (or panics) on a payload, dynamicpb decides, so that a fast-path
+// bug can never dead-letter a good event.
+func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, error) {
+	if e.fast != nil {
+		if values, err := e.convertWith(e.fast, d, payload, eventID, topic, key, publishTime); err == nil {
+			return values, nil
+		}
+	}
+	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
+}
+
+func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payload []byte, eventID, topic, key string,
+	publishTime time.Time) (values []any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			values, err = nil, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
+		}
+	}()
+	msg := mt.New()
+	if err := proto.Unmarshal(payload, msg.Interface()); err != nil {
+		return nil, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
+	}
+	return rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
+}
+
+// compileFast builds the hyperpb decoder, or nil when hyperpb cannot.
+func compileFast(md protoreflect.MessageDescriptor, log *slog.Logger) (mt protoreflect.MessageType) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Warn("hyperpb cannot compile the schema; decoding with dynamicpb", "message", md.FullName(), "panic", r)
+			mt = nil
+		}
+	}()
+	return hyperpb.CompileMessageDescriptor(md)
+}
+
+// prepareAll decodes a batch, retrying while schemas cannot be looked up.
+func (s *Sink) prepareAll(ctx context.Context, deliveries []*bus.Delivery) ([]*event, error) {
+	events := make([]*event, len(deliveries))
+	for i, d := range deliveries {
+		for attempt := 1; ; attempt++ {
+			ev, err := s.prepare(ctx, d)
+			if err == nil {
+				events[i] = ev
+				break
+			}
+			s.setState(StateStalled, err)
+			s.log.Warn("schema lookup failed; retrying", "err", err, "attempt", attempt)
+			if !sleep(ctx, backoff(attempt)) {
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return events, nil
+}
+
+// prepare decodes one delivery into an event. A returned error is
+// transient (the schema source is unavailable); permanent failures are
+// recorded in the event for the dead-letter topic.
+func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err error) {
+	ev = &event{delivery: d, key: d.Key, publishTime: d.PublishTime}
+	if ev.publishTime.IsZero() {
+		ev.publishTime = time.Now()
+	}
+	props := d.Properties
+	if _, dead := props[bus.PropError]; dead {
+		ev.skip = true // a dead-lettered copy seen through an all-topics subscription
+		return ev, nil
+	}
+	subject := props[bus.PropSubject]
+	if s.subjects != nil && !s.subjects[subject] {
+		ev.skip = true
+		return ev, nil
+	}
+	ev.id = props[bus.PropEventID]
+	if ev.id == "" {
+		ev.err = errors.New("message has no " + bus.PropEventID + " property")
+		return ev, nil
+	}
+	if ct := props[bus.PropContentType]; ct != "" && ct != bus.ContentTypeProtobuf {
+		ev.err = fmt.Errorf("content type %q: the sink decodes %s only", ct, bus.ContentTypeProtobuf)
+		return ev, nil
+	}
+	schemaID, perr := strconv.ParseInt(props[bus.PropSchemaID], 10, 64)
+	if perr != nil {
+		ev.err = fmt.Errorf("property %s %q is not a schema id", bus.PropSchemaID, props[bus.PropSchemaID])
+		return ev, nil
+	}
+	entry, err := s.schema(ctx, subject, schemaID)
+	if err != nil {
+		if errors.Is(err, ErrUnknownSchema) {
+			ev.err = err
+			return ev, nil
+		}
+		return nil, err
+	}
+	defer func() {
+		// A conversion bug must cost one event, not the sink.
+		if r := recover(); r != nil {
+			ev.err, err = fmt.Errorf("convert event: panic: %v", r), nil
+			s.log.Error("panic converting event", "event_id", ev.id, "panic", r)
+		}
+	}()
+	values, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
+	if err != nil {
+		ev.err = err
+		return ev, nil
+	}
+	if s.cfg.Mode == modeUpsert && ev.key == "" {
+		ev.err = errors.New("upsert mode keeps the latest event per key, and this event has no key")
+		return ev, nil
+	}
+	ev.tm, ev.values = entry.tm, values
+	return ev, nil
+}
+
+// rowValues binds an event's row: metadata, then the fields of tm.
+func rowValues(d dialect, tm *tableMap, msg protoreflect.Message, eventID string, schemaID int64, version int32,
+	topic, key string, publishTime time.Time) ([]any, error) {
+	values := make([]any, 0, numBoundMeta+len(tm.fields))
+	values = append(values, eventID, schemaID, version, topic, key, publishTime)
+	var err error
+	for i := range values {
+		if values[i], err = d.bind(metaColumns[i], values[i]); err != nil {
+			return nil, err
+		}
+	}
+	values, err = fieldValues(tm.fields, msg, values)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range tm.fields {
+		v := values[numBoundMeta+i]
+		if v == nil {
+			continue
+		}
+		if values[numBoundMeta+i], err = d.bind(c, v); err != nil {
+			return nil, err
+		}
+	}
+	return values, nil
+}
+
+// schema returns the cached layout of a schema id (ids are immutable, so
+// the cache never goes stale).
+func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*schemaEntry, error) {
+	if e, ok := s.schemaMap[schemaKey{subject, schemaID}]; ok {
+		return e, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	info, err := s.schemas.SchemaByID(lctx, subject, schemaID)
+	if err != nil {
+		return nil, fmt.Errorf("schema %d of subject %q: %w", schemaID, subject, err)
+	}
+	if info.Message == nil {
+		return nil, fmt.Errorf("schema %d of subject %q: %w: no message descriptor", schemaID, subject, ErrUnknownSchema)
+	}
+	if subject != "" {
+		// The subject the event was published under names its table.
+		info.Subject = subject
+	}
+	if info.Subject == "" {
+		return nil, fmt.Errorf("schema %d: %w: no subject in the message or the registry", schemaID, ErrUnknownSchema)
+	}
+	table, err := s.namer.table(lctx, s.cfg.TablePrefix, info.Subject)
+	if err != nil {
+		return nil, fmt.Errorf("table of subject %q: %w", info.Subject, err)
+	}
+	info.SchemaID = schemaID
+	e := &schemaEntry{info: info, tm: mapMessage(table, info.Message),
+		fast: compileFast(info.Message, s.log), slow: dynamicpb.NewMessageType(info.Message)}
+	e.tm.subject = info.Subject
+	s.schemaMap[schemaKey{subject, schemaID}] = e
+	return e, nil
+}
