@@ -105,7 +105,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		bus:       b,
 		schemas:   schemas,
 		log:       logger.With("sink", cfg.Name),
-		reads:     Reads{Subscription: SubscriptionName(cfg.Name)},
+		reads:     Reads{Subscription: subscriptionName(cfg.Name)},
 		schemaMap: make(map[schemaKey]*schemaEntry),
 		state:     stateStopped,
 	}

@@ -143,8 +143,8 @@ func (s *Sink) subscribe(ctx context.Context) (bus.Subscription, error) {
 	}
 }
 
-// SubscriptionName is the durable subscription a sink consumes with.
-func SubscriptionName(sinkName string) string { return "sink-" + sinkName }
+// subscriptionName is the durable subscription a sink consumes with.
+func subscriptionName(sinkName string) string { return "sink-" + sinkName }
 
 // Reads is what a sink consumes: one durable subscription, on the topics
 // it names or on every topic.
