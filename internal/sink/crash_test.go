@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,9 @@ import (
 // childEnv carries a childConfig (JSON) to a re-executed test binary,
 // which then runs one sink until it is killed or told to stop.
 const childEnv = "SINK_TEST_CHILD"
+
+// childReady is the child's first line: its SIGTERM handler is installed.
+const childReady = "child: stopping cleanly on SIGTERM"
 
 type childConfig struct {
 	PulsarURL, PulsarAdminURL string
@@ -56,6 +61,7 @@ func runChild(raw string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	fmt.Fprintln(os.Stderr, childReady) // from here on SIGTERM is a clean stop
 	md, err := compileProto(map[string]string{"event.proto": cfg.Proto}, cfg.Message)
 	if err != nil {
 		log.Error("compile", "err", err)
@@ -121,8 +127,26 @@ func compileProto(files map[string]string, message string) (protoreflect.Message
 // sinkProcess is one child running a sink.
 type sinkProcess struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *lockedBuffer
 	done chan error
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startSinkProcess(t *testing.T, cfg childConfig) *sinkProcess {
@@ -135,7 +159,7 @@ func startSinkProcess(t *testing.T, cfg childConfig) *sinkProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &sinkProcess{out: new(bytes.Buffer), done: make(chan error, 1)}
+	p := &sinkProcess{out: new(lockedBuffer), done: make(chan error, 1)}
 	p.cmd = exec.Command(exe, "-test.run=^$")
 	p.cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -252,6 +276,11 @@ func TestCrashExactlyOnce(t *testing.T) {
 			defer cancel()
 			lag, err := b.Backlog(ctx, "sink-"+cfg.Name, []string{topic})
 			return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
+		})
+		// A child that has not installed its handler yet would die of the
+		// signal instead of stopping cleanly.
+		eventually(t, 60*time.Second, "the child's SIGTERM handler", func() (bool, string) {
+			return strings.Contains(p.out.String(), childReady), tail(p.out.String(), 300)
 		})
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
