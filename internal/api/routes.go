@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 
 	"connectrpc.com/connect"
 
@@ -31,7 +32,18 @@ func (s *RouteService) CreateRoute(ctx context.Context, req *connect.Request[pip
 	if err != nil {
 		return nil, toConnectError(err)
 	}
-	return connect.NewResponse(&pipelinev1.CreateRouteResponse{Route: routeToProto(created)}), nil
+	out := &pipelinev1.CreateRouteResponse{Route: routeToProto(created)}
+	readers, err := s.Routes.ReadBy(ctx, created)
+	switch {
+	case err != nil:
+		// The route exists; only the answer to "who reads it" is missing.
+		out.Warning = fmt.Sprintf("could not tell which subscriptions read %s: %v", created.Topic, err)
+	case len(readers) == 0:
+		out.Warning = fmt.Sprintf("no subscription reads %s yet: its events are kept there for the bus's retention (bus.retention) for a consumer that comes later, but no sink stores them", created.Topic)
+	default:
+		out.Subscriptions = readers
+	}
+	return connect.NewResponse(out), nil
 }
 
 // ListRoutes lists routes, optionally of one subject.

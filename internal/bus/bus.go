@@ -144,6 +144,9 @@ type Bus interface {
 	Backlog(ctx context.Context, subscription string, topics []string) (int64, error)
 	// Stats lists topics known to the bus with their subscriptions.
 	Stats(ctx context.Context) ([]TopicStats, error)
+	// Ping reports whether the bus can be reached now: nil, or an error
+	// wrapping ErrUnavailable (ErrClosed after Close).
+	Ping(ctx context.Context) error
 	// Kind is "pulsar" or "jetstream".
 	Kind() string
 	// Close flushes pending sends, then releases every resource.
@@ -189,27 +192,107 @@ type SubscriptionProvisioner interface {
 	EnsureSubscription(ctx context.Context, topic, subscription string) error
 }
 
-// WithTopicSetup returns a Publisher that calls setup once per topic,
-// successfully, before the first message goes to that topic: the place to
-// provision the subscriptions that must see every message of it.
-func WithTopicSetup(p Publisher, setup func(ctx context.Context, topic string) error) Publisher {
-	return &topicSetupPublisher{Publisher: p, setup: setup}
+// TopicRetainer is implemented by buses that set a retention policy topic
+// by topic (Pulsar). RetainTopic creates topic if it is missing and makes
+// it keep messages for the configured retention whether or not a
+// subscription reads them, and never delete itself as inactive: an event
+// on a topic nobody reads yet is still there for a later consumer or a
+// replay.
+type TopicRetainer interface {
+	RetainTopic(ctx context.Context, topic string) error
 }
+
+// WithTopicSetup returns a Publisher that runs setup once per topic,
+// successfully, before the first message goes to that topic: the place to
+// set its retention and provision the subscriptions that must see every
+// message of it. Concurrent first publishes wait for the one attempt in
+// flight; after a failure, publishes to that topic fail at once with
+// ErrUnavailable (the client retries) until a backoff of 100 ms, doubling
+// to 5 s, has passed, so a broker outage costs one attempt per topic per
+// backoff, not one per event.
+func WithTopicSetup(p Publisher, setup func(ctx context.Context, topic string) error) Publisher {
+	return &topicSetupPublisher{Publisher: p, setup: setup, topics: map[string]*topicSetup{}, now: time.Now}
+}
+
+// setupTimeout bounds one set-up attempt. It runs detached from the
+// request that started it, since other requests wait for it too.
+const setupTimeout = 15 * time.Second
 
 type topicSetupPublisher struct {
 	Publisher
 	setup func(ctx context.Context, topic string) error
-	ready sync.Map // topic -> struct{}
+	now   func() time.Time
+
+	mu     sync.Mutex
+	topics map[string]*topicSetup
+}
+
+// topicSetup is the state of one topic's set-up.
+type topicSetup struct {
+	ready    bool
+	inFlight chan struct{} // closed when the attempt in flight ends; nil when none
+	err      error         // the last attempt's error
+	retryAt  time.Time     // no new attempt before this
+	failures int
 }
 
 func (p *topicSetupPublisher) Publish(ctx context.Context, msg Message) error {
-	if _, ok := p.ready.Load(msg.Topic); !ok {
-		if err := p.setup(ctx, msg.Topic); err != nil {
-			return fmt.Errorf("set up topic %s: %w", msg.Topic, err)
-		}
-		p.ready.Store(msg.Topic, struct{}{})
+	if err := p.ensure(ctx, msg.Topic); err != nil {
+		return err
 	}
 	return p.Publisher.Publish(ctx, msg)
+}
+
+func (p *topicSetupPublisher) ensure(ctx context.Context, topic string) error {
+	for {
+		p.mu.Lock()
+		st := p.topics[topic]
+		if st == nil {
+			st = &topicSetup{}
+			p.topics[topic] = st
+		}
+		switch {
+		case st.ready:
+			p.mu.Unlock()
+			return nil
+		case st.inFlight != nil:
+			wait := st.inFlight
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue // look at its outcome
+			case <-ctx.Done():
+				return fmt.Errorf("set up topic %s: %w", topic, ctx.Err())
+			}
+		case st.err != nil && p.now().Before(st.retryAt):
+			err := st.err
+			p.mu.Unlock()
+			return fmt.Errorf("set up topic %s (retried after a backoff): %w: %w", topic, ErrUnavailable, err)
+		}
+		done := make(chan struct{})
+		st.inFlight = done
+		p.mu.Unlock()
+
+		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), setupTimeout)
+		err := p.setup(attemptCtx, topic)
+		cancel()
+
+		p.mu.Lock()
+		st.inFlight = nil
+		if err == nil {
+			st.ready, st.err = true, nil
+		} else {
+			st.failures++
+			st.err = err
+			st.retryAt = p.now().Add(min(100*time.Millisecond<<min(st.failures-1, 6), 5*time.Second))
+		}
+		p.mu.Unlock()
+		close(done)
+		if err != nil {
+			return fmt.Errorf("set up topic %s: %w: %w", topic, ErrUnavailable, err)
+		}
+		return nil
+	}
 }
 
 // TopicChecker is implemented by buses that can tell, before anything is

@@ -16,7 +16,10 @@ func openBus(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, error
 	case "pulsar":
 		return openPulsar(ctx, cfg, log)
 	default:
-		b, err := jetstream.Open(ctx, jetstream.Options{DataDir: cfg.DataDir, ListenAddr: cfg.Bus.ListenAddr, URL: cfg.Bus.URL, Logger: log})
+		b, err := jetstream.Open(ctx, jetstream.Options{
+			DataDir: cfg.DataDir, ListenAddr: cfg.Bus.ListenAddr, URL: cfg.Bus.URL, Logger: log,
+			MaxAge: max(cfg.Bus.Retention, 0), MaxBytes: cfg.Bus.RetentionBytes,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("open embedded JetStream bus in %s: %w", cfg.DataDir, err)
 		}
@@ -34,6 +37,8 @@ func openPulsar(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, er
 		BatchingMaxPublishDelay: cfg.Bus.BatchingDelay,
 		MaxPendingMessages:      cfg.Bus.MaxPending,
 		SendTimeout:             cfg.Bus.SendTimeout,
+		Retention:               max(cfg.Bus.Retention, 0),
+		RetentionBytes:          cfg.Bus.RetentionBytes,
 		Logger:                  log,
 	})
 	if err != nil {

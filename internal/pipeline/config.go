@@ -60,6 +60,15 @@ type BusConfig struct {
 	SendTimeout time.Duration `yaml:"send_timeout"`
 	// ListenAddr makes the embedded NATS server listen on TCP (default: in-process only).
 	ListenAddr string `yaml:"listen_addr"`
+	// Retention is how long every topic keeps its events, whether or not
+	// a sink reads them yet (default 168h, 7 days): the stream's max age
+	// on JetStream, a topic policy on Pulsar. Set it to a negative value
+	// to keep events forever.
+	Retention time.Duration `yaml:"retention"`
+	// RetentionBytes bounds what is kept (per topic on Pulsar, for the
+	// whole stream on JetStream), dropping the oldest first; default 0,
+	// no bound.
+	RetentionBytes int64 `yaml:"retention_bytes"`
 }
 
 // LimitsConfig bounds what one request may carry.
@@ -84,6 +93,9 @@ type SinkConfig struct {
 	DeadLetter    string        `yaml:"dead_letter_topic"`
 }
 
+// DefaultRetention is how long topics keep events unless configured.
+const DefaultRetention = 7 * 24 * time.Hour
+
 // ApplyDefaults fills what the config leaves empty and checks what it
 // says; the zero Config runs the embedded defaults under ./data.
 func (c *Config) ApplyDefaults() error {
@@ -105,6 +117,9 @@ func (c *Config) ApplyDefaults() error {
 	}
 	if c.Bus.Kind == "pulsar" && c.Bus.URL == "" {
 		return errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
+	}
+	if c.Bus.Retention == 0 {
+		c.Bus.Retention = DefaultRetention
 	}
 	if c.Limits.MaxEventBytes == 0 {
 		c.Limits.MaxEventBytes = router.DefaultMaxEventBytes

@@ -2,11 +2,17 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -91,4 +97,65 @@ func TestStatusSeesADatabaseDown(t *testing.T) {
 	if g := got["gone"]; g.GetConnected() || !strings.Contains(g.GetError(), "postgres") {
 		t.Errorf("unreachable postgres sink = %v, want down with an error", g)
 	}
+}
+
+// TestHealthzSeesTheBus: /healthz is 503 "unavailable" while no broker of
+// the configured Pulsar URL answers (the client only logs its reconnects),
+// and 200 "ok" with every sink listed when all parts answer.
+func TestHealthzSeesTheBus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	noSink := false
+	cfg, err := LoadConfig("", func(c *Config) {
+		c.DataDir, c.DefaultSink = t.TempDir(), &noSink
+		c.Bus.Kind, c.Bus.URL = "pulsar", "pulsar://"+nowhere
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open with a Pulsar URL nobody answers: %v", err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+	code, body := healthz(t, srv.URL)
+	if code != http.StatusServiceUnavailable || body["status"] != "unavailable" || !strings.Contains(fmt.Sprint(body["bus_error"]), nowhere) {
+		t.Errorf("healthz with the bus unreachable = %d %v; want 503 unavailable naming %s", code, body, nowhere)
+	}
+
+	dataDir := t.TempDir()
+	cfg, err = LoadConfig("", func(c *Config) { c.DataDir = dataDir })
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := startPipeline(t, cfg)
+	code, body = healthz(t, base)
+	sinks, _ := body["sinks"].([]any)
+	if code != http.StatusOK || body["status"] != "ok" || body["bus"] != "jetstream" || len(sinks) != 1 {
+		t.Errorf("healthz of the embedded default = %d %v; want 200 ok, jetstream, one sink", code, body)
+	}
+}
+
+func healthz(t *testing.T, base string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("healthz body: %v", err)
+	}
+	return resp.StatusCode, body
 }

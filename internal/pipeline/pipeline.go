@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,23 +79,62 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	if s.sinks, err = openSinks(cfg, s.bus, s.registry, s.metrics, log); err != nil {
 		return nil, err
 	}
-	publisher := bus.Publisher(s.bus)
-	if p, ok := s.bus.(bus.SubscriptionProvisioner); ok {
-		// Before the first event goes to a topic, every sink that reads it
-		// gets its subscription, so nothing published before the sink
-		// connects is lost (Pulsar keeps messages only for subscriptions).
-		publisher = bus.WithTopicSetup(s.bus, func(ctx context.Context, topic string) error {
-			return s.sinks.provision(ctx, p, topic)
-		})
-	}
-	s.routes = route.NewTable(routeStore, s.registry, s.bus, 2*time.Second)
-	s.router, err = router.New(s.registry, publisher, s.routes, router.Options{
+	s.routes = route.NewTable(routeStore, s.registry, s.bus, s, 2*time.Second)
+	s.router, err = router.New(s.registry, s.topicSetup(), s.routes, router.Options{
 		MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics, Reason: api.RefusalReason,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ReadersOf implements route.Readers: the subscriptions on topic that the
+// bus knows, and those this process's sinks create before the topic's
+// first event.
+func (s *Server) ReadersOf(ctx context.Context, topic string) ([]string, error) {
+	var out []string
+	for _, sk := range s.sinks.sinks {
+		if reads := sk.Reads(); reads.Covers(topic) {
+			out = append(out, reads.Subscription)
+		}
+	}
+	stats, err := s.bus.Stats(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, st := range stats {
+		if st.Topic == topic {
+			for name := range st.Subscriptions {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
+// topicSetup is the publisher the router uses: before the first event goes
+// to a topic, the topic gets its retention policy and every sink that
+// reads it gets its subscription, so nothing published before a sink
+// connects is lost, and nothing on a topic that no sink reads yet either
+// (Pulsar keeps messages only for subscriptions or by retention).
+func (s *Server) topicSetup() bus.Publisher {
+	retainer, retains := s.bus.(bus.TopicRetainer)
+	provisioner, provisions := s.bus.(bus.SubscriptionProvisioner)
+	if !retains && !provisions {
+		return s.bus
+	}
+	return bus.WithTopicSetup(s.bus, func(ctx context.Context, topic string) error {
+		if retains {
+			if err := retainer.RetainTopic(ctx, topic); err != nil {
+				return fmt.Errorf("retention: %w", err)
+			}
+		}
+		if provisions {
+			return s.sinks.provision(ctx, provisioner, topic)
+		}
+		return nil
+	})
 }
 
 // Handler mounts every service on one mux: gRPC, gRPC-Web and Connect
@@ -131,19 +171,44 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// healthz answers 200 when the registry database answers, 503 otherwise.
+// healthz is readiness and health in one: 200 while the registry
+// database and the bus answer (status "ok", or "degraded" when a sink's
+// database does not: its events wait in the bus), 503 "unavailable" while
+// either of them does not, since then no event can be accepted.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	status := map[string]any{"status": "ok", "version": Version, "uptime_seconds": int(time.Since(s.started).Seconds()), "bus": s.bus.Kind()}
+	st := s.Status(r.Context())
+	type sinkHealth struct {
+		Name     string `json:"name"`
+		Database string `json:"database"`
+		OK       bool   `json:"ok"`
+		Error    string `json:"error,omitempty"`
+	}
+	out := struct {
+		Status        string       `json:"status"`
+		Version       string       `json:"version"`
+		UptimeSeconds int          `json:"uptime_seconds"`
+		Bus           string       `json:"bus"`
+		BusError      string       `json:"bus_error,omitempty"`
+		RegistryError string       `json:"registry_error,omitempty"`
+		Sinks         []sinkHealth `json:"sinks"`
+	}{Status: "ok", Version: st.Version, UptimeSeconds: int(time.Since(st.StartedAt).Seconds()), Bus: st.Bus, Sinks: []sinkHealth{}}
 	code := http.StatusOK
-	if err := s.store.Ping(ctx); err != nil {
-		status["status"], status["registry_error"] = "degraded", err.Error()
-		code = http.StatusServiceUnavailable
+	for _, db := range st.Sinks {
+		h := sinkHealth{Name: db.Name, Database: db.Database, OK: db.Err == nil}
+		if db.Err != nil {
+			h.Error, out.Status = db.Err.Error(), "degraded"
+		}
+		out.Sinks = append(out.Sinks, h)
+	}
+	if st.BusErr != nil {
+		out.BusError, out.Status, code = st.BusErr.Error(), "unavailable", http.StatusServiceUnavailable
+	}
+	if st.RegistryErr != nil {
+		out.RegistryError, out.Status, code = st.RegistryErr.Error(), "unavailable", http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(status)
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // Serve runs the HTTP server on ln and the sinks until ctx is done, then

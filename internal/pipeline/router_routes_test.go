@@ -76,8 +76,9 @@ func TestRouteServiceRefusesBadRoutes(t *testing.T) {
 
 // TestRouteFanOutFiltersKeys: one event goes to every route whose filter
 // matches (fan-out to two topics), each with the key its route reads from
-// the event; events no filter matches are answered without a topic; a
-// subject without routes goes to its default topic.
+// the event; every event, matched or not, also goes to its subject's own
+// topic (a route adds a copy, it never takes an event away); a subject
+// without routes goes to its own topic only.
 func TestRouteFanOutFiltersKeys(t *testing.T) {
 	p := runPipeline(t, pulsarConfig(t, "sqlite://"+t.TempDir()+"/registry.db"))
 	subject, plain := uniqueName("fanout"), uniqueName("noroutes")
@@ -117,6 +118,8 @@ func TestRouteFanOutFiltersKeys(t *testing.T) {
 		}
 		got := resp.Msg.GetTopics()
 		slices.Sort(got)
+		tc.topics = append(tc.topics, full(subject))
+		slices.Sort(tc.topics)
 		if !slices.Equal(got, tc.topics) {
 			t.Errorf("%s went to %v, want %v", tc.id, got, tc.topics)
 		}
@@ -135,9 +138,14 @@ func TestRouteFanOutFiltersKeys(t *testing.T) {
 	if got, want := keys(eu.read(t, 3, 60*time.Second)), map[string]string{"de-big": "gold", "fr-small": "silver", "fr-1000": "fr-1000"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("eu topic: event -> key %v, want %v", got, want)
 	}
+	// Every event is on the subject's own topic, with the client's key
+	// (none here: the event id).
+	if got, want := keys(ownDefault.read(t, len(cases), 60*time.Second)), map[string]string{"de-big": "de-big", "us-big": "us-big", "fr-small": "fr-small", "us-small": "us-small", "fr-1000": "fr-1000"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("own topic: event -> key %v, want %v", got, want)
+	}
 	big.none(t, time.Second)
 	eu.none(t, time.Second)
-	ownDefault.none(t, time.Second) // a subject with routes does not also go to its default topic
+	ownDefault.none(t, time.Second)
 
 	resp, err := p.ingest().Publish(ctx, connect.NewRequest(shopOrder{id: "6", amount: 1, country: "DE"}.publish(plain, "plain-1")))
 	if err != nil || !slices.Equal(resp.Msg.GetTopics(), []string{full(plain)}) {
@@ -172,7 +180,8 @@ func TestRoutesSharedAndDurable(t *testing.T) {
 		}
 		return resp.Msg.GetTopics()
 	}
-	if got := publishVia(b, "before"); !slices.Equal(got, []string{"persistent://public/default/" + subject}) {
+	own := "persistent://public/default/" + subject
+	if got := publishVia(b, "before"); !slices.Equal(got, []string{own}) {
 		t.Fatalf("before any route: %v", got)
 	}
 	route := &pipelinev1.Route{Name: uniqueName("shared"), Subject: subject, Topic: topic, Filter: "event.country == 'DE'"}
@@ -182,7 +191,7 @@ func TestRoutesSharedAndDurable(t *testing.T) {
 	n := 0
 	waitFor(t, 15*time.Second, "replica b to route by a's new route", func() error {
 		n++
-		if got := publishVia(b, fmt.Sprintf("b-%d", n)); !slices.Equal(got, []string{full}) {
+		if got := publishVia(b, fmt.Sprintf("b-%d", n)); !slices.Equal(got, []string{own, full}) {
 			return fmt.Errorf("b published to %v", got)
 		}
 		return nil
@@ -195,7 +204,7 @@ func TestRoutesSharedAndDurable(t *testing.T) {
 	// Restart a: the new process routes at once.
 	a.stop()
 	a2 := runPipeline(t, pulsarConfig(t, registryURL))
-	if got := publishVia(a2, "after-restart"); !slices.Equal(got, []string{full}) {
+	if got := publishVia(a2, "after-restart"); !slices.Equal(got, []string{own, full}) {
 		t.Fatalf("after restart: %v", got)
 	}
 	if got := eventIDs(routed.read(t, 2, 60*time.Second)); !slices.Equal(got, []string{"after-restart", fmt.Sprintf("b-%d", n)}) {
@@ -208,7 +217,7 @@ func TestRoutesSharedAndDurable(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, "replica b to drop the deleted route", func() error {
 		n++
-		if got := publishVia(b, fmt.Sprintf("b-%d", n)); !slices.Equal(got, []string{"persistent://public/default/" + subject}) {
+		if got := publishVia(b, fmt.Sprintf("b-%d", n)); !slices.Equal(got, []string{own}) {
 			return fmt.Errorf("b published to %v", got)
 		}
 		return nil
@@ -248,7 +257,7 @@ func TestRouterTopicNamespace(t *testing.T) {
 	}
 	got := resp.Msg.GetTopics()
 	slices.Sort(got)
-	want := []string{"persistent://public/" + ns + "/" + short, fullOther}
+	want := []string{"persistent://public/" + ns + "/" + subject, "persistent://public/" + ns + "/" + short, fullOther}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("routes: %v; want %v", got, want)

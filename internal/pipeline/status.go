@@ -9,7 +9,7 @@ import (
 	"github.com/schemagate/pipeline/internal/sink"
 )
 
-// Status checks the registry database, the bus and every sink's database
+// Status checks the registry database, the bus (can it be reached?) and every sink's database
 // (each within two seconds); a sink whose database answers but refuses
 // its writes is reported with the refusal.
 func (s *Server) Status(ctx context.Context) api.Status {
@@ -17,7 +17,7 @@ func (s *Server) Status(ctx context.Context) api.Status {
 	defer cancel()
 	out := api.Status{Version: Version, StartedAt: s.started, Bus: s.bus.Kind()}
 	out.RegistryErr = s.store.Ping(ctx)
-	_, out.BusErr = s.bus.Stats(ctx)
+	out.BusErr = s.bus.Ping(ctx)
 	for i, st := range s.sinks.Statuses(ctx) {
 		db := api.DatabaseStatus{Name: st.Name, Database: st.Database}
 		if err := s.sinks.sinks[i].Ping(ctx); err != nil {

@@ -1,6 +1,8 @@
-// Package route owns routes: which topics an accepted event goes to. A
-// route sends the events of one subject that match a CEL filter to a topic,
-// with a message key read from a field. The package holds the route table
+// Package route owns routes: which topics an accepted event goes to. Every
+// event goes to its subject's own topic; a route adds a copy of the events
+// of one subject that match a CEL filter on another topic, with a message
+// key read from a field. A route never takes an event away from a sink
+// that reads the subject. The package holds the route table
 // (read from its store and refreshed so every replica sees changes), the
 // CEL compilation and evaluation, and the routes table's SQL.
 package route
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,12 +68,19 @@ type Topics interface {
 	TopicName(name string) (string, error)
 }
 
+// Readers tells which durable subscriptions read a topic (on the bus now,
+// or about to be created for this process's sinks).
+type Readers interface {
+	ReadersOf(ctx context.Context, topic string) ([]string, error)
+}
+
 // Table is the route table, read from the store and refreshed every
 // refresh interval so that every replica sees changes.
 type Table struct {
 	store   Store
 	schemas Schemas
 	topics  Topics
+	readers Readers // nil: nobody to ask
 	refresh time.Duration
 
 	mu        sync.RWMutex
@@ -90,12 +100,25 @@ type compiledRoute struct {
 	key     []protoreflect.FieldDescriptor
 }
 
-// NewTable returns a route table over store.
-func NewTable(store Store, schemas Schemas, topics Topics, refresh time.Duration) *Table {
+// NewTable returns a route table over store; readers may be nil.
+func NewTable(store Store, schemas Schemas, topics Topics, readers Readers, refresh time.Duration) *Table {
 	if refresh <= 0 {
 		refresh = 2 * time.Second
 	}
-	return &Table{store: store, schemas: schemas, topics: topics, refresh: refresh}
+	return &Table{store: store, schemas: schemas, topics: topics, readers: readers, refresh: refresh}
+}
+
+// ReadBy returns the subscriptions that read a route's topic, sorted.
+func (t *Table) ReadBy(ctx context.Context, r Route) ([]string, error) {
+	if t.readers == nil {
+		return nil, nil
+	}
+	names, err := t.readers.ReadersOf(ctx, r.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("route %q: subscriptions of %s: %w", r.Name, r.Topic, err)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }
 
 var routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -197,21 +220,20 @@ func (t *Table) forSubject(ctx context.Context, subject string) ([]Route, error)
 	return t.bySubject[subject], nil
 }
 
-// Match returns the topics msg goes to. A subject without routes goes to
-// its default topic, named after the subject.
+// Match returns the topics msg goes to: always the subject's own topic
+// (so every accepted event is where a sink naming the subject reads it,
+// whatever the routes say), and a copy on the topic of every route whose
+// filter matches, with that route's key.
 func (t *Table) Match(ctx context.Context, subject string, sc *schema.Schema, msg protoreflect.Message) ([]Target, error) {
 	routes, err := t.forSubject(ctx, subject)
 	if err != nil {
 		return nil, err
 	}
-	if len(routes) == 0 {
-		topic, err := t.topics.TopicName(subject)
-		if err != nil {
-			return nil, fmt.Errorf("%w: default topic for subject %q: %v", ErrBroken, subject, err)
-		}
-		return []Target{{Topic: topic}}, nil
+	own, err := t.topics.TopicName(subject)
+	if err != nil {
+		return nil, fmt.Errorf("%w: default topic for subject %q: %v", ErrBroken, subject, err)
 	}
-	var out []Target
+	out := []Target{{Topic: own}}
 	for _, r := range routes {
 		key := programKey{route: r, schemaID: sc.ID}
 		c, ok := t.programs.Load(key)
@@ -231,6 +253,9 @@ func (t *Table) Match(ctx context.Context, subject string, sc *schema.Schema, ms
 			if match, ok := val.Value().(bool); !ok || !match {
 				continue
 			}
+		}
+		if r.Topic == own && r.Key == "" {
+			continue // the event is there already
 		}
 		out = append(out, Target{Topic: r.Topic, Key: keyValue(msg, cr.key)})
 	}

@@ -21,7 +21,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Route sends the events of a subject that match filter to topic.
+// Route adds a copy of the events of a subject that match filter on topic.
+// Every event also goes to its subject's own topic, matched or not: a
+// route never takes an event away from a sink that reads the subject.
 type Route struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -147,8 +149,16 @@ func (x *CreateRouteRequest) GetRoute() *Route {
 }
 
 type CreateRouteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Route         *Route                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Route *Route                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	// subscriptions are the durable subscriptions that read the route's
+	// topic: those on the bus now and those of this process's sinks, which
+	// are created before the topic's first event.
+	Subscriptions []string `protobuf:"bytes,2,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
+	// warning is set when no subscription reads the route's topic: its
+	// events are kept there for the bus's retention (bus.retention), for a
+	// consumer that comes later, but no sink stores them.
+	Warning       string `protobuf:"bytes,3,opt,name=warning,proto3" json:"warning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,6 +198,20 @@ func (x *CreateRouteResponse) GetRoute() *Route {
 		return x.Route
 	}
 	return nil
+}
+
+func (x *CreateRouteResponse) GetSubscriptions() []string {
+	if x != nil {
+		return x.Subscriptions
+	}
+	return nil
+}
+
+func (x *CreateRouteResponse) GetWarning() string {
+	if x != nil {
+		return x.Warning
+	}
+	return ""
 }
 
 type ListRoutesRequest struct {
@@ -371,9 +395,11 @@ const file_pipeline_v1_route_proto_rawDesc = "" +
 	"\x06filter\x18\x04 \x01(\tR\x06filter\x12\x10\n" +
 	"\x03key\x18\x05 \x01(\tR\x03key\">\n" +
 	"\x12CreateRouteRequest\x12(\n" +
-	"\x05route\x18\x01 \x01(\v2\x12.pipeline.v1.RouteR\x05route\"?\n" +
+	"\x05route\x18\x01 \x01(\v2\x12.pipeline.v1.RouteR\x05route\"\x7f\n" +
 	"\x13CreateRouteResponse\x12(\n" +
-	"\x05route\x18\x01 \x01(\v2\x12.pipeline.v1.RouteR\x05route\"-\n" +
+	"\x05route\x18\x01 \x01(\v2\x12.pipeline.v1.RouteR\x05route\x12$\n" +
+	"\rsubscriptions\x18\x02 \x03(\tR\rsubscriptions\x12\x18\n" +
+	"\awarning\x18\x03 \x01(\tR\awarning\"-\n" +
 	"\x11ListRoutesRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"@\n" +
 	"\x12ListRoutesResponse\x12*\n" +

@@ -80,6 +80,9 @@ type Options struct {
 	SyncAlways bool
 	// MaxAge drops events older than this from the stream; 0 keeps all.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream's size, dropping the oldest events
+	// first; 0 is no bound.
+	MaxBytes int64
 }
 
 // Bus is the JetStream adapter. It is safe for concurrent use.
@@ -145,6 +148,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      opts.MaxAge,
+		MaxBytes:    maxBytes(opts.MaxBytes),
 		Duplicates:  duplicateWindow,
 	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -152,6 +156,14 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
 	}
 	return b, nil
+}
+
+// maxBytes is JetStream's spelling of "no bound" (-1) for 0.
+func maxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 func (b *Bus) startServer(opts Options) error {
@@ -209,6 +221,20 @@ func (b *Bus) ClientURL() string {
 
 // Kind implements bus.Bus.
 func (b *Bus) Kind() string { return "jetstream" }
+
+// Ping implements bus.Bus: JetStream answers an account info request.
+func (b *Bus) Ping(ctx context.Context) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return fmt.Errorf("jetstream: ping: %w", bus.ErrClosed)
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("jetstream: ping: %w: %w", bus.ErrUnavailable, err)
+	}
+	return nil
+}
 
 // TopicName implements bus.Bus: "orders" becomes "events.orders"; a name
 // that already starts with "events." is taken as a full name, so

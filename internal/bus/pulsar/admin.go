@@ -221,38 +221,69 @@ func (b *Bus) isClosed() bool {
 	return b.closed
 }
 
-// EnsureSubscription implements bus.SubscriptionProvisioner: it creates
-// subscription on topic at the earliest position (ledger and entry -1), so
-// the messages published from then on are kept for it even before its
-// consumer first connects; an existing subscription (409) is left as it is.
+// send makes one admin request with a JSON body and returns nil when the
+// answer is 2xx or one of ok. A 5xx answer, or 412 (Pulsar answers it
+// while a concurrent change of the same topic is in flight), is
+// bus.ErrUnavailable: try again.
+func (a *admin) send(ctx context.Context, method, path, body string, ok ...int) error {
+	if a.base == "" {
+		return errors.New("Options.AdminURL is not set")
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, strings.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("admin request %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin %s %s: %w: %w", method, path, bus.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode/100 == 2, slices.Contains(ok, resp.StatusCode):
+		return nil
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusPreconditionFailed:
+		return fmt.Errorf("admin %s %s: %s: %s: %w", method, path, resp.Status, bytesHead(answer), bus.ErrUnavailable)
+	default:
+		return fmt.Errorf("admin %s %s: %s: %s", method, path, resp.Status, bytesHead(answer))
+	}
+}
+
+// EnsureSubscription implements bus.SubscriptionProvisioner with the admin
+// API: it creates the subscription at the earliest position, or finds it
+// there already (409).
 func (b *Bus) EnsureSubscription(ctx context.Context, topic, subscription string) error {
 	path, err := topicPath(topic)
 	if err != nil {
 		return err
 	}
-	if b.admin.base == "" {
-		return errors.New("pulsar: EnsureSubscription needs Options.AdminURL")
-	}
 	path += "/subscription/" + url.PathEscape(subscription)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, b.admin.base+path, strings.NewReader(`{"ledgerId":-1,"entryId":-1,"partitionIndex":-1}`))
+	return b.admin.send(ctx, http.MethodPut, path, `{"ledgerId":-1,"entryId":-1,"partitionIndex":-1}`, http.StatusConflict)
+}
+
+// RetainTopic implements bus.TopicRetainer: it creates the topic (409: it
+// exists) and sets two topic-level policies: retention (Options.Retention
+// and RetentionBytes), so that the broker keeps messages whether or not a
+// subscription reads them, and no deletion while inactive, which the
+// broker would otherwise do to a topic without subscriptions, data and all
+// (docs/pitfalls.md C1/C2).
+func (b *Bus) RetainTopic(ctx context.Context, topic string) error {
+	path, err := topicPath(topic)
 	if err != nil {
-		return fmt.Errorf("admin request %s: %w", path, err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.admin.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin PUT %s: %w: %w", path, bus.ErrUnavailable, err)
+	if err := b.admin.send(ctx, http.MethodPut, path, "", http.StatusConflict); err != nil {
+		return fmt.Errorf("create topic: %w", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch {
-	case resp.StatusCode == http.StatusNoContent, resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusConflict:
-		return nil
-	case resp.StatusCode >= 500:
-		return fmt.Errorf("admin PUT %s: %s: %s: %w", path, resp.Status, bytesHead(body), bus.ErrUnavailable)
-	default:
-		return fmt.Errorf("admin PUT %s: %s: %s", path, resp.Status, bytesHead(body))
+	retention := fmt.Sprintf(`{"retentionTimeInMinutes":%d,"retentionSizeInMB":%d}`, b.retentionMinutes(), b.retentionMB())
+	if err := b.admin.send(ctx, http.MethodPost, path+"/retention", retention); err != nil {
+		return fmt.Errorf("set retention: %w", err)
 	}
+	if err := b.admin.send(ctx, http.MethodPost, path+"/inactiveTopicPolicies", `{"deleteWhileInactive":false}`); err != nil {
+		return fmt.Errorf("keep while inactive: %w", err)
+	}
+	return nil
 }
 
 // CheckTopic implements bus.TopicChecker: the topic's namespace must exist

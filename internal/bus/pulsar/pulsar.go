@@ -34,7 +34,9 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -97,8 +99,29 @@ type Options struct {
 	// AutoDiscoveryPeriod is how often an AllTopics subscription looks for
 	// new topics.
 	AutoDiscoveryPeriod time.Duration
+	// Retention is how long every topic the pipeline publishes to keeps
+	// its messages, read or not (RetainTopic); 0 keeps them forever.
+	Retention time.Duration
+	// RetentionBytes bounds what each topic keeps; 0 is no bound.
+	RetentionBytes int64
 	// Logger receives the adapter's and the client library's logs.
 	Logger *slog.Logger
+}
+
+// retentionMinutes and retentionMB are Retention and RetentionBytes in
+// the admin API's units (-1: no limit).
+func (b *Bus) retentionMinutes() int64 {
+	if b.opts.Retention <= 0 {
+		return -1
+	}
+	return max(1, int64(b.opts.Retention/time.Minute))
+}
+
+func (b *Bus) retentionMB() int64 {
+	if b.opts.RetentionBytes <= 0 {
+		return -1
+	}
+	return max(1, b.opts.RetentionBytes>>20)
 }
 
 func (o *Options) setDefaults() error {
@@ -228,6 +251,37 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 
 // Kind implements bus.Bus.
 func (b *Bus) Kind() string { return "pulsar" }
+
+// Ping implements bus.Bus: a TCP connection to one of the service URL's
+// brokers. The client library reconnects on its own and says nothing to
+// its callers, so this is how health learns that no broker answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if b.isClosed() {
+		return fmt.Errorf("pulsar: ping: %w", bus.ErrClosed)
+	}
+	u, err := url.Parse(b.opts.URL)
+	if err != nil {
+		return fmt.Errorf("pulsar: ping: service URL %q: %w", b.opts.URL, err)
+	}
+	port := "6650"
+	if u.Scheme == "pulsar+ssl" {
+		port = "6651"
+	}
+	var dialer net.Dialer
+	var last error
+	for _, host := range strings.Split(u.Host, ",") { // pulsar://a:6650,b:6650
+		if _, _, err := net.SplitHostPort(host); err != nil {
+			host = net.JoinHostPort(host, port)
+		}
+		conn, err := dialer.DialContext(ctx, "tcp", host)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		last = err
+	}
+	return fmt.Errorf("pulsar: no broker of %s answers: %w: %w", b.opts.URL, bus.ErrUnavailable, last)
+}
 
 // TopicName implements bus.Bus: a short name goes under
 // persistent://<tenant>/<namespace>/; a full persistent:// name of any

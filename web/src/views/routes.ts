@@ -1,5 +1,7 @@
-// Routes: which topics a subject's events go to, with a CEL filter and a
-// partition key. Listed per subject, created and deleted here.
+// Routes: which topics get a copy of a subject's events, with a CEL filter
+// and a partition key (every event also goes to its subject's own topic).
+// Listed per subject with the subscriptions that read each route's topic,
+// created and deleted here.
 
 import { problem, routeClient } from "../api.js";
 import { h, replace } from "../dom.js";
@@ -46,8 +48,8 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
         listBox,
         empty(
           subjectFilter
-            ? `No route for ${subjectFilter}: its events go to the default topic named after the subject.`
-            : "No route yet: every subject's events go to the default topic named after it.",
+            ? `No route for ${subjectFilter}: its events go to its own topic, named after the subject.`
+            : "No route yet: every subject's events go to its own topic, named after it.",
         ),
       );
       return;
@@ -64,6 +66,7 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
           h("td", { class: "mono" }, r.topic),
           h("td", { class: "mono" }, r.filter || h("span", { class: "muted" }, "all events")),
           h("td", { class: "mono" }, r.key || h("span", { class: "muted" }, "none")),
+          h("td", { "data-testid": "route-readers" }, readersOf(r.topic)),
           h(
             "td",
             { class: "actions" },
@@ -72,7 +75,16 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
         ),
       ),
     );
-    replace(listBox, table(["Name", "Subject", "Topic", "Filter (CEL)", "Key", ""], tbody, { "data-testid": "routes-table" }));
+    replace(listBox, table(["Name", "Subject", "Topic", "Filter (CEL)", "Key", "Read by (on the bus)", ""], tbody, { "data-testid": "routes-table" }));
+  }
+
+  // readersOf names the subscriptions on a route's topic, as the bus
+  // reports them; none is a warning: the events are kept for the bus's
+  // retention, but nothing stores them.
+  function readersOf(topic: string): HTMLElement {
+    const subs = live.topics.find((tp) => tp.name === topic)?.subscriptions ?? [];
+    if (!subs.length) return h("span", { class: "text-warn", title: "Events on this topic are kept for the bus's retention (bus.retention) until a consumer reads them." }, "no subscription");
+    return h("span", { class: "mono" }, subs.map((s) => s.name).join(", "));
   }
 
   async function remove(name: string): Promise<void> {
@@ -125,7 +137,13 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
       const res = await routeClient.createRoute({
         route: { name: nameIn.value.trim(), subject, topic: topicIn.value.trim(), filter: filterIn.value.trim(), key: keyIn.value.trim() },
       });
-      replace(formStatus, notice(`Route “${res.route?.name}” created: ${subject} → ${res.route?.topic}.`, "ok"));
+      const readers = res.subscriptions.length ? ` Read by ${res.subscriptions.join(", ")}.` : "";
+      replace(
+        formStatus,
+        res.warning
+          ? notice(`Route “${res.route?.name}” created: ${subject} → ${res.route?.topic}. ${res.warning}.`, "warn")
+          : notice(`Route “${res.route?.name}” created: ${subject} → ${res.route?.topic}.${readers}`, "ok"),
+      );
       nameIn.value = "";
       topicIn.value = "";
       filterIn.value = "";
@@ -174,9 +192,15 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
   renderList();
   void load();
   let subjectCount = live.subjects.length;
+  let topicKey = "";
   return {
     el,
     update: () => {
+      const key = live.topics.map((tp) => tp.name + ":" + tp.subscriptions.map((s) => s.name).join(",")).join(";");
+      if (key !== topicKey) {
+        topicKey = key;
+        renderList();
+      }
       if (live.subjects.length !== subjectCount) {
         subjectCount = live.subjects.length;
         fillSubjects();
@@ -194,7 +218,7 @@ export function routesView(query: URLSearchParams): View {
   const el = h(
     "div",
     { class: "view" },
-    pageHeader("Routes", "A subject without routes publishes to its default topic; with routes, each event goes to every route whose filter it passes."),
+    pageHeader("Routes", "Every event goes to its subject's own topic; a route adds a copy on its topic for each event its filter passes."),
     panel.el,
   );
   return { el, update: panel.update, dispose: panel.dispose };

@@ -317,6 +317,9 @@ test("routes: create (a bad filter is refused with its reason), list, delete", a
   await form.locator('input[name="name"]').fill("big-orders");
   await form.locator('input[name="filter"]').fill("event.amount_cents > 10000");
   await form.getByRole("button", { name: "Create route" }).click();
+  // The sink "main" reads every topic, so it will read this one too:
+  // the answer names its subscription.
+  await page.locator(".notice-ok").filter({ hasText: "sink-main" }).waitFor();
   const row = page.locator('[data-testid="route-row"][data-route="big-orders"]');
   await row.waitFor();
   const text = await row.innerText();

@@ -10,10 +10,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/route.proto.
  */
 export const file_pipeline_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("ChdwaXBlbGluZS92MS9yb3V0ZS5wcm90bxILcGlwZWxpbmUudjEiUgoFUm91dGUSDAoEbmFtZRgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg0KBXRvcGljGAMgASgJEg4KBmZpbHRlchgEIAEoCRILCgNrZXkYBSABKAkiNwoSQ3JlYXRlUm91dGVSZXF1ZXN0EiEKBXJvdXRlGAEgASgLMhIucGlwZWxpbmUudjEuUm91dGUiOAoTQ3JlYXRlUm91dGVSZXNwb25zZRIhCgVyb3V0ZRgBIAEoCzISLnBpcGVsaW5lLnYxLlJvdXRlIiQKEUxpc3RSb3V0ZXNSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkiOAoSTGlzdFJvdXRlc1Jlc3BvbnNlEiIKBnJvdXRlcxgBIAMoCzISLnBpcGVsaW5lLnYxLlJvdXRlIiIKEkRlbGV0ZVJvdXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE0RlbGV0ZVJvdXRlUmVzcG9uc2UyhgIKDFJvdXRlU2VydmljZRJQCgtDcmVhdGVSb3V0ZRIfLnBpcGVsaW5lLnYxLkNyZWF0ZVJvdXRlUmVxdWVzdBogLnBpcGVsaW5lLnYxLkNyZWF0ZVJvdXRlUmVzcG9uc2USUgoKTGlzdFJvdXRlcxIeLnBpcGVsaW5lLnYxLkxpc3RSb3V0ZXNSZXF1ZXN0Gh8ucGlwZWxpbmUudjEuTGlzdFJvdXRlc1Jlc3BvbnNlIgOQAgESUAoLRGVsZXRlUm91dGUSHy5waXBlbGluZS52MS5EZWxldGVSb3V0ZVJlcXVlc3QaIC5waXBlbGluZS52MS5EZWxldGVSb3V0ZVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChdwaXBlbGluZS92MS9yb3V0ZS5wcm90bxILcGlwZWxpbmUudjEiUgoFUm91dGUSDAoEbmFtZRgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg0KBXRvcGljGAMgASgJEg4KBmZpbHRlchgEIAEoCRILCgNrZXkYBSABKAkiNwoSQ3JlYXRlUm91dGVSZXF1ZXN0EiEKBXJvdXRlGAEgASgLMhIucGlwZWxpbmUudjEuUm91dGUiYAoTQ3JlYXRlUm91dGVSZXNwb25zZRIhCgVyb3V0ZRgBIAEoCzISLnBpcGVsaW5lLnYxLlJvdXRlEhUKDXN1YnNjcmlwdGlvbnMYAiADKAkSDwoHd2FybmluZxgDIAEoCSIkChFMaXN0Um91dGVzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJIjgKEkxpc3RSb3V0ZXNSZXNwb25zZRIiCgZyb3V0ZXMYASADKAsyEi5waXBlbGluZS52MS5Sb3V0ZSIiChJEZWxldGVSb3V0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIVChNEZWxldGVSb3V0ZVJlc3BvbnNlMoYCCgxSb3V0ZVNlcnZpY2USUAoLQ3JlYXRlUm91dGUSHy5waXBlbGluZS52MS5DcmVhdGVSb3V0ZVJlcXVlc3QaIC5waXBlbGluZS52MS5DcmVhdGVSb3V0ZVJlc3BvbnNlElIKCkxpc3RSb3V0ZXMSHi5waXBlbGluZS52MS5MaXN0Um91dGVzUmVxdWVzdBofLnBpcGVsaW5lLnYxLkxpc3RSb3V0ZXNSZXNwb25zZSIDkAIBElAKC0RlbGV0ZVJvdXRlEh8ucGlwZWxpbmUudjEuRGVsZXRlUm91dGVSZXF1ZXN0GiAucGlwZWxpbmUudjEuRGVsZXRlUm91dGVSZXNwb25zZWIGcHJvdG8z");
 
 /**
- * Route sends the events of a subject that match filter to topic.
+ * Route adds a copy of the events of a subject that match filter on topic.
+ * Every event also goes to its subject's own topic, matched or not: a
+ * route never takes an event away from a sink that reads the subject.
  *
  * @generated from message pipeline.v1.Route
  */
@@ -83,6 +85,24 @@ export type CreateRouteResponse = Message<"pipeline.v1.CreateRouteResponse"> & {
    * @generated from field: pipeline.v1.Route route = 1;
    */
   route?: Route | undefined;
+
+  /**
+   * subscriptions are the durable subscriptions that read the route's
+   * topic: those on the bus now and those of this process's sinks, which
+   * are created before the topic's first event.
+   *
+   * @generated from field: repeated string subscriptions = 2;
+   */
+  subscriptions: string[];
+
+  /**
+   * warning is set when no subscription reads the route's topic: its
+   * events are kept there for the bus's retention (bus.retention), for a
+   * consumer that comes later, but no sink stores them.
+   *
+   * @generated from field: string warning = 3;
+   */
+  warning: string;
 };
 
 /**
