@@ -27,7 +27,7 @@ func sqliteRows(t *testing.T, path, table string) (rows, distinct int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT _event_id) FROM "` + table + `"`).Scan(&rows, &distinct)
+	err = db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT _event_id) FROM "`+table+`"`).Scan(&rows, &distinct)
 	if err != nil && strings.Contains(err.Error(), "no such table") {
 		return 0, 0
 	}
