@@ -153,7 +153,7 @@ func compatibilityDetail(err error) proto.Message {
 func validationDetail(err error) proto.Message {
 	var e *router.ValidationError
 	errors.As(err, &e)
-	return &pipelinev1.ValidationError{Subject: e.Subject, SchemaId: e.SchemaID, Violations: fieldViolationsToProto(e.Violations)}
+	return &pipelinev1.ValidationError{Subject: e.Subject, SchemaId: e.SchemaID, Violations: fieldViolationsToProto(e.Violations), TotalViolations: int32(e.Total)}
 }
 
 func fieldViolationsToProto(vs []router.FieldViolation) []*pipelinev1.FieldViolation {
@@ -170,7 +170,7 @@ func eventError(err error) *pipelinev1.EventError {
 	out := &pipelinev1.EventError{Code: cerr.Code().String(), Message: cerr.Message()}
 	var invalid *router.ValidationError
 	if errors.As(err, &invalid) {
-		out.Violations = fieldViolationsToProto(invalid.Violations)
+		out.Violations, out.TotalViolations = fieldViolationsToProto(invalid.Violations), int32(invalid.Total)
 	}
 	return out
 }

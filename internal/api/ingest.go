@@ -57,7 +57,8 @@ const DefaultMaxBatch = 1000
 var _ pipelinev1connect.IngestServiceHandler = (*IngestService)(nil)
 
 func event(m *pipelinev1.PublishRequest, trace traceContext) router.Event {
-	ev := router.Event{Subject: m.GetSubject(), Key: m.GetKey(), EventID: m.GetEventId(), Headers: m.GetHeaders(), SchemaID: m.GetSchemaId()}
+	ev := router.Event{Subject: m.GetSubject(), Key: m.GetKey(), EventID: m.GetEventId(), Headers: m.GetHeaders(), SchemaID: m.GetSchemaId(),
+		TraceParent: trace.parent, TraceState: trace.state}
 	switch p := m.GetPayload().(type) {
 	case *pipelinev1.PublishRequest_Json:
 		ev.IsJSON, ev.JSON = true, p.Json
@@ -67,49 +68,40 @@ func event(m *pipelinev1.PublishRequest, trace traceContext) router.Event {
 			ev.Binary = []byte{} // an empty message is a valid binary payload
 		}
 	}
-	return trace.apply(ev)
+	return ev
 }
 
 // traceContext is the W3C trace context of the request that carried the
-// events. It goes onto every event's message properties, unless the event
-// brings its own in its headers.
+// events. The router puts it onto every event's message properties, unless
+// the event brings its own in its headers.
 type traceContext struct{ parent, state string }
 
 func traceOf(h http.Header) traceContext {
 	return traceContext{parent: h.Get(bus.PropTraceParent), state: h.Get("tracestate")}
 }
 
-func (t traceContext) apply(ev router.Event) router.Event {
-	if t.parent == "" {
-		return ev
-	}
-	if _, own := ev.Headers[bus.PropTraceParent]; own {
-		return ev
-	}
-	headers := make(map[string]string, len(ev.Headers)+2)
-	for k, v := range ev.Headers {
-		headers[k] = v
-	}
-	headers[bus.PropTraceParent] = t.parent
-	if t.state != "" {
-		headers["tracestate"] = t.state
-	}
-	ev.Headers = headers
-	return ev
-}
-
 // Publish validates and publishes one event.
 func (s *IngestService) Publish(ctx context.Context, req *connect.Request[pipelinev1.PublishRequest]) (*connect.Response[pipelinev1.PublishResponse], error) {
 	res, err := s.Router.Publish(ctx, event(req.Msg, traceOf(req.Header())))
 	if err != nil {
-		return nil, toConnectError(err)
+		cerr := toConnectError(err)
+		if res.EventID != "" {
+			// Handed to the bus, not confirmed: the client needs the id
+			// (perhaps minted here) to retry without a duplicate.
+			if d, derr := connect.NewErrorDetail(&pipelinev1.PublishFailure{EventId: res.EventID, SchemaId: res.SchemaID}); derr == nil {
+				cerr.AddDetail(d)
+			}
+		}
+		return nil, cerr
 	}
 	return connect.NewResponse(&pipelinev1.PublishResponse{EventId: res.EventID, SchemaId: res.SchemaID, Topics: res.Topics}), nil
 }
 
+// result answers for one event of a batch or stream. A failed send keeps
+// the event's id and schema (router.Result): the client retries with it.
 func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
 	if err != nil {
-		return &pipelinev1.PublishResult{Index: int32(i), Error: eventError(err)}
+		return &pipelinev1.PublishResult{Index: int32(i), EventId: res.EventID, SchemaId: res.SchemaID, Error: eventError(err)}
 	}
 	return &pipelinev1.PublishResult{Index: int32(i), EventId: res.EventID, SchemaId: res.SchemaID, Topics: res.Topics}
 }
@@ -278,7 +270,7 @@ func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Reques
 	for _, ev := range s.Router.RefusedEvents(req.Msg.GetSubject()) {
 		out.Events = append(out.Events, &pipelinev1.RefusedEvent{
 			Time: timestamppb.New(ev.Time), EventId: ev.EventID, SchemaId: ev.SchemaID,
-			Violations: fieldViolationsToProto(ev.Violations), Payload: ev.Payload,
+			Violations: fieldViolationsToProto(ev.Violations), TotalViolations: int32(ev.Total), Payload: ev.Payload,
 		})
 	}
 	return connect.NewResponse(out), nil

@@ -12,6 +12,12 @@ import (
 	"time"
 )
 
+// ReservedPrefix starts the name of every property the pipeline sets
+// itself (and of the JetStream adapter's key header). The router refuses
+// client headers under it, in any case, so such a property on a message
+// always comes from the pipeline, never from a client.
+const ReservedPrefix = "pipeline-"
+
 // Property names the pipeline sets on every message it publishes.
 const (
 	PropEventID     = "pipeline-event-id"
@@ -20,6 +26,8 @@ const (
 	PropContentType = "pipeline-content-type"
 	PropTraceParent = "traceparent"
 	// PropError is set on dead-lettered messages: why the sink gave up.
+	// It is the mark of a dead-letter copy, which sinks skip: being under
+	// ReservedPrefix, no event accepted at ingest can carry it.
 	PropError = "pipeline-error"
 )
 

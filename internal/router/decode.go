@@ -102,7 +102,7 @@ func (d *decoder) decode(sc *schema.Schema, ev Event) (_ protoreflect.Message, p
 }
 
 func decodeError(sc *schema.Schema, ev Event, format string, err error) error {
-	return &ValidationError{Subject: ev.Subject, SchemaID: sc.ID, Violations: []FieldViolation{{
+	return &ValidationError{Subject: ev.Subject, SchemaID: sc.ID, Total: 1, Violations: []FieldViolation{{
 		Rule:    "decode",
 		Message: format + " payload does not decode as " + string(sc.Message.FullName()) + ": " + err.Error(),
 	}}}

@@ -1,14 +1,12 @@
 package router
 
 import (
-	"errors"
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/schemagate/pipeline/internal/schema"
 )
 
 type metrics struct {
@@ -53,10 +51,12 @@ type SubjectStats struct {
 	Refused  int64
 }
 
+// observe counts an event under subject: "" for an event refused before
+// its subject's schema was found, counted in Prometheus only. Label values
+// and table rows are thus only subjects that have a schema, never a
+// client's made-up string.
 func (m *metrics) observe(subject string, err error, d time.Duration) {
-	if errors.Is(err, schema.ErrNotFound) || errors.Is(err, ErrBadRequest) && subject == "" {
-		// Unknown subjects are counted in Prometheus only: label values
-		// from clients must not grow the per-subject table without end.
+	if subject == "" {
 		m.refused.WithLabelValues("", m.reason(err)).Inc()
 		return
 	}
@@ -96,8 +96,9 @@ type RefusedEvent struct {
 	Time       time.Time
 	EventID    string
 	SchemaID   int64
-	Violations []FieldViolation
-	Payload    string // the JSON payload, or the first bytes of a binary one, hex
+	Violations []FieldViolation // the first MaxViolations
+	Total      int              // every violation found
+	Payload    string           // the JSON payload, or the first bytes of a binary one, hex
 }
 
 // refusedLog keeps the last few refused events per subject for the dashboard.
@@ -114,7 +115,7 @@ func newRefusedLog(perSubject int) *refusedLog {
 const maxSampleBytes = 2048
 
 func (l *refusedLog) add(ev Event, verr *ValidationError) {
-	sample := RefusedEvent{Time: time.Now(), EventID: ev.EventID, SchemaID: verr.SchemaID, Violations: verr.Violations}
+	sample := RefusedEvent{Time: time.Now(), EventID: ev.EventID, SchemaID: verr.SchemaID, Violations: verr.Violations, Total: verr.Total}
 	if ev.IsJSON {
 		sample.Payload = truncate(ev.JSON, maxSampleBytes)
 	} else {
@@ -142,9 +143,14 @@ func (l *refusedLog) list(subject string) []RefusedEvent {
 	return append([]RefusedEvent(nil), l.bySubject[subject]...)
 }
 
+// truncate cuts s to at most n bytes, on a rune boundary (the result goes
+// into proto strings, which must be valid UTF-8), marking the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -8,10 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +31,19 @@ import (
 var (
 	// ErrTooLarge: the event exceeds the size limit.
 	ErrTooLarge = errors.New("event too large")
-	// ErrBadRequest: the request itself is malformed (no subject, no payload, bad event id).
+	// ErrBadRequest: the request itself is malformed (no or no valid
+	// subject, no payload, an event id, key or header that breaks its
+	// rules: envelope.go).
 	ErrBadRequest = errors.New("bad request")
 )
+
+// MaxViolations is how many violations of one event are kept, returned
+// and sampled; ValidationError.Total counts them all.
+const MaxViolations = 100
+
+// maxViolationText bounds a violation's field path and message: both may
+// quote the client's data (map keys, values in a rule's message).
+const maxViolationText = 1024
 
 // FieldViolation is one reason an event was refused.
 type FieldViolation struct {
@@ -40,21 +54,32 @@ type FieldViolation struct {
 
 // ValidationError lists why an event was refused.
 type ValidationError struct {
-	Subject    string
-	SchemaID   int64
+	Subject  string
+	SchemaID int64
+	// Violations are the first MaxViolations violations found.
 	Violations []FieldViolation
+	// Total counts every violation found, those past Violations included.
+	Total int
 }
 
 func (e *ValidationError) Error() string {
-	msg := fmt.Sprintf("event for subject %q (schema %d) is invalid", e.Subject, e.SchemaID)
+	var b strings.Builder
+	fmt.Fprintf(&b, "event for subject %q (schema %d) is invalid", e.Subject, e.SchemaID)
 	for _, v := range e.Violations {
+		b.WriteString("; ")
 		if v.Field != "" {
-			msg += fmt.Sprintf("; %s: %s [%s]", v.Field, v.Message, v.Rule)
-		} else {
-			msg += fmt.Sprintf("; %s [%s]", v.Message, v.Rule)
+			b.WriteString(v.Field)
+			b.WriteString(": ")
 		}
+		b.WriteString(v.Message)
+		b.WriteString(" [")
+		b.WriteString(v.Rule)
+		b.WriteString("]")
 	}
-	return msg
+	if more := e.Total - len(e.Violations); more > 0 {
+		fmt.Fprintf(&b, "; and %d more violations, %d in all", more, e.Total)
+	}
+	return b.String()
 }
 
 // Event is one event as a client submitted it.
@@ -68,9 +93,15 @@ type Event struct {
 	EventID  string
 	Headers  map[string]string
 	SchemaID int64 // pinned schema, 0 for the subject's latest
+	// TraceParent and TraceState are the W3C trace context of the request
+	// that carried the event. They go onto the message unless Headers
+	// carry a traceparent of the event's own (ignored when malformed).
+	TraceParent, TraceState string
 }
 
-// Result says where an event went.
+// Result says where an event went. When Send fails, EventID and SchemaID
+// are still set: the event was handed to the bus, which may have it, and
+// a retry must use EventID (the one minted when the client sent none).
 type Result struct {
 	EventID  string
 	SchemaID int64
@@ -140,7 +171,8 @@ func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) 
 func (r *Router) MaxEventBytes() int { return r.maxBytes }
 
 // Publish validates ev, publishes it to every topic its routes select and
-// returns once the bus persisted it on all of them.
+// returns once the bus persisted it on all of them. When the send fails,
+// the Result still names the event (see Result).
 func (r *Router) Publish(ctx context.Context, ev Event) (Result, error) {
 	p, err := r.Prepare(ctx, ev)
 	if err != nil {
@@ -163,14 +195,20 @@ type Prepared struct {
 	targets  []route.Target
 }
 
-// Prepare does everything Publish does before the bus: limits, event id,
-// schema, decode, validation and routes. A refused event is counted and
-// sampled here.
+// Prepare does everything Publish does before the bus: subject, schema,
+// limits, decode, validation, routes and event id. A refused event is
+// counted and sampled here: under its subject once the subject's schema
+// was found, else under "" (subject names from clients must not grow the
+// metrics or the per-subject stats).
 func (r *Router) Prepare(ctx context.Context, ev Event) (*Prepared, error) {
 	start := time.Now()
-	p, err := r.prepare(ctx, ev)
+	p, known, err := r.prepare(ctx, ev)
 	if err != nil {
-		r.metrics.observe(ev.Subject, err, time.Since(start))
+		counted := ""
+		if known {
+			counted = ev.Subject
+		}
+		r.metrics.observe(counted, err, time.Since(start))
 		var verr *ValidationError
 		if errors.As(err, &verr) {
 			r.refused.add(ev, verr)
@@ -189,70 +227,84 @@ func (r *Router) Send(ctx context.Context, p *Prepared) (Result, error) {
 	return res, err
 }
 
-func (r *Router) prepare(ctx context.Context, ev Event) (*Prepared, error) {
+// prepare returns known once the subject's schema was found.
+func (r *Router) prepare(ctx context.Context, ev Event) (_ *Prepared, known bool, _ error) {
 	if ev.Subject == "" {
-		return nil, fmt.Errorf("%w: subject is required", ErrBadRequest)
+		return nil, false, fmt.Errorf("%w: subject is required", ErrBadRequest)
+	}
+	if err := schema.ValidateSubject(ev.Subject); err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	v, err := r.schemas.Resolve(ctx, ev.Subject, ev.SchemaID)
+	if err != nil {
+		return nil, false, err
 	}
 	size := len(ev.Binary)
 	if ev.IsJSON {
 		size = len(ev.JSON)
 	}
 	if size == 0 && !ev.IsJSON && ev.Binary == nil {
-		return nil, fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
+		return nil, true, fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
 	}
 	if size > r.maxBytes {
-		return nil, fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
+		return nil, true, fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
 	}
-	eventID := ev.EventID
-	if eventID == "" {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("mint event id: %w", err)
-		}
-		eventID = id.String()
-	} else if len(eventID) > 200 {
-		return nil, fmt.Errorf("%w: event_id is %d characters; at most 200", ErrBadRequest, len(eventID))
-	}
-
-	v, err := r.schemas.Resolve(ctx, ev.Subject, ev.SchemaID)
-	if err != nil {
-		return nil, err
+	if err := checkEnvelope(ev); err != nil {
+		return nil, true, err
 	}
 	sc := v.Schema
 	msg, payload, release, err := r.decoder.decode(sc, ev)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	// The message lives in a pooled arena: nothing read from it may
 	// outlive release (route keys are copied in Match).
 	defer release()
 	if err := r.validate(sc, ev.Subject, msg); err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	targets, err := r.routes.Match(ctx, ev.Subject, sc, msg)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
-	props := make(map[string]string, len(ev.Headers)+4)
-	for k, v := range ev.Headers {
-		props[k] = v
+	eventID := ev.EventID
+	if eventID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, true, fmt.Errorf("mint event id: %w", err)
+		}
+		eventID = id.String()
+	}
+	props := make(map[string]string, len(ev.Headers)+6)
+	maps.Copy(props, ev.Headers)
+	if _, own := ev.Headers[bus.PropTraceParent]; !own {
+		if parent := traceValue(ev.TraceParent); parent != "" {
+			props[bus.PropTraceParent] = parent
+			if state := traceValue(ev.TraceState); state != "" {
+				props[propTraceState] = state
+			}
+		}
 	}
 	props[bus.PropEventID] = eventID
 	props[bus.PropSchemaID] = strconv.FormatInt(sc.ID, 10)
 	props[bus.PropSubject] = ev.Subject
 	props[bus.PropContentType] = bus.ContentTypeProtobuf
-	return &Prepared{ev: ev, eventID: eventID, schemaID: sc.ID, payload: payload, props: props, targets: targets}, nil
+	return &Prepared{ev: ev, eventID: eventID, schemaID: sc.ID, payload: payload, props: props, targets: targets}, true, nil
 }
+
+// propTraceState carries the W3C tracestate next to bus.PropTraceParent.
+const propTraceState = "tracestate"
 
 func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
+	failed := Result{EventID: p.eventID, SchemaID: p.schemaID}
 	message := func(t route.Target) bus.Message {
 		return bus.Message{Topic: t.Topic, Key: keyFor(p.ev.Key, t.Key, p.eventID), Payload: p.payload, Properties: p.props}
 	}
 	if len(p.targets) == 1 {
 		t := p.targets[0]
 		if err := r.publisher.Publish(ctx, message(t)); err != nil {
-			return Result{}, fmt.Errorf("publish to %s: %w", t.Topic, err)
+			return failed, fmt.Errorf("publish event %s to %s: %w", p.eventID, t.Topic, err)
 		}
 		res.Topics = append(res.Topics, t.Topic)
 		r.counter.add(t.Topic, time.Now())
@@ -273,7 +325,7 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return Result{}, fmt.Errorf("publish to %s: %w", p.targets[i].Topic, err)
+			return failed, fmt.Errorf("publish event %s to %s: %w", p.eventID, p.targets[i].Topic, err)
 		}
 		res.Topics = append(res.Topics, p.targets[i].Topic)
 		r.counter.add(p.targets[i].Topic, time.Now())
@@ -301,19 +353,57 @@ func (r *Router) validate(sc *schema.Schema, subject string, msg protoreflect.Me
 	}
 	var verr *protovalidate.ValidationError
 	if errors.As(err, &verr) {
-		out := &ValidationError{Subject: subject, SchemaID: sc.ID}
-		for _, v := range verr.Violations {
+		// Only the first MaxViolations are rendered: an event of n bad
+		// items must cost O(n), not keep and print n violations.
+		kept := verr.Violations[:min(len(verr.Violations), MaxViolations)]
+		out := &ValidationError{Subject: subject, SchemaID: sc.ID, Total: len(verr.Violations), Violations: make([]FieldViolation, 0, len(kept))}
+		for _, v := range kept {
 			out.Violations = append(out.Violations, FieldViolation{
-				Field:   protovalidate.FieldPathString(v.Proto.GetField()),
+				Field:   fieldPath(v.Proto.GetField()),
 				Rule:    v.Proto.GetRuleId(),
-				Message: v.Proto.GetMessage(),
+				Message: truncate(v.Proto.GetMessage(), maxViolationText),
 			})
 		}
 		return out
 	}
 	// A compilation or runtime error of the schema's own rules: the event
 	// cannot be judged, which is the schema's fault, not the client's.
-	return &ValidationError{Subject: subject, SchemaID: sc.ID, Violations: []FieldViolation{{Rule: "rules", Message: "the schema's validation rules fail to evaluate: " + err.Error()}}}
+	return &ValidationError{Subject: subject, SchemaID: sc.ID, Total: 1, Violations: []FieldViolation{{Rule: "rules", Message: "the schema's validation rules fail to evaluate: " + err.Error()}}}
+}
+
+// fieldPath renders a violation's field path as protovalidate's
+// FieldPathString does ("items[0].sku", `attrs["k"]`), but with map keys
+// cut short and the whole at most maxViolationText bytes: keys are the
+// client's and may be as long as the payload.
+func fieldPath(path *validate.FieldPath) string {
+	var b strings.Builder
+	for i, e := range path.GetElements() {
+		if b.Len() > maxViolationText {
+			b.WriteString("…")
+			break
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e.GetFieldName())
+		switch e.WhichSubscript() {
+		case validate.FieldPathElement_Index_case:
+			fmt.Fprintf(&b, "[%d]", e.GetIndex())
+		case validate.FieldPathElement_BoolKey_case:
+			fmt.Fprintf(&b, "[%t]", e.GetBoolKey())
+		case validate.FieldPathElement_IntKey_case:
+			fmt.Fprintf(&b, "[%d]", e.GetIntKey())
+		case validate.FieldPathElement_UintKey_case:
+			fmt.Fprintf(&b, "[%d]", e.GetUintKey())
+		case validate.FieldPathElement_StringKey_case:
+			if key := e.GetStringKey(); utf8.RuneCountInString(key) > 64 {
+				fmt.Fprintf(&b, "[%.64q…]", key)
+			} else {
+				fmt.Fprintf(&b, "[%q]", key)
+			}
+		}
+	}
+	return b.String()
 }
 
 // SubjectStats returns each subject's accepted and refused counts.

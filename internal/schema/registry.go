@@ -143,7 +143,7 @@ func ValidateSubject(subject string) error {
 		return fmt.Errorf("%w: subject is required", ErrInvalid)
 	}
 	if !subjectPattern.MatchString(subject) {
-		return fmt.Errorf("%w: subject %q: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)", ErrInvalid, subject)
+		return fmt.Errorf("%w: subject %.200q: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)", ErrInvalid, subject)
 	}
 	return nil
 }

@@ -117,7 +117,10 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 	}
 	props := d.Properties
 	if _, dead := props[bus.PropError]; dead {
-		ev.skip = true // a dead-lettered copy seen through an all-topics subscription
+		// A dead-lettered copy seen through an all-topics subscription.
+		// Only a sink sets PropError: ingest refuses client headers under
+		// bus.ReservedPrefix, so no accepted event is mistaken for one.
+		ev.skip = true
 		return ev, nil
 	}
 	subject := props[bus.PropSubject]

@@ -22,9 +22,19 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PublishRequest is one event. Besides the payload's own size limit, the
+// server refuses with INVALID_ARGUMENT, naming the field:
+//   - key of more than 1024 bytes, event_id of more than 200 bytes, or either
+//     with a control character (NUL, newline, ...) or invalid UTF-8;
+//   - more than 64 headers, a header name that is empty, longer than 256
+//     bytes, invalid UTF-8 or has a control character, or starts with
+//     "pipeline-" in any case (reserved for the properties the pipeline
+//     sets itself), a header value longer than 4096 bytes or invalid UTF-8,
+//     more than 16 KiB of header names and values in all.
 type PublishRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subject names the schema the event is read with.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// payload is the event message, binary Protobuf or protojson.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -33,11 +43,14 @@ type PublishRequest struct {
 	//	*PublishRequest_Json
 	Payload isPublishRequest_Payload `protobuf_oneof:"payload"`
 	// key becomes the bus message key (ordering per key). Empty means the
-	// route's key field, or the event id.
+	// route's key field, or the event id. At most 1024 bytes.
 	Key string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
 	// event_id is the idempotency key; empty means the server mints a UUIDv7.
+	// At most 200 bytes.
 	EventId string `protobuf:"bytes,5,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	// headers pass through as message properties.
+	// headers pass through as message properties: at most 64, names of at
+	// most 256 bytes that do not start with "pipeline-", values of at most
+	// 4096 bytes, 16 KiB in all.
 	Headers map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// schema_id pins the schema to decode with; 0 means the subject's latest.
 	SchemaId      int64 `protobuf:"varint,7,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
@@ -311,11 +324,15 @@ func (x *PublishBatchResponse) GetFailed() int32 {
 
 // PublishResult is the outcome of one event of a batch or stream.
 type PublishResult struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Index    int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	EventId  string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	SchemaId int64                  `protobuf:"varint,3,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
-	Topics   []string               `protobuf:"bytes,4,rep,name=topics,proto3" json:"topics,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// event_id is the event's id, the client's or the one the server minted.
+	// It is set also with error when the event was handed to the bus (the
+	// bus was unavailable or its outcome is unknown): retry with this id, and
+	// sinks store the event once.
+	EventId  string   `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	SchemaId int64    `protobuf:"varint,3,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
+	Topics   []string `protobuf:"bytes,4,rep,name=topics,proto3" json:"topics,omitempty"`
 	// error is set when the event was not published.
 	Error         *EventError `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -391,11 +408,15 @@ func (x *PublishResult) GetError() *EventError {
 type EventError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// code is the gRPC code name, for example "invalid_argument".
-	Code          string            `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string            `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Violations    []*FieldViolation `protobuf:"bytes,3,rep,name=violations,proto3" json:"violations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Code    string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// violations are the first 100 reasons of a refused event.
+	Violations []*FieldViolation `protobuf:"bytes,3,rep,name=violations,proto3" json:"violations,omitempty"`
+	// total_violations counts every violation found, also those past the
+	// first 100 that violations lists.
+	TotalViolations int32 `protobuf:"varint,4,opt,name=total_violations,json=totalViolations,proto3" json:"total_violations,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *EventError) Reset() {
@@ -447,6 +468,13 @@ func (x *EventError) GetViolations() []*FieldViolation {
 		return x.Violations
 	}
 	return nil
+}
+
+func (x *EventError) GetTotalViolations() int32 {
+	if x != nil {
+		return x.TotalViolations
+	}
+	return 0
 }
 
 // FieldViolation is one reason an event failed validation.
@@ -514,12 +542,16 @@ func (x *FieldViolation) GetMessage() string {
 
 // ValidationError is the error detail of a refused event.
 type ValidationError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	SchemaId      int64                  `protobuf:"varint,2,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
-	Violations    []*FieldViolation      `protobuf:"bytes,3,rep,name=violations,proto3" json:"violations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Subject  string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	SchemaId int64                  `protobuf:"varint,2,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
+	// violations are the first 100 violations found.
+	Violations []*FieldViolation `protobuf:"bytes,3,rep,name=violations,proto3" json:"violations,omitempty"`
+	// total_violations counts every violation found, also those past the
+	// first 100 that violations lists.
+	TotalViolations int32 `protobuf:"varint,4,opt,name=total_violations,json=totalViolations,proto3" json:"total_violations,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ValidationError) Reset() {
@@ -573,6 +605,70 @@ func (x *ValidationError) GetViolations() []*FieldViolation {
 	return nil
 }
 
+func (x *ValidationError) GetTotalViolations() int32 {
+	if x != nil {
+		return x.TotalViolations
+	}
+	return 0
+}
+
+// PublishFailure is the error detail of an event that was handed to the bus
+// and not confirmed (UNAVAILABLE: the bus is unreachable, or the outcome is
+// unknown and the bus may have persisted it). event_id is the event's id,
+// the one the server minted when the request had none: retry with it, and
+// sinks store the event once.
+type PublishFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	SchemaId      int64                  `protobuf:"varint,2,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishFailure) Reset() {
+	*x = PublishFailure{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishFailure) ProtoMessage() {}
+
+func (x *PublishFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishFailure.ProtoReflect.Descriptor instead.
+func (*PublishFailure) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PublishFailure) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *PublishFailure) GetSchemaId() int64 {
+	if x != nil {
+		return x.SchemaId
+	}
+	return 0
+}
+
 type PublishStreamRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Event         *PublishRequest        `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
@@ -582,7 +678,7 @@ type PublishStreamRequest struct {
 
 func (x *PublishStreamRequest) Reset() {
 	*x = PublishStreamRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +690,7 @@ func (x *PublishStreamRequest) String() string {
 func (*PublishStreamRequest) ProtoMessage() {}
 
 func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +703,7 @@ func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStreamRequest.ProtoReflect.Descriptor instead.
 func (*PublishStreamRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{8}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishStreamRequest) GetEvent() *PublishRequest {
@@ -626,7 +722,7 @@ type PublishStreamResponse struct {
 
 func (x *PublishStreamResponse) Reset() {
 	*x = PublishStreamResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +734,7 @@ func (x *PublishStreamResponse) String() string {
 func (*PublishStreamResponse) ProtoMessage() {}
 
 func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +747,7 @@ func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStreamResponse.ProtoReflect.Descriptor instead.
 func (*PublishStreamResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{9}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishStreamResponse) GetResult() *PublishResult {
@@ -670,7 +766,7 @@ type ListRefusedEventsRequest struct {
 
 func (x *ListRefusedEventsRequest) Reset() {
 	*x = ListRefusedEventsRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +778,7 @@ func (x *ListRefusedEventsRequest) String() string {
 func (*ListRefusedEventsRequest) ProtoMessage() {}
 
 func (x *ListRefusedEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +791,7 @@ func (x *ListRefusedEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRefusedEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListRefusedEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{10}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRefusedEventsRequest) GetSubject() string {
@@ -714,7 +810,7 @@ type ListRefusedEventsResponse struct {
 
 func (x *ListRefusedEventsResponse) Reset() {
 	*x = ListRefusedEventsResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +822,7 @@ func (x *ListRefusedEventsResponse) String() string {
 func (*ListRefusedEventsResponse) ProtoMessage() {}
 
 func (x *ListRefusedEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +835,7 @@ func (x *ListRefusedEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRefusedEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListRefusedEventsResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{11}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRefusedEventsResponse) GetEvents() []*RefusedEvent {
@@ -751,20 +847,23 @@ func (x *ListRefusedEventsResponse) GetEvents() []*RefusedEvent {
 
 // RefusedEvent is a sample of an event the router refused.
 type RefusedEvent struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Time       *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	EventId    string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	SchemaId   int64                  `protobuf:"varint,3,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
-	Violations []*FieldViolation      `protobuf:"bytes,4,rep,name=violations,proto3" json:"violations,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	EventId  string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	SchemaId int64                  `protobuf:"varint,3,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
+	// violations are the first 100 violations found.
+	Violations []*FieldViolation `protobuf:"bytes,4,rep,name=violations,proto3" json:"violations,omitempty"`
 	// payload is the JSON payload as sent, or a binary payload in hex (both truncated).
-	Payload       string `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Payload string `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	// total_violations counts every violation found.
+	TotalViolations int32 `protobuf:"varint,6,opt,name=total_violations,json=totalViolations,proto3" json:"total_violations,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RefusedEvent) Reset() {
 	*x = RefusedEvent{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +875,7 @@ func (x *RefusedEvent) String() string {
 func (*RefusedEvent) ProtoMessage() {}
 
 func (x *RefusedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +888,7 @@ func (x *RefusedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefusedEvent.ProtoReflect.Descriptor instead.
 func (*RefusedEvent) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{12}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RefusedEvent) GetTime() *timestamppb.Timestamp {
@@ -827,6 +926,13 @@ func (x *RefusedEvent) GetPayload() string {
 	return ""
 }
 
+func (x *RefusedEvent) GetTotalViolations() int32 {
+	if x != nil {
+		return x.TotalViolations
+	}
+	return 0
+}
+
 type ListSubjectStatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -835,7 +941,7 @@ type ListSubjectStatsRequest struct {
 
 func (x *ListSubjectStatsRequest) Reset() {
 	*x = ListSubjectStatsRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +953,7 @@ func (x *ListSubjectStatsRequest) String() string {
 func (*ListSubjectStatsRequest) ProtoMessage() {}
 
 func (x *ListSubjectStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +966,7 @@ func (x *ListSubjectStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubjectStatsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubjectStatsRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{13}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{14}
 }
 
 type ListSubjectStatsResponse struct {
@@ -872,7 +978,7 @@ type ListSubjectStatsResponse struct {
 
 func (x *ListSubjectStatsResponse) Reset() {
 	*x = ListSubjectStatsResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +990,7 @@ func (x *ListSubjectStatsResponse) String() string {
 func (*ListSubjectStatsResponse) ProtoMessage() {}
 
 func (x *ListSubjectStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1003,7 @@ func (x *ListSubjectStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubjectStatsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubjectStatsResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{14}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListSubjectStatsResponse) GetSubjects() []*SubjectStats {
@@ -919,7 +1025,7 @@ type SubjectStats struct {
 
 func (x *SubjectStats) Reset() {
 	*x = SubjectStats{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1037,7 @@ func (x *SubjectStats) String() string {
 func (*SubjectStats) ProtoMessage() {}
 
 func (x *SubjectStats) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1050,7 @@ func (x *SubjectStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectStats.ProtoReflect.Descriptor instead.
 func (*SubjectStats) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{15}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubjectStats) GetSubject() string {
@@ -999,24 +1105,29 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tschema_id\x18\x03 \x01(\x03R\bschemaId\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x12-\n" +
-	"\x05error\x18\x05 \x01(\v2\x17.pipeline.v1.EventErrorR\x05error\"w\n" +
+	"\x05error\x18\x05 \x01(\v2\x17.pipeline.v1.EventErrorR\x05error\"\xa2\x01\n" +
 	"\n" +
 	"EventError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12;\n" +
 	"\n" +
 	"violations\x18\x03 \x03(\v2\x1b.pipeline.v1.FieldViolationR\n" +
-	"violations\"T\n" +
+	"violations\x12)\n" +
+	"\x10total_violations\x18\x04 \x01(\x05R\x0ftotalViolations\"T\n" +
 	"\x0eFieldViolation\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x85\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xb0\x01\n" +
 	"\x0fValidationError\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
 	"\tschema_id\x18\x02 \x01(\x03R\bschemaId\x12;\n" +
 	"\n" +
 	"violations\x18\x03 \x03(\v2\x1b.pipeline.v1.FieldViolationR\n" +
-	"violations\"I\n" +
+	"violations\x12)\n" +
+	"\x10total_violations\x18\x04 \x01(\x05R\x0ftotalViolations\"H\n" +
+	"\x0ePublishFailure\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
+	"\tschema_id\x18\x02 \x01(\x03R\bschemaId\"I\n" +
 	"\x14PublishStreamRequest\x121\n" +
 	"\x05event\x18\x01 \x01(\v2\x1b.pipeline.v1.PublishRequestR\x05event\"K\n" +
 	"\x15PublishStreamResponse\x122\n" +
@@ -1024,7 +1135,7 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\x18ListRefusedEventsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"N\n" +
 	"\x19ListRefusedEventsResponse\x121\n" +
-	"\x06events\x18\x01 \x03(\v2\x19.pipeline.v1.RefusedEventR\x06events\"\xcd\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.pipeline.v1.RefusedEventR\x06events\"\xf8\x01\n" +
 	"\fRefusedEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1b\n" +
@@ -1032,7 +1143,8 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\n" +
 	"violations\x18\x04 \x03(\v2\x1b.pipeline.v1.FieldViolationR\n" +
 	"violations\x12\x18\n" +
-	"\apayload\x18\x05 \x01(\tR\apayload\"\x19\n" +
+	"\apayload\x18\x05 \x01(\tR\apayload\x12)\n" +
+	"\x10total_violations\x18\x06 \x01(\x05R\x0ftotalViolations\"\x19\n" +
 	"\x17ListSubjectStatsRequest\"Q\n" +
 	"\x18ListSubjectStatsResponse\x125\n" +
 	"\bsubjects\x18\x01 \x03(\v2\x19.pipeline.v1.SubjectStatsR\bsubjects\"x\n" +
@@ -1060,7 +1172,7 @@ func file_pipeline_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_ingest_proto_rawDescData
 }
 
-var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_pipeline_v1_ingest_proto_goTypes = []any{
 	(*PublishRequest)(nil),            // 0: pipeline.v1.PublishRequest
 	(*PublishResponse)(nil),           // 1: pipeline.v1.PublishResponse
@@ -1070,19 +1182,20 @@ var file_pipeline_v1_ingest_proto_goTypes = []any{
 	(*EventError)(nil),                // 5: pipeline.v1.EventError
 	(*FieldViolation)(nil),            // 6: pipeline.v1.FieldViolation
 	(*ValidationError)(nil),           // 7: pipeline.v1.ValidationError
-	(*PublishStreamRequest)(nil),      // 8: pipeline.v1.PublishStreamRequest
-	(*PublishStreamResponse)(nil),     // 9: pipeline.v1.PublishStreamResponse
-	(*ListRefusedEventsRequest)(nil),  // 10: pipeline.v1.ListRefusedEventsRequest
-	(*ListRefusedEventsResponse)(nil), // 11: pipeline.v1.ListRefusedEventsResponse
-	(*RefusedEvent)(nil),              // 12: pipeline.v1.RefusedEvent
-	(*ListSubjectStatsRequest)(nil),   // 13: pipeline.v1.ListSubjectStatsRequest
-	(*ListSubjectStatsResponse)(nil),  // 14: pipeline.v1.ListSubjectStatsResponse
-	(*SubjectStats)(nil),              // 15: pipeline.v1.SubjectStats
-	nil,                               // 16: pipeline.v1.PublishRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(*PublishFailure)(nil),            // 8: pipeline.v1.PublishFailure
+	(*PublishStreamRequest)(nil),      // 9: pipeline.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil),     // 10: pipeline.v1.PublishStreamResponse
+	(*ListRefusedEventsRequest)(nil),  // 11: pipeline.v1.ListRefusedEventsRequest
+	(*ListRefusedEventsResponse)(nil), // 12: pipeline.v1.ListRefusedEventsResponse
+	(*RefusedEvent)(nil),              // 13: pipeline.v1.RefusedEvent
+	(*ListSubjectStatsRequest)(nil),   // 14: pipeline.v1.ListSubjectStatsRequest
+	(*ListSubjectStatsResponse)(nil),  // 15: pipeline.v1.ListSubjectStatsResponse
+	(*SubjectStats)(nil),              // 16: pipeline.v1.SubjectStats
+	nil,                               // 17: pipeline.v1.PublishRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
 }
 var file_pipeline_v1_ingest_proto_depIdxs = []int32{
-	16, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
+	17, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
 	0,  // 1: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
 	4,  // 2: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
 	5,  // 3: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
@@ -1090,20 +1203,20 @@ var file_pipeline_v1_ingest_proto_depIdxs = []int32{
 	6,  // 5: pipeline.v1.ValidationError.violations:type_name -> pipeline.v1.FieldViolation
 	0,  // 6: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
 	4,  // 7: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
-	12, // 8: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
-	17, // 9: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
+	13, // 8: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
+	18, // 9: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
 	6,  // 10: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
-	15, // 11: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
+	16, // 11: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
 	0,  // 12: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
 	2,  // 13: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
-	8,  // 14: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
-	10, // 15: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
-	13, // 16: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
+	9,  // 14: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
+	11, // 15: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
+	14, // 16: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
 	1,  // 17: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
 	3,  // 18: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
-	9,  // 19: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
-	11, // 20: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
-	14, // 21: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
+	10, // 19: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
+	12, // 20: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
+	15, // 21: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
 	17, // [17:22] is the sub-list for method output_type
 	12, // [12:17] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
@@ -1126,7 +1239,7 @@ func file_pipeline_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_ingest_proto_rawDesc), len(file_pipeline_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,13 +12,25 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/ingest.proto.
  */
 export const file_pipeline_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("ChhwaXBlbGluZS92MS9pbmdlc3QucHJvdG8SC3BpcGVsaW5lLnYxIusBCg5QdWJsaXNoUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEhAKBmJpbmFyeRgCIAEoDEgAEg4KBGpzb24YAyABKAlIABILCgNrZXkYBCABKAkSEAoIZXZlbnRfaWQYBSABKAkSOQoHaGVhZGVycxgGIAMoCzIoLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0LkhlYWRlcnNFbnRyeRIRCglzY2hlbWFfaWQYByABKAMaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCJGCg9QdWJsaXNoUmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEg4KBnRvcGljcxgDIAMoCSJCChNQdWJsaXNoQmF0Y2hSZXF1ZXN0EisKBmV2ZW50cxgBIAMoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IlMKFFB1Ymxpc2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0Eg4KBmZhaWxlZBgCIAEoBSJ7Cg1QdWJsaXNoUmVzdWx0Eg0KBWluZGV4GAEgASgFEhAKCGV2ZW50X2lkGAIgASgJEhEKCXNjaGVtYV9pZBgDIAEoAxIOCgZ0b3BpY3MYBCADKAkSJgoFZXJyb3IYBSABKAsyFy5waXBlbGluZS52MS5FdmVudEVycm9yIlwKCkV2ZW50RXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbiI+Cg5GaWVsZFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRIMCgRydWxlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiZgoPVmFsaWRhdGlvbkVycm9yEg8KB3N1YmplY3QYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbiJCChRQdWJsaXNoU3RyZWFtUmVxdWVzdBIqCgVldmVudBgBIAEoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IkMKFVB1Ymxpc2hTdHJlYW1SZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0IisKGExpc3RSZWZ1c2VkRXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJIkYKGUxpc3RSZWZ1c2VkRXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkucGlwZWxpbmUudjEuUmVmdXNlZEV2ZW50Ip8BCgxSZWZ1c2VkRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAiABKAkSEQoJc2NoZW1hX2lkGAMgASgDEi8KCnZpb2xhdGlvbnMYBCADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIPCgdwYXlsb2FkGAUgASgJIhkKF0xpc3RTdWJqZWN0U3RhdHNSZXF1ZXN0IkcKGExpc3RTdWJqZWN0U3RhdHNSZXNwb25zZRIrCghzdWJqZWN0cxgBIAMoCzIZLnBpcGVsaW5lLnYxLlN1YmplY3RTdGF0cyJQCgxTdWJqZWN0U3RhdHMSDwoHc3ViamVjdBgBIAEoCRIXCg9ldmVudHNfYWNjZXB0ZWQYAiABKAMSFgoOZXZlbnRzX3JlZnVzZWQYAyABKAMy1QMKDUluZ2VzdFNlcnZpY2USRAoHUHVibGlzaBIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0GhwucGlwZWxpbmUudjEuUHVibGlzaFJlc3BvbnNlElMKDFB1Ymxpc2hCYXRjaBIgLnBpcGVsaW5lLnYxLlB1Ymxpc2hCYXRjaFJlcXVlc3QaIS5waXBlbGluZS52MS5QdWJsaXNoQmF0Y2hSZXNwb25zZRJaCg1QdWJsaXNoU3RyZWFtEiEucGlwZWxpbmUudjEuUHVibGlzaFN0cmVhbVJlcXVlc3QaIi5waXBlbGluZS52MS5QdWJsaXNoU3RyZWFtUmVzcG9uc2UoATABEmcKEUxpc3RSZWZ1c2VkRXZlbnRzEiUucGlwZWxpbmUudjEuTGlzdFJlZnVzZWRFdmVudHNSZXF1ZXN0GiYucGlwZWxpbmUudjEuTGlzdFJlZnVzZWRFdmVudHNSZXNwb25zZSIDkAIBEmQKEExpc3RTdWJqZWN0U3RhdHMSJC5waXBlbGluZS52MS5MaXN0U3ViamVjdFN0YXRzUmVxdWVzdBolLnBpcGVsaW5lLnYxLkxpc3RTdWJqZWN0U3RhdHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChhwaXBlbGluZS92MS9pbmdlc3QucHJvdG8SC3BpcGVsaW5lLnYxIusBCg5QdWJsaXNoUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEhAKBmJpbmFyeRgCIAEoDEgAEg4KBGpzb24YAyABKAlIABILCgNrZXkYBCABKAkSEAoIZXZlbnRfaWQYBSABKAkSOQoHaGVhZGVycxgGIAMoCzIoLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0LkhlYWRlcnNFbnRyeRIRCglzY2hlbWFfaWQYByABKAMaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCJGCg9QdWJsaXNoUmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEg4KBnRvcGljcxgDIAMoCSJCChNQdWJsaXNoQmF0Y2hSZXF1ZXN0EisKBmV2ZW50cxgBIAMoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IlMKFFB1Ymxpc2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0Eg4KBmZhaWxlZBgCIAEoBSJ7Cg1QdWJsaXNoUmVzdWx0Eg0KBWluZGV4GAEgASgFEhAKCGV2ZW50X2lkGAIgASgJEhEKCXNjaGVtYV9pZBgDIAEoAxIOCgZ0b3BpY3MYBCADKAkSJgoFZXJyb3IYBSABKAsyFy5waXBlbGluZS52MS5FdmVudEVycm9yInYKCkV2ZW50RXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIYChB0b3RhbF92aW9sYXRpb25zGAQgASgFIj4KDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKAAQoPVmFsaWRhdGlvbkVycm9yEg8KB3N1YmplY3QYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIYChB0b3RhbF92aW9sYXRpb25zGAQgASgFIjUKDlB1Ymxpc2hGYWlsdXJlEhAKCGV2ZW50X2lkGAEgASgJEhEKCXNjaGVtYV9pZBgCIAEoAyJCChRQdWJsaXNoU3RyZWFtUmVxdWVzdBIqCgVldmVudBgBIAEoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IkMKFVB1Ymxpc2hTdHJlYW1SZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0IisKGExpc3RSZWZ1c2VkRXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJIkYKGUxpc3RSZWZ1c2VkRXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkucGlwZWxpbmUudjEuUmVmdXNlZEV2ZW50IrkBCgxSZWZ1c2VkRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAiABKAkSEQoJc2NoZW1hX2lkGAMgASgDEi8KCnZpb2xhdGlvbnMYBCADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIPCgdwYXlsb2FkGAUgASgJEhgKEHRvdGFsX3Zpb2xhdGlvbnMYBiABKAUiGQoXTGlzdFN1YmplY3RTdGF0c1JlcXVlc3QiRwoYTGlzdFN1YmplY3RTdGF0c1Jlc3BvbnNlEisKCHN1YmplY3RzGAEgAygLMhkucGlwZWxpbmUudjEuU3ViamVjdFN0YXRzIlAKDFN1YmplY3RTdGF0cxIPCgdzdWJqZWN0GAEgASgJEhcKD2V2ZW50c19hY2NlcHRlZBgCIAEoAxIWCg5ldmVudHNfcmVmdXNlZBgDIAEoAzLVAwoNSW5nZXN0U2VydmljZRJECgdQdWJsaXNoEhsucGlwZWxpbmUudjEuUHVibGlzaFJlcXVlc3QaHC5waXBlbGluZS52MS5QdWJsaXNoUmVzcG9uc2USUwoMUHVibGlzaEJhdGNoEiAucGlwZWxpbmUudjEuUHVibGlzaEJhdGNoUmVxdWVzdBohLnBpcGVsaW5lLnYxLlB1Ymxpc2hCYXRjaFJlc3BvbnNlEloKDVB1Ymxpc2hTdHJlYW0SIS5waXBlbGluZS52MS5QdWJsaXNoU3RyZWFtUmVxdWVzdBoiLnBpcGVsaW5lLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBMAESZwoRTGlzdFJlZnVzZWRFdmVudHMSJS5waXBlbGluZS52MS5MaXN0UmVmdXNlZEV2ZW50c1JlcXVlc3QaJi5waXBlbGluZS52MS5MaXN0UmVmdXNlZEV2ZW50c1Jlc3BvbnNlIgOQAgESZAoQTGlzdFN1YmplY3RTdGF0cxIkLnBpcGVsaW5lLnYxLkxpc3RTdWJqZWN0U3RhdHNSZXF1ZXN0GiUucGlwZWxpbmUudjEuTGlzdFN1YmplY3RTdGF0c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
+ * PublishRequest is one event. Besides the payload's own size limit, the
+ * server refuses with INVALID_ARGUMENT, naming the field:
+ *   - key of more than 1024 bytes, event_id of more than 200 bytes, or either
+ *     with a control character (NUL, newline, ...) or invalid UTF-8;
+ *   - more than 64 headers, a header name that is empty, longer than 256
+ *     bytes, invalid UTF-8 or has a control character, or starts with
+ *     "pipeline-" in any case (reserved for the properties the pipeline
+ *     sets itself), a header value longer than 4096 bytes or invalid UTF-8,
+ *     more than 16 KiB of header names and values in all.
+ *
  * @generated from message pipeline.v1.PublishRequest
  */
 export type PublishRequest = Message<"pipeline.v1.PublishRequest"> & {
   /**
+   * subject names the schema the event is read with.
+   *
    * @generated from field: string subject = 1;
    */
   subject: string;
@@ -44,7 +56,7 @@ export type PublishRequest = Message<"pipeline.v1.PublishRequest"> & {
 
   /**
    * key becomes the bus message key (ordering per key). Empty means the
-   * route's key field, or the event id.
+   * route's key field, or the event id. At most 1024 bytes.
    *
    * @generated from field: string key = 4;
    */
@@ -52,13 +64,16 @@ export type PublishRequest = Message<"pipeline.v1.PublishRequest"> & {
 
   /**
    * event_id is the idempotency key; empty means the server mints a UUIDv7.
+   * At most 200 bytes.
    *
    * @generated from field: string event_id = 5;
    */
   eventId: string;
 
   /**
-   * headers pass through as message properties.
+   * headers pass through as message properties: at most 64, names of at
+   * most 256 bytes that do not start with "pipeline-", values of at most
+   * 4096 bytes, 16 KiB in all.
    *
    * @generated from field: map<string, string> headers = 6;
    */
@@ -161,6 +176,11 @@ export type PublishResult = Message<"pipeline.v1.PublishResult"> & {
   index: number;
 
   /**
+   * event_id is the event's id, the client's or the one the server minted.
+   * It is set also with error when the event was handed to the bus (the
+   * bus was unavailable or its outcome is unknown): retry with this id, and
+   * sinks store the event once.
+   *
    * @generated from field: string event_id = 2;
    */
   eventId: string;
@@ -209,9 +229,19 @@ export type EventError = Message<"pipeline.v1.EventError"> & {
   message: string;
 
   /**
+   * violations are the first 100 reasons of a refused event.
+   *
    * @generated from field: repeated pipeline.v1.FieldViolation violations = 3;
    */
   violations: FieldViolation[];
+
+  /**
+   * total_violations counts every violation found, also those past the
+   * first 100 that violations lists.
+   *
+   * @generated from field: int32 total_violations = 4;
+   */
+  totalViolations: number;
 };
 
 /**
@@ -271,9 +301,19 @@ export type ValidationError = Message<"pipeline.v1.ValidationError"> & {
   schemaId: bigint;
 
   /**
+   * violations are the first 100 violations found.
+   *
    * @generated from field: repeated pipeline.v1.FieldViolation violations = 3;
    */
   violations: FieldViolation[];
+
+  /**
+   * total_violations counts every violation found, also those past the
+   * first 100 that violations lists.
+   *
+   * @generated from field: int32 total_violations = 4;
+   */
+  totalViolations: number;
 };
 
 /**
@@ -282,6 +322,34 @@ export type ValidationError = Message<"pipeline.v1.ValidationError"> & {
  */
 export const ValidationErrorSchema: GenMessage<ValidationError> = /*@__PURE__*/
   messageDesc(file_pipeline_v1_ingest, 7);
+
+/**
+ * PublishFailure is the error detail of an event that was handed to the bus
+ * and not confirmed (UNAVAILABLE: the bus is unreachable, or the outcome is
+ * unknown and the bus may have persisted it). event_id is the event's id,
+ * the one the server minted when the request had none: retry with it, and
+ * sinks store the event once.
+ *
+ * @generated from message pipeline.v1.PublishFailure
+ */
+export type PublishFailure = Message<"pipeline.v1.PublishFailure"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: int64 schema_id = 2;
+   */
+  schemaId: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.PublishFailure.
+ * Use `create(PublishFailureSchema)` to create a new message.
+ */
+export const PublishFailureSchema: GenMessage<PublishFailure> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_ingest, 8);
 
 /**
  * @generated from message pipeline.v1.PublishStreamRequest
@@ -298,7 +366,7 @@ export type PublishStreamRequest = Message<"pipeline.v1.PublishStreamRequest"> &
  * Use `create(PublishStreamRequestSchema)` to create a new message.
  */
 export const PublishStreamRequestSchema: GenMessage<PublishStreamRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 8);
+  messageDesc(file_pipeline_v1_ingest, 9);
 
 /**
  * @generated from message pipeline.v1.PublishStreamResponse
@@ -315,7 +383,7 @@ export type PublishStreamResponse = Message<"pipeline.v1.PublishStreamResponse">
  * Use `create(PublishStreamResponseSchema)` to create a new message.
  */
 export const PublishStreamResponseSchema: GenMessage<PublishStreamResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 9);
+  messageDesc(file_pipeline_v1_ingest, 10);
 
 /**
  * @generated from message pipeline.v1.ListRefusedEventsRequest
@@ -332,7 +400,7 @@ export type ListRefusedEventsRequest = Message<"pipeline.v1.ListRefusedEventsReq
  * Use `create(ListRefusedEventsRequestSchema)` to create a new message.
  */
 export const ListRefusedEventsRequestSchema: GenMessage<ListRefusedEventsRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 10);
+  messageDesc(file_pipeline_v1_ingest, 11);
 
 /**
  * @generated from message pipeline.v1.ListRefusedEventsResponse
@@ -349,7 +417,7 @@ export type ListRefusedEventsResponse = Message<"pipeline.v1.ListRefusedEventsRe
  * Use `create(ListRefusedEventsResponseSchema)` to create a new message.
  */
 export const ListRefusedEventsResponseSchema: GenMessage<ListRefusedEventsResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 11);
+  messageDesc(file_pipeline_v1_ingest, 12);
 
 /**
  * RefusedEvent is a sample of an event the router refused.
@@ -373,6 +441,8 @@ export type RefusedEvent = Message<"pipeline.v1.RefusedEvent"> & {
   schemaId: bigint;
 
   /**
+   * violations are the first 100 violations found.
+   *
    * @generated from field: repeated pipeline.v1.FieldViolation violations = 4;
    */
   violations: FieldViolation[];
@@ -383,6 +453,13 @@ export type RefusedEvent = Message<"pipeline.v1.RefusedEvent"> & {
    * @generated from field: string payload = 5;
    */
   payload: string;
+
+  /**
+   * total_violations counts every violation found.
+   *
+   * @generated from field: int32 total_violations = 6;
+   */
+  totalViolations: number;
 };
 
 /**
@@ -390,7 +467,7 @@ export type RefusedEvent = Message<"pipeline.v1.RefusedEvent"> & {
  * Use `create(RefusedEventSchema)` to create a new message.
  */
 export const RefusedEventSchema: GenMessage<RefusedEvent> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 12);
+  messageDesc(file_pipeline_v1_ingest, 13);
 
 /**
  * @generated from message pipeline.v1.ListSubjectStatsRequest
@@ -403,7 +480,7 @@ export type ListSubjectStatsRequest = Message<"pipeline.v1.ListSubjectStatsReque
  * Use `create(ListSubjectStatsRequestSchema)` to create a new message.
  */
 export const ListSubjectStatsRequestSchema: GenMessage<ListSubjectStatsRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 13);
+  messageDesc(file_pipeline_v1_ingest, 14);
 
 /**
  * @generated from message pipeline.v1.ListSubjectStatsResponse
@@ -420,7 +497,7 @@ export type ListSubjectStatsResponse = Message<"pipeline.v1.ListSubjectStatsResp
  * Use `create(ListSubjectStatsResponseSchema)` to create a new message.
  */
 export const ListSubjectStatsResponseSchema: GenMessage<ListSubjectStatsResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 14);
+  messageDesc(file_pipeline_v1_ingest, 15);
 
 /**
  * SubjectStats counts one subject's events in this replica.
@@ -449,7 +526,7 @@ export type SubjectStats = Message<"pipeline.v1.SubjectStats"> & {
  * Use `create(SubjectStatsSchema)` to create a new message.
  */
 export const SubjectStatsSchema: GenMessage<SubjectStats> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 15);
+  messageDesc(file_pipeline_v1_ingest, 16);
 
 /**
  * IngestService takes events in, validates them against their subject's
