@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"runtime/debug"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +57,8 @@ var errorCodes = []errorRow{
 	{match: is(schema.ErrReferenced), code: connect.CodeFailedPrecondition},
 	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, reason: "bus_error"},
 	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},
+	{match: is(router.ErrOverloaded), code: connect.CodeResourceExhausted, reason: "in_flight"},
+	{match: is(router.ErrPanic), code: connect.CodeInternal, reason: "panic"},
 	{match: is(bus.ErrOutcomeUnknown), code: connect.CodeUnavailable, retry: true, reason: "outcome_unknown"},
 	{match: is(context.DeadlineExceeded), code: connect.CodeUnavailable, retry: true, reason: "bus_error"},
 	{match: is(bus.ErrUnavailable, bus.ErrClosed, errShuttingDown), code: connect.CodeUnavailable, reason: "bus_error"},
@@ -96,6 +100,18 @@ func toConnectError(err error) *connect.Error {
 		}
 	}
 	return out
+}
+
+// Recover is the outer guard of every handler (connect.WithRecover): a
+// panic in a handler's own code answers its request internal, through
+// the table, and is logged; the process goes on. Panics while processing
+// one event are caught closer (the router, recoverEvent), so that they
+// fail only that event.
+func Recover(log *slog.Logger) connect.HandlerOption {
+	return connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, v any) error {
+		log.Error("handler panicked", "procedure", spec.Procedure, "panic", v, "stack", string(debug.Stack()))
+		return toConnectError(fmt.Errorf("%w: %s panicked; the panic is logged", router.ErrPanic, spec.Procedure))
+	})
 }
 
 // RefusalReason labels why an event was refused, from the same table as

@@ -43,6 +43,8 @@ func TestErrorCodes(t *testing.T) {
 		{schema.ErrReferenced, connect.CodeFailedPrecondition, ""},
 		{bus.ErrInvalidTopic, connect.CodeInvalidArgument, "bus_error"},
 		{bus.ErrQueueFull, connect.CodeResourceExhausted, "queue_full"},
+		{router.ErrOverloaded, connect.CodeResourceExhausted, "in_flight"},
+		{router.ErrPanic, connect.CodeInternal, "panic"},
 		{bus.ErrOutcomeUnknown, connect.CodeUnavailable, "outcome_unknown"},
 		{context.DeadlineExceeded, connect.CodeUnavailable, "bus_error"},
 		{bus.ErrUnavailable, connect.CodeUnavailable, "bus_error"},

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -106,6 +108,39 @@ func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
 	return &pipelinev1.PublishResult{Index: int32(i), EventId: res.EventID, SchemaId: res.SchemaID, Topics: res.Topics}
 }
 
+// prepare decodes, validates and routes event i of a batch or stream. It
+// returns the event to send, or nil once answer has its refusal.
+func (s *IngestService) prepare(ctx context.Context, i int, m *pipelinev1.PublishRequest, trace traceContext, answer func(*pipelinev1.PublishResult)) *router.Prepared {
+	defer recoverEvent(i, answer)
+	p, err := s.Router.Prepare(ctx, event(m, trace))
+	if err != nil {
+		answer(result(i, router.Result{}, err))
+		return nil
+	}
+	return p
+}
+
+// send publishes event i of a batch or stream, on a goroutine of its own,
+// and answers it.
+func (s *IngestService) send(ctx context.Context, i int, p *router.Prepared, answer func(*pipelinev1.PublishResult)) {
+	defer recoverEvent(i, answer)
+	res, err := s.Router.Send(ctx, p)
+	answer(result(i, res, err))
+}
+
+// recoverEvent, deferred by prepare and send, answers event i internal
+// when they panic outside the router (which recovers its own): on a
+// goroutine of the request's the panic would end the process, on the
+// handler's it would fail the other events of the batch or stream.
+func recoverEvent(i int, answer func(*pipelinev1.PublishResult)) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	slog.Error("answering an event panicked", "index", i, "panic", v, "stack", string(debug.Stack()))
+	answer(result(i, router.Result{}, fmt.Errorf("%w: answering event %d panicked; the panic is logged", router.ErrPanic, i)))
+}
+
 // PublishBatch publishes every event of the batch concurrently (the bus
 // batches them) and answers for each. A few workers (at most one per CPU)
 // decode and validate; each valid event then waits for the bus in its own
@@ -127,23 +162,14 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 	var sends, workers sync.WaitGroup
 	var next atomic.Int64
 	for range min(runtime.GOMAXPROCS(0), (len(events)+63)/64) {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
+		workers.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(events); i = int(next.Add(1) - 1) {
-				p, err := s.Router.Prepare(ctx, event(events[i], trace))
-				if err != nil {
-					out.Results[i] = result(i, router.Result{}, err)
-					continue
+				answer := func(r *pipelinev1.PublishResult) { out.Results[i] = r }
+				if p := s.prepare(ctx, i, events[i], trace, answer); p != nil {
+					sends.Go(func() { s.send(ctx, i, p, answer) })
 				}
-				sends.Add(1)
-				go func() {
-					defer sends.Done()
-					res, err := s.Router.Send(ctx, p)
-					out.Results[i] = result(i, res, err)
-				}()
 			}
-		}()
+		})
 	}
 	workers.Wait()
 	sends.Wait()
@@ -238,15 +264,10 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
 			continue
 		}
-		p, err := s.Router.Prepare(ctx, event(m, trace))
-		if err != nil {
-			ch <- result(i, router.Result{}, err)
-			continue
+		answer := func(r *pipelinev1.PublishResult) { ch <- r }
+		if p := s.prepare(ctx, i, m, trace, answer); p != nil {
+			go s.send(ctx, i, p, answer)
 		}
-		go func(i int) {
-			res, err := s.Router.Send(ctx, p)
-			ch <- result(i, res, err)
-		}(i)
 	}
 	close(pending)
 	if err := <-sendErr; err != nil {

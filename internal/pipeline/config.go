@@ -2,11 +2,14 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -27,10 +30,14 @@ type Config struct {
 	Registry RegistryConfig `yaml:"registry"`
 	Bus      BusConfig      `yaml:"bus"`
 	Limits   LimitsConfig   `yaml:"limits"`
+	HTTP     HTTPConfig     `yaml:"http"`
 	// DefaultSink writes every subject into SQLite in DataDir when no
 	// sinks are configured. Set it to false to run without any sink.
 	DefaultSink *bool        `yaml:"default_sink"`
 	Sinks       []SinkConfig `yaml:"sinks"`
+
+	// routerHook is router.Options.Hook, for tests.
+	routerHook func(ctx context.Context, stage string, ev router.Event)
 }
 
 // RegistryConfig says where schemas and routes are stored.
@@ -71,10 +78,33 @@ type BusConfig struct {
 	RetentionBytes int64 `yaml:"retention_bytes"`
 }
 
-// LimitsConfig bounds what one request may carry.
+// LimitsConfig bounds what one request, and all of them together, may carry.
 type LimitsConfig struct {
 	MaxEventBytes int `yaml:"max_event_bytes"` // default router.DefaultMaxEventBytes (1 MiB)
 	MaxBatch      int `yaml:"max_batch"`       // events per PublishBatch, default api.DefaultMaxBatch (1000)
+	// MaxInFlightBytes bounds the bytes of all events taken and not yet
+	// answered, across every request and stream; past it an event is
+	// refused with resource_exhausted. Default: a quarter of GOMEMLIMIT
+	// when one is set, else router.DefaultMaxInFlightBytes (256 MiB).
+	MaxInFlightBytes int64 `yaml:"max_in_flight_bytes"`
+}
+
+// HTTPConfig tunes the HTTP server that serves every protocol on the one port.
+type HTTPConfig struct {
+	// ReadHeaderTimeout bounds reading a request's headers (default 10s).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a request, body included (default 30s);
+	// PublishStream, whose body lives as long as the stream, is exempt.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a connection that has had no request for this long (default 2m).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds a request's headers (default 64 KiB); past it
+	// the answer is 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConcurrentStreams bounds the requests (HTTP/2 streams, each
+	// PublishStream one of them) a client connection may have open at
+	// once (default 250); HTTP/2 clients queue or open another connection.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
 
 // SinkConfig declares one sink.
@@ -126,6 +156,36 @@ func (c *Config) ApplyDefaults() error {
 	}
 	if c.Limits.MaxBatch == 0 {
 		c.Limits.MaxBatch = api.DefaultMaxBatch
+	}
+	if c.Limits.MaxInFlightBytes == 0 {
+		c.Limits.MaxInFlightBytes = router.DefaultMaxInFlightBytes
+		if memLimit := debug.SetMemoryLimit(-1); memLimit < math.MaxInt64 {
+			c.Limits.MaxInFlightBytes = max(memLimit/4, int64(c.Limits.MaxEventBytes))
+		}
+	}
+	if c.Limits.MaxEventBytes < 0 || c.Limits.MaxBatch < 0 {
+		return errors.New("config: limits.max_event_bytes and limits.max_batch must be positive")
+	}
+	if c.Limits.MaxInFlightBytes < int64(c.Limits.MaxEventBytes) {
+		return fmt.Errorf("config: limits.max_in_flight_bytes (%d) is less than limits.max_event_bytes (%d): no event could be taken", c.Limits.MaxInFlightBytes, c.Limits.MaxEventBytes)
+	}
+	h := &c.HTTP
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&h.ReadHeaderTimeout, 10 * time.Second}, {&h.ReadTimeout, 30 * time.Second}, {&h.IdleTimeout, 2 * time.Minute}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if h.MaxHeaderBytes == 0 {
+		h.MaxHeaderBytes = 64 << 10
+	}
+	if h.MaxConcurrentStreams == 0 {
+		h.MaxConcurrentStreams = 250
+	}
+	if h.ReadHeaderTimeout < 0 || h.ReadTimeout < 0 || h.IdleTimeout < 0 || h.MaxHeaderBytes < 0 || h.MaxConcurrentStreams < 0 {
+		return errors.New("config: http: timeouts and sizes must be positive")
 	}
 	if len(c.Sinks) == 0 && (c.DefaultSink == nil || *c.DefaultSink) {
 		c.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(c.DataDir, "events.db")}}

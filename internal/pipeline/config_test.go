@@ -31,6 +31,9 @@ func TestConfigDefaults(t *testing.T) {
 	if len(cfg.Sinks) != 1 || cfg.Sinks[0].URL != "sqlite://data/events.db" {
 		t.Fatalf("default sink = %+v", cfg.Sinks)
 	}
+	if cfg.Limits.MaxInFlightBytes <= 0 || cfg.HTTP.ReadTimeout != 30*time.Second || cfg.HTTP.IdleTimeout != 2*time.Minute || cfg.HTTP.MaxHeaderBytes != 64<<10 || cfg.HTTP.MaxConcurrentStreams != 250 {
+		t.Fatalf("default bounds = %+v %+v", cfg.Limits, cfg.HTTP)
+	}
 	empty := filepath.Join(t.TempDir(), "empty.yaml")
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -50,6 +53,8 @@ func TestBrokenConfig(t *testing.T) {
 		{"sink without url", "sinks:\n  - name: a\n", `sink "a" has no url`},
 		{"two sinks one name", "sinks:\n  - {name: a, url: sqlite://a.db}\n  - {name: a, url: sqlite://b.db}\n", `two sinks are named "a"`},
 		{"wrong type", "limits:\n  max_batch: lots\n", "cannot unmarshal"},
+		{"in flight under one event", "limits:\n  max_event_bytes: 2048\n  max_in_flight_bytes: 1024\n", "no event could be taken"},
+		{"negative timeout", "http:\n  idle_timeout: -1s\n", "http: timeouts and sizes must be positive"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,18 +25,6 @@ import (
 	"github.com/schemagate/pipeline/internal/bus"
 )
 
-// embeddedPipeline runs a pipeline on the embedded JetStream bus with no
-// sink, mods applied to its config.
-func embeddedPipeline(t *testing.T, mods ...func(*Config)) *testPipeline {
-	t.Helper()
-	noSink := false
-	cfg, err := LoadConfig("", append([]func(*Config){func(c *Config) { c.DataDir = t.TempDir(); c.DefaultSink = &noSink }}, mods...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return runPipeline(t, cfg)
-}
-
 // wantRefusal asserts that err is INVALID_ARGUMENT with a message holding want.
 func wantRefusal(t *testing.T, what string, err error, want string) {
 	t.Helper()

@@ -81,7 +81,8 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	}
 	s.routes = route.NewTable(routeStore, s.registry, s.bus, s, 2*time.Second)
 	s.router, err = router.New(s.registry, s.topicSetup(), s.routes, router.Options{
-		MaxEventBytes: cfg.Limits.MaxEventBytes, Logger: log, Registerer: s.metrics, Reason: api.RefusalReason,
+		MaxEventBytes: cfg.Limits.MaxEventBytes, MaxInFlightBytes: cfg.Limits.MaxInFlightBytes,
+		Logger: log, Registerer: s.metrics, Reason: api.RefusalReason, Hook: cfg.routerHook,
 	})
 	if err != nil {
 		return nil, err
@@ -137,23 +138,53 @@ func (s *Server) topicSetup() bus.Publisher {
 	})
 }
 
+// envelopeBytes is what one event may carry on the wire besides its
+// payload: subject, key, event id, headers, schema id and the framing.
+const envelopeBytes = 16 << 10
+
+// eventReadBytes is the most one event may weigh on the wire. The JSON
+// codec carries a binary payload in base64 and a JSON one as an escaped
+// string, up to twice max_event_bytes; the router refuses a payload past
+// max_event_bytes itself, with its size.
+func (l LimitsConfig) eventReadBytes() int { return 2*l.MaxEventBytes + envelopeBytes }
+
+// batchReadBytes is the most one PublishBatch may weigh: max_batch events,
+// but no more than all events in flight may weigh together (a body being
+// read is memory too; 256 MiB by default, not max_batch × 2 MiB).
+func (l LimitsConfig) batchReadBytes() int {
+	return min(l.MaxBatch*l.eventReadBytes(), max(int(l.MaxInFlightBytes), l.eventReadBytes()))
+}
+
 // Handler mounts every service on one mux: gRPC, gRPC-Web and Connect
 // through connect-go, health, reflection, metrics and the dashboard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	// A batch may carry MaxBatch events of MaxEventBytes each; schemas are
-	// bounded by schema.MaxSourceBytes. Past this, connect answers
-	// ResourceExhausted before decoding.
-	readMax := connect.WithReadMaxBytes(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
-	batchMax := connect.WithReadMaxBytes(s.cfg.Limits.MaxEventBytes*s.cfg.Limits.MaxBatch/4 + 64<<20)
-	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, readMax))
+	// Each method reads what its contract allows and no more: past it,
+	// connect answers resource_exhausted before decoding, and it counts
+	// the bytes after decompression (a small gzip body that inflates past
+	// the bound is cut there). Schemas are bounded by schema.MaxSourceBytes.
+	bounded := func(n int) connect.HandlerOption {
+		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), api.Recover(s.log))
+	}
+	general := bounded(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
+	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, general))
 	s.ingest = &api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}
-	ingestPath, ingestHandler := pipelinev1connect.NewIngestServiceHandler(s.ingest, batchMax)
-	mux.Handle(ingestPath, api.CoalesceStreamFlushes(ingestHandler))
-	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes}, readMax))
-	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, readMax))
-	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, readMax))
-	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, readMax))
+	// connect applies a read bound per handler, and one generated handler
+	// serves the whole IngestService: each bounded method gets a handler
+	// of its own (the mux prefers the exact path), the rest share general.
+	ingest := func(opt connect.HandlerOption) http.Handler {
+		_, h := pipelinev1connect.NewIngestServiceHandler(s.ingest, opt)
+		return h
+	}
+	event := bounded(s.cfg.Limits.eventReadBytes())
+	mux.Handle(pipelinev1connect.IngestServicePublishProcedure, ingest(event))
+	mux.Handle(pipelinev1connect.IngestServicePublishBatchProcedure, ingest(bounded(s.cfg.Limits.batchReadBytes())))
+	mux.Handle(pipelinev1connect.IngestServicePublishStreamProcedure, api.CoalesceStreamFlushes(ingest(event))) // per message
+	mux.Handle("/"+pipelinev1connect.IngestServiceName+"/", ingest(general))
+	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes}, general))
+	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, general))
+	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, general))
+	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, general))
 
 	services := []string{
 		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
@@ -216,7 +247,20 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // waits for its bus acknowledgement), stop the sinks after their current
 // batch, flush and close the bus.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h := s.cfg.HTTP
+	srv := &http.Server{
+		Handler:           streamsUnbounded(s.Handler()),
+		ReadHeaderTimeout: h.ReadHeaderTimeout,
+		ReadTimeout:       h.ReadTimeout,
+		IdleTimeout:       h.IdleTimeout,
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: h.MaxConcurrentStreams,
+			// A peer that vanished without closing (its streams held
+			// open) is found by a ping after a minute of silence.
+			SendPingTimeout: time.Minute,
+		},
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
@@ -253,6 +297,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// streamsUnbounded lifts http.Server.ReadTimeout for PublishStream.
+// ReadTimeout bounds the time a client may take to send a request, body
+// included, so that a slow one (a body trickled byte by byte) holds a
+// goroutine and its buffers that long at most; but a PublishStream's body
+// is a stream that lives as long as the client keeps it open, which
+// ReadTimeout would cut. (It does not cut a unary call whose answer takes
+// longer: once the body is read the server clears the deadline itself.)
+func streamsUnbounded(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == pipelinev1connect.IngestServicePublishStreamProcedure {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Close releases what Open opened: the sinks' databases, the bus (after

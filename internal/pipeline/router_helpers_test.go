@@ -147,6 +147,21 @@ func pulsarConfig(t *testing.T, registryURL string, mods ...func(*Config)) *Conf
 	return cfg
 }
 
+// embeddedPipeline runs a pipeline on the embedded defaults without a
+// sink, with the given changes to its config.
+func embeddedPipeline(t *testing.T, mods ...func(*Config)) *testPipeline {
+	t.Helper()
+	noSink := false
+	cfg, err := LoadConfig("", append([]func(*Config){func(c *Config) {
+		c.DataDir = t.TempDir()
+		c.DefaultSink = &noSink
+	}}, mods...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runPipeline(t, cfg)
+}
+
 // testPipeline is an in-process pipeline that a test may stop before it
 // ends (restarts, replicas).
 type testPipeline struct {

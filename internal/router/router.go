@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,13 @@ var (
 	// subject, no payload, an event id, key or header that breaks its
 	// rules: envelope.go).
 	ErrBadRequest = errors.New("bad request")
+	// ErrOverloaded: the events in flight already weigh what
+	// Options.MaxInFlightBytes allows; the client should retry later.
+	ErrOverloaded = errors.New("too many event bytes in flight")
+	// ErrPanic: processing the event (or the request that carried it)
+	// panicked, a bug; it is answered internal, the process and the
+	// other events go on.
+	ErrPanic = errors.New("internal error")
 )
 
 // MaxViolations is how many violations of one event are kept, returned
@@ -124,14 +132,27 @@ type Routes interface {
 // configured otherwise.
 const DefaultMaxEventBytes = 1 << 20
 
+// DefaultMaxInFlightBytes bounds the bytes of the events in flight unless
+// configured otherwise.
+const DefaultMaxInFlightBytes = 256 << 20
+
 // Options tune the router.
 type Options struct {
 	MaxEventBytes int // default DefaultMaxEventBytes
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// MaxInFlightBytes bounds the bytes of all events taken (by Prepare)
+	// and not yet answered (by Send, or Prepare's refusal); default
+	// DefaultMaxInFlightBytes.
+	MaxInFlightBytes int64
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer
 	// Reason names why an event was refused, for the refusal metrics'
 	// bounded "reason" label (the API edge's table of errors).
 	Reason func(error) string
+	// Hook, when set, runs in each stage of every event: "prepare" once
+	// the event is taken and its schema known (before decode, validation
+	// and routes), "send" before the bus. It is for tests, which inject
+	// panics and hold events in flight through it.
+	Hook func(ctx context.Context, stage string, ev Event)
 }
 
 // Router validates and publishes events.
@@ -146,12 +167,17 @@ type Router struct {
 	refused   *refusedLog
 	counter   *topicCounter
 	decoder   decoder
+	inFlight  *inFlight
+	hook      func(ctx context.Context, stage string, ev Event)
 }
 
 // New returns a router.
 func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) (*Router, error) {
 	if opts.MaxEventBytes <= 0 {
 		opts.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if opts.MaxInFlightBytes <= 0 {
+		opts.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -164,6 +190,7 @@ func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) 
 		schemas: schemas, publisher: publisher, routes: routes,
 		maxBytes: opts.MaxEventBytes, log: opts.Logger, validator: v,
 		metrics: newMetrics(opts.Registerer, opts.Reason), refused: newRefusedLog(20), counter: newTopicCounter(),
+		inFlight: newInFlight(opts.MaxInFlightBytes, opts.Registerer), hook: opts.Hook,
 	}, nil
 }
 
@@ -184,10 +211,12 @@ func (r *Router) Publish(ctx context.Context, ev Event) (Result, error) {
 // Prepared is an event that was decoded, validated and routed: what is
 // left is to hand it to the bus. Splitting Publish in two lets a stream
 // do the CPU work on its own long-lived goroutine and only wait for the
-// bus in a short-lived one.
+// bus in a short-lived one. Its bytes count as in flight until Send
+// returns: every Prepared must be sent.
 type Prepared struct {
 	ev       Event
 	start    time.Time
+	size     int64 // bytes taken from the in-flight bound
 	eventID  string
 	schemaID int64
 	payload  []byte
@@ -196,106 +225,144 @@ type Prepared struct {
 }
 
 // Prepare does everything Publish does before the bus: subject, schema,
-// limits, decode, validation, routes and event id. A refused event is
-// counted and sampled here: under its subject once the subject's schema
-// was found, else under "" (subject names from clients must not grow the
-// metrics or the per-subject stats).
-func (r *Router) Prepare(ctx context.Context, ev Event) (*Prepared, error) {
-	start := time.Now()
-	p, known, err := r.prepare(ctx, ev)
-	if err != nil {
+// limits (the event's own and the bytes in flight), decode, validation,
+// routes and event id. A refused event is counted and sampled here: under
+// its subject once the subject's schema was found, else under "" (subject
+// names from clients must not grow the metrics or the per-subject stats).
+// A panic on the way is that event's refusal (ErrPanic), no one else's.
+func (r *Router) Prepare(ctx context.Context, ev Event) (_ *Prepared, err error) {
+	p := &Prepared{ev: ev, start: time.Now(), eventID: ev.EventID, schemaID: ev.SchemaID}
+	known := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		r.inFlight.release(p.size)
 		counted := ""
 		if known {
 			counted = ev.Subject
 		}
-		r.metrics.observe(counted, err, time.Since(start))
+		r.metrics.observe(counted, err, time.Since(p.start))
 		var verr *ValidationError
 		if errors.As(err, &verr) {
 			r.refused.add(ev, verr)
 		}
+	}()
+	defer r.recoverEvent(&err, "prepare", p)
+	if err := r.prepare(ctx, p, &known); err != nil {
 		return nil, err
 	}
-	p.start = start
 	return p, nil
 }
 
 // Send publishes a prepared event to its topics and returns once the bus
 // persisted it on all of them.
-func (r *Router) Send(ctx context.Context, p *Prepared) (Result, error) {
-	res, err := r.send(ctx, p)
-	r.metrics.observe(p.ev.Subject, err, time.Since(p.start))
-	return res, err
+func (r *Router) Send(ctx context.Context, p *Prepared) (_ Result, err error) {
+	defer func() {
+		r.inFlight.release(p.size)
+		r.metrics.observe(p.ev.Subject, err, time.Since(p.start))
+	}()
+	defer r.recoverEvent(&err, "send", p)
+	return r.send(ctx, p)
 }
 
-// prepare returns known once the subject's schema was found.
-func (r *Router) prepare(ctx context.Context, ev Event) (_ *Prepared, known bool, _ error) {
+// recoverEvent, deferred, turns a panic while processing p (decode,
+// validation, CEL, routes, the bus adapter: a bug here or in a library)
+// into ErrPanic for p alone, logged with its subject and schema.
+func (r *Router) recoverEvent(errp *error, stage string, p *Prepared) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	r.log.Error("event processing panicked", "stage", stage, "subject", p.ev.Subject, "schema_id", p.schemaID,
+		"event_id", p.eventID, "panic", v, "stack", string(debug.Stack()))
+	*errp = fmt.Errorf("%w: processing the event for subject %q (schema %d) panicked in %s; the panic is logged", ErrPanic, p.ev.Subject, p.schemaID, stage)
+}
+
+// prepare fills p from p.ev; *known is set once the subject's schema was found.
+func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
+	ev := p.ev
 	if ev.Subject == "" {
-		return nil, false, fmt.Errorf("%w: subject is required", ErrBadRequest)
+		return fmt.Errorf("%w: subject is required", ErrBadRequest)
 	}
 	if err := schema.ValidateSubject(ev.Subject); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	v, err := r.schemas.Resolve(ctx, ev.Subject, ev.SchemaID)
 	if err != nil {
-		return nil, false, err
+		return err
 	}
+	*known = true
+	sc := v.Schema
+	p.schemaID = sc.ID
 	size := len(ev.Binary)
 	if ev.IsJSON {
 		size = len(ev.JSON)
 	}
 	if size == 0 && !ev.IsJSON && ev.Binary == nil {
-		return nil, true, fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
+		return fmt.Errorf("%w: payload is required (binary or json)", ErrBadRequest)
 	}
 	if size > r.maxBytes {
-		return nil, true, fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
+		return fmt.Errorf("%w: payload is %d bytes; the limit is %d", ErrTooLarge, size, r.maxBytes)
 	}
 	if err := checkEnvelope(ev); err != nil {
-		return nil, true, err
+		return err
 	}
-	sc := v.Schema
+	// Taken once the subject is known to be real: an overload refusal is
+	// counted per subject, and made-up subjects must not grow that table.
+	n := ev.size()
+	if err := r.inFlight.take(n); err != nil {
+		return err
+	}
+	p.size = n
+	if r.hook != nil {
+		r.hook(ctx, "prepare", ev)
+	}
 	msg, payload, release, err := r.decoder.decode(sc, ev)
 	if err != nil {
-		return nil, true, err
+		return err
 	}
 	// The message lives in a pooled arena: nothing read from it may
 	// outlive release (route keys are copied in Match).
 	defer release()
 	if err := r.validate(sc, ev.Subject, msg); err != nil {
-		return nil, true, err
+		return err
 	}
-	targets, err := r.routes.Match(ctx, ev.Subject, sc, msg)
-	if err != nil {
-		return nil, true, err
+	if p.targets, err = r.routes.Match(ctx, ev.Subject, sc, msg); err != nil {
+		return err
 	}
-	eventID := ev.EventID
-	if eventID == "" {
+	if p.eventID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return nil, true, fmt.Errorf("mint event id: %w", err)
+			return fmt.Errorf("mint event id: %w", err)
 		}
-		eventID = id.String()
+		p.eventID = id.String()
 	}
-	props := make(map[string]string, len(ev.Headers)+6)
-	maps.Copy(props, ev.Headers)
+	p.props = make(map[string]string, len(ev.Headers)+6)
+	maps.Copy(p.props, ev.Headers)
 	if _, own := ev.Headers[bus.PropTraceParent]; !own {
 		if parent := traceValue(ev.TraceParent); parent != "" {
-			props[bus.PropTraceParent] = parent
+			p.props[bus.PropTraceParent] = parent
 			if state := traceValue(ev.TraceState); state != "" {
-				props[propTraceState] = state
+				p.props[propTraceState] = state
 			}
 		}
 	}
-	props[bus.PropEventID] = eventID
-	props[bus.PropSchemaID] = strconv.FormatInt(sc.ID, 10)
-	props[bus.PropSubject] = ev.Subject
-	props[bus.PropContentType] = bus.ContentTypeProtobuf
-	return &Prepared{ev: ev, eventID: eventID, schemaID: sc.ID, payload: payload, props: props, targets: targets}, true, nil
+	p.props[bus.PropEventID] = p.eventID
+	p.props[bus.PropSchemaID] = strconv.FormatInt(sc.ID, 10)
+	p.props[bus.PropSubject] = ev.Subject
+	p.props[bus.PropContentType] = bus.ContentTypeProtobuf
+	p.payload = payload
+	return nil
 }
 
 // propTraceState carries the W3C tracestate next to bus.PropTraceParent.
 const propTraceState = "tracestate"
 
 func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
+	if r.hook != nil {
+		r.hook(ctx, "send", p.ev)
+	}
 	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
 	failed := Result{EventID: p.eventID, SchemaID: p.schemaID}
 	message := func(t route.Target) bus.Message {
@@ -319,6 +386,7 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer r.recoverEvent(&errs[i], "send", p)
 			errs[i] = r.publisher.Publish(ctx, message(t))
 		}()
 	}
