@@ -81,8 +81,10 @@ func TestIngestReadBoundsPerMethod(t *testing.T) {
 	t.Run("Publish", func(t *testing.T) {
 		ev := orderEvent(subject, "unary-at", "o-1")
 		padTo(t, ev, func() int { return proto.Size(ev) }, bound)
-		if _, err := client.Publish(ctx, connect.NewRequest(ev)); err != nil {
-			t.Fatalf("a request of exactly %d bytes: %v", bound, err)
+		// The router refuses a header this large itself (invalid_argument):
+		// the read bound let it through.
+		if _, err := client.Publish(ctx, connect.NewRequest(ev)); connectCode(err) == connect.CodeResourceExhausted {
+			t.Fatalf("a request of exactly %d bytes: %v, want it read", bound, err)
 		}
 		ev.EventId = "unary-over"
 		padTo(t, ev, func() int { return proto.Size(ev) }, bound+1)
@@ -101,8 +103,8 @@ func TestIngestReadBoundsPerMethod(t *testing.T) {
 		}
 		padTo(t, batch.Events[2], func() int { return proto.Size(batch) }, 3*bound)
 		resp, err := client.PublishBatch(ctx, connect.NewRequest(batch))
-		if err != nil || resp.Msg.GetFailed() != 0 {
-			t.Fatalf("a batch of exactly %d bytes: %v %v", 3*bound, resp, err)
+		if err != nil || len(resp.Msg.GetResults()) != 3 {
+			t.Fatalf("a batch of exactly %d bytes: %v %v, want it read and answered per event", 3*bound, resp, err)
 		}
 		padTo(t, batch.Events[2], func() int { return proto.Size(batch) }, 3*bound+1)
 		if _, err := client.PublishBatch(ctx, connect.NewRequest(batch)); connectCode(err) != connect.CodeResourceExhausted {
@@ -120,8 +122,8 @@ func TestIngestReadBoundsPerMethod(t *testing.T) {
 		if err := stream.Send(msg); err != nil {
 			t.Fatal(err)
 		}
-		if resp, err := stream.Receive(); err != nil || resp.GetResult().GetError() != nil {
-			t.Fatalf("a message of exactly %d bytes: %v %v", bound, resp, err)
+		if resp, err := stream.Receive(); err != nil || resp.GetResult().GetError().GetCode() == connect.CodeResourceExhausted.String() {
+			t.Fatalf("a message of exactly %d bytes: %v %v, want it read and answered", bound, resp, err)
 		}
 		msg.Event.EventId = "stream-over"
 		padTo(t, msg.Event, func() int { return proto.Size(msg) }, bound+1)

@@ -139,8 +139,9 @@ func (s *Server) topicSetup() bus.Publisher {
 }
 
 // envelopeBytes is what one event may carry on the wire besides its
-// payload: subject, key, event id, headers, schema id and the framing.
-const envelopeBytes = 16 << 10
+// payload: headers (router.MaxHeadersBytes of names and values, plus their
+// framing), key, event id, subject, schema id.
+const envelopeBytes = router.MaxHeadersBytes + 8<<10
 
 // eventReadBytes is the most one event may weigh on the wire. The JSON
 // codec carries a binary payload in base64 and a JSON one as an escaped
