@@ -24,15 +24,21 @@ func (a eventActivation) ResolveName(name string) (any, bool) {
 
 func (eventActivation) Parent() interpreter.Activation { return nil }
 
+// filterEnv is the CEL environment of filters over messages of md: the
+// message's types and the variable `event`.
+func filterEnv(md protoreflect.MessageDescriptor) (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Types(dynamicpb.NewMessage(md)),
+		cel.Variable("event", cel.ObjectType(string(md.FullName()))),
+	)
+}
+
 // compileRoute type-checks the filter and resolves the key path against md;
 // its errors wrap sentinel (ErrInvalid when creating, ErrBroken when routing).
 func compileRoute(route Route, md protoreflect.MessageDescriptor, sentinel error) (*compiledRoute, error) {
 	out := &compiledRoute{}
 	if route.Filter != "" {
-		env, err := cel.NewEnv(
-			cel.Types(dynamicpb.NewMessage(md)),
-			cel.Variable("event", cel.ObjectType(string(md.FullName()))),
-		)
+		env, err := filterEnv(md)
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: CEL environment: %v", sentinel, route.Name, err)
 		}

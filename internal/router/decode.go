@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/schemagate/pipeline/internal/fastpb"
 	"github.com/schemagate/pipeline/internal/schema"
 )
 
@@ -20,6 +22,12 @@ import (
 // hyperpb messages are read-only, which is all the router needs: the bus
 // carries the client's bytes unchanged, so unknown fields are kept.
 //
+// dynamicpb stays the reference, and hyperpb v0.1.3 is not safe on every
+// input (FuzzDecode found faults, which no recover catches): hyperpb only
+// sees well-formed payloads (fastpb.Parser.WellFormed) of schemas it
+// decodes safely (fastpb.Compile), and what it refuses or panics on is
+// decoded again with dynamicpb, so the verdict never depends on the parser.
+//
 // JSON payloads go through dynamicpb and protojson (hyperpb has no JSON
 // parser) and are re-encoded as deterministic binary for the bus.
 type decoder struct {
@@ -27,32 +35,54 @@ type decoder struct {
 	types       sync.Map // schema id -> *hyperType
 }
 
-// hyperType is a schema's compiled parser; nil typ means hyperpb could not
-// compile the message and the schema decodes with dynamicpb.
+// hyperType is a schema's compiled parser; a nil parser means hyperpb
+// must not decode the message and the schema decodes with dynamicpb.
 type hyperType struct {
-	typ *hyperpb.MessageType
+	parser *fastpb.Parser
+	// required: a message of the schema can hold required fields (proto2,
+	// or editions' LEGACY_REQUIRED), which hyperpb's Unmarshal does not
+	// check (proto.Unmarshal does).
+	required bool
 }
 
 // hyperFor returns the compiled parser of sc, compiling it on first use.
-func (d *decoder) hyperFor(sc *schema.Schema) *hyperpb.MessageType {
+func (d *decoder) hyperFor(sc *schema.Schema) *hyperType {
 	if v, ok := d.types.Load(sc.ID); ok {
-		return v.(*hyperType).typ
+		return v.(*hyperType)
 	}
-	ht := &hyperType{typ: compileHyper(sc.Message)}
-	v, _ := d.types.LoadOrStore(sc.ID, ht)
-	return v.(*hyperType).typ
+	v, _ := d.types.LoadOrStore(sc.ID, &hyperType{parser: compileHyper(sc.Message), required: hasRequired(sc.Message)})
+	return v.(*hyperType)
 }
 
-// compileHyper compiles md, or returns nil when hyperpb refuses it (its
-// compiler panics on messages past its internal limits; a registered
-// schema must never take the process down).
-func compileHyper(md protoreflect.MessageDescriptor) (typ *hyperpb.MessageType) {
-	defer func() {
-		if recover() != nil {
-			typ = nil
+// hasRequired reports whether a message of md can hold a required field.
+func hasRequired(md protoreflect.MessageDescriptor) bool {
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(protoreflect.MessageDescriptor) bool
+	walk = func(m protoreflect.MessageDescriptor) bool {
+		if seen[m.FullName()] {
+			return false
 		}
-	}()
-	return hyperpb.CompileMessageDescriptor(md)
+		seen[m.FullName()] = true
+		if m.RequiredNumbers().Len() > 0 {
+			return true
+		}
+		fields := m.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			if sub := fields.Get(i).Message(); sub != nil && walk(sub) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(md)
+}
+
+// compileHyper compiles md, or returns nil when hyperpb must not decode
+// it (fastpb.Compile says why; a registered schema must never take the
+// process down).
+func compileHyper(md protoreflect.MessageDescriptor) *fastpb.Parser {
+	p, _ := fastpb.Compile(md)
+	return p
 }
 
 // arenas recycles hyperpb's per-message memory: a fresh arena per event
@@ -70,7 +100,7 @@ func noRelease() {}
 func (d *decoder) decode(sc *schema.Schema, ev Event) (_ protoreflect.Message, payload []byte, release func(), _ error) {
 	if ev.IsJSON {
 		msg := dynamicpb.NewMessage(sc.Message)
-		if err := (protojson.UnmarshalOptions{}).Unmarshal([]byte(ev.JSON), msg); err != nil {
+		if err := noPanic(func() error { return protojson.Unmarshal([]byte(ev.JSON), msg) }); err != nil {
 			return nil, nil, nil, decodeError(sc, ev, "JSON", err)
 		}
 		payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
@@ -80,25 +110,69 @@ func (d *decoder) decode(sc *schema.Schema, ev Event) (_ protoreflect.Message, p
 		return msg, payload, noRelease, nil
 	}
 	if !d.dynamicOnly {
-		if typ := d.hyperFor(sc); typ != nil {
-			arena := arenas.Get().(*hyperpb.Shared)
-			release := func() {
-				arena.Free()
-				arenas.Put(arena)
+		if ht := d.hyperFor(sc); ht.parser != nil && ht.parser.WellFormed(ev.Binary) {
+			if msg, release, ok := decodeHyper(ht, ev.Binary); ok {
+				return msg, ev.Binary, release, nil
 			}
-			msg := arena.NewMessage(typ)
-			if err := msg.Unmarshal(ev.Binary); err != nil {
-				release()
-				return nil, nil, nil, decodeError(sc, ev, "binary", err)
-			}
-			return msg, ev.Binary, release, nil
+			// hyperpb is stricter than dynamicpb in places (a known field
+			// with another wire type is an error to it, not an unknown
+			// field): dynamicpb decides, as in the sinks.
 		}
 	}
 	msg := dynamicpb.NewMessage(sc.Message)
-	if err := proto.Unmarshal(ev.Binary, msg); err != nil {
+	if err := noPanic(func() error { return proto.Unmarshal(ev.Binary, msg) }); err != nil {
 		return nil, nil, nil, decodeError(sc, ev, "binary", err)
 	}
 	return msg, ev.Binary, noRelease, nil
+}
+
+// decodeHyper parses b with hyperpb in a recycled arena; ok is false when
+// hyperpb refuses b or panics on it (that arena is then dropped, not
+// recycled).
+func decodeHyper(ht *hyperType, b []byte) (_ *hyperpb.Message, release func(), ok bool) {
+	arena := arenas.Get().(*hyperpb.Shared)
+	release = func() {
+		arena.Free()
+		arenas.Put(arena)
+	}
+	msg := arena.NewMessage(ht.parser.Type)
+	switch err := unmarshalHyper(msg, b, ht.required); {
+	case err == nil:
+		return msg, release, true
+	case !errors.Is(err, errParserPanic):
+		release()
+	}
+	return nil, nil, false
+}
+
+// unmarshalHyper parses b into msg and, when required, checks its
+// required fields.
+func unmarshalHyper(msg *hyperpb.Message, b []byte, required bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errParserPanic, r)
+		}
+	}()
+	if err = msg.Unmarshal(b); err == nil && required {
+		err = msg.Initialized()
+	}
+	return err
+}
+
+// errParserPanic: a parser panicked on a payload, which is refused. A
+// client's bytes must never take the process down: protobuf-go v1.36.12
+// panics ("cannot convert nil to map key") on a map entry whose key comes
+// twice, the second time with another wire type (FuzzDecode found it).
+var errParserPanic = errors.New("the parser panicked")
+
+// noPanic runs parse, turning a panic into an error wrapping errParserPanic.
+func noPanic(parse func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errParserPanic, r)
+		}
+	}()
+	return parse()
 }
 
 func decodeError(sc *schema.Schema, ev Event, format string, err error) error {

@@ -125,11 +125,11 @@ func TestDecodersAgree(t *testing.T) {
 func TestDecoderCachesPerSchema(t *testing.T) {
 	reg := newTestRegistry(t)
 	var d decoder
-	a, b := d.hyperFor(reg.rules), d.hyperFor(reg.rules)
+	a, b := d.hyperFor(reg.rules).parser, d.hyperFor(reg.rules).parser
 	if a == nil || a != b {
 		t.Fatalf("parser compiled twice or not at all: %p %p", a, b)
 	}
-	if c := d.hyperFor(reg.plain); c == nil || c == a {
+	if c := d.hyperFor(reg.plain).parser; c == nil || c == a {
 		t.Fatalf("plain schema shares the parser of another schema id")
 	}
 	var n int

@@ -299,15 +299,19 @@ func linkDescriptorSet(raw []byte, refs []resolvedReference) ([]protoreflect.Fil
 		if fd, err := reg.FindFileByPath(name); err == nil {
 			return fd, nil
 		}
+		// A set often carries the well-known types and buf/validate, as
+		// imports of its files (buf build, protoc --include_imports, and
+		// the registry's own stored sets do): use ours, as for a schema
+		// sent as sources, so they are not taken for the schema's own files.
+		if fd, ok := globalImport(name); ok {
+			return fd, registerTree(reg, fd)
+		}
 		fdp, ok := byPath[name]
 		if !ok {
 			for _, r := range refs {
 				if r.Name == name {
 					return r.File, registerTree(reg, r.File)
 				}
-			}
-			if fd, ok := globalImport(name); ok {
-				return fd, registerTree(reg, fd)
 			}
 			return nil, fmt.Errorf("%w: import %q is neither in the file_descriptor_set, a reference, a well-known type nor buf/validate", ErrInvalid, name)
 		}

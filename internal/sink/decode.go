@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"time"
 
-	"buf.build/go/hyperpb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/fastpb"
 )
 
 // Schemas resolves the schema an event was published with.
@@ -47,15 +47,18 @@ type schemaEntry struct {
 	tm   *tableMap
 	// fast decodes with hyperpb (several times faster than dynamicpb);
 	// slow is dynamicpb, the reference, used when fast fails or is nil.
-	fast, slow protoreflect.MessageType
+	fast *fastpb.Parser
+	slow protoreflect.MessageType
 }
 
-// convert decodes payload and binds its row. hyperpb is young: when it
-// fails (or panics) on a payload, dynamicpb decides, so that a fast-path
-// bug can never dead-letter a good event.
+// convert decodes payload and binds its row. hyperpb is young: it only
+// sees well-formed payloads (fastpb.Parser.WellFormed: the router accepted
+// this one, but a bus is no proof), and when it fails (or panics) on a
+// payload, dynamicpb decides, so that a fast-path bug can never
+// dead-letter a good event.
 func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, error) {
-	if e.fast != nil {
-		if values, err := e.convertWith(e.fast, d, payload, eventID, topic, key, publishTime); err == nil {
+	if e.fast != nil && e.fast.WellFormed(payload) {
+		if values, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
 			return values, nil
 		}
 	}
@@ -76,15 +79,14 @@ func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payloa
 	return rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
 }
 
-// compileFast builds the hyperpb decoder, or nil when hyperpb cannot.
-func compileFast(md protoreflect.MessageDescriptor, log *slog.Logger) (mt protoreflect.MessageType) {
-	defer func() {
-		if r := recover(); r != nil {
-			log.Warn("hyperpb cannot compile the schema; decoding with dynamicpb", "message", md.FullName(), "panic", r)
-			mt = nil
-		}
-	}()
-	return hyperpb.CompileMessageDescriptor(md)
+// compileFast builds the hyperpb decoder, or nil when hyperpb cannot or
+// must not decode the schema (fastpb.Compile).
+func compileFast(md protoreflect.MessageDescriptor, log *slog.Logger) *fastpb.Parser {
+	p, reason := fastpb.Compile(md)
+	if p == nil {
+		log.Info("decoding with dynamicpb, not hyperpb", "message", md.FullName(), "reason", reason)
+	}
+	return p
 }
 
 // prepareAll decodes a batch, retrying while schemas cannot be looked up.

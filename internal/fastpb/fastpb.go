@@ -1,0 +1,188 @@
+// Package fastpb keeps hyperpb, the fast parser of the router and the
+// sinks, to what it decodes safely: Compile refuses the schemas it
+// mishandles, Parser.WellFormed the payloads. Everything else decodes
+// with dynamicpb. hyperpb v0.1.3 faults on some inputs (a crash no
+// recover catches), which FuzzDecode in internal/router found; its corpus
+// keeps each payload.
+package fastpb
+
+import (
+	"fmt"
+
+	"buf.build/go/hyperpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Parser is hyperpb's parser of a message, and what it may be given.
+type Parser struct {
+	Type *hyperpb.MessageType
+	root *fields
+}
+
+// Compile returns the hyperpb parser of md, or nil and why hyperpb must
+// not decode md's messages:
+//
+//   - hyperpb's compiler panics on messages past its internal limits;
+//   - hyperpb v0.1.3 reads a oneof's storage as a message pointer when a
+//     message member follows another member in the payload, without
+//     clearing what the other member stored there: `number: 5` then
+//     `subtree {...}` parses the submessage at address 5, a string member
+//     before it gives an address made of the string's offset and length.
+//     The process dies of a fault recover cannot catch (or corrupts
+//     memory), on a payload of a few bytes. Schemas with such a oneof
+//     anywhere in the message (google.protobuf.Value has one) are left to
+//     dynamicpb;
+//   - in a map whose values are messages, hyperpb v0.1.3 faults the same
+//     way when an entry's value is followed by a field of the wrong wire
+//     type (`value {}` then `value: 0` as a varint). Schemas with such a
+//     map anywhere in the message are left to dynamicpb.
+func Compile(md protoreflect.MessageDescriptor) (p *Parser, reason string) {
+	if why := unsafeForHyperpb(md); why != "" {
+		return nil, why
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p, reason = nil, fmt.Sprintf("hyperpb cannot compile the message: %v", r)
+		}
+	}()
+	return &Parser{Type: hyperpb.CompileMessageDescriptor(md), root: fieldsOf(md)}, ""
+}
+
+// unsafeForHyperpb names a oneof or map field of md, or of a message md
+// can contain, that hyperpb decodes unsafely, or returns "".
+func unsafeForHyperpb(md protoreflect.MessageDescriptor) string {
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(protoreflect.MessageDescriptor) string
+	walk = func(m protoreflect.MessageDescriptor) string {
+		if seen[m.FullName()] {
+			return ""
+		}
+		seen[m.FullName()] = true
+		oneofs := m.Oneofs()
+		for i := 0; i < oneofs.Len(); i++ {
+			o := oneofs.Get(i)
+			if fields := o.Fields(); fields.Len() > 1 {
+				for j := 0; j < fields.Len(); j++ {
+					if fields.Get(j).Message() != nil {
+						return fmt.Sprintf("oneof %s mixes a message member with other members, which hyperpb decodes unsafely", o.FullName())
+					}
+				}
+			}
+		}
+		fields := m.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			fd := fields.Get(i)
+			if fd.IsMap() && fd.MapValue().Message() != nil {
+				return fmt.Sprintf("map %s has message values, which hyperpb decodes unsafely", fd.FullName())
+			}
+			if sub := fd.Message(); sub != nil {
+				if why := walk(sub); why != "" {
+					return why
+				}
+			}
+		}
+		return ""
+	}
+	return walk(md)
+}
+
+// MaxDepth is the nesting from which WellFormed sends a payload to
+// dynamicpb: hyperpb's own limit (it refuses deeper payloads, dynamicpb
+// allows 10000 levels), which it does not enforce on a submessage that
+// ends where its parent ends (it accepted such a chain 250000 deep, which
+// dynamicpb, the reference, refuses).
+const MaxDepth = 1000
+
+// WellFormed reports whether b is a well-formed message that hyperpb may
+// parse: every tag valid, every varint, length and fixed-size value within
+// the message (or submessage) that holds it, down through every
+// message-typed field to at most MaxDepth levels, and no group. It reads
+// tags and lengths only. On other payloads hyperpb v0.1.3 misjudges or
+// faults: it reads past the end of a submessage whose last varint is cut
+// by the submessage's length, and then past the end of the payload; it
+// accepts a map entry with a field numbered 0, and a group the payload
+// ends without closing when the group's last field is an unknown one.
+func (p *Parser) WellFormed(b []byte) bool { return p.root.wellFormed(b, 1) }
+
+// fields are the message-typed fields of a message (map entries
+// included), by number, for WellFormed.
+type fields struct {
+	low  []*fields // numbers below len(low)
+	high map[protowire.Number]*fields
+}
+
+// lowNumbers is where fields switches from a slice to a map.
+const lowNumbers = 128
+
+func fieldsOf(md protoreflect.MessageDescriptor) *fields {
+	built := map[protoreflect.FullName]*fields{}
+	var build func(protoreflect.MessageDescriptor) *fields
+	build = func(m protoreflect.MessageDescriptor) *fields {
+		if f, ok := built[m.FullName()]; ok {
+			return f
+		}
+		f := &fields{}
+		built[m.FullName()] = f
+		all := m.Fields()
+		for i := 0; i < all.Len(); i++ {
+			fd := all.Get(i)
+			if fd.Message() == nil {
+				continue
+			}
+			sub := build(fd.Message())
+			if num := fd.Number(); num < lowNumbers {
+				for len(f.low) <= int(num) {
+					f.low = append(f.low, nil)
+				}
+				f.low[num] = sub
+			} else {
+				if f.high == nil {
+					f.high = map[protowire.Number]*fields{}
+				}
+				f.high[num] = sub
+			}
+		}
+		return f
+	}
+	return build(md)
+}
+
+func (f *fields) sub(num protowire.Number) *fields {
+	if int(num) < len(f.low) {
+		return f.low[num]
+	}
+	return f.high[num]
+}
+
+func (f *fields) wellFormed(b []byte, depth int) bool {
+	if depth > MaxDepth {
+		return false
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return false
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return false
+			}
+			b = b[n:]
+			if sub := f.sub(num); sub != nil && !sub.wellFormed(v, depth+1) {
+				return false
+			}
+		case protowire.StartGroupType, protowire.EndGroupType:
+			return false // a group's fields are not walked
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return false
+			}
+			b = b[n:]
+		}
+	}
+	return true
+}
