@@ -7,7 +7,7 @@
 #   buf breaking against the previous commit, go vet, go test -race with the
 #   PIPELINE_TEST_* variables set (packages whose tests restart the broker
 #   run after the others, one at a time), each go test fuzz target for
-#   PIPELINE_FUZZ_TIME (15s by default), and scripts/test-web.sh when the web
+#   PIPELINE_FUZZ_TIME (10s by default), and scripts/test-web.sh when the web
 #   dashboard exists.
 # Every step runs even when an earlier one failed; the servers are stopped on
 # any exit; the exit status is non-zero when any step failed.
@@ -172,12 +172,12 @@ fuzz_targets() {
 }
 
 # step_fuzz: each fuzz target searches for new failing inputs for
-# PIPELINE_FUZZ_TIME (15s by default), one target per go test run (go test
+# PIPELINE_FUZZ_TIME (10s by default), one target per go test run (go test
 # -fuzz takes one). The committed corpus (testdata/fuzz/) is already
 # replayed as plain tests by step_go_test. A failing input is written to
 # the package's testdata/fuzz/<target>/, to be committed with the fix.
 step_fuzz() {
-	local fuzztime=${PIPELINE_FUZZ_TIME:-15s} pkg target rc=0
+	local fuzztime=${PIPELINE_FUZZ_TIME:-10s} pkg target rc=0
 	local -a targets=()
 	mapfile -t targets < <(fuzz_targets)
 	if ((${#targets[@]} == 0)); then
@@ -235,7 +235,7 @@ main() {
 	run_step "buf breaking (against HEAD~1)" step_buf_breaking
 	run_step "go vet" step_go_vet
 	run_step "go test -race" step_go_test
-	run_step "go test -fuzz (${PIPELINE_FUZZ_TIME:-15s} per target)" step_fuzz
+	run_step "go test -fuzz (${PIPELINE_FUZZ_TIME:-10s} per target)" step_fuzz
 	if [[ -f web/package.json ]]; then
 		if [[ -f scripts/test-web.sh ]]; then
 			run_step "web tests (scripts/test-web.sh)" step_web

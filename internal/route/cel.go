@@ -24,6 +24,17 @@ func (a eventActivation) ResolveName(name string) (any, bool) {
 
 func (eventActivation) Parent() interpreter.Activation { return nil }
 
+// MaxFilterCost bounds what evaluating a filter on one event may cost, in
+// CEL's cost units (about one per operation; a million is some tens of
+// milliseconds). Past it the evaluation stops and the event is refused
+// (ErrBroken: the route does not fit such events), so no filter can make
+// one event cost seconds of CPU.
+const MaxFilterCost = 1_000_000
+
+// MaxFilterBytes bounds a filter's source: compiling it is paid once per
+// route and schema, but still grows with its length.
+const MaxFilterBytes = 4096
+
 // filterEnv is the CEL environment of filters over messages of md: the
 // message's types and the variable `event`.
 func filterEnv(md protoreflect.MessageDescriptor) (*cel.Env, error) {
@@ -49,7 +60,9 @@ func compileRoute(route Route, md protoreflect.MessageDescriptor, sentinel error
 		if ast.OutputType() != cel.BoolType {
 			return nil, fmt.Errorf("%w %q: filter must be a bool expression, not %s", sentinel, route.Name, ast.OutputType())
 		}
-		out.program, err = env.Program(ast)
+		// A filter may nest comprehensions over the event's lists: its cost
+		// per event is bounded at evaluation, where the lists' sizes are known.
+		out.program, err = env.Program(ast, cel.CostLimit(MaxFilterCost))
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: filter: %v", sentinel, route.Name, err)
 		}

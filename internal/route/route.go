@@ -126,12 +126,19 @@ var routeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 // Create checks a route against the subject's latest schema (the filter
 // must type-check to a bool, the key must name a scalar field) and stores it.
 func (t *Table) Create(ctx context.Context, route Route) (Route, error) {
+	// Name and sizes first: nothing of a malformed route is worth a lookup.
+	if !routeName.MatchString(route.Name) {
+		return Route{}, fmt.Errorf("%w: name %q: use letters, digits, '.', '_' and '-' (at most 100)", ErrInvalid, route.Name)
+	}
+	if len(route.Filter) > MaxFilterBytes {
+		return Route{}, fmt.Errorf("%w %q: filter is %d bytes; at most %d", ErrInvalid, route.Name, len(route.Filter), MaxFilterBytes)
+	}
+	if len(route.Key) > 256 {
+		return Route{}, fmt.Errorf("%w %q: key is %d bytes; at most 256", ErrInvalid, route.Name, len(route.Key))
+	}
 	latest, err := t.schemas.Get(ctx, route.Subject, 0)
 	if err != nil {
 		return Route{}, fmt.Errorf("route %q: %w", route.Name, err)
-	}
-	if !routeName.MatchString(route.Name) {
-		return Route{}, fmt.Errorf("%w: name %q: use letters, digits, '.', '_' and '-' (at most 100)", ErrInvalid, route.Name)
 	}
 	if route.Topic == "" {
 		return Route{}, fmt.Errorf("%w %q: topic is required", ErrInvalid, route.Name)

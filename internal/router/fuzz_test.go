@@ -312,7 +312,7 @@ func newFuzzFixture(tb testing.TB) *fuzzFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	table := route.NewTable(routeStore, reg, staticTopics{}, 0)
+	table := route.NewTable(routeStore, reg, staticTopics{}, nil, 0)
 	fx := &fuzzFixture{}
 	for _, s := range fuzzSchemas {
 		v, err := reg.Register(ctx, s.subject, schema.Input{Message: s.message, Files: []schema.SourceFile{{Path: s.path, Content: s.source}}})
