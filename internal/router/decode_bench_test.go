@@ -107,9 +107,11 @@ func BenchmarkPrepare(b *testing.B) {
 			ctx := context.Background()
 			for b.Loop() {
 				p, err := r.Prepare(ctx, Event{Subject: "orders", Binary: payload, EventID: "e-1"})
-				if err != nil || len(p.targets) != 1 {
-					b.Fatalf("prepare: %v %v", p, err)
+				if err != nil || len(p.targets) != 2 { // the subject's own topic and the route's
+					b.Fatalf("prepare: %d targets, %v", len(p.targets), err)
 				}
+				r.inFlight.release(p.size) // Send would
+
 			}
 		})
 	}
