@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -84,10 +85,9 @@ func (m *mysqlDialect) close() error              { return m.db.Close() }
 func (m *mysqlDialect) columnType(c column) string {
 	switch c.meta {
 	case metaEventID:
-		return "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+		return mysqlEventIDType
 	case metaKey:
-		// 768 characters x 4 bytes is InnoDB's 3072-byte index limit.
-		return "VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+		return mysqlKeyType
 	case metaTopic:
 		return "VARCHAR(1024)"
 	case metaPublishTime, metaSinkTime:
@@ -122,6 +122,22 @@ func (m *mysqlDialect) columnType(c column) string {
 	return "LONGTEXT"
 }
 
+// The primary-key columns compare bytes: MariaDB's utf8mb4_bin (and every
+// collation before MySQL 8's *_0900_*) is PAD SPACE, which makes "pad" and
+// "pad " one key and merges their events (issue 13). MariaDB's NO PAD
+// collations and MySQL 8's are disjoint; VARBINARY is NO PAD on both.
+// 1020 bytes holds the VARCHAR(255) of utf8mb4 that older sinks created;
+// 3072 bytes is InnoDB's index limit (VARCHAR(768) of utf8mb4 before).
+// bind keeps them UTF-8, as they were.
+const (
+	mysqlEventIDType = "VARBINARY(1020)"
+	mysqlKeyType     = "VARBINARY(3072)"
+)
+
+// mysqlMaxChars is the length in characters of the VARCHAR columns older
+// sinks created, which bind keeps as the limit.
+var mysqlMaxChars = map[metaKind]int{metaEventID: 255, metaKey: 768}
+
 var mysqlIntWidth = regexp.MustCompile(`^(tinyint|smallint|mediumint|int|bigint)\(\d+\)`)
 
 // normalMySQLType removes display widths (MariaDB reports int(11), MySQL 8
@@ -133,13 +149,8 @@ func normalMySQLType(t string) string {
 // catalogType is what information_schema reports for a type we create.
 func (m *mysqlDialect) catalogType(c column) string {
 	t := normalMySQLType(m.columnType(c))
-	switch {
-	case t == "boolean":
+	if t == "boolean" {
 		return "tinyint"
-	case strings.HasPrefix(t, "varchar(255)"):
-		return "varchar(255)"
-	case strings.HasPrefix(t, "varchar(768)"):
-		return "varchar(768)"
 	}
 	return t
 }
@@ -215,12 +226,65 @@ func (m *mysqlDialect) claimTable(ctx context.Context, table, subject string) (s
 	return owner, nil
 }
 
+// upgradeMeta gives a table an older sink created the binary metadata
+// columns of columnType (see mysqlEventIDType) and returns its columns.
+// MODIFY COLUMN keeps the primary key; two sinks upgrading at once both
+// succeed, the second changing nothing.
+func (m *mysqlDialect) upgradeMeta(ctx context.Context, table string, cols map[string]string) (map[string]string, error) {
+	var parts []string
+	for _, c := range metaColumns {
+		if c.meta != metaEventID && c.meta != metaKey {
+			continue
+		}
+		if existing, ok := cols[c.name]; ok && strings.HasPrefix(existing, "varchar(") {
+			parts = append(parts, fmt.Sprintf("MODIFY COLUMN %s %s NOT NULL", m.quote(c.name), m.columnType(c)))
+		}
+	}
+	if len(parts) == 0 {
+		return cols, nil
+	}
+	slog.Info("mysql: upgrading metadata columns to binary comparison", "table", table)
+	stmt := fmt.Sprintf("ALTER TABLE %s %s", m.quote(table), strings.Join(parts, ", "))
+	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
+		return nil, fmt.Errorf("upgrade metadata columns of %s: %w", table, err)
+	}
+	cols, _, err := m.tableColumns(ctx, table)
+	return cols, err
+}
+
+// addColumns adds the columns the table lacks. IF NOT EXISTS on ADD COLUMN is
+// MariaDB's alone (MySQL 8 answers 1064), so it asks information_schema
+// and, when a concurrent writer adds a column first (1060), asks again.
 func (m *mysqlDialect) addColumns(ctx context.Context, table string, cols []column) error {
+	for attempt := 1; ; attempt++ {
+		have, _, err := m.tableColumns(ctx, table)
+		if err != nil {
+			return err
+		}
+		var missing []column
+		for _, c := range cols {
+			if _, ok := have[c.name]; !ok {
+				missing = append(missing, c)
+			}
+		}
+		err = m.alterAdd(ctx, table, missing)
+		if !isDuplicateColumn(err) || attempt == 3 {
+			return err
+		}
+		slog.Debug("mysql: column added concurrently; reading columns again", "table", table, "err", err)
+	}
+}
+
+// alterAdd adds cols in one ALTER TABLE: MySQL commits DDL implicitly, and
+// one statement adds all of them or none.
+func (m *mysqlDialect) alterAdd(ctx context.Context, table string, cols []column) error {
+	if len(cols) == 0 {
+		return nil
+	}
 	parts := make([]string, len(cols))
 	for i, c := range cols {
-		parts[i] = fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", m.quote(c.name), m.columnType(c))
+		parts[i] = fmt.Sprintf("ADD COLUMN %s %s", m.quote(c.name), m.columnType(c))
 	}
-	// MySQL commits DDL implicitly; one ALTER with all columns is atomic.
 	stmt := fmt.Sprintf("ALTER TABLE %s %s", m.quote(table), strings.Join(parts, ", "))
 	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("add columns to %s: %w", table, err)
@@ -228,8 +292,25 @@ func (m *mysqlDialect) addColumns(ctx context.Context, table string, cols []colu
 	return nil
 }
 
+// isDuplicateColumn reports MySQL/MariaDB error 1060 (ER_DUP_FIELDNAME).
+func isDuplicateColumn(err error) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1060
+}
+
 func (m *mysqlDialect) bind(c column, v any) (any, error) {
 	switch x := v.(type) {
+	case string:
+		// VARBINARY takes any bytes; keep ids and keys to the UTF-8
+		// text the VARCHAR columns of older sinks accepted.
+		if limit := mysqlMaxChars[c.meta]; limit > 0 {
+			if !utf8.ValidString(x) {
+				return nil, eventErrorf("column %s: not valid UTF-8", c.name)
+			}
+			if n := utf8.RuneCountInString(x); n > limit {
+				return nil, eventErrorf("column %s: %d characters, MySQL takes at most %d", c.name, n, limit)
+			}
+		}
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return nil, eventErrorf("column %s: MySQL cannot store %v", c.name, x)

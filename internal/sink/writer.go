@@ -81,6 +81,10 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
 		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
 			return err
 		}
+	} else if u, ok := w.d.(metaUpgrader); ok {
+		if cols, err = u.upgradeMeta(ctx, tm.table, cols); err != nil {
+			return err
+		}
 	}
 	missing, err := w.check(tm, cols)
 	if err != nil {
@@ -117,6 +121,12 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
 	// their own columns.
 	st.covered[tm] = true
 	return nil
+}
+
+// metaUpgrader is a dialect that changes metadata columns an older sink
+// created (MySQL: PAD SPACE VARCHAR ids, issue 13) before the table is used.
+type metaUpgrader interface {
+	upgradeMeta(ctx context.Context, table string, cols map[string]string) (map[string]string, error)
 }
 
 // check compares tm with the table's columns: it returns the columns to
