@@ -269,7 +269,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 		p = startSinkProcess(t, cfg)
 		eventually(t, 120*time.Second, "all rows", func() (bool, string) {
 			rows := countRowsIfExists(t, d, table)
-			return rows >= n, fmt.Sprintf("rows=%d", rows)
+			// On a timeout the child's own account says where it stands.
+			return rows >= n, fmt.Sprintf("rows=%d; child output:\n%s", rows, tail(p.out.String(), 2000))
 		})
 		eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
