@@ -18,22 +18,47 @@ import (
 // that whatever the sink had not finished is redelivered and dedups on the
 // primary key.
 
-// provisionDeadLetter creates a durable subscription on the dead-letter
-// topic, so that the bus keeps what the sink sends there until an operator
-// reads it (a topic without subscription keeps nothing, docs/pitfalls.md
-// B7).
-func (s *Sink) provisionDeadLetter(ctx context.Context) {
+// ensureDeadLetter makes the dead-letter topic keep what the sink sends
+// there until an operator reads it: its retention (where the bus sets it
+// per topic) and a durable subscription (a Pulsar topic without one keeps
+// nothing, docs/pitfalls.md B7). Once it succeeded it does nothing.
+func (s *Sink) ensureDeadLetter(ctx context.Context) error {
+	if s.dlqReady.Load() {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if r, ok := s.bus.(bus.TopicRetainer); ok {
+		if err := r.RetainTopic(ctx, s.dlqTopic); err != nil {
+			return fmt.Errorf("retention of dead-letter topic %s: %w", s.dlqTopic, err)
+		}
+	}
 	sub, err := s.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Name: deadLetterSubscription(s.cfg.Name), Topics: []string{s.dlqTopic}, Type: bus.Failover, Position: bus.Earliest,
 	})
 	if err != nil {
-		s.log.Warn("create dead-letter subscription", "topic", s.dlqTopic, "err", err)
-		return
+		return fmt.Errorf("dead-letter subscription on %s: %w", s.dlqTopic, err)
 	}
 	if err := sub.Close(); err != nil {
 		s.log.Debug("close dead-letter subscription", "err", err)
+	}
+	s.dlqReady.Store(true)
+	return nil
+}
+
+// keepDeadLetter tries ensureDeadLetter with backoff until it succeeds or
+// ctx ends: a bus that is down when the sink starts must not leave the
+// dead-letter topic without its subscription for good.
+func (s *Sink) keepDeadLetter(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		err := s.ensureDeadLetter(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("dead-letter topic not ready; retrying", "topic", s.dlqTopic, "attempt", attempt, "err", err)
+		if !sleep(ctx, backoff(attempt)) {
+			return
+		}
 	}
 }
 
@@ -187,6 +212,20 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 // once the bus has persisted each (an event is acknowledged only after
 // that).
 func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
+	// Nothing goes to the dead-letter topic before it keeps what it gets.
+	for attempt := 1; ; attempt++ {
+		err := s.ensureDeadLetter(done)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, bus.ErrClosed) {
+			return fmt.Errorf("sink %s: dead-letter: %w", s.cfg.Name, err)
+		}
+		s.log.Warn("dead-letter topic not ready; holding the refused events", "topic", s.dlqTopic, "attempt", attempt, "err", err)
+		if !sleep(ctx, backoff(attempt)) {
+			return ctx.Err()
+		}
+	}
 	for _, ev := range dead {
 		props := make(map[string]string, len(ev.delivery.Properties)+3)
 		for k, v := range ev.delivery.Properties {

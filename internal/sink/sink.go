@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -38,6 +39,7 @@ type Sink struct {
 	metrics  *metrics
 	reads    Reads
 	dlqTopic string
+	dlqReady atomic.Bool // the dead-letter topic has its subscription (and retention)
 	subjects map[string]bool
 	// schemaMap caches layouts by subject and schema id (one schema id can
 	// serve several subjects, each with its own table and version); owned
@@ -90,7 +92,6 @@ func (s *Sink) Run(ctx context.Context) error {
 			s.log.Warn("close subscription", "err", err)
 		}
 	}()
-	s.provisionDeadLetter(ctx)
 
 	// Four stages, each one goroutine, so that receiving and decoding the
 	// next batch and acknowledging the previous one overlap with writing
@@ -109,6 +110,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		return s.ackLoop(gctx, sub, committed)
 	})
 	g.Go(func() error { return s.watchLag(gctx) })
+	g.Go(func() error { s.keepDeadLetter(gctx); return nil })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return nil
