@@ -292,6 +292,44 @@ func (m *mysqlDialect) alterAdd(ctx context.Context, table string, cols []column
 	return nil
 }
 
+// widenings: BIGINT holds INT and INT UNSIGNED, BIGINT UNSIGNED holds INT
+// UNSIGNED, DOUBLE every FLOAT. BIGINT comes first: it is the type that
+// holds INT UNSIGNED values in a column that held INT.
+func (m *mysqlDialect) widenings() []typeWidening {
+	return []typeWidening{
+		{"int", "bigint"},
+		{"int unsigned", "bigint"},
+		{"int unsigned", "bigint unsigned"},
+		{"float", "double"},
+	}
+}
+
+// widenColumns modifies the columns in one ALTER TABLE, keeping each one's
+// nullability (MODIFY COLUMN restates the whole definition). Two sinks
+// widening at once both succeed: the server's metadata lock orders them and
+// the second changes nothing.
+func (m *mysqlDialect) widenColumns(ctx context.Context, table string, cols []widening) error {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		var nullable string
+		if err := m.db.QueryRowContext(ctx, `
+			SELECT IS_NULLABLE FROM information_schema.COLUMNS
+			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, table, c.column).Scan(&nullable); err != nil {
+			return fmt.Errorf("read column %s of %s: %w", c.column, table, err)
+		}
+		null := "NULL"
+		if nullable == "NO" {
+			null = "NOT NULL"
+		}
+		parts[i] = fmt.Sprintf("MODIFY COLUMN %s %s %s", m.quote(c.column), strings.ToUpper(c.to), null)
+	}
+	stmt := fmt.Sprintf("ALTER TABLE %s %s", m.quote(table), strings.Join(parts, ", "))
+	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("widen columns of %s: %w", table, err)
+	}
+	return nil
+}
+
 // isDuplicateColumn reports MySQL/MariaDB error 1060 (ER_DUP_FIELDNAME).
 func isDuplicateColumn(err error) bool {
 	var myErr *mysql.MySQLError

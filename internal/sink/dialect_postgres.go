@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,6 +24,9 @@ import (
 // (docs/pitfalls.md D1, D2).
 type postgres struct {
 	pool *pgxpool.Pool
+
+	mu    sync.Mutex
+	types map[string]map[string]string // table -> column -> type, as last read
 }
 
 func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
@@ -90,6 +95,52 @@ func (p *postgres) holds(existing string, c column) bool {
 	return false
 }
 
+// widenings: integer, bigint and numeric(20,0) hold ever more
+// integers, double precision every real.
+func (p *postgres) widenings() []typeWidening {
+	return []typeWidening{
+		{"integer", "bigint"},
+		{"integer", "numeric(20,0)"},
+		{"bigint", "numeric(20,0)"},
+		{"real", "double precision"},
+	}
+}
+
+func (p *postgres) widenColumns(ctx context.Context, table string, cols []widening) error {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = fmt.Sprintf("ALTER COLUMN %s TYPE %s", p.quote(c.column), c.to)
+	}
+	stmt := fmt.Sprintf("ALTER TABLE %s %s", p.quote(table), strings.Join(parts, ", "))
+	if err := p.ddl(ctx, table, stmt); err != nil {
+		return fmt.Errorf("widen columns of %s: %w", table, err)
+	}
+	return nil
+}
+
+// noteTypes resets the pool when a column of table changed type since the
+// last read (widened here or by another sink): pgx caches prepared
+// statements per connection, and their parameters keep the old type, so a
+// bigint value would fail to encode as the integer the INSERT was
+// prepared with. Reset closes the connections and their caches.
+func (p *postgres) noteTypes(table string, cols map[string]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := false
+	for name, typ := range p.types[table] {
+		if now, ok := cols[name]; ok && now != typ {
+			changed = true
+		}
+	}
+	if p.types == nil {
+		p.types = make(map[string]map[string]string)
+	}
+	p.types[table] = maps.Clone(cols)
+	if changed {
+		p.pool.Reset()
+	}
+}
+
 func (p *postgres) tableColumns(ctx context.Context, table string) (map[string]string, bool, error) {
 	rows, err := p.pool.Query(ctx, `
 		SELECT a.attname, format_type(a.atttypid, a.atttypmod)
@@ -113,6 +164,7 @@ func (p *postgres) tableColumns(ctx context.Context, table string) (map[string]s
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("read columns of %s: %w", table, err)
 	}
+	p.noteTypes(table, cols)
 	return cols, len(cols) > 0, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"time"
@@ -32,9 +33,10 @@ type event struct {
 }
 
 // typeConflictError is a new schema version whose field needs a column
-// type the existing column cannot hold (say int64 into an integer column).
-// The sink refuses it loudly and holds the events until an operator
-// changes the table; it never drops or reinterprets them.
+// type the existing column cannot hold and cannot be widened to (say a
+// string into an integer column). The sink refuses it loudly and holds
+// the events until an operator changes the table; it never drops or
+// reinterprets them.
 type typeConflictError struct {
 	table, column, existing, want string
 }
@@ -86,22 +88,36 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
 			return err
 		}
 	}
-	missing, err := w.check(tm, cols)
+	missing, widen, err := w.check(tm, cols)
 	if err != nil {
 		return err
 	}
-	if len(missing) > 0 {
-		if err := w.d.addColumns(ctx, tm.table, missing); err != nil {
-			return err
+	if len(missing) > 0 || len(widen) > 0 {
+		if len(widen) > 0 {
+			for _, wc := range widen {
+				slog.Info("sink: widening column for a wider field type",
+					"table", tm.table, "column", wc.column, "from", wc.from, "to", wc.to)
+			}
+			if err := w.d.(widener).widenColumns(ctx, tm.table, widen); err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			if err := w.d.addColumns(ctx, tm.table, missing); err != nil {
+				return err
+			}
 		}
 		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
 			return err
 		}
-		if missing, err = w.check(tm, cols); err != nil {
+		if missing, widen, err = w.check(tm, cols); err != nil {
 			return err
 		}
 		if len(missing) > 0 {
 			return fmt.Errorf("table %s still lacks column %s after ALTER TABLE", tm.table, missing[0].name)
+		}
+		if len(widen) > 0 {
+			return fmt.Errorf("table %s column %s still has type %s after ALTER TABLE", tm.table, widen[0].column, widen[0].from)
 		}
 	}
 	st := w.tables[tm.table]
@@ -129,24 +145,65 @@ type metaUpgrader interface {
 	upgradeMeta(ctx context.Context, table string, cols map[string]string) (map[string]string, error)
 }
 
+// widener is a dialect that can widen a column in place (ALTER COLUMN
+// TYPE) when a new schema version moves a field to a wider type (issue 13).
+// SQLite is none: its INTEGER and REAL columns already hold every integer
+// and float kind the sink maps (holds is true for them).
+type widener interface {
+	// widenings are the type changes that keep every stored value.
+	widenings() []typeWidening
+	// widenColumns alters the columns to their wider types in one
+	// statement, serialised with the sink's other DDL on the table.
+	widenColumns(ctx context.Context, table string, cols []widening) error
+}
+
+// typeWidening is a column type change (catalog spellings) that keeps
+// every value: each value of from is a value of to.
+type typeWidening struct{ from, to string }
+
+// widening is one column to alter.
+type widening struct{ column, from, to string }
+
+// widenTo is the type to widen a column of catalog type existing to so
+// that it holds c: the first widening of existing, in the dialect's order
+// (narrowest first), that holds c.
+func widenTo(d dialect, existing string, c column) (string, bool) {
+	wd, ok := d.(widener)
+	if !ok || c.meta != metaNone {
+		return "", false
+	}
+	for _, tw := range wd.widenings() {
+		if tw.from == existing && d.holds(tw.to, c) {
+			return tw.to, true
+		}
+	}
+	return "", false
+}
+
 // check compares tm with the table's columns: it returns the columns to
-// add, or a typeConflictError.
-func (w *writer) check(tm *tableMap, cols map[string]string) ([]column, error) {
+// add and the columns to widen, or a typeConflictError.
+func (w *writer) check(tm *tableMap, cols map[string]string) ([]column, []widening, error) {
 	var missing []column
+	var widen []widening
 	for _, c := range tm.columns() {
 		existing, ok := cols[c.name]
 		if !ok {
 			if c.meta != metaNone {
-				return nil, fmt.Errorf("table %s exists but has no column %s: it was not created by a sink", tm.table, c.name)
+				return nil, nil, fmt.Errorf("table %s exists but has no column %s: it was not created by a sink", tm.table, c.name)
 			}
 			missing = append(missing, c)
 			continue
 		}
-		if !w.d.holds(existing, c) {
-			return nil, &typeConflictError{table: tm.table, column: c.name, existing: existing, want: w.d.columnType(c)}
+		if w.d.holds(existing, c) {
+			continue
 		}
+		to, ok := widenTo(w.d, existing, c)
+		if !ok {
+			return nil, nil, &typeConflictError{table: tm.table, column: c.name, existing: existing, want: w.d.columnType(c)}
+		}
+		widen = append(widen, widening{column: c.name, from: existing, to: to})
 	}
-	return missing, nil
+	return missing, widen, nil
 }
 
 func isMetaColumn(name string) bool {
