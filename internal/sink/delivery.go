@@ -110,6 +110,9 @@ func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- com
 func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan committedBatch) error {
 	done := context.WithoutCancel(ctx)
 	for cb := range in {
+		if s.hooks.beforeAck != nil {
+			s.hooks.beforeAck()
+		}
 		acking := time.Now()
 		if err := s.ack(ctx, done, sub, cb.events); err != nil {
 			if ctx.Err() != nil {
@@ -121,22 +124,28 @@ func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan comm
 		}
 		s.log.Debug("batch done", "events", len(cb.events), "rows", cb.written, "dead", cb.dead,
 			"write", cb.committed.Sub(cb.started), "ack_wait", acking.Sub(cb.committed), "ack", time.Since(acking))
-		duplicates := int64(len(cb.events)-cb.dead) - cb.written
-		for _, ev := range cb.events {
-			if ev.skip {
-				duplicates--
-			}
-		}
-		s.metrics.batches.Inc()
-		s.metrics.rows.Add(float64(cb.written))
-		if duplicates > 0 && s.cfg.Mode == modeAppend {
-			s.metrics.duplicates.Add(float64(duplicates))
-		}
-		s.mu.Lock()
-		s.rowsWritten += cb.written
-		s.mu.Unlock()
 	}
 	return nil
+}
+
+// count adds a committed batch to the sink's counters. It runs before the
+// batch is acknowledged, so a reader who sees the backlog drained also
+// sees every committed row counted.
+func (s *Sink) count(cb committedBatch) {
+	duplicates := int64(len(cb.events)-cb.dead) - cb.written
+	for _, ev := range cb.events {
+		if ev.skip {
+			duplicates--
+		}
+	}
+	s.metrics.batches.Inc()
+	s.metrics.rows.Add(float64(cb.written))
+	if duplicates > 0 && s.cfg.Mode == modeAppend {
+		s.metrics.duplicates.Add(float64(duplicates))
+	}
+	s.mu.Lock()
+	s.rowsWritten += cb.written
+	s.mu.Unlock()
 }
 
 // handle writes one batch and dead-letters what the database refused.
@@ -205,7 +214,9 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 	if err := s.deadLetter(ctx, done, dead); err != nil {
 		return committedBatch{}, err
 	}
-	return committedBatch{events: events, written: written, dead: len(dead), started: started, committed: time.Now()}, nil
+	cb := committedBatch{events: events, written: written, dead: len(dead), started: started, committed: time.Now()}
+	s.count(cb)
+	return cb, nil
 }
 
 // deadLetter publishes refused events to the dead-letter topic and returns

@@ -50,6 +50,7 @@ type Sink struct {
 	hooks struct {
 		beforeWrite func() // batch received and decoded, nothing committed
 		afterCommit func() // committed, not yet dead-lettered or acknowledged
+		beforeAck   func() // committed and dead-lettered, not yet acknowledged
 	}
 
 	mu           sync.Mutex
