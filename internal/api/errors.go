@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
@@ -51,7 +52,7 @@ var errorCodes = []errorRow{
 	{match: is(route.ErrNotFound), code: connect.CodeNotFound},
 	{match: is(router.ErrTooLarge), code: connect.CodeInvalidArgument, reason: "too_large"},
 	{match: is(router.ErrBadRequest), code: connect.CodeInvalidArgument, reason: "bad_request"},
-	{match: is(schema.ErrInvalid, route.ErrInvalid), code: connect.CodeInvalidArgument},
+	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid), code: connect.CodeInvalidArgument},
 	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
 	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
 	{match: is(schema.ErrReferenced), code: connect.CodeFailedPrecondition},

@@ -26,6 +26,7 @@ import (
 
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/api"
+	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/route"
@@ -48,6 +49,7 @@ type Server struct {
 	bus      bus.Bus
 	router   *router.Router
 	routes   *route.Table
+	audit    *audit.Log
 	sinks    *sinkSet
 	health   *grpchealth.StaticChecker
 	ingest   *api.IngestService
@@ -68,11 +70,14 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	if s.store, err = schema.OpenStore(ctx, cfg.Registry.URL); err != nil {
 		return nil, err
 	}
-	routeStore, err := route.OpenSQLStore(ctx, s.store.DB(), s.store.Rebind)
+	if s.audit, err = audit.Open(ctx, s.store.DB(), s.store.Rebind, s.store.Postgres()); err != nil {
+		return nil, err
+	}
+	routeStore, err := route.OpenSQLStore(ctx, s.store.DB(), s.store.Rebind, route.WithAudit(s.audit))
 	if err != nil {
 		return nil, err
 	}
-	s.registry = schema.NewRegistry(s.store, schema.WithLogger(log), schema.WithRouteCounter(routeStore))
+	s.registry = schema.NewRegistry(s.store, schema.WithLogger(log), schema.WithRouteCounter(routeStore), schema.WithAudit(s.audit))
 	if s.bus, err = openBus(ctx, cfg, log); err != nil {
 		return nil, err
 	}
@@ -186,10 +191,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, general))
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, general))
 	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, general))
+	mux.Handle(pipelinev1connect.NewAuditServiceHandler(&api.AuditService{Log: s.audit}, general))
 
 	services := []string{
 		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
 		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName, pipelinev1connect.StatusServiceName,
+		pipelinev1connect.AuditServiceName,
 	}
 	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))

@@ -3,8 +3,11 @@ package route
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/schemagate/pipeline/internal/audit"
 )
 
 // SQLStore keeps routes in the registry database (SQLite or PostgreSQL),
@@ -13,12 +16,23 @@ import (
 type SQLStore struct {
 	db     *sql.DB
 	rebind func(query string) string // ? placeholders -> the database's
+	audit  audit.Recorder            // nil: changes are not recorded
 }
+
+// StoreOption configures a SQLStore.
+type StoreOption func(*SQLStore)
+
+// WithAudit records every route created or deleted in the audit log, in
+// the change's own transaction.
+func WithAudit(a audit.Recorder) StoreOption { return func(s *SQLStore) { s.audit = a } }
 
 // OpenSQLStore creates the routes table in db if it is missing. rebind
 // turns the ? placeholders of a query into the database's own.
-func OpenSQLStore(ctx context.Context, db *sql.DB, rebind func(query string) string) (*SQLStore, error) {
+func OpenSQLStore(ctx context.Context, db *sql.DB, rebind func(query string) string, opts ...StoreOption) (*SQLStore, error) {
 	s := &SQLStore{db: db, rebind: rebind}
+	for _, o := range opts {
+		o(s)
+	}
 	_, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS routes (
 			name TEXT PRIMARY KEY,
 			subject TEXT NOT NULL,
@@ -52,25 +66,66 @@ func (s *SQLStore) List(ctx context.Context) ([]Route, error) {
 
 // Create stores a new route; ErrExists when the name is taken.
 func (s *SQLStore) Create(ctx context.Context, r Route) error {
-	res, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO routes (name, subject, topic, filter, route_key, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`),
-		r.Name, r.Subject, r.Topic, r.Filter, r.Key, time.Now().UnixMilli())
-	if err != nil {
-		return fmt.Errorf("create route %q: %w", r.Name, err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return fmt.Errorf("%w: route %q", ErrExists, r.Name)
-	}
-	return nil
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO routes (name, subject, topic, filter, route_key, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`),
+			r.Name, r.Subject, r.Topic, r.Filter, r.Key, time.Now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("create route %q: %w", r.Name, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("%w: route %q", ErrExists, r.Name)
+		}
+		return s.record(ctx, tx, audit.Event{Action: audit.ActionRouteCreate, Subject: r.Subject, Target: r.Name, After: audit.State(stateOf(r))})
+	})
 }
 
 // Delete removes a route; ErrNotFound when there is none of that name.
 func (s *SQLStore) Delete(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM routes WHERE name = ?`), name)
-	if err != nil {
-		return fmt.Errorf("delete route %q: %w", name, err)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var r Route
+		err := tx.QueryRowContext(ctx, s.rebind(`SELECT name, subject, topic, filter, route_key FROM routes WHERE name = ?`), name).
+			Scan(&r.Name, &r.Subject, &r.Topic, &r.Filter, &r.Key)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: route %q", ErrNotFound, name)
+		}
+		if err != nil {
+			return fmt.Errorf("delete route %q: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM routes WHERE name = ?`), name); err != nil {
+			return fmt.Errorf("delete route %q: %w", name, err)
+		}
+		return s.record(ctx, tx, audit.Event{Action: audit.ActionRouteDelete, Subject: r.Subject, Target: r.Name, Before: audit.State(stateOf(r))})
+	})
+}
+
+// routeState is a route as the audit log shows it.
+type routeState struct {
+	Topic  string `json:"topic"`
+	Filter string `json:"filter,omitempty"`
+	Key    string `json:"key,omitempty"`
+}
+
+func stateOf(r Route) routeState { return routeState{Topic: r.Topic, Filter: r.Filter, Key: r.Key} }
+
+func (s *SQLStore) record(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
+	if s.audit == nil {
+		return nil
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: route %q", ErrNotFound, name)
+	return s.audit.Record(ctx, tx, ev)
+}
+
+// inTx runs fn in a transaction and commits it.
+func (s *SQLStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("routes: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("routes: commit: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package schema
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/schema/compat"
 )
 
@@ -88,7 +90,8 @@ type Registry struct {
 	defaultMode compat.Mode
 	headTTL     time.Duration
 
-	routes RouteCounter // nil: nothing outside the registry uses subjects
+	routes RouteCounter   // nil: nothing outside the registry uses subjects
+	audit  audit.Recorder // nil: changes are not recorded
 
 	byID  sync.Map // int64 -> *Schema; IDs are immutable, so never stale
 	heads sync.Map // subject -> headEntry
@@ -121,6 +124,25 @@ func WithHeadTTL(d time.Duration) Option { return func(r *Registry) { r.headTTL 
 // WithRouteCounter makes a permanent delete of a subject's last live
 // version refuse while routes use the subject.
 func WithRouteCounter(c RouteCounter) Option { return func(r *Registry) { r.routes = c } }
+
+// WithAudit records every change (registration, delete, compatibility)
+// in the audit log, in the change's own transaction.
+func WithAudit(a audit.Recorder) Option { return func(r *Registry) { r.audit = a } }
+
+// record writes ev to the audit log, if there is one, inside tx.
+func (r *Registry) record(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
+	if r.audit == nil {
+		return nil
+	}
+	return r.audit.Record(ctx, tx, ev)
+}
+
+// versionState is a version as the audit log shows it.
+type versionState struct {
+	Version  int32 `json:"version"`
+	SchemaID int64 `json:"schema_id"`
+	Deleted  bool  `json:"deleted,omitempty"`
+}
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } }
@@ -234,6 +256,15 @@ func (r *Registry) registerOnce(ctx context.Context, subject string, stored stor
 			subject, next, ref.Subject, ref.Version); err != nil {
 			return nil, fmt.Errorf("record reference to %s version %d: %w", ref.Subject, ref.Version, err)
 		}
+	}
+	ev := audit.Event{Action: audit.ActionRegister, Subject: subject, Target: fmt.Sprintf("version %d", next),
+		After: audit.State(versionState{Version: next, SchemaID: id})}
+	if len(live) > 0 {
+		head := live[len(live)-1]
+		ev.Before = audit.State(versionState{Version: head.Version, SchemaID: head.SchemaID})
+	}
+	if err := r.record(ctx, tx, ev); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit registration: %w", err)
@@ -514,7 +545,26 @@ func (r *Registry) SetCompatibility(ctx context.Context, subject string, mode co
 	if err := ValidateSubject(subject); err != nil {
 		return err
 	}
-	return r.store.setCompatibility(ctx, subject, mode.String())
+	tx, err := r.store.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin compatibility change: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	before, err := r.compatibility(ctx, tx, subject)
+	if err != nil {
+		return err
+	}
+	if err := r.store.setCompatibility(ctx, tx, subject, mode.String()); err != nil {
+		return err
+	}
+	if err := r.record(ctx, tx, audit.Event{Action: audit.ActionCompatibility, Subject: subject,
+		Before: audit.State(before.String()), After: audit.State(mode.String())}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit compatibility of %q: %w", subject, err)
+	}
+	return nil
 }
 
 // DeleteVersion soft-deletes a version (hidden by subject, still resolvable
@@ -540,15 +590,19 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject string, version in
 		return fmt.Errorf("%w: subject %q has no version %d", ErrNotFound, subject, version)
 	}
 	defer r.heads.Delete(subject)
+	ev := audit.Event{Action: audit.ActionDeleteVersion, Subject: subject, Target: fmt.Sprintf("version %d", version),
+		Before: audit.State(versionState{Version: version, SchemaID: target.SchemaID, Deleted: target.Deleted})}
 	if !permanent {
 		if target.Deleted {
 			return fmt.Errorf("%w: subject %q version %d is already deleted", ErrNotFound, subject, version)
 		}
-		_, err := r.store.exec(ctx, r.store.db, `UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?`, subject, version)
-		if err != nil {
-			return fmt.Errorf("delete %s version %d: %w", subject, version, err)
-		}
-		return nil
+		ev.After = audit.State(versionState{Version: version, SchemaID: target.SchemaID, Deleted: true})
+		return r.inTx(ctx, fmt.Sprintf("delete %s version %d", subject, version), func(tx *sql.Tx) error {
+			if _, err := r.store.exec(ctx, tx, `UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?`, subject, version); err != nil {
+				return err
+			}
+			return r.record(ctx, tx, ev)
+		})
 	}
 	var refs int
 	if err := r.store.queryRow(ctx, r.store.db, `SELECT COUNT(*) FROM subject_references WHERE ref_subject = ? AND ref_version = ?`, subject, version).Scan(&refs); err != nil {
@@ -566,11 +620,30 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject string, version in
 			return fmt.Errorf("%w: subject %q version %d is the last live version and %d route(s) use the subject", ErrReferenced, subject, version, routes)
 		}
 	}
-	if _, err := r.store.exec(ctx, r.store.db, `DELETE FROM subject_versions WHERE subject = ? AND version = ?`, subject, version); err != nil {
-		return fmt.Errorf("delete %s version %d: %w", subject, version, err)
+	return r.inTx(ctx, fmt.Sprintf("delete %s version %d for good", subject, version), func(tx *sql.Tx) error {
+		if _, err := r.store.exec(ctx, tx, `DELETE FROM subject_versions WHERE subject = ? AND version = ?`, subject, version); err != nil {
+			return err
+		}
+		if _, err := r.store.exec(ctx, tx, `DELETE FROM subject_references WHERE subject = ? AND version = ?`, subject, version); err != nil {
+			return fmt.Errorf("references: %w", err)
+		}
+		return r.record(ctx, tx, ev)
+	})
+}
+
+// inTx runs fn in a transaction and commits it; what names the change in
+// errors.
+func (r *Registry) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := r.store.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", what, err)
 	}
-	if _, err := r.store.exec(ctx, r.store.db, `DELETE FROM subject_references WHERE subject = ? AND version = ?`, subject, version); err != nil {
-		return fmt.Errorf("delete references of %s version %d: %w", subject, version, err)
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", what, err)
 	}
 	return nil
 }

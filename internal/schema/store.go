@@ -143,6 +143,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // it (routes).
 func (s *Store) DB() *sql.DB { return s.db }
 
+// Postgres reports whether the registry database is PostgreSQL (else SQLite).
+func (s *Store) Postgres() bool { return s.postgres }
+
 // Rebind turns ? placeholders into $1, $2, ... for PostgreSQL.
 func (s *Store) Rebind(q string) string {
 	if !s.postgres {
@@ -319,8 +322,8 @@ func (s *Store) compatibility(ctx context.Context, q querier, subject string) (s
 	return mode, nil
 }
 
-func (s *Store) setCompatibility(ctx context.Context, subject, mode string) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO subject_configs (subject, compatibility) VALUES (?, ?)
+func (s *Store) setCompatibility(ctx context.Context, q querier, subject, mode string) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_configs (subject, compatibility) VALUES (?, ?)
 		ON CONFLICT (subject) DO UPDATE SET compatibility = excluded.compatibility`, subject, mode)
 	if err != nil {
 		return fmt.Errorf("save config of %q: %w", subject, err)
