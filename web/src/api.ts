@@ -4,6 +4,7 @@
 
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { AuditService } from "./gen/pipeline/v1/audit_pb.js";
 import { IngestService } from "./gen/pipeline/v1/ingest_pb.js";
 import { RouteService } from "./gen/pipeline/v1/route_pb.js";
 import { CompileErrorSchema, CompatibilityErrorSchema, SchemaService } from "./gen/pipeline/v1/schema_pb.js";
@@ -23,6 +24,7 @@ export const routeClient = createClient(RouteService, transport);
 export const sinkClient = createClient(SinkService, transport);
 export const topicClient = createClient(TopicService, transport);
 export const statusClient = createClient(StatusService, transport);
+export const auditClient = createClient(AuditService, transport);
 
 /** A failed call as the UI shows it: a sentence and optional detail lines. */
 export interface Problem {

@@ -6,6 +6,7 @@ import { h, replace } from "./dom.js";
 import { duration } from "./format.js";
 import { live } from "./live.js";
 import { dot, link, type View } from "./ui.js";
+import { auditView } from "./views/audit.js";
 import { healthView } from "./views/health.js";
 import { routesView } from "./views/routes.js";
 import { subjectView } from "./views/subject.js";
@@ -16,6 +17,7 @@ const nav = [
   { href: "/", label: "Subjects", match: (p: string) => p === "/" || p.startsWith("/subjects/") },
   { href: "/routes", label: "Routes", match: (p: string) => p === "/routes" },
   { href: "/topics", label: "Topics & sinks", match: (p: string) => p === "/topics" },
+  { href: "/audit", label: "Audit log", match: (p: string) => p === "/audit" },
   { href: "/health", label: "Health", match: (p: string) => p === "/health" },
 ];
 
@@ -25,6 +27,7 @@ function route(pathname: string, query: URLSearchParams): View {
   if (subject) return subjectView(decodeURIComponent(subject[1]!), query);
   if (pathname === "/routes") return routesView(query);
   if (pathname === "/topics") return topicsView();
+  if (pathname === "/audit") return auditView(query);
   if (pathname === "/health") return healthView();
   return {
     el: h("div", { class: "view" }, h("h1", null, "Not found"), h("p", null, "No page here. ", link("/", null, "Back to the subjects"), ".")),

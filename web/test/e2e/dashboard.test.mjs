@@ -336,6 +336,30 @@ test("routes: create (a bad filter is refused with its reason), list, delete", a
   assert.equal((await api.route.listRoutes({})).routes.length, 0, "the route is deleted");
 });
 
+test("audit log: the changes made above, newest first, with who and before → after; filtered by subject", async () => {
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.waitForURL(/\/audit$/);
+  const rows = page.getByTestId("audit-row");
+  await rows.first().waitFor();
+  const actions = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-action")));
+  // The routes test created then deleted a route, the subject test changed
+  // the mode twice, the seed registered two versions.
+  assert.deepEqual(actions.slice(0, 6), ["route.delete", "route.create", "subject.compatibility", "subject.compatibility", "schema.register", "schema.register"]);
+  const first = await rows.first().innerText();
+  assert.match(first, /anonymous/);
+  assert.match(first, /big-orders/);
+  assert.match(first, /event\.amount_cents > 10000/, "the deleted route's definition is the before state");
+  const { events } = await api.audit.listAuditEvents({ subject: "orders" });
+  assert.equal(events.length, actions.length, "the page shows what the API serves");
+  await shot("06b-audit");
+
+  const form = page.getByTestId("audit-filter");
+  await form.locator('input[name="subject"]').fill("no.such.subject");
+  await form.getByRole("button", { name: "Filter" }).click();
+  await page.getByText("No change matches these filters.").waitFor();
+  assert.match(page.url(), /\/audit\?subject=no\.such\.subject$/);
+});
+
 test("topics & sinks: a stalled sink's growing backlog, rows written, charts", async () => {
   await page.getByRole("link", { name: "Topics & sinks" }).click();
   await page.waitForURL(/\/topics$/);

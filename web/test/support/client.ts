@@ -3,6 +3,7 @@
 // check effects through the same public API the dashboard uses.
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { AuditService } from "../../src/gen/pipeline/v1/audit_pb.js";
 import { IngestService } from "../../src/gen/pipeline/v1/ingest_pb.js";
 import { RouteService } from "../../src/gen/pipeline/v1/route_pb.js";
 import { SchemaService } from "../../src/gen/pipeline/v1/schema_pb.js";
@@ -23,5 +24,6 @@ export function clients(baseUrl: string) {
     sink: createClient(SinkService, transport),
     topic: createClient(TopicService, transport),
     status: createClient(StatusService, transport),
+    audit: createClient(AuditService, transport),
   };
 }
