@@ -263,6 +263,7 @@ cmd_up() {
 	launcher=
 	((rc == 0)) || die "could not launch the Pulsar broker"
 	"$PULSAR_CTL" wait
+	"$here/pyenv.sh" >/dev/null || die "could not set up the Python test clients (scripts/pyenv.sh)"
 	log "all services up in $((SECONDS - start))s (state in $state)"
 }
 
@@ -287,6 +288,7 @@ cmd_env() {
 		PIPELINE_TEST_MYSQL_URL=$MYSQL_URL
 		PIPELINE_TEST_STATE=$state
 		PIPELINE_CACHE=$PIPELINE_CACHE
+		PIPELINE_TEST_PYTHON=$("$here/pyenv.sh")
 	EOF
 }
 

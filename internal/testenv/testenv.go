@@ -29,6 +29,7 @@ const (
 	envPulsarCtl      = "PIPELINE_TEST_PULSAR_CTL"       // script taking start|stop|restart
 	envPostgresURL    = "PIPELINE_TEST_POSTGRES_URL"     // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 	envMySQLURL       = "PIPELINE_TEST_MYSQL_URL"        // mysql://root@127.0.0.1:3306/
+	envPython         = "PIPELINE_TEST_PYTHON"           // a virtualenv's python with tests/python/requirements.txt
 )
 
 func need(t testing.TB, name string) string {
@@ -44,6 +45,13 @@ func need(t testing.TB, name string) string {
 func Pulsar(t testing.TB) (serviceURL, adminURL string) {
 	t.Helper()
 	return need(t, envPulsarURL), need(t, envPulsarAdminURL)
+}
+
+// Python returns the python of the virtualenv that has the Python clients
+// the tests drive (tests/python/requirements.txt, from PyPI; scripts/pyenv.sh).
+func Python(t testing.TB) string {
+	t.Helper()
+	return need(t, envPython)
 }
 
 // PulsarCtl returns the path of the script that stops, starts and restarts
