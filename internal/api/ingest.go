@@ -99,6 +99,23 @@ func (s *IngestService) Publish(ctx context.Context, req *connect.Request[pipeli
 	return connect.NewResponse(&pipelinev1.PublishResponse{EventId: res.EventID, SchemaId: res.SchemaID, Topics: res.Topics}), nil
 }
 
+// CheckEvent answers what Publish would, and publishes nothing.
+func (s *IngestService) CheckEvent(ctx context.Context, req *connect.Request[pipelinev1.CheckEventRequest]) (*connect.Response[pipelinev1.CheckEventResponse], error) {
+	m := req.Msg.GetEvent()
+	if m == nil {
+		return nil, toConnectError(badRequest("event is required"))
+	}
+	checked, err := s.Router.Check(ctx, event(m, traceOf(req.Header())))
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	out := &pipelinev1.CheckEventResponse{SchemaId: checked.SchemaID, Version: checked.Version}
+	for _, t := range checked.Targets {
+		out.Targets = append(out.Targets, &pipelinev1.CheckedTarget{Topic: t.Topic, Key: t.Key})
+	}
+	return connect.NewResponse(out), nil
+}
+
 // result answers for one event of a batch or stream. A failed send keeps
 // the event's id and schema (router.Result): the client retries with it.
 func result(i int, res router.Result, err error) *pipelinev1.PublishResult {

@@ -184,6 +184,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	event := bounded(s.cfg.Limits.eventReadBytes())
 	mux.Handle(pipelinev1connect.IngestServicePublishProcedure, ingest(event))
+	mux.Handle(pipelinev1connect.IngestServiceCheckEventProcedure, ingest(event))
 	mux.Handle(pipelinev1connect.IngestServicePublishBatchProcedure, ingest(bounded(s.cfg.Limits.batchReadBytes())))
 	mux.Handle(pipelinev1connect.IngestServicePublishStreamProcedure, api.CoalesceStreamFlushes(ingest(event))) // per message
 	mux.Handle("/"+pipelinev1connect.IngestServiceName+"/", ingest(general))

@@ -219,6 +219,7 @@ type Prepared struct {
 	size     int64 // bytes taken from the in-flight bound
 	eventID  string
 	schemaID int64
+	version  int32 // of the schema, under the event's subject
 	payload  []byte
 	props    map[string]string
 	targets  []route.Target
@@ -253,6 +254,35 @@ func (r *Router) Prepare(ctx context.Context, ev Event) (_ *Prepared, err error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// Checked is where a checked event would go.
+type Checked struct {
+	SchemaID int64
+	Version  int32
+	// Targets are the topics with the key the event would get there; the
+	// key is empty where it would be the event id and the event has none
+	// yet (Publish mints it).
+	Targets []route.Target
+}
+
+// Check does everything Prepare does and sends nothing: the same refusal
+// for an event that Publish would refuse, else where it would go. Checks
+// are neither counted in the metrics nor sampled as refused events: they
+// are a producer's or an operator's question, not traffic.
+func (r *Router) Check(ctx context.Context, ev Event) (_ Checked, err error) {
+	p := &Prepared{ev: ev, start: time.Now(), eventID: ev.EventID, schemaID: ev.SchemaID}
+	defer func() { r.inFlight.release(p.size) }()
+	defer r.recoverEvent(&err, "check", p)
+	var known bool
+	if err := r.prepare(ctx, p, &known); err != nil {
+		return Checked{}, err
+	}
+	out := Checked{SchemaID: p.schemaID, Version: p.version, Targets: make([]route.Target, len(p.targets))}
+	for i, t := range p.targets {
+		out.Targets[i] = route.Target{Topic: t.Topic, Key: keyFor(ev.Key, t.Key, ev.EventID)}
+	}
+	return out, nil
 }
 
 // Send publishes a prepared event to its topics and returns once the bus
@@ -294,7 +324,7 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	}
 	*known = true
 	sc := v.Schema
-	p.schemaID = sc.ID
+	p.schemaID, p.version = sc.ID, v.Version
 	size := len(ev.Binary)
 	if ev.IsJSON {
 		size = len(ev.JSON)

@@ -225,6 +225,169 @@ func (x *PublishResponse) GetTopics() []string {
 	return nil
 }
 
+type CheckEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event is checked exactly as Publish would check it.
+	Event         *PublishRequest `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckEventRequest) Reset() {
+	*x = CheckEventRequest{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckEventRequest) ProtoMessage() {}
+
+func (x *CheckEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckEventRequest.ProtoReflect.Descriptor instead.
+func (*CheckEventRequest) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckEventRequest) GetEvent() *PublishRequest {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type CheckEventResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SchemaId int64                  `protobuf:"varint,1,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
+	// version is the schema's version under the event's subject.
+	Version int32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// targets are where the event would go: its subject's own topic and a
+	// copy per matching route, each with the message key it would get (the
+	// event id when neither the client nor the route sets one, and none was
+	// given: then key is empty).
+	Targets       []*CheckedTarget `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckEventResponse) Reset() {
+	*x = CheckEventResponse{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckEventResponse) ProtoMessage() {}
+
+func (x *CheckEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckEventResponse.ProtoReflect.Descriptor instead.
+func (*CheckEventResponse) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckEventResponse) GetSchemaId() int64 {
+	if x != nil {
+		return x.SchemaId
+	}
+	return 0
+}
+
+func (x *CheckEventResponse) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *CheckEventResponse) GetTargets() []*CheckedTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+// CheckedTarget is one topic a checked event would be published to.
+type CheckedTarget struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckedTarget) Reset() {
+	*x = CheckedTarget{}
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckedTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckedTarget) ProtoMessage() {}
+
+func (x *CheckedTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckedTarget.ProtoReflect.Descriptor instead.
+func (*CheckedTarget) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CheckedTarget) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CheckedTarget) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 type PublishBatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*PublishRequest      `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -234,7 +397,7 @@ type PublishBatchRequest struct {
 
 func (x *PublishBatchRequest) Reset() {
 	*x = PublishBatchRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[2]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +409,7 @@ func (x *PublishBatchRequest) String() string {
 func (*PublishBatchRequest) ProtoMessage() {}
 
 func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[2]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +422,7 @@ func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
 func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{2}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PublishBatchRequest) GetEvents() []*PublishRequest {
@@ -280,7 +443,7 @@ type PublishBatchResponse struct {
 
 func (x *PublishBatchResponse) Reset() {
 	*x = PublishBatchResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[3]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +455,7 @@ func (x *PublishBatchResponse) String() string {
 func (*PublishBatchResponse) ProtoMessage() {}
 
 func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[3]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +468,7 @@ func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
 func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{3}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PublishBatchResponse) GetResults() []*PublishResult {
@@ -341,7 +504,7 @@ type PublishResult struct {
 
 func (x *PublishResult) Reset() {
 	*x = PublishResult{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[4]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +516,7 @@ func (x *PublishResult) String() string {
 func (*PublishResult) ProtoMessage() {}
 
 func (x *PublishResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[4]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +529,7 @@ func (x *PublishResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResult.ProtoReflect.Descriptor instead.
 func (*PublishResult) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{4}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PublishResult) GetIndex() int32 {
@@ -421,7 +584,7 @@ type EventError struct {
 
 func (x *EventError) Reset() {
 	*x = EventError{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[5]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +596,7 @@ func (x *EventError) String() string {
 func (*EventError) ProtoMessage() {}
 
 func (x *EventError) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[5]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +609,7 @@ func (x *EventError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventError.ProtoReflect.Descriptor instead.
 func (*EventError) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{5}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EventError) GetCode() string {
@@ -491,7 +654,7 @@ type FieldViolation struct {
 
 func (x *FieldViolation) Reset() {
 	*x = FieldViolation{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[6]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +666,7 @@ func (x *FieldViolation) String() string {
 func (*FieldViolation) ProtoMessage() {}
 
 func (x *FieldViolation) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[6]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +679,7 @@ func (x *FieldViolation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldViolation.ProtoReflect.Descriptor instead.
 func (*FieldViolation) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{6}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FieldViolation) GetField() string {
@@ -556,7 +719,7 @@ type ValidationError struct {
 
 func (x *ValidationError) Reset() {
 	*x = ValidationError{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[7]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +731,7 @@ func (x *ValidationError) String() string {
 func (*ValidationError) ProtoMessage() {}
 
 func (x *ValidationError) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[7]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +744,7 @@ func (x *ValidationError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationError.ProtoReflect.Descriptor instead.
 func (*ValidationError) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{7}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ValidationError) GetSubject() string {
@@ -627,7 +790,7 @@ type PublishFailure struct {
 
 func (x *PublishFailure) Reset() {
 	*x = PublishFailure{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +802,7 @@ func (x *PublishFailure) String() string {
 func (*PublishFailure) ProtoMessage() {}
 
 func (x *PublishFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[8]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +815,7 @@ func (x *PublishFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishFailure.ProtoReflect.Descriptor instead.
 func (*PublishFailure) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{8}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublishFailure) GetEventId() string {
@@ -678,7 +841,7 @@ type PublishStreamRequest struct {
 
 func (x *PublishStreamRequest) Reset() {
 	*x = PublishStreamRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +853,7 @@ func (x *PublishStreamRequest) String() string {
 func (*PublishStreamRequest) ProtoMessage() {}
 
 func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[9]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +866,7 @@ func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStreamRequest.ProtoReflect.Descriptor instead.
 func (*PublishStreamRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{9}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PublishStreamRequest) GetEvent() *PublishRequest {
@@ -722,7 +885,7 @@ type PublishStreamResponse struct {
 
 func (x *PublishStreamResponse) Reset() {
 	*x = PublishStreamResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +897,7 @@ func (x *PublishStreamResponse) String() string {
 func (*PublishStreamResponse) ProtoMessage() {}
 
 func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[10]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +910,7 @@ func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStreamResponse.ProtoReflect.Descriptor instead.
 func (*PublishStreamResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{10}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishStreamResponse) GetResult() *PublishResult {
@@ -766,7 +929,7 @@ type ListRefusedEventsRequest struct {
 
 func (x *ListRefusedEventsRequest) Reset() {
 	*x = ListRefusedEventsRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +941,7 @@ func (x *ListRefusedEventsRequest) String() string {
 func (*ListRefusedEventsRequest) ProtoMessage() {}
 
 func (x *ListRefusedEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[11]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +954,7 @@ func (x *ListRefusedEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRefusedEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListRefusedEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{11}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListRefusedEventsRequest) GetSubject() string {
@@ -810,7 +973,7 @@ type ListRefusedEventsResponse struct {
 
 func (x *ListRefusedEventsResponse) Reset() {
 	*x = ListRefusedEventsResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +985,7 @@ func (x *ListRefusedEventsResponse) String() string {
 func (*ListRefusedEventsResponse) ProtoMessage() {}
 
 func (x *ListRefusedEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[12]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +998,7 @@ func (x *ListRefusedEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRefusedEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListRefusedEventsResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{12}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRefusedEventsResponse) GetEvents() []*RefusedEvent {
@@ -863,7 +1026,7 @@ type RefusedEvent struct {
 
 func (x *RefusedEvent) Reset() {
 	*x = RefusedEvent{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1038,7 @@ func (x *RefusedEvent) String() string {
 func (*RefusedEvent) ProtoMessage() {}
 
 func (x *RefusedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[13]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1051,7 @@ func (x *RefusedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefusedEvent.ProtoReflect.Descriptor instead.
 func (*RefusedEvent) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{13}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RefusedEvent) GetTime() *timestamppb.Timestamp {
@@ -941,7 +1104,7 @@ type ListSubjectStatsRequest struct {
 
 func (x *ListSubjectStatsRequest) Reset() {
 	*x = ListSubjectStatsRequest{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1116,7 @@ func (x *ListSubjectStatsRequest) String() string {
 func (*ListSubjectStatsRequest) ProtoMessage() {}
 
 func (x *ListSubjectStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[14]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1129,7 @@ func (x *ListSubjectStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubjectStatsRequest.ProtoReflect.Descriptor instead.
 func (*ListSubjectStatsRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{14}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{17}
 }
 
 type ListSubjectStatsResponse struct {
@@ -978,7 +1141,7 @@ type ListSubjectStatsResponse struct {
 
 func (x *ListSubjectStatsResponse) Reset() {
 	*x = ListSubjectStatsResponse{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1153,7 @@ func (x *ListSubjectStatsResponse) String() string {
 func (*ListSubjectStatsResponse) ProtoMessage() {}
 
 func (x *ListSubjectStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[15]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1166,7 @@ func (x *ListSubjectStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSubjectStatsResponse.ProtoReflect.Descriptor instead.
 func (*ListSubjectStatsResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{15}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSubjectStatsResponse) GetSubjects() []*SubjectStats {
@@ -1025,7 +1188,7 @@ type SubjectStats struct {
 
 func (x *SubjectStats) Reset() {
 	*x = SubjectStats{}
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[16]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1200,7 @@ func (x *SubjectStats) String() string {
 func (*SubjectStats) ProtoMessage() {}
 
 func (x *SubjectStats) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_ingest_proto_msgTypes[16]
+	mi := &file_pipeline_v1_ingest_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1213,7 @@ func (x *SubjectStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectStats.ProtoReflect.Descriptor instead.
 func (*SubjectStats) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{16}
+	return file_pipeline_v1_ingest_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubjectStats) GetSubject() string {
@@ -1094,7 +1257,16 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\x0fPublishResponse\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tschema_id\x18\x02 \x01(\x03R\bschemaId\x12\x16\n" +
-	"\x06topics\x18\x03 \x03(\tR\x06topics\"J\n" +
+	"\x06topics\x18\x03 \x03(\tR\x06topics\"F\n" +
+	"\x11CheckEventRequest\x121\n" +
+	"\x05event\x18\x01 \x01(\v2\x1b.pipeline.v1.PublishRequestR\x05event\"\x81\x01\n" +
+	"\x12CheckEventResponse\x12\x1b\n" +
+	"\tschema_id\x18\x01 \x01(\x03R\bschemaId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\x124\n" +
+	"\atargets\x18\x03 \x03(\v2\x1a.pipeline.v1.CheckedTargetR\atargets\"7\n" +
+	"\rCheckedTarget\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"J\n" +
 	"\x13PublishBatchRequest\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.pipeline.v1.PublishRequestR\x06events\"d\n" +
 	"\x14PublishBatchResponse\x124\n" +
@@ -1151,11 +1323,13 @@ const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\fSubjectStats\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12'\n" +
 	"\x0fevents_accepted\x18\x02 \x01(\x03R\x0eeventsAccepted\x12%\n" +
-	"\x0eevents_refused\x18\x03 \x01(\x03R\reventsRefused2\xd5\x03\n" +
+	"\x0eevents_refused\x18\x03 \x01(\x03R\reventsRefused2\xa9\x04\n" +
 	"\rIngestService\x12D\n" +
 	"\aPublish\x12\x1b.pipeline.v1.PublishRequest\x1a\x1c.pipeline.v1.PublishResponse\x12S\n" +
 	"\fPublishBatch\x12 .pipeline.v1.PublishBatchRequest\x1a!.pipeline.v1.PublishBatchResponse\x12Z\n" +
-	"\rPublishStream\x12!.pipeline.v1.PublishStreamRequest\x1a\".pipeline.v1.PublishStreamResponse(\x010\x01\x12g\n" +
+	"\rPublishStream\x12!.pipeline.v1.PublishStreamRequest\x1a\".pipeline.v1.PublishStreamResponse(\x010\x01\x12R\n" +
+	"\n" +
+	"CheckEvent\x12\x1e.pipeline.v1.CheckEventRequest\x1a\x1f.pipeline.v1.CheckEventResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x11ListRefusedEvents\x12%.pipeline.v1.ListRefusedEventsRequest\x1a&.pipeline.v1.ListRefusedEventsResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x10ListSubjectStats\x12$.pipeline.v1.ListSubjectStatsRequest\x1a%.pipeline.v1.ListSubjectStatsResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
 	"\x0fcom.pipeline.v1B\vIngestProtoP\x01Z9github.com/schemagate/pipeline/gen/pipeline/v1;pipelinev1\xa2\x02\x03PXX\xaa\x02\vPipeline.V1\xca\x02\vPipeline\\V1\xe2\x02\x17Pipeline\\V1\\GPBMetadata\xea\x02\fPipeline::V1b\x06proto3"
@@ -1172,56 +1346,63 @@ func file_pipeline_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_ingest_proto_rawDescData
 }
 
-var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pipeline_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_pipeline_v1_ingest_proto_goTypes = []any{
 	(*PublishRequest)(nil),            // 0: pipeline.v1.PublishRequest
 	(*PublishResponse)(nil),           // 1: pipeline.v1.PublishResponse
-	(*PublishBatchRequest)(nil),       // 2: pipeline.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil),      // 3: pipeline.v1.PublishBatchResponse
-	(*PublishResult)(nil),             // 4: pipeline.v1.PublishResult
-	(*EventError)(nil),                // 5: pipeline.v1.EventError
-	(*FieldViolation)(nil),            // 6: pipeline.v1.FieldViolation
-	(*ValidationError)(nil),           // 7: pipeline.v1.ValidationError
-	(*PublishFailure)(nil),            // 8: pipeline.v1.PublishFailure
-	(*PublishStreamRequest)(nil),      // 9: pipeline.v1.PublishStreamRequest
-	(*PublishStreamResponse)(nil),     // 10: pipeline.v1.PublishStreamResponse
-	(*ListRefusedEventsRequest)(nil),  // 11: pipeline.v1.ListRefusedEventsRequest
-	(*ListRefusedEventsResponse)(nil), // 12: pipeline.v1.ListRefusedEventsResponse
-	(*RefusedEvent)(nil),              // 13: pipeline.v1.RefusedEvent
-	(*ListSubjectStatsRequest)(nil),   // 14: pipeline.v1.ListSubjectStatsRequest
-	(*ListSubjectStatsResponse)(nil),  // 15: pipeline.v1.ListSubjectStatsResponse
-	(*SubjectStats)(nil),              // 16: pipeline.v1.SubjectStats
-	nil,                               // 17: pipeline.v1.PublishRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
+	(*CheckEventRequest)(nil),         // 2: pipeline.v1.CheckEventRequest
+	(*CheckEventResponse)(nil),        // 3: pipeline.v1.CheckEventResponse
+	(*CheckedTarget)(nil),             // 4: pipeline.v1.CheckedTarget
+	(*PublishBatchRequest)(nil),       // 5: pipeline.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),      // 6: pipeline.v1.PublishBatchResponse
+	(*PublishResult)(nil),             // 7: pipeline.v1.PublishResult
+	(*EventError)(nil),                // 8: pipeline.v1.EventError
+	(*FieldViolation)(nil),            // 9: pipeline.v1.FieldViolation
+	(*ValidationError)(nil),           // 10: pipeline.v1.ValidationError
+	(*PublishFailure)(nil),            // 11: pipeline.v1.PublishFailure
+	(*PublishStreamRequest)(nil),      // 12: pipeline.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil),     // 13: pipeline.v1.PublishStreamResponse
+	(*ListRefusedEventsRequest)(nil),  // 14: pipeline.v1.ListRefusedEventsRequest
+	(*ListRefusedEventsResponse)(nil), // 15: pipeline.v1.ListRefusedEventsResponse
+	(*RefusedEvent)(nil),              // 16: pipeline.v1.RefusedEvent
+	(*ListSubjectStatsRequest)(nil),   // 17: pipeline.v1.ListSubjectStatsRequest
+	(*ListSubjectStatsResponse)(nil),  // 18: pipeline.v1.ListSubjectStatsResponse
+	(*SubjectStats)(nil),              // 19: pipeline.v1.SubjectStats
+	nil,                               // 20: pipeline.v1.PublishRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
 }
 var file_pipeline_v1_ingest_proto_depIdxs = []int32{
-	17, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
-	0,  // 1: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
-	4,  // 2: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
-	5,  // 3: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
-	6,  // 4: pipeline.v1.EventError.violations:type_name -> pipeline.v1.FieldViolation
-	6,  // 5: pipeline.v1.ValidationError.violations:type_name -> pipeline.v1.FieldViolation
-	0,  // 6: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
-	4,  // 7: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
-	13, // 8: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
-	18, // 9: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
-	6,  // 10: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
-	16, // 11: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
-	0,  // 12: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
-	2,  // 13: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
-	9,  // 14: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
-	11, // 15: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
-	14, // 16: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
-	1,  // 17: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
-	3,  // 18: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
-	10, // 19: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
-	12, // 20: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
-	15, // 21: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
+	0,  // 1: pipeline.v1.CheckEventRequest.event:type_name -> pipeline.v1.PublishRequest
+	4,  // 2: pipeline.v1.CheckEventResponse.targets:type_name -> pipeline.v1.CheckedTarget
+	0,  // 3: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
+	7,  // 4: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
+	8,  // 5: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
+	9,  // 6: pipeline.v1.EventError.violations:type_name -> pipeline.v1.FieldViolation
+	9,  // 7: pipeline.v1.ValidationError.violations:type_name -> pipeline.v1.FieldViolation
+	0,  // 8: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
+	7,  // 9: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
+	16, // 10: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
+	21, // 11: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
+	9,  // 12: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
+	19, // 13: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
+	0,  // 14: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
+	5,  // 15: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
+	12, // 16: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
+	2,  // 17: pipeline.v1.IngestService.CheckEvent:input_type -> pipeline.v1.CheckEventRequest
+	14, // 18: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
+	17, // 19: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
+	1,  // 20: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
+	6,  // 21: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
+	13, // 22: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
+	3,  // 23: pipeline.v1.IngestService.CheckEvent:output_type -> pipeline.v1.CheckEventResponse
+	15, // 24: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
+	18, // 25: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_ingest_proto_init() }
@@ -1239,7 +1420,7 @@ func file_pipeline_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_ingest_proto_rawDesc), len(file_pipeline_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,9 @@ const (
 	// IngestServicePublishStreamProcedure is the fully-qualified name of the IngestService's
 	// PublishStream RPC.
 	IngestServicePublishStreamProcedure = "/pipeline.v1.IngestService/PublishStream"
+	// IngestServiceCheckEventProcedure is the fully-qualified name of the IngestService's CheckEvent
+	// RPC.
+	IngestServiceCheckEventProcedure = "/pipeline.v1.IngestService/CheckEvent"
 	// IngestServiceListRefusedEventsProcedure is the fully-qualified name of the IngestService's
 	// ListRefusedEvents RPC.
 	IngestServiceListRefusedEventsProcedure = "/pipeline.v1.IngestService/ListRefusedEvents"
@@ -58,6 +61,11 @@ type IngestServiceClient interface {
 	PublishBatch(context.Context, *connect.Request[v1.PublishBatchRequest]) (*connect.Response[v1.PublishBatchResponse], error)
 	// PublishStream takes a stream of events and answers each, in order.
 	PublishStream(context.Context) *connect.BidiStreamForClient[v1.PublishStreamRequest, v1.PublishStreamResponse]
+	// CheckEvent answers what Publish would for the event, and publishes
+	// nothing: the same refusal (code and ValidationError detail) for an
+	// event Publish would refuse, else the schema it was read with and the
+	// topics and keys it would go to. Nothing is counted or sampled.
+	CheckEvent(context.Context, *connect.Request[v1.CheckEventRequest]) (*connect.Response[v1.CheckEventResponse], error)
 	// ListRefusedEvents returns the last events refused for a subject (a
 	// bounded sample kept in memory by the replica that answers).
 	ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error)
@@ -95,6 +103,13 @@ func NewIngestServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(ingestServiceMethods.ByName("PublishStream")),
 			connect.WithClientOptions(opts...),
 		),
+		checkEvent: connect.NewClient[v1.CheckEventRequest, v1.CheckEventResponse](
+			httpClient,
+			baseURL+IngestServiceCheckEventProcedure,
+			connect.WithSchema(ingestServiceMethods.ByName("CheckEvent")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listRefusedEvents: connect.NewClient[v1.ListRefusedEventsRequest, v1.ListRefusedEventsResponse](
 			httpClient,
 			baseURL+IngestServiceListRefusedEventsProcedure,
@@ -117,6 +132,7 @@ type ingestServiceClient struct {
 	publish           *connect.Client[v1.PublishRequest, v1.PublishResponse]
 	publishBatch      *connect.Client[v1.PublishBatchRequest, v1.PublishBatchResponse]
 	publishStream     *connect.Client[v1.PublishStreamRequest, v1.PublishStreamResponse]
+	checkEvent        *connect.Client[v1.CheckEventRequest, v1.CheckEventResponse]
 	listRefusedEvents *connect.Client[v1.ListRefusedEventsRequest, v1.ListRefusedEventsResponse]
 	listSubjectStats  *connect.Client[v1.ListSubjectStatsRequest, v1.ListSubjectStatsResponse]
 }
@@ -134,6 +150,11 @@ func (c *ingestServiceClient) PublishBatch(ctx context.Context, req *connect.Req
 // PublishStream calls pipeline.v1.IngestService.PublishStream.
 func (c *ingestServiceClient) PublishStream(ctx context.Context) *connect.BidiStreamForClient[v1.PublishStreamRequest, v1.PublishStreamResponse] {
 	return c.publishStream.CallBidiStream(ctx)
+}
+
+// CheckEvent calls pipeline.v1.IngestService.CheckEvent.
+func (c *ingestServiceClient) CheckEvent(ctx context.Context, req *connect.Request[v1.CheckEventRequest]) (*connect.Response[v1.CheckEventResponse], error) {
+	return c.checkEvent.CallUnary(ctx, req)
 }
 
 // ListRefusedEvents calls pipeline.v1.IngestService.ListRefusedEvents.
@@ -155,6 +176,11 @@ type IngestServiceHandler interface {
 	PublishBatch(context.Context, *connect.Request[v1.PublishBatchRequest]) (*connect.Response[v1.PublishBatchResponse], error)
 	// PublishStream takes a stream of events and answers each, in order.
 	PublishStream(context.Context, *connect.BidiStream[v1.PublishStreamRequest, v1.PublishStreamResponse]) error
+	// CheckEvent answers what Publish would for the event, and publishes
+	// nothing: the same refusal (code and ValidationError detail) for an
+	// event Publish would refuse, else the schema it was read with and the
+	// topics and keys it would go to. Nothing is counted or sampled.
+	CheckEvent(context.Context, *connect.Request[v1.CheckEventRequest]) (*connect.Response[v1.CheckEventResponse], error)
 	// ListRefusedEvents returns the last events refused for a subject (a
 	// bounded sample kept in memory by the replica that answers).
 	ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error)
@@ -188,6 +214,13 @@ func NewIngestServiceHandler(svc IngestServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(ingestServiceMethods.ByName("PublishStream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ingestServiceCheckEventHandler := connect.NewUnaryHandler(
+		IngestServiceCheckEventProcedure,
+		svc.CheckEvent,
+		connect.WithSchema(ingestServiceMethods.ByName("CheckEvent")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	ingestServiceListRefusedEventsHandler := connect.NewUnaryHandler(
 		IngestServiceListRefusedEventsProcedure,
 		svc.ListRefusedEvents,
@@ -210,6 +243,8 @@ func NewIngestServiceHandler(svc IngestServiceHandler, opts ...connect.HandlerOp
 			ingestServicePublishBatchHandler.ServeHTTP(w, r)
 		case IngestServicePublishStreamProcedure:
 			ingestServicePublishStreamHandler.ServeHTTP(w, r)
+		case IngestServiceCheckEventProcedure:
+			ingestServiceCheckEventHandler.ServeHTTP(w, r)
 		case IngestServiceListRefusedEventsProcedure:
 			ingestServiceListRefusedEventsHandler.ServeHTTP(w, r)
 		case IngestServiceListSubjectStatsProcedure:
@@ -233,6 +268,10 @@ func (UnimplementedIngestServiceHandler) PublishBatch(context.Context, *connect.
 
 func (UnimplementedIngestServiceHandler) PublishStream(context.Context, *connect.BidiStream[v1.PublishStreamRequest, v1.PublishStreamResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.IngestService.PublishStream is not implemented"))
+}
+
+func (UnimplementedIngestServiceHandler) CheckEvent(context.Context, *connect.Request[v1.CheckEventRequest]) (*connect.Response[v1.CheckEventResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.IngestService.CheckEvent is not implemented"))
 }
 
 func (UnimplementedIngestServiceHandler) ListRefusedEvents(context.Context, *connect.Request[v1.ListRefusedEventsRequest]) (*connect.Response[v1.ListRefusedEventsResponse], error) {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/ingest.proto.
  */
 export const file_pipeline_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("ChhwaXBlbGluZS92MS9pbmdlc3QucHJvdG8SC3BpcGVsaW5lLnYxIusBCg5QdWJsaXNoUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEhAKBmJpbmFyeRgCIAEoDEgAEg4KBGpzb24YAyABKAlIABILCgNrZXkYBCABKAkSEAoIZXZlbnRfaWQYBSABKAkSOQoHaGVhZGVycxgGIAMoCzIoLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0LkhlYWRlcnNFbnRyeRIRCglzY2hlbWFfaWQYByABKAMaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCJGCg9QdWJsaXNoUmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEg4KBnRvcGljcxgDIAMoCSJCChNQdWJsaXNoQmF0Y2hSZXF1ZXN0EisKBmV2ZW50cxgBIAMoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IlMKFFB1Ymxpc2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0Eg4KBmZhaWxlZBgCIAEoBSJ7Cg1QdWJsaXNoUmVzdWx0Eg0KBWluZGV4GAEgASgFEhAKCGV2ZW50X2lkGAIgASgJEhEKCXNjaGVtYV9pZBgDIAEoAxIOCgZ0b3BpY3MYBCADKAkSJgoFZXJyb3IYBSABKAsyFy5waXBlbGluZS52MS5FdmVudEVycm9yInYKCkV2ZW50RXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIYChB0b3RhbF92aW9sYXRpb25zGAQgASgFIj4KDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKAAQoPVmFsaWRhdGlvbkVycm9yEg8KB3N1YmplY3QYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIYChB0b3RhbF92aW9sYXRpb25zGAQgASgFIjUKDlB1Ymxpc2hGYWlsdXJlEhAKCGV2ZW50X2lkGAEgASgJEhEKCXNjaGVtYV9pZBgCIAEoAyJCChRQdWJsaXNoU3RyZWFtUmVxdWVzdBIqCgVldmVudBgBIAEoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IkMKFVB1Ymxpc2hTdHJlYW1SZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0IisKGExpc3RSZWZ1c2VkRXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJIkYKGUxpc3RSZWZ1c2VkRXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkucGlwZWxpbmUudjEuUmVmdXNlZEV2ZW50IrkBCgxSZWZ1c2VkRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAiABKAkSEQoJc2NoZW1hX2lkGAMgASgDEi8KCnZpb2xhdGlvbnMYBCADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIPCgdwYXlsb2FkGAUgASgJEhgKEHRvdGFsX3Zpb2xhdGlvbnMYBiABKAUiGQoXTGlzdFN1YmplY3RTdGF0c1JlcXVlc3QiRwoYTGlzdFN1YmplY3RTdGF0c1Jlc3BvbnNlEisKCHN1YmplY3RzGAEgAygLMhkucGlwZWxpbmUudjEuU3ViamVjdFN0YXRzIlAKDFN1YmplY3RTdGF0cxIPCgdzdWJqZWN0GAEgASgJEhcKD2V2ZW50c19hY2NlcHRlZBgCIAEoAxIWCg5ldmVudHNfcmVmdXNlZBgDIAEoAzLVAwoNSW5nZXN0U2VydmljZRJECgdQdWJsaXNoEhsucGlwZWxpbmUudjEuUHVibGlzaFJlcXVlc3QaHC5waXBlbGluZS52MS5QdWJsaXNoUmVzcG9uc2USUwoMUHVibGlzaEJhdGNoEiAucGlwZWxpbmUudjEuUHVibGlzaEJhdGNoUmVxdWVzdBohLnBpcGVsaW5lLnYxLlB1Ymxpc2hCYXRjaFJlc3BvbnNlEloKDVB1Ymxpc2hTdHJlYW0SIS5waXBlbGluZS52MS5QdWJsaXNoU3RyZWFtUmVxdWVzdBoiLnBpcGVsaW5lLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBMAESZwoRTGlzdFJlZnVzZWRFdmVudHMSJS5waXBlbGluZS52MS5MaXN0UmVmdXNlZEV2ZW50c1JlcXVlc3QaJi5waXBlbGluZS52MS5MaXN0UmVmdXNlZEV2ZW50c1Jlc3BvbnNlIgOQAgESZAoQTGlzdFN1YmplY3RTdGF0cxIkLnBpcGVsaW5lLnYxLkxpc3RTdWJqZWN0U3RhdHNSZXF1ZXN0GiUucGlwZWxpbmUudjEuTGlzdFN1YmplY3RTdGF0c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChhwaXBlbGluZS92MS9pbmdlc3QucHJvdG8SC3BpcGVsaW5lLnYxIusBCg5QdWJsaXNoUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEhAKBmJpbmFyeRgCIAEoDEgAEg4KBGpzb24YAyABKAlIABILCgNrZXkYBCABKAkSEAoIZXZlbnRfaWQYBSABKAkSOQoHaGVhZGVycxgGIAMoCzIoLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0LkhlYWRlcnNFbnRyeRIRCglzY2hlbWFfaWQYByABKAMaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCJGCg9QdWJsaXNoUmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEg4KBnRvcGljcxgDIAMoCSI/ChFDaGVja0V2ZW50UmVxdWVzdBIqCgVldmVudBgBIAEoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0ImUKEkNoZWNrRXZlbnRSZXNwb25zZRIRCglzY2hlbWFfaWQYASABKAMSDwoHdmVyc2lvbhgCIAEoBRIrCgd0YXJnZXRzGAMgAygLMhoucGlwZWxpbmUudjEuQ2hlY2tlZFRhcmdldCIrCg1DaGVja2VkVGFyZ2V0Eg0KBXRvcGljGAEgASgJEgsKA2tleRgCIAEoCSJCChNQdWJsaXNoQmF0Y2hSZXF1ZXN0EisKBmV2ZW50cxgBIAMoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IlMKFFB1Ymxpc2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0Eg4KBmZhaWxlZBgCIAEoBSJ7Cg1QdWJsaXNoUmVzdWx0Eg0KBWluZGV4GAEgASgFEhAKCGV2ZW50X2lkGAIgASgJEhEKCXNjaGVtYV9pZBgDIAEoAxIOCgZ0b3BpY3MYBCADKAkSJgoFZXJyb3IYBSABKAsyFy5waXBlbGluZS52MS5FdmVudEVycm9yInYKCkV2ZW50RXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIYChB0b3RhbF92aW9sYXRpb25zGAQgASgFIj4KDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEgwKBHJ1bGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSKAAQoPVmFsaWRhdGlvbkVycm9yEg8KB3N1YmplY3QYASABKAkSEQoJc2NoZW1hX2lkGAIgASgDEi8KCnZpb2xhdGlvbnMYAyADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIYChB0b3RhbF92aW9sYXRpb25zGAQgASgFIjUKDlB1Ymxpc2hGYWlsdXJlEhAKCGV2ZW50X2lkGAEgASgJEhEKCXNjaGVtYV9pZBgCIAEoAyJCChRQdWJsaXNoU3RyZWFtUmVxdWVzdBIqCgVldmVudBgBIAEoCzIbLnBpcGVsaW5lLnYxLlB1Ymxpc2hSZXF1ZXN0IkMKFVB1Ymxpc2hTdHJlYW1SZXNwb25zZRIqCgZyZXN1bHQYASABKAsyGi5waXBlbGluZS52MS5QdWJsaXNoUmVzdWx0IisKGExpc3RSZWZ1c2VkRXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJIkYKGUxpc3RSZWZ1c2VkRXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkucGlwZWxpbmUudjEuUmVmdXNlZEV2ZW50IrkBCgxSZWZ1c2VkRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAiABKAkSEQoJc2NoZW1hX2lkGAMgASgDEi8KCnZpb2xhdGlvbnMYBCADKAsyGy5waXBlbGluZS52MS5GaWVsZFZpb2xhdGlvbhIPCgdwYXlsb2FkGAUgASgJEhgKEHRvdGFsX3Zpb2xhdGlvbnMYBiABKAUiGQoXTGlzdFN1YmplY3RTdGF0c1JlcXVlc3QiRwoYTGlzdFN1YmplY3RTdGF0c1Jlc3BvbnNlEisKCHN1YmplY3RzGAEgAygLMhkucGlwZWxpbmUudjEuU3ViamVjdFN0YXRzIlAKDFN1YmplY3RTdGF0cxIPCgdzdWJqZWN0GAEgASgJEhcKD2V2ZW50c19hY2NlcHRlZBgCIAEoAxIWCg5ldmVudHNfcmVmdXNlZBgDIAEoAzKpBAoNSW5nZXN0U2VydmljZRJECgdQdWJsaXNoEhsucGlwZWxpbmUudjEuUHVibGlzaFJlcXVlc3QaHC5waXBlbGluZS52MS5QdWJsaXNoUmVzcG9uc2USUwoMUHVibGlzaEJhdGNoEiAucGlwZWxpbmUudjEuUHVibGlzaEJhdGNoUmVxdWVzdBohLnBpcGVsaW5lLnYxLlB1Ymxpc2hCYXRjaFJlc3BvbnNlEloKDVB1Ymxpc2hTdHJlYW0SIS5waXBlbGluZS52MS5QdWJsaXNoU3RyZWFtUmVxdWVzdBoiLnBpcGVsaW5lLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBMAESUgoKQ2hlY2tFdmVudBIeLnBpcGVsaW5lLnYxLkNoZWNrRXZlbnRSZXF1ZXN0Gh8ucGlwZWxpbmUudjEuQ2hlY2tFdmVudFJlc3BvbnNlIgOQAgESZwoRTGlzdFJlZnVzZWRFdmVudHMSJS5waXBlbGluZS52MS5MaXN0UmVmdXNlZEV2ZW50c1JlcXVlc3QaJi5waXBlbGluZS52MS5MaXN0UmVmdXNlZEV2ZW50c1Jlc3BvbnNlIgOQAgESZAoQTGlzdFN1YmplY3RTdGF0cxIkLnBpcGVsaW5lLnYxLkxpc3RTdWJqZWN0U3RhdHNSZXF1ZXN0GiUucGlwZWxpbmUudjEuTGlzdFN1YmplY3RTdGF0c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * PublishRequest is one event. Besides the payload's own size limit, the
@@ -124,6 +124,83 @@ export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
   messageDesc(file_pipeline_v1_ingest, 1);
 
 /**
+ * @generated from message pipeline.v1.CheckEventRequest
+ */
+export type CheckEventRequest = Message<"pipeline.v1.CheckEventRequest"> & {
+  /**
+   * event is checked exactly as Publish would check it.
+   *
+   * @generated from field: pipeline.v1.PublishRequest event = 1;
+   */
+  event?: PublishRequest | undefined;
+};
+
+/**
+ * Describes the message pipeline.v1.CheckEventRequest.
+ * Use `create(CheckEventRequestSchema)` to create a new message.
+ */
+export const CheckEventRequestSchema: GenMessage<CheckEventRequest> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_ingest, 2);
+
+/**
+ * @generated from message pipeline.v1.CheckEventResponse
+ */
+export type CheckEventResponse = Message<"pipeline.v1.CheckEventResponse"> & {
+  /**
+   * @generated from field: int64 schema_id = 1;
+   */
+  schemaId: bigint;
+
+  /**
+   * version is the schema's version under the event's subject.
+   *
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+
+  /**
+   * targets are where the event would go: its subject's own topic and a
+   * copy per matching route, each with the message key it would get (the
+   * event id when neither the client nor the route sets one, and none was
+   * given: then key is empty).
+   *
+   * @generated from field: repeated pipeline.v1.CheckedTarget targets = 3;
+   */
+  targets: CheckedTarget[];
+};
+
+/**
+ * Describes the message pipeline.v1.CheckEventResponse.
+ * Use `create(CheckEventResponseSchema)` to create a new message.
+ */
+export const CheckEventResponseSchema: GenMessage<CheckEventResponse> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_ingest, 3);
+
+/**
+ * CheckedTarget is one topic a checked event would be published to.
+ *
+ * @generated from message pipeline.v1.CheckedTarget
+ */
+export type CheckedTarget = Message<"pipeline.v1.CheckedTarget"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message pipeline.v1.CheckedTarget.
+ * Use `create(CheckedTargetSchema)` to create a new message.
+ */
+export const CheckedTargetSchema: GenMessage<CheckedTarget> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_ingest, 4);
+
+/**
  * @generated from message pipeline.v1.PublishBatchRequest
  */
 export type PublishBatchRequest = Message<"pipeline.v1.PublishBatchRequest"> & {
@@ -138,7 +215,7 @@ export type PublishBatchRequest = Message<"pipeline.v1.PublishBatchRequest"> & {
  * Use `create(PublishBatchRequestSchema)` to create a new message.
  */
 export const PublishBatchRequestSchema: GenMessage<PublishBatchRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 2);
+  messageDesc(file_pipeline_v1_ingest, 5);
 
 /**
  * @generated from message pipeline.v1.PublishBatchResponse
@@ -162,7 +239,7 @@ export type PublishBatchResponse = Message<"pipeline.v1.PublishBatchResponse"> &
  * Use `create(PublishBatchResponseSchema)` to create a new message.
  */
 export const PublishBatchResponseSchema: GenMessage<PublishBatchResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 3);
+  messageDesc(file_pipeline_v1_ingest, 6);
 
 /**
  * PublishResult is the outcome of one event of a batch or stream.
@@ -208,7 +285,7 @@ export type PublishResult = Message<"pipeline.v1.PublishResult"> & {
  * Use `create(PublishResultSchema)` to create a new message.
  */
 export const PublishResultSchema: GenMessage<PublishResult> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 4);
+  messageDesc(file_pipeline_v1_ingest, 7);
 
 /**
  * EventError says why one event was not published.
@@ -249,7 +326,7 @@ export type EventError = Message<"pipeline.v1.EventError"> & {
  * Use `create(EventErrorSchema)` to create a new message.
  */
 export const EventErrorSchema: GenMessage<EventError> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 5);
+  messageDesc(file_pipeline_v1_ingest, 8);
 
 /**
  * FieldViolation is one reason an event failed validation.
@@ -282,7 +359,7 @@ export type FieldViolation = Message<"pipeline.v1.FieldViolation"> & {
  * Use `create(FieldViolationSchema)` to create a new message.
  */
 export const FieldViolationSchema: GenMessage<FieldViolation> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 6);
+  messageDesc(file_pipeline_v1_ingest, 9);
 
 /**
  * ValidationError is the error detail of a refused event.
@@ -321,7 +398,7 @@ export type ValidationError = Message<"pipeline.v1.ValidationError"> & {
  * Use `create(ValidationErrorSchema)` to create a new message.
  */
 export const ValidationErrorSchema: GenMessage<ValidationError> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 7);
+  messageDesc(file_pipeline_v1_ingest, 10);
 
 /**
  * PublishFailure is the error detail of an event that was handed to the bus
@@ -349,7 +426,7 @@ export type PublishFailure = Message<"pipeline.v1.PublishFailure"> & {
  * Use `create(PublishFailureSchema)` to create a new message.
  */
 export const PublishFailureSchema: GenMessage<PublishFailure> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 8);
+  messageDesc(file_pipeline_v1_ingest, 11);
 
 /**
  * @generated from message pipeline.v1.PublishStreamRequest
@@ -366,7 +443,7 @@ export type PublishStreamRequest = Message<"pipeline.v1.PublishStreamRequest"> &
  * Use `create(PublishStreamRequestSchema)` to create a new message.
  */
 export const PublishStreamRequestSchema: GenMessage<PublishStreamRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 9);
+  messageDesc(file_pipeline_v1_ingest, 12);
 
 /**
  * @generated from message pipeline.v1.PublishStreamResponse
@@ -383,7 +460,7 @@ export type PublishStreamResponse = Message<"pipeline.v1.PublishStreamResponse">
  * Use `create(PublishStreamResponseSchema)` to create a new message.
  */
 export const PublishStreamResponseSchema: GenMessage<PublishStreamResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 10);
+  messageDesc(file_pipeline_v1_ingest, 13);
 
 /**
  * @generated from message pipeline.v1.ListRefusedEventsRequest
@@ -400,7 +477,7 @@ export type ListRefusedEventsRequest = Message<"pipeline.v1.ListRefusedEventsReq
  * Use `create(ListRefusedEventsRequestSchema)` to create a new message.
  */
 export const ListRefusedEventsRequestSchema: GenMessage<ListRefusedEventsRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 11);
+  messageDesc(file_pipeline_v1_ingest, 14);
 
 /**
  * @generated from message pipeline.v1.ListRefusedEventsResponse
@@ -417,7 +494,7 @@ export type ListRefusedEventsResponse = Message<"pipeline.v1.ListRefusedEventsRe
  * Use `create(ListRefusedEventsResponseSchema)` to create a new message.
  */
 export const ListRefusedEventsResponseSchema: GenMessage<ListRefusedEventsResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 12);
+  messageDesc(file_pipeline_v1_ingest, 15);
 
 /**
  * RefusedEvent is a sample of an event the router refused.
@@ -467,7 +544,7 @@ export type RefusedEvent = Message<"pipeline.v1.RefusedEvent"> & {
  * Use `create(RefusedEventSchema)` to create a new message.
  */
 export const RefusedEventSchema: GenMessage<RefusedEvent> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 13);
+  messageDesc(file_pipeline_v1_ingest, 16);
 
 /**
  * @generated from message pipeline.v1.ListSubjectStatsRequest
@@ -480,7 +557,7 @@ export type ListSubjectStatsRequest = Message<"pipeline.v1.ListSubjectStatsReque
  * Use `create(ListSubjectStatsRequestSchema)` to create a new message.
  */
 export const ListSubjectStatsRequestSchema: GenMessage<ListSubjectStatsRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 14);
+  messageDesc(file_pipeline_v1_ingest, 17);
 
 /**
  * @generated from message pipeline.v1.ListSubjectStatsResponse
@@ -497,7 +574,7 @@ export type ListSubjectStatsResponse = Message<"pipeline.v1.ListSubjectStatsResp
  * Use `create(ListSubjectStatsResponseSchema)` to create a new message.
  */
 export const ListSubjectStatsResponseSchema: GenMessage<ListSubjectStatsResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 15);
+  messageDesc(file_pipeline_v1_ingest, 18);
 
 /**
  * SubjectStats counts one subject's events in this replica.
@@ -526,7 +603,7 @@ export type SubjectStats = Message<"pipeline.v1.SubjectStats"> & {
  * Use `create(SubjectStatsSchema)` to create a new message.
  */
 export const SubjectStatsSchema: GenMessage<SubjectStats> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_ingest, 16);
+  messageDesc(file_pipeline_v1_ingest, 19);
 
 /**
  * IngestService takes events in, validates them against their subject's
@@ -566,6 +643,19 @@ export const IngestService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof PublishStreamRequestSchema;
     output: typeof PublishStreamResponseSchema;
+  },
+  /**
+   * CheckEvent answers what Publish would for the event, and publishes
+   * nothing: the same refusal (code and ValidationError detail) for an
+   * event Publish would refuse, else the schema it was read with and the
+   * topics and keys it would go to. Nothing is counted or sampled.
+   *
+   * @generated from rpc pipeline.v1.IngestService.CheckEvent
+   */
+  checkEvent: {
+    methodKind: "unary";
+    input: typeof CheckEventRequestSchema;
+    output: typeof CheckEventResponseSchema;
   },
   /**
    * ListRefusedEvents returns the last events refused for a subject (a
