@@ -245,7 +245,66 @@ func (s *sqliteDialect) write(ctx context.Context, groups []*group, mode string)
 	return writeInTx(ctx, s.shared.db, groups, mode, s.insert)
 }
 
+func (s *sqliteDialect) createApplied(ctx context.Context, table string) error {
+	stmt := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  _key_hash BLOB NOT NULL,
+  _event_id TEXT NOT NULL,
+  _applied_at TIMESTAMP NOT NULL DEFAULT %s,
+  PRIMARY KEY (_key_hash, _event_id)
+) WITHOUT ROWID`, s.quote(table), sqliteNow)
+	if _, err := s.shared.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+// claimApplied inserts g's (key, id) pairs into its companion table and
+// returns those that were not there (the transaction holds the write lock,
+// so no other writer claims them meanwhile).
+func (s *sqliteDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (map[appliedPair]bool, error) {
+	pairs := g.appliedPairs()
+	fresh := make(map[appliedPair]bool, len(pairs))
+	head := fmt.Sprintf("INSERT INTO %s (_key_hash, _event_id) VALUES ", s.quote(g.applied))
+	const per = 32766 / 2
+	for start := 0; start < len(pairs); start += per {
+		end := min(start+per, len(pairs))
+		args := make([]any, 0, 2*(end-start))
+		for i := start; i < end; i++ {
+			args = append(args, pairs[i][0], pairs[i][1])
+		}
+		stmt := head + strings.TrimSuffix(strings.Repeat("(?, ?), ", end-start), ", ") +
+			" ON CONFLICT DO NOTHING RETURNING _key_hash, _event_id"
+		rows, err := tx.QueryContext(ctx, stmt, args...)
+		if err != nil {
+			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+		}
+		for rows.Next() {
+			var hash []byte
+			var id string
+			if err := rows.Scan(&hash, &id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+			}
+			fresh[appliedPair{keyHash: string(hash), id: id}] = true
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+		}
+		rows.Close()
+	}
+	return fresh, nil
+}
+
 func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
+	if g.applied != "" {
+		fresh, err := s.claimApplied(ctx, tx, g)
+		if err != nil {
+			return 0, err
+		}
+		if g = g.latestFresh(fresh); len(g.rows) == 0 {
+			return 0, nil
+		}
+	}
 	var conflict string
 	if mode == modeUpsert {
 		var sets []string
@@ -255,8 +314,14 @@ func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode s
 			}
 		}
 		sets = append(sets, fmt.Sprintf("%s = %s", s.quote(colSinkTime), sqliteNow))
-		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE excluded.%s >= %s.%s",
-			s.quote(colKey), strings.Join(sets, ", "), s.quote(colPublishTime), s.quote(g.table), s.quote(colPublishTime))
+		q, cur := s.quote, s.quote(g.table)
+		cond := fmt.Sprintf("excluded.%s >= %s.%s", q(colPublishTime), cur, q(colPublishTime))
+		if g.ordered {
+			// Text compares with BINARY, byte for byte, as in Go.
+			cond = fmt.Sprintf("%[3]s.%[1]s IS NULL OR excluded.%[1]s > %[3]s.%[1]s OR (excluded.%[1]s = %[3]s.%[1]s AND excluded.%[2]s > %[3]s.%[2]s)",
+				q(colOrder), q(colEventID), cur)
+		}
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE %s", q(colKey), strings.Join(sets, ", "), cond)
 	} else {
 		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", s.quote(colEventID))
 	}
