@@ -3,10 +3,13 @@ package sink
 import (
 	"context"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // upsertRow reads the row of key k in table: its event id and quantity.
@@ -77,4 +80,278 @@ func TestUpsertRetryKeepsNewerState(t *testing.T) {
 	})
 }
 
-var _ = protoreflect.Name("")
+// TestUpsertOrderBy: with order_by a key's row holds the event with the
+// greatest (order value, event id), whatever the delivery order, publish
+// times, batches or retries, on every database; rows from before order_by
+// (no _order) are replaced by the first ordered event.
+func TestUpsertOrderBy(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	quantity := md.Fields().ByName("quantity") // order_by: quantity
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	type step struct {
+		id    string
+		order int32
+		// batch: events with the same batch number go in one write.
+		batch int
+	}
+	cases := []struct {
+		name  string
+		steps []step
+		// unordered: the first n steps are written by a sink without
+		// order_by (an older upsert table).
+		unordered int
+		wantID    string
+		wantOrder int32
+	}{
+		{name: "retry of an older id", steps: []step{{"s-1", 1, 1}, {"s-2", 2, 2}, {"s-1", 1, 3}}, wantID: "s-2", wantOrder: 2},
+		{name: "retry in one batch", steps: []step{{"s-1", 1, 1}, {"s-2", 2, 1}, {"s-1", 1, 1}}, wantID: "s-2", wantOrder: 2},
+		{name: "newer order replaces", steps: []step{{"s-1", 1, 1}, {"s-2", 2, 2}, {"s-3", 3, 3}}, wantID: "s-3", wantOrder: 3},
+		{name: "order goes backwards", steps: []step{{"s-1", 5, 1}, {"s-2", 4, 2}}, wantID: "s-1", wantOrder: 5},
+		{name: "backwards in one batch", steps: []step{{"s-1", 5, 1}, {"s-2", 4, 1}}, wantID: "s-1", wantOrder: 5},
+		{name: "tie: greater id wins", steps: []step{{"b", 5, 1}, {"a", 5, 2}, {"c", 5, 3}, {"a", 5, 4}}, wantID: "c", wantOrder: 5},
+		{name: "tie in one batch", steps: []step{{"c", 5, 1}, {"a", 5, 1}, {"b", 5, 1}}, wantID: "c", wantOrder: 5},
+		{name: "older table, then ordered", unordered: 2, steps: []step{{"u-1", 9, 1}, {"u-2", 9, 2}, {"s-1", 1, 3}, {"s-0", 0, 4}},
+			wantID: "s-1", wantOrder: 1},
+	}
+	forEachDB(t, func(t *testing.T, url string) {
+		d := openTestDialect(t, url)
+		ctx := context.Background()
+		for i, tc := range cases {
+			table := fmt.Sprintf("ordered_%d", i)
+			tm := mapMessage(table, md)
+			batches := map[int][]*event{}
+			var numbers []int
+			for j, st := range tc.steps {
+				// Publish times only grow: a retry is published last.
+				ev := newTestEvent(t, d, tm, orderMessage(t, md, st.id, st.order), st.id, "k1", t0.Add(time.Duration(j)*time.Second))
+				order, err := fieldOrder(orderMessage(t, md, st.id, st.order), quantity)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev.order = order
+				if len(batches[st.batch]) == 0 {
+					numbers = append(numbers, st.batch)
+				}
+				batches[st.batch] = append(batches[st.batch], ev)
+			}
+			written := 0
+			for _, n := range numbers {
+				w := newWriter(d, modeUpsert)
+				w.ordered = written >= tc.unordered
+				if _, _, err := w.write(ctx, batches[n]); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				written += len(batches[n])
+			}
+			if id, q := upsertRow(t, d, table, "k1"); id != tc.wantID || q != fmt.Sprint(tc.wantOrder) {
+				t.Errorf("%s: k1 holds %s (quantity %s), want %s (%d)", tc.name, id, q, tc.wantID, tc.wantOrder)
+			}
+			if got := asInt(testQuery(t, d, "SELECT "+d.quote(colOrder)+" FROM "+d.quote(table))); got != int64(tc.wantOrder) {
+				t.Errorf("%s: _order = %d, want %d", tc.name, got, tc.wantOrder)
+			}
+			// The redelivery of the stored event changes nothing, not even
+			// _sink_time.
+			before := testQuery(t, d, "SELECT "+castText(d, colSinkTime)+" FROM "+d.quote(table))
+			w := newWriter(d, modeUpsert)
+			w.ordered = true
+			last := batches[numbers[len(numbers)-1]]
+			for _, ev := range last {
+				if ev.id == tc.wantID {
+					n, _, err := w.write(ctx, []*event{ev})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if n != 0 {
+						t.Errorf("%s: the redelivery of the stored event changed %d rows", tc.name, n)
+					}
+				}
+			}
+			if after := testQuery(t, d, "SELECT "+castText(d, colSinkTime)+" FROM "+d.quote(table)); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("%s: the redelivery rewrote the row (_sink_time %v -> %v)", tc.name, before, after)
+			}
+		}
+	})
+}
+
+// TestUpsertWithoutOrderByForgetsOrder: a sink that drops order_by clears
+// the _order of each row it replaces (the row's event has no order), so
+// that turning order_by on again does not compare with stale values.
+func TestUpsertWithoutOrderByForgetsOrder(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		d := openTestDialect(t, url)
+		ctx := context.Background()
+		tm := mapMessage("order_dropped", md)
+		t0 := time.Now()
+		ordered := newWriter(d, modeUpsert)
+		ordered.ordered = true
+		ev := newTestEvent(t, d, tm, orderMessage(t, md, "a", 1), "a", "k1", t0)
+		ev.order = 100
+		if _, _, err := ordered.write(ctx, []*event{ev}); err != nil {
+			t.Fatal(err)
+		}
+		plain := newWriter(d, modeUpsert)
+		if _, _, err := plain.write(ctx, []*event{newTestEvent(t, d, tm, orderMessage(t, md, "b", 2), "b", "k1", t0.Add(time.Second))}); err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := upsertRow(t, d, "order_dropped", "k1"); id != "b" {
+			t.Errorf("k1 holds %s, want b", id)
+		}
+		if v := testQuery(t, d, "SELECT "+d.quote(colOrder)+" FROM "+d.quote("order_dropped")); v != nil {
+			t.Errorf("_order = %v after a write without order_by, want NULL", v)
+		}
+	})
+}
+
+func TestParseOrderBy(t *testing.T) {
+	for _, tc := range []struct {
+		in, err string
+		want    orderSpec
+	}{
+		{in: ""},
+		{in: "updated_at", want: orderSpec{field: "updated_at"}},
+		{in: "header:seq", want: orderSpec{header: "seq"}},
+		{in: "header:Seq-No", want: orderSpec{header: "Seq-No"}},
+		{in: "header:", err: "names no header"},
+		{in: "header:pipeline-event-id", err: "the pipeline's own"},
+		{in: "header:ab", err: "control character"},
+		{in: "header:" + strings.Repeat("h", 300), err: "at most 256 bytes"},
+		{in: "updated at", err: "want the name of a field"},
+		{in: "address.city", err: "want the name of a field"},
+		{in: "1st", err: "want the name of a field"},
+	} {
+		got, err := parseOrderBy(tc.in)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.in, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.err)
+		case tc.err == "" && tc.want != (orderSpec{}) && got != tc.want:
+			t.Errorf("%q: %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+const orderProto = `
+syntax = "proto3";
+package shop.v1;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+import "google/protobuf/duration.proto";
+
+message Versioned {
+  string name = 1;
+  int64 version = 2;
+  uint64 big = 3;
+  google.protobuf.Timestamp updated_at = 4;
+  optional int32 maybe = 5;
+  google.protobuf.UInt64Value wrapped = 6;
+  repeated int64 versions = 7;
+  map<string, int64> counts = 8;
+  google.protobuf.Duration ttl = 9;
+  double score = 10;
+  fixed32 f32 = 11;
+}
+`
+
+func TestOrderField(t *testing.T) {
+	md := compileMessage(t, map[string]string{"v.proto": orderProto}, "shop.v1.Versioned")
+	for _, tc := range []struct{ field, err string }{
+		{"version", ""}, {"big", ""}, {"updated_at", ""}, {"maybe", ""}, {"wrapped", ""}, {"f32", ""},
+		{"nope", `message shop.v1.Versioned has no field "nope"`},
+		{"name", "field shop.v1.Versioned.name is a string; want an integer or google.protobuf.Timestamp"},
+		{"score", "is a double"},
+		{"versions", "is repeated"},
+		{"counts", "is repeated"},
+		{"ttl", "is a google.protobuf.Duration"},
+	} {
+		_, err := orderSpec{field: protoreflect.Name(tc.field)}.orderField(md)
+		if tc.err == "" && err != nil {
+			t.Errorf("%s: %v", tc.field, err)
+		}
+		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: error %v, want one containing %q", tc.field, err, tc.err)
+		}
+	}
+
+	f := md.Fields()
+	msg := func(set func(m *dynamicpb.Message)) *dynamicpb.Message {
+		m := dynamicpb.NewMessage(md)
+		set(m)
+		return m
+	}
+	ts := func(seconds int64, nanos int32) protoreflect.Value {
+		m := dynamicpb.NewMessage(f.ByName("updated_at").Message())
+		m.Set(m.Descriptor().Fields().ByName("seconds"), protoreflect.ValueOfInt64(seconds))
+		m.Set(m.Descriptor().Fields().ByName("nanos"), protoreflect.ValueOfInt32(nanos))
+		return protoreflect.ValueOfMessage(m)
+	}
+	wrapped := func(v uint64) protoreflect.Value {
+		m := dynamicpb.NewMessage(f.ByName("wrapped").Message())
+		m.Set(m.Descriptor().Fields().ByName("value"), protoreflect.ValueOfUint64(v))
+		return protoreflect.ValueOfMessage(m)
+	}
+	for _, tc := range []struct {
+		name  string
+		field protoreflect.Name
+		msg   *dynamicpb.Message
+		want  int64
+		err   string
+	}{
+		{"int64", "version", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("version"), protoreflect.ValueOfInt64(-7)) }), -7, ""},
+		{"implicit zero", "version", msg(func(*dynamicpb.Message) {}), 0, ""},
+		{"uint64 in range", "big", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("big"), protoreflect.ValueOfUint64(math.MaxInt64)) }), math.MaxInt64, ""},
+		{"uint64 too big", "big", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("big"), protoreflect.ValueOfUint64(math.MaxInt64+1)) }), 0, "outside the signed 64-bit range"},
+		{"timestamp", "updated_at", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("updated_at"), ts(1700000000, 5)) }), 1700000000_000000005, ""},
+		{"timestamp before 1970", "updated_at", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("updated_at"), ts(-1, 999999999)) }), -1, ""},
+		{"timestamp unset", "updated_at", msg(func(*dynamicpb.Message) {}), 0, "order_by field updated_at is not set"},
+		{"timestamp year 9999", "updated_at", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("updated_at"), ts(253402300799, 0)) }), 0, "outside the signed 64-bit range"},
+		{"timestamp bad nanos", "updated_at", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("updated_at"), ts(1, -1)) }), 0, "nanos -1"},
+		{"optional unset", "maybe", msg(func(*dynamicpb.Message) {}), 0, "order_by field maybe is not set"},
+		{"optional zero", "maybe", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("maybe"), protoreflect.ValueOfInt32(0)) }), 0, ""},
+		{"wrapper", "wrapped", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("wrapped"), wrapped(42)) }), 42, ""},
+		{"wrapper too big", "wrapped", msg(func(m *dynamicpb.Message) { m.Set(f.ByName("wrapped"), wrapped(math.MaxUint64)) }), 0, "outside the signed 64-bit range"},
+		{"wrapper unset", "wrapped", msg(func(*dynamicpb.Message) {}), 0, "is not set"},
+	} {
+		got, err := fieldOrder(tc.msg, f.ByName(tc.field))
+		if tc.err == "" && (err != nil || got != tc.want) {
+			t.Errorf("%s: %d, %v; want %d", tc.name, got, err, tc.want)
+		}
+		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: %d, %v; want an error containing %q", tc.name, got, err, tc.err)
+		}
+	}
+}
+
+func TestHeaderOrder(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		set   bool
+		want  int64
+		err   string
+	}{
+		{value: "42", set: true, want: 42},
+		{value: "-3", set: true, want: -3},
+		{value: "9223372036854775807", set: true, want: math.MaxInt64},
+		{set: false, err: `order_by header "seq" is missing`},
+		{value: "", set: true, err: "is not a signed 64-bit decimal integer"},
+		{value: "x1", set: true, err: `"x1" is not a signed 64-bit decimal integer`},
+		{value: "1.5", set: true, err: "is not a signed"},
+		{value: " 5", set: true, err: "is not a signed"},
+		{value: "+5", set: true, err: "is not a signed"},
+		{value: "0x10", set: true, err: "is not a signed"},
+		{value: "9223372036854775808", set: true, err: "is not a signed"},
+	} {
+		props := map[string]string{"other": "1"}
+		if tc.set {
+			props["seq"] = tc.value
+		}
+		got, err := headerOrder(props, "seq")
+		if tc.err == "" && (err != nil || got != tc.want) {
+			t.Errorf("%q: %d, %v; want %d", tc.value, got, err, tc.want)
+		}
+		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: %d, %v; want an error containing %q", tc.value, got, err, tc.err)
+		}
+	}
+}
