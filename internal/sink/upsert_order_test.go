@@ -10,6 +10,9 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/testenv"
 )
 
 // upsertRow reads the row of key k in table: its event id and quantity.
@@ -353,5 +356,159 @@ func TestHeaderOrder(t *testing.T) {
 		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%q: %d, %v; want an error containing %q", tc.value, got, err, tc.err)
 		}
+	}
+}
+
+const counterProto = `
+syntax = "proto3";
+package shop.v1;
+
+message Counter {
+  string name = 1;
+  int64 version = 2;
+}
+`
+
+// publishWithHeaders publishes an event the way the router does, with the
+// client's headers as properties.
+func publishWithHeaders(t *testing.T, b bus.Bus, topic, subject string, schemaID int64, eventID, key string, payload []byte, headers map[string]string) {
+	t.Helper()
+	props := map[string]string{
+		bus.PropSubject: subject, bus.PropSchemaID: fmt.Sprint(schemaID), bus.PropContentType: bus.ContentTypeProtobuf, bus.PropEventID: eventID,
+	}
+	for k, v := range headers {
+		props[k] = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Publish(ctx, bus.Message{Topic: topic, Key: key, Payload: payload, Properties: props}); err != nil {
+		t.Fatalf("publish %s: %v", eventID, err)
+	}
+}
+
+// TestSinkUpsertRetries runs issue 13's scenario through whole sinks, on
+// the embedded default (JetStream, SQLite) and on Pulsar with PostgreSQL:
+// s-1 (version 1), s-2 (version 2), then the client's retry of s-1 for
+// key k1, read by three upsert sinks at once: without order_by, with
+// order_by version (a field) and with order_by header:seq. Each keeps s-2.
+// The retry comes twice: on the same topic (JetStream drops it there
+// within its two-minute duplicate window, Pulsar delivers it) and on a
+// second topic the sinks read, which no bus deduplicates (a retry after
+// the window, or the event routed to another topic). An event whose seq
+// header is missing or not an integer is dead-lettered by the header sink
+// with the reason, and stored by the other two.
+func TestSinkUpsertRetries(t *testing.T) {
+	md := compileMessage(t, map[string]string{"counter.proto": counterProto}, "shop.v1.Counter")
+	for _, tc := range []struct {
+		name string
+		bus  func(t *testing.T) bus.Bus
+		url  func(t *testing.T) string
+	}{
+		{"jetstream-sqlite", openJetStream, func(t *testing.T) string { return "sqlite://" + t.TempDir() + "/events.db" }},
+		{"pulsar-postgres", openPulsar, func(t *testing.T) string { return testenv.Postgres(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, url := tc.bus(t), tc.url(t)
+			subject := uniqueName("counters")
+			topic, err := b.TopicName(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := b.TopicName(subject + "-again")
+			if err != nil {
+				t.Fatal(err)
+			}
+			schemas := newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 41, Message: md})
+			type sinkUnderTest struct {
+				orderBy, prefix string
+				s               *Sink
+			}
+			sinks := []*sinkUnderTest{{"", "plain_", nil}, {"version", "field_", nil}, {"header:seq", "header_", nil}}
+			for _, st := range sinks {
+				s, err := New(Config{Name: uniqueName("upsert"), URL: url, Subjects: []string{subject}, Topics: []string{topic, other}, TablePrefix: st.prefix,
+					Mode: modeUpsert, OrderBy: st.orderBy, BatchSize: 16, FlushInterval: 20 * time.Millisecond}, b, schemas, testLogger(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Close() })
+				st.s = s
+				runSink(t, s)
+			}
+			counter := func(name string, version int64) []byte {
+				m := dynamicpb.NewMessage(md)
+				m.Set(md.Fields().ByName("name"), protoreflect.ValueOfString(name))
+				m.Set(md.Fields().ByName("version"), protoreflect.ValueOfInt64(version))
+				return marshal(t, m)
+			}
+			seq := func(v string) map[string]string { return map[string]string{"seq": v} }
+			publishWithHeaders(t, b, topic, subject, 41, "s-1", "k1", counter("s-1", 1), seq("1"))
+			publishWithHeaders(t, b, topic, subject, 41, "s-2", "k1", counter("s-2", 2), seq("2"))
+			d := sinks[0].s.dialect
+			latest := func(st *sinkUnderTest, key string) string {
+				table, err := st.s.namer.table(context.Background(), st.prefix, subject)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if countRowsIfExists(t, d, table) <= 0 {
+					return ""
+				}
+				v := testQuery(t, d, "SELECT MIN("+castText(d, colEventID)+") FROM "+d.quote(table)+" WHERE "+d.quote(colKey)+" = ?", key)
+				switch x := v.(type) {
+				case string:
+					return x
+				case []byte:
+					return string(x)
+				}
+				return ""
+			}
+			for _, st := range sinks {
+				eventually(t, 60*time.Second, st.prefix+" k1 = s-2", func() (bool, string) {
+					id := latest(st, "k1")
+					return id == "s-2", id
+				})
+			}
+			// The retries come after s-2 was applied, with new publish
+			// times; "done-1" and "done-2" follow them on their topics, so
+			// once both are stored the retries were written too.
+			publishWithHeaders(t, b, topic, subject, 41, "s-1", "k1", counter("s-1", 1), seq("1"))
+			publishWithHeaders(t, b, other, subject, 41, "s-1", "k1", counter("s-1", 1), seq("1"))
+			publishWithHeaders(t, b, topic, subject, 41, "bad-1", "k2", counter("bad-1", 1), seq("x1"))
+			publishWithHeaders(t, b, topic, subject, 41, "bad-2", "k3", counter("bad-2", 1), nil)
+			publishWithHeaders(t, b, topic, subject, 41, "done-1", "k8", counter("done-1", 1), seq("1"))
+			publishWithHeaders(t, b, other, subject, 41, "done-2", "k9", counter("done-2", 1), seq("1"))
+			for _, st := range sinks {
+				eventually(t, 60*time.Second, st.prefix+" done", func() (bool, string) {
+					a, b := latest(st, "k8"), latest(st, "k9")
+					return a == "done-1" && b == "done-2", a + " " + b
+				})
+				if id := latest(st, "k1"); id != "s-2" {
+					t.Errorf("sink %q (order_by %q): k1 holds %s after the retry of s-1, want s-2", st.prefix, st.orderBy, id)
+				}
+				wantBad := "bad-1"
+				if st.orderBy == "header:seq" {
+					wantBad = ""
+				}
+				if id := latest(st, "k2"); id != wantBad {
+					t.Errorf("sink %q (order_by %q): k2 holds %q, want %q", st.prefix, st.orderBy, id, wantBad)
+				}
+			}
+			header := sinks[2].s
+			dead := readDeadLetters(t, b, header.cfg.Name, header.dlqTopic, 2)
+			reasons := map[string]string{}
+			for _, dl := range dead {
+				reasons[dl.Properties[bus.PropEventID]] = dl.Properties[bus.PropError]
+			}
+			if r := reasons["bad-1"]; !strings.Contains(r, `order_by header "seq" = "x1" is not a signed 64-bit decimal integer`) {
+				t.Errorf("bad-1 dead-lettered with %q", r)
+			}
+			if r := reasons["bad-2"]; !strings.Contains(r, `order_by header "seq" is missing`) {
+				t.Errorf("bad-2 dead-lettered with %q", r)
+			}
+			for _, st := range sinks[:2] {
+				if n := st.s.Status(context.Background()).deadLettered; n != 0 {
+					t.Errorf("sink %q dead-lettered %d events, want 0", st.prefix, n)
+				}
+			}
+		})
 	}
 }
