@@ -395,10 +395,13 @@ func (m *mysqlDialect) createApplied(ctx context.Context, table string) error {
 const mysqlClaimChunk = 500
 
 // claimApplied returns g's (key, id) pairs not yet in its companion table
-// and inserts them. MySQL has no INSERT ... RETURNING, so it reads first
-// with FOR UPDATE: the next-key locks make a concurrent transaction with
-// the same pairs wait (or deadlock, 1213, which is retried), and the plain
-// INSERT fails (1062, retried) rather than claim a pair twice.
+// and inserts them. MySQL has no INSERT ... RETURNING, so it reads first,
+// then inserts the pairs it did not find with a plain INSERT: a pair that
+// another transaction claimed meanwhile (invisible to this one's snapshot)
+// fails it with 1062, which holds and retries the batch, so no pair is
+// claimed twice. The read takes no locks: FOR UPDATE would take gap locks
+// on the hash index, where the keys of Key_Shared replicas interleave,
+// and deadlock them.
 func (m *mysqlDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (map[appliedPair]bool, error) {
 	pairs := g.appliedPairs()
 	fresh := make(map[appliedPair]bool, len(pairs))
@@ -409,7 +412,7 @@ func (m *mysqlDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (
 			args = append(args, p[0], p[1])
 		}
 		list := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(chunk)), ", ")
-		rows, err := tx.QueryContext(ctx, fmt.Sprintf("SELECT _key_hash, _event_id FROM %s WHERE (_key_hash, _event_id) IN (%s) FOR UPDATE",
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf("SELECT _key_hash, _event_id FROM %s WHERE (_key_hash, _event_id) IN (%s)",
 			m.quote(g.applied), list), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read applied ids in %s: %w", g.applied, err)

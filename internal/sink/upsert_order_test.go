@@ -63,9 +63,13 @@ func TestUpsertRetryKeepsNewerState(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				for _, e := range events {
-					if _, _, err := w.write(ctx, []*event{e}); err != nil {
+				for i, e := range events {
+					n, _, err := w.write(ctx, []*event{e})
+					if err != nil {
 						t.Fatal(err)
+					}
+					if i >= 2 && n != 0 {
+						t.Errorf("%s written again: %d rows changed, want 0", e.id, n)
 					}
 				}
 			}
