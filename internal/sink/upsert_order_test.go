@@ -390,6 +390,18 @@ func publishWithHeaders(t *testing.T, b bus.Bus, topic, subject string, schemaID
 	}
 }
 
+// counterProtoUnordered is a later version of Counter without the version
+// field: an order_by version sink cannot order its events.
+const counterProtoUnordered = `
+syntax = "proto3";
+package shop.v1;
+
+message Counter {
+  string name = 1;
+  string label = 3;
+}
+`
+
 // TestSinkUpsertRetries runs issue 13's scenario through whole sinks, on
 // the embedded default (JetStream, SQLite) and on Pulsar with PostgreSQL:
 // s-1 (version 1), s-2 (version 2), then the client's retry of s-1 for
@@ -400,9 +412,11 @@ func publishWithHeaders(t *testing.T, b bus.Bus, topic, subject string, schemaID
 // second topic the sinks read, which no bus deduplicates (a retry after
 // the window, or the event routed to another topic). An event whose seq
 // header is missing or not an integer is dead-lettered by the header sink
-// with the reason, and stored by the other two.
+// with the reason, and stored by the other two; so is, by the field sink,
+// an event of a schema without the field.
 func TestSinkUpsertRetries(t *testing.T) {
 	md := compileMessage(t, map[string]string{"counter.proto": counterProto}, "shop.v1.Counter")
+	unordered := compileMessage(t, map[string]string{"counter.proto": counterProtoUnordered}, "shop.v1.Counter")
 	for _, tc := range []struct {
 		name string
 		bus  func(t *testing.T) bus.Bus
@@ -422,7 +436,8 @@ func TestSinkUpsertRetries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			schemas := newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 41, Message: md})
+			schemas := newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 41, Message: md},
+				SchemaInfo{Subject: subject, Version: 2, SchemaID: 42, Message: unordered})
 			type sinkUnderTest struct {
 				orderBy, prefix string
 				s               *Sink
@@ -478,6 +493,9 @@ func TestSinkUpsertRetries(t *testing.T) {
 			publishWithHeaders(t, b, other, subject, 41, "s-1", "k1", counter("s-1", 1), seq("1"))
 			publishWithHeaders(t, b, topic, subject, 41, "bad-1", "k2", counter("bad-1", 1), seq("x1"))
 			publishWithHeaders(t, b, topic, subject, 41, "bad-2", "k3", counter("bad-2", 1), nil)
+			noVersion := dynamicpb.NewMessage(unordered)
+			noVersion.Set(unordered.Fields().ByName("name"), protoreflect.ValueOfString("nover"))
+			publishWithHeaders(t, b, topic, subject, 42, "nover", "k4", marshal(t, noVersion), seq("3"))
 			publishWithHeaders(t, b, topic, subject, 41, "done-1", "k8", counter("done-1", 1), seq("1"))
 			publishWithHeaders(t, b, other, subject, 41, "done-2", "k9", counter("done-2", 1), seq("1"))
 			for _, st := range sinks {
@@ -495,6 +513,13 @@ func TestSinkUpsertRetries(t *testing.T) {
 				if id := latest(st, "k2"); id != wantBad {
 					t.Errorf("sink %q (order_by %q): k2 holds %q, want %q", st.prefix, st.orderBy, id, wantBad)
 				}
+				wantNoVersion := "nover"
+				if st.orderBy == "version" {
+					wantNoVersion = ""
+				}
+				if id := latest(st, "k4"); id != wantNoVersion {
+					t.Errorf("sink %q (order_by %q): k4 holds %q, want %q", st.prefix, st.orderBy, id, wantNoVersion)
+				}
 			}
 			header := sinks[2].s
 			dead := readDeadLetters(t, b, header.cfg.Name, header.dlqTopic, 2)
@@ -508,11 +533,42 @@ func TestSinkUpsertRetries(t *testing.T) {
 			if r := reasons["bad-2"]; !strings.Contains(r, `order_by header "seq" is missing`) {
 				t.Errorf("bad-2 dead-lettered with %q", r)
 			}
-			for _, st := range sinks[:2] {
-				if n := st.s.Status(context.Background()).deadLettered; n != 0 {
-					t.Errorf("sink %q dead-lettered %d events, want 0", st.prefix, n)
-				}
+			field := sinks[1].s
+			dead = readDeadLetters(t, b, field.cfg.Name, field.dlqTopic, 1)
+			if id, r := dead[0].Properties[bus.PropEventID], dead[0].Properties[bus.PropError]; id != "nover" ||
+				!strings.Contains(r, `schema 42 of subject "`+subject+`": order_by "version": message shop.v1.Counter has no field "version"`) {
+				t.Errorf("field sink dead-lettered %s with %q", id, r)
+			}
+			if n := sinks[0].s.Status(context.Background()).deadLettered; n != 0 {
+				t.Errorf("the sink without order_by dead-lettered %d events, want 0", n)
 			}
 		})
 	}
+}
+
+// TestNewRefusesBadOrderBy: a sink's order_by is checked when it starts.
+func TestNewRefusesBadOrderBy(t *testing.T) {
+	b := openJetStream(t)
+	url := "sqlite://" + t.TempDir() + "/events.db"
+	for _, tc := range []struct{ mode, orderBy, err string }{
+		{"", "version", `order_by "version" orders the events of a key, which only mode "upsert" keeps; mode is "append"`},
+		{modeAppend, "header:seq", `only mode "upsert" keeps`},
+		{modeUpsert, "header:", "names no header"},
+		{modeUpsert, "a.b", "want the name of a field of the event"},
+	} {
+		s, err := New(Config{Name: "bad-order", URL: url, Mode: tc.mode, OrderBy: tc.orderBy}, b, newMapSchemas(), testLogger(t))
+		if err == nil {
+			_ = s.Close()
+			t.Errorf("mode %q order_by %q: accepted", tc.mode, tc.orderBy)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("mode %q order_by %q: %v, want %q", tc.mode, tc.orderBy, err, tc.err)
+		}
+	}
+	s, err := New(Config{Name: "good-order", URL: url, Mode: modeUpsert, OrderBy: "header:seq"}, b, newMapSchemas(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
 }
