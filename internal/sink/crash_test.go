@@ -188,6 +188,29 @@ func (p *sinkProcess) wait(t *testing.T, timeout time.Duration) error {
 	}
 }
 
+// stopWhenDrained waits until the child's sink has read all of topic,
+// then stops it with SIGTERM and expects a clean exit.
+func (p *sinkProcess) stopWhenDrained(t *testing.T, b bus.Bus, sinkName, topic string) {
+	t.Helper()
+	eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		lag, err := b.Backlog(ctx, "sink-"+sinkName, []string{topic})
+		return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
+	})
+	// A child that has not installed its handler yet would die of the
+	// signal instead of stopping cleanly.
+	eventually(t, 60*time.Second, "the child's SIGTERM handler", func() (bool, string) {
+		return strings.Contains(p.out.String(), childReady), tail(p.out.String(), 300)
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 60*time.Second); err != nil {
+		t.Errorf("clean stop: %v; output:\n%s", err, tail(p.out.String(), 3000))
+	}
+}
+
 func killedBySIGKILL(err error) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
@@ -272,23 +295,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			// On a timeout the child's own account says where it stands.
 			return rows >= n, fmt.Sprintf("rows=%d; child output:\n%s", rows, tail(p.out.String(), 2000))
 		})
-		eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			lag, err := b.Backlog(ctx, "sink-"+cfg.Name, []string{topic})
-			return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
-		})
-		// A child that has not installed its handler yet would die of the
-		// signal instead of stopping cleanly.
-		eventually(t, 60*time.Second, "the child's SIGTERM handler", func() (bool, string) {
-			return strings.Contains(p.out.String(), childReady), tail(p.out.String(), 300)
-		})
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.wait(t, 60*time.Second); err != nil {
-			t.Errorf("clean stop: %v; output:\n%s", err, tail(p.out.String(), 3000))
-		}
+		p.stopWhenDrained(t, b, cfg.Name, topic)
 		assertExactRows(t, d, table, n)
 	})
 }
@@ -385,21 +392,7 @@ func TestCrashUpsertAfterCommit(t *testing.T) {
 		}
 		publishEvent(t, b, topic, subject, 302, "ev-000000", "k0", marshal(t, orderMessage(t, md, "o-0", 0)))
 		p = startSinkProcess(t, cfg)
-		eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			lag, err := b.Backlog(ctx, "sink-"+cfg.Name, []string{topic})
-			return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
-		})
-		eventually(t, 60*time.Second, "the child's SIGTERM handler", func() (bool, string) {
-			return strings.Contains(p.out.String(), childReady), tail(p.out.String(), 300)
-		})
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.wait(t, 60*time.Second); err != nil {
-			t.Errorf("clean stop: %v; output:\n%s", err, tail(p.out.String(), 3000))
-		}
+		p.stopWhenDrained(t, b, cfg.Name, topic)
 		d := openTestDialect(t, url)
 		table := sqlName(subject)
 		if got := countRows(t, d, table); got != keys {

@@ -418,18 +418,11 @@ func (m *mysqlDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (
 			return nil, fmt.Errorf("read applied ids in %s: %w", g.applied, err)
 		}
 		applied := make(map[appliedPair]bool)
-		for rows.Next() {
-			var hash, id []byte
-			if err := rows.Scan(&hash, &id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("read applied ids in %s: %w", g.applied, err)
-			}
-			applied[appliedPair{keyHash: string(hash), id: string(id)}] = true
-		}
-		if err := rows.Err(); err != nil {
+		err = readPairs(rows, applied)
+		rows.Close()
+		if err != nil {
 			return nil, fmt.Errorf("read applied ids in %s: %w", g.applied, err)
 		}
-		rows.Close()
 		args = args[:0]
 		for _, p := range chunk {
 			pair := appliedPair{keyHash: string(p[0].([]byte)), id: p[1].(string)}

@@ -305,41 +305,14 @@ func (p *postgres) createApplied(ctx context.Context, table string) error {
 // same pair waits on the unique index until this one ends, then skips it:
 // each pair is applied once.
 func (p *postgres) claimApplied(ctx context.Context, tx pgx.Tx, g *group) (map[appliedPair]bool, error) {
-	pairs := g.appliedPairs()
-	fresh := make(map[appliedPair]bool, len(pairs))
-	head := fmt.Sprintf("INSERT INTO %s (_key_hash, _event_id) VALUES ", p.quote(g.applied))
-	const per = 65535 / 2
-	for start := 0; start < len(pairs); start += per {
-		end := min(start+per, len(pairs))
-		var b strings.Builder
-		b.WriteString(head)
-		args := make([]any, 0, 2*(end-start))
-		for i := start; i < end; i++ {
-			if i > start {
-				b.WriteString(", ")
+	return claimReturning(g, 65535/2, func(i int) string { return fmt.Sprintf("$%d", i) },
+		func(stmt string, args []any) (pairRows, func(), error) {
+			rows, err := tx.Query(ctx, stmt, args...)
+			if err != nil {
+				return nil, nil, err
 			}
-			args = append(args, pairs[i][0], pairs[i][1])
-			fmt.Fprintf(&b, "($%d, $%d)", len(args)-1, len(args))
-		}
-		b.WriteString(" ON CONFLICT DO NOTHING RETURNING _key_hash, _event_id")
-		rows, err := tx.Query(ctx, b.String(), args...)
-		if err != nil {
-			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
-		}
-		for rows.Next() {
-			var hash []byte
-			var id string
-			if err := rows.Scan(&hash, &id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
-			}
-			fresh[appliedPair{keyHash: string(hash), id: id}] = true
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
-		}
-	}
-	return fresh, nil
+			return rows, rows.Close, nil
+		})
 }
 
 // insert writes g with multi-row INSERT statements that skip (append) or

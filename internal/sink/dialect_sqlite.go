@@ -262,37 +262,14 @@ func (s *sqliteDialect) createApplied(ctx context.Context, table string) error {
 // returns those that were not there (the transaction holds the write lock,
 // so no other writer claims them meanwhile).
 func (s *sqliteDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (map[appliedPair]bool, error) {
-	pairs := g.appliedPairs()
-	fresh := make(map[appliedPair]bool, len(pairs))
-	head := fmt.Sprintf("INSERT INTO %s (_key_hash, _event_id) VALUES ", s.quote(g.applied))
-	const per = 32766 / 2
-	for start := 0; start < len(pairs); start += per {
-		end := min(start+per, len(pairs))
-		args := make([]any, 0, 2*(end-start))
-		for i := start; i < end; i++ {
-			args = append(args, pairs[i][0], pairs[i][1])
-		}
-		stmt := head + strings.TrimSuffix(strings.Repeat("(?, ?), ", end-start), ", ") +
-			" ON CONFLICT DO NOTHING RETURNING _key_hash, _event_id"
-		rows, err := tx.QueryContext(ctx, stmt, args...)
-		if err != nil {
-			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
-		}
-		for rows.Next() {
-			var hash []byte
-			var id string
-			if err := rows.Scan(&hash, &id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+	return claimReturning(g, 32766/2, func(int) string { return "?" },
+		func(stmt string, args []any) (pairRows, func(), error) {
+			rows, err := tx.QueryContext(ctx, stmt, args...)
+			if err != nil {
+				return nil, nil, err
 			}
-			fresh[appliedPair{keyHash: string(hash), id: id}] = true
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
-		}
-		rows.Close()
-	}
-	return fresh, nil
+			return rows, func() { _ = rows.Close() }, nil
+		})
 }
 
 func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {

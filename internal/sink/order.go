@@ -199,3 +199,64 @@ type appliedPair struct {
 	keyHash string // string(keyHash(key)), comparable
 	id      string
 }
+
+// claimSQL inserts n pairs into a companion table and returns the ones
+// it inserted: PostgreSQL's and SQLite's INSERT ... RETURNING (both quote
+// with double quotes). placeholder gives the i-th bind parameter (from 1).
+func claimSQL(table string, n int, placeholder func(i int) string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "INSERT INTO %s (_key_hash, _event_id) VALUES ", quoteDouble(table))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(%s, %s)", placeholder(2*i+1), placeholder(2*i+2))
+	}
+	b.WriteString(" ON CONFLICT DO NOTHING RETURNING _key_hash, _event_id")
+	return b.String()
+}
+
+// claimReturning claims g's pairs with claimSQL, per pairs a statement,
+// and returns the pairs inserted. query runs a statement and returns its
+// rows and how to close them.
+func claimReturning(g *group, per int, placeholder func(i int) string,
+	query func(stmt string, args []any) (pairRows, func(), error)) (map[appliedPair]bool, error) {
+	pairs := g.appliedPairs()
+	fresh := make(map[appliedPair]bool, len(pairs))
+	for start := 0; start < len(pairs); start += per {
+		chunk := pairs[start:min(start+per, len(pairs))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, pair := range chunk {
+			args = append(args, pair[0], pair[1])
+		}
+		rows, closeRows, err := query(claimSQL(g.applied, len(chunk), placeholder), args)
+		if err != nil {
+			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+		}
+		err = readPairs(rows, fresh)
+		closeRows()
+		if err != nil {
+			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+		}
+	}
+	return fresh, nil
+}
+
+// pairRows is what readPairs needs of pgx.Rows and *sql.Rows.
+type pairRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// readPairs adds the (key hash, event id) rows to into.
+func readPairs(rows pairRows, into map[appliedPair]bool) error {
+	for rows.Next() {
+		var hash, id []byte
+		if err := rows.Scan(&hash, &id); err != nil {
+			return err
+		}
+		into[appliedPair{keyHash: string(hash), id: string(id)}] = true
+	}
+	return rows.Err()
+}
