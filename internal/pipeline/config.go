@@ -118,6 +118,7 @@ type SinkConfig struct {
 	BatchSize     int           `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	Mode          string        `yaml:"mode"`         // append | upsert
+	OrderBy       string        `yaml:"order_by"`     // upsert: a field, or header:<name>
 	Subscription  string        `yaml:"subscription"` // key_shared | failover
 	MaxAttempts   int           `yaml:"max_attempts"`
 	DeadLetter    string        `yaml:"dead_letter_topic"`

@@ -54,7 +54,7 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 	for _, sc := range cfg.Sinks {
 		s, err := sink.New(sink.Config{
 			Name: sc.Name, URL: sc.URL, Subjects: sc.Subjects, Topics: sc.Topics, TablePrefix: sc.TablePrefix,
-			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, Subscription: sc.Subscription,
+			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, OrderBy: sc.OrderBy, Subscription: sc.Subscription,
 			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, Registerer: reg,
 		}, b, sinkSchemas{registry}, log)
 		if err != nil {

@@ -35,6 +35,12 @@ type Config struct {
 	// Mode is "append" (default: every event) or "upsert" (the latest
 	// event per key).
 	Mode string
+	// OrderBy decides, in upsert mode, which event of a key is the latest:
+	// the name of an integer or google.protobuf.Timestamp field of the
+	// event, or "header:<name>" for a header holding a decimal integer.
+	// Empty: publish time, and an event id already applied for its key is
+	// never applied again (order.go).
+	OrderBy string
 	// Subscription is "key_shared" (default: replicas split the keys and
 	// keep order per key) or "failover" (one active replica).
 	Subscription string
@@ -84,6 +90,14 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	default:
 		return nil, fmt.Errorf("sink %s: mode %q: want %q or %q", cfg.Name, cfg.Mode, modeAppend, modeUpsert)
 	}
+	order, err := parseOrderBy(cfg.OrderBy)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+	}
+	if order.set() && cfg.Mode != modeUpsert {
+		return nil, fmt.Errorf("sink %s: order_by %q orders the events of a key, which only mode %q keeps; mode is %q",
+			cfg.Name, cfg.OrderBy, modeUpsert, cfg.Mode)
+	}
 	switch cfg.Subscription {
 	case "", "key_shared":
 		cfg.Subscription = "key_shared"
@@ -105,6 +119,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		bus:       b,
 		schemas:   schemas,
 		log:       logger.With("sink", cfg.Name),
+		order:     order,
 		reads:     Reads{Subscription: subscriptionName(cfg.Name)},
 		schemaMap: make(map[schemaKey]*schemaEntry),
 		state:     stateStopped,
@@ -145,6 +160,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	}
 	s.dialect = d
 	s.writer = newWriter(d, cfg.Mode)
+	s.writer.ordered = order.set()
 	s.namer = newTableNamer(d)
 	return s, nil
 }

@@ -188,6 +188,29 @@ func (p *sinkProcess) wait(t *testing.T, timeout time.Duration) error {
 	}
 }
 
+// stopWhenDrained waits until the child's sink has read all of topic,
+// then stops it with SIGTERM and expects a clean exit.
+func (p *sinkProcess) stopWhenDrained(t *testing.T, b bus.Bus, sinkName, topic string) {
+	t.Helper()
+	eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		lag, err := b.Backlog(ctx, "sink-"+sinkName, []string{topic})
+		return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
+	})
+	// A child that has not installed its handler yet would die of the
+	// signal instead of stopping cleanly.
+	eventually(t, 60*time.Second, "the child's SIGTERM handler", func() (bool, string) {
+		return strings.Contains(p.out.String(), childReady), tail(p.out.String(), 300)
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, 60*time.Second); err != nil {
+		t.Errorf("clean stop: %v; output:\n%s", err, tail(p.out.String(), 3000))
+	}
+}
+
 func killedBySIGKILL(err error) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
@@ -272,23 +295,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			// On a timeout the child's own account says where it stands.
 			return rows >= n, fmt.Sprintf("rows=%d; child output:\n%s", rows, tail(p.out.String(), 2000))
 		})
-		eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			lag, err := b.Backlog(ctx, "sink-"+cfg.Name, []string{topic})
-			return err == nil && lag == 0, fmt.Sprintf("lag=%d err=%v", lag, err)
-		})
-		// A child that has not installed its handler yet would die of the
-		// signal instead of stopping cleanly.
-		eventually(t, 60*time.Second, "the child's SIGTERM handler", func() (bool, string) {
-			return strings.Contains(p.out.String(), childReady), tail(p.out.String(), 300)
-		})
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.wait(t, 60*time.Second); err != nil {
-			t.Errorf("clean stop: %v; output:\n%s", err, tail(p.out.String(), 3000))
-		}
+		p.stopWhenDrained(t, b, cfg.Name, topic)
 		assertExactRows(t, d, table, n)
 	})
 }
@@ -352,4 +359,54 @@ func asInt(v any) int64 {
 	var n int64
 	fmt.Sscan(fmt.Sprint(v), &n)
 	return n
+}
+
+// TestCrashUpsertAfterCommit: an upsert sink without order_by SIGKILLed
+// between a commit and its ack, then a client's retry of the first event
+// (a new publish time, after every other event of its key), then a
+// restart to the end. Each key holds its last event, the retry replaced
+// nothing, and the companion table holds each (key, id) once: the row and
+// its claim were committed together.
+func TestCrashUpsertAfterCommit(t *testing.T) {
+	serviceURL, adminURL := testenvPulsar(t)
+	md := compileMessage(t, map[string]string{"event.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		b := openPulsar(t)
+		subject := uniqueName("crashup")
+		topic, err := b.TopicName(subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n, keys = 500, 17 // publishMany: id ev-<i>, key k<i%17>, quantity i
+		publishMany(t, b, topic, subject, 302, md, n)
+		cfg := childConfig{
+			PulsarURL: serviceURL, PulsarAdminURL: adminURL, DBURL: url,
+			Name: uniqueName("crashup"), Subject: subject, Topic: topic, SchemaID: 302,
+			Proto: eventProtoV1, Message: "shop.v1.OrderCreated", BatchSize: 100, Mode: modeUpsert,
+		}
+		c := cfg
+		c.KillAfterCommit = 2
+		p := startSinkProcess(t, c)
+		if err := p.wait(t, 90*time.Second); !killedBySIGKILL(err) {
+			t.Fatalf("after-commit child ended with %v, want SIGKILL; output:\n%s", err, tail(p.out.String(), 3000))
+		}
+		publishEvent(t, b, topic, subject, 302, "ev-000000", "k0", marshal(t, orderMessage(t, md, "o-0", 0)))
+		p = startSinkProcess(t, cfg)
+		p.stopWhenDrained(t, b, cfg.Name, topic)
+		d := openTestDialect(t, url)
+		table := sqlName(subject)
+		if got := countRows(t, d, table); got != keys {
+			t.Errorf("rows = %d, want one per key (%d)", got, keys)
+		}
+		for k := range keys {
+			last := n - 1 - (n-1-k)%keys // the last i with i%keys == k
+			id, q := upsertRow(t, d, table, fmt.Sprintf("k%d", k))
+			if id != fmt.Sprintf("ev-%06d", last) || q != fmt.Sprint(last) {
+				t.Errorf("k%d holds %s (quantity %s), want ev-%06d (%d)", k, id, q, last, last)
+			}
+		}
+		if got := countRows(t, d, appliedTableName(table)); got != n {
+			t.Errorf("applied (key, id) pairs = %d, want %d", got, n)
+		}
+	})
 }

@@ -49,6 +49,11 @@ type schemaEntry struct {
 	// slow is dynamicpb, the reference, used when fast fails or is nil.
 	fast *fastpb.Parser
 	slow protoreflect.MessageType
+	// orderField is the order_by field (nil without one, or with a
+	// header); orderErr says why this schema cannot order its events,
+	// which are then dead-lettered with it.
+	orderField protoreflect.FieldDescriptor
+	orderErr   error
 }
 
 // convert decodes payload and binds its row. hyperpb is young: it only
@@ -56,17 +61,18 @@ type schemaEntry struct {
 // this one, but a bus is no proof), and when it fails (or panics) on a
 // payload, dynamicpb decides, so that a fast-path bug can never
 // dead-letter a good event.
-func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, error) {
+// It also returns the value of the order_by field, when there is one.
+func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, int64, error) {
 	if e.fast != nil && e.fast.WellFormed(payload) {
-		if values, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
-			return values, nil
+		if values, order, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
+			return values, order, nil
 		}
 	}
 	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
 }
 
 func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payload []byte, eventID, topic, key string,
-	publishTime time.Time) (values []any, err error) {
+	publishTime time.Time) (values []any, order int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			values, err = nil, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
@@ -74,9 +80,15 @@ func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payloa
 	}()
 	msg := mt.New()
 	if err := proto.Unmarshal(payload, msg.Interface()); err != nil {
-		return nil, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
+		return nil, 0, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
 	}
-	return rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
+	if e.orderField != nil {
+		if order, err = fieldOrder(msg, e.orderField); err != nil {
+			return nil, 0, err
+		}
+	}
+	values, err = rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
+	return values, order, err
 }
 
 // compileFast builds the hyperpb decoder, or nil when hyperpb cannot or
@@ -159,7 +171,11 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 			s.log.Error("panic converting event", "event_id", ev.id, "panic", r)
 		}
 	}()
-	values, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
+	if entry.orderErr != nil {
+		ev.err = entry.orderErr
+		return ev, nil
+	}
+	values, order, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
 	if err != nil {
 		ev.err = err
 		return ev, nil
@@ -168,6 +184,15 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		ev.err = errors.New("upsert mode keeps the latest event per key, and this event has no key")
 		return ev, nil
 	}
+	if s.order.header != "" {
+		// A value the sink cannot read places the event nowhere: it is
+		// dead-lettered with the reason, never ordered by a guess.
+		if order, err = headerOrder(props, s.order.header); err != nil {
+			ev.err = err
+			return ev, nil
+		}
+	}
+	ev.order = order
 	ev.tm, ev.values = entry.tm, values
 	return ev, nil
 }
@@ -229,6 +254,13 @@ func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*sch
 	e := &schemaEntry{info: info, tm: mapMessage(table, info.Message),
 		fast: compileFast(info.Message, s.log), slow: dynamicpb.NewMessageType(info.Message)}
 	e.tm.subject = info.Subject
+	if s.order.field != "" {
+		if e.orderField, e.orderErr = s.order.orderField(info.Message); e.orderErr != nil {
+			e.orderErr = fmt.Errorf("schema %d of subject %q: %w", schemaID, info.Subject, e.orderErr)
+			s.log.Error("events of this schema cannot be ordered; they go to the dead-letter topic",
+				"subject", info.Subject, "schema_id", schemaID, "err", e.orderErr)
+		}
+	}
 	s.schemaMap[schemaKey{subject, schemaID}] = e
 	return e, nil
 }

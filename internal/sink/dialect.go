@@ -37,6 +37,12 @@ type group struct {
 	columns []string // bound columns, metadata first
 	rows    [][]any
 	events  []*event // events[i] produced rows[i]
+	// ordered: upsert by _order and event id (order.go), one row per key.
+	ordered bool
+	// applied names the companion table of an unordered upsert group: the
+	// dialect claims the events' (key, id) pairs there first and writes
+	// only latestFresh of the new ones, in the same transaction.
+	applied string
 }
 
 // dialect is what the sink needs from a database. Every method that talks
@@ -62,9 +68,14 @@ type dialect interface {
 	// writes, or fails with an eventError when the database could not store
 	// it faithfully.
 	bind(c column, v any) (any, error)
+	// createApplied creates, unless it exists, the companion table of an
+	// upsert table: the (key hash, event id) pairs applied to it.
+	createApplied(ctx context.Context, table string) error
 	// write stores the groups in one transaction: append mode skips event
-	// ids already present, upsert mode keeps the row with the latest
-	// publish time per key. It returns how many rows changed.
+	// ids already present; upsert mode replaces a key's row only with a
+	// greater (order value, event id) when the group is ordered, else only
+	// with an event whose (key, id) was never applied and whose publish
+	// time is not older (order.go). It returns how many rows changed.
 	write(ctx context.Context, groups []*group, mode string) (int64, error)
 	classify(err error) errClass
 	close() error

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -375,21 +376,107 @@ func (m *mysqlDialect) write(ctx context.Context, groups []*group, mode string) 
 	return writeInTx(ctx, m.db, groups, mode, m.insert)
 }
 
+func (m *mysqlDialect) createApplied(ctx context.Context, table string) error {
+	stmt := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  _key_hash BINARY(32) NOT NULL,
+  _event_id %s NOT NULL,
+  _applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (_key_hash, _event_id)
+) ENGINE=InnoDB`, m.quote(table), mysqlEventIDType)
+	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+// mysqlClaimChunk keeps the row-value IN list under MariaDB's
+// in_predicate_conversion_threshold (1000), past which it becomes a
+// temporary table.
+const mysqlClaimChunk = 500
+
+// claimApplied returns g's (key, id) pairs not yet in its companion table
+// and inserts them. MySQL has no INSERT ... RETURNING, so it reads first,
+// then inserts the pairs it did not find with a plain INSERT: a pair that
+// another transaction claimed meanwhile (invisible to this one's snapshot)
+// fails it with 1062, which holds and retries the batch, so no pair is
+// claimed twice. The read takes no locks: FOR UPDATE would take gap locks
+// on the hash index, where the keys of Key_Shared replicas interleave,
+// and deadlock them.
+func (m *mysqlDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (map[appliedPair]bool, error) {
+	pairs := g.appliedPairs()
+	fresh := make(map[appliedPair]bool, len(pairs))
+	for start := 0; start < len(pairs); start += mysqlClaimChunk {
+		chunk := pairs[start:min(start+mysqlClaimChunk, len(pairs))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, p := range chunk {
+			args = append(args, p[0], p[1])
+		}
+		list := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(chunk)), ", ")
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf("SELECT _key_hash, _event_id FROM %s WHERE (_key_hash, _event_id) IN (%s)",
+			m.quote(g.applied), list), args...)
+		if err != nil {
+			return nil, fmt.Errorf("read applied ids in %s: %w", g.applied, err)
+		}
+		applied := make(map[appliedPair]bool)
+		err = readPairs(rows, applied)
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read applied ids in %s: %w", g.applied, err)
+		}
+		args = args[:0]
+		for _, p := range chunk {
+			pair := appliedPair{keyHash: string(p[0].([]byte)), id: p[1].(string)}
+			if !applied[pair] {
+				fresh[pair] = true
+				args = append(args, p[0], p[1])
+			}
+		}
+		if len(args) == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (_key_hash, _event_id) VALUES %s", m.quote(g.applied),
+			strings.TrimSuffix(strings.Repeat("(?, ?), ", len(args)/2), ", ")), args...); err != nil {
+			return nil, fmt.Errorf("claim applied ids in %s: %w", g.applied, err)
+		}
+	}
+	return fresh, nil
+}
+
 func (m *mysqlDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
+	if g.applied != "" {
+		fresh, err := m.claimApplied(ctx, tx, g)
+		if err != nil {
+			return 0, err
+		}
+		if g = g.latestFresh(fresh); len(g.rows) == 0 {
+			return 0, nil
+		}
+	}
 	var conflict string
 	if mode == modeUpsert {
 		// Assignments run left to right and later ones see earlier
-		// results, so _publish_time, which the condition reads, goes last.
-		cond := fmt.Sprintf("VALUES(%s) >= %s", m.quote(colPublishTime), m.quote(colPublishTime))
+		// results, so the columns the condition reads go last: unordered,
+		// _publish_time; ordered, _event_id and then _order. Once
+		// _event_id is assigned, the tie clause reads the new id and is
+		// false, but _order then equals VALUES(_order) either way.
+		q := m.quote
+		cond := fmt.Sprintf("VALUES(%s) >= %s", q(colPublishTime), q(colPublishTime))
+		last := []string{colPublishTime}
+		if g.ordered {
+			cond = fmt.Sprintf("(%[1]s IS NULL OR VALUES(%[1]s) > %[1]s OR (VALUES(%[1]s) = %[1]s AND VALUES(%[2]s) > %[2]s))",
+				q(colOrder), q(colEventID))
+			last = []string{colEventID, colOrder}
+		}
 		var sets []string
 		for _, c := range g.columns {
-			if c != colKey && c != colPublishTime {
-				sets = append(sets, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", m.quote(c), cond, m.quote(c), m.quote(c)))
+			if c != colKey && !slices.Contains(last, c) {
+				sets = append(sets, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", q(c), cond, q(c), q(c)))
 			}
 		}
-		sets = append(sets,
-			fmt.Sprintf("%s = IF(%s, CURRENT_TIMESTAMP(6), %s)", m.quote(colSinkTime), cond, m.quote(colSinkTime)),
-			fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", m.quote(colPublishTime), cond, m.quote(colPublishTime), m.quote(colPublishTime)))
+		sets = append(sets, fmt.Sprintf("%s = IF(%s, CURRENT_TIMESTAMP(6), %s)", q(colSinkTime), cond, q(colSinkTime)))
+		for _, c := range last {
+			sets = append(sets, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", q(c), cond, q(c), q(c)))
+		}
 		conflict = " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
 	} else {
 		conflict = fmt.Sprintf(" ON DUPLICATE KEY UPDATE %s = %s", m.quote(colEventID), m.quote(colEventID))

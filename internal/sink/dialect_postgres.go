@@ -287,9 +287,46 @@ func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64
 	return p.insert(ctx, tx, g, modeAppend)
 }
 
+func (p *postgres) createApplied(ctx context.Context, table string) error {
+	stmt := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  _key_hash bytea NOT NULL,
+  _event_id text NOT NULL,
+  _applied_at timestamp with time zone NOT NULL DEFAULT now(),
+  PRIMARY KEY (_key_hash, _event_id)
+)`, p.quote(table))
+	if err := p.ddl(ctx, table, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+// claimApplied inserts g's (key, id) pairs into its companion table and
+// returns those that were not there. A concurrent transaction claiming the
+// same pair waits on the unique index until this one ends, then skips it:
+// each pair is applied once.
+func (p *postgres) claimApplied(ctx context.Context, tx pgx.Tx, g *group) (map[appliedPair]bool, error) {
+	return claimReturning(g, 65535/2, func(i int) string { return fmt.Sprintf("$%d", i) },
+		func(stmt string, args []any) (pairRows, func(), error) {
+			rows, err := tx.Query(ctx, stmt, args...)
+			if err != nil {
+				return nil, nil, err
+			}
+			return rows, rows.Close, nil
+		})
+}
+
 // insert writes g with multi-row INSERT statements that skip (append) or
 // replace older (upsert) rows.
 func (p *postgres) insert(ctx context.Context, tx pgx.Tx, g *group, mode string) (int64, error) {
+	if g.applied != "" {
+		fresh, err := p.claimApplied(ctx, tx, g)
+		if err != nil {
+			return 0, err
+		}
+		if g = g.latestFresh(fresh); len(g.rows) == 0 {
+			return 0, nil
+		}
+	}
 	var conflict string
 	if mode == modeUpsert {
 		var sets []string
@@ -299,8 +336,14 @@ func (p *postgres) insert(ctx context.Context, tx pgx.Tx, g *group, mode string)
 			}
 		}
 		sets = append(sets, fmt.Sprintf("%s = now()", p.quote(colSinkTime)))
-		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE cur.%s <= EXCLUDED.%s",
-			p.quote(colKey), strings.Join(sets, ", "), p.quote(colPublishTime), p.quote(colPublishTime))
+		q := p.quote
+		cond := fmt.Sprintf("cur.%s <= EXCLUDED.%s", q(colPublishTime), q(colPublishTime))
+		if g.ordered {
+			// COLLATE "C": event ids compare byte for byte, as in Go.
+			cond = fmt.Sprintf(`cur.%[1]s IS NULL OR EXCLUDED.%[1]s > cur.%[1]s OR (EXCLUDED.%[1]s = cur.%[1]s AND EXCLUDED.%[2]s COLLATE "C" > cur.%[2]s COLLATE "C")`,
+				q(colOrder), q(colEventID))
+		}
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE %s", q(colKey), strings.Join(sets, ", "), cond)
 	} else {
 		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", p.quote(colEventID))
 	}

@@ -245,7 +245,43 @@ func (s *sqliteDialect) write(ctx context.Context, groups []*group, mode string)
 	return writeInTx(ctx, s.shared.db, groups, mode, s.insert)
 }
 
+func (s *sqliteDialect) createApplied(ctx context.Context, table string) error {
+	stmt := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+  _key_hash BLOB NOT NULL,
+  _event_id TEXT NOT NULL,
+  _applied_at TIMESTAMP NOT NULL DEFAULT %s,
+  PRIMARY KEY (_key_hash, _event_id)
+) WITHOUT ROWID`, s.quote(table), sqliteNow)
+	if _, err := s.shared.db.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	return nil
+}
+
+// claimApplied inserts g's (key, id) pairs into its companion table and
+// returns those that were not there (the transaction holds the write lock,
+// so no other writer claims them meanwhile).
+func (s *sqliteDialect) claimApplied(ctx context.Context, tx *sql.Tx, g *group) (map[appliedPair]bool, error) {
+	return claimReturning(g, 32766/2, func(int) string { return "?" },
+		func(stmt string, args []any) (pairRows, func(), error) {
+			rows, err := tx.QueryContext(ctx, stmt, args...)
+			if err != nil {
+				return nil, nil, err
+			}
+			return rows, func() { _ = rows.Close() }, nil
+		})
+}
+
 func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode string) (int64, error) {
+	if g.applied != "" {
+		fresh, err := s.claimApplied(ctx, tx, g)
+		if err != nil {
+			return 0, err
+		}
+		if g = g.latestFresh(fresh); len(g.rows) == 0 {
+			return 0, nil
+		}
+	}
 	var conflict string
 	if mode == modeUpsert {
 		var sets []string
@@ -255,8 +291,14 @@ func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode s
 			}
 		}
 		sets = append(sets, fmt.Sprintf("%s = %s", s.quote(colSinkTime), sqliteNow))
-		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE excluded.%s >= %s.%s",
-			s.quote(colKey), strings.Join(sets, ", "), s.quote(colPublishTime), s.quote(g.table), s.quote(colPublishTime))
+		q, cur := s.quote, s.quote(g.table)
+		cond := fmt.Sprintf("excluded.%s >= %s.%s", q(colPublishTime), cur, q(colPublishTime))
+		if g.ordered {
+			// Text compares with BINARY, byte for byte, as in Go.
+			cond = fmt.Sprintf("%[3]s.%[1]s IS NULL OR excluded.%[1]s > %[3]s.%[1]s OR (excluded.%[1]s = %[3]s.%[1]s AND excluded.%[2]s > %[3]s.%[2]s)",
+				q(colOrder), q(colEventID), cur)
+		}
+		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO UPDATE SET %s WHERE %s", q(colKey), strings.Join(sets, ", "), cond)
 	} else {
 		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", s.quote(colEventID))
 	}

@@ -41,6 +41,7 @@ type Sink struct {
 	dlqTopic string
 	dlqReady atomic.Bool // the dead-letter topic has its subscription (and retention)
 	subjects map[string]bool
+	order    orderSpec // upsert mode's order_by
 	// schemaMap caches layouts by subject and schema id (one schema id can
 	// serve several subjects, each with its own table and version); owned
 	// by the batching goroutine.

@@ -82,6 +82,7 @@ const (
 	metaKey
 	metaPublishTime
 	metaSinkTime // filled by the database's clock; never bound
+	metaOrder    // the order_by value of upsert tables (order.go)
 )
 
 // column is one column of a sink table.
@@ -97,8 +98,8 @@ type column struct {
 
 // nullable reports whether the column accepts NULL. Field columns always
 // do: a removed field leaves its column behind, and later rows have no
-// value for it.
-func (c column) nullable() bool { return c.meta == metaNone }
+// value for it. So does _order: rows written before order_by have none.
+func (c column) nullable() bool { return c.meta == metaNone || c.meta == metaOrder }
 
 // metaColumns are the pipeline's own columns, in table order. _sink_time is
 // last so that inserts bind a prefix of the metadata.

@@ -30,6 +30,10 @@ type event struct {
 	skip bool
 	// attempts counts writes of this event that failed with a per-event error.
 	attempts int
+	// order is the event's order_by value (upsert mode with order_by).
+	order int64
+	// pos is the event's place in its batch (groups sets it).
+	pos int
 }
 
 // typeConflictError is a new schema version whose field needs a column
@@ -51,14 +55,18 @@ type tableState struct {
 	columns map[string]string  // name -> catalog type
 	fields  []string           // non-metadata columns, sorted (upsert writes all of them)
 	covered map[*tableMap]bool // layouts known to fit the table
+	applied bool               // its companion table of applied ids exists (upsert without order_by)
 }
 
 // writer turns events into rows: it creates and evolves tables, groups
 // rows per table, and isolates events the database refuses.
 type writer struct {
-	d      dialect
-	mode   string
-	tables map[string]*tableState
+	d    dialect
+	mode string
+	// ordered: upsert mode with order_by; the events carry order values
+	// and the tables an _order column (order.go).
+	ordered bool
+	tables  map[string]*tableState
 }
 
 func newWriter(d dialect, mode string) *writer {
@@ -77,7 +85,7 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
 		return err
 	}
 	if !exists {
-		if err := w.d.createTable(ctx, tm.table, tm.columns(), w.mode); err != nil {
+		if err := w.d.createTable(ctx, tm.table, w.tableColumns(tm), w.mode); err != nil {
 			return err
 		}
 		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
@@ -133,10 +141,27 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
 		}
 	}
 	sort.Strings(st.fields)
+	if w.mode == modeUpsert && !w.ordered && !st.applied {
+		// Idempotent: tables of older sinks get theirs on first use.
+		if err := w.d.createApplied(ctx, appliedTableName(tm.table)); err != nil {
+			return err
+		}
+		st.applied = true
+	}
 	// A new column invalidates nothing already covered: layouts only need
 	// their own columns.
 	st.covered[tm] = true
 	return nil
+}
+
+// tableColumns are the columns a table for tm has: metadata, _order when
+// the events are ordered, and tm's fields.
+func (w *writer) tableColumns(tm *tableMap) []column {
+	cols := tm.columns()
+	if w.ordered {
+		cols = append(cols, orderColumn)
+	}
+	return cols
 }
 
 // metaUpgrader is a dialect that changes metadata columns an older sink
@@ -185,10 +210,11 @@ func widenTo(d dialect, existing string, c column) (string, bool) {
 func (w *writer) check(tm *tableMap, cols map[string]string) ([]column, []widening, error) {
 	var missing []column
 	var widen []widening
-	for _, c := range tm.columns() {
+	for _, c := range w.tableColumns(tm) {
 		existing, ok := cols[c.name]
 		if !ok {
-			if c.meta != metaNone {
+			// _order is added to upsert tables made before order_by.
+			if c.meta != metaNone && c.meta != metaOrder {
 				return nil, nil, fmt.Errorf("table %s exists but has no column %s: it was not created by a sink", tm.table, c.name)
 			}
 			missing = append(missing, c)
@@ -207,6 +233,9 @@ func (w *writer) check(tm *tableMap, cols map[string]string) ([]column, []wideni
 }
 
 func isMetaColumn(name string) bool {
+	if name == colOrder {
+		return true
+	}
 	for _, c := range metaColumns {
 		if c.name == name {
 			return true
@@ -217,8 +246,12 @@ func isMetaColumn(name string) bool {
 
 // groups arranges events into per-table statements. Append mode: one group
 // per table and layout, rows sorted by event id, duplicates dropped. Upsert
-// mode: one group per table over all its columns, only the latest event
-// per key, rows sorted by key. Sorting gives concurrent writers (replicas,
+// mode: one group per table over all its columns, rows sorted by key. With
+// order_by, only the latest event per key, by (order value, event id), the
+// rule the database applies to the stored row. Without, every distinct
+// (key, event id) of the batch, each at its first (earliest) delivery: the
+// dialect drops the pairs applied before and keeps the latest new one per
+// key (group.latestFresh). Sorting gives concurrent writers (replicas,
 // redeliveries) one lock order, which is what prevents deadlocks
 // (docs/pitfalls.md D3, D5).
 func (w *writer) groups(events []*event) []*group {
@@ -226,27 +259,35 @@ func (w *writer) groups(events []*event) []*group {
 		table string
 		tm    *tableMap
 	}
+	type rowKey struct{ key, id string }
 	byKey := make(map[groupKey]*group)
 	var order []groupKey
-	seen := make(map[string]map[string]int) // table -> event id or key -> index in group
-	for _, ev := range events {
+	seen := make(map[string]map[rowKey]int) // table -> event id or key -> index in group
+	for pos, ev := range events {
+		ev.pos = pos
 		gk := groupKey{table: ev.tm.table, tm: ev.tm}
-		dedup := ev.id
+		dedup := rowKey{id: ev.id}
 		if w.mode == modeUpsert {
 			gk.tm = nil
-			dedup = ev.key
+			dedup = rowKey{key: ev.key}
+			if !w.ordered {
+				dedup.id = ev.id
+			}
 		}
 		g := byKey[gk]
 		if g == nil {
-			g = &group{table: ev.tm.table, columns: w.groupColumns(ev.tm)}
+			g = &group{table: ev.tm.table, columns: w.groupColumns(ev.tm), ordered: w.ordered}
+			if w.mode == modeUpsert && !w.ordered {
+				g.applied = appliedTableName(ev.tm.table)
+			}
 			byKey[gk] = g
 			order = append(order, gk)
 		}
 		if seen[ev.tm.table] == nil {
-			seen[ev.tm.table] = make(map[string]int)
+			seen[ev.tm.table] = make(map[rowKey]int)
 		}
 		if i, dup := seen[ev.tm.table][dedup]; dup {
-			if w.mode == modeUpsert && !ev.publishTime.Before(g.events[i].publishTime) {
+			if w.mode == modeUpsert && w.replaces(ev, g.events[i]) {
 				g.events[i], g.rows[i] = ev, w.row(g, ev)
 			}
 			continue
@@ -265,6 +306,52 @@ func (w *writer) groups(events []*event) []*group {
 	return out
 }
 
+// replaces reports whether ev takes the place of prev, an event of the same
+// row key earlier in the batch. Ordered: the greater (order value, event
+// id), as in the database. Unordered, prev has ev's id too: an event's
+// place is its first delivery, so a retry's later publish time never moves
+// it past newer events (issue 13).
+func (w *writer) replaces(ev, prev *event) bool {
+	if w.ordered {
+		return ev.order > prev.order || (ev.order == prev.order && ev.id > prev.id)
+	}
+	return ev.publishTime.Before(prev.publishTime)
+}
+
+// latestFresh reduces an unordered upsert group (every distinct key and id
+// of the batch, sorted by key) to one row per key: of the events whose
+// pair fresh holds (not applied before), the one with the latest publish
+// time, the later in the batch on a tie, as the database's publish time
+// rule would have it.
+func (g *group) latestFresh(fresh map[appliedPair]bool) *group {
+	out := &group{table: g.table, columns: g.columns}
+	for i, ev := range g.events {
+		if !fresh[appliedPair{keyHash: string(keyHash(ev.key)), id: ev.id}] {
+			continue
+		}
+		if n := len(out.events); n > 0 && out.events[n-1].key == ev.key {
+			prev := out.events[n-1]
+			if ev.publishTime.After(prev.publishTime) || (ev.publishTime.Equal(prev.publishTime) && ev.pos > prev.pos) {
+				out.events[n-1], out.rows[n-1] = ev, g.rows[i]
+			}
+			continue
+		}
+		out.events = append(out.events, ev)
+		out.rows = append(out.rows, g.rows[i])
+	}
+	return out
+}
+
+// appliedPairs are the (key hash, event id) pairs of g's events, in g's
+// order (sorted by key and id: one lock order for concurrent writers).
+func (g *group) appliedPairs() [][2]any {
+	pairs := make([][2]any, len(g.events))
+	for i, ev := range g.events {
+		pairs[i] = [2]any{keyHash(ev.key), ev.id}
+	}
+	return pairs
+}
+
 func (w *writer) groupColumns(tm *tableMap) []string {
 	names := make([]string, 0, numBoundMeta+len(tm.fields))
 	for _, c := range metaColumns[:numBoundMeta] {
@@ -272,7 +359,11 @@ func (w *writer) groupColumns(tm *tableMap) []string {
 	}
 	if w.mode == modeUpsert {
 		// Every column, so that the row is the latest event: columns the
-		// event's schema lacks (removed fields) become NULL.
+		// event's schema lacks (removed fields) become NULL, and so does
+		// _order when the sink has no order_by (the row has no order).
+		if _, ok := w.tables[tm.table].columns[colOrder]; ok {
+			names = append(names, colOrder)
+		}
 		return append(names, w.tables[tm.table].fields...)
 	}
 	for _, c := range tm.fields {
@@ -290,6 +381,9 @@ func (w *writer) row(g *group, ev *event) []any {
 	for i, c := range ev.tm.fields {
 		byName[c.name] = ev.values[numBoundMeta+i]
 	}
+	if w.ordered {
+		byName[colOrder] = ev.order
+	}
 	row := make([]any, len(g.columns))
 	copy(row, ev.values[:numBoundMeta])
 	for i := numBoundMeta; i < len(g.columns); i++ {
@@ -305,7 +399,8 @@ func sortGroup(g *group, mode string) {
 	}
 	sort.SliceStable(idx, func(a, b int) bool {
 		if mode == modeUpsert {
-			return g.events[idx[a]].key < g.events[idx[b]].key
+			ea, eb := g.events[idx[a]], g.events[idx[b]]
+			return ea.key < eb.key || (ea.key == eb.key && ea.id < eb.id)
 		}
 		return g.events[idx[a]].id < g.events[idx[b]].id
 	})
