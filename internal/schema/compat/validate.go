@@ -823,3 +823,9 @@ func formatScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) string 
 	}
 	return fmt.Sprint(v.Interface())
 }
+
+// IsValidationRule reports whether rule is one of the validation findings'
+// rule IDs (as opposed to a Confluent difference type or a buf rule ID).
+func IsValidationRule(rule string) bool {
+	return slices.Contains(ValidationRuleIDs(), rule)
+}
