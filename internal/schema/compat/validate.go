@@ -412,30 +412,42 @@ func compareIgnore(emit emitFunc, path string, fd protoreflect.FieldDescriptor, 
 // compareOrdered judges a bound: sign +1 for a lower bound (a larger value
 // is tighter), -1 for an upper bound (a smaller value is tighter).
 func compareOrdered(emit emitFunc, path string, fd protoreflect.FieldDescriptor, old, cur protoreflect.Message, sign int) {
+	before, after, onBoth := addedOrRemoved(emit, path, fd, old, cur)
+	if !onBoth {
+		return
+	}
+	c, ok := compareValues(fd, cur.Get(fd), old.Get(fd))
+	switch {
+	case !ok:
+		emit(RuleValidateChanged, bothWays, path, before, after)
+	case c*sign > 0:
+		emit(RuleValidateTightened, tighter, path, before, after)
+	case c*sign < 0:
+		emit(RuleValidateLoosened, looser, path, before, after)
+	}
+}
+
+// addedOrRemoved reports a rule field set on one side only as added
+// (tighter) or removed (looser), and returns the two values as text and
+// whether the field is set on both sides, for the caller to compare.
+func addedOrRemoved(emit emitFunc, path string, fd protoreflect.FieldDescriptor, old, cur protoreflect.Message) (before, after string, onBoth bool) {
 	oh, nh := old.Has(fd), cur.Has(fd)
-	before, after := "unset", "unset"
+	before, after = "unset", "unset"
 	if oh {
-		before = formatScalar(fd, old.Get(fd))
+		before = formatValue(fd, old.Get(fd))
 	}
 	if nh {
-		after = formatScalar(fd, cur.Get(fd))
+		after = formatValue(fd, cur.Get(fd))
 	}
 	switch {
-	case !oh:
+	case oh && nh:
+		return before, after, true
+	case nh:
 		emit(RuleValidateAdded, tighter, path, before, after)
-	case !nh:
+	case oh:
 		emit(RuleValidateRemoved, looser, path, before, after)
-	default:
-		c, ok := compareValues(fd, cur.Get(fd), old.Get(fd))
-		switch {
-		case !ok:
-			emit(RuleValidateChanged, bothWays, path, before, after)
-		case c*sign > 0:
-			emit(RuleValidateTightened, tighter, path, before, after)
-		case c*sign < 0:
-			emit(RuleValidateLoosened, looser, path, before, after)
-		}
 	}
+	return before, after, false
 }
 
 // bound is a gt/gte (lower) or lt/lte (upper) rule.
@@ -585,20 +597,8 @@ func formatSet(s map[string]bool) string {
 // required prefix (suffix, substring) that extends the old one is tighter,
 // a forbidden substring that is part of the old one is tighter.
 func compareAffix(emit emitFunc, path string, fd protoreflect.FieldDescriptor, old, cur protoreflect.Message) {
-	oh, nh := old.Has(fd), cur.Has(fd)
-	before, after := "unset", "unset"
-	if oh {
-		before = formatScalar(fd, old.Get(fd))
-	}
-	if nh {
-		after = formatScalar(fd, cur.Get(fd))
-	}
-	switch {
-	case !oh:
-		emit(RuleValidateAdded, tighter, path, before, after)
-		return
-	case !nh:
-		emit(RuleValidateRemoved, looser, path, before, after)
+	before, after, onBoth := addedOrRemoved(emit, path, fd, old, cur)
+	if !onBoth {
 		return
 	}
 	ov, nv := valueBytes(old.Get(fd)), valueBytes(cur.Get(fd))
@@ -640,21 +640,7 @@ func valueBytes(v protoreflect.Value) []byte {
 // compareExact judges a requirement of one exact value (const, len,
 // pattern...): added is tighter, removed is looser, changed is both.
 func compareExact(emit emitFunc, path string, fd protoreflect.FieldDescriptor, old, cur protoreflect.Message) {
-	oh, nh := old.Has(fd), cur.Has(fd)
-	before, after := "unset", "unset"
-	if oh {
-		before = formatValue(fd, old.Get(fd))
-	}
-	if nh {
-		after = formatValue(fd, cur.Get(fd))
-	}
-	switch {
-	case before == after:
-	case !oh:
-		emit(RuleValidateAdded, tighter, path, before, after)
-	case !nh:
-		emit(RuleValidateRemoved, looser, path, before, after)
-	default:
+	if before, after, onBoth := addedOrRemoved(emit, path, fd, old, cur); onBoth && before != after {
 		emit(RuleValidateChanged, bothWays, path, before, after)
 	}
 }
@@ -714,7 +700,10 @@ func compareMessageOneofRules(emit emitFunc, path string, old, cur protoreflect.
 		out := map[string]bool{}
 		var order []string
 		for i := range list.Len() {
-			r := list.Get(i).Message().Interface().(*validate.MessageOneofRule)
+			r, ok := list.Get(i).Message().Interface().(*validate.MessageOneofRule)
+			if !ok {
+				continue // readRules yields generated types only
+			}
 			key := strings.Join(r.GetFields(), ", ")
 			if _, dup := out[key]; !dup {
 				order = append(order, key)
