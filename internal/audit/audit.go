@@ -28,6 +28,10 @@ const (
 	ActionRouteDelete   = "route.delete"
 )
 
+// ActionValidationCompatibility is a change of a subject's opt-in
+// protovalidate rule check (OFF, PRODUCER, CONSUMER, BOTH).
+const ActionValidationCompatibility = "subject.validation_compatibility"
+
 // Event is one recorded change.
 type Event struct {
 	ID      int64

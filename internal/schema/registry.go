@@ -45,7 +45,11 @@ func (e *IncompatibleError) Error() string {
 	for _, v := range e.Violations {
 		rules = append(rules, fmt.Sprintf("%s at %s (against version %d)", v.Rule, v.Location, v.AgainstVersion))
 	}
-	return fmt.Sprintf("schema for subject %q breaks %s compatibility: %s", e.Subject, e.Mode, strings.Join(rules, "; "))
+	what := e.Mode.String() + " compatibility"
+	if hasValidationViolation(e.Violations) {
+		what += " or its validation compatibility"
+	}
+	return fmt.Sprintf("schema for subject %q breaks %s: %s", e.Subject, what, strings.Join(rules, "; "))
 }
 
 // Unwrap makes errors.Is(err, ErrIncompatible) true.
@@ -289,9 +293,10 @@ func (r *Registry) Check(ctx context.Context, subject string, in Input) ([]compa
 	return r.check(ctx, r.store.db, subject, live, compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()})
 }
 
-// check runs inside the registration's transaction q, so it must read
-// through q (SQLite has a single connection).
-func (r *Registry) check(ctx context.Context, q querier, subject string, live []VersionRow, candidate compat.Schema) ([]compat.Violation, compat.Mode, error) {
+// checkCompatibility runs inside the registration's transaction q, so it
+// must read through q (SQLite has a single connection). check (validation.go)
+// adds the opt-in protovalidate rules to it.
+func (r *Registry) checkCompatibility(ctx context.Context, q querier, subject string, live []VersionRow, candidate compat.Schema) ([]compat.Violation, compat.Mode, error) {
 	mode, err := r.compatibility(ctx, q, subject)
 	if err != nil {
 		return nil, 0, err

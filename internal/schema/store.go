@@ -136,6 +136,34 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("create registry tables: %w", err)
 		}
 	}
+	// Columns added after the first release; '' means OFF.
+	return s.addColumn(ctx, "subject_configs", "validation_compatibility", "TEXT NOT NULL DEFAULT ''")
+}
+
+// addColumn adds a column to a table unless it is there already, so that
+// databases created by earlier releases migrate on open, as often as they
+// are opened, by several processes at once.
+func (s *Store) addColumn(ctx context.Context, table, column, decl string) error {
+	if s.postgres {
+		if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS `+column+` `+decl); err != nil {
+			return fmt.Errorf("add column %s.%s: %w", table, column, err)
+		}
+		return nil
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, table, column).Scan(&n); err != nil {
+		return fmt.Errorf("inspect table %s: %w", table, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+column+` `+decl); err != nil {
+		// Another process may have added it between the two statements.
+		if strings.Contains(err.Error(), "duplicate column name") {
+			return nil
+		}
+		return fmt.Errorf("add column %s.%s: %w", table, column, err)
+	}
 	return nil
 }
 
@@ -327,6 +355,31 @@ func (s *Store) setCompatibility(ctx context.Context, q querier, subject, mode s
 		ON CONFLICT (subject) DO UPDATE SET compatibility = excluded.compatibility`, subject, mode)
 	if err != nil {
 		return fmt.Errorf("save config of %q: %w", subject, err)
+	}
+	return nil
+}
+
+// validationCompatibility returns a subject's stored validation mode, or ""
+// when none is set.
+func (s *Store) validationCompatibility(ctx context.Context, q querier, subject string) (string, error) {
+	var mode string
+	err := s.queryRow(ctx, q, `SELECT validation_compatibility FROM subject_configs WHERE subject = ?`, subject).Scan(&mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load validation config of %q: %w", subject, err)
+	}
+	return mode, nil
+}
+
+// setValidationCompatibility stores a subject's validation mode; a subject
+// without a config row gets one whose compatibility is ” (the default).
+func (s *Store) setValidationCompatibility(ctx context.Context, q querier, subject, mode string) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_configs (subject, compatibility, validation_compatibility) VALUES (?, '', ?)
+		ON CONFLICT (subject) DO UPDATE SET validation_compatibility = excluded.validation_compatibility`, subject, mode)
+	if err != nil {
+		return fmt.Errorf("save validation config of %q: %w", subject, err)
 	}
 	return nil
 }

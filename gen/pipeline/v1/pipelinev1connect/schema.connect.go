@@ -73,9 +73,9 @@ type SchemaServiceClient interface {
 	ListSubjects(context.Context, *connect.Request[v1.ListSubjectsRequest]) (*connect.Response[v1.ListSubjectsResponse], error)
 	// ListVersions lists the versions of one subject.
 	ListVersions(context.Context, *connect.Request[v1.ListVersionsRequest]) (*connect.Response[v1.ListVersionsResponse], error)
-	// GetSubjectConfig returns a subject's compatibility mode.
+	// GetSubjectConfig returns a subject's compatibility mode and validation compatibility.
 	GetSubjectConfig(context.Context, *connect.Request[v1.GetSubjectConfigRequest]) (*connect.Response[v1.GetSubjectConfigResponse], error)
-	// UpdateSubjectConfig sets a subject's compatibility mode.
+	// UpdateSubjectConfig sets a subject's compatibility mode and/or validation compatibility.
 	UpdateSubjectConfig(context.Context, *connect.Request[v1.UpdateSubjectConfigRequest]) (*connect.Response[v1.UpdateSubjectConfigResponse], error)
 	// DeleteSchemaVersion soft-deletes a version (hidden by subject, still
 	// resolvable by ID) or, with permanent set, removes it for good.
@@ -216,9 +216,9 @@ type SchemaServiceHandler interface {
 	ListSubjects(context.Context, *connect.Request[v1.ListSubjectsRequest]) (*connect.Response[v1.ListSubjectsResponse], error)
 	// ListVersions lists the versions of one subject.
 	ListVersions(context.Context, *connect.Request[v1.ListVersionsRequest]) (*connect.Response[v1.ListVersionsResponse], error)
-	// GetSubjectConfig returns a subject's compatibility mode.
+	// GetSubjectConfig returns a subject's compatibility mode and validation compatibility.
 	GetSubjectConfig(context.Context, *connect.Request[v1.GetSubjectConfigRequest]) (*connect.Response[v1.GetSubjectConfigResponse], error)
-	// UpdateSubjectConfig sets a subject's compatibility mode.
+	// UpdateSubjectConfig sets a subject's compatibility mode and/or validation compatibility.
 	UpdateSubjectConfig(context.Context, *connect.Request[v1.UpdateSubjectConfigRequest]) (*connect.Response[v1.UpdateSubjectConfigResponse], error)
 	// DeleteSchemaVersion soft-deletes a version (hidden by subject, still
 	// resolvable by ID) or, with permanent set, removes it for good.
