@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/schemagate/pipeline/internal/bus"
@@ -179,15 +180,15 @@ func (s *Sink) retryHeld(ctx context.Context, send func(committedBatch) bool) bo
 			if ctx.Err() != nil {
 				return false
 			}
-			cb, ok, err := s.retryChunk(ctx, h)
+			cb, more, err := s.retryChunk(ctx, h)
 			if err != nil {
 				return false // ctx ended or the dead-letter topic is gone
 			}
-			if !ok {
-				break
-			}
 			if !send(cb) {
 				return false
+			}
+			if !more {
+				break
 			}
 		}
 		if len(h.events) == 0 {
@@ -199,9 +200,10 @@ func (s *Sink) retryHeld(ctx context.Context, send func(committedBatch) bool) bo
 	return true
 }
 
-// retryChunk writes the oldest events of h (up to a batch). ok is false
-// when the table still refuses them (h is rescheduled); err is set when
-// ctx ended or dead-lettering failed for good.
+// retryChunk writes the oldest events of h (up to a batch) and returns
+// what committed. more is false when the table still refuses them, or
+// some of them are to be tried again shortly (h is rescheduled); err is
+// set when ctx ended or dead-lettering failed for good.
 func (s *Sink) retryChunk(ctx context.Context, h *heldTable) (committedBatch, bool, error) {
 	chunk := h.events[:min(len(h.events), s.cfg.BatchSize)]
 	started := time.Now()
@@ -437,14 +439,22 @@ func (s *Sink) noteWrite(err error) {
 	s.lastWriteErr = errorProperty(err)
 }
 
-// heldSummary is a line about the held tables for a stall reason.
+// heldSummary is a line about the held tables for a stall reason (each
+// table's own reason is in Status.Held).
 func heldSummary(view []HeldTable) string {
 	if len(view) == 0 {
 		return ""
 	}
 	n := 0
-	for _, h := range view {
+	var names []string
+	for i, h := range view {
 		n += h.Events
+		if i < 3 {
+			names = append(names, h.Table)
+		}
 	}
-	return fmt.Sprintf("; %d events held for %d tables (%s: %s)", n, len(view), view[0].Table, view[0].Reason)
+	if len(view) > 3 {
+		names = append(names, "...")
+	}
+	return fmt.Sprintf("; %d events held for %d tables (%s)", n, len(view), strings.Join(names, ", "))
 }
