@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
@@ -61,122 +62,131 @@ func heldOf(st Status, table string) (HeldTable, bool) {
 // events are written, in order per key (upsert: the latest event of each
 // key is the row), without a restart.
 func TestUnevolvableTableHoldsOnlyItsSubject(t *testing.T) {
-	v1, v2 := isoMessage(t, "string"), isoMessage(t, "int64")
 	forEachDB(t, func(t *testing.T, url string) {
-		b := openJetStream(t)
-		subjects := []string{"iso.wide", "iso.b", "iso.c", "iso.d"}
-		var topics []string
-		schemas := newMapSchemas()
-		for i, subj := range subjects {
-			topic, err := b.TopicName(subj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			topics = append(topics, topic)
-			schemas.add(SchemaInfo{Subject: subj, Version: 1, SchemaID: int64(10 + i), Message: v2})
-		}
-		// The held subject: v1 has n as a string, v2 as an int64.
-		schemas.add(SchemaInfo{Subject: subjects[0], Version: 1, SchemaID: 1, Message: v1})
-		schemas.add(SchemaInfo{Subject: subjects[0], Version: 2, SchemaID: 2, Message: v2})
-		reg := prometheus.NewRegistry()
-		name := uniqueName("iso")
-		s, err := New(Config{Name: name, URL: url, Topics: topics, BatchSize: 8, FlushInterval: 20 * time.Millisecond,
-			Mode: modeUpsert, Registerer: reg}, b, schemas, testLogger(t))
+		testUnevolvableTable(t, openJetStream(t), url, "iso")
+	})
+}
+
+// TestUnevolvableTableHoldsOnlyItsSubjectPulsar is the same over Pulsar
+// and PostgreSQL.
+func TestUnevolvableTableHoldsOnlyItsSubjectPulsar(t *testing.T) {
+	testUnevolvableTable(t, openPulsar(t), testenv.Postgres(t), uniqueName("iso"))
+}
+
+func testUnevolvableTable(t *testing.T, b bus.Bus, url, prefix string) {
+	v1, v2 := isoMessage(t, "string"), isoMessage(t, "int64")
+	subjects := []string{prefix + ".wide", prefix + ".b", prefix + ".c", prefix + ".d"}
+	var topics []string
+	schemas := newMapSchemas()
+	for i, subj := range subjects {
+		topic, err := b.TopicName(subj)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		check := openTestDialect(t, url)
-		stop := runSink(t, s)
-		held := sqlName(subjects[0])
+		topics = append(topics, topic)
+		schemas.add(SchemaInfo{Subject: subj, Version: 1, SchemaID: int64(10 + i), Message: v2})
+	}
+	// The held subject: v1 has n as a string, v2 as an int64.
+	schemas.add(SchemaInfo{Subject: subjects[0], Version: 1, SchemaID: 1, Message: v1})
+	schemas.add(SchemaInfo{Subject: subjects[0], Version: 2, SchemaID: 2, Message: v2})
+	reg := prometheus.NewRegistry()
+	name := uniqueName("iso")
+	s, err := New(Config{Name: name, URL: url, Topics: topics, BatchSize: 8, FlushInterval: 20 * time.Millisecond,
+		Mode: modeUpsert, Registerer: reg}, b, schemas, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check := openTestDialect(t, url)
+	stop := runSink(t, s)
+	held := sqlName(subjects[0])
 
-		publishEvent(t, b, topics[0], subjects[0], 1, "w-0", "k0", isoPayload(t, v1, "7"))
-		eventually(t, 30*time.Second, "the v1 row", func() (bool, string) {
-			n := countRowsIfExists(t, check, held)
-			return n == 1, fmt.Sprintf("rows=%d", n)
-		})
-		// v2 events for the held table, in order per key, interleaved
-		// with the other subjects' first events.
-		want := map[string]string{} // key -> latest event id
-		wantN := map[string]int{}   // key -> its n
-		seq := 0
-		publishHeld := func(n int) {
-			for range n {
-				seq++
-				key := fmt.Sprintf("k%d", seq%3)
-				id := fmt.Sprintf("w-%03d", seq)
-				publishEvent(t, b, topics[0], subjects[0], 2, id, key, isoPayload(t, v2, int64(seq)))
-				want[key], wantN[key] = id, seq
-			}
-		}
-		publishHeld(6)
-		for i, subj := range subjects[1:] {
-			for j := range 5 {
-				publishEvent(t, b, topics[i+1], subj, int64(11+i), fmt.Sprintf("%s-%d", subj, j), fmt.Sprintf("k%d", j), isoPayload(t, v2, int64(j)))
-			}
-		}
-		publishHeld(6)
-		for _, subj := range subjects[1:] {
-			table := sqlName(subj)
-			eventually(t, 30*time.Second, "rows of "+subj+" while "+held+" is held", func() (bool, string) {
-				n := countRowsIfExists(t, check, table)
-				return n == 5, fmt.Sprintf("rows=%d", n)
-			})
-		}
-		var st Status
-		eventually(t, 30*time.Second, "the held table in the status", func() (bool, string) {
-			st = s.Status(context.Background())
-			h, ok := heldOf(st, held)
-			return ok && h.Events == 12, fmt.Sprintf("%+v", st)
-		})
-		h, _ := heldOf(st, held)
-		if h.Subject != subjects[0] || !strings.Contains(h.Reason, "cannot hold") || h.Since.IsZero() {
-			t.Errorf("held table = %+v, want subject %s and the type conflict as reason", h, subjects[0])
-		}
-		if got := countRows(t, check, held); got != 1 {
-			t.Errorf("held table has %d rows, want the v1 row only", got)
-		}
-		if v := metricValue(t, reg, "pipeline_sink_held_events", name); v != 12 {
-			t.Errorf("held events gauge = %v, want 12", v)
-		}
-
-		// The operator fixes the table; the sink resumes it on its own.
-		fix := map[string]string{
-			"postgres": `ALTER TABLE ` + check.quote(held) + ` ALTER COLUMN n TYPE bigint USING n::bigint`,
-			"mysql":    `ALTER TABLE ` + check.quote(held) + ` MODIFY n BIGINT NULL`,
-			"sqlite":   `ALTER TABLE ` + check.quote(held) + ` DROP COLUMN n`,
-		}[check.kind()]
-		testExec(t, check, fix)
-		publishHeld(3) // more events while it resumes keep their order
-		eventually(t, 60*time.Second, "the held events written after the fix", func() (bool, string) {
-			st := s.Status(context.Background())
-			var got []string
-			for key, id := range want {
-				if !rowIs(t, check, held, key, id) {
-					got = append(got, fmt.Sprintf("%s: row is not %s", key, id))
-				}
-			}
-			return len(got) == 0 && len(st.Held) == 0, fmt.Sprintf("%v held=%+v", got, st.Held)
-		})
-		for key, id := range want {
-			if n, _ := textOf(t, check, held, "n", id); n != fmt.Sprint(wantN[key]) {
-				t.Errorf("n of %s = %q, want %d", id, n, wantN[key])
-			}
-		}
-		eventually(t, 30*time.Second, "nothing left unacknowledged", func() (bool, string) {
-			n := s.inflight.Load()
-			return n == 0, fmt.Sprintf("inflight=%d", n)
-		})
-		if st := s.Status(context.Background()); st.State != stateRunning || st.deadLettered != 0 {
-			t.Errorf("after the fix: %+v", st)
-		}
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if v := metricValue(t, reg, "pipeline_sink_restarts_total", name); v != 0 {
-			t.Errorf("restarts = %v: the table resumed by a restart", v)
-		}
+	publishEvent(t, b, topics[0], subjects[0], 1, "w-0", "k0", isoPayload(t, v1, "7"))
+	eventually(t, 30*time.Second, "the v1 row", func() (bool, string) {
+		n := countRowsIfExists(t, check, held)
+		return n == 1, fmt.Sprintf("rows=%d", n)
 	})
+	// v2 events for the held table, in order per key, interleaved
+	// with the other subjects' first events.
+	want := map[string]string{} // key -> latest event id
+	wantN := map[string]int{}   // key -> its n
+	seq := 0
+	publishHeld := func(n int) {
+		for range n {
+			seq++
+			key := fmt.Sprintf("k%d", seq%3)
+			id := fmt.Sprintf("w-%03d", seq)
+			publishEvent(t, b, topics[0], subjects[0], 2, id, key, isoPayload(t, v2, int64(seq)))
+			want[key], wantN[key] = id, seq
+		}
+	}
+	publishHeld(6)
+	for i, subj := range subjects[1:] {
+		for j := range 5 {
+			publishEvent(t, b, topics[i+1], subj, int64(11+i), fmt.Sprintf("%s-%d", subj, j), fmt.Sprintf("k%d", j), isoPayload(t, v2, int64(j)))
+		}
+	}
+	publishHeld(6)
+	for _, subj := range subjects[1:] {
+		table := sqlName(subj)
+		eventually(t, 30*time.Second, "rows of "+subj+" while "+held+" is held", func() (bool, string) {
+			n := countRowsIfExists(t, check, table)
+			return n == 5, fmt.Sprintf("rows=%d", n)
+		})
+	}
+	var st Status
+	eventually(t, 30*time.Second, "the held table in the status", func() (bool, string) {
+		st = s.Status(context.Background())
+		h, ok := heldOf(st, held)
+		return ok && h.Events == 12, fmt.Sprintf("%+v", st)
+	})
+	h, _ := heldOf(st, held)
+	if h.Subject != subjects[0] || !strings.Contains(h.Reason, "cannot hold") || h.Since.IsZero() {
+		t.Errorf("held table = %+v, want subject %s and the type conflict as reason", h, subjects[0])
+	}
+	if got := countRows(t, check, held); got != 1 {
+		t.Errorf("held table has %d rows, want the v1 row only", got)
+	}
+	if v := metricValue(t, reg, "pipeline_sink_held_events", name); v != 12 {
+		t.Errorf("held events gauge = %v, want 12", v)
+	}
+
+	// The operator fixes the table; the sink resumes it on its own.
+	fix := map[string]string{
+		"postgres": `ALTER TABLE ` + check.quote(held) + ` ALTER COLUMN n TYPE bigint USING n::bigint`,
+		"mysql":    `ALTER TABLE ` + check.quote(held) + ` MODIFY n BIGINT NULL`,
+		"sqlite":   `ALTER TABLE ` + check.quote(held) + ` DROP COLUMN n`,
+	}[check.kind()]
+	testExec(t, check, fix)
+	publishHeld(3) // more events while it resumes keep their order
+	eventually(t, 60*time.Second, "the held events written after the fix", func() (bool, string) {
+		st := s.Status(context.Background())
+		var got []string
+		for key, id := range want {
+			if !rowIs(t, check, held, key, id) {
+				got = append(got, fmt.Sprintf("%s: row is not %s", key, id))
+			}
+		}
+		return len(got) == 0 && len(st.Held) == 0, fmt.Sprintf("%v held=%+v", got, st.Held)
+	})
+	for key, id := range want {
+		if n, _ := textOf(t, check, held, "n", id); n != fmt.Sprint(wantN[key]) {
+			t.Errorf("n of %s = %q, want %d", id, n, wantN[key])
+		}
+	}
+	eventually(t, 30*time.Second, "nothing left unacknowledged", func() (bool, string) {
+		n := s.inflight.Load()
+		return n == 0, fmt.Sprintf("inflight=%d", n)
+	})
+	if st := s.Status(context.Background()); st.State != stateRunning || st.deadLettered != 0 {
+		t.Errorf("after the fix: %+v", st)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if v := metricValue(t, reg, "pipeline_sink_restarts_total", name); v != 0 {
+		t.Errorf("restarts = %v: the table resumed by a restart", v)
+	}
 }
 
 // TestHeldEventsAreBounded: held events never exceed MaxHeld plus one
@@ -279,17 +289,26 @@ func lockTable(t *testing.T, d dialect, table string) *tableLock {
 func TestLockedTableStallsAndIsolated(t *testing.T) {
 	md := isoMessage(t, "int64")
 	for _, db := range []struct {
-		name string
-		url  func(testing.TB) string
-	}{{"postgres", testenv.Postgres}, {"mysql", testenv.MySQL}} {
+		name   string
+		url    func(testing.TB) string
+		pulsar bool
+	}{{"postgres", testenv.Postgres, false}, {"mysql", testenv.MySQL, false}, {"postgres-pulsar", testenv.Postgres, true}} {
 		t.Run(db.name, func(t *testing.T) {
 			url := db.url(t)
-			b := openJetStream(t)
-			lockedTopic, _ := b.TopicName("lock.locked")
-			freeTopic, _ := b.TopicName("lock.free")
+			var b bus.Bus
+			prefix := "lock"
+			if db.pulsar {
+				b, prefix = openPulsar(t), uniqueName("lock")
+			} else {
+				b = openJetStream(t)
+			}
+			lockedSubject, freeSubject := prefix+".locked", prefix+".free"
+			lockedTable, freeTable := sqlName(lockedSubject), sqlName(freeSubject)
+			lockedTopic, _ := b.TopicName(lockedSubject)
+			freeTopic, _ := b.TopicName(freeSubject)
 			schemas := newMapSchemas(
-				SchemaInfo{Subject: "lock.locked", Version: 1, SchemaID: 1, Message: md},
-				SchemaInfo{Subject: "lock.free", Version: 1, SchemaID: 2, Message: md},
+				SchemaInfo{Subject: lockedSubject, Version: 1, SchemaID: 1, Message: md},
+				SchemaInfo{Subject: freeSubject, Version: 1, SchemaID: 2, Message: md},
 			)
 			const stallAfter = time.Second
 			s, err := New(Config{Name: uniqueName("lock"), URL: url, Topics: []string{lockedTopic, freeTopic}, BatchSize: 16,
@@ -305,16 +324,16 @@ func TestLockedTableStallsAndIsolated(t *testing.T) {
 					publishEvent(t, b, topic, subject, schemaID, fmt.Sprintf("%s-%04d", subject, i), fmt.Sprintf("k%d", i%5), isoPayload(t, md, int64(i)))
 				}
 			}
-			publish(lockedTopic, "lock.locked", 1, 0, 5)
-			publish(freeTopic, "lock.free", 2, 0, 5)
+			publish(lockedTopic, lockedSubject, 1, 0, 5)
+			publish(freeTopic, freeSubject, 2, 0, 5)
 			eventually(t, 30*time.Second, "both tables", func() (bool, string) {
-				l, f := countRowsIfExists(t, check, "lock_locked"), countRowsIfExists(t, check, "lock_free")
+				l, f := countRowsIfExists(t, check, lockedTable), countRowsIfExists(t, check, freeTable)
 				return l == 5 && f == 5, fmt.Sprintf("locked=%d free=%d", l, f)
 			})
 
-			lock := lockTable(t, check, "lock_locked")
+			lock := lockTable(t, check, lockedTable)
 			locked := time.Now()
-			publish(lockedTopic, "lock.locked", 1, 5, 20)
+			publish(lockedTopic, lockedSubject, 1, 5, 20)
 			var st Status
 			eventually(t, 15*time.Second, "stalled by the stall check", func() (bool, string) {
 				st = s.Status(context.Background())
@@ -330,24 +349,24 @@ func TestLockedTableStallsAndIsolated(t *testing.T) {
 			}
 
 			// The other subject keeps flowing while the lock is held.
-			publish(freeTopic, "lock.free", 2, 5, 20)
+			publish(freeTopic, freeSubject, 2, 5, 20)
 			eventually(t, 30*time.Second, "the free table flows", func() (bool, string) {
-				f := countRowsIfExists(t, check, "lock_free")
+				f := countRowsIfExists(t, check, freeTable)
 				return f == 25, fmt.Sprintf("free=%d", f)
 			})
 			st = s.Status(context.Background())
-			h, ok := heldOf(st, "lock_locked")
-			if !ok || h.Subject != "lock.locked" || h.Reason == "" {
+			h, ok := heldOf(st, lockedTable)
+			if !ok || h.Subject != lockedSubject || h.Reason == "" {
 				t.Errorf("locked table not reported held with a reason: %+v", st)
 			}
-			if n := countRows(t, check, "lock_free"); n != 25 {
+			if n := countRows(t, check, freeTable); n != 25 {
 				t.Errorf("free rows = %d", n)
 			}
 
 			lock.release()
 			eventually(t, 60*time.Second, "the locked table catches up", func() (bool, string) {
 				st := s.Status(context.Background())
-				l := countRowsIfExists(t, check, "lock_locked")
+				l := countRowsIfExists(t, check, lockedTable)
 				return l == 25 && len(st.Held) == 0 && st.State == stateRunning, fmt.Sprintf("locked=%d %+v", l, st)
 			})
 		})
