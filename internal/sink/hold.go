@@ -220,14 +220,7 @@ func (s *Sink) retryChunk(ctx context.Context, h *heldTable) (committedBatch, bo
 	// Offenders go back to the front of the queue for their next try,
 	// unless they are out of tries (then they are dead-lettered with the
 	// chunk).
-	var again []*event
-	for _, ev := range offenders {
-		ev.attempts++
-		if ev.attempts < s.cfg.MaxAttempts {
-			ev.err = nil
-			again = append(again, ev)
-		}
-	}
+	again := s.again(offenders)
 	retried := make(map[*event]bool, len(again))
 	for _, ev := range again {
 		retried[ev] = true
