@@ -378,6 +378,9 @@ func (s *Sink) writeIsolated(ctx context.Context, pending []*event, held map[*ev
 }
 
 // again returns the offenders that have tries left, ready for their next.
+// Offenders get MaxAttempts tries each, alone, before the dead-letter
+// topic: a refusal is nearly always the value's fault, but costs little to
+// confirm.
 func (s *Sink) again(offenders []*event) []*event {
 	var out []*event
 	for _, ev := range offenders {
