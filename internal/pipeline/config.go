@@ -122,6 +122,12 @@ type SinkConfig struct {
 	Subscription  string        `yaml:"subscription"` // key_shared | failover
 	MaxAttempts   int           `yaml:"max_attempts"`
 	DeadLetter    string        `yaml:"dead_letter_topic"`
+	// StallAfter: a sink holding events with no commit for this long is
+	// reported stalled (default 60s).
+	StallAfter time.Duration `yaml:"stall_after"`
+	// MaxHeld bounds the events held for tables that refuse them
+	// (default 5000).
+	MaxHeld int `yaml:"max_held"`
 }
 
 // DefaultRetention is how long topics keep events unless configured.

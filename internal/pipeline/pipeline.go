@@ -212,16 +212,26 @@ func (s *Server) Handler() http.Handler {
 }
 
 // healthz is readiness and health in one: 200 while the registry
-// database and the bus answer (status "ok", or "degraded" when a sink's
-// database does not: its events wait in the bus), 503 "unavailable" while
-// either of them does not, since then no event can be accepted.
+// database and the bus answer (status "ok", or "degraded" when a sink is
+// not well: its database does not answer, it is stalled, or it holds a
+// table's events; its events wait in the bus, and each such sink says
+// why), 503 "unavailable" while either of them does not, since then no
+// event can be accepted.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	st := s.Status(r.Context())
+	type heldHealth struct {
+		Table   string `json:"table"`
+		Subject string `json:"subject"`
+		Reason  string `json:"reason"`
+		Events  int    `json:"events"`
+	}
 	type sinkHealth struct {
-		Name     string `json:"name"`
-		Database string `json:"database"`
-		OK       bool   `json:"ok"`
-		Error    string `json:"error,omitempty"`
+		Name       string       `json:"name"`
+		Database   string       `json:"database"`
+		OK         bool         `json:"ok"`
+		State      string       `json:"state"`
+		Error      string       `json:"error,omitempty"`
+		HeldTables []heldHealth `json:"held_tables,omitempty"`
 	}
 	out := struct {
 		Status        string       `json:"status"`
@@ -234,9 +244,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	}{Status: "ok", Version: st.Version, UptimeSeconds: int(time.Since(st.StartedAt).Seconds()), Bus: st.Bus, Sinks: []sinkHealth{}}
 	code := http.StatusOK
 	for _, db := range st.Sinks {
-		h := sinkHealth{Name: db.Name, Database: db.Database, OK: db.Err == nil}
+		h := sinkHealth{Name: db.Name, Database: db.Database, State: db.State, OK: db.Err == nil && len(db.Held) == 0}
 		if db.Err != nil {
-			h.Error, out.Status = db.Err.Error(), "degraded"
+			h.Error = db.Err.Error()
+		}
+		for _, t := range db.Held {
+			h.HeldTables = append(h.HeldTables, heldHealth{Table: t.Table, Subject: t.Subject, Reason: t.Reason, Events: t.Events})
+		}
+		if !h.OK {
+			out.Status = "degraded"
+			if h.Error == "" {
+				t := db.Held[0]
+				h.Error = fmt.Sprintf("%d tables held; %s (subject %s): %s", len(db.Held), t.Table, t.Subject, t.Reason)
+			}
 		}
 		out.Sinks = append(out.Sinks, h)
 	}
