@@ -50,6 +50,7 @@ var accessRules = map[string]accessRule{
 	pipelinev1connect.RouteServiceCreateRouteProcedure:                    {perm: auth.PermRoutesAdmin},
 	pipelinev1connect.RouteServiceListRoutesProcedure:                     {perm: auth.PermRoutesRead, subjects: listRoutesSubject, answer: routesAnswer},
 	pipelinev1connect.RouteServiceDeleteRouteProcedure:                    {perm: auth.PermRoutesAdmin},
+	pipelinev1connect.AccessServiceWhoAmIProcedure:                        {perm: auth.PermDescribe},
 	pipelinev1connect.SinkServiceListSinksProcedure:                       {perm: auth.PermStatsRead},
 	pipelinev1connect.TopicServiceListTopicsProcedure:                     {perm: auth.PermStatsRead},
 	pipelinev1connect.StatusServiceGetStatusProcedure:                     {perm: auth.PermStatsRead},
@@ -302,4 +303,21 @@ func keep[T any](in []T, ok func(T) bool) []T {
 		}
 	}
 	return out
+}
+
+// AccessService answers who the caller is (the identity the interceptor
+// attached).
+type AccessService struct{}
+
+// WhoAmI returns the caller's identity and its role's permissions.
+func (AccessService) WhoAmI(ctx context.Context, _ *connect.Request[pipelinev1.WhoAmIRequest]) (*connect.Response[pipelinev1.WhoAmIResponse], error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		id = anonymous
+	}
+	out := &pipelinev1.WhoAmIResponse{Name: id.Name, Role: id.Role, Subjects: id.Subjects, Method: id.Method}
+	for _, p := range auth.Permissions(id.Role) {
+		out.Permissions = append(out.Permissions, string(p))
+	}
+	return connect.NewResponse(out), nil
 }

@@ -24,7 +24,7 @@ const (
 	PermStatsRead      Permission = "stats.read"      // subject stats, topics, sinks, status, metrics
 	PermRoutesRead     Permission = "routes.read"     // list routes
 	PermRoutesAdmin    Permission = "routes.admin"    // create and delete routes
-	PermDescribe       Permission = "api.describe"    // server reflection
+	PermDescribe       Permission = "api.describe"    // server reflection, and who the caller is (WhoAmI)
 )
 
 // The roles.
@@ -47,6 +47,9 @@ var roles = map[string][]Permission{
 
 // Roles lists the role names, for messages.
 func Roles() []string { return []string{RoleAdmin, RoleRegistrar, RoleProducer, RoleViewer} }
+
+// Permissions lists what role may do.
+func Permissions(role string) []Permission { return slices.Clone(roles[role]) }
 
 // RoleAllows reports whether role has perm.
 func RoleAllows(role string, perm Permission) bool { return slices.Contains(roles[role], perm) }

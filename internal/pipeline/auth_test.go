@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,6 +275,7 @@ var rpcCases = []struct {
 	{pipelinev1connect.SinkServiceListSinksProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.TopicServiceListTopicsProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.StatusServiceGetStatusProcedure, `{}`, "admin viewer"},
+	{pipelinev1connect.AccessServiceWhoAmIProcedure, `{}`, "admin registrar producer viewer"},
 	{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", `{"listServices":""}`, "admin registrar producer viewer"},
 	{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", `{"listServices":""}`, "admin registrar producer viewer"},
 }
@@ -358,7 +360,7 @@ func TestAccessMatrix(t *testing.T) {
 	// Every procedure the server serves is in the matrix.
 	for _, fd := range []protoreflect.FileDescriptor{pipelinev1.File_pipeline_v1_schema_proto, pipelinev1.File_pipeline_v1_ingest_proto,
 		pipelinev1.File_pipeline_v1_route_proto, pipelinev1.File_pipeline_v1_sink_proto, pipelinev1.File_pipeline_v1_topic_proto,
-		pipelinev1.File_pipeline_v1_status_proto} {
+		pipelinev1.File_pipeline_v1_status_proto, pipelinev1.File_pipeline_v1_access_proto} {
 		for i := 0; i < fd.Services().Len(); i++ {
 			sd := fd.Services().Get(i)
 			for j := 0; j < sd.Methods().Len(); j++ {
@@ -380,6 +382,12 @@ func TestAccessDetails(t *testing.T) {
 	if info.GetMetadata()["role"] != "viewer" || info.GetMetadata()["permission"] != string(auth.PermSchemaAdmin) ||
 		!strings.Contains(err.Error(), "role viewer lacks schema.admin") {
 		t.Fatalf("denied: %v %v", err, info)
+	}
+	who, err := pipelinev1connect.NewAccessServiceClient(h2cClient, f.p.base, connect.WithInterceptors(bearerInterceptor(f.tokens["orders-viewer"]))).
+		WhoAmI(context.Background(), connect.NewRequest(&pipelinev1.WhoAmIRequest{}))
+	if err != nil || who.Msg.GetName() != "orders-viewer" || who.Msg.GetRole() != "viewer" || who.Msg.GetMethod() != "token" ||
+		strings.Join(who.Msg.GetSubjects(), ",") != "orders*" || !slices.Contains(who.Msg.GetPermissions(), "routes.read") || slices.Contains(who.Msg.GetPermissions(), "routes.admin") {
+		t.Fatalf("whoami: %v %v", who, err)
 	}
 	anon := pipelinev1connect.NewSchemaServiceClient(h2cClient, f.p.base)
 	_, err = anon.ListSubjects(context.Background(), connect.NewRequest(&pipelinev1.ListSubjectsRequest{}))

@@ -196,10 +196,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, general))
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, general))
 	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, general))
+	mux.Handle(pipelinev1connect.NewAccessServiceHandler(api.AccessService{}, general))
 
 	services := []string{
 		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
 		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName, pipelinev1connect.StatusServiceName,
+		pipelinev1connect.AccessServiceName,
 	}
 	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))
