@@ -26,12 +26,14 @@ var jwtAlgorithms = []jose.SignatureAlgorithm{
 
 const (
 	maxJWKSBytes = 1 << 20
-	// refetchEvery bounds how often an unknown key id fetches the key set.
-	refetchEvery = 30 * time.Second
 	// maxCachedJWTs bounds the verified tokens remembered (a verified
 	// token costs one signature check, a remembered one a map lookup).
 	maxCachedJWTs = 4096
 )
+
+// refetchEvery bounds how often an unknown key id fetches the key set
+// (a variable for the tests).
+var refetchEvery = 30 * time.Second
 
 // jwtVerifier verifies JWTs against a JWKS kept fresh.
 type jwtVerifier struct {

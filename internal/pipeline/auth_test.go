@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,6 +32,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -644,4 +647,69 @@ func TestCORS(t *testing.T) {
 
 func slogTest(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// pythonWhoAmI calls WhoAmI through Python grpcio with the token as
+// metadata (no generated code: raw bytes in and out), printing the
+// answer's bytes as hex or the status code's name.
+const pythonWhoAmI = `
+import sys, grpc
+target, token = sys.argv[1], sys.argv[2]
+with grpc.insecure_channel(target) as ch:
+    call = ch.unary_unary("/pipeline.v1.AccessService/WhoAmI", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    try:
+        md = (("authorization", "Bearer " + token),) if token else ()
+        print("OK", call(b"", metadata=md, timeout=10).hex())
+    except grpc.RpcError as e:
+        print(e.code().name)
+`
+
+// TestAccessFromClients: a token from curl (Connect JSON) and from
+// Python grpcio metadata.
+func TestAccessFromClients(t *testing.T) {
+	f := newAuthFixture(t)
+	t.Run("curl", func(t *testing.T) {
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			t.Skip("no curl")
+		}
+		run := func(args ...string) string {
+			out, err := exec.Command(curl, append([]string{"-sS", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{}", "-w", " %{http_code}"}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("curl: %v: %s", err, out)
+			}
+			return string(out)
+		}
+		url := f.p.base + pipelinev1connect.AccessServiceWhoAmIProcedure
+		if out := run("-H", "Authorization: Bearer "+f.tokens["producer"], url); !strings.Contains(out, `"name":"producer"`) || !strings.HasSuffix(out, " 200") {
+			t.Fatalf("curl with a token: %s", out)
+		}
+		if out := run(url); !strings.Contains(out, `"code":"unauthenticated"`) || !strings.HasSuffix(out, " 401") {
+			t.Fatalf("curl without a token: %s", out)
+		}
+	})
+	t.Run("python grpcio", func(t *testing.T) {
+		if err := exec.Command("python3", "-c", "import grpc").Run(); err != nil {
+			t.Skip("python3 with grpcio is not installed (pip install grpcio)")
+		}
+		run := func(token string) string {
+			out, err := exec.Command("python3", "-c", pythonWhoAmI, strings.TrimPrefix(f.p.base, "http://"), token).CombinedOutput()
+			if err != nil {
+				t.Fatalf("python: %v: %s", err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		out := run(f.tokens["registrar"])
+		var who pipelinev1.WhoAmIResponse
+		raw, err := hex.DecodeString(strings.TrimPrefix(out, "OK "))
+		if err != nil || proto.Unmarshal(raw, &who) != nil || who.GetName() != "registrar" || who.GetRole() != "registrar" {
+			t.Fatalf("grpcio with a token: %s (%v)", out, &who)
+		}
+		if out := run(""); out != "UNAUTHENTICATED" {
+			t.Fatalf("grpcio without a token: %s", out)
+		}
+		if out := run(f.tokens["registrar"] + "x"); out != "UNAUTHENTICATED" {
+			t.Fatalf("grpcio with an unknown token: %s", out)
+		}
+	})
 }
