@@ -66,7 +66,13 @@ type Access struct {
 	authn *auth.Authenticator // nil: auth is off
 	log   *slog.Logger
 	calls *prometheus.CounterVec
+	// counters are calls' children, resolved once per procedure (and
+	// "other") so that a request does not hash its labels.
+	counters map[string]*[3]prometheus.Counter
 }
+
+// The outcomes counted, in the order of Access.counters.
+var outcomes = [3]string{"ok", "unauthenticated", "permission_denied"}
 
 // NewAccess returns the interceptor; authn nil turns auth off (every
 // caller is the anonymous admin). Outcomes are counted in reg as
@@ -79,7 +85,32 @@ func NewAccess(authn *auth.Authenticator, reg prometheus.Registerer, log *slog.L
 	if reg != nil && authn != nil {
 		reg.MustRegister(a.calls)
 	}
+	a.counters = map[string]*[3]prometheus.Counter{}
+	for procedure := range accessRules {
+		a.counters[procedure] = a.resolve(procedure)
+	}
+	a.counters["other"] = a.resolve("other")
 	return a
+}
+
+func (a *Access) resolve(label string) *[3]prometheus.Counter {
+	var cs [3]prometheus.Counter
+	for i, o := range outcomes {
+		cs[i] = a.calls.WithLabelValues(label, o)
+	}
+	return &cs
+}
+
+// count adds one to procedure's outcome (outcomes index).
+func (a *Access) count(procedure string, outcome int) {
+	if a.authn == nil {
+		return
+	}
+	cs, ok := a.counters[procedure]
+	if !ok {
+		cs = a.counters["other"]
+	}
+	cs[outcome].Inc()
 }
 
 // Authenticate returns the caller of a request with header, or a
@@ -130,21 +161,15 @@ func (a *Access) decide(ctx context.Context, procedure, protocol string, header 
 
 // refuse counts a refusal and maps it through the table of codes.
 func (a *Access) refuse(label string, err error) error {
-	outcome := "permission_denied"
+	outcome := 2 // permission_denied
 	if errors.Is(err, auth.ErrUnauthenticated) {
-		outcome = "unauthenticated"
+		outcome = 1
 	}
-	if a.authn != nil {
-		a.calls.WithLabelValues(label, outcome).Inc()
-	}
+	a.count(label, outcome)
 	return toConnectError(err)
 }
 
-func (a *Access) allowed(procedure string) {
-	if a.authn != nil {
-		a.calls.WithLabelValues(procedure, "ok").Inc()
-	}
-}
+func (a *Access) allowed(procedure string) { a.count(procedure, 0) }
 
 // checkSubjects checks every subject the message names against id.
 func checkSubjects(id auth.Identity, rule accessRule, msg any) error {

@@ -27,7 +27,7 @@ type keyServer struct {
 	fetches int
 }
 
-func (k *keyServer) add(t *testing.T, kid string) {
+func (k *keyServer) add(t testing.TB, kid string) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func (k *keyServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(set)
 }
 
-func (k *keyServer) sign(t *testing.T, kid string, claims jwt.Claims, extra map[string]any) string {
+func (k *keyServer) sign(t testing.TB, kid string, claims jwt.Claims, extra map[string]any) string {
 	t.Helper()
 	k.mu.Lock()
 	key := k.keys[kid]
