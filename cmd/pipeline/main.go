@@ -125,14 +125,18 @@ func serveCommand(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := pipeline.Open(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		s.Close(context.Background())
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if err := pipeline.CheckListener(cfg, ln); err != nil { // before opening anything
+		ln.Close()
+		return err
+	}
+	s, err := pipeline.Open(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	scheme := "http"
 	if cfg.TLS.Enabled() {

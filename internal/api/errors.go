@@ -214,7 +214,7 @@ func deniedDetail(err error) proto.Message {
 	errors.As(err, &e)
 	md := map[string]string{"role": e.Role, "permission": string(e.Permission), "caller": e.Name}
 	if e.Subject != "" {
-		md["subject"] = e.Subject
+		md["subject"] = e.ShortSubject()
 	}
 	return &errdetails.ErrorInfo{Reason: "PERMISSION_DENIED", Domain: errorDomain, Metadata: md}
 }

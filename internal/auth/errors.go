@@ -60,11 +60,17 @@ func (e *DeniedError) Error() string {
 		return fmt.Sprintf("permission denied: %s (role %s) has %s only for its subjects: name the subject in the request", e.Name, e.Role, e.Permission)
 	}
 	if e.Limited {
-		subject := e.Subject
-		if len(subject) > 200 { // the client's string: echoed bounded
-			subject = subject[:200] + "..."
-		}
+		subject := e.ShortSubject()
 		return fmt.Sprintf("permission denied: %s (role %s) has %s only for its subjects, not for subject %q", e.Name, e.Role, e.Permission, subject)
 	}
 	return fmt.Sprintf("permission denied: role %s lacks %s (caller %s)", e.Role, e.Permission, e.Name)
+}
+
+// ShortSubject is Subject cut to 200 bytes: the client's string, echoed
+// bounded.
+func (e *DeniedError) ShortSubject() string {
+	if len(e.Subject) > 200 {
+		return e.Subject[:200] + "..."
+	}
+	return e.Subject
 }

@@ -16,10 +16,11 @@ import (
 // errNoAuth is Serve's answer to a non-loopback listener without auth.
 var errNoAuth = errors.New("without an auth section the pipeline listens on loopback only")
 
-// checkListener refuses a listener that other machines reach when auth is
-// off, unless the operator asked for it (--insecure-no-auth).
-func (s *Server) checkListener(ln net.Listener) error {
-	if s.cfg.Auth != nil || s.cfg.InsecureNoAuth || isLoopbackAddr(ln.Addr()) {
+// CheckListener refuses a listener that other machines reach when cfg has
+// no auth, unless the operator asked for it (--insecure-no-auth). Serve
+// checks it too; cmd/pipeline asks before opening anything.
+func CheckListener(cfg *Config, ln net.Listener) error {
+	if cfg.Auth != nil || cfg.InsecureNoAuth || isLoopbackAddr(ln.Addr()) {
 		return nil
 	}
 	return fmt.Errorf("%w: refusing to serve on %s, where anyone who reaches it could publish, delete schemas and reroute events. "+

@@ -481,6 +481,9 @@ func TestAccessSubjects(t *testing.T) {
 		t.Fatalf("the refusal names the subject: %s", raw)
 	}
 	f.call(t, scoped, pipelinev1connect.IngestServicePublishBatchProcedure, `{"events":[`+publish("orders")+`,`+publish("payments")+`]}`, connect.CodePermissionDenied)
+	if raw := f.call(t, scoped, pipelinev1connect.IngestServicePublishProcedure, publish(strings.Repeat("x", 100_000)), connect.CodePermissionDenied); len(raw) > 2000 {
+		t.Fatalf("a 100 kB subject is echoed in full: %d bytes", len(raw))
+	}
 	f.call(t, scoped, pipelinev1connect.IngestServicePublishBatchProcedure, `{"events":[`+publish("orders")+`,`+publish("orders.eu")+`]}`, 0)
 
 	ev := func(subject string) *pipelinev1.PublishRequest {

@@ -268,8 +268,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // waits for its bus acknowledgement), stop the sinks after their current
 // batch, flush and close the bus.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if err := s.checkListener(ln); err != nil {
-		s.Close(context.Background())
+	if err := CheckListener(s.cfg, ln); err != nil {
+		s.closeSoon()
 		return err
 	}
 	h := s.cfg.HTTP
@@ -292,7 +292,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.TLS.Enabled() {
 		files, err := newTLSFiles(s.cfg.TLS, s.log)
 		if err != nil {
-			s.Close(context.Background())
+			s.closeSoon()
 			return err
 		}
 		protocols.SetHTTP2(true) // through ALPN
@@ -351,6 +351,13 @@ func streamsUnbounded(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// closeSoon closes what Open opened when Serve gives up before serving.
+func (s *Server) closeSoon() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Close(ctx)
 }
 
 // Close releases what Open opened: the sinks' databases, the bus (after
