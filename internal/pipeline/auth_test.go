@@ -392,6 +392,18 @@ func TestAccessDetails(t *testing.T) {
 		strings.Join(who.Msg.GetSubjects(), ",") != "orders*" || !slices.Contains(who.Msg.GetPermissions(), "routes.read") || slices.Contains(who.Msg.GetPermissions(), "routes.admin") {
 		t.Fatalf("whoami: %v %v", who, err)
 	}
+	// gRPC-Web goes through the same check.
+	web := pipelinev1connect.NewSchemaServiceClient(h2cClient, f.p.base, connect.WithGRPCWeb(), connect.WithInterceptors(bearerInterceptor(f.tokens["viewer"])))
+	if _, err := web.ListSubjects(context.Background(), connect.NewRequest(&pipelinev1.ListSubjectsRequest{})); err != nil {
+		t.Fatalf("gRPC-Web, a viewer lists: %v", err)
+	}
+	if _, err := web.UpdateSubjectConfig(context.Background(), connect.NewRequest(&pipelinev1.UpdateSubjectConfigRequest{Subject: "orders", Compatibility: pipelinev1.Compatibility_COMPATIBILITY_NONE})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("gRPC-Web, a viewer sets a mode: %v", err)
+	}
+	webAnon := pipelinev1connect.NewSchemaServiceClient(h2cClient, f.p.base, connect.WithGRPCWeb())
+	if _, err := webAnon.ListSubjects(context.Background(), connect.NewRequest(&pipelinev1.ListSubjectsRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("gRPC-Web without a token: %v", err)
+	}
 	anon := pipelinev1connect.NewSchemaServiceClient(h2cClient, f.p.base)
 	_, err = anon.ListSubjects(context.Background(), connect.NewRequest(&pipelinev1.ListSubjectsRequest{}))
 	if info := errorInfo(t, err, connect.CodeUnauthenticated); info.GetMetadata()["credential"] != auth.ReasonMissing {
@@ -425,7 +437,7 @@ func TestAccessDetails(t *testing.T) {
 	code, body := metrics("Bearer " + f.tokens["viewer"])
 	for _, line := range []string{
 		`pipeline_auth_requests_total{outcome="permission_denied",procedure="/pipeline.v1.SchemaService/DeleteSchemaVersion"} 1`,
-		`pipeline_auth_requests_total{outcome="unauthenticated",procedure="/pipeline.v1.SchemaService/ListSubjects"} 2`,
+		`pipeline_auth_requests_total{outcome="unauthenticated",procedure="/pipeline.v1.SchemaService/ListSubjects"} 3`,
 	} {
 		if code != http.StatusOK || !strings.Contains(body, line) {
 			t.Fatalf("/metrics for a viewer: %d, want the line %s in:\n%s", code, line, grepLines(body, "pipeline_auth"))

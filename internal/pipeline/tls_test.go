@@ -194,6 +194,36 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("a bearer token wins over the certificate: %v %v", code, err)
 	}
 
+	// client_auth optional: a client without a certificate gets in with a token.
+	token, sum := auth.NewToken()
+	optional := func() *testPipeline {
+		noSink := false
+		cfg, err := LoadConfig("", func(c *Config) {
+			c.DataDir, c.DefaultSink = t.TempDir(), &noSink
+			c.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile, ClientAuth: "optional", MinVersion: "1.3"}
+			c.Auth = &auth.Config{Tokens: []auth.TokenConfig{{Name: "ci", Role: auth.RoleViewer, SHA256: sum}},
+				Certificates: []auth.CertificateConfig{{Name: "ci-admin", Role: auth.RoleAdmin}}}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runPipelineWith(t, cfg, httpsClient(roots))
+	}()
+	tokenConn, err := grpc.NewClient(strings.TrimPrefix(optional.base, "https://"), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tokenConn.Close()
+	if code, err := grpcCall(ctx, tokenConn, pipelinev1connect.StatusServiceGetStatusProcedure, `{}`, "Bearer "+token); err != nil || code != codes.OK {
+		t.Fatalf("optional client certificate, a token over TLS: %v %v", code, err)
+	}
+	if code, _ := grpcCall(ctx, tokenConn, pipelinev1connect.StatusServiceGetStatusProcedure, `{}`, ""); code != codes.Unauthenticated {
+		t.Fatalf("optional client certificate, neither: %v", code)
+	}
+	if _, err := tls.Dial("tcp", strings.TrimPrefix(optional.base, "https://"), &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS12}); err == nil {
+		t.Fatal("min_version 1.3: a TLS 1.2 client got in")
+	}
+
 	// A renewed server certificate is served without a restart.
 	renewed, renewedKey := ca.issue(t, "pipeline-2", true)
 	writeFile(t, keyFile, renewedKey)
