@@ -154,6 +154,29 @@ func TestJWT(t *testing.T) {
 	if id, err := a.Authenticate(context.Background(), header("Bearer "+rotated)); err != nil || id.Role != "viewer" {
 		t.Fatalf("a token of a new key: %+v %v", id, err)
 	}
+	// Many requests naming unknown key ids at once fetch the set once.
+	refetchEvery = time.Minute
+	a.jwt.fetchMu.Lock()
+	a.jwt.attempted = time.Time{}
+	a.jwt.fetchMu.Unlock()
+	ks.mu.Lock()
+	before := ks.fetches
+	ks.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := a.Authenticate(context.Background(), header("Bearer "+strangerToken)); reasonOf(err) != ReasonInvalid {
+				t.Errorf("an unknown key id: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	ks.mu.Lock()
+	if n := ks.fetches - before; n != 1 {
+		t.Errorf("20 requests with an unknown key id fetched the set %d times, want 1", n)
+	}
+	ks.mu.Unlock()
+
 	// k1 leaves the set: its tokens, even one verified (and remembered)
 	// before, are refused once the set is fetched again.
 	ks.remove("k1")

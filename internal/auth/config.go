@@ -69,6 +69,9 @@ type CertificateConfig struct {
 
 // Validate checks the section and fills its defaults.
 func (c *Config) Validate() error {
+	if len(c.Tokens) == 0 && c.JWT == nil && len(c.Certificates) == 0 {
+		return errors.New("auth accepts no credential: list auth.tokens (pipeline token new makes one), auth.jwt or auth.certificates")
+	}
 	names := map[string]bool{}
 	for i := range c.Tokens {
 		t := &c.Tokens[i]

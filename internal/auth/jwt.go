@@ -43,9 +43,9 @@ type jwtVerifier struct {
 
 	mu        sync.Mutex
 	keys      jose.JSONWebKeySet
-	fetched   time.Time
 	cache     map[[sha256.Size]byte]cachedJWT
 	fetchMu   sync.Mutex // one fetch at a time
+	attempted time.Time  // the last fetch's start, failed or not (under fetchMu)
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -94,6 +94,11 @@ func (v *jwtVerifier) refreshLoop() {
 func (v *jwtVerifier) fetch(ctx context.Context) error {
 	v.fetchMu.Lock()
 	defer v.fetchMu.Unlock()
+	return v.fetchLocked(ctx)
+}
+
+func (v *jwtVerifier) fetchLocked(ctx context.Context) error {
+	v.attempted = time.Now()
 	raw, err := v.read(ctx)
 	if err != nil {
 		return err
@@ -113,7 +118,7 @@ func (v *jwtVerifier) fetch(ctx context.Context) error {
 	}
 	set.Keys = usable
 	v.mu.Lock()
-	v.keys, v.fetched = set, time.Now()
+	v.keys = set
 	v.cache = map[[sha256.Size]byte]cachedJWT{}
 	v.mu.Unlock()
 	return nil
@@ -150,19 +155,25 @@ func (v *jwtVerifier) read(ctx context.Context) ([]byte, error) {
 }
 
 // keyFor returns the keys that may have signed a token with key id kid,
-// fetching the set again (at most every refetchEvery) for an unknown id.
+// fetching the set again for an unknown id: at most every refetchEvery,
+// however many requests name unknown ids at once.
 func (v *jwtVerifier) keyFor(kid string) []jose.JSONWebKey {
 	v.mu.Lock()
-	keys, fetched := v.pick(kid), v.fetched
+	keys := v.pick(kid)
 	v.mu.Unlock()
-	if len(keys) > 0 || time.Since(fetched) < refetchEvery {
+	if len(keys) > 0 || kid == "" {
 		return keys
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := v.fetch(ctx); err != nil {
-		v.log.Warn("fetch JWKS for an unknown key id", "err", err)
+	v.fetchMu.Lock()
+	due := time.Since(v.attempted) >= refetchEvery
+	if due {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := v.fetchLocked(ctx); err != nil {
+			v.log.Warn("fetch JWKS for an unknown key id", "err", err)
+		}
+		cancel()
 	}
+	v.fetchMu.Unlock()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.pick(kid)

@@ -65,6 +65,7 @@ func TestBrokenConfig(t *testing.T) {
 		{"certificates without a CA", "auth:\n  certificates:\n    - {name: ci, role: admin}\n", "auth.certificates needs tls.client_ca_file"},
 		{"tls cert without key", "tls:\n  cert_file: c.pem\n", "tls needs both cert_file and key_file"},
 		{"tls version", "tls: {cert_file: c.pem, key_file: k.pem, min_version: \"1.0\"}\n", `tls.min_version "1.0"`},
+		{"auth without credentials", "auth:\n  public_metrics: true\n", "auth accepts no credential"},
 		{"cors wildcard", "cors:\n  allowed_origins: [\"*\"]\n", "list exact origins"},
 	}
 	for _, tc := range cases {
