@@ -72,18 +72,10 @@ func (c *Config) Validate() error {
 	if len(c.Tokens) == 0 && c.JWT == nil && len(c.Certificates) == 0 {
 		return errors.New("auth accepts no credential: list auth.tokens (pipeline token new makes one), auth.jwt or auth.certificates")
 	}
-	names := map[string]bool{}
-	for i := range c.Tokens {
-		t := &c.Tokens[i]
-		if t.Name == "" {
-			return fmt.Errorf("auth.tokens[%d] has no name", i)
-		}
-		if names[t.Name] {
-			return fmt.Errorf("auth.tokens: two entries are named %q", t.Name)
-		}
-		names[t.Name] = true
-		if err := CheckRole(t.Role, t.Subjects); err != nil {
-			return fmt.Errorf("auth.tokens %q: %w", t.Name, err)
+	tokenNames := names{kind: "auth.tokens"}
+	for i, t := range c.Tokens {
+		if err := tokenNames.check(i, t.Name, t.Role, t.Subjects); err != nil {
+			return err
 		}
 		if sum, err := hex.DecodeString(t.SHA256); err != nil || len(sum) != 32 {
 			return fmt.Errorf("auth.tokens %q: sha256 must be 64 hex digits (pipeline token new prints the entry)", t.Name)
@@ -115,18 +107,34 @@ func (c *Config) Validate() error {
 			j.NameClaim = "sub"
 		}
 	}
-	certNames := map[string]bool{}
+	certNames := names{kind: "auth.certificates"}
 	for i, cc := range c.Certificates {
-		if cc.Name == "" {
-			return fmt.Errorf("auth.certificates[%d] has no name", i)
+		if err := certNames.check(i, cc.Name, cc.Role, cc.Subjects); err != nil {
+			return err
 		}
-		if certNames[cc.Name] {
-			return fmt.Errorf("auth.certificates: two entries are named %q", cc.Name)
-		}
-		certNames[cc.Name] = true
-		if err := CheckRole(cc.Role, cc.Subjects); err != nil {
-			return fmt.Errorf("auth.certificates %q: %w", cc.Name, err)
-		}
+	}
+	return nil
+}
+
+// names checks the entries of one list: each named, once, with a role.
+type names struct {
+	kind string
+	seen map[string]bool
+}
+
+func (n *names) check(i int, name, role string, subjects []string) error {
+	if name == "" {
+		return fmt.Errorf("%s[%d] has no name", n.kind, i)
+	}
+	if n.seen[name] {
+		return fmt.Errorf("%s: two entries are named %q", n.kind, name)
+	}
+	if n.seen == nil {
+		n.seen = map[string]bool{}
+	}
+	n.seen[name] = true
+	if err := CheckRole(role, subjects); err != nil {
+		return fmt.Errorf("%s %q: %w", n.kind, name, err)
 	}
 	return nil
 }
