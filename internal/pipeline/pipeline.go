@@ -313,6 +313,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if s.cfg.Auth != nil && !s.cfg.TLS.Enabled() && !isLoopbackAddr(ln.Addr()) {
+		s.log.Warn("auth without tls on a non-loopback address: tokens travel in clear text; configure tls, or terminate TLS in front of the pipeline", "addr", ln.Addr().String())
+	}
 	s.log.Info("pipeline serving", "url", scheme+"://"+ln.Addr().String(), "auth", s.cfg.Auth != nil, "bus", s.bus.Kind(), "registry", dburl.Redact(s.cfg.Registry.URL), "sinks", len(s.cfg.Sinks))
 
 	var err error
