@@ -13,15 +13,17 @@ import { badge, card, empty, kpi, link, notice, table, type View } from "../ui.j
 import { routesPanel } from "./routes.js";
 
 type Tab = "source" | "diff" | "check" | "refused" | "routes";
-const tabs: { id: Tab; label: string }[] = [
+// Each tab with the permission its calls need (none: every reader's).
+const allTabs: { id: Tab; label: string; permission?: string }[] = [
   { id: "source", label: "Versions & source" },
   { id: "diff", label: "Diff" },
-  { id: "check", label: "Check a candidate" },
-  { id: "refused", label: "Refused events" },
-  { id: "routes", label: "Routes" },
+  { id: "check", label: "Check a candidate", permission: "schema.check" },
+  { id: "refused", label: "Refused events", permission: "events.refused" },
+  { id: "routes", label: "Routes", permission: "routes.read" },
 ];
 
 export function subjectView(name: string, query: URLSearchParams): View {
+  const tabs = allTabs.filter((t) => !t.permission || can(t.permission));
   let tab: Tab = (tabs.find((t) => t.id === query.get("tab"))?.id ?? "source") as Tab;
   let versions: SchemaVersion[] = [];
   let versionsError: string | undefined;

@@ -114,6 +114,7 @@ test("a viewer signs in with a token and sees no delete buttons and no payloads"
   assert.doesNotMatch(await page.locator("main").innerText(), /secret-payload-42/);
   assert.equal(await page.getByTestId("mode-save").count(), 0, "no compatibility change for a viewer");
   assert.ok(await page.getByTestId("mode-select").isDisabled());
+  assert.equal(await page.getByTestId("tab-check").count(), 0, "no compatibility check (schema.check) for a viewer");
   await page.screenshot({ path: join(shots, "auth-viewer-refused.png"), fullPage: true });
 
   await page.getByTestId("sign-out").click();
