@@ -435,7 +435,7 @@ test("health: bus, registry and sink databases; version and uptime", async () =>
   assert.equal(await page.locator('[data-testid="db-row"][data-sink="warehouse"]').getAttribute("data-ok"), "false");
   assert.notEqual((await page.getByTestId("health-version").innerText()).trim(), "");
   assert.match(await page.getByTestId("health-pill").innerText(), /1 sink database down/);
-  assert.match(await page.getByTestId("no-auth-note").innerText(), /No authentication/);
+  assert.match(await page.getByTestId("no-auth-note").innerText(), /Auth is off/);
   await shot("08-health");
 });
 

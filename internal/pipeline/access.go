@@ -1,0 +1,122 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/rs/cors"
+
+	"github.com/schemagate/pipeline/internal/auth"
+)
+
+// errNoAuth is Serve's answer to a non-loopback listener without auth.
+var errNoAuth = errors.New("without an auth section the pipeline listens on loopback only")
+
+// CheckListener refuses a listener that other machines reach when cfg has
+// no auth, unless the operator asked for it (--insecure-no-auth). Serve
+// checks it too; cmd/pipeline asks before opening anything.
+func CheckListener(cfg *Config, ln net.Listener) error {
+	if cfg.Auth != nil || cfg.InsecureNoAuth || isLoopbackAddr(ln.Addr()) {
+		return nil
+	}
+	return fmt.Errorf("%w: refusing to serve on %s, where anyone who reaches it could publish, delete schemas and reroute events. "+
+		"Configure auth (auth.tokens, auth.jwt or auth.certificates; 'pipeline token new --name N --role admin' makes a token and its entry), "+
+		"listen on 127.0.0.1, or pass --insecure-no-auth to run without auth on purpose", errNoAuth, ln.Addr())
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// loopbackHostOnly refuses a request whose Host is not a loopback name
+// or address: with auth off, a web page the developer visits could
+// otherwise reach the pipeline through DNS rebinding (its own name
+// resolving to 127.0.0.1; the browser sends that name as Host).
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isLoopbackHost(r.Host) {
+			http.Error(w, "this pipeline runs without auth and answers requests for a loopback host only (localhost, 127.0.0.1, [::1]); configure auth to serve other names", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") // RFC 6761: always loopback
+}
+
+// withConnectionState hands the request's TLS state to the access
+// checks, which find a client certificate in it.
+func withConnectionState(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			r = r.WithContext(auth.WithConnectionState(r.Context(), r.TLS))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// metricsAccess asks /metrics for a credential with stats.read (viewer
+// or admin) unless auth.public_metrics.
+func (s *Server) metricsAccess(next http.Handler) http.Handler {
+	if s.cfg.Auth == nil || s.cfg.Auth.PublicMetrics {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := s.access.Authenticate(r.Context(), r.Header)
+		if err == nil {
+			err = id.Check(auth.PermStatsRead)
+		}
+		if err != nil {
+			code := http.StatusForbidden
+			if connect.CodeOf(err) == connect.CodeUnauthenticated {
+				code = http.StatusUnauthorized
+				w.Header().Set("WWW-Authenticate", `Bearer realm="pipeline"`)
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// corsHeaders are the request headers Connect, gRPC-Web and the bearer
+// token need (connectrpc.com/cors's lists, plus Authorization), and the
+// response headers a browser client must read.
+var (
+	corsAllowedHeaders = []string{"Authorization", "Content-Type", "Content-Encoding", "Accept-Encoding",
+		"Connect-Protocol-Version", "Connect-Timeout-Ms", "Connect-Accept-Encoding", "Connect-Content-Encoding",
+		"Grpc-Timeout", "X-Grpc-Web", "X-User-Agent"}
+	corsExposedHeaders = []string{"Content-Encoding", "Connect-Content-Encoding", "Grpc-Status", "Grpc-Message",
+		"Grpc-Status-Details-Bin", "WWW-Authenticate"}
+)
+
+// withCORS lets the configured origins call the API from a browser; no
+// origins (the default) adds nothing.
+func withCORS(origins []string, next http.Handler) http.Handler {
+	if len(origins) == 0 {
+		return next
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders: corsAllowedHeaders,
+		ExposedHeaders: corsExposedHeaders,
+		MaxAge:         7200,
+	}).Handler(next)
+}
