@@ -40,6 +40,7 @@ import (
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/auth"
+	"github.com/schemagate/pipeline/internal/testenv"
 
 	// The reflection services' descriptors, for the dynamic gRPC calls.
 	_ "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -706,11 +707,9 @@ func TestAccessFromClients(t *testing.T) {
 		}
 	})
 	t.Run("python grpcio", func(t *testing.T) {
-		if err := exec.Command("python3", "-c", "import grpc").Run(); err != nil {
-			t.Skip("python3 with grpcio is not installed (pip install grpcio)")
-		}
+		python := testenv.Python(t) // grpcio from PyPI, as its users install it
 		run := func(token string) string {
-			out, err := exec.Command("python3", "-c", pythonWhoAmI, strings.TrimPrefix(f.p.base, "http://"), token).CombinedOutput()
+			out, err := exec.Command(python, "-c", pythonWhoAmI, strings.TrimPrefix(f.p.base, "http://"), token).CombinedOutput()
 			if err != nil {
 				t.Fatalf("python: %v: %s", err, out)
 			}
