@@ -130,6 +130,16 @@ func (s *Store) migrate(ctx context.Context) error {
 		`CREATE TABLE IF NOT EXISTS subject_configs (
 			subject TEXT PRIMARY KEY,
 			compatibility TEXT NOT NULL)`,
+		// The registry-wide write mode is the row of subject "" (as the
+		// global compatibility is in subject_configs).
+		`CREATE TABLE IF NOT EXISTS subject_modes (
+			subject TEXT PRIMARY KEY,
+			mode TEXT NOT NULL)`,
+		// The highest version a subject ever had, so that a number is not
+		// handed out again after its version was deleted for good.
+		`CREATE TABLE IF NOT EXISTS subject_counters (
+			subject TEXT PRIMARY KEY,
+			last_version INTEGER NOT NULL)`,
 	}
 	for _, q := range stmts {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
@@ -204,8 +214,27 @@ func isRetryable(err error) bool {
 	return false
 }
 
+// schemaIDByFingerprint returns the ID of a content, or 0 when it was never stored.
+func (s *Store) schemaIDByFingerprint(ctx context.Context, q querier, fingerprint string) (int64, error) {
+	var id int64
+	err := s.queryRow(ctx, q, `SELECT id FROM schemas WHERE fingerprint = ?`, fingerprint).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find schema id: %w", err)
+	}
+	return id, nil
+}
+
 // insertSchema stores a schema content once and returns its global ID.
+// It looks the content up first: an INSERT that conflicts still uses up a
+// value of PostgreSQL's identity sequence, so registering the same content
+// again would make the next new schema's ID skip one.
 func (s *Store) insertSchema(ctx context.Context, q querier, sc storedSchema) (int64, error) {
+	if id, err := s.schemaIDByFingerprint(ctx, q, sc.Fingerprint); err != nil || id != 0 {
+		return id, err
+	}
 	files, err := json.Marshal(sc.Files)
 	if err != nil {
 		return 0, fmt.Errorf("encode files: %w", err)
@@ -329,4 +358,135 @@ func (s *Store) setCompatibility(ctx context.Context, q querier, subject, mode s
 		return fmt.Errorf("save config of %q: %w", subject, err)
 	}
 	return nil
+}
+
+// deleteCompatibility removes a subject's stored mode; it reports whether there was one.
+func (s *Store) deleteCompatibility(ctx context.Context, q querier, subject string) (bool, error) {
+	res, err := s.exec(ctx, q, `DELETE FROM subject_configs WHERE subject = ?`, subject)
+	if err != nil {
+		return false, fmt.Errorf("delete config of %q: %w", subject, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// writeMode returns a subject's stored write mode, or "" when none is set.
+func (s *Store) writeMode(ctx context.Context, q querier, subject string) (string, error) {
+	var mode string
+	err := s.queryRow(ctx, q, `SELECT mode FROM subject_modes WHERE subject = ?`, subject).Scan(&mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load mode of %q: %w", subject, err)
+	}
+	return mode, nil
+}
+
+func (s *Store) setWriteMode(ctx context.Context, q querier, subject, mode string) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_modes (subject, mode) VALUES (?, ?)
+		ON CONFLICT (subject) DO UPDATE SET mode = excluded.mode`, subject, mode)
+	if err != nil {
+		return fmt.Errorf("save mode of %q: %w", subject, err)
+	}
+	return nil
+}
+
+func (s *Store) deleteWriteMode(ctx context.Context, q querier, subject string) error {
+	if _, err := s.exec(ctx, q, `DELETE FROM subject_modes WHERE subject = ?`, subject); err != nil {
+		return fmt.Errorf("delete mode of %q: %w", subject, err)
+	}
+	return nil
+}
+
+// lastVersion is the highest version subject ever had (0 if none was recorded).
+func (s *Store) lastVersion(ctx context.Context, q querier, subject string) (int32, error) {
+	var v int32
+	err := s.queryRow(ctx, q, `SELECT last_version FROM subject_counters WHERE subject = ?`, subject).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load last version of %q: %w", subject, err)
+	}
+	return v, nil
+}
+
+func (s *Store) setLastVersion(ctx context.Context, q querier, subject string, version int32) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_counters (subject, last_version) VALUES (?, ?)
+		ON CONFLICT (subject) DO UPDATE SET last_version = excluded.last_version`, subject, version)
+	if err != nil {
+		return fmt.Errorf("save last version of %q: %w", subject, err)
+	}
+	return nil
+}
+
+// subjectNames lists every subject with a version (a live one unless
+// includeDeleted), sorted.
+func (s *Store) subjectNames(ctx context.Context, includeDeleted bool) ([]string, error) {
+	query := `SELECT DISTINCT subject FROM subject_versions`
+	if !includeDeleted {
+		query += ` WHERE deleted = 0`
+	}
+	rows, err := s.db.QueryContext(ctx, query+` ORDER BY subject`)
+	if err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("list subjects: %w", err)
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
+}
+
+// versionsOfSchema lists every (subject, version) that has schema id, by subject and version.
+func (s *Store) versionsOfSchema(ctx context.Context, id int64) ([]VersionRow, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT subject, version, schema_id, created_at, deleted FROM subject_versions
+		WHERE schema_id = ? ORDER BY subject, version`), id)
+	if err != nil {
+		return nil, fmt.Errorf("list versions of schema %d: %w", id, err)
+	}
+	defer rows.Close()
+	var out []VersionRow
+	for rows.Next() {
+		var v VersionRow
+		var created int64
+		var deleted int
+		if err := rows.Scan(&v.Subject, &v.Version, &v.SchemaID, &created, &deleted); err != nil {
+			return nil, fmt.Errorf("list versions of schema %d: %w", id, err)
+		}
+		v.CreatedAt = time.UnixMilli(created)
+		v.Deleted = deleted != 0
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// referencedBy lists the versions whose schemas reference subject's version.
+func (s *Store) referencedBy(ctx context.Context, subject string, version int32) ([]VersionRow, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT v.subject, v.version, v.schema_id, v.created_at, v.deleted
+		FROM subject_references r JOIN subject_versions v ON v.subject = r.subject AND v.version = r.version
+		WHERE r.ref_subject = ? AND r.ref_version = ? ORDER BY v.schema_id`), subject, version)
+	if err != nil {
+		return nil, fmt.Errorf("list references to %s version %d: %w", subject, version, err)
+	}
+	defer rows.Close()
+	var out []VersionRow
+	for rows.Next() {
+		var v VersionRow
+		var created int64
+		var deleted int
+		if err := rows.Scan(&v.Subject, &v.Version, &v.SchemaID, &created, &deleted); err != nil {
+			return nil, fmt.Errorf("list references to %s version %d: %w", subject, version, err)
+		}
+		v.CreatedAt = time.UnixMilli(created)
+		v.Deleted = deleted != 0
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
