@@ -788,10 +788,12 @@ func (r *Registry) writable(ctx context.Context, q querier, subject string) erro
 
 // DeleteVersion soft-deletes a version (hidden by subject, still resolvable
 // by ID), or removes it for good when permanent is set. As in Confluent
-// Schema Registry, only a soft-deleted version may be removed for good
-// (ErrNotSoftDeleted otherwise). A permanent delete is refused while
-// another subject references the version, or while routes use the subject
-// and it would leave the subject without any version.
+// Schema Registry, a version another schema references is not deleted
+// (ErrReferenced; soft-deleted referrers count for a permanent delete),
+// and only a soft-deleted version may be removed for good
+// (ErrNotSoftDeleted otherwise). A permanent delete is also refused while
+// routes use the subject and it would leave the subject without any
+// version.
 func (r *Registry) DeleteVersion(ctx context.Context, subject string, version int32, permanent bool) error {
 	rows, err := r.store.versions(ctx, r.store.db, subject, true)
 	if err != nil {
@@ -809,16 +811,19 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject string, version in
 		}
 		return fmt.Errorf("%w: %w: subject %q has no version %d", ErrNotFound, ErrNoVersion, subject, version)
 	}
+	if !permanent && target.Deleted {
+		return fmt.Errorf("%w: %w: subject %q version %d is already deleted (delete it permanently to remove it for good)", ErrNotFound, ErrSoftDeleted, subject, version)
+	}
+	if err := r.checkReferences(ctx, subject, []VersionRow{*target}, permanent); err != nil {
+		return err
+	}
 	if !permanent {
-		if target.Deleted {
-			return fmt.Errorf("%w: %w: subject %q version %d is already deleted (delete it permanently to remove it for good)", ErrNotFound, ErrSoftDeleted, subject, version)
-		}
 		return r.deleteRows(ctx, subject, []VersionRow{*target}, false)
 	}
 	if !target.Deleted {
 		return fmt.Errorf("%w: subject %q version %d must be soft-deleted before it is deleted permanently", ErrNotSoftDeleted, subject, version)
 	}
-	if err := r.checkPermanentDelete(ctx, subject, []VersionRow{*target}, len(rows) == 1); err != nil {
+	if err := r.checkRoutes(ctx, subject, len(rows) == 1); err != nil {
 		return err
 	}
 	return r.deleteRows(ctx, subject, []VersionRow{*target}, true)
@@ -843,15 +848,21 @@ func (r *Registry) DeleteSubject(ctx context.Context, subject string, permanent 
 		}
 	}
 	targets := rows
+	if !permanent {
+		targets = live
+	}
+	if len(targets) > 0 {
+		if err := r.checkReferences(ctx, subject, targets, permanent); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case !permanent && len(live) == 0:
 		return nil, fmt.Errorf("%w: %w: every version of subject %q is already deleted (delete it permanently to remove it for good)", ErrNotFound, ErrSoftDeleted, subject)
-	case !permanent:
-		targets = live
-	case len(live) > 0:
+	case permanent && len(live) > 0:
 		return nil, fmt.Errorf("%w: subject %q has %d live version(s); soft-delete the subject before deleting it permanently", ErrNotSoftDeleted, subject, len(live))
-	default:
-		if err := r.checkPermanentDelete(ctx, subject, rows, true); err != nil {
+	case permanent:
+		if err := r.checkRoutes(ctx, subject, true); err != nil {
 			return nil, err
 		}
 	}
@@ -865,19 +876,30 @@ func (r *Registry) DeleteSubject(ctx context.Context, subject string, permanent 
 	return out, nil
 }
 
-// checkPermanentDelete refuses to remove targets for good while another
-// schema references one of them, or while routes use the subject and
-// nothing of it would be left (emptied).
-func (r *Registry) checkPermanentDelete(ctx context.Context, subject string, targets []VersionRow, emptied bool) error {
+// checkReferences refuses to delete targets while another schema version
+// references one of them (a live one; with permanent, any).
+func (r *Registry) checkReferences(ctx context.Context, subject string, targets []VersionRow, permanent bool) error {
 	for _, t := range targets {
-		var refs int
-		if err := r.store.queryRow(ctx, r.store.db, `SELECT COUNT(*) FROM subject_references WHERE ref_subject = ? AND ref_version = ?`, subject, t.Version).Scan(&refs); err != nil {
-			return fmt.Errorf("count references: %w", err)
+		referrers, err := r.store.referencedBy(ctx, subject, t.Version)
+		if err != nil {
+			return err
 		}
-		if refs > 0 {
-			return fmt.Errorf("%w: subject %q version %d is referenced by %d other schema version(s)", ErrReferenced, subject, t.Version, refs)
+		n := 0
+		for _, ref := range referrers {
+			if permanent || !ref.Deleted {
+				n++
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: subject %q version %d is referenced by %d other schema version(s)", ErrReferenced, subject, t.Version, n)
 		}
 	}
+	return nil
+}
+
+// checkRoutes refuses a permanent delete while routes use the subject and
+// nothing of it would be left (emptied).
+func (r *Registry) checkRoutes(ctx context.Context, subject string, emptied bool) error {
 	if emptied && r.routes != nil {
 		routes, err := r.routes.CountRoutes(ctx, subject)
 		if err != nil {
