@@ -388,6 +388,10 @@ func (r *Registry) compile(ctx context.Context, in Input) (*compiled, []resolved
 			return nil, nil, fmt.Errorf("%w: a reference needs a name (import path) and a subject", ErrInvalid)
 		}
 		v, err := r.Get(ctx, ref.Subject, ref.Version)
+		if errors.Is(err, ErrNotFound) {
+			// The schema is invalid, for want of what it references.
+			return nil, nil, fmt.Errorf("%w: reference %q: %w", ErrInvalid, ref.Name, err)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("reference %q: %w", ref.Name, err)
 		}
