@@ -358,4 +358,3 @@ func validMethod(m string) bool {
 	}
 	return false
 }
-

@@ -132,7 +132,6 @@ func (h *Handler) lookup(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, out)
 }
 
-
 func (h *Handler) getVersion(r *http.Request) (*schema.Version, error) {
 	subject, err := subjectParam(r)
 	if err != nil {
