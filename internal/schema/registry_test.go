@@ -667,6 +667,37 @@ func TestRegistryGaps(t *testing.T) {
 			}
 		})
 
+		t.Run("a replica's cached pin sees a delete made elsewhere", func(t *testing.T) {
+			store, err := schema.OpenStore(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			replica := schema.NewRegistry(store, schema.WithHeadTTL(20*time.Millisecond))
+			v1 := mustRegister("replica-pins", orderV1)
+			mustRegister("replica-pins", v2src)
+			if got, err := replica.Resolve(ctx, "replica-pins", v1.ID); err != nil || got.Deleted {
+				t.Fatalf("replica's pin before delete = %+v, %v", got, err)
+			}
+			if err := reg.DeleteVersion(ctx, "replica-pins", 1, false); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				got, err := replica.Resolve(ctx, "replica-pins", v1.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Deleted {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the replica still resolves the deleted version as live after 5s (head TTL 20ms)")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+
 		t.Run("subjects may name files", func(t *testing.T) {
 			for _, bad := range []string{"a//b", "a/", "/a", "a/../b", "a/./b", "a\x00b"} {
 				if err := schema.ValidateSubject(bad); !errors.Is(err, schema.ErrInvalid) {
