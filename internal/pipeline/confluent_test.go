@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -139,6 +140,23 @@ func TestConfluentAndGRPCShareTheRegistry(t *testing.T) {
 	}
 	if err := event(0); err != nil {
 		t.Fatalf("event on the latest version: %v", err)
+	}
+	// Changes through the Confluent API are in the audit log.
+	if code, body := rest("PUT", "/mode/"+subject, `{"mode":"READONLY"}`); code != 200 {
+		t.Fatalf("PUT /mode/{subject} = %d %s", code, body)
+	}
+	if code, body := rest("DELETE", "/mode/"+subject, ""); code != 200 || !strings.Contains(body, "READONLY") {
+		t.Fatalf("DELETE /mode/{subject} = %d %s", code, body)
+	}
+	trail := strings.Join(auditTrail(t, p, subject), "\n")
+	for _, want := range []string{
+		`subject.mode  "READONLY" -> "READWRITE"`,
+		`subject.mode  "READWRITE" -> "READONLY"`,
+		fmt.Sprintf(`schema.delete version 1 {"version":1,"schema_id":%d} -> {"version":1,"schema_id":%[1]d,"deleted":true}`, v1),
+	} {
+		if !strings.Contains(trail, want) {
+			t.Errorf("audit trail of %s lacks %s:\n%s", subject, want, trail)
+		}
 	}
 	// A permanent delete needs the soft one first, through gRPC too.
 	if _, err := schemas.DeleteSchemaVersion(ctx, connect.NewRequest(&pipelinev1.DeleteSchemaVersionRequest{Subject: subject, Version: 2, Permanent: true})); connectCode(err) != connect.CodeFailedPrecondition {
