@@ -189,21 +189,28 @@ func (h *Handler) versions(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, out)
 }
 
-func (h *Handler) referencedBy(w http.ResponseWriter, r *http.Request) error {
+// numberedVersion is the {subject} and {version} of the path, "latest"
+// resolved to the latest live version's number.
+func (h *Handler) numberedVersion(r *http.Request) (string, int32, error) {
 	subject, err := subjectParam(r)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	version, err := versionParam(r)
+	if err != nil || version != 0 {
+		return subject, version, err
+	}
+	latest, err := h.registry.Get(r.Context(), subject, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	return subject, latest.Version, nil
+}
+
+func (h *Handler) referencedBy(w http.ResponseWriter, r *http.Request) error {
+	subject, version, err := h.numberedVersion(r)
 	if err != nil {
 		return err
-	}
-	if version == 0 {
-		latest, err := h.registry.Get(r.Context(), subject, 0)
-		if err != nil {
-			return err
-		}
-		version = latest.Version
 	}
 	rows, err := h.registry.ReferencedBy(r.Context(), subject, version)
 	if err != nil {
@@ -222,23 +229,11 @@ func (h *Handler) referencedBy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) deleteVersion(w http.ResponseWriter, r *http.Request) error {
-	subject, err := subjectParam(r)
+	subject, version, err := h.numberedVersion(r)
 	if err != nil {
 		return err
 	}
-	version, err := versionParam(r)
-	if err != nil {
-		return err
-	}
-	permanent := flag(r, "permanent")
-	if version == 0 {
-		latest, err := h.registry.Get(r.Context(), subject, 0)
-		if err != nil {
-			return err
-		}
-		version = latest.Version
-	}
-	if err := h.registry.DeleteVersion(r.Context(), subject, version, permanent); err != nil {
+	if err := h.registry.DeleteVersion(r.Context(), subject, version, flag(r, "permanent")); err != nil {
 		return err
 	}
 	return writeJSON(w, version)
@@ -441,25 +436,43 @@ type configJSON struct {
 }
 
 func (h *Handler) getConfig(w http.ResponseWriter, r *http.Request) error {
+	return getSetting(w, r,
+		func(subject string) (string, bool, error) {
+			mode, set, err := h.registry.SubjectCompatibility(r.Context(), subject)
+			return mode.String(), set, err
+		},
+		func(subject string) (string, error) {
+			mode, err := h.registry.Compatibility(r.Context(), subject)
+			return mode.String(), err
+		},
+		func(level string) any { return configJSON{level} },
+		codeSubjectCompatNotSet, "compatibility")
+}
+
+// getSetting answers GET /config[/{subject}] and /mode[/{subject}]: the
+// global setting; a subject's own (notSetCode when it has none); or, with
+// ?defaultToGlobal=true, the one that applies to the subject.
+func getSetting(w http.ResponseWriter, r *http.Request, own func(subject string) (string, bool, error),
+	applies func(subject string) (string, error), out func(string) any, notSetCode int, what string) error {
 	subject, err := scopeParam(r)
 	if err != nil {
 		return err
 	}
-	if subject != schema.Global && !flag(r, "defaultToGlobal") {
-		mode, set, err := h.registry.SubjectCompatibility(r.Context(), subject)
+	if subject == schema.Global || flag(r, "defaultToGlobal") {
+		v, err := applies(subject)
 		if err != nil {
 			return err
 		}
-		if !set {
-			return errorf(404, codeSubjectCompatNotSet, "Subject '%s' does not have subject-level compatibility configured", subject)
-		}
-		return writeJSON(w, configJSON{mode.String()})
+		return writeJSON(w, out(v))
 	}
-	mode, err := h.registry.Compatibility(r.Context(), subject)
+	v, set, err := own(subject)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, configJSON{mode.String()})
+	if !set {
+		return errorf(404, notSetCode, "Subject '%s' does not have subject-level %s configured", subject, what)
+	}
+	return writeJSON(w, out(v))
 }
 
 func (h *Handler) putConfig(w http.ResponseWriter, r *http.Request) error {
@@ -506,25 +519,17 @@ type modeJSON struct {
 }
 
 func (h *Handler) getMode(w http.ResponseWriter, r *http.Request) error {
-	subject, err := scopeParam(r)
-	if err != nil {
-		return err
-	}
-	if subject != schema.Global && !flag(r, "defaultToGlobal") {
-		mode, set, err := h.registry.SubjectWriteMode(r.Context(), subject)
-		if err != nil {
-			return err
-		}
-		if !set {
-			return errorf(404, codeSubjectModeNotSet, "Subject '%s' does not have subject-level mode configured", subject)
-		}
-		return writeJSON(w, modeJSON{string(mode)})
-	}
-	mode, err := h.registry.WriteMode(r.Context(), subject)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, modeJSON{string(mode)})
+	return getSetting(w, r,
+		func(subject string) (string, bool, error) {
+			mode, set, err := h.registry.SubjectWriteMode(r.Context(), subject)
+			return string(mode), set, err
+		},
+		func(subject string) (string, error) {
+			mode, err := h.registry.WriteMode(r.Context(), subject)
+			return string(mode), err
+		},
+		func(mode string) any { return modeJSON{mode} },
+		codeSubjectModeNotSet, "mode")
 }
 
 func (h *Handler) putMode(w http.ResponseWriter, r *http.Request) error {

@@ -343,18 +343,27 @@ func (r *Registry) registerOnce(ctx context.Context, subject string, stored stor
 
 // Check returns the violations in under the subject's mode, without registering.
 func (r *Registry) Check(ctx context.Context, subject string, in Input) ([]compat.Violation, compat.Mode, error) {
-	if err := ValidateSubject(subject); err != nil {
+	candidate, live, err := r.candidate(ctx, subject, in)
+	if err != nil {
 		return nil, 0, err
+	}
+	return r.check(ctx, r.store.db, subject, live, candidate)
+}
+
+// candidate compiles in for a check against subject's live versions, which it returns too.
+func (r *Registry) candidate(ctx context.Context, subject string, in Input) (compat.Schema, []VersionRow, error) {
+	if err := ValidateSubject(subject); err != nil {
+		return compat.Schema{}, nil, err
 	}
 	compiled, _, err := r.compile(ctx, in)
 	if err != nil {
-		return nil, 0, err
+		return compat.Schema{}, nil, err
 	}
 	live, err := r.store.versions(ctx, r.store.db, subject, false)
 	if err != nil {
-		return nil, 0, err
+		return compat.Schema{}, nil, err
 	}
-	return r.check(ctx, r.store.db, subject, live, compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()})
+	return compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()}, live, nil
 }
 
 // check runs inside the registration's transaction q, so it must read
@@ -1050,39 +1059,20 @@ func (r *Registry) Lookup(ctx context.Context, subject string, in Input, include
 // Confluent's compatibility endpoint does; transitive modes compare with
 // that version only. A subject without versions accepts everything.
 func (r *Registry) CheckVersion(ctx context.Context, subject string, version int32, in Input) ([]compat.Violation, compat.Mode, error) {
-	if err := ValidateSubject(subject); err != nil {
-		return nil, 0, err
-	}
-	compiled, _, err := r.compile(ctx, in)
+	candidate, live, err := r.candidate(ctx, subject, in)
 	if err != nil {
 		return nil, 0, err
 	}
-	live, err := r.store.versions(ctx, r.store.db, subject, false)
-	if err != nil {
-		return nil, 0, err
-	}
-	mode, err := r.Compatibility(ctx, subject)
-	if err != nil {
-		return nil, 0, err
-	}
-	var against *VersionRow
-	switch {
-	case len(live) > 0 && version == 0:
-		against = &live[len(live)-1]
-	case version != 0:
-		if against, err = r.versionByNumber(ctx, subject, version, false); err != nil {
+	if version != 0 {
+		against, err := r.versionByNumber(ctx, subject, version, false)
+		if err != nil {
 			return nil, 0, err
 		}
+		live = []VersionRow{*against}
+	} else if len(live) > 0 {
+		live = live[len(live)-1:]
 	}
-	if against == nil || mode == compat.None {
-		return nil, mode, nil
-	}
-	sc, err := r.ByID(ctx, against.SchemaID)
-	if err != nil {
-		return nil, 0, err
-	}
-	history := []compat.Schema{{Version: against.Version, Files: sc.Own, Message: sc.Message.FullName()}}
-	return compat.Check(mode, history, compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()}), mode, nil
+	return r.check(ctx, r.store.db, subject, live, candidate)
 }
 
 // inTx runs fn in a transaction and commits it; what names the change in

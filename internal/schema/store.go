@@ -286,8 +286,14 @@ func (s *Store) versions(ctx context.Context, q querier, subject string, include
 	}
 	query += ` ORDER BY version`
 	rows, err := q.QueryContext(ctx, s.Rebind(query), subject)
+	return scanVersionRows(rows, err, fmt.Sprintf("list versions of %q", subject))
+}
+
+// scanVersionRows reads rows of (subject, version, schema_id, created_at,
+// deleted); err is the query's, what names it in errors.
+func scanVersionRows(rows *sql.Rows, err error, what string) ([]VersionRow, error) {
 	if err != nil {
-		return nil, fmt.Errorf("list versions of %q: %w", subject, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []VersionRow
@@ -296,13 +302,16 @@ func (s *Store) versions(ctx context.Context, q querier, subject string, include
 		var created int64
 		var deleted int
 		if err := rows.Scan(&v.Subject, &v.Version, &v.SchemaID, &created, &deleted); err != nil {
-			return nil, fmt.Errorf("list versions of %q: %w", subject, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		v.CreatedAt = time.UnixMilli(created)
 		v.Deleted = deleted != 0
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }
 
 // subjects lists every subject that has at least one live version.
@@ -448,23 +457,7 @@ func (s *Store) subjectNames(ctx context.Context, includeDeleted bool) ([]string
 func (s *Store) versionsOfSchema(ctx context.Context, id int64) ([]VersionRow, error) {
 	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT subject, version, schema_id, created_at, deleted FROM subject_versions
 		WHERE schema_id = ? ORDER BY subject, version`), id)
-	if err != nil {
-		return nil, fmt.Errorf("list versions of schema %d: %w", id, err)
-	}
-	defer rows.Close()
-	var out []VersionRow
-	for rows.Next() {
-		var v VersionRow
-		var created int64
-		var deleted int
-		if err := rows.Scan(&v.Subject, &v.Version, &v.SchemaID, &created, &deleted); err != nil {
-			return nil, fmt.Errorf("list versions of schema %d: %w", id, err)
-		}
-		v.CreatedAt = time.UnixMilli(created)
-		v.Deleted = deleted != 0
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return scanVersionRows(rows, err, fmt.Sprintf("list versions of schema %d", id))
 }
 
 // referencedBy lists the versions whose schemas reference subject's version.
@@ -472,21 +465,5 @@ func (s *Store) referencedBy(ctx context.Context, subject string, version int32)
 	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT v.subject, v.version, v.schema_id, v.created_at, v.deleted
 		FROM subject_references r JOIN subject_versions v ON v.subject = r.subject AND v.version = r.version
 		WHERE r.ref_subject = ? AND r.ref_version = ? ORDER BY v.schema_id`), subject, version)
-	if err != nil {
-		return nil, fmt.Errorf("list references to %s version %d: %w", subject, version, err)
-	}
-	defer rows.Close()
-	var out []VersionRow
-	for rows.Next() {
-		var v VersionRow
-		var created int64
-		var deleted int
-		if err := rows.Scan(&v.Subject, &v.Version, &v.SchemaID, &created, &deleted); err != nil {
-			return nil, fmt.Errorf("list references to %s version %d: %w", subject, version, err)
-		}
-		v.CreatedAt = time.UnixMilli(created)
-		v.Deleted = deleted != 0
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return scanVersionRows(rows, err, fmt.Sprintf("list references to %s version %d", subject, version))
 }
