@@ -23,6 +23,11 @@ package common.v1;
 message Money { string currency = 1; int64 units = 2; }
 `
 
+const importedProto = `syntax = "proto3";
+package imp.v1;
+message Imported { string id = 1; }
+`
+
 const orderProto = `syntax = "proto3";
 package shop.v1;
 import "common.proto";
@@ -204,6 +209,10 @@ func TestAPI(t *testing.T) {
 		{method: "PUT", path: p + "/mode", body: `{"mode":"WRITEONLY"}`, status: 422, code: 42204},
 		{method: "PUT", path: p + "/mode", body: `{"mode":"IMPORT"}`, status: 422, code: 42205},
 		{method: "PUT", path: p + "/mode?force=true", body: `{"mode":"IMPORT"}`, status: 200},
+		{method: "POST", path: p + "/subjects/imported/versions", body: jsonBody(map[string]any{"schemaType": "PROTOBUF", "schema": importedProto, "id": 50, "version": 3}), status: 200, want: []string{`"id":50`, `"version":3`}},
+		{method: "POST", path: p + "/subjects/imported/versions", body: jsonBody(map[string]any{"schemaType": "PROTOBUF", "schema": importedProto, "id": 51}), status: 422, code: 42207},
+		{method: "POST", path: p + "/subjects/imported/versions", body: jsonBody(map[string]any{"schemaType": "PROTOBUF", "schema": moneyProto, "version": 3}), status: 422, code: 42205},
+		{method: "GET", path: p + "/schemas/ids/50", status: 200, want: []string{"message Imported"}},
 		{method: "PUT", path: p + "/mode", body: `{"mode":"READWRITE"}`, status: 200},
 		// Deletes: soft first, references hold, numbers are not reused.
 		{method: "DELETE", path: p + "/subjects/orders-value/versions/2?permanent=true", status: 404, code: 40407},
@@ -217,8 +226,8 @@ func TestAPI(t *testing.T) {
 		{method: "DELETE", path: p + "/subjects/orders-value?permanent=true", status: 404, code: 40405},
 		{method: "DELETE", path: p + "/subjects/orders-value", status: 200, want: []string{`[1]`}},
 		{method: "DELETE", path: p + "/subjects/orders-value", status: 404, code: 40404},
-		{method: "GET", path: p + "/subjects", status: 200, want: []string{`["common.proto"]`}},
-		{method: "GET", path: p + "/subjects?deleted=true", status: 200, want: []string{`["common.proto","orders-value"]`}},
+		{method: "GET", path: p + "/subjects", status: 200, want: []string{`["common.proto","imported"]`}},
+		{method: "GET", path: p + "/subjects?deleted=true", status: 200, want: []string{`["common.proto","imported","orders-value"]`}},
 		{method: "GET", path: p + "/subjects?deletedOnly=true", status: 200, want: []string{`["orders-value"]`}},
 		{method: "POST", path: p + "/subjects/orders-value?deleted=true", body: body(orderProto, orderRef...), status: 200, want: []string{`"deleted":true`}},
 		{method: "DELETE", path: p + "/subjects/orders-value?permanent=true", status: 200, want: []string{`[1]`}},

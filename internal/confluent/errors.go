@@ -29,6 +29,7 @@ const (
 	codeInvalidMode               = 42204
 	codeOperationNotPermitted     = 42205
 	codeReferenceExists           = 42206
+	codeIDDoesNotMatch            = 42207
 	codeInvalidSubject            = 42208
 	codeSchemaTooLarge            = 42209
 	codeStore                     = 50001
@@ -76,6 +77,9 @@ var errorCodes = []struct {
 }{
 	{isIncompatible, fixed(http.StatusConflict, codeIncompatible)},
 	{is(schema.ErrReadOnly), fixed(http.StatusUnprocessableEntity, codeOperationNotPermitted)},
+	{is(schema.ErrNotImportMode), fixed(http.StatusUnprocessableEntity, codeOperationNotPermitted)},
+	{is(schema.ErrIDMismatch), fixed(http.StatusUnprocessableEntity, codeIDDoesNotMatch)},
+	{is(schema.ErrExists), fixed(http.StatusUnprocessableEntity, codeOperationNotPermitted)},
 	{is(schema.ErrReferenced), fixed(http.StatusUnprocessableEntity, codeReferenceExists)},
 	// A reference that does not resolve is an invalid schema (and not found).
 	{is(schema.ErrInvalid), fixed(http.StatusUnprocessableEntity, codeInvalidSchema)},

@@ -91,17 +91,24 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	var v *schema.Version
 	if req.ID != nil || req.Version != nil {
-		mode, err := h.registry.WriteMode(r.Context(), subject)
-		if err != nil {
-			return err
+		// Confluent's import: -1 (or absent) means "assign it".
+		var id int64
+		var version int32
+		if req.ID != nil && *req.ID != -1 {
+			id = *req.ID
 		}
-		if mode != schema.Import {
-			return errorf(422, codeOperationNotPermitted, "Subject %s is not in import mode: a schema ID or version may only be given in IMPORT mode", subject)
+		if req.Version != nil && *req.Version != -1 {
+			version = *req.Version
 		}
-		return errorf(422, codeOperationNotPermitted, "this registry assigns schema IDs and versions itself: register without \"id\" and \"version\"")
+		if id < 0 || version < 0 {
+			return errorf(422, codeInvalidSchema, "id %d and version %d must be positive (or -1: assign it)", id, version)
+		}
+		v, err = h.registry.Import(r.Context(), subject, in, id, version)
+	} else {
+		v, err = h.registry.Register(r.Context(), subject, in)
 	}
-	v, err := h.registry.Register(r.Context(), subject, in)
 	if err != nil {
 		return err
 	}

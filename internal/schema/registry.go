@@ -36,6 +36,11 @@ var (
 	ErrNotSoftDeleted = errors.New("not soft-deleted first")
 	// ErrReadOnly: the subject (or the whole registry) is in READONLY mode.
 	ErrReadOnly = errors.New("read-only")
+	// ErrNotImportMode: an ID or version given outside IMPORT mode.
+	ErrNotImportMode = errors.New("not in import mode")
+	// ErrIDMismatch: an imported schema ID that belongs to other content,
+	// or content that has another ID already.
+	ErrIDMismatch = errors.New("schema id does not match")
 	// ErrSoftDeleted comes with ErrNotFound for a version (or subject)
 	// that is soft-deleted already.
 	ErrSoftDeleted = errors.New("soft-deleted")
@@ -61,8 +66,9 @@ const (
 	// ReadOnly refuses registrations, deletes and compatibility changes,
 	// through every API, with ErrReadOnly.
 	ReadOnly WriteMode = "READONLY"
-	// Import accepts changes as ReadWrite does; Confluent clients use it
-	// while they copy a registry.
+	// Import accepts changes as ReadWrite does, without compatibility
+	// checks, and registrations with a given schema ID and version
+	// (Registry.Import): Confluent's tools use it to copy a registry.
 	Import WriteMode = "IMPORT"
 )
 
@@ -225,8 +231,34 @@ func ValidateSubject(subject string) error {
 }
 
 // Register adds in as a new version of subject, or returns the existing
-// version when the subject already has this content.
+// version when the subject already has this content. While the subject is
+// in Import mode the compatibility check is skipped, as in Confluent
+// Schema Registry.
 func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Version, error) {
+	return r.register(ctx, subject, in, imported{})
+}
+
+// Import registers in as Register does, with the schema ID and version
+// given (0: assigned as Register assigns them), which copying another
+// registry needs. It is refused (ErrNotImportMode) unless the subject is
+// in Import mode; a given ID that belongs to other content, or content
+// that already has another ID, is ErrIDMismatch; a given version the
+// subject has with other content is ErrExists.
+func (r *Registry) Import(ctx context.Context, subject string, in Input, id int64, version int32) (*Version, error) {
+	if id < 0 || version < 0 {
+		return nil, fmt.Errorf("%w: id %d and version %d must not be negative", ErrInvalid, id, version)
+	}
+	return r.register(ctx, subject, in, imported{on: true, id: id, version: version})
+}
+
+// imported is what Import adds to a registration.
+type imported struct {
+	on      bool
+	id      int64
+	version int32
+}
+
+func (r *Registry) register(ctx context.Context, subject string, in Input, imp imported) (*Version, error) {
 	if err := ValidateSubject(subject); err != nil {
 		return nil, err
 	}
@@ -249,7 +281,7 @@ func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Ver
 	// the same number makes the insert conflict, and we try again on the
 	// new history (so the compatibility check always sees the real head).
 	for attempt := 0; ; attempt++ {
-		v, err := r.registerOnce(ctx, subject, stored, candidate, refs, now)
+		v, err := r.registerOnce(ctx, subject, stored, candidate, refs, now, imp)
 		if err == nil {
 			r.heads.Delete(subject)
 			r.pins.Delete(pinKey{subject: subject, schemaID: v.ID})
@@ -267,17 +299,29 @@ func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Ver
 	}
 }
 
-func (r *Registry) registerOnce(ctx context.Context, subject string, stored storedSchema, candidate compat.Schema, refs []resolvedReference, now time.Time) (*Version, error) {
+func (r *Registry) registerOnce(ctx context.Context, subject string, stored storedSchema, candidate compat.Schema, refs []resolvedReference, now time.Time, imp imported) (*Version, error) {
 	tx, err := r.store.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin registration: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-	if err := r.writable(ctx, tx, subject); err != nil {
+	mode, err := r.writeMode(ctx, tx, subject)
+	if err != nil {
 		return nil, err
 	}
-	id, err := r.store.insertSchema(ctx, tx, stored)
+	switch {
+	case mode == ReadOnly:
+		return nil, fmt.Errorf("%w: subject %q is in read-only mode", ErrReadOnly, subject)
+	case imp.on && mode != Import:
+		return nil, fmt.Errorf("%w: subject %q is in %s mode; a schema id or version may be given in IMPORT mode only", ErrNotImportMode, subject, mode)
+	}
+	var id int64
+	if imp.id != 0 {
+		id, err = r.store.insertSchemaWithID(ctx, tx, stored, imp.id)
+	} else {
+		id, err = r.store.insertSchema(ctx, tx, stored)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +339,10 @@ func (r *Registry) registerOnce(ctx context.Context, subject string, stored stor
 	next := last + 1
 	var live []VersionRow
 	for _, h := range history {
-		if h.SchemaID == id && !h.Deleted {
+		if imp.version != 0 && h.Version == imp.version && h.SchemaID != id {
+			return nil, fmt.Errorf("%w: subject %q already has a version %d (schema id %d)", ErrExists, subject, h.Version, h.SchemaID)
+		}
+		if h.SchemaID == id && !h.Deleted && (imp.version == 0 || imp.version == h.Version) {
 			// Same content again: nothing changes.
 			if err := tx.Commit(); err != nil {
 				return nil, fmt.Errorf("commit registration: %w", err)
@@ -307,16 +354,24 @@ func (r *Registry) registerOnce(ctx context.Context, subject string, stored stor
 			live = append(live, h)
 		}
 	}
-	if violations, mode, err := r.check(ctx, tx, subject, live, candidate); err != nil {
-		return nil, err
-	} else if len(violations) > 0 {
-		return nil, &IncompatibleError{Subject: subject, Mode: mode, Violations: violations}
+	if imp.version != 0 {
+		next = imp.version
+		last = max(last, next)
+	} else {
+		last = next
+	}
+	if mode != Import {
+		if violations, cmode, err := r.check(ctx, tx, subject, live, candidate); err != nil {
+			return nil, err
+		} else if len(violations) > 0 {
+			return nil, &IncompatibleError{Subject: subject, Mode: cmode, Violations: violations}
+		}
 	}
 	if _, err := r.store.exec(ctx, tx, `INSERT INTO subject_versions (subject, version, schema_id, created_at, deleted) VALUES (?, ?, ?, ?, 0)`,
 		subject, next, id, now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("insert version %d of %q: %w", next, subject, err)
 	}
-	if err := r.store.setLastVersion(ctx, tx, subject, next); err != nil {
+	if err := r.store.setLastVersion(ctx, tx, subject, last); err != nil {
 		return nil, err
 	}
 	for _, ref := range refs {

@@ -698,6 +698,42 @@ func TestRegistryGaps(t *testing.T) {
 			}
 		})
 
+		t.Run("import with given ids and versions", func(t *testing.T) {
+			imp := strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  string imported = 9;", 1)
+			other := strings.Replace(imp, "string imported = 9;", "string imported = 9;\n  string other = 10;", 1)
+			if _, err := reg.Import(ctx, "imp", order(imp), 100, 5); !errors.Is(err, schema.ErrNotImportMode) {
+				t.Fatalf("import outside IMPORT mode: %v, want ErrNotImportMode", err)
+			}
+			importMode := schema.Import
+			if err := reg.SetWriteMode(ctx, "imp", &importMode); err != nil {
+				t.Fatal(err)
+			}
+			v, err := reg.Import(ctx, "imp", order(imp), 100, 5)
+			if err != nil || v.ID != 100 || v.Version != 5 {
+				t.Fatalf("import = %+v, %v; want id 100 version 5", v, err)
+			}
+			if again, err := reg.Import(ctx, "imp", order(imp), 100, 5); err != nil || again.ID != 100 || again.Version != 5 {
+				t.Fatalf("the same import again = %+v, %v", again, err)
+			}
+			// The ids assigned afterwards start past the imported one.
+			if next := mustRegister("imp-after", v3src+"\n// after\nmessage After {}\n"); next.ID != 101 {
+				t.Fatalf("next assigned id = %d, want 101", next.ID)
+			}
+			if _, err := reg.Import(ctx, "imp", order(imp), 7, 0); !errors.Is(err, schema.ErrIDMismatch) {
+				t.Fatalf("content under another id: %v, want ErrIDMismatch", err)
+			}
+			if _, err := reg.Import(ctx, "imp", order(other), 100, 0); !errors.Is(err, schema.ErrIDMismatch) {
+				t.Fatalf("an id of other content: %v, want ErrIDMismatch", err)
+			}
+			if _, err := reg.Import(ctx, "imp", order(other), 0, 5); !errors.Is(err, schema.ErrExists) {
+				t.Fatalf("a version the subject has: %v, want ErrExists", err)
+			}
+			// No compatibility check in IMPORT mode; numbering goes on after the highest.
+			if v, err := reg.Register(ctx, "imp", order(breaking)); err != nil || v.Version != 6 {
+				t.Fatalf("a breaking change in IMPORT mode = %+v, %v; want version 6", v, err)
+			}
+		})
+
 		t.Run("subjects may name files", func(t *testing.T) {
 			for _, bad := range []string{"a//b", "a/", "/a", "a/../b", "a/./b", "a\x00b"} {
 				if err := schema.ValidateSubject(bad); !errors.Is(err, schema.ErrInvalid) {

@@ -235,24 +235,72 @@ func (s *Store) insertSchema(ctx context.Context, q querier, sc storedSchema) (i
 	if id, err := s.schemaIDByFingerprint(ctx, q, sc.Fingerprint); err != nil || id != 0 {
 		return id, err
 	}
-	files, err := json.Marshal(sc.Files)
-	if err != nil {
-		return 0, fmt.Errorf("encode files: %w", err)
-	}
-	refs, err := json.Marshal(sc.References)
-	if err != nil {
-		return 0, fmt.Errorf("encode references: %w", err)
-	}
-	if _, err := s.exec(ctx, q, `INSERT INTO schemas (fingerprint, message, files, descriptor_set, refs, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING`,
-		sc.Fingerprint, sc.Message, string(files), sc.DescriptorSet, string(refs), sc.CreatedAt.UnixMilli()); err != nil {
-		return 0, fmt.Errorf("insert schema: %w", err)
+	if err := s.insertSchemaRow(ctx, q, sc, 0); err != nil {
+		return 0, err
 	}
 	var id int64
 	if err := s.queryRow(ctx, q, `SELECT id FROM schemas WHERE fingerprint = ?`, sc.Fingerprint).Scan(&id); err != nil {
 		return 0, fmt.Errorf("find schema id: %w", err)
 	}
 	return id, nil
+}
+
+// insertSchemaWithID stores a schema content under a given ID (an import
+// from another registry). The content may already be there under that ID;
+// under another, or the ID taken by other content, is ErrIDMismatch.
+func (s *Store) insertSchemaWithID(ctx context.Context, q querier, sc storedSchema, id int64) (int64, error) {
+	existing, err := s.schemaIDByFingerprint(ctx, q, sc.Fingerprint)
+	if err != nil {
+		return 0, err
+	}
+	if existing == id {
+		return id, nil
+	}
+	if existing != 0 {
+		return 0, fmt.Errorf("%w: the schema is registered with id %d, not %d", ErrIDMismatch, existing, id)
+	}
+	var taken int
+	if err := s.queryRow(ctx, q, `SELECT COUNT(*) FROM schemas WHERE id = ?`, id).Scan(&taken); err != nil {
+		return 0, fmt.Errorf("find schema %d: %w", id, err)
+	}
+	if taken > 0 {
+		return 0, fmt.Errorf("%w: schema id %d belongs to another schema", ErrIDMismatch, id)
+	}
+	if err := s.insertSchemaRow(ctx, q, sc, id); err != nil {
+		return 0, err
+	}
+	if s.postgres {
+		// An explicit id does not move the identity sequence: move it past
+		// the highest id, or the next assigned id would collide. (SQLite's
+		// AUTOINCREMENT follows the largest id by itself.)
+		if _, err := s.exec(ctx, q, `SELECT setval(pg_get_serial_sequence('schemas', 'id'), (SELECT MAX(id) FROM schemas))`); err != nil {
+			return 0, fmt.Errorf("move the schema id sequence past %d: %w", id, err)
+		}
+	}
+	return id, nil
+}
+
+// insertSchemaRow inserts sc with id, or with the next id when id is 0. A
+// concurrent insert of the same content is not an error (the caller reads
+// the id back).
+func (s *Store) insertSchemaRow(ctx context.Context, q querier, sc storedSchema, id int64) error {
+	files, err := json.Marshal(sc.Files)
+	if err != nil {
+		return fmt.Errorf("encode files: %w", err)
+	}
+	refs, err := json.Marshal(sc.References)
+	if err != nil {
+		return fmt.Errorf("encode references: %w", err)
+	}
+	columns, values := `fingerprint, message, files, descriptor_set, refs, created_at`, `?, ?, ?, ?, ?, ?`
+	args := []any{sc.Fingerprint, sc.Message, string(files), sc.DescriptorSet, string(refs), sc.CreatedAt.UnixMilli()}
+	if id != 0 {
+		columns, values, args = "id, "+columns, "?, "+values, append([]any{id}, args...)
+	}
+	if _, err := s.exec(ctx, q, `INSERT INTO schemas (`+columns+`) VALUES (`+values+`) ON CONFLICT (fingerprint) DO NOTHING`, args...); err != nil {
+		return fmt.Errorf("insert schema: %w", err)
+	}
+	return nil
 }
 
 // schemaByID loads a schema by its global ID.
