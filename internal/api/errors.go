@@ -59,7 +59,7 @@ var errorCodes = []errorRow{
 	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid), code: connect.CodeInvalidArgument},
 	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
 	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
-	{match: is(schema.ErrReferenced), code: connect.CodeFailedPrecondition},
+	{match: is(schema.ErrReferenced, schema.ErrNotSoftDeleted, schema.ErrReadOnly, schema.ErrNotImportMode, schema.ErrIDMismatch), code: connect.CodeFailedPrecondition},
 	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, reason: "bus_error"},
 	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},
 	{match: is(router.ErrOverloaded), code: connect.CodeResourceExhausted, reason: "in_flight"},

@@ -126,10 +126,13 @@ func (s *SchemaService) ListVersions(ctx context.Context, req *connect.Request[p
 	return connect.NewResponse(out), nil
 }
 
-// GetSubjectConfig returns a subject's compatibility mode.
+// GetSubjectConfig returns the compatibility mode that applies to a
+// subject (its own, else the global one); no subject: the global one.
 func (s *SchemaService) GetSubjectConfig(ctx context.Context, req *connect.Request[pipelinev1.GetSubjectConfigRequest]) (*connect.Response[pipelinev1.GetSubjectConfigResponse], error) {
-	if err := schema.ValidateSubject(req.Msg.GetSubject()); err != nil {
-		return nil, toConnectError(err)
+	if subject := req.Msg.GetSubject(); subject != schema.Global {
+		if err := schema.ValidateSubject(subject); err != nil {
+			return nil, toConnectError(err)
+		}
 	}
 	mode, err := s.Registry.Compatibility(ctx, req.Msg.GetSubject())
 	if err != nil {
@@ -142,7 +145,8 @@ func (s *SchemaService) GetSubjectConfig(ctx context.Context, req *connect.Reque
 	return connect.NewResponse(&pipelinev1.GetSubjectConfigResponse{Subject: req.Msg.GetSubject(), Compatibility: modeToProto(mode), ValidationCompatibility: validationToProto(vmode)}), nil
 }
 
-// UpdateSubjectConfig sets a subject's compatibility mode.
+// UpdateSubjectConfig sets a subject's compatibility mode; with no
+// subject, the global default of every subject without a mode of its own.
 func (s *SchemaService) UpdateSubjectConfig(ctx context.Context, req *connect.Request[pipelinev1.UpdateSubjectConfigRequest]) (*connect.Response[pipelinev1.UpdateSubjectConfigResponse], error) {
 	if req.Msg.GetValidationCompatibility() != pipelinev1.ValidationCompatibility_VALIDATION_COMPATIBILITY_UNSPECIFIED {
 		return s.updateSubjectConfigWithValidation(ctx, req.Msg)

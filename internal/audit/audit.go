@@ -24,6 +24,7 @@ const (
 	ActionRegister      = "schema.register"
 	ActionDeleteVersion = "schema.delete"
 	ActionCompatibility = "subject.compatibility"
+	ActionMode          = "subject.mode" // the write mode (READWRITE, READONLY, IMPORT)
 	ActionRouteCreate   = "route.create"
 	ActionRouteDelete   = "route.delete"
 )

@@ -30,6 +30,7 @@ import (
 	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/auth"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/confluent"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
@@ -172,7 +173,8 @@ func (l LimitsConfig) batchReadBytes() int {
 }
 
 // Handler mounts every service on one mux: gRPC, gRPC-Web and Connect
-// through connect-go, health, reflection, metrics and the dashboard.
+// through connect-go, health, reflection, metrics, Confluent's REST API
+// and the dashboard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Each method reads what its contract allows and no more: past it,
@@ -218,6 +220,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(s.access)))
 	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/healthz", s.healthz)
+	// Confluent Schema Registry's REST API over the same registry, for the
+	// Kafka serializers and tools (schema.registry.url=http://host:port/confluent).
+	// Each endpoint declares its permission (confluent.Endpoints) for the
+	// access check in front of it.
+	mux.Handle(confluent.Prefix+"/", confluent.New(s.registry, confluent.WithLogger(s.log)))
 	// The more specific routes above take precedence over the dashboard.
 	mux.Handle("/", web.Handler())
 	var h http.Handler = mux

@@ -881,7 +881,9 @@ export const SchemaService: GenService<{
    * RegisterSchema adds a version to a subject. Content the subject already
    * has returns the existing ID and version; a version that breaks the
    * subject's compatibility mode fails with FAILED_PRECONDITION and a
-   * CompatibilityError detail listing every violation.
+   * CompatibilityError detail listing every violation. While the subject
+   * (or the registry) is READONLY (set through the Confluent API's
+   * /mode), it fails with FAILED_PRECONDITION.
    *
    * @generated from rpc pipeline.v1.SchemaService.RegisterSchema
    */
@@ -931,7 +933,10 @@ export const SchemaService: GenService<{
     output: typeof ListVersionsResponseSchema;
   },
   /**
-   * GetSubjectConfig returns a subject's compatibility mode and validation compatibility.
+   * GetSubjectConfig returns the compatibility mode that applies to a
+   * subject (its own, else the global default) and its validation
+   * compatibility. With no subject, the global default (BACKWARD until one
+   * is set).
    *
    * @generated from rpc pipeline.v1.SchemaService.GetSubjectConfig
    */
@@ -941,7 +946,11 @@ export const SchemaService: GenService<{
     output: typeof GetSubjectConfigResponseSchema;
   },
   /**
-   * UpdateSubjectConfig sets a subject's compatibility mode and/or validation compatibility.
+   * UpdateSubjectConfig sets a subject's compatibility mode and/or its
+   * validation compatibility. With no subject, it sets the global default
+   * mode that every subject without a mode of its own follows (Confluent's
+   * PUT /config). Refused (failed precondition) while the subject or the
+   * registry is READONLY.
    *
    * @generated from rpc pipeline.v1.SchemaService.UpdateSubjectConfig
    */
@@ -952,7 +961,10 @@ export const SchemaService: GenService<{
   },
   /**
    * DeleteSchemaVersion soft-deletes a version (hidden by subject, still
-   * resolvable by ID) or, with permanent set, removes it for good.
+   * resolvable by ID) or, with permanent set, removes it for good. As in
+   * Confluent Schema Registry, a permanent delete needs a soft delete
+   * first (failed precondition otherwise); version numbers are never
+   * handed out again.
    *
    * @generated from rpc pipeline.v1.SchemaService.DeleteSchemaVersion
    */
