@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/schemagate/pipeline/internal/schema"
@@ -144,6 +145,49 @@ func (h *Handler) Permission(r *http.Request) (Permission, bool) {
 	_, pattern := h.mux.Handler(r)
 	p, ok := h.perms[pattern]
 	return p, ok
+}
+
+// Request is what an access check needs to know of a request: the
+// endpoint's permission, its method and pattern, and the subject it names
+// (the {subject} of the path, else ?subject=; "" when it names none).
+type Request struct {
+	Permission Permission
+	Method     string
+	Pattern    string // as in Endpoints, without Prefix
+	Subject    string
+}
+
+// Describe returns what r is, for the access check in front of the
+// handler; false when r is for no endpoint (the handler answers 404 or
+// 405 without touching the registry).
+func (h *Handler) Describe(r *http.Request) (Request, bool) {
+	_, pattern := h.mux.Handler(r)
+	perm, ok := h.perms[pattern]
+	if !ok {
+		return Request{}, false
+	}
+	method, path, _ := strings.Cut(pattern, " ")
+	out := Request{Permission: perm, Method: method, Pattern: strings.TrimPrefix(path, Prefix), Subject: r.URL.Query().Get("subject")}
+	// The mux matched path segments of the escaped path one to one with
+	// the pattern's, so the {subject} segment is at the same index (a
+	// subject may hold an escaped '/': Python's serializer names subjects
+	// after files).
+	want := strings.Split(path, "/")
+	got := strings.Split(r.URL.EscapedPath(), "/")
+	for i, seg := range want {
+		if seg == "{subject}" && i < len(got) {
+			if subject, err := url.PathUnescape(got[i]); err == nil {
+				out.Subject = subject
+			}
+		}
+	}
+	return out, true
+}
+
+// WriteError answers w in Confluent's error shape ({"error_code", "message"}),
+// for the access check in front of the handler (40101, 40301).
+func WriteError(w http.ResponseWriter, status, code int, message string) {
+	writeError(w, &apiError{status: status, code: code, msg: message})
 }
 
 // ServeHTTP answers r. Every answer, errors included, is JSON in

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/schemagate/pipeline/internal/auth"
+	"github.com/schemagate/pipeline/internal/confluent"
 )
 
 // errNoAuth is Serve's answer to a non-loopback listener without auth.
@@ -69,6 +70,67 @@ func withConnectionState(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// confluentAccess checks every request to the Confluent-compatible API
+// like an RPC: Confluent clients send the token as the password of HTTP
+// basic auth (basic.auth.user.info=<any user>:<token>), or as a bearer
+// token. Reading needs schema.read (testing compatibility schema.check),
+// registering schema.register, deleting and changing configs or modes
+// schema.admin, each for the subject the request names; a caller limited
+// to some subjects must name one. Refusals answer in Confluent's error
+// shape: 401 with 40101, 403 with 40301.
+func (s *Server) confluentAccess(h *confluent.Handler) http.Handler {
+	if s.cfg.Auth == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := h.Describe(r)
+		if !ok {
+			h.ServeHTTP(w, r) // 404 or 405, in Confluent's shape, before any credential is asked
+			return
+		}
+		header := r.Header
+		if _, password, basic := r.BasicAuth(); basic {
+			header = header.Clone()
+			header.Set("Authorization", "Bearer "+password)
+		}
+		id, err := s.access.Authenticate(r.Context(), header)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Basic realm="pipeline", charset="UTF-8"`)
+			confluent.WriteError(w, http.StatusUnauthorized, 40101, connect.CodeOf(err).String()+": "+connectMessage(err))
+			return
+		}
+		if err := id.CheckSubject(confluentPermission(req), req.Subject); err != nil {
+			confluent.WriteError(w, http.StatusForbidden, 40301, err.Error())
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
+	})
+}
+
+// confluentPermission is the permission of an RPC that does what req does.
+func confluentPermission(req confluent.Request) auth.Permission {
+	switch {
+	case req.Permission == confluent.Admin:
+		return auth.PermSchemaAdmin
+	case req.Permission == confluent.Write && req.Method == http.MethodDelete:
+		return auth.PermSchemaAdmin
+	case req.Permission == confluent.Write:
+		return auth.PermSchemaRegister
+	case strings.HasPrefix(req.Pattern, "/compatibility/"):
+		return auth.PermSchemaCheck
+	}
+	return auth.PermSchemaRead
+}
+
+// connectMessage is err's message without connect's code prefix.
+func connectMessage(err error) string {
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		return cerr.Message()
+	}
+	return err.Error()
 }
 
 // metricsAccess asks /metrics for a credential with stats.read (viewer

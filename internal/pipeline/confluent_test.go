@@ -163,3 +163,88 @@ func TestConfluentAndGRPCShareTheRegistry(t *testing.T) {
 		t.Fatalf("gRPC permanent delete of a live version: %v, want failed_precondition", err)
 	}
 }
+
+// confluentAuthScript drives Confluent's own Python client with a token as
+// its basic-auth password (basic.auth.user.info), as Kafka users configure
+// it. It prints one line per step: OK or the client's error code.
+const confluentAuthScript = `
+import sys
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+url, token, subject = sys.argv[1], sys.argv[2], sys.argv[3]
+conf = {"url": url}
+if token:
+    conf["basic.auth.user.info"] = "ci:" + token
+client = SchemaRegistryClient(conf)
+proto = 'syntax = "proto3";\npackage auth.v1;\nmessage Ping { string id = 1; }\n'
+for name, step in [("subjects", lambda: client.get_subjects()),
+                   ("register", lambda: client.register_schema(subject, Schema(proto, "PROTOBUF")))]:
+    try:
+        step()
+        print(name, "OK")
+    except SchemaRegistryError as e:
+        print(name, e.error_code)
+`
+
+// TestConfluentAccess: the Confluent API is under the same access control
+// as the RPCs, with the token as the basic-auth password (Confluent's
+// client) or a bearer token; refusals answer in Confluent's error shape.
+func TestConfluentAccess(t *testing.T) {
+	f := newAuthFixture(t)
+	base := f.p.base + "/confluent"
+	python := testenv.Python(t)
+	run := func(token, subject string) string {
+		t.Helper()
+		out, err := exec.Command(python, "-c", confluentAuthScript, base, token, subject).CombinedOutput()
+		if err != nil {
+			t.Fatalf("python: %v: %s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	for _, tc := range []struct{ who, token, subject, want string }{
+		{"no credential", "", "orders-ping", "subjects 40101\nregister 40101"},
+		{"unknown token", "pl_" + strings.Repeat("A", 43), "orders-ping", "subjects 40101\nregister 40101"},
+		{"viewer", f.tokens["viewer"], "orders-ping", "subjects OK\nregister 40301"},
+		{"registrar", f.tokens["registrar"], "orders-ping", "subjects OK\nregister OK"},
+		{"registrar limited to orders*", f.tokens["orders-registrar"], "payments-ping", "subjects 40301\nregister 40301"},
+		{"registrar limited to orders*, its subject", f.tokens["orders-registrar"], "orders-limited", "subjects 40301\nregister OK"},
+	} {
+		if got := run(tc.token, tc.subject); got != tc.want {
+			t.Errorf("%s: Confluent's client got\n%s\nwant\n%s", tc.who, got, tc.want)
+		}
+	}
+
+	// The change is the registrar's in the audit log.
+	raw := f.call(t, f.tokens["admin"], pipelinev1connect.AuditServiceListAuditEventsProcedure, `{"subject":"orders-ping"}`, 0)
+	if !strings.Contains(string(raw), `"actor":"registrar"`) {
+		t.Errorf("audit of orders-ping: %s, want the registrar as actor", raw)
+	}
+
+	// A bearer token works too; deleting needs schema.admin; an unknown
+	// path is Confluent's 404 before any credential is asked.
+	for _, tc := range []struct {
+		method, path, token string
+		status              int
+		code                string
+	}{
+		{"GET", "/subjects/orders-ping/versions", f.tokens["producer"], 200, ""},
+		{"DELETE", "/subjects/orders-ping/versions/1", f.tokens["registrar"], 403, `"error_code":40301`},
+		{"DELETE", "/subjects/orders-ping/versions/1", f.tokens["admin"], 200, ""},
+		{"GET", "/no/such/endpoint", "", 404, `"error_code":404`},
+	} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.code) {
+			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.code)
+		}
+	}
+}

@@ -224,7 +224,7 @@ func (s *Server) Handler() http.Handler {
 	// Kafka serializers and tools (schema.registry.url=http://host:port/confluent).
 	// Each endpoint declares its permission (confluent.Endpoints) for the
 	// access check in front of it.
-	mux.Handle(confluent.Prefix+"/", confluent.New(s.registry, confluent.WithLogger(s.log)))
+	mux.Handle(confluent.Prefix+"/", s.confluentAccess(confluent.New(s.registry, confluent.WithLogger(s.log))))
 	// The more specific routes above take precedence over the dashboard.
 	mux.Handle("/", web.Handler())
 	var h http.Handler = mux

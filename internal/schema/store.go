@@ -460,7 +460,7 @@ func (s *Store) validationCompatibility(ctx context.Context, q querier, subject 
 }
 
 // setValidationCompatibility stores a subject's validation mode; a subject
-// without a config row gets one whose compatibility is '' (the default).
+// without a config row gets one with an empty compatibility (the default).
 func (s *Store) setValidationCompatibility(ctx context.Context, q querier, subject, mode string) error {
 	_, err := s.exec(ctx, q, `INSERT INTO subject_configs (subject, compatibility, validation_compatibility) VALUES (?, '', ?)
 		ON CONFLICT (subject) DO UPDATE SET validation_compatibility = excluded.validation_compatibility`, subject, mode)
