@@ -12,12 +12,17 @@
 //     clients over loopback, decoding and validating them against a schema
 //     with protovalidate rules and routing them through one route with a
 //     CEL filter and a key field;
-//   - batch: the same over PublishBatch.
+//   - batch: the same over PublishBatch;
+//   - stream-auth, batch-auth: the same against a second pipeline with
+//     auth on, every call carrying a static bearer token (the access
+//     interceptor checks each RPC and each event's subject).
 //
 // Each scenario runs -rounds times, alternating, and the best round counts
 // (the machine is shared with the broker). It prints events/s and the
 // p50/p99 latency from sending an event to its acknowledgement, and ends
-// with one line per ratio pipeline/raw, these three last:
+// with one line per ratio pipeline/raw, and for auth the pipeline's CPU
+// per event with auth over without (auth_cpu_*; 1.02 is 2 % more), the
+// issue's three ingest ratios last:
 //
 //	ratio ingest_batch_2kb <value>
 //	ratio ingest_stream_200b <value>
@@ -33,6 +38,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -125,7 +131,7 @@ func run() error {
 	flag.IntVar(&o.batch, "batch", 0, "events per PublishBatch (default: -window)")
 	flag.StringVar(&sizes, "sizes", "200,2048", "event sizes in bytes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
-	scenarios := flag.String("scenarios", "raw,stream,batch", "scenarios to run (ratios need raw)")
+	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth", "scenarios to run (ratios need raw; auth ratios need stream or batch)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -163,11 +169,24 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	pl, err := startPipeline(ctx, o, dir)
+	pl, err := startPipeline(ctx, o, dir, "")
 	if err != nil {
 		return err
 	}
 	defer pl.stop()
+	// The same pipeline with auth on, as its own process: a static token,
+	// checked on every RPC and every event's subject.
+	var plAuth *pipelineProc
+	if slices.Contains(o.scenarios, "stream-auth") || slices.Contains(o.scenarios, "batch-auth") {
+		authDir := filepath.Join(dir, "auth")
+		if err := os.MkdirAll(authDir, 0o755); err != nil {
+			return err
+		}
+		if plAuth, err = startPipeline(ctx, o, authDir, benchToken); err != nil {
+			return err
+		}
+		defer plAuth.stop()
+	}
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
 		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
@@ -181,6 +200,11 @@ func run() error {
 		if err := pl.setup(ctx, subject, routeTopic); err != nil {
 			return err
 		}
+		if plAuth != nil {
+			if err := plAuth.setup(ctx, subject, routeTopic); err != nil {
+				return fmt.Errorf("auth pipeline: %w", err)
+			}
+		}
 		payloads := makePayloads(size, 1024)
 		fmt.Printf("# %s: events of %d bytes with %d line items, subject %s, one route (CEL filter, key customer_id)\n", label, len(payloads[0]), countField(payloads[0], 6), subject)
 		raw, err := newRawProducer(o, "bench-"+run+"-raw-"+label)
@@ -188,6 +212,7 @@ func run() error {
 			return err
 		}
 		best := map[string]result{}
+		leastCPU := map[string]time.Duration{} // pipeline CPU per event, the least of the rounds
 		for round := 0; round < o.rounds; round++ {
 			for _, sc := range []struct {
 				name string
@@ -196,11 +221,17 @@ func run() error {
 				{"raw", func(ctx context.Context, rec *recorder) error { return raw.run(ctx, o, payloads, subject, rec) }},
 				{"stream", func(ctx context.Context, rec *recorder) error { return pl.stream(ctx, o, payloads, subject, rec) }},
 				{"batch", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, subject, rec) }},
+				{"stream-auth", func(ctx context.Context, rec *recorder) error { return plAuth.stream(ctx, o, payloads, subject, rec) }},
+				{"batch-auth", func(ctx context.Context, rec *recorder) error { return plAuth.batch(ctx, o, payloads, subject, rec) }},
 			} {
 				if !slices.Contains(o.scenarios, sc.name) {
 					continue
 				}
-				res, err := measure(ctx, o, pl.cmd.Process.Pid, sc.fn)
+				pid := pl.cmd.Process.Pid
+				if strings.HasSuffix(sc.name, "-auth") {
+					pid = plAuth.cmd.Process.Pid
+				}
+				res, err := measure(ctx, o, pid, sc.fn)
 				if err != nil {
 					raw.close()
 					return fmt.Errorf("%s %s: %w", sc.name, label, err)
@@ -215,6 +246,9 @@ func run() error {
 				if res.rate > best[sc.name].rate {
 					best[sc.name] = res
 				}
+				if least, ok := leastCPU[sc.name]; res.events > 0 && (!ok || res.pipelineCPU < least) {
+					leastCPU[sc.name] = res.pipelineCPU
+				}
 			}
 		}
 		raw.close()
@@ -225,6 +259,10 @@ func run() error {
 			}
 			fmt.Printf("best %-17s %10d %12.0f %10s %10s   raw %.0f/s\n", name+"_"+label, best[name].events, best[name].rate, round1(best[name].p50), round1(best[name].p99), best["raw"].rate)
 			ratios = append(ratios, fmt.Sprintf("ratio ingest_%s_%s %.3f", name, label, ratio))
+			if with, ok := leastCPU[name+"-auth"]; ok && leastCPU[name] > 0 {
+				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev with auth, %.1fµs/ev without\n", name+"_auth_"+label, float64(with)/1e3, float64(leastCPU[name])/1e3)
+				ratios = append(ratios, fmt.Sprintf("ratio auth_cpu_%s_%s %.3f", name, label, float64(with)/float64(leastCPU[name])))
+			}
 		}
 	}
 	// The three ratios the issue names come last, in its order; others
@@ -530,9 +568,22 @@ type pipelineProc struct {
 	conns []*grpc.ClientConn
 }
 
+// benchToken is the static token of the auth pipeline (role admin, so
+// that setup may register and route).
+const benchToken = "pl_bench-token-not-a-secret-0123456789abcdef"
+
+// bearer sends a token with every RPC of a connection.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return false }
+
 // startPipeline builds (unless -pipeline is given) and starts the pipeline
-// binary on a free port with a SQLite registry, the Pulsar bus and no sink.
-func startPipeline(ctx context.Context, o options, dir string) (*pipelineProc, error) {
+// binary on a free port with a SQLite registry, the Pulsar bus and no
+// sink; with a token, auth is on and only that token (role admin) is let in.
+func startPipeline(ctx context.Context, o options, dir, token string) (*pipelineProc, error) {
 	bin := o.pipelineBin
 	if bin == "" {
 		bin = filepath.Join(dir, "pipeline")
@@ -561,6 +612,9 @@ bus:
 limits:
   max_batch: %d
 `, addr, dir, dir, o.pulsarURL, o.adminURL, max(o.batch, 1000))
+	if token != "" {
+		cfg += fmt.Sprintf("auth:\n  tokens:\n    - name: bench\n      role: admin\n      sha256: \"%x\"\n", sha256.Sum256([]byte(token)))
+	}
 	cfgPath := filepath.Join(dir, "pipeline.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -599,7 +653,11 @@ limits:
 		}
 	}
 	for range o.clients {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if token != "" {
+			dial = append(dial, grpc.WithPerRPCCredentials(bearer(token)))
+		}
+		conn, err := grpc.NewClient(addr, dial...)
 		if err != nil {
 			p.stop()
 			return nil, err
