@@ -164,12 +164,12 @@ func orderMessage(t *testing.T, md protoreflect.MessageDescriptor, orderID strin
 func newTestEvent(t *testing.T, d dialect, tm *tableMap, msg protoreflect.Message, id, key string, publish time.Time) *event {
 	t.Helper()
 	ev := &event{id: id, key: key, publishTime: publish}
-	values, err := rowValues(d, tm, msg, id, 7, 1, "orders-topic", key, publish)
+	values, raw, err := rowValues(d, tm, msg, id, 7, 1, "orders-topic", key, publish)
 	if err != nil {
 		ev.err = err
 		return ev
 	}
-	ev.tm, ev.values = tm, values
+	ev.tm, ev.values, ev.raw = tm, values, raw
 	return ev
 }
 

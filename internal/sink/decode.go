@@ -56,25 +56,25 @@ type schemaEntry struct {
 // this one, but a bus is no proof), and when it fails (or panics) on a
 // payload, dynamicpb decides, so that a fast-path bug can never
 // dead-letter a good event.
-func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, error) {
+func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) (values, raw []any, err error) {
 	if e.fast != nil && e.fast.WellFormed(payload) {
-		if values, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
-			return values, nil
+		if values, raw, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
+			return values, raw, nil
 		}
 	}
 	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
 }
 
 func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payload []byte, eventID, topic, key string,
-	publishTime time.Time) (values []any, err error) {
+	publishTime time.Time) (values, raw []any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			values, err = nil, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
+			values, raw, err = nil, nil, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
 		}
 	}()
 	msg := mt.New()
 	if err := proto.Unmarshal(payload, msg.Interface()); err != nil {
-		return nil, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
+		return nil, nil, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
 	}
 	return rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
 }
@@ -159,7 +159,7 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 			s.log.Error("panic converting event", "event_id", ev.id, "panic", r)
 		}
 	}()
-	values, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
+	values, raw, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
 	if err != nil {
 		ev.err = err
 		return ev, nil
@@ -168,35 +168,36 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		ev.err = errors.New("upsert mode keeps the latest event per key, and this event has no key")
 		return ev, nil
 	}
-	ev.tm, ev.values = entry.tm, values
+	ev.tm, ev.values, ev.raw = entry.tm, values, raw
 	return ev, nil
 }
 
-// rowValues binds an event's row: metadata, then the fields of tm.
+// rowValues binds an event's row: metadata, then the fields of tm. raw
+// are the fields' values before binding (rawFieldValues), which the
+// writer converts when the table stores a field as another kind.
 func rowValues(d dialect, tm *tableMap, msg protoreflect.Message, eventID string, schemaID int64, version int32,
-	topic, key string, publishTime time.Time) ([]any, error) {
-	values := make([]any, 0, numBoundMeta+len(tm.fields))
+	topic, key string, publishTime time.Time) (values, raw []any, err error) {
+	values = make([]any, 0, numBoundMeta+len(tm.fields))
 	values = append(values, eventID, schemaID, version, topic, key, publishTime)
-	var err error
 	for i := range values {
 		if values[i], err = d.bind(metaColumns[i], values[i]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	values, err = fieldValues(tm.fields, msg, values)
+	raw, err = rawFieldValues(tm.fields, msg, make([]any, 0, len(tm.fields)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, c := range tm.fields {
-		v := values[numBoundMeta+i]
-		if v == nil {
-			continue
+		v := raw[i]
+		if v != nil {
+			if v, err = d.bind(c, neutral(v)); err != nil {
+				return nil, nil, err
+			}
 		}
-		if values[numBoundMeta+i], err = d.bind(c, v); err != nil {
-			return nil, err
-		}
+		values = append(values, v)
 	}
-	return values, nil
+	return values, raw, nil
 }
 
 // schema returns the cached layout of a schema id (ids are immutable, so

@@ -24,6 +24,10 @@ const (
 	kindEnum      // the value's name, as text
 	kindTimestamp // google.protobuf.Timestamp
 	kindJSON      // nested messages, repeated fields, maps
+	// kindWideInt holds every int64 and every uint64 (NUMERIC(20,0) /
+	// DECIMAL(20,0)): the column of a field that moved between a signed
+	// and an unsigned 64-bit type (issue 13, evolve.go).
+	kindWideInt
 )
 
 func (k colKind) String() string {
@@ -52,6 +56,8 @@ func (k colKind) String() string {
 		return "timestamp"
 	case kindJSON:
 		return "json"
+	case kindWideInt:
+		return "wideint"
 	}
 	return fmt.Sprintf("colKind(%d)", int(k))
 }

@@ -49,6 +49,20 @@ const (
 // time.Time, or nil for SQL NULL. Enums become their value name and JSON
 // columns their JSON text (as a string).
 func fieldValues(cols []column, m protoreflect.Message, dst []any) ([]any, error) {
+	start := len(dst)
+	dst, err := rawFieldValues(cols, m, dst)
+	if err != nil {
+		return nil, err
+	}
+	for i := start; i < len(dst); i++ {
+		dst[i] = neutral(dst[i])
+	}
+	return dst, nil
+}
+
+// rawFieldValues is fieldValues with enums as enumValue, which keeps
+// their numbers for columns that store them (evolve.go).
+func rawFieldValues(cols []column, m protoreflect.Message, dst []any) ([]any, error) {
 	for _, c := range cols {
 		v, err := fieldValue(c, m)
 		if err != nil {
@@ -96,12 +110,11 @@ func fieldValue(c column, m protoreflect.Message) (any, error) {
 		return v.Bytes(), nil
 	case kindEnum:
 		num := v.Enum()
+		e := enumValue{number: int32(num)}
 		if ev := fd.Enum().Values().ByNumber(num); ev != nil {
-			return string(ev.Name()), nil
+			e.name = string(ev.Name())
 		}
-		// An open enum may carry a number its schema does not name; keep
-		// the number rather than inventing a name.
-		return strconv.FormatInt(int64(num), 10), nil
+		return e, nil
 	}
 	return nil, fmt.Errorf("no conversion for column kind %v", c.kind)
 }
