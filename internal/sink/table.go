@@ -99,6 +99,9 @@ type column struct {
 	// wrapper is set when field is a google.protobuf.*Value wrapper: the
 	// column holds the wrapped scalar, NULL when the wrapper is absent.
 	wrapper bool
+	// anys resolves google.protobuf.Any types in a JSON column whose
+	// messages can hold one (anyjson.go); nil otherwise.
+	anys *anyResolver
 }
 
 // nullable reports whether the column accepts NULL. Field columns always
@@ -151,6 +154,7 @@ func mapMessage(table string, md protoreflect.MessageDescriptor) *tableMap {
 		fds = append(fds, md.Fields().Get(i))
 	}
 	sort.Slice(fds, func(i, j int) bool { return fds[i].Number() < fds[j].Number() })
+	var anys *anyResolver
 	for _, fd := range fds {
 		name := sqlName(string(fd.Name()))
 		if taken[name] {
@@ -158,7 +162,19 @@ func mapMessage(table string, md protoreflect.MessageDescriptor) *tableMap {
 		}
 		taken[name] = true
 		kind, wrapper := fieldKind(fd)
-		m.fields = append(m.fields, column{name: name, kind: kind, field: fd, wrapper: wrapper})
+		c := column{name: name, kind: kind, field: fd, wrapper: wrapper}
+		if elem := fd; kind == kindJSON {
+			if fd.IsMap() {
+				elem = fd.MapValue()
+			}
+			if elem.Message() != nil && containsAny(elem.Message()) {
+				if anys == nil {
+					anys = newAnyResolver(md)
+				}
+				c.anys = anys
+			}
+		}
+		m.fields = append(m.fields, c)
 	}
 	return m
 }
