@@ -19,8 +19,8 @@ import (
 // evolveCase is one field type change a compatibility mode accepts
 // (Confluent's scalar groups and proto3 singular <-> repeated; buf's WIRE
 // and WIRE_JSON groups are subsets): field v = 1 goes from type from to
-// type to. Rows: e1 written with from, e2 with to, e3 with from again by
-// a restarted writer (old producers keep sending).
+// type to. Rows: e1 written with from, then e3 with from again (old
+// producers keep sending) and e2 with to, in one batch.
 type evolveCase struct {
 	name, from, to string
 	e1, e2         any // values of v; e3 is e1
@@ -211,21 +211,26 @@ func TestEvolutionMatrix(t *testing.T) {
 					setValue(t, m, md.Fields().ByNumber(1), v, maxU)
 					return m
 				}
-				write := func(w *writer, tm *tableMap, m *dynamicpb.Message, id string) {
+				newEv := func(tm *tableMap, m *dynamicpb.Message, id string) *event {
 					t.Helper()
 					ev := newTestEvent(t, d, tm, m, id, id, time.Now())
 					if ev.err != nil {
 						t.Fatalf("event %s: %v", id, ev.err)
 					}
-					_, off, err := w.write(ctx, []*event{ev})
+					return ev
+				}
+				write := func(w *writer, events ...*event) {
+					t.Helper()
+					_, off, err := w.write(ctx, events)
 					if err != nil || len(off) > 0 {
-						t.Fatalf("write %s: err=%v offenders=%v", id, err, off)
+						t.Fatalf("write: err=%v offenders=%v", err, off)
 					}
 				}
 				w := newWriter(d, modeAppend)
-				write(w, tm1, msg(v1, tc.e1), "e1")
-				write(w, tm2, msg(v2, tc.e2), "e2")
-				write(newWriter(d, modeAppend), tm1, msg(v1, tc.e1), "e3")
+				write(w, newEv(tm1, msg(v1, tc.e1), "e1"))
+				// One batch: e3 is laid out with the writer's layout of v1
+				// from before e2 changes the table.
+				write(w, newEv(tm1, msg(v1, tc.e1), "e3"), newEv(tm2, msg(v2, tc.e2), "e2"))
 
 				cols, _, err := d.tableColumns(ctx, table)
 				if err != nil {

@@ -146,8 +146,11 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) (*layout, error) {
 		}
 	}
 	sort.Strings(st.fields)
-	// A new column invalidates no layout already made: layouts only need
-	// their own columns.
+	if !plan.empty() {
+		// A changed column or record can change other schemas' layouts
+		// (their values now need converting): they are made again.
+		clear(st.layouts)
+	}
 	st.layouts[tm] = plan.layout
 	return plan.layout, nil
 }
@@ -276,23 +279,47 @@ func sortGroup(g *group, mode string) {
 // to be stored, and no event is to blame (DDL races, lost connections,
 // deadlocks, type conflicts).
 func (w *writer) write(ctx context.Context, events []*event) (written int64, offenders []*event, err error) {
-	laid := events[:0:0]
-	for _, ev := range events {
-		if err := w.layOut(ctx, ev); err != nil {
-			if isEventError(err) {
-				ev.err = err
-				offenders = append(offenders, ev)
-				continue
+	laid := events
+	// A schema later in the batch may evolve a table (bool -> int32) after
+	// earlier events were laid out for it: lay out again until every
+	// layout is current. Evolutions only ever widen, so the second pass
+	// changes nothing more.
+	for pass := 1; ; pass++ {
+		next := laid[:0:0]
+		for _, ev := range laid {
+			if err := w.layOut(ctx, ev); err != nil {
+				if isEventError(err) {
+					ev.err = err
+					offenders = append(offenders, ev)
+					continue
+				}
+				return 0, nil, err
 			}
-			return 0, nil, err
+			next = append(next, ev)
 		}
-		laid = append(laid, ev)
+		laid = next
+		if w.current(laid) {
+			break
+		}
+		if pass == 3 {
+			return 0, nil, errors.New("tables changed while the batch was laid out three times")
+		}
 	}
 	n, off, err := w.writeLaid(ctx, laid)
 	if err != nil {
 		return 0, nil, err
 	}
 	return n, append(offenders, off...), nil
+}
+
+// current reports whether every event has its table's current layout.
+func (w *writer) current(events []*event) bool {
+	for _, ev := range events {
+		if st := w.tables[ev.schemaTM.table]; st == nil || st.layouts[ev.schemaTM] != ev.layout {
+			return false
+		}
+	}
+	return true
 }
 
 // layOut points ev at its table's layout of its schema and binds its row
