@@ -159,7 +159,7 @@ func (r *anyResolver) marshal(m protoreflect.Message) ([]byte, error) {
 		if err := proto.Unmarshal(payload, dyn); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", m.Descriptor().FullName(), err)
 		}
-		err := mr.rewrite(dyn)
+		err := mr.rewriteMessage(dyn)
 		var again *errRawURL
 		if errors.As(err, &again) {
 			mr.raw[again.url] = true

@@ -49,8 +49,13 @@ import (
 //	json              anything              unchanged                the value's protojson JSON
 //	                                                                 (a list, or a singular value)
 //	not json          json (singular ->     a NEW column <name>_json; the list; the old column stays
-//	                  repeated, ...)        the catalog moves the    with the old rows' values, NULL
-//	                                        field there              in new rows
+//	                  repeated, ...)        the catalog moves the    and keeps the field's singular
+//	                                        field there              form: old rows, and events of
+//	                                                                 the old schema still sent, go
+//	                                                                 there (NULL in <name>_json)
+//
+// Each event's columns depend only on its own schema and the record, never
+// on which events share its batch.
 //
 // "integer" is int32, int64, uint32, uint64 or wideint; the narrowest type
 // holding both is the first of int32, uint32, int64, uint64, wideint that
@@ -70,9 +75,9 @@ import (
 // column exists, is not recorded for another number and holds the field.
 
 // catalogRow is one row of columnsTable: the column a field number of a
-// table is written to, and the kind that column has. A retired row is a
-// column the field left for a new one (a kind change into JSON): it is no
-// field's column, and no other field may take it.
+// table is written to, and the kind that column has. A retired row is the
+// column a field left for a JSON one (singular -> repeated): it keeps the
+// field's singular form, and no other field may take it.
 type catalogRow struct {
 	column  string
 	number  int32
@@ -367,18 +372,20 @@ func planTable(d dialect, tm *tableMap, cols map[string]string, rows []catalogRo
 		}
 	}
 	current := make(map[int32]catalogRow, len(rows))
+	singular := make(map[int32]catalogRow)
 	claimed := make(map[string]bool, len(rows))
 	for _, r := range rows {
 		claimed[r.column] = true
-		if !r.retired {
+		if r.retired {
+			singular[r.number] = r
+		} else {
 			current[r.number] = r
 		}
 	}
 	eff := &tableMap{table: tm.table, subject: tm.subject, fields: make([]column, 0, len(tm.fields))}
 	l := &layout{tm: eff, conv: make([]converter, len(tm.fields)), plain: true}
 	for i, f := range tm.fields {
-		num := int32(f.field.Number())
-		name, kind, err := p.place(d, tm.table, f, cols, current, claimed)
+		name, kind, err := p.place(d, tm.table, f, cols, current, singular, claimed)
 		if err != nil {
 			return nil, err
 		}
@@ -388,7 +395,6 @@ func planTable(d dialect, tm *tableMap, cols map[string]string, rows []catalogRo
 		if l.conv[i] = convertTo(f.field, f.kind, kind); l.conv[i] != nil {
 			l.plain = false
 		}
-		current[num] = catalogRow{column: name, number: num, kind: kind}
 	}
 	p.layout = l
 	return p, nil
@@ -396,9 +402,14 @@ func planTable(d dialect, tm *tableMap, cols map[string]string, rows []catalogRo
 
 // place finds field f's column and its kind, adding to p what that takes.
 func (p *tablePlan) place(d dialect, table string, f column, cols map[string]string,
-	current map[int32]catalogRow, claimed map[string]bool) (string, colKind, error) {
+	current, singular map[int32]catalogRow, claimed map[string]bool) (string, colKind, error) {
 	num := int32(f.field.Number())
 	r, known := current[num]
+	if s, ok := singular[num]; ok && known && r.kind == kindJSON && f.kind != kindJSON {
+		// The field moved into JSON from this column: its singular form
+		// still writes here, whatever the batch (evolve.go's table).
+		r = s
+	}
 	if !known {
 		// A field new to the record: the first free candidate name, taking
 		// a column no field number holds when it exists (adoption).
@@ -431,7 +442,7 @@ func (p *tablePlan) place(d dialect, table string, f column, cols map[string]str
 		// Recorded but gone (dropped by an operator): add it again.
 		p.add = append(p.add, column{name: r.column, kind: f.kind, field: f.field})
 		if r.kind != f.kind {
-			p.upserts = append(p.upserts, catalogRow{column: r.column, number: num, kind: f.kind})
+			p.upserts = append(p.upserts, catalogRow{column: r.column, number: num, kind: f.kind, retired: r.retired})
 		}
 		return r.column, f.kind, nil
 	}
@@ -457,7 +468,7 @@ func (p *tablePlan) place(d dialect, table string, f column, cols map[string]str
 		return "", 0, &typeConflictError{table: table, column: r.column, existing: existing, want: d.columnType(want)}
 	}
 	if target != r.kind {
-		p.upserts = append(p.upserts, catalogRow{column: r.column, number: num, kind: target})
+		p.upserts = append(p.upserts, catalogRow{column: r.column, number: num, kind: target, retired: r.retired})
 	}
 	return r.column, target, nil
 }
