@@ -87,6 +87,20 @@ type rowScanner interface {
 	Err() error
 }
 
+// readRows scans the rows a query returned (or its error) and closes them.
+func readRows[T any](rows rowScanner, closeRows func(), err error, scan func(rowScanner) (T, error), what string) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer closeRows()
+	out, err := scan(rows)
+	if err != nil {
+		return zero, fmt.Errorf("read %s: %w", what, err)
+	}
+	return out, nil
+}
+
 func scanCatalog(rows rowScanner) ([]catalogRow, error) {
 	var out []catalogRow
 	for rows.Next() {
@@ -131,33 +145,18 @@ type sqlSchemaTx struct {
 
 func (t sqlSchemaTx) columns(ctx context.Context) (map[string]string, error) {
 	rows, err := t.q.QueryContext(ctx, t.columnsQuery, t.table)
-	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", t.table, err)
-	}
-	defer rows.Close()
-	cols, err := scanColumns(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", t.table, err)
-	}
+	cols, err := readRows(rows, func() { rows.Close() }, err, scanColumns, "columns of "+t.table)
 	if t.normalize != nil {
 		for name, typ := range cols {
 			cols[name] = t.normalize(typ)
 		}
 	}
-	return cols, nil
+	return cols, err
 }
 
 func (t sqlSchemaTx) catalog(ctx context.Context) ([]catalogRow, error) {
 	rows, err := t.q.QueryContext(ctx, selectCatalog, t.table)
-	if err != nil {
-		return nil, fmt.Errorf("read %s of %s: %w", columnsTable, t.table, err)
-	}
-	defer rows.Close()
-	out, err := scanCatalog(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read %s of %s: %w", columnsTable, t.table, err)
-	}
-	return out, nil
+	return readRows(rows, func() { rows.Close() }, err, scanCatalog, columnsTable+" of "+t.table)
 }
 
 func (t sqlSchemaTx) exec(ctx context.Context, stmt string, args ...any) error {

@@ -70,29 +70,13 @@ type pgSchemaTx struct {
 
 func (t pgSchemaTx) columns(ctx context.Context) (map[string]string, error) {
 	rows, err := t.tx.Query(ctx, pgColumnsQuery, t.table)
-	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", t.table, err)
-	}
-	defer rows.Close()
-	cols, err := scanColumns(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", t.table, err)
-	}
-	return cols, nil
+	return readRows(rows, func() { rows.Close() }, err, scanColumns, "columns of "+t.table)
 }
 
 func (t pgSchemaTx) catalog(ctx context.Context) ([]catalogRow, error) {
 	n := 0
 	rows, err := t.tx.Query(ctx, dollarParams(selectCatalog, &n), t.table)
-	if err != nil {
-		return nil, fmt.Errorf("read %s of %s: %w", columnsTable, t.table, err)
-	}
-	defer rows.Close()
-	out, err := scanCatalog(rows)
-	if err != nil {
-		return nil, fmt.Errorf("read %s of %s: %w", columnsTable, t.table, err)
-	}
-	return out, nil
+	return readRows(rows, func() { rows.Close() }, err, scanCatalog, columnsTable+" of "+t.table)
 }
 
 func (t pgSchemaTx) exec(ctx context.Context, stmt string, args ...any) error {

@@ -48,7 +48,7 @@ func testQuery(t *testing.T, d dialect, query string, args ...any) any {
 	switch d := d.(type) {
 	case *postgres:
 		n := 0
-		query = rebindDollar(query, &n)
+		query = dollarParams(query, &n)
 		err = d.pool.QueryRow(ctx, query, args...).Scan(&v)
 	case *mysqlDialect:
 		err = d.db.QueryRowContext(ctx, query, args...).Scan(&v)
@@ -59,19 +59,6 @@ func testQuery(t *testing.T, d dialect, query string, args ...any) any {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return v
-}
-
-func rebindDollar(q string, n *int) string {
-	var b strings.Builder
-	for _, r := range q {
-		if r == '?' {
-			*n++
-			fmt.Fprintf(&b, "$%d", *n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 func countRows(t *testing.T, d dialect, table string) int64 {
