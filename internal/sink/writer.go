@@ -85,17 +85,19 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) (*layout, error) {
 			return l, nil
 		}
 	}
-	cols, exists, err := w.d.tableColumns(ctx, tm.table)
-	if err != nil {
-		return nil, err
-	}
-	if u, ok := w.d.(metaUpgrader); ok && exists {
-		if _, err = u.upgradeMeta(ctx, tm.table, cols); err != nil {
+	if u, ok := w.d.(metaUpgrader); ok {
+		cols, exists, err := w.d.tableColumns(ctx, tm.table)
+		if err != nil {
 			return nil, err
+		}
+		if exists {
+			if _, err = u.upgradeMeta(ctx, tm.table, cols); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var plan *tablePlan
-	err = w.ddl.evolveTable(ctx, tm.table, func(tx schemaTx) error {
+	err := w.ddl.evolveTable(ctx, tm.table, func(tx schemaTx) error {
 		cols, err := tx.columns(ctx)
 		if err != nil {
 			return err
@@ -121,7 +123,8 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) (*layout, error) {
 	}
 	// Read the columns again (PostgreSQL: a changed type resets the
 	// statement cache, see noteTypes) and check the plan's outcome.
-	if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
+	cols, _, err := w.d.tableColumns(ctx, tm.table)
+	if err != nil {
 		return nil, err
 	}
 	for _, c := range plan.layout.tm.fields {
