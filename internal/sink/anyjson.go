@@ -110,14 +110,16 @@ var unresolvedAny = func() protoreflect.MessageType {
 
 // marshalResolver is what one marshal resolves with: the schema's types,
 // except the URLs rewritten as raw (and unknown ones), which are
-// unresolvedAny.
+// unresolvedAny. The choice is per URL, not per Any: protojson asks the
+// resolver by URL.
 type marshalResolver struct {
-	r   *anyResolver
-	raw map[string]bool
+	r      *anyResolver
+	raw    map[string]bool
+	allRaw bool
 }
 
 func (m *marshalResolver) FindMessageByURL(url string) (protoreflect.MessageType, error) {
-	if !m.raw[url] {
+	if !m.allRaw && !m.raw[url] {
 		if mt, ok := m.r.find(url); ok {
 			return mt, nil
 		}
@@ -140,11 +142,19 @@ func (m *marshalResolver) FindExtensionByNumber(protoreflect.FullName, protorefl
 	return nil, protoregistry.NotFound
 }
 
-// errRawURL restarts a marshal: a URL that resolves failed to decode, and
-// every Any with it is written raw.
+// errRawURL restarts a marshal: a URL that resolves failed to decode (or
+// nests deeper than maxAnyDepth), and every Any with it is written raw.
 type errRawURL struct{ url string }
 
 func (e *errRawURL) Error() string { return "type URL " + e.url + " written raw" }
+
+// Bounds on the work one hostile value can cause: Anys resolved inside
+// Anys, and marshals started again for another raw URL. Past them the
+// value's Anys are written raw, which costs its size once.
+const (
+	maxAnyDepth    = 32
+	maxAnyRestarts = 8
+)
 
 // marshal is protojson of m with the schema's types resolved in Anys.
 func (r *anyResolver) marshal(m protoreflect.Message) ([]byte, error) {
@@ -153,16 +163,17 @@ func (r *anyResolver) marshal(m protoreflect.Message) ([]byte, error) {
 		return nil, fmt.Errorf("encode %s: %w", m.Descriptor().FullName(), err)
 	}
 	mr := &marshalResolver{r: r, raw: map[string]bool{}}
-	for {
+	for restarts := 0; ; restarts++ {
 		// A mutable copy (the event's message may be read-only hyperpb).
 		dyn := dynamicpb.NewMessage(m.Descriptor())
 		if err := proto.Unmarshal(payload, dyn); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", m.Descriptor().FullName(), err)
 		}
-		err := mr.rewriteMessage(dyn)
+		_, err := mr.rewriteMessage(dyn, 0)
 		var again *errRawURL
 		if errors.As(err, &again) {
 			mr.raw[again.url] = true
+			mr.allRaw = restarts >= maxAnyRestarts
 			continue
 		}
 		if err != nil {
@@ -177,68 +188,74 @@ func (r *anyResolver) marshal(m protoreflect.Message) ([]byte, error) {
 }
 
 // rewrite replaces the value of every Any in m that is to be written raw
-// by an unresolvedAny holding it.
-func (mr *marshalResolver) rewrite(m protoreflect.Message) (err error) {
+// by an unresolvedAny holding it; depth counts the Anys m is inside.
+func (mr *marshalResolver) rewrite(m protoreflect.Message, depth int) (changed bool, err error) {
+	visit := func(v protoreflect.Value) bool {
+		var c bool
+		c, err = mr.rewriteMessage(v.Message(), depth)
+		changed = changed || c
+		return err == nil
+	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
 		case fd.IsList() && fd.Message() != nil:
 			l := v.List()
 			for i := range l.Len() {
-				if err = mr.rewriteMessage(l.Get(i).Message()); err != nil {
+				if !visit(l.Get(i)) {
 					return false
 				}
 			}
 		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				err = mr.rewriteMessage(mv.Message())
-				return err == nil
-			})
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool { return visit(mv) })
 		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			err = mr.rewriteMessage(v.Message())
+			visit(v)
 		}
 		return err == nil
 	})
-	return err
+	return changed, err
 }
 
-func (mr *marshalResolver) rewriteMessage(m protoreflect.Message) error {
+func (mr *marshalResolver) rewriteMessage(m protoreflect.Message, depth int) (bool, error) {
 	if m.Descriptor().FullName() != anyFullName {
-		return mr.rewrite(m)
+		return mr.rewrite(m, depth)
 	}
 	fields := m.Descriptor().Fields()
 	urlField, valueField := fields.ByNumber(1), fields.ByNumber(2)
 	url := m.Get(urlField).String()
 	value := m.Get(valueField).Bytes()
 	if url == "" {
-		return nil // protojson writes {} for an empty Any, and refuses a value without a type
+		return false, nil // protojson writes {} for an empty Any, and refuses a value without a type
 	}
-	if !mr.raw[url] {
+	if !mr.allRaw && !mr.raw[url] {
 		if mt, ok := mr.r.find(url); ok {
+			if depth >= maxAnyDepth {
+				return false, &errRawURL{url: url}
+			}
 			inner := mt.New()
 			if err := proto.Unmarshal(value, inner.Interface()); err != nil {
-				return &errRawURL{url: url}
+				return false, &errRawURL{url: url}
 			}
-			if err := mr.rewrite(inner); err != nil {
-				return err
+			changed, err := mr.rewrite(inner, depth+1)
+			if err != nil || !changed {
+				return false, err
 			}
-			// Inner Anys may have been rewritten: store the inner message
-			// again.
+			// Inner Anys were rewritten: store the inner message again.
 			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(inner.Interface())
 			if err != nil {
-				return fmt.Errorf("encode %s: %w", mt.Descriptor().FullName(), err)
+				return false, fmt.Errorf("encode %s: %w", mt.Descriptor().FullName(), err)
 			}
 			m.Set(valueField, protoreflect.ValueOfBytes(b))
-			return nil
+			return true, nil
 		}
 	}
 	wrapped := unresolvedAny.New()
 	wrapped.Set(wrapped.Descriptor().Fields().ByNumber(1), protoreflect.ValueOfBytes(value))
 	b, err := proto.Marshal(wrapped.Interface())
 	if err != nil {
-		return fmt.Errorf("encode raw Any: %w", err)
+		return false, fmt.Errorf("encode raw Any: %w", err)
 	}
 	m.Set(valueField, protoreflect.ValueOfBytes(b))
-	return nil
+	return true, nil
 }
 
 // compactJSON appends raw, compacted, to b: protojson randomises white

@@ -3,9 +3,11 @@ package sink
 import (
 	"context"
 	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -138,4 +140,40 @@ func TestAnyFields(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAnyNestedDeep: Anys nested thousands deep (a hostile value of about
+// 150 KB) cost their size, not depth times size: past maxAnyDepth their
+// type is written raw, from the top.
+func TestAnyNestedDeep(t *testing.T) {
+	md := compileMessage(t, anyProto, "anyt.E")
+	const url = "type.googleapis.com/anyt.Inner"
+	// The innermost Inner holds an Any of a type the schema lacks: each
+	// level above it would change, and be encoded again.
+	missing := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "type.googleapis.com/other.Missing")
+	inner := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), missing)
+	var anyBytes []byte
+	for range 3000 {
+		anyBytes = protowire.AppendTag(nil, 1, protowire.BytesType)
+		anyBytes = protowire.AppendString(anyBytes, url)
+		anyBytes = protowire.AppendTag(anyBytes, 2, protowire.BytesType)
+		anyBytes = protowire.AppendBytes(anyBytes, inner)
+		inner = protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), anyBytes) // Inner{deep: any}
+	}
+	var payload []byte
+	payload = protowire.AppendTag(payload, 1, protowire.BytesType) // E.known
+	payload = protowire.AppendBytes(payload, anyBytes)
+	m := dynamicpb.NewMessage(md)
+	if err := proto.Unmarshal(payload, m); err != nil {
+		t.Fatal(err)
+	}
+	tm := mapMessage("deep", md)
+	values, err := fieldValues(tm.fields[:1], m, nil)
+	if err != nil {
+		t.Fatalf("field values: %v", err)
+	}
+	got := values[0].(string)
+	if want := `{"@type":"` + url + `","value":"`; !strings.HasPrefix(got, want) {
+		t.Errorf("deep Any = %.120s..., want it raw: %s...", got, want)
+	}
 }
