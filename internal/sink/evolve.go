@@ -32,7 +32,7 @@ import (
 //	----------------  --------------------  -----------------------  ---------------------------------
 //	integer           integer               narrowest integer type   as they are
 //	                                        holding both (ALTER)
-//	int64 / uint32    uint64 (or back)      wideint: NUMERIC(20,0),  as they are
+//	int32 / int64     uint64 (or back)      wideint: NUMERIC(20,0),  as they are
 //	                                        DECIMAL(20,0) (ALTER)
 //	integer           bool                  unchanged                0 / 1
 //	bool              integer               that integer (ALTER,     as they are; old rows 0 / 1
@@ -44,10 +44,11 @@ import (
 //	string (text)     bytes                 bytes (ALTER, old rows   the bytes
 //	                                        become their UTF-8)
 //	bytes             string                unchanged                the string's UTF-8 bytes
-//	float             double                double (ALTER)           as they are
-//	double            float                 unchanged                as they are
-//	json              anything              unchanged                the value's protojson JSON
-//	                                                                 (a list, or a singular value)
+//	float             double                double (ALTER)           as they are (no mode accepts
+//	double            float                 unchanged                these two; kept from before)
+//	json              anything              unchanged                the value's protojson JSON (a
+//	                                                                 list; a singular value when
+//	                                                                 the field started repeated)
 //	not json          json (singular ->     a NEW column <name>_json; the list; the old column stays
 //	                  repeated, ...)        the catalog moves the    and keeps the field's singular
 //	                                        field there              form: old rows, and events of
