@@ -26,7 +26,8 @@ const (
 	kindJSON      // nested messages, repeated fields, maps
 	// kindWideInt holds every int64 and every uint64 (NUMERIC(20,0) /
 	// DECIMAL(20,0)): the column of a field that moved between a signed
-	// and an unsigned 64-bit type (issue 13, evolve.go).
+	// and an unsigned 64-bit type (issue 13, evolve.go). It stays the last
+	// kind: evolve.go ranges over kindInt32..kindWideInt.
 	kindWideInt
 )
 
