@@ -48,7 +48,7 @@ func testQuery(t *testing.T, d dialect, query string, args ...any) any {
 	switch d := d.(type) {
 	case *postgres:
 		n := 0
-		query = rebindDollar(query, &n)
+		query = dollarParams(query, &n)
 		err = d.pool.QueryRow(ctx, query, args...).Scan(&v)
 	case *mysqlDialect:
 		err = d.db.QueryRowContext(ctx, query, args...).Scan(&v)
@@ -59,19 +59,6 @@ func testQuery(t *testing.T, d dialect, query string, args ...any) any {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return v
-}
-
-func rebindDollar(q string, n *int) string {
-	var b strings.Builder
-	for _, r := range q {
-		if r == '?' {
-			*n++
-			fmt.Fprintf(&b, "$%d", *n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 func countRows(t *testing.T, d dialect, table string) int64 {
@@ -164,12 +151,12 @@ func orderMessage(t *testing.T, md protoreflect.MessageDescriptor, orderID strin
 func newTestEvent(t *testing.T, d dialect, tm *tableMap, msg protoreflect.Message, id, key string, publish time.Time) *event {
 	t.Helper()
 	ev := &event{id: id, key: key, publishTime: publish}
-	values, err := rowValues(d, tm, msg, id, 7, 1, "orders-topic", key, publish)
+	values, raw, err := rowValues(d, tm, msg, id, 7, 1, "orders-topic", key, publish)
 	if err != nil {
 		ev.err = err
 		return ev
 	}
-	ev.tm, ev.values = tm, values
+	ev.tm, ev.values, ev.raw = tm, values, raw
 	return ev
 }
 

@@ -62,33 +62,33 @@ type schemaEntry struct {
 // payload, dynamicpb decides, so that a fast-path bug can never
 // dead-letter a good event.
 // It also returns the value of the order_by field, when there is one.
-func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) ([]any, int64, error) {
+func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) (values, raw []any, order int64, err error) {
 	if e.fast != nil && e.fast.WellFormed(payload) {
-		if values, order, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
-			return values, order, nil
+		if values, raw, order, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
+			return values, raw, order, nil
 		}
 	}
 	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
 }
 
 func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payload []byte, eventID, topic, key string,
-	publishTime time.Time) (values []any, order int64, err error) {
+	publishTime time.Time) (values, raw []any, order int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			values, err = nil, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
+			values, raw, order, err = nil, nil, 0, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
 		}
 	}()
 	msg := mt.New()
 	if err := proto.Unmarshal(payload, msg.Interface()); err != nil {
-		return nil, 0, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
+		return nil, nil, 0, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
 	}
 	if e.orderField != nil {
 		if order, err = fieldOrder(msg, e.orderField); err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 	}
-	values, err = rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
-	return values, order, err
+	values, raw, err = rowValues(d, e.tm, msg, eventID, e.info.SchemaID, e.info.Version, topic, key, publishTime)
+	return values, raw, order, err
 }
 
 // compileFast builds the hyperpb decoder, or nil when hyperpb cannot or
@@ -175,7 +175,7 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		ev.err = entry.orderErr
 		return ev, nil
 	}
-	values, order, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
+	values, raw, order, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
 	if err != nil {
 		ev.err = err
 		return ev, nil
@@ -193,35 +193,36 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		}
 	}
 	ev.order = order
-	ev.tm, ev.values = entry.tm, values
+	ev.tm, ev.values, ev.raw = entry.tm, values, raw
 	return ev, nil
 }
 
-// rowValues binds an event's row: metadata, then the fields of tm.
+// rowValues binds an event's row: metadata, then the fields of tm. raw
+// are the fields' values before binding (rawFieldValues), which the
+// writer converts when the table stores a field as another kind.
 func rowValues(d dialect, tm *tableMap, msg protoreflect.Message, eventID string, schemaID int64, version int32,
-	topic, key string, publishTime time.Time) ([]any, error) {
-	values := make([]any, 0, numBoundMeta+len(tm.fields))
+	topic, key string, publishTime time.Time) (values, raw []any, err error) {
+	values = make([]any, 0, numBoundMeta+len(tm.fields))
 	values = append(values, eventID, schemaID, version, topic, key, publishTime)
-	var err error
 	for i := range values {
 		if values[i], err = d.bind(metaColumns[i], values[i]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	values, err = fieldValues(tm.fields, msg, values)
+	raw, err = rawFieldValues(tm.fields, msg, make([]any, 0, len(tm.fields)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, c := range tm.fields {
-		v := values[numBoundMeta+i]
-		if v == nil {
-			continue
+		v := raw[i]
+		if v != nil {
+			if v, err = d.bind(c, neutral(v)); err != nil {
+				return nil, nil, err
+			}
 		}
-		if values[numBoundMeta+i], err = d.bind(c, v); err != nil {
-			return nil, err
-		}
+		values = append(values, v)
 	}
-	return values, nil
+	return values, raw, nil
 }
 
 // schema returns the cached layout of a schema id (ids are immutable, so

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,6 +26,8 @@ import (
 // values (docs/pitfalls.md D4).
 type mysqlDialect struct {
 	db *sql.DB
+
+	catalogReady atomic.Bool // columnsTable exists (catalog.go)
 }
 
 func (d *mysqlDialect) ping(ctx context.Context) error { return d.db.PingContext(ctx) }
@@ -103,6 +106,8 @@ func (m *mysqlDialect) columnType(c column) string {
 		return "INT UNSIGNED"
 	case kindUint64:
 		return "BIGINT UNSIGNED"
+	case kindWideInt:
+		return "DECIMAL(20,0)"
 	case kindFloat32:
 		return "FLOAT"
 	case kindFloat64:
@@ -167,6 +172,8 @@ func (m *mysqlDialect) holds(existing string, c column) bool {
 		return want == "int" || want == "int unsigned"
 	case "bigint unsigned":
 		return want == "int unsigned"
+	case "decimal(20,0)":
+		return want == "int" || want == "int unsigned" || want == "bigint" || want == "bigint unsigned"
 	case "double":
 		return want == "float"
 	case "longtext":
@@ -289,44 +296,6 @@ func (m *mysqlDialect) alterAdd(ctx context.Context, table string, cols []column
 	stmt := fmt.Sprintf("ALTER TABLE %s %s", m.quote(table), strings.Join(parts, ", "))
 	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("add columns to %s: %w", table, err)
-	}
-	return nil
-}
-
-// widenings: BIGINT holds INT and INT UNSIGNED, BIGINT UNSIGNED holds INT
-// UNSIGNED, DOUBLE every FLOAT. BIGINT comes first: it is the type that
-// holds INT UNSIGNED values in a column that held INT.
-func (m *mysqlDialect) widenings() []typeWidening {
-	return []typeWidening{
-		{"int", "bigint"},
-		{"int unsigned", "bigint"},
-		{"int unsigned", "bigint unsigned"},
-		{"float", "double"},
-	}
-}
-
-// widenColumns modifies the columns in one ALTER TABLE, keeping each one's
-// nullability (MODIFY COLUMN restates the whole definition). Two sinks
-// widening at once both succeed: the server's metadata lock orders them and
-// the second changes nothing.
-func (m *mysqlDialect) widenColumns(ctx context.Context, table string, cols []widening) error {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		var nullable string
-		if err := m.db.QueryRowContext(ctx, `
-			SELECT IS_NULLABLE FROM information_schema.COLUMNS
-			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, table, c.column).Scan(&nullable); err != nil {
-			return fmt.Errorf("read column %s of %s: %w", c.column, table, err)
-		}
-		null := "NULL"
-		if nullable == "NO" {
-			null = "NOT NULL"
-		}
-		parts[i] = fmt.Sprintf("MODIFY COLUMN %s %s %s", m.quote(c.column), strings.ToUpper(c.to), null)
-	}
-	stmt := fmt.Sprintf("ALTER TABLE %s %s", m.quote(table), strings.Join(parts, ", "))
-	if _, err := m.db.ExecContext(ctx, stmt); err != nil {
-		return fmt.Errorf("widen columns of %s: %w", table, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,6 +28,8 @@ type postgres struct {
 
 	mu    sync.Mutex
 	types map[string]map[string]string // table -> column -> type, as last read
+
+	catalogReady atomic.Bool // columnsTable exists (catalog.go)
 }
 
 func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
@@ -57,7 +60,7 @@ func (p *postgres) columnType(c column) string {
 		return "integer"
 	case kindInt64, kindUint32:
 		return "bigint"
-	case kindUint64:
+	case kindUint64, kindWideInt:
 		return "numeric(20,0)"
 	case kindFloat32:
 		return "real"
@@ -93,29 +96,6 @@ func (p *postgres) holds(existing string, c column) bool {
 		return want == "jsonb"
 	}
 	return false
-}
-
-// widenings: integer, bigint and numeric(20,0) hold ever more
-// integers, double precision every real.
-func (p *postgres) widenings() []typeWidening {
-	return []typeWidening{
-		{"integer", "bigint"},
-		{"integer", "numeric(20,0)"},
-		{"bigint", "numeric(20,0)"},
-		{"real", "double precision"},
-	}
-}
-
-func (p *postgres) widenColumns(ctx context.Context, table string, cols []widening) error {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = fmt.Sprintf("ALTER COLUMN %s TYPE %s", p.quote(c.column), c.to)
-	}
-	stmt := fmt.Sprintf("ALTER TABLE %s %s", p.quote(table), strings.Join(parts, ", "))
-	if err := p.ddl(ctx, table, stmt); err != nil {
-		return fmt.Errorf("widen columns of %s: %w", table, err)
-	}
-	return nil
 }
 
 // noteTypes resets the pool when a column of table changed type since the

@@ -100,7 +100,7 @@ func (s *sqliteDialect) close() error {
 
 func (s *sqliteDialect) columnType(c column) string {
 	switch c.kind {
-	case kindInt32, kindInt64, kindUint32, kindUint64:
+	case kindInt32, kindInt64, kindUint32, kindUint64, kindWideInt:
 		return "INTEGER"
 	case kindFloat32, kindFloat64:
 		return "REAL"
@@ -118,8 +118,22 @@ func (s *sqliteDialect) columnType(c column) string {
 	return "TEXT"
 }
 
+// holds: SQLite keeps any value in any column, converting only by the
+// column's affinity (https://sqlite.org/datatype3.html#type_affinity), and
+// has no ALTER COLUMN TYPE. So a BOOLEAN (NUMERIC affinity) column holds
+// integers as they are, and a TEXT column holds BLOBs as they are: the
+// evolutions bool -> integer and string -> bytes need no DDL (evolve.go).
 func (s *sqliteDialect) holds(existing string, c column) bool {
-	return strings.EqualFold(existing, s.columnType(c))
+	want := s.columnType(c)
+	switch {
+	case strings.EqualFold(existing, want):
+		return true
+	case strings.EqualFold(existing, "BOOLEAN"):
+		return want == "INTEGER"
+	case strings.EqualFold(existing, "TEXT"):
+		return want == "BLOB"
+	}
+	return false
 }
 
 func (s *sqliteDialect) tableColumns(ctx context.Context, table string) (map[string]string, bool, error) {

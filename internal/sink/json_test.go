@@ -120,7 +120,7 @@ func TestJSONMatchesProtojson(t *testing.T) {
 	for _, msg := range []protoreflect.Message{m, hm.ProtoReflect()} {
 		for i := range f.Len() {
 			fd := f.Get(i)
-			got, err := jsonValue(fd, msg)
+			got, err := jsonValue(fd, msg, nil)
 			if err != nil {
 				t.Fatalf("%s: %v", fd.Name(), err)
 			}
@@ -134,7 +134,7 @@ func TestJSONMatchesProtojson(t *testing.T) {
 		}
 	}
 	// Map keys in protojson's order.
-	if got, _ := jsonValue(f.ByName("mi"), m); !jsonKeysInOrder(got.(string), "-3", "2", "10") {
+	if got, _ := jsonValue(f.ByName("mi"), m, nil); !jsonKeysInOrder(got.(string), "-3", "2", "10") {
 		t.Errorf("int map keys out of order: %s", got)
 	}
 }

@@ -24,6 +24,11 @@ const (
 	kindEnum      // the value's name, as text
 	kindTimestamp // google.protobuf.Timestamp
 	kindJSON      // nested messages, repeated fields, maps
+	// kindWideInt holds every int64 and every uint64 (NUMERIC(20,0) /
+	// DECIMAL(20,0)): the column of a field that moved between a signed
+	// and an unsigned 64-bit type (issue 13, evolve.go). It stays the last
+	// kind: evolve.go ranges over kindInt32..kindWideInt.
+	kindWideInt
 )
 
 func (k colKind) String() string {
@@ -52,6 +57,8 @@ func (k colKind) String() string {
 		return "timestamp"
 	case kindJSON:
 		return "json"
+	case kindWideInt:
+		return "wideint"
 	}
 	return fmt.Sprintf("colKind(%d)", int(k))
 }
@@ -94,6 +101,9 @@ type column struct {
 	// wrapper is set when field is a google.protobuf.*Value wrapper: the
 	// column holds the wrapped scalar, NULL when the wrapper is absent.
 	wrapper bool
+	// anys resolves google.protobuf.Any types in a JSON column whose
+	// messages can hold one (anyjson.go); nil otherwise.
+	anys *anyResolver
 }
 
 // nullable reports whether the column accepts NULL. Field columns always
@@ -146,6 +156,7 @@ func mapMessage(table string, md protoreflect.MessageDescriptor) *tableMap {
 		fds = append(fds, md.Fields().Get(i))
 	}
 	sort.Slice(fds, func(i, j int) bool { return fds[i].Number() < fds[j].Number() })
+	var anys *anyResolver
 	for _, fd := range fds {
 		name := sqlName(string(fd.Name()))
 		if taken[name] {
@@ -153,7 +164,19 @@ func mapMessage(table string, md protoreflect.MessageDescriptor) *tableMap {
 		}
 		taken[name] = true
 		kind, wrapper := fieldKind(fd)
-		m.fields = append(m.fields, column{name: name, kind: kind, field: fd, wrapper: wrapper})
+		c := column{name: name, kind: kind, field: fd, wrapper: wrapper}
+		if elem := fd; kind == kindJSON {
+			if fd.IsMap() {
+				elem = fd.MapValue()
+			}
+			if elem.Message() != nil && containsAny(elem.Message()) {
+				if anys == nil {
+					anys = newAnyResolver(md)
+				}
+				c.anys = anys
+			}
+		}
+		m.fields = append(m.fields, c)
 	}
 	return m
 }

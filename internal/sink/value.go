@@ -1,10 +1,8 @@
 package sink
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -49,6 +47,20 @@ const (
 // time.Time, or nil for SQL NULL. Enums become their value name and JSON
 // columns their JSON text (as a string).
 func fieldValues(cols []column, m protoreflect.Message, dst []any) ([]any, error) {
+	start := len(dst)
+	dst, err := rawFieldValues(cols, m, dst)
+	if err != nil {
+		return nil, err
+	}
+	for i := start; i < len(dst); i++ {
+		dst[i] = neutral(dst[i])
+	}
+	return dst, nil
+}
+
+// rawFieldValues is fieldValues with enums as enumValue, which keeps
+// their numbers for columns that store them (evolve.go).
+func rawFieldValues(cols []column, m protoreflect.Message, dst []any) ([]any, error) {
 	for _, c := range cols {
 		v, err := fieldValue(c, m)
 		if err != nil {
@@ -62,7 +74,7 @@ func fieldValues(cols []column, m protoreflect.Message, dst []any) ([]any, error
 func fieldValue(c column, m protoreflect.Message) (any, error) {
 	fd := c.field
 	if c.kind == kindJSON {
-		return jsonValue(fd, m)
+		return jsonValue(fd, m, c.anys)
 	}
 	if fd.HasPresence() && !m.Has(fd) {
 		return nil, nil
@@ -96,12 +108,11 @@ func fieldValue(c column, m protoreflect.Message) (any, error) {
 		return v.Bytes(), nil
 	case kindEnum:
 		num := v.Enum()
+		e := enumValue{number: int32(num)}
 		if ev := fd.Enum().Values().ByNumber(num); ev != nil {
-			return string(ev.Name()), nil
+			e.name = string(ev.Name())
 		}
-		// An open enum may carry a number its schema does not name; keep
-		// the number rather than inventing a name.
-		return strconv.FormatInt(int64(num), 10), nil
+		return e, nil
 	}
 	return nil, fmt.Errorf("no conversion for column kind %v", c.kind)
 }
@@ -125,16 +136,19 @@ func timestampValue(m protoreflect.Message) (any, error) {
 // users query is the event's canonical JSON form. Lists and maps are
 // encoded here, element by element: protojson renders whole messages only,
 // and messages may be read-only (hyperpb).
-func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message) (any, error) {
+//
+// anys, when set, resolves the types of google.protobuf.Any values
+// (anyjson.go).
+func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message, anys *anyResolver) (any, error) {
 	switch {
 	case fd.IsList():
-		b, err := appendJSONList(nil, fd, m.Get(fd).List())
+		b, err := appendJSONList(nil, fd, m.Get(fd).List(), anys)
 		if err != nil {
 			return nil, err
 		}
 		return string(b), nil
 	case fd.IsMap():
-		b, err := appendJSONMap(nil, fd, m.Get(fd).Map())
+		b, err := appendJSONMap(nil, fd, m.Get(fd).Map(), anys)
 		if err != nil {
 			return nil, err
 		}
@@ -143,41 +157,42 @@ func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message) (any, er
 	if !m.Has(fd) {
 		return nil, nil
 	}
-	b, err := appendJSONMessage(nil, m.Get(fd).Message())
+	b, err := appendJSONMessage(nil, m.Get(fd).Message(), anys)
 	if err != nil {
 		return nil, err
 	}
 	return string(b), nil
 }
 
-func appendJSONMessage(b []byte, m protoreflect.Message) ([]byte, error) {
-	raw, err := jsonOptions.Marshal(m.Interface())
+func appendJSONMessage(b []byte, m protoreflect.Message, anys *anyResolver) ([]byte, error) {
+	var raw []byte
+	var err error
+	if anys != nil {
+		raw, err = anys.marshal(m)
+	} else if raw, err = jsonOptions.Marshal(m.Interface()); err != nil {
+		err = fmt.Errorf("encode as JSON: %w", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("encode as JSON: %w", err)
+		return nil, err
 	}
-	out := bytes.NewBuffer(b)
-	// protojson randomises white space; stored JSON should be stable.
-	if err := json.Compact(out, raw); err != nil {
-		return nil, fmt.Errorf("compact JSON: %w", err)
-	}
-	return out.Bytes(), nil
+	return compactJSON(b, raw)
 }
 
-func appendJSONList(b []byte, fd protoreflect.FieldDescriptor, l protoreflect.List) ([]byte, error) {
+func appendJSONList(b []byte, fd protoreflect.FieldDescriptor, l protoreflect.List, anys *anyResolver) ([]byte, error) {
 	b = append(b, '[')
 	for i := range l.Len() {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var err error
-		if b, err = appendJSONSingular(b, fd, l.Get(i)); err != nil {
+		if b, err = appendJSONSingular(b, fd, l.Get(i), anys); err != nil {
 			return nil, err
 		}
 	}
 	return append(b, ']'), nil
 }
 
-func appendJSONMap(b []byte, fd protoreflect.FieldDescriptor, m protoreflect.Map) ([]byte, error) {
+func appendJSONMap(b []byte, fd protoreflect.FieldDescriptor, m protoreflect.Map, anys *anyResolver) ([]byte, error) {
 	keys := make([]protoreflect.MapKey, 0, m.Len())
 	m.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
 		keys = append(keys, k)
@@ -203,7 +218,7 @@ func appendJSONMap(b []byte, fd protoreflect.FieldDescriptor, m protoreflect.Map
 		b = appendJSONString(b, k.String())
 		b = append(b, ':')
 		var err error
-		if b, err = appendJSONSingular(b, fd.MapValue(), m.Get(k)); err != nil {
+		if b, err = appendJSONSingular(b, fd.MapValue(), m.Get(k), anys); err != nil {
 			return nil, err
 		}
 	}
@@ -218,7 +233,7 @@ func boolInt(b bool) int {
 }
 
 // appendJSONSingular appends one value of fd's kind as protojson would.
-func appendJSONSingular(b []byte, fd protoreflect.FieldDescriptor, v protoreflect.Value) ([]byte, error) {
+func appendJSONSingular(b []byte, fd protoreflect.FieldDescriptor, v protoreflect.Value, anys *anyResolver) ([]byte, error) {
 	switch fd.Kind() {
 	case protoreflect.BoolKind:
 		return strconv.AppendBool(b, v.Bool()), nil
@@ -250,7 +265,7 @@ func appendJSONSingular(b []byte, fd protoreflect.FieldDescriptor, v protoreflec
 		}
 		return strconv.AppendInt(b, int64(v.Enum()), 10), nil
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return appendJSONMessage(b, v.Message())
+		return appendJSONMessage(b, v.Message(), anys)
 	}
 	return nil, fmt.Errorf("no JSON encoding for %v", fd.Kind())
 }

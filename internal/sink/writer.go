@@ -34,6 +34,15 @@ type event struct {
 	order int64
 	// pos is the event's place in its batch (groups sets it).
 	pos int
+	// schemaTM and bound are the layout of the event's schema and its
+	// row bound for it (prepare); raw are its field values before binding
+	// (enums as enumValue). The writer lays them onto the table: tm and
+	// values become the table's layout of the schema (layout) and the row
+	// for it (evolve.go).
+	schemaTM *tableMap
+	bound    []any
+	raw      []any
+	layout   *layout
 }
 
 // typeConflictError is a new schema version whose field needs a column
@@ -52,16 +61,17 @@ func (e *typeConflictError) Error() string {
 
 // tableState is what the writer knows of a table in the database.
 type tableState struct {
-	columns map[string]string  // name -> catalog type
-	fields  []string           // non-metadata columns, sorted (upsert writes all of them)
-	covered map[*tableMap]bool // layouts known to fit the table
-	applied bool               // its companion table of applied ids exists (upsert without order_by)
+	columns map[string]string     // name -> catalog type
+	fields  []string              // non-metadata columns, sorted (upsert writes all of them)
+	layouts map[*tableMap]*layout // schemas laid onto the table, by their schema layout
+	applied bool                  // its companion table of applied ids exists (upsert without order_by)
 }
 
 // writer turns events into rows: it creates and evolves tables, groups
 // rows per table, and isolates events the database refuses.
 type writer struct {
 	d    dialect
+	ddl  evolver
 	mode string
 	// ordered: upsert mode with order_by; the events carry order values
 	// and the tables an _order column (order.go).
@@ -70,67 +80,73 @@ type writer struct {
 }
 
 func newWriter(d dialect, mode string) *writer {
-	return &writer{d: d, mode: mode, tables: make(map[string]*tableState)}
+	return &writer{d: d, ddl: d.(evolver), mode: mode, tables: make(map[string]*tableState)}
 }
 
-// ensure makes the table of tm exist with a column for every field of tm:
-// it creates the table on first use and adds the columns of fields a new
-// schema version introduced. Columns of removed fields stay.
-func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
-	if st := w.tables[tm.table]; st != nil && st.covered[tm] {
-		return nil
+// ensure lays the schema layout tm onto its table (evolve.go): it creates
+// the table on first use, and adds, alters and records the columns a new
+// schema version needs, all under the table's DDL lock. Columns of removed
+// fields stay.
+func (w *writer) ensure(ctx context.Context, tm *tableMap) (*layout, error) {
+	if st := w.tables[tm.table]; st != nil {
+		if l := st.layouts[tm]; l != nil {
+			return l, nil
+		}
 	}
-	cols, exists, err := w.d.tableColumns(ctx, tm.table)
+	if u, ok := w.d.(metaUpgrader); ok {
+		cols, exists, err := w.d.tableColumns(ctx, tm.table)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			if _, err = u.upgradeMeta(ctx, tm.table, cols); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var plan *tablePlan
+	err := w.ddl.evolveTable(ctx, tm.table, func(tx schemaTx) error {
+		cols, err := tx.columns(ctx)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.catalog(ctx)
+		if err != nil {
+			return err
+		}
+		if plan, err = planTable(w.d, tm, cols, rows, w.extraMeta()...); err != nil {
+			return err
+		}
+		if plan.empty() {
+			return nil
+		}
+		for _, a := range plan.alter {
+			slog.Info("sink: changing a column's type for a new schema version",
+				"table", tm.table, "column", a.column.name, "from", a.fromType, "to", w.d.columnType(a.column))
+		}
+		return applyPlan(ctx, w.ddl, tx, tm.table, w.mode, plan)
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !exists {
-		if err := w.d.createTable(ctx, tm.table, w.tableColumns(tm), w.mode); err != nil {
-			return err
-		}
-		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
-			return err
-		}
-	} else if u, ok := w.d.(metaUpgrader); ok {
-		if cols, err = u.upgradeMeta(ctx, tm.table, cols); err != nil {
-			return err
-		}
-	}
-	missing, widen, err := w.check(tm, cols)
+	// Read the columns again (PostgreSQL: a changed type resets the
+	// statement cache, see noteTypes) and check the plan's outcome.
+	cols, _, err := w.d.tableColumns(ctx, tm.table)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(missing) > 0 || len(widen) > 0 {
-		if len(widen) > 0 {
-			for _, wc := range widen {
-				slog.Info("sink: widening column for a wider field type",
-					"table", tm.table, "column", wc.column, "from", wc.from, "to", wc.to)
-			}
-			if err := w.d.(widener).widenColumns(ctx, tm.table, widen); err != nil {
-				return err
-			}
+	for _, c := range append(w.extraMeta(), plan.layout.tm.fields...) {
+		existing, ok := cols[c.name]
+		if !ok {
+			return nil, fmt.Errorf("table %s still lacks column %s after ALTER TABLE", tm.table, c.name)
 		}
-		if len(missing) > 0 {
-			if err := w.d.addColumns(ctx, tm.table, missing); err != nil {
-				return err
-			}
-		}
-		if cols, _, err = w.d.tableColumns(ctx, tm.table); err != nil {
-			return err
-		}
-		if missing, widen, err = w.check(tm, cols); err != nil {
-			return err
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("table %s still lacks column %s after ALTER TABLE", tm.table, missing[0].name)
-		}
-		if len(widen) > 0 {
-			return fmt.Errorf("table %s column %s still has type %s after ALTER TABLE", tm.table, widen[0].column, widen[0].from)
+		if !w.d.holds(existing, c) {
+			return nil, fmt.Errorf("table %s column %s still has type %s after ALTER TABLE", tm.table, c.name, existing)
 		}
 	}
 	st := w.tables[tm.table]
 	if st == nil {
-		st = &tableState{covered: make(map[*tableMap]bool)}
+		st = &tableState{layouts: make(map[*tableMap]*layout)}
 		w.tables[tm.table] = st
 	}
 	st.columns = cols
@@ -144,92 +160,33 @@ func (w *writer) ensure(ctx context.Context, tm *tableMap) error {
 	if w.mode == modeUpsert && !w.ordered && !st.applied {
 		// Idempotent: tables of older sinks get theirs on first use.
 		if err := w.d.createApplied(ctx, appliedTableName(tm.table)); err != nil {
-			return err
+			return nil, err
 		}
 		st.applied = true
 	}
-	// A new column invalidates nothing already covered: layouts only need
-	// their own columns.
-	st.covered[tm] = true
-	return nil
+	if !plan.empty() {
+		// A changed column or record can change other schemas' layouts
+		// (their values now need converting): they are made again.
+		clear(st.layouts)
+	}
+	st.layouts[tm] = plan.layout
+	return plan.layout, nil
 }
 
-// tableColumns are the columns a table for tm has: metadata, _order when
-// the events are ordered, and tm's fields.
-func (w *writer) tableColumns(tm *tableMap) []column {
-	cols := tm.columns()
+// extraMeta are the metadata columns this writer's tables have besides
+// metaColumns: _order when the events are ordered (order.go). Tables made
+// before order_by get it added.
+func (w *writer) extraMeta() []column {
 	if w.ordered {
-		cols = append(cols, orderColumn)
+		return []column{orderColumn}
 	}
-	return cols
+	return nil
 }
 
 // metaUpgrader is a dialect that changes metadata columns an older sink
 // created (MySQL: PAD SPACE VARCHAR ids, issue 13) before the table is used.
 type metaUpgrader interface {
 	upgradeMeta(ctx context.Context, table string, cols map[string]string) (map[string]string, error)
-}
-
-// widener is a dialect that can widen a column in place (ALTER COLUMN
-// TYPE) when a new schema version moves a field to a wider type (issue 13).
-// SQLite is none: its INTEGER and REAL columns already hold every integer
-// and float kind the sink maps (holds is true for them).
-type widener interface {
-	// widenings are the type changes that keep every stored value.
-	widenings() []typeWidening
-	// widenColumns alters the columns to their wider types in one
-	// statement, serialised with the sink's other DDL on the table.
-	widenColumns(ctx context.Context, table string, cols []widening) error
-}
-
-// typeWidening is a column type change (catalog spellings) that keeps
-// every value: each value of from is a value of to.
-type typeWidening struct{ from, to string }
-
-// widening is one column to alter.
-type widening struct{ column, from, to string }
-
-// widenTo is the type to widen a column of catalog type existing to so
-// that it holds c: the first widening of existing, in the dialect's order
-// (narrowest first), that holds c.
-func widenTo(d dialect, existing string, c column) (string, bool) {
-	wd, ok := d.(widener)
-	if !ok || c.meta != metaNone {
-		return "", false
-	}
-	for _, tw := range wd.widenings() {
-		if tw.from == existing && d.holds(tw.to, c) {
-			return tw.to, true
-		}
-	}
-	return "", false
-}
-
-// check compares tm with the table's columns: it returns the columns to
-// add and the columns to widen, or a typeConflictError.
-func (w *writer) check(tm *tableMap, cols map[string]string) ([]column, []widening, error) {
-	var missing []column
-	var widen []widening
-	for _, c := range w.tableColumns(tm) {
-		existing, ok := cols[c.name]
-		if !ok {
-			// _order is added to upsert tables made before order_by.
-			if c.meta != metaNone && c.meta != metaOrder {
-				return nil, nil, fmt.Errorf("table %s exists but has no column %s: it was not created by a sink", tm.table, c.name)
-			}
-			missing = append(missing, c)
-			continue
-		}
-		if w.d.holds(existing, c) {
-			continue
-		}
-		to, ok := widenTo(w.d, existing, c)
-		if !ok {
-			return nil, nil, &typeConflictError{table: tm.table, column: c.name, existing: existing, want: w.d.columnType(c)}
-		}
-		widen = append(widen, widening{column: c.name, from: existing, to: to})
-	}
-	return missing, widen, nil
 }
 
 func isMetaColumn(name string) bool {
@@ -419,13 +376,76 @@ func sortGroup(g *group, mode string) {
 // to be stored, and no event is to blame (DDL races, lost connections,
 // deadlocks, type conflicts).
 func (w *writer) write(ctx context.Context, events []*event) (written int64, offenders []*event, err error) {
+	laid := events
+	// A schema later in the batch may evolve a table (bool -> int32) after
+	// earlier events were laid out for it: lay out again until every
+	// layout is current. Evolutions only ever widen, so the second pass
+	// changes nothing more.
+	for pass := 1; ; pass++ {
+		next := laid[:0:0]
+		for _, ev := range laid {
+			if err := w.layOut(ctx, ev); err != nil {
+				if isEventError(err) {
+					ev.err = err
+					offenders = append(offenders, ev)
+					continue
+				}
+				return 0, nil, err
+			}
+			next = append(next, ev)
+		}
+		laid = next
+		if w.current(laid) {
+			break
+		}
+		if pass == 3 {
+			return 0, nil, errors.New("tables changed while the batch was laid out three times")
+		}
+	}
+	n, off, err := w.writeLaid(ctx, laid)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, append(offenders, off...), nil
+}
+
+// current reports whether every event has its table's current layout.
+func (w *writer) current(events []*event) bool {
+	for _, ev := range events {
+		if st := w.tables[ev.schemaTM.table]; st == nil || st.layouts[ev.schemaTM] != ev.layout {
+			return false
+		}
+	}
+	return true
+}
+
+// layOut points ev at its table's layout of its schema and binds its row
+// for it.
+func (w *writer) layOut(ctx context.Context, ev *event) error {
+	if ev.schemaTM == nil {
+		ev.schemaTM, ev.bound = ev.tm, ev.values
+	}
+	l, err := w.ensure(ctx, ev.schemaTM)
+	if err != nil {
+		return err
+	}
+	if ev.layout == l {
+		return nil
+	}
+	if !l.plain && len(ev.raw) != len(l.tm.fields) {
+		return fmt.Errorf("event %s: no field values to convert for table %s", ev.id, l.tm.table)
+	}
+	values, err := l.values(w.d, ev)
+	if err != nil {
+		return err
+	}
+	ev.tm, ev.values, ev.layout = l.tm, values, l
+	return nil
+}
+
+func (w *writer) writeLaid(ctx context.Context, events []*event) (written int64, offenders []*event, err error) {
 	if len(events) == 0 {
 		return 0, nil, nil
-	}
-	for _, ev := range events {
-		if err := w.ensure(ctx, ev.tm); err != nil {
-			return 0, nil, err
-		}
 	}
 	n, err := w.d.write(ctx, w.groups(events), w.mode)
 	if err == nil {
@@ -442,11 +462,11 @@ func (w *writer) write(ctx context.Context, events []*event) (written int64, off
 		return 0, []*event{events[0]}, nil
 	}
 	mid := len(events) / 2
-	n1, off1, err := w.write(ctx, events[:mid])
+	n1, off1, err := w.writeLaid(ctx, events[:mid])
 	if err != nil {
 		return 0, nil, err
 	}
-	n2, off2, err := w.write(ctx, events[mid:])
+	n2, off2, err := w.writeLaid(ctx, events[mid:])
 	if err != nil {
 		return 0, nil, err
 	}
