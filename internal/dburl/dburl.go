@@ -98,7 +98,8 @@ func SQLiteDSN(path string) string {
 // (the name of the mysql/mariadb client's --ssl-ca) verifies the server's
 // certificate and host name against the CAs in that PEM file instead of
 // the system's roots. It implies tls=true; with tls=false, skip-verify or
-// preferred it is refused, since those would not verify against it.
+// preferred it is refused, since those would not verify against it
+// (docs/pitfalls.md D8).
 func MySQLConfig(rawURL string) (*mysql.Config, error) {
 	scheme, err := Scheme(rawURL)
 	if err != nil {
