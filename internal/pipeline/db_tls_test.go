@@ -30,7 +30,7 @@ import (
 func TestDatabaseTLS(t *testing.T) {
 	pgBase, pgCA := testenv.PostgresTLS(t)
 	myBase, myCA := testenv.MySQLTLS(t)
-	otherCA := testenv.OtherCAFile(t)
+	otherCA := testenv.CAFile(t)
 	pgURL := func(db, query string) string {
 		u, err := url.Parse(pgBase)
 		if err != nil {

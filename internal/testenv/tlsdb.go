@@ -45,12 +45,7 @@ func PostgresTLS(t testing.TB) (url, caFile string) {
 		t.Fatal(err)
 	}
 	dir, cred := privateDir(t, "pgtls-", "postgres")
-	ca := newCA(t, "pipeline test CA")
-	caFile = filepath.Join(dir, "ca.pem")
-	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-	ca.writeServerCert(t, certFile, keyFile)
-	writeFile(t, caFile, ca.pem, cred)
-	chown(t, cred, certFile, keyFile)
+	caFile, certFile, keyFile := writeServerTLS(t, dir, cred)
 
 	data := filepath.Join(dir, "data")
 	initdb := exec.Command(filepath.Join(bindir, "initdb"), "-D", data, "-U", "postgres",
@@ -98,11 +93,7 @@ func MySQLTLS(t testing.TB) (url, caFile string) {
 		t.Fatal(err)
 	}
 	dir, _ := privateDir(t, "mariatls-", "")
-	ca := newCA(t, "pipeline test CA")
-	caFile = filepath.Join(dir, "ca.pem")
-	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-	ca.writeServerCert(t, certFile, keyFile)
-	writeFile(t, caFile, ca.pem, nil)
+	caFile, certFile, keyFile := writeServerTLS(t, dir, nil)
 
 	data, tmp := filepath.Join(dir, "data"), filepath.Join(dir, "tmp")
 	for _, d := range []string{data, tmp} {
@@ -315,6 +306,20 @@ func newCA(t testing.TB, name string) *testCA {
 	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
+// writeServerTLS makes a CA and writes, in dir, the CA's certificate and a
+// server certificate and key it signed, all owned by cred's user (when not
+// nil).
+func writeServerTLS(t testing.TB, dir string, cred *syscall.Credential) (caFile, certFile, keyFile string) {
+	t.Helper()
+	ca := newCA(t, "pipeline test CA")
+	caFile = filepath.Join(dir, "ca.pem")
+	certFile, keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	ca.writeServerCert(t, certFile, keyFile)
+	writeFile(t, caFile, ca.pem, cred)
+	chown(t, cred, certFile, keyFile)
+	return caFile, certFile, keyFile
+}
+
 // writeServerCert writes a server certificate for 127.0.0.1 and localhost
 // and its key (PKCS #8), both PEM, mode 0600.
 func (ca *testCA) writeServerCert(t testing.TB, certFile, keyFile string) {
@@ -339,11 +344,11 @@ func (ca *testCA) writeServerCert(t testing.TB, certFile, keyFile string) {
 	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil)
 }
 
-// OtherCAFile writes the certificate of a CA that signed nothing, for
-// tests that a client refuses a server it was not told to trust.
-func OtherCAFile(t testing.TB) string {
+// CAFile writes the certificate (PEM) of a fresh CA that signed nothing,
+// for tests that a client refuses a server it was not told to trust.
+func CAFile(t testing.TB) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "other-ca.pem")
+	path := filepath.Join(t.TempDir(), "ca.pem")
 	writeFile(t, path, newCA(t, "some other CA").pem, nil)
 	return path
 }
