@@ -10,8 +10,12 @@
 package dburl
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -89,6 +93,13 @@ func SQLiteDSN(path string) string {
 // defaults for everything the URL leaves out (an empty host is
 // 127.0.0.1:3306, an empty path no database). The query holds driver
 // parameters (timeout=5s, tls=true, ...); the caller adds its own settings.
+//
+// One parameter is this package's, not the driver's: ssl-ca=/path/ca.pem
+// (the name of the mysql/mariadb client's --ssl-ca) verifies the server's
+// certificate and host name against the CAs in that PEM file instead of
+// the system's roots. It implies tls=true; with tls=false, skip-verify or
+// preferred it is refused, since those would not verify against it
+// (docs/pitfalls.md D8).
 func MySQLConfig(rawURL string) (*mysql.Config, error) {
 	scheme, err := Scheme(rawURL)
 	if err != nil {
@@ -112,18 +123,80 @@ func MySQLConfig(rawURL string) (*mysql.Config, error) {
 		path = "/"
 	}
 	fmt.Fprintf(&b, "tcp(%s)%s", u.Host, path)
-	if u.RawQuery != "" {
-		b.WriteString("?" + u.RawQuery)
+	query, roots, err := mysqlCA(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("mysql URL %q: %w", Redact(rawURL), err)
+	}
+	if query != "" {
+		b.WriteString("?" + query)
 	}
 	cfg, err := mysql.ParseDSN(b.String())
 	if err != nil {
 		return nil, fmt.Errorf("mysql URL %q: %w", Redact(rawURL), err)
+	}
+	if roots != nil {
+		// The driver fills in ServerName from the address when it is
+		// empty, so the host name is verified too.
+		cfg.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
 	if u.User != nil {
 		cfg.User = u.User.Username()
 		cfg.Passwd, _ = u.User.Password()
 	}
 	return cfg, nil
+}
+
+// mysqlCA takes the ssl-ca parameter out of a mysql:// URL's query (the
+// driver would send an unknown parameter to the server as a system
+// variable) and loads the CAs of its file. The rest of the query is kept
+// byte for byte. roots is nil without ssl-ca.
+func mysqlCA(rawQuery string) (query string, roots *x509.CertPool, err error) {
+	var kept []string
+	var caFile, tlsMode string
+	seen := false
+	for _, pair := range strings.Split(rawQuery, "&") {
+		if pair == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		switch key {
+		case "ssl-ca":
+			if seen {
+				return "", nil, errors.New("ssl-ca is given twice")
+			}
+			seen = true
+			if caFile, err = url.QueryUnescape(value); err != nil {
+				return "", nil, fmt.Errorf("ssl-ca: %w", err)
+			}
+			continue
+		case "tls":
+			tlsMode = strings.ToLower(value)
+		}
+		kept = append(kept, pair)
+	}
+	query = strings.Join(kept, "&")
+	if !seen {
+		return query, nil, nil
+	}
+	switch tlsMode {
+	case "":
+		query = strings.Join(append(kept, "tls=true"), "&")
+	case "true", "1":
+	default:
+		return "", nil, fmt.Errorf("ssl-ca verifies the server against its CAs: use it alone or with tls=true, not tls=%s", tlsMode)
+	}
+	if caFile == "" {
+		return "", nil, errors.New("ssl-ca names no file")
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return "", nil, fmt.Errorf("ssl-ca: %w", err)
+	}
+	roots = x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return "", nil, fmt.Errorf("ssl-ca %s holds no PEM certificate", caFile)
+	}
+	return query, roots, nil
 }
 
 // redacted replaces what Redact hides.

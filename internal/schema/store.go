@@ -85,6 +85,13 @@ func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry database: %w", err)
 	}
+	// Connect first, so that a refused connection (a TLS certificate the
+	// CA does not vouch for, pg_hba.conf, a password) says so, and not
+	// "create registry tables".
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("registry database %s: %w", dburl.Redact(rawURL), err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
 		return nil, err
