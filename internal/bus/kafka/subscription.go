@@ -38,9 +38,9 @@ type subscription struct {
 	name   string
 	client *kgo.Client
 
-	deliveries chan *handle   // stamped records, in partition order
-	retry      chan struct{}  // signalled when nacked deliveries are due
-	closedCh   chan struct{}  // closed by Close
+	deliveries chan *handle  // stamped records, in partition order
+	retry      chan struct{} // signalled when nacked deliveries are due
+	closedCh   chan struct{} // closed by Close
 	stopPoll   context.CancelFunc
 	pollDone   chan struct{}
 	nackTimers sync.WaitGroup
