@@ -483,7 +483,7 @@ func (b *Bus) record(ctx context.Context, topic string, msg bus.Message) (*kgo.R
 	}
 	if b.opts.WireFormat == WireConfluent {
 		if _, dead := msg.Properties[bus.PropError]; dead {
-			return rec, nil // a dead letter keeps the bytes it came with (framed or not)
+			return rec, nil // a dead letter carries the payload as the sink got it: unframed
 		}
 		framed, err := b.frames.frame(ctx, msg)
 		if err != nil {
