@@ -300,6 +300,9 @@ func (b *BusConfig) checkKafka() error {
 	if b.SASL.Mechanism != "" && b.SASL.Username == "" {
 		return errors.New("config: bus.sasl.username is required with a SASL mechanism")
 	}
+	if !b.TLS.Enabled && b.TLS != (KafkaTLSConfig{}) {
+		return errors.New("config: bus.tls has settings but enabled is false")
+	}
 	if (b.TLS.CertFile == "") != (b.TLS.KeyFile == "") {
 		return errors.New("config: bus.tls.cert_file and bus.tls.key_file go together")
 	}
