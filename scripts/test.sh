@@ -112,14 +112,15 @@ step_buf_breaking() {
 
 step_go_vet() { go vet ./...; }
 
-# broker_fault_packages: packages whose tests stop or restart the shared
-# broker (through testenv.PulsarCtl / PIPELINE_TEST_PULSAR_CTL). go test runs
-# two packages at a time; any other package using Pulsar while one of these
-# restarts it would fail with "connection refused".
+# broker_fault_packages: packages whose tests stop or restart a shared
+# broker (through testenv.PulsarCtl / PIPELINE_TEST_PULSAR_CTL, or
+# testenv.KafkaCtl / PIPELINE_TEST_KAFKA_CTL). go test runs two packages at a
+# time; any other package using the broker while one of these restarts it
+# would fail with "connection refused".
 broker_fault_packages() {
 	local pkg dir
 	go list -e -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
-		if grep -qsE 'testenv\.PulsarCtl|PIPELINE_TEST_PULSAR_CTL' "$dir"/*_test.go; then
+		if grep -qsE 'testenv\.(Pulsar|Kafka)Ctl|PIPELINE_TEST_(PULSAR|KAFKA)_CTL' "$dir"/*_test.go; then
 			echo "$pkg"
 		fi
 	done

@@ -213,7 +213,11 @@ func (s *subscription) revoked(_ context.Context, _ *kgo.Client, revoked map[str
 }
 
 func (s *subscription) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	s.bus.log.Warn("partitions lost (the group moved on without this member)", "subscription", s.name, "partitions", lost)
+	if len(lost) == 0 {
+		return
+	}
+	s.bus.log.Warn("partitions lost (the group moved on without this member); their deliveries are read again by the next owner",
+		"subscription", s.name, "partitions", lost)
 	s.drop(lost)
 }
 
