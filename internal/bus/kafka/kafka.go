@@ -62,6 +62,8 @@ const (
 	// deliveries already handed to the sink to be acknowledged (the batch
 	// in flight finishes and is committed) before it is dropped.
 	revokeWait = 10 * time.Second
+	// metadataMinAge is the least time between two metadata requests.
+	metadataMinAge = 250 * time.Millisecond
 	// maxTopicLen is Kafka's limit on a topic name.
 	maxTopicLen = 249
 )
@@ -195,6 +197,10 @@ func (b *Bus) commonOpts() []kgo.Opt {
 		kgo.SeedBrokers(b.opts.Brokers...),
 		kgo.DialTimeout(5 * time.Second),
 		kgo.RetryTimeout(b.opts.SendTimeout),
+		// A partition without a leader (a topic just created, a broker
+		// restarting) makes the client refresh metadata "as soon as
+		// allowed": 5 s by default, a stall every first event would wait.
+		kgo.MetadataMinAge(metadataMinAge),
 		kgo.WithLogger(kgoLogger{b.log}),
 	}
 	if b.opts.TLS != nil {
@@ -337,10 +343,37 @@ func (b *Bus) ensureTopic(ctx context.Context, topic string) error {
 	if err := topicError(topic, resp.Err); err != nil {
 		return err
 	}
+	if err := b.waitLeaders(ctx, topic); err != nil {
+		return err
+	}
 	b.topicMu.Lock()
 	b.topics[topic] = true
 	b.topicMu.Unlock()
 	return nil
+}
+
+// waitLeaders waits until every partition of topic has a leader: a topic
+// is created asynchronously, and a produce to a partition without one
+// waits for the client's next metadata refresh.
+func (b *Bus) waitLeaders(ctx context.Context, topic string) error {
+	for {
+		details, err := b.admin.ListTopics(ctx, topic)
+		if err == nil {
+			d, ok := details[topic]
+			ready := ok && d.Err == nil && len(d.Partitions) > 0
+			for _, p := range d.Partitions {
+				ready = ready && p.Err == nil && p.Leader >= 0
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: topic %s has no leader for every partition yet: %w: %w", topic, bus.ErrUnavailable, ctx.Err())
+		case <-time.After(25 * time.Millisecond): // polling the topic's metadata
+		}
+	}
 }
 
 // RetainTopic implements bus.TopicRetainer: the topic exists, with the
@@ -374,6 +407,8 @@ func (b *Bus) RetainTopic(ctx context.Context, topic string) error {
 			return fmt.Errorf("kafka: set retention of %s: %w: %w", full, bus.ErrUnavailable, err)
 		}
 	} else if err := topicError(full, resp.Err); err != nil {
+		return err
+	} else if err := b.waitLeaders(ctx, full); err != nil {
 		return err
 	}
 	b.topicMu.Lock()
