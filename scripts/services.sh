@@ -246,9 +246,8 @@ lock_services() {
 	flock -w 600 8 || die "another services.sh holds $state/services.lock"
 }
 
-# The background jobs that launch the brokers during `up` (see cmd_up).
+# The background job that launches the Pulsar broker during `up` (see cmd_up).
 launcher=
-kafka_launcher=
 
 cmd_up() {
 	local start=$SECONDS
@@ -260,19 +259,16 @@ cmd_up() {
 	# it still runs.
 	"$PULSAR_CTL" launch-fresh &
 	launcher=$!
-	trap '[[ -n $launcher ]] && wait "$launcher" 2>/dev/null || true; [[ -n $kafka_launcher ]] && wait "$kafka_launcher" 2>/dev/null || true' EXIT
-	"$KAFKA_CTL" launch-fresh &
-	kafka_launcher=$!
+	trap '[[ -n $launcher ]] && wait "$launcher" 2>/dev/null || true' EXIT
 	pg_up
 	maria_up
 	local rc=0
 	wait "$launcher" || rc=$?
 	launcher=
 	((rc == 0)) || die "could not launch the Pulsar broker"
-	rc=0
-	wait "$kafka_launcher" || rc=$?
-	kafka_launcher=
-	((rc == 0)) || die "could not launch the Kafka broker"
+	# Kafka after Pulsar's launcher: never two Maven runs on one ~/.m2 at
+	# once. Its JVM starts while Pulsar's is still getting ready.
+	"$KAFKA_CTL" launch-fresh || die "could not launch the Kafka broker"
 	"$PULSAR_CTL" wait
 	"$KAFKA_CTL" wait
 	"$here/pyenv.sh" >/dev/null || die "could not set up the Python test clients (scripts/pyenv.sh)"

@@ -16,7 +16,7 @@
 // which is also the advice for production. CheckTopic asks the broker
 // (CreateTopics with validate_only), so a name Kafka refuses (for example
 // one colliding with an existing topic once '.' and '_' are folded) is
-// refused when the route is created, not at the first event.
+// refused when the route is created, not at the first event (docs/pitfalls.md K4).
 //
 // Consuming: one consumer group per subscription name (so one per sink),
 // offsets committed only by Ack, and only the contiguous acknowledged
@@ -199,7 +199,8 @@ func (b *Bus) commonOpts() []kgo.Opt {
 		kgo.RetryTimeout(b.opts.SendTimeout),
 		// A partition without a leader (a topic just created, a broker
 		// restarting) makes the client refresh metadata "as soon as
-		// allowed": 5 s by default, a stall every first event would wait.
+		// allowed": 5 s by default, a stall every first event would wait
+		// (docs/pitfalls.md K3).
 		kgo.MetadataMinAge(metadataMinAge),
 		kgo.WithLogger(kgoLogger{b.log}),
 	}
@@ -464,7 +465,7 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 	result := make(chan error, 1)
 	// The record's own context is not ctx: with the idempotent producer a
 	// record can only be failed before it is written, and ctx's end is
-	// handled below as an unknown outcome.
+	// handled below as an unknown outcome (docs/pitfalls.md K5).
 	b.producer.TryProduce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
 		result <- err
 	})

@@ -21,7 +21,7 @@ import (
 // partition, the offset after the longest acknowledged prefix, so a commit
 // never passes a record that is not yet in the database (a nacked or
 // unacknowledged record holds back its partition's commit, later ones
-// come again after a restart and dedup on the event id).
+// come again after a restart and dedup on the event id; docs/pitfalls.md K1).
 //
 // Rebalances (cooperative-sticky, the classic protocol): polls block
 // rebalances (BlockRebalanceOnPoll) only while the polled records are
@@ -32,7 +32,7 @@ import (
 // dropped: deliveries of the old epoch still buffered are discarded, and
 // their late acks commit nothing (the new owner reads from the committed
 // offset; the sink dedups). Lost partitions (session expired) are
-// dropped at once.
+// dropped at once (docs/pitfalls.md K2).
 type subscription struct {
 	bus    *Bus
 	name   string
