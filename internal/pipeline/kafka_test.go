@@ -108,7 +108,7 @@ sinks:
 	table := `"` + strings.ReplaceAll(subject, "-", "_") + `"`
 	waitFor(t, 60*time.Second, "rows in PostgreSQL", func() error {
 		var count, sum int64
-		if err := db.QueryRow(`SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM ` + table).Scan(&count, &sum); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM `+table).Scan(&count, &sum); err != nil {
 			return err
 		}
 		if count != n || sum != 43500 {
@@ -177,7 +177,7 @@ message Order {
 	subject := uniqueName("lines")
 	reg, err := pipelinev1connect.NewSchemaServiceClient(http.DefaultClient, base).RegisterSchema(ctx, connect.NewRequest(&pipelinev1.RegisterSchemaRequest{
 		Subject: subject, Message: "shop.v1.Order.Line",
-		Files:   []*pipelinev1.SourceFile{{Path: "shop/v1/lines.proto", Content: proto}},
+		Files: []*pipelinev1.SourceFile{{Path: "shop/v1/lines.proto", Content: proto}},
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ message Order {
 	table := `"` + strings.NewReplacer("-", "_", ".", "_").Replace(subject) + `"`
 	waitFor(t, 60*time.Second, "rows in SQLite", func() error {
 		var count, qty int64
-		if err := db.QueryRow(`SELECT COUNT(*), COALESCE(SUM(qty), 0) FROM ` + table).Scan(&count, &qty); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*), COALESCE(SUM(qty), 0) FROM `+table).Scan(&count, &qty); err != nil {
 			return err
 		}
 		if count != n || qty != 55 {

@@ -35,13 +35,13 @@ const childReady = "child: stopping cleanly on SIGTERM"
 type childConfig struct {
 	PulsarURL, PulsarAdminURL string
 	// KafkaBrokers, when set, make the child's bus Kafka instead of Pulsar.
-	KafkaBrokers []string
-	DBURL                     string
-	Name, Subject, Topic      string
-	SchemaID                  int64
-	Proto, Message            string
-	BatchSize                 int
-	Mode                      string
+	KafkaBrokers         []string
+	DBURL                string
+	Name, Subject, Topic string
+	SchemaID             int64
+	Proto, Message       string
+	BatchSize            int
+	Mode                 string
 	// KillAfterCommit / KillBeforeWrite: SIGKILL this process at the n-th
 	// batch, right after its commit (before the ack) or right before its
 	// write (after it was received). 0: never.
