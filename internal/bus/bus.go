@@ -138,6 +138,9 @@ type Subscriber interface {
 type TopicStats struct {
 	Topic         string
 	Subscriptions map[string]int64 // subscription name -> backlog (entries)
+	// Partitions is the topic's partition count where the bus has
+	// partitions (Kafka); 0 otherwise.
+	Partitions int
 }
 
 // Bus is a full adapter.

@@ -44,7 +44,7 @@ func kafkaConfig(t *testing.T, registryURL string, mods ...func(*Config)) *Confi
 
 // TestThinPathKafkaPostgres: the whole path on Kafka from a config file:
 // register, publish, rows in PostgreSQL, the topic listed with the sink's
-// consumer group and its lag, a route topic Kafka refuses refused at
+// consumer group and its lag and the topic's partitions, a route topic Kafka refuses refused at
 // CreateRoute.
 func TestThinPathKafkaPostgres(t *testing.T) {
 	brokers := testenv.Kafka(t)
@@ -127,7 +127,7 @@ sinks:
 				continue
 			}
 			for _, sub := range tp.GetSubscriptions() {
-				if sub.GetName() == "sink-pg" && sub.GetBacklog() == 0 && tp.GetEventsPublished() == n {
+				if sub.GetName() == "sink-pg" && sub.GetBacklog() == 0 && tp.GetEventsPublished() == n && tp.GetPartitions() == 3 {
 					return nil
 				}
 			}

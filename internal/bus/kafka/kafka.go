@@ -684,7 +684,7 @@ func (b *Bus) Stats(ctx context.Context) ([]bus.TopicStats, error) {
 		if t.IsInternal || !pattern.MatchString(t.Topic) {
 			continue
 		}
-		stats[t.Topic] = &bus.TopicStats{Topic: t.Topic, Subscriptions: map[string]int64{}}
+		stats[t.Topic] = &bus.TopicStats{Topic: t.Topic, Subscriptions: map[string]int64{}, Partitions: len(t.Partitions)}
 		names = append(names, t.Topic)
 	}
 	groups, err := b.admin.ListGroups(ctx)
