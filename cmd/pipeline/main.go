@@ -5,6 +5,7 @@
 //
 //	pipeline serve [--config pipeline.yaml] [--addr 127.0.0.1:7400] [--data-dir data]
 //	pipeline schema register|check|get|list|config ...
+//	pipeline token new --name N --role R [--subject S ...]
 package main
 
 import (
@@ -46,6 +47,7 @@ const usage = `pipeline: a schema-governed event pipeline
 Usage:
   pipeline serve [flags]        run the registry, router, sinks and dashboard
   pipeline schema <command>     talk to a running pipeline's registry
+  pipeline token new [flags]    make a bearer token and the auth.tokens entry that accepts it
   pipeline version              print the version
 
 Run 'pipeline serve -h' or 'pipeline schema -h' for their flags.
@@ -61,6 +63,8 @@ func run(args []string) error {
 		return serveCommand(args[1:])
 	case "schema":
 		return schemaCommand(args[1:], os.Stdout, os.Stderr)
+	case "token":
+		return tokenCommand(args[1:], os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println(pipeline.Version)
 		return nil
@@ -87,6 +91,7 @@ func serveCommand(args []string) error {
 	dataDir := fs.String("data-dir", envOr("PIPELINE_DATA_DIR", ""), "data directory for the embedded defaults, default ./data (env PIPELINE_DATA_DIR)")
 	pyroscopeURL := fs.String("pyroscope-url", envOr("PIPELINE_PYROSCOPE_URL", ""), "send continuous profiles to this Pyroscope server (env PIPELINE_PYROSCOPE_URL)")
 	logLevel := fs.String("log-level", envOr("PIPELINE_LOG_LEVEL", ""), "debug, info, warn or error (env PIPELINE_LOG_LEVEL)")
+	insecureNoAuth := fs.Bool("insecure-no-auth", false, "serve without auth on a non-loopback address: anyone who reaches the port may do everything")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -97,6 +102,7 @@ func serveCommand(args []string) error {
 	if err != nil {
 		return err
 	}
+	cfg.InsecureNoAuth = *insecureNoAuth
 	log, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		return err
@@ -119,16 +125,24 @@ func serveCommand(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := pipeline.Open(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		s.Close(context.Background())
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	fmt.Fprintf(os.Stderr, "pipeline %s serving on http://%s (dashboard, gRPC, gRPC-Web and Connect on this port)\n", pipeline.Version, ln.Addr())
+	if err := pipeline.CheckListener(cfg, ln); err != nil { // before opening anything
+		ln.Close()
+		return err
+	}
+	s, err := pipeline.Open(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	fmt.Fprintf(os.Stderr, "pipeline %s serving on %s://%s (dashboard, gRPC, gRPC-Web and Connect on this port)\n", pipeline.Version, scheme, ln.Addr())
 	return s.Serve(ctx, ln)
 }
 

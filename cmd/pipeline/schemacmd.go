@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,6 +27,8 @@ const schemaUsage = `Usage:
   pipeline schema config   --subject S [--set MODE]                      show or set the compatibility mode
 
 Common flags: --server URL (default http://127.0.0.1:7400, env PIPELINE_SERVER)
+              --token T   bearer token (env PIPELINE_TOKEN)
+              --ca-file F CA bundle that verifies an https:// server (default: the system's roots)
 `
 
 // schemaCommand runs a registry subcommand against a running pipeline.
@@ -46,6 +47,8 @@ func schemaCommand(args []string, stdout, stderr io.Writer) error {
 	versionFlag := fs.Int("version", 0, "version (0 = latest)")
 	id := fs.Int64("id", 0, "global schema id")
 	set := fs.String("set", "", "compatibility mode to set (BACKWARD, FULL_TRANSITIVE, WIRE, ...)")
+	token := fs.String("token", os.Getenv("PIPELINE_TOKEN"), "bearer token (env PIPELINE_TOKEN)")
+	caFile := fs.String("ca-file", "", "CA bundle (PEM) that verifies an https:// server")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, schemaUsage)
@@ -53,7 +56,11 @@ func schemaCommand(args []string, stdout, stderr io.Writer) error {
 		}
 		return exitError(2)
 	}
-	client := pipelinev1connect.NewSchemaServiceClient(http.DefaultClient, strings.TrimRight(*server, "/"))
+	httpClient, err := clientHTTP(*token, *caFile)
+	if err != nil {
+		return err
+	}
+	client := pipelinev1connect.NewSchemaServiceClient(httpClient, strings.TrimRight(*server, "/"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

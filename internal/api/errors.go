@@ -13,10 +13,12 @@ import (
 	"runtime/debug"
 
 	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/internal/audit"
+	"github.com/schemagate/pipeline/internal/auth"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
@@ -43,6 +45,8 @@ type errorRow struct {
 // status codes, details and refusal reasons. The first row that matches
 // wins; an error no row matches is a bug: internal.
 var errorCodes = []errorRow{
+	{match: isType[*auth.CredentialError], code: connect.CodeUnauthenticated, detail: credentialDetail},
+	{match: isType[*auth.DeniedError], code: connect.CodePermissionDenied, detail: deniedDetail},
 	{match: isDecodeError, code: connect.CodeInvalidArgument, detail: validationDetail, reason: "decode"},
 	{match: isType[*router.ValidationError], code: connect.CodeInvalidArgument, detail: validationDetail, reason: "validation"},
 	{match: isType[*schema.CompileError], code: connect.CodeInvalidArgument, detail: compileDetail},
@@ -55,7 +59,7 @@ var errorCodes = []errorRow{
 	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid), code: connect.CodeInvalidArgument},
 	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
 	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
-	{match: is(schema.ErrReferenced), code: connect.CodeFailedPrecondition},
+	{match: is(schema.ErrReferenced, schema.ErrNotSoftDeleted, schema.ErrReadOnly, schema.ErrNotImportMode, schema.ErrIDMismatch), code: connect.CodeFailedPrecondition},
 	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, reason: "bus_error"},
 	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},
 	{match: is(router.ErrOverloaded), code: connect.CodeResourceExhausted, reason: "in_flight"},
@@ -190,4 +194,28 @@ func eventError(err error) *pipelinev1.EventError {
 		out.Violations, out.TotalViolations = fieldViolationsToProto(invalid.Violations), int32(invalid.Total)
 	}
 	return out
+}
+
+// errorDomain is the domain of the google.rpc.ErrorInfo details the
+// access checks answer with.
+const errorDomain = "pipeline.schemagate.dev"
+
+// credentialDetail says why a credential was refused, as a reason from a
+// fixed set (auth.Reason*): "missing", "malformed", "unknown", "expired", "invalid".
+func credentialDetail(err error) proto.Message {
+	var e *auth.CredentialError
+	errors.As(err, &e)
+	return &errdetails.ErrorInfo{Reason: "UNAUTHENTICATED", Domain: errorDomain, Metadata: map[string]string{"credential": e.Reason}}
+}
+
+// deniedDetail names the role, the permission it lacks and, when the role
+// has the permission for other subjects, the subject.
+func deniedDetail(err error) proto.Message {
+	var e *auth.DeniedError
+	errors.As(err, &e)
+	md := map[string]string{"role": e.Role, "permission": string(e.Permission), "caller": e.Name}
+	if e.Subject != "" {
+		md["subject"] = e.ShortSubject()
+	}
+	return &errdetails.ErrorInfo{Reason: "PERMISSION_DENIED", Domain: errorDomain, Metadata: md}
 }

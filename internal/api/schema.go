@@ -45,11 +45,18 @@ func (s *SchemaService) RegisterSchema(ctx context.Context, req *connect.Request
 // CheckCompatibility gives RegisterSchema's verdict without registering.
 func (s *SchemaService) CheckCompatibility(ctx context.Context, req *connect.Request[pipelinev1.CheckCompatibilityRequest]) (*connect.Response[pipelinev1.CheckCompatibilityResponse], error) {
 	m := req.Msg
-	violations, _, err := s.Registry.Check(ctx, m.GetSubject(), input(m.GetFiles(), m.GetFileDescriptorSet(), m.GetMessage(), m.GetReferences()))
+	in := input(m.GetFiles(), m.GetFileDescriptorSet(), m.GetMessage(), m.GetReferences())
+	violations, _, err := s.Registry.Check(ctx, m.GetSubject(), in)
 	if err != nil {
 		return nil, toConnectError(err)
 	}
-	return connect.NewResponse(&pipelinev1.CheckCompatibilityResponse{Compatible: len(violations) == 0, Violations: violationsToProto(violations)}), nil
+	out := &pipelinev1.CheckCompatibilityResponse{Compatible: len(violations) == 0, Violations: violationsToProto(violations)}
+	if m.GetReportRenames() {
+		if out.Renames, err = s.renames(ctx, m.GetSubject(), in); err != nil {
+			return nil, toConnectError(err)
+		}
+	}
+	return connect.NewResponse(out), nil
 }
 
 // GetSchema returns a schema by ID, or by subject and version.
@@ -119,20 +126,31 @@ func (s *SchemaService) ListVersions(ctx context.Context, req *connect.Request[p
 	return connect.NewResponse(out), nil
 }
 
-// GetSubjectConfig returns a subject's compatibility mode.
+// GetSubjectConfig returns the compatibility mode that applies to a
+// subject (its own, else the global one); no subject: the global one.
 func (s *SchemaService) GetSubjectConfig(ctx context.Context, req *connect.Request[pipelinev1.GetSubjectConfigRequest]) (*connect.Response[pipelinev1.GetSubjectConfigResponse], error) {
-	if err := schema.ValidateSubject(req.Msg.GetSubject()); err != nil {
-		return nil, toConnectError(err)
+	if subject := req.Msg.GetSubject(); subject != schema.Global {
+		if err := schema.ValidateSubject(subject); err != nil {
+			return nil, toConnectError(err)
+		}
 	}
 	mode, err := s.Registry.Compatibility(ctx, req.Msg.GetSubject())
 	if err != nil {
 		return nil, toConnectError(err)
 	}
-	return connect.NewResponse(&pipelinev1.GetSubjectConfigResponse{Subject: req.Msg.GetSubject(), Compatibility: modeToProto(mode)}), nil
+	vmode, err := s.Registry.ValidationCompatibility(ctx, req.Msg.GetSubject())
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(&pipelinev1.GetSubjectConfigResponse{Subject: req.Msg.GetSubject(), Compatibility: modeToProto(mode), ValidationCompatibility: validationToProto(vmode)}), nil
 }
 
-// UpdateSubjectConfig sets a subject's compatibility mode.
+// UpdateSubjectConfig sets a subject's compatibility mode; with no
+// subject, the global default of every subject without a mode of its own.
 func (s *SchemaService) UpdateSubjectConfig(ctx context.Context, req *connect.Request[pipelinev1.UpdateSubjectConfigRequest]) (*connect.Response[pipelinev1.UpdateSubjectConfigResponse], error) {
+	if req.Msg.GetValidationCompatibility() != pipelinev1.ValidationCompatibility_VALIDATION_COMPATIBILITY_UNSPECIFIED {
+		return s.updateSubjectConfigWithValidation(ctx, req.Msg)
+	}
 	mode, err := modeFromProto(req.Msg.GetCompatibility())
 	if err != nil {
 		return nil, toConnectError(badRequest("%v", err))

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
@@ -25,10 +26,17 @@ func (s *SinkService) ListSinks(ctx context.Context, _ *connect.Request[pipeline
 	statuses := s.Sinks.Statuses(ctx)
 	out := &pipelinev1.ListSinksResponse{Sinks: make([]*pipelinev1.Sink, 0, len(statuses))}
 	for _, st := range statuses {
-		out.Sinks = append(out.Sinks, &pipelinev1.Sink{
+		sk := &pipelinev1.Sink{
 			Name: st.Name, Database: st.Database, Topics: st.Topics, Subjects: st.Subjects,
 			RowsWritten: st.RowsWritten, LastError: st.LastError, Lag: st.Lag, Status: st.State,
-		})
+			StatusReason: st.StallReason,
+		}
+		for _, h := range st.Held {
+			sk.HeldTables = append(sk.HeldTables, &pipelinev1.HeldTable{
+				Table: h.Table, Subject: h.Subject, Reason: h.Reason, Events: int64(h.Events), Since: timestamppb.New(h.Since),
+			})
+		}
+		out.Sinks = append(out.Sinks, sk)
 	}
 	return connect.NewResponse(out), nil
 }

@@ -9,6 +9,7 @@ import (
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/sink"
 )
 
 // Status is a process's health as its parts report it.
@@ -27,6 +28,12 @@ type Status struct {
 type DatabaseStatus struct {
 	Name, Database string
 	Err            error
+	// State is the sink's state ("running", "stalled", "stopped"), and
+	// Held the tables whose events it holds while they refuse them:
+	// readiness (/healthz) reports them, GetStatus only whether the
+	// database answers.
+	State string
+	Held  []sink.HeldTable
 }
 
 // StatusReporter reports a process's health.

@@ -24,9 +24,14 @@ const (
 	ActionRegister      = "schema.register"
 	ActionDeleteVersion = "schema.delete"
 	ActionCompatibility = "subject.compatibility"
+	ActionMode          = "subject.mode" // the write mode (READWRITE, READONLY, IMPORT)
 	ActionRouteCreate   = "route.create"
 	ActionRouteDelete   = "route.delete"
 )
+
+// ActionValidationCompatibility is a change of a subject's opt-in
+// protovalidate rule check (OFF, PRODUCER, CONSUMER, BOTH).
+const ActionValidationCompatibility = "subject.validation_compatibility"
 
 // Event is one recorded change.
 type Event struct {

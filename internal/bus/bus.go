@@ -129,6 +129,15 @@ type Subscription interface {
 	Close() error
 }
 
+// Extender is implemented by subscriptions whose bus redelivers a
+// delivery left unacknowledged for a while (JetStream: its ack wait, 30 s).
+// Extend tells the bus the consumer still holds the deliveries and will
+// acknowledge them, which restarts that clock; it sends and does not wait.
+// A bus without such a clock (Pulsar, docs/pitfalls.md B4) needs none.
+type Extender interface {
+	Extend(deliveries []*Delivery)
+}
+
 // Subscriber opens subscriptions.
 type Subscriber interface {
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
@@ -117,5 +118,19 @@ func TestAuditLogSharedByReplicas(t *testing.T) {
 		if len(got) != 2 || !strings.HasPrefix(got[0], "schema.register version 2 ") || !strings.HasPrefix(got[1], "schema.register version 1 ") {
 			t.Errorf("replica %s serves %q, want both registrations, newest first", name, got)
 		}
+	}
+}
+
+// TestAuditNamesTheCaller: with auth on, an audit record names the
+// credential that made the change, and a viewer may read the log.
+func TestAuditNamesTheCaller(t *testing.T) {
+	f := newAuthFixture(t) // the admin token registers "orders" and "payments"
+	raw := f.call(t, f.tokens["viewer"], pipelinev1connect.AuditServiceListAuditEventsProcedure, `{"subject":"orders"}`, 0)
+	var resp pipelinev1.ListAuditEventsResponse
+	if err := protojson.Unmarshal(raw, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetEvents()) != 1 || resp.GetEvents()[0].GetActor() != "admin" || resp.GetEvents()[0].GetAction() != "schema.register" {
+		t.Errorf("audit of orders = %v, want one registration by the token named admin", resp.GetEvents())
 	}
 }

@@ -389,7 +389,7 @@ func dialH2(t *testing.T, addr string) *h2Conn {
 func (c *h2Conn) request(id uint32, method, path string, end bool, fields ...string) {
 	c.t.Helper()
 	c.hbuf.Reset()
-	all := append([]string{":method", method, ":scheme", "http", ":authority", "pipeline", ":path", path}, fields...)
+	all := append([]string{":method", method, ":scheme", "http", ":authority", "localhost", ":path", path}, fields...)
 	for i := 0; i < len(all); i += 2 {
 		_ = c.enc.WriteField(hpack.HeaderField{Name: all[i], Value: all[i+1]})
 	}
@@ -523,7 +523,7 @@ func TestHTTPServerLimits(t *testing.T) {
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 		br := bufio.NewReader(conn)
-		_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: pipeline\r\n\r\n")
+		_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -542,7 +542,7 @@ func TestHTTPServerLimits(t *testing.T) {
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-		_, _ = io.WriteString(conn, "POST /pipeline.v1.IngestService/Publish HTTP/1.1\r\nHost: pipeline\r\n"+
+		_, _ = io.WriteString(conn, "POST /pipeline.v1.IngestService/Publish HTTP/1.1\r\nHost: localhost\r\n"+
 			"Content-Type: application/proto\r\nConnect-Protocol-Version: 1\r\nContent-Length: 100\r\n\r\n0123456789")
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {

@@ -50,6 +50,7 @@ func openPulsar(ctx context.Context, cfg *Config, log *slog.Logger) (bus.Bus, er
 		SendTimeout:             cfg.Bus.SendTimeout,
 		Retention:               max(cfg.Bus.Retention, 0),
 		RetentionBytes:          cfg.Bus.RetentionBytes,
+		TLSCAFile:               cfg.Bus.TLSCAFile,
 		Logger:                  log,
 	})
 	if err != nil {

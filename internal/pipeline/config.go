@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/schemagate/pipeline/internal/api"
+	"github.com/schemagate/pipeline/internal/auth"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
@@ -35,6 +37,18 @@ type Config struct {
 	// sinks are configured. Set it to false to run without any sink.
 	DefaultSink *bool        `yaml:"default_sink"`
 	Sinks       []SinkConfig `yaml:"sinks"`
+
+	// Auth requires a credential on every RPC (tokens, JWTs, client
+	// certificates). Without it the server listens on loopback only,
+	// unless InsecureNoAuth.
+	Auth *auth.Config `yaml:"auth"`
+	// TLS serves HTTPS (HTTP/2 through ALPN) instead of cleartext h2c.
+	TLS TLSConfig `yaml:"tls"`
+	// CORS lets the listed browser origins call the API.
+	CORS CORSConfig `yaml:"cors"`
+	// InsecureNoAuth lets a server without auth listen on a non-loopback
+	// address (the flag --insecure-no-auth; never from the file).
+	InsecureNoAuth bool `yaml:"-"`
 
 	// routerHook is router.Options.Hook, for tests.
 	routerHook func(ctx context.Context, stage string, ev router.Event)
@@ -88,6 +102,9 @@ type BusConfig struct {
 	// on JetStream, a topic policy on Pulsar. Set it to a negative value
 	// to keep events forever.
 	Retention time.Duration `yaml:"retention"`
+	// TLSCAFile is the CA bundle that verifies a pulsar+ssl:// broker
+	// and an https:// admin URL (default: the system's roots).
+	TLSCAFile string `yaml:"tls_ca_file"`
 	// RetentionBytes bounds what is kept (per topic on Pulsar, for the
 	// whole stream on JetStream), dropping the oldest first; default 0,
 	// no bound.
@@ -143,6 +160,31 @@ type HTTPConfig struct {
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
 
+// TLSConfig is the listener's TLS. The files are read again when they
+// change (a renewed certificate needs no restart).
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile verifies client certificates against these CAs (mTLS).
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is "require" (default with client_ca_file: a client
+	// without a verified certificate is refused at the handshake) or
+	// "optional" (a certificate is verified when sent; tokens still work).
+	ClientAuth string `yaml:"client_auth"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Enabled reports whether the listener serves TLS.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
+
+// CORSConfig allows browser origins other than the server's own.
+type CORSConfig struct {
+	// AllowedOrigins are exact origins (https://app.example.com); empty
+	// (the default) sends no CORS headers at all.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
 // SinkConfig declares one sink.
 type SinkConfig struct {
 	Name string `yaml:"name"`
@@ -158,6 +200,12 @@ type SinkConfig struct {
 	Subscription  string        `yaml:"subscription"` // key_shared | failover
 	MaxAttempts   int           `yaml:"max_attempts"`
 	DeadLetter    string        `yaml:"dead_letter_topic"`
+	// StallAfter: a sink holding events with no commit for this long is
+	// reported stalled (default 60s).
+	StallAfter time.Duration `yaml:"stall_after"`
+	// MaxHeld bounds the events held for tables that refuse them
+	// (default 5000).
+	MaxHeld int `yaml:"max_held"`
 }
 
 // DefaultRetention is how long topics keep events unless configured.
@@ -226,6 +274,19 @@ func (c *Config) ApplyDefaults() error {
 	}
 	if h.ReadHeaderTimeout < 0 || h.ReadTimeout < 0 || h.IdleTimeout < 0 || h.MaxHeaderBytes < 0 || h.MaxConcurrentStreams < 0 {
 		return errors.New("config: http: timeouts and sizes must be positive")
+	}
+	if c.Auth != nil {
+		if err := c.Auth.Validate(); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
+	if err := c.TLS.validate(c.Auth); err != nil {
+		return err
+	}
+	for _, o := range c.CORS.AllowedOrigins {
+		if o == "*" || !strings.Contains(o, "://") {
+			return fmt.Errorf("config: cors.allowed_origins %q: list exact origins such as https://app.example.com", o)
+		}
 	}
 	if len(c.Sinks) == 0 && (c.DefaultSink == nil || *c.DefaultSink) {
 		c.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(c.DataDir, "events.db")}}
@@ -305,6 +366,36 @@ func (b *BusConfig) checkKafka() error {
 	}
 	if (b.TLS.CertFile == "") != (b.TLS.KeyFile == "") {
 		return errors.New("config: bus.tls.cert_file and bus.tls.key_file go together")
+	}
+	return nil
+}
+
+func (t *TLSConfig) validate(a *auth.Config) error {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return errors.New("config: tls needs both cert_file and key_file")
+	}
+	if !t.Enabled() && (t.ClientCAFile != "" || t.MinVersion != "" || t.ClientAuth != "") {
+		return errors.New("config: tls: client_ca_file, client_auth and min_version need cert_file and key_file")
+	}
+	switch t.MinVersion {
+	case "", "1.2", "1.3":
+	default:
+		return fmt.Errorf("config: tls.min_version %q: use 1.2 or 1.3", t.MinVersion)
+	}
+	switch t.ClientAuth {
+	case "":
+		if t.ClientCAFile != "" {
+			t.ClientAuth = "require"
+		}
+	case "require", "optional":
+		if t.ClientCAFile == "" {
+			return errors.New("config: tls.client_auth needs client_ca_file")
+		}
+	default:
+		return fmt.Errorf("config: tls.client_auth %q: use require or optional", t.ClientAuth)
+	}
+	if a != nil && len(a.Certificates) > 0 && t.ClientCAFile == "" {
+		return errors.New("config: auth.certificates needs tls.client_ca_file to verify client certificates")
 	}
 	return nil
 }

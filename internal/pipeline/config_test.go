@@ -63,6 +63,18 @@ func TestBrokenConfig(t *testing.T) {
 		{"wrong type", "limits:\n  max_batch: lots\n", "cannot unmarshal"},
 		{"in flight under one event", "limits:\n  max_event_bytes: 2048\n  max_in_flight_bytes: 1024\n", "no event could be taken"},
 		{"negative timeout", "http:\n  idle_timeout: -1s\n", "http: timeouts and sizes must be positive"},
+		{"token without hash", "auth:\n  tokens:\n    - {name: ci, role: admin}\n", `auth.tokens "ci": sha256 must be 64 hex digits`},
+		{"token in clear", "auth:\n  tokens:\n    - {name: ci, role: admin, sha256: pl_secret}\n", "sha256 must be 64 hex digits"},
+		{"unknown role", "auth:\n  tokens:\n    - {name: ci, role: root, sha256: " + strings.Repeat("ab", 32) + "}\n", `role "root": use one of admin, registrar, producer, viewer`},
+		{"admin with subjects", "auth:\n  tokens:\n    - {name: ci, role: admin, subjects: [a], sha256: " + strings.Repeat("ab", 32) + "}\n", "role admin covers every subject"},
+		{"bad glob", "auth:\n  tokens:\n    - {name: ci, role: viewer, subjects: [\"a[\"], sha256: " + strings.Repeat("ab", 32) + "}\n", "syntax error in pattern"},
+		{"jwt without audience", "auth:\n  jwt: {issuer: https://i, jwks_file: k.json}\n", "auth.jwt needs issuer and audience"},
+		{"jwt with two key sets", "auth:\n  jwt: {issuer: https://i, audience: p, jwks_file: k.json, jwks_url: https://i/k}\n", "one of jwks_url and jwks_file"},
+		{"certificates without a CA", "auth:\n  certificates:\n    - {name: ci, role: admin}\n", "auth.certificates needs tls.client_ca_file"},
+		{"tls cert without key", "tls:\n  cert_file: c.pem\n", "tls needs both cert_file and key_file"},
+		{"tls version", "tls: {cert_file: c.pem, key_file: k.pem, min_version: \"1.0\"}\n", `tls.min_version "1.0"`},
+		{"auth without credentials", "auth:\n  public_metrics: true\n", "auth accepts no credential"},
+		{"cors wildcard", "cors:\n  allowed_origins: [\"*\"]\n", "list exact origins"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,9 @@ import (
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/api"
 	"github.com/schemagate/pipeline/internal/audit"
+	"github.com/schemagate/pipeline/internal/auth"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/confluent"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
@@ -54,6 +57,8 @@ type Server struct {
 	health   *grpchealth.StaticChecker
 	ingest   *api.IngestService
 	metrics  *prometheus.Registry
+	authn    *auth.Authenticator // nil: auth is off
+	access   *api.Access
 	started  time.Time
 }
 
@@ -67,6 +72,12 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 			s.Close(context.Background())
 		}
 	}()
+	if cfg.Auth != nil {
+		if s.authn, err = auth.New(ctx, cfg.Auth, log); err != nil {
+			return nil, err
+		}
+	}
+	s.access = api.NewAccess(s.authn, s.metrics, log)
 	if s.store, err = schema.OpenStore(ctx, cfg.Registry.URL); err != nil {
 		return nil, err
 	}
@@ -162,7 +173,8 @@ func (l LimitsConfig) batchReadBytes() int {
 }
 
 // Handler mounts every service on one mux: gRPC, gRPC-Web and Connect
-// through connect-go, health, reflection, metrics and the dashboard.
+// through connect-go, health, reflection, metrics, Confluent's REST API
+// and the dashboard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Each method reads what its contract allows and no more: past it,
@@ -170,7 +182,7 @@ func (s *Server) Handler() http.Handler {
 	// the bytes after decompression (a small gzip body that inflates past
 	// the bound is cut there). Schemas are bounded by schema.MaxSourceBytes.
 	bounded := func(n int) connect.HandlerOption {
-		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), api.Recover(s.log))
+		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), api.Recover(s.log), connect.WithInterceptors(s.access))
 	}
 	general := bounded(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
 	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, general))
@@ -193,35 +205,60 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, general))
 	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, general))
 	mux.Handle(pipelinev1connect.NewAuditServiceHandler(&api.AuditService{Log: s.audit}, general))
+	mux.Handle(pipelinev1connect.NewAccessServiceHandler(api.AccessService{}, general))
 
 	services := []string{
 		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
 		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName, pipelinev1connect.StatusServiceName,
 		pipelinev1connect.AuditServiceName,
+		pipelinev1connect.AccessServiceName,
 	}
 	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))
 	reflector := grpcreflect.NewStaticReflector(services...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(s.access)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(s.access)))
+	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/healthz", s.healthz)
+	// Confluent Schema Registry's REST API over the same registry, for the
+	// Kafka serializers and tools (schema.registry.url=http://host:port/confluent).
+	// Each endpoint declares its permission (confluent.Endpoints) for the
+	// access check in front of it.
+	mux.Handle(confluent.Prefix+"/", s.confluentAccess(confluent.New(s.registry, confluent.WithLogger(s.log))))
 	// The more specific routes above take precedence over the dashboard.
 	mux.Handle("/", web.Handler())
-	return mux
+	var h http.Handler = mux
+	if s.cfg.TLS.ClientCAFile != "" {
+		h = withConnectionState(h)
+	}
+	h = withCORS(s.cfg.CORS.AllowedOrigins, h)
+	if s.cfg.Auth == nil && !s.cfg.InsecureNoAuth {
+		h = loopbackHostOnly(h)
+	}
+	return h
 }
 
 // healthz is readiness and health in one: 200 while the registry
-// database and the bus answer (status "ok", or "degraded" when a sink's
-// database does not: its events wait in the bus), 503 "unavailable" while
-// either of them does not, since then no event can be accepted.
+// database and the bus answer (status "ok", or "degraded" when a sink is
+// not well: its database does not answer, it is stalled, or it holds a
+// table's events; its events wait in the bus, and each such sink says
+// why), 503 "unavailable" while either of them does not, since then no
+// event can be accepted.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	st := s.Status(r.Context())
+	type heldHealth struct {
+		Table   string `json:"table"`
+		Subject string `json:"subject"`
+		Reason  string `json:"reason"`
+		Events  int    `json:"events"`
+	}
 	type sinkHealth struct {
-		Name     string `json:"name"`
-		Database string `json:"database"`
-		OK       bool   `json:"ok"`
-		Error    string `json:"error,omitempty"`
+		Name       string       `json:"name"`
+		Database   string       `json:"database"`
+		OK         bool         `json:"ok"`
+		State      string       `json:"state"`
+		Error      string       `json:"error,omitempty"`
+		HeldTables []heldHealth `json:"held_tables,omitempty"`
 	}
 	out := struct {
 		Status        string       `json:"status"`
@@ -234,9 +271,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	}{Status: "ok", Version: st.Version, UptimeSeconds: int(time.Since(st.StartedAt).Seconds()), Bus: st.Bus, Sinks: []sinkHealth{}}
 	code := http.StatusOK
 	for _, db := range st.Sinks {
-		h := sinkHealth{Name: db.Name, Database: db.Database, OK: db.Err == nil}
+		h := sinkHealth{Name: db.Name, Database: db.Database, State: db.State, OK: db.Err == nil && len(db.Held) == 0}
 		if db.Err != nil {
-			h.Error, out.Status = db.Err.Error(), "degraded"
+			h.Error = db.Err.Error()
+		}
+		for _, t := range db.Held {
+			h.HeldTables = append(h.HeldTables, heldHealth{Table: t.Table, Subject: t.Subject, Reason: t.Reason, Events: t.Events})
+		}
+		if !h.OK {
+			out.Status = "degraded"
+			if h.Error == "" {
+				t := db.Held[0]
+				h.Error = fmt.Sprintf("%d tables held; %s (subject %s): %s", len(db.Held), t.Table, t.Subject, t.Reason)
+			}
 		}
 		out.Sinks = append(out.Sinks, h)
 	}
@@ -256,6 +303,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // waits for its bus acknowledgement), stop the sinks after their current
 // batch, flush and close the bus.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := CheckListener(s.cfg, ln); err != nil {
+		s.closeSoon()
+		return err
+	}
 	h := s.cfg.HTTP
 	srv := &http.Server{
 		Handler:           streamsUnbounded(s.Handler()),
@@ -272,7 +323,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
+	scheme := "http"
+	if s.cfg.TLS.Enabled() {
+		files, err := newTLSFiles(s.cfg.TLS, s.log)
+		if err != nil {
+			s.closeSoon()
+			return err
+		}
+		protocols.SetHTTP2(true) // through ALPN
+		srv.TLSConfig = files.config()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	} else {
+		protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
+	}
 	srv.Protocols = &protocols
 	// Busy PublishStreams end themselves (answering what they took) rather
 	// than hold Shutdown until its timeout.
@@ -284,7 +348,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	s.log.Info("pipeline serving", "url", "http://"+ln.Addr().String(), "bus", s.bus.Kind(), "registry", dburl.Redact(s.cfg.Registry.URL), "sinks", len(s.cfg.Sinks))
+	if s.cfg.Auth != nil && !s.cfg.TLS.Enabled() && !isLoopbackAddr(ln.Addr()) {
+		s.log.Warn("auth without tls on a non-loopback address: tokens travel in clear text; configure tls, or terminate TLS in front of the pipeline", "addr", ln.Addr().String())
+	}
+	s.log.Info("pipeline serving", "url", scheme+"://"+ln.Addr().String(), "auth", s.cfg.Auth != nil, "bus", s.bus.Kind(), "registry", dburl.Redact(s.cfg.Registry.URL), "sinks", len(s.cfg.Sinks))
 
 	var err error
 	select {
@@ -324,6 +391,13 @@ func streamsUnbounded(next http.Handler) http.Handler {
 	})
 }
 
+// closeSoon closes what Open opened when Serve gives up before serving.
+func (s *Server) closeSoon() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Close(ctx)
+}
+
 // Close releases what Open opened: the sinks' databases, the bus (after
 // flushing it) and the registry database. Serve calls it on its way out.
 func (s *Server) Close(ctx context.Context) {
@@ -338,4 +412,5 @@ func (s *Server) Close(ctx context.Context) {
 	if s.store != nil {
 		_ = s.store.Close()
 	}
+	s.authn.Close()
 }

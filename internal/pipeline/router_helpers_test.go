@@ -174,6 +174,13 @@ type testPipeline struct {
 // end of the test) shuts it down gracefully and waits for it.
 func runPipeline(t *testing.T, cfg *Config) *testPipeline {
 	t.Helper()
+	return runPipelineWith(t, cfg, http.DefaultClient)
+}
+
+// runPipelineWith is runPipeline with the client that polls /healthz
+// (one that trusts the test CA, for a pipeline with tls).
+func runPipelineWith(t *testing.T, cfg *Config, client *http.Client) *testPipeline {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +197,11 @@ func runPipeline(t *testing.T, cfg *Config) *testPipeline {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
 	var once sync.Once
-	p := &testPipeline{base: "http://" + ln.Addr().String(), srv: s}
+	scheme := "http://"
+	if cfg.TLS.Enabled() {
+		scheme = "https://"
+	}
+	p := &testPipeline{base: scheme + ln.Addr().String(), srv: s}
 	p.stop = func() {
 		once.Do(func() {
 			cancel()
@@ -206,7 +217,7 @@ func runPipeline(t *testing.T, cfg *Config) *testPipeline {
 	}
 	t.Cleanup(p.stop)
 	waitFor(t, 30*time.Second, "pipeline /healthz", func() error {
-		resp, err := http.Get(p.base + "/healthz")
+		resp, err := client.Get(p.base + "/healthz")
 		if err != nil {
 			return err
 		}

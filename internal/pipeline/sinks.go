@@ -55,7 +55,8 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 		s, err := sink.New(sink.Config{
 			Name: sc.Name, URL: sc.URL, Subjects: sc.Subjects, Topics: sc.Topics, TablePrefix: sc.TablePrefix,
 			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, OrderBy: sc.OrderBy, Subscription: sc.Subscription,
-			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, Registerer: reg,
+			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, StallAfter: sc.StallAfter, MaxHeld: sc.MaxHeld,
+			Registerer: reg,
 		}, b, sinkSchemas{registry}, log)
 		if err != nil {
 			set.close()
@@ -67,16 +68,11 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 }
 
 // run starts every sink; each runs until ctx is done and then finishes its
-// current batch. A sink that fails is logged; the others go on.
+// current batch. A sink that fails is logged, counted and started again
+// with backoff (sink.Sink.Supervise); the others go on.
 func (set *sinkSet) run(ctx context.Context, wg *sync.WaitGroup) {
 	for _, s := range set.sinks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				set.log.Error("sink stopped", "sink", s.Status(context.Background()).Name, "err", err)
-			}
-		}()
+		wg.Go(func() { s.Supervise(ctx) })
 	}
 }
 

@@ -19,11 +19,15 @@ func (s *Server) Status(ctx context.Context) api.Status {
 	out.RegistryErr = s.store.Ping(ctx)
 	out.BusErr = s.bus.Ping(ctx)
 	for i, st := range s.sinks.Statuses(ctx) {
-		db := api.DatabaseStatus{Name: st.Name, Database: st.Database}
+		db := api.DatabaseStatus{Name: st.Name, Database: st.Database, State: st.State, Held: st.Held}
 		if err := s.sinks.sinks[i].Ping(ctx); err != nil {
 			db.Err = err
 		} else if st.State == sink.StateStalled {
-			db.Err = errors.New(st.LastError)
+			reason := st.StallReason
+			if reason == "" {
+				reason = st.LastError
+			}
+			db.Err = errors.New(reason)
 		}
 		out.Sinks = append(out.Sinks, db)
 	}

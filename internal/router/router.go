@@ -322,6 +322,11 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	if err != nil {
 		return err
 	}
+	if v.Deleted {
+		// Resolve still finds it, for the events already in the bus; a
+		// new event may not be written with a deleted version.
+		return fmt.Errorf("%w: schema id %d is version %d of subject %q, which is deleted: send the event without a schema id (the latest version) or with a live version's", schema.ErrNotFound, ev.SchemaID, v.Version, ev.Subject)
+	}
 	*known = true
 	sc := v.Schema
 	p.schemaID, p.version = sc.ID, v.Version

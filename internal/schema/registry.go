@@ -31,7 +31,55 @@ var (
 	ErrExists       = errors.New("already exists")
 	ErrReferenced   = errors.New("still referenced")
 	ErrIncompatible = errors.New("incompatible schema")
+	// ErrNotSoftDeleted: a permanent delete of a version (or subject)
+	// that was not soft-deleted first, which Confluent's rule requires.
+	ErrNotSoftDeleted = errors.New("not soft-deleted first")
+	// ErrReadOnly: the subject (or the whole registry) is in READONLY mode.
+	ErrReadOnly = errors.New("read-only")
+	// ErrNotImportMode: an ID or version given outside IMPORT mode.
+	ErrNotImportMode = errors.New("not in import mode")
+	// ErrIDMismatch: an imported schema ID that belongs to other content,
+	// or content that has another ID already.
+	ErrIDMismatch = errors.New("schema id does not match")
+	// ErrSoftDeleted comes with ErrNotFound for a version (or subject)
+	// that is soft-deleted already.
+	ErrSoftDeleted = errors.New("soft-deleted")
+	// ErrNoVersion comes with ErrNotFound when the subject exists but the
+	// version (or the schema under it) does not, so that an API can tell
+	// the two apart.
+	ErrNoVersion = errors.New("no such version")
 )
+
+// Global is the subject name that stands for the registry as a whole in
+// SetCompatibility, DeleteCompatibility, SetWriteMode and the rest: the
+// default every subject without a setting of its own follows.
+const Global = ""
+
+// WriteMode says which changes a subject (or the registry) accepts, as
+// Confluent Schema Registry's mode does.
+type WriteMode string
+
+// The write modes.
+const (
+	// ReadWrite accepts every change (the default).
+	ReadWrite WriteMode = "READWRITE"
+	// ReadOnly refuses registrations, deletes and compatibility changes,
+	// through every API, with ErrReadOnly.
+	ReadOnly WriteMode = "READONLY"
+	// Import accepts changes as ReadWrite does, without compatibility
+	// checks, and registrations with a given schema ID and version
+	// (Registry.Import): Confluent's tools use it to copy a registry.
+	Import WriteMode = "IMPORT"
+)
+
+// ParseWriteMode reads a mode name, in any case.
+func ParseWriteMode(s string) (WriteMode, error) {
+	switch m := WriteMode(strings.ToUpper(strings.TrimSpace(s))); m {
+	case ReadWrite, ReadOnly, Import:
+		return m, nil
+	}
+	return "", fmt.Errorf("%w: unknown mode %.100q (want READWRITE, READONLY or IMPORT)", ErrInvalid, s)
+}
 
 // IncompatibleError carries every violation of a refused version.
 type IncompatibleError struct {
@@ -45,7 +93,11 @@ func (e *IncompatibleError) Error() string {
 	for _, v := range e.Violations {
 		rules = append(rules, fmt.Sprintf("%s at %s (against version %d)", v.Rule, v.Location, v.AgainstVersion))
 	}
-	return fmt.Sprintf("schema for subject %q breaks %s compatibility: %s", e.Subject, e.Mode, strings.Join(rules, "; "))
+	what := e.Mode.String() + " compatibility"
+	if hasValidationViolation(e.Violations) {
+		what += " or its validation compatibility"
+	}
+	return fmt.Sprintf("schema for subject %q breaks %s: %s", e.Subject, what, strings.Join(rules, "; "))
 }
 
 // Unwrap makes errors.Is(err, ErrIncompatible) true.
@@ -95,7 +147,15 @@ type Registry struct {
 
 	byID  sync.Map // int64 -> *Schema; IDs are immutable, so never stale
 	heads sync.Map // subject -> headEntry
-	pins  sync.Map // pinKey -> *Version; an ID's version under a subject never changes
+	// pins: pinKey -> pinEntry. An ID's version under a subject changes
+	// when it is deleted (or registered again after a soft delete), so an
+	// entry lives for the head TTL, like a head.
+	pins sync.Map
+}
+
+type pinEntry struct {
+	version *Version
+	fetched time.Time
 }
 
 type pinKey struct {
@@ -157,22 +217,52 @@ func NewRegistry(store *Store, opts ...Option) *Registry {
 	return r
 }
 
-var subjectPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+var subjectPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
 
-// ValidateSubject checks a subject name: letters, digits, '.', '_' and '-', at most 200.
+// ValidateSubject checks a subject name: letters, digits, '.', '_', '-'
+// and '/', at most 200. The '/' is there because Confluent's Protobuf
+// serializers register each imported file under a subject named after
+// its path (shop/v1/common.proto); empty segments and ".." are refused.
 func ValidateSubject(subject string) error {
 	if subject == "" {
 		return fmt.Errorf("%w: subject is required", ErrInvalid)
 	}
-	if !subjectPattern.MatchString(subject) {
-		return fmt.Errorf("%w: subject %.200q: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)", ErrInvalid, subject)
+	if !subjectPattern.MatchString(subject) || strings.Contains(subject, "//") || strings.HasSuffix(subject, "/") ||
+		strings.Contains("/"+subject+"/", "/../") || strings.Contains("/"+subject+"/", "/./") {
+		return fmt.Errorf("%w: subject %.200q: use letters, digits, '.', '_', '-' and '/' (at most 200, starting with a letter or digit, no empty, '.' or '..' segment)", ErrInvalid, subject)
 	}
 	return nil
 }
 
 // Register adds in as a new version of subject, or returns the existing
-// version when the subject already has this content.
+// version when the subject already has this content. While the subject is
+// in Import mode the compatibility check is skipped, as in Confluent
+// Schema Registry.
 func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Version, error) {
+	return r.register(ctx, subject, in, imported{})
+}
+
+// Import registers in as Register does, with the schema ID and version
+// given (0: assigned as Register assigns them), which copying another
+// registry needs. It is refused (ErrNotImportMode) unless the subject is
+// in Import mode; a given ID that belongs to other content, or content
+// that already has another ID, is ErrIDMismatch; a given version the
+// subject has with other content is ErrExists.
+func (r *Registry) Import(ctx context.Context, subject string, in Input, id int64, version int32) (*Version, error) {
+	if id < 0 || version < 0 {
+		return nil, fmt.Errorf("%w: id %d and version %d must not be negative", ErrInvalid, id, version)
+	}
+	return r.register(ctx, subject, in, imported{on: true, id: id, version: version})
+}
+
+// imported is what Import adds to a registration.
+type imported struct {
+	on      bool
+	id      int64
+	version int32
+}
+
+func (r *Registry) register(ctx context.Context, subject string, in Input, imp imported) (*Version, error) {
 	if err := ValidateSubject(subject); err != nil {
 		return nil, err
 	}
@@ -195,9 +285,10 @@ func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Ver
 	// the same number makes the insert conflict, and we try again on the
 	// new history (so the compatibility check always sees the real head).
 	for attempt := 0; ; attempt++ {
-		v, err := r.registerOnce(ctx, subject, stored, candidate, refs, now)
+		v, err := r.registerOnce(ctx, subject, stored, candidate, refs, now, imp)
 		if err == nil {
 			r.heads.Delete(subject)
+			r.pins.Delete(pinKey{subject: subject, schemaID: v.ID})
 			return v, nil
 		}
 		if (isConflict(err) || isRetryable(err)) && attempt < 50 {
@@ -212,14 +303,29 @@ func (r *Registry) Register(ctx context.Context, subject string, in Input) (*Ver
 	}
 }
 
-func (r *Registry) registerOnce(ctx context.Context, subject string, stored storedSchema, candidate compat.Schema, refs []resolvedReference, now time.Time) (*Version, error) {
+func (r *Registry) registerOnce(ctx context.Context, subject string, stored storedSchema, candidate compat.Schema, refs []resolvedReference, now time.Time, imp imported) (*Version, error) {
 	tx, err := r.store.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin registration: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-	id, err := r.store.insertSchema(ctx, tx, stored)
+	mode, err := r.writeMode(ctx, tx, subject)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case mode == ReadOnly:
+		return nil, fmt.Errorf("%w: subject %q is in read-only mode", ErrReadOnly, subject)
+	case imp.on && mode != Import:
+		return nil, fmt.Errorf("%w: subject %q is in %s mode; a schema id or version may be given in IMPORT mode only", ErrNotImportMode, subject, mode)
+	}
+	var id int64
+	if imp.id != 0 {
+		id, err = r.store.insertSchemaWithID(ctx, tx, stored, imp.id)
+	} else {
+		id, err = r.store.insertSchema(ctx, tx, stored)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -227,29 +333,50 @@ func (r *Registry) registerOnce(ctx context.Context, subject string, stored stor
 	if err != nil {
 		return nil, err
 	}
-	var next int32 = 1
+	// Numbers are never handed out twice: after the highest version
+	// ever, not after the highest left (one deleted for good is gone
+	// from history but may live on in consumers' caches).
+	last, err := r.store.lastVersion(ctx, tx, subject)
+	if err != nil {
+		return nil, err
+	}
+	next := last + 1
 	var live []VersionRow
 	for _, h := range history {
-		if h.SchemaID == id && !h.Deleted {
+		if imp.version != 0 && h.Version == imp.version && h.SchemaID != id {
+			return nil, fmt.Errorf("%w: subject %q already has a version %d (schema id %d)", ErrExists, subject, h.Version, h.SchemaID)
+		}
+		if h.SchemaID == id && !h.Deleted && (imp.version == 0 || imp.version == h.Version) {
 			// Same content again: nothing changes.
 			if err := tx.Commit(); err != nil {
 				return nil, fmt.Errorf("commit registration: %w", err)
 			}
 			return r.version(ctx, h)
 		}
-		next = h.Version + 1
+		next = max(next, h.Version+1)
 		if !h.Deleted {
 			live = append(live, h)
 		}
 	}
-	if violations, mode, err := r.check(ctx, tx, subject, live, candidate); err != nil {
-		return nil, err
-	} else if len(violations) > 0 {
-		return nil, &IncompatibleError{Subject: subject, Mode: mode, Violations: violations}
+	if imp.version != 0 {
+		next = imp.version
+		last = max(last, next)
+	} else {
+		last = next
+	}
+	if mode != Import {
+		if violations, cmode, err := r.check(ctx, tx, subject, live, candidate); err != nil {
+			return nil, err
+		} else if len(violations) > 0 {
+			return nil, &IncompatibleError{Subject: subject, Mode: cmode, Violations: violations}
+		}
 	}
 	if _, err := r.store.exec(ctx, tx, `INSERT INTO subject_versions (subject, version, schema_id, created_at, deleted) VALUES (?, ?, ?, ?, 0)`,
 		subject, next, id, now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("insert version %d of %q: %w", next, subject, err)
+	}
+	if err := r.store.setLastVersion(ctx, tx, subject, last); err != nil {
+		return nil, err
 	}
 	for _, ref := range refs {
 		if _, err := r.store.exec(ctx, tx, `INSERT INTO subject_references (subject, version, ref_subject, ref_version) VALUES (?, ?, ?, ?)`,
@@ -275,23 +402,33 @@ func (r *Registry) registerOnce(ctx context.Context, subject string, stored stor
 
 // Check returns the violations in under the subject's mode, without registering.
 func (r *Registry) Check(ctx context.Context, subject string, in Input) ([]compat.Violation, compat.Mode, error) {
-	if err := ValidateSubject(subject); err != nil {
+	candidate, live, err := r.candidate(ctx, subject, in)
+	if err != nil {
 		return nil, 0, err
+	}
+	return r.check(ctx, r.store.db, subject, live, candidate)
+}
+
+// candidate compiles in for a check against subject's live versions, which it returns too.
+func (r *Registry) candidate(ctx context.Context, subject string, in Input) (compat.Schema, []VersionRow, error) {
+	if err := ValidateSubject(subject); err != nil {
+		return compat.Schema{}, nil, err
 	}
 	compiled, _, err := r.compile(ctx, in)
 	if err != nil {
-		return nil, 0, err
+		return compat.Schema{}, nil, err
 	}
 	live, err := r.store.versions(ctx, r.store.db, subject, false)
 	if err != nil {
-		return nil, 0, err
+		return compat.Schema{}, nil, err
 	}
-	return r.check(ctx, r.store.db, subject, live, compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()})
+	return compat.Schema{Files: compiled.Own, Message: compiled.Message.FullName()}, live, nil
 }
 
-// check runs inside the registration's transaction q, so it must read
-// through q (SQLite has a single connection).
-func (r *Registry) check(ctx context.Context, q querier, subject string, live []VersionRow, candidate compat.Schema) ([]compat.Violation, compat.Mode, error) {
+// checkCompatibility runs inside the registration's transaction q, so it
+// must read through q (SQLite has a single connection). check (validation.go)
+// adds the opt-in protovalidate rules to it.
+func (r *Registry) checkCompatibility(ctx context.Context, q querier, subject string, live []VersionRow, candidate compat.Schema) ([]compat.Violation, compat.Mode, error) {
 	mode, err := r.compatibility(ctx, q, subject)
 	if err != nil {
 		return nil, 0, err
@@ -320,6 +457,10 @@ func (r *Registry) compile(ctx context.Context, in Input) (*compiled, []resolved
 			return nil, nil, fmt.Errorf("%w: a reference needs a name (import path) and a subject", ErrInvalid)
 		}
 		v, err := r.Get(ctx, ref.Subject, ref.Version)
+		if errors.Is(err, ErrNotFound) {
+			// The schema is invalid, for want of what it references.
+			return nil, nil, fmt.Errorf("%w: reference %q: %w", ErrInvalid, ref.Name, err)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("reference %q: %w", ref.Name, err)
 		}
@@ -419,7 +560,7 @@ func (r *Registry) Get(ctx context.Context, subject string, version int32) (*Ver
 			return r.version(ctx, row)
 		}
 	}
-	return nil, fmt.Errorf("%w: subject %q has no version %d", ErrNotFound, subject, version)
+	return nil, fmt.Errorf("%w: %w: subject %q has no version %d", ErrNotFound, ErrNoVersion, subject, version)
 }
 
 // Latest is Get(subject, 0) cached for the head TTL: the router calls it
@@ -443,14 +584,19 @@ func (r *Registry) Latest(ctx context.Context, subject string) (*Version, error)
 // with, and its version: the subject's latest live version (cached like
 // Latest) when schemaID is 0, else schemaID, which must be a version of
 // subject; soft-deleted versions count, since events in the bus still
-// carry them. The router and the sinks call it for every event.
+// carry them (Version.Deleted says so: the router refuses new events
+// pinned to them, the sinks still read old ones). The router and the
+// sinks call it for every event.
 func (r *Registry) Resolve(ctx context.Context, subject string, schemaID int64) (*Version, error) {
 	if schemaID == 0 {
 		return r.Latest(ctx, subject)
 	}
 	key := pinKey{subject: subject, schemaID: schemaID}
-	if v, ok := r.pins.Load(key); ok {
-		return v.(*Version), nil
+	if e, ok := r.pins.Load(key); ok {
+		entry := e.(pinEntry)
+		if time.Since(entry.fetched) < r.headTTL {
+			return entry.version, nil
+		}
 	}
 	row, err := r.versionRow(ctx, subject, schemaID)
 	if err != nil {
@@ -461,7 +607,7 @@ func (r *Registry) Resolve(ctx context.Context, subject string, schemaID int64) 
 		return nil, err
 	}
 	v := &Version{Schema: sc, Subject: subject, Version: row.Version, CreatedAt: row.CreatedAt, Deleted: row.Deleted}
-	r.pins.Store(key, v)
+	r.pins.Store(key, pinEntry{version: v, fetched: time.Now()})
 	return v, nil
 }
 
@@ -524,25 +670,70 @@ func (r *Registry) Versions(ctx context.Context, subject string, includeDeleted 
 	return rows, nil
 }
 
-// Compatibility returns the subject's mode (BACKWARD when none was set).
+// Compatibility returns the mode that applies to subject: its own, else
+// the registry's global one, else BACKWARD. Subject Global gives the
+// global one.
 func (r *Registry) Compatibility(ctx context.Context, subject string) (compat.Mode, error) {
 	return r.compatibility(ctx, r.store.db, subject)
 }
 
 func (r *Registry) compatibility(ctx context.Context, q querier, subject string) (compat.Mode, error) {
-	s, err := r.store.compatibility(ctx, q, subject)
+	for _, name := range []string{subject, Global} {
+		s, err := r.store.compatibility(ctx, q, name)
+		if err != nil {
+			return 0, err
+		}
+		if s != "" {
+			return compat.ParseMode(s)
+		}
+		if name == Global {
+			break
+		}
+	}
+	return r.defaultMode, nil
+}
+
+// SubjectCompatibility returns the mode set on subject itself (Global:
+// on the registry), and false when none is.
+func (r *Registry) SubjectCompatibility(ctx context.Context, subject string) (compat.Mode, bool, error) {
+	if err := validateScope(subject); err != nil {
+		return 0, false, err
+	}
+	s, err := r.store.compatibility(ctx, r.store.db, subject)
+	if err != nil || s == "" {
+		return 0, false, err
+	}
+	mode, err := compat.ParseMode(s)
+	return mode, err == nil, err
+}
+
+// validateScope accepts a subject name or Global.
+func validateScope(subject string) error {
+	if subject == Global {
+		return nil
+	}
+	return ValidateSubject(subject)
+}
+
+// SetCompatibility sets the subject's mode; subject Global sets the
+// default of every subject without a mode of its own.
+func (r *Registry) SetCompatibility(ctx context.Context, subject string, mode compat.Mode) error {
+	return r.changeCompatibility(ctx, subject, &mode)
+}
+
+// DeleteCompatibility removes the subject's own mode, so that it follows
+// the global one again (Global: the global one goes back to BACKWARD).
+// It returns the mode that applied before.
+func (r *Registry) DeleteCompatibility(ctx context.Context, subject string) (compat.Mode, error) {
+	before, err := r.Compatibility(ctx, subject)
 	if err != nil {
 		return 0, err
 	}
-	if s == "" {
-		return r.defaultMode, nil
-	}
-	return compat.ParseMode(s)
+	return before, r.changeCompatibility(ctx, subject, nil)
 }
 
-// SetCompatibility sets the subject's mode.
-func (r *Registry) SetCompatibility(ctx context.Context, subject string, mode compat.Mode) error {
-	if err := ValidateSubject(subject); err != nil {
+func (r *Registry) changeCompatibility(ctx context.Context, subject string, mode *compat.Mode) error {
+	if err := validateScope(subject); err != nil {
 		return err
 	}
 	tx, err := r.store.db.BeginTx(ctx, nil)
@@ -550,15 +741,33 @@ func (r *Registry) SetCompatibility(ctx context.Context, subject string, mode co
 		return fmt.Errorf("begin compatibility change: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := r.writable(ctx, tx, subject); err != nil {
+		return err
+	}
 	before, err := r.compatibility(ctx, tx, subject)
 	if err != nil {
 		return err
 	}
-	if err := r.store.setCompatibility(ctx, tx, subject, mode.String()); err != nil {
-		return err
+	ev := audit.Event{Action: audit.ActionCompatibility, Subject: subject, Before: audit.State(before.String())}
+	if mode != nil {
+		if err := r.store.setCompatibility(ctx, tx, subject, mode.String()); err != nil {
+			return err
+		}
+		ev.After = audit.State(mode.String())
+	} else {
+		if _, err := r.store.deleteCompatibility(ctx, tx, subject); err != nil {
+			return err
+		}
+		after, err := r.compatibility(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		ev.After = audit.State(after.String())
 	}
-	if err := r.record(ctx, tx, audit.Event{Action: audit.ActionCompatibility, Subject: subject,
-		Before: audit.State(before.String()), After: audit.State(mode.String())}); err != nil {
+	if subject == Global {
+		ev.Target = "global"
+	}
+	if err := r.record(ctx, tx, ev); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -567,68 +776,363 @@ func (r *Registry) SetCompatibility(ctx context.Context, subject string, mode co
 	return nil
 }
 
+// WriteMode returns the write mode that applies to subject: its own,
+// else the global one, else ReadWrite.
+func (r *Registry) WriteMode(ctx context.Context, subject string) (WriteMode, error) {
+	return r.writeMode(ctx, r.store.db, subject)
+}
+
+func (r *Registry) writeMode(ctx context.Context, q querier, subject string) (WriteMode, error) {
+	for _, name := range []string{subject, Global} {
+		s, err := r.store.writeMode(ctx, q, name)
+		if err != nil {
+			return "", err
+		}
+		if s != "" {
+			return ParseWriteMode(s)
+		}
+		if name == Global {
+			break
+		}
+	}
+	return ReadWrite, nil
+}
+
+// SubjectWriteMode returns the write mode set on subject itself (Global:
+// on the registry), and false when none is.
+func (r *Registry) SubjectWriteMode(ctx context.Context, subject string) (WriteMode, bool, error) {
+	if err := validateScope(subject); err != nil {
+		return "", false, err
+	}
+	s, err := r.store.writeMode(ctx, r.store.db, subject)
+	if err != nil || s == "" {
+		return "", false, err
+	}
+	m, err := ParseWriteMode(s)
+	return m, err == nil, err
+}
+
+// SetWriteMode sets subject's write mode (Global: the registry's); nil
+// removes the subject's own, so that it follows the global one again.
+// Changing the mode is allowed in every mode: it is how one leaves READONLY.
+func (r *Registry) SetWriteMode(ctx context.Context, subject string, mode *WriteMode) error {
+	if err := validateScope(subject); err != nil {
+		return err
+	}
+	return r.inTx(ctx, fmt.Sprintf("set mode of %q", subject), func(tx *sql.Tx) error {
+		before, err := r.writeMode(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		if mode != nil {
+			err = r.store.setWriteMode(ctx, tx, subject, string(*mode))
+		} else {
+			err = r.store.deleteWriteMode(ctx, tx, subject)
+		}
+		if err != nil {
+			return err
+		}
+		after, err := r.writeMode(ctx, tx, subject)
+		if err != nil {
+			return err
+		}
+		ev := audit.Event{Action: audit.ActionMode, Subject: subject, Before: audit.State(string(before)), After: audit.State(string(after))}
+		if subject == Global {
+			ev.Target = "global"
+		}
+		return r.record(ctx, tx, ev)
+	})
+}
+
+// writable refuses a change to subject while it (or the registry) is READONLY.
+func (r *Registry) writable(ctx context.Context, q querier, subject string) error {
+	mode, err := r.writeMode(ctx, q, subject)
+	if err != nil {
+		return err
+	}
+	if mode == ReadOnly {
+		if subject == Global {
+			return fmt.Errorf("%w: the registry is in read-only mode", ErrReadOnly)
+		}
+		return fmt.Errorf("%w: subject %q is in read-only mode", ErrReadOnly, subject)
+	}
+	return nil
+}
+
 // DeleteVersion soft-deletes a version (hidden by subject, still resolvable
-// by ID), or removes it for good when permanent is set. A permanent delete
-// is refused while another subject references the version, or while routes
-// use the subject and this is its last live version.
+// by ID), or removes it for good when permanent is set. As in Confluent
+// Schema Registry, a version another schema references is not deleted
+// (ErrReferenced; soft-deleted referrers count for a permanent delete),
+// and only a soft-deleted version may be removed for good
+// (ErrNotSoftDeleted otherwise). A permanent delete is also refused while
+// routes use the subject and it would leave the subject without any
+// version.
 func (r *Registry) DeleteVersion(ctx context.Context, subject string, version int32, permanent bool) error {
 	rows, err := r.store.versions(ctx, r.store.db, subject, true)
 	if err != nil {
 		return err
 	}
 	var target *VersionRow
-	liveCount := 0
 	for i := range rows {
-		if !rows[i].Deleted {
-			liveCount++
-		}
 		if rows[i].Version == version {
 			target = &rows[i]
 		}
 	}
 	if target == nil {
-		return fmt.Errorf("%w: subject %q has no version %d", ErrNotFound, subject, version)
-	}
-	defer r.heads.Delete(subject)
-	ev := audit.Event{Action: audit.ActionDeleteVersion, Subject: subject, Target: fmt.Sprintf("version %d", version),
-		Before: audit.State(versionState{Version: version, SchemaID: target.SchemaID, Deleted: target.Deleted})}
-	if !permanent {
-		if target.Deleted {
-			return fmt.Errorf("%w: subject %q version %d is already deleted", ErrNotFound, subject, version)
+		if len(rows) == 0 {
+			return fmt.Errorf("%w: subject %q has no schema", ErrNotFound, subject)
 		}
-		ev.After = audit.State(versionState{Version: version, SchemaID: target.SchemaID, Deleted: true})
-		return r.inTx(ctx, fmt.Sprintf("delete %s version %d", subject, version), func(tx *sql.Tx) error {
-			if _, err := r.store.exec(ctx, tx, `UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?`, subject, version); err != nil {
-				return err
+		return fmt.Errorf("%w: %w: subject %q has no version %d", ErrNotFound, ErrNoVersion, subject, version)
+	}
+	if !permanent && target.Deleted {
+		return fmt.Errorf("%w: %w: subject %q version %d is already deleted (delete it permanently to remove it for good)", ErrNotFound, ErrSoftDeleted, subject, version)
+	}
+	if err := r.checkReferences(ctx, subject, []VersionRow{*target}, permanent); err != nil {
+		return err
+	}
+	if !permanent {
+		return r.deleteRows(ctx, subject, []VersionRow{*target}, false)
+	}
+	if !target.Deleted {
+		return fmt.Errorf("%w: subject %q version %d must be soft-deleted before it is deleted permanently", ErrNotSoftDeleted, subject, version)
+	}
+	if err := r.checkRoutes(ctx, subject, len(rows) == 1); err != nil {
+		return err
+	}
+	return r.deleteRows(ctx, subject, []VersionRow{*target}, true)
+}
+
+// DeleteSubject soft-deletes every live version of subject, or, with
+// permanent, removes every version for good, which requires that all were
+// soft-deleted first (ErrNotSoftDeleted). It returns the versions deleted.
+// Version numbers are not reused after either.
+func (r *Registry) DeleteSubject(ctx context.Context, subject string, permanent bool) ([]int32, error) {
+	rows, err := r.store.versions(ctx, r.store.db, subject, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%w: subject %q has no schema", ErrNotFound, subject)
+	}
+	var live []VersionRow
+	for _, row := range rows {
+		if !row.Deleted {
+			live = append(live, row)
+		}
+	}
+	targets := rows
+	if !permanent {
+		targets = live
+	}
+	if len(targets) > 0 {
+		if err := r.checkReferences(ctx, subject, targets, permanent); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case !permanent && len(live) == 0:
+		return nil, fmt.Errorf("%w: %w: every version of subject %q is already deleted (delete it permanently to remove it for good)", ErrNotFound, ErrSoftDeleted, subject)
+	case permanent && len(live) > 0:
+		return nil, fmt.Errorf("%w: subject %q has %d live version(s); soft-delete the subject before deleting it permanently", ErrNotSoftDeleted, subject, len(live))
+	case permanent:
+		if err := r.checkRoutes(ctx, subject, true); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.deleteRows(ctx, subject, targets, permanent); err != nil {
+		return nil, err
+	}
+	out := make([]int32, len(targets))
+	for i, t := range targets {
+		out[i] = t.Version
+	}
+	return out, nil
+}
+
+// checkReferences refuses to delete targets while another schema version
+// references one of them (a live one; with permanent, any).
+func (r *Registry) checkReferences(ctx context.Context, subject string, targets []VersionRow, permanent bool) error {
+	for _, t := range targets {
+		referrers, err := r.store.referencedBy(ctx, subject, t.Version)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, ref := range referrers {
+			if permanent || !ref.Deleted {
+				n++
 			}
-			return r.record(ctx, tx, ev)
-		})
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: subject %q version %d is referenced by %d other schema version(s)", ErrReferenced, subject, t.Version, n)
+		}
 	}
-	var refs int
-	if err := r.store.queryRow(ctx, r.store.db, `SELECT COUNT(*) FROM subject_references WHERE ref_subject = ? AND ref_version = ?`, subject, version).Scan(&refs); err != nil {
-		return fmt.Errorf("count references: %w", err)
-	}
-	if refs > 0 {
-		return fmt.Errorf("%w: subject %q version %d is referenced by %d other schema version(s)", ErrReferenced, subject, version, refs)
-	}
-	if !target.Deleted && liveCount == 1 && r.routes != nil {
+	return nil
+}
+
+// checkRoutes refuses a permanent delete while routes use the subject and
+// nothing of it would be left (emptied).
+func (r *Registry) checkRoutes(ctx context.Context, subject string, emptied bool) error {
+	if emptied && r.routes != nil {
 		routes, err := r.routes.CountRoutes(ctx, subject)
 		if err != nil {
 			return fmt.Errorf("count routes: %w", err)
 		}
 		if routes > 0 {
-			return fmt.Errorf("%w: subject %q version %d is the last live version and %d route(s) use the subject", ErrReferenced, subject, version, routes)
+			return fmt.Errorf("%w: subject %q would have no version left and %d route(s) use the subject", ErrReferenced, subject, routes)
 		}
 	}
-	return r.inTx(ctx, fmt.Sprintf("delete %s version %d for good", subject, version), func(tx *sql.Tx) error {
-		if _, err := r.store.exec(ctx, tx, `DELETE FROM subject_versions WHERE subject = ? AND version = ?`, subject, version); err != nil {
+	return nil
+}
+
+// deleteRows soft-deletes (or removes) targets in one transaction, each
+// with its audit event, unless the subject is read-only.
+func (r *Registry) deleteRows(ctx context.Context, subject string, targets []VersionRow, permanent bool) error {
+	defer r.heads.Delete(subject)
+	defer func() {
+		for _, t := range targets {
+			r.pins.Delete(pinKey{subject: subject, schemaID: t.SchemaID})
+		}
+	}()
+	what := fmt.Sprintf("delete %s version %d", subject, targets[0].Version)
+	if len(targets) > 1 {
+		what = fmt.Sprintf("delete %d versions of %s", len(targets), subject)
+	}
+	if permanent {
+		what += " for good"
+	}
+	return r.inTx(ctx, what, func(tx *sql.Tx) error {
+		if err := r.writable(ctx, tx, subject); err != nil {
 			return err
 		}
-		if _, err := r.store.exec(ctx, tx, `DELETE FROM subject_references WHERE subject = ? AND version = ?`, subject, version); err != nil {
-			return fmt.Errorf("references: %w", err)
+		for _, t := range targets {
+			ev := audit.Event{Action: audit.ActionDeleteVersion, Subject: subject, Target: fmt.Sprintf("version %d", t.Version),
+				Before: audit.State(versionState{Version: t.Version, SchemaID: t.SchemaID, Deleted: t.Deleted})}
+			if permanent {
+				if _, err := r.store.exec(ctx, tx, `DELETE FROM subject_versions WHERE subject = ? AND version = ?`, subject, t.Version); err != nil {
+					return err
+				}
+				if _, err := r.store.exec(ctx, tx, `DELETE FROM subject_references WHERE subject = ? AND version = ?`, subject, t.Version); err != nil {
+					return fmt.Errorf("references: %w", err)
+				}
+			} else {
+				if _, err := r.store.exec(ctx, tx, `UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?`, subject, t.Version); err != nil {
+					return err
+				}
+				ev.After = audit.State(versionState{Version: t.Version, SchemaID: t.SchemaID, Deleted: true})
+			}
+			if err := r.record(ctx, tx, ev); err != nil {
+				return err
+			}
 		}
-		return r.record(ctx, tx, ev)
+		return nil
 	})
+}
+
+// SubjectNames lists the subjects with a live version (with
+// includeDeleted, also those whose versions are all soft-deleted), sorted.
+func (r *Registry) SubjectNames(ctx context.Context, includeDeleted bool) ([]string, error) {
+	return r.store.subjectNames(ctx, includeDeleted)
+}
+
+// SchemaVersions lists every subject version that has schema id,
+// soft-deleted ones included (Deleted says so); ErrNotFound when the ID
+// does not exist.
+func (r *Registry) SchemaVersions(ctx context.Context, id int64) ([]VersionRow, error) {
+	if _, err := r.ByID(ctx, id); err != nil {
+		return nil, err
+	}
+	return r.store.versionsOfSchema(ctx, id)
+}
+
+// ReferencedBy lists the subject versions whose schemas reference
+// subject's version (which must exist, live or soft-deleted).
+func (r *Registry) ReferencedBy(ctx context.Context, subject string, version int32) ([]VersionRow, error) {
+	if _, err := r.versionByNumber(ctx, subject, version, true); err != nil {
+		return nil, err
+	}
+	return r.store.referencedBy(ctx, subject, version)
+}
+
+// GetAny is Get that also finds a soft-deleted version when
+// includeDeleted is set (Version.Deleted says so); version 0 is the latest live.
+func (r *Registry) GetAny(ctx context.Context, subject string, version int32, includeDeleted bool) (*Version, error) {
+	if version == 0 || !includeDeleted {
+		return r.Get(ctx, subject, version)
+	}
+	row, err := r.versionByNumber(ctx, subject, version, true)
+	if err != nil {
+		return nil, err
+	}
+	return r.version(ctx, *row)
+}
+
+func (r *Registry) versionByNumber(ctx context.Context, subject string, version int32, includeDeleted bool) (*VersionRow, error) {
+	rows, err := r.store.versions(ctx, r.store.db, subject, includeDeleted)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%w: subject %q has no schema", ErrNotFound, subject)
+	}
+	for i := range rows {
+		if rows[i].Version == version {
+			return &rows[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %w: subject %q has no version %d", ErrNotFound, ErrNoVersion, subject, version)
+}
+
+// Lookup finds the version of subject whose content is in's (with
+// includeDeleted, a soft-deleted one too): the latest such version.
+// ErrNotFound with ErrNoVersion when the subject exists but has no such
+// version.
+func (r *Registry) Lookup(ctx context.Context, subject string, in Input, includeDeleted bool) (*Version, error) {
+	if err := ValidateSubject(subject); err != nil {
+		return nil, err
+	}
+	rows, err := r.store.versions(ctx, r.store.db, subject, includeDeleted)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%w: subject %q has no schema", ErrNotFound, subject)
+	}
+	compiled, _, err := r.compile(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	id, err := r.store.schemaIDByFingerprint(ctx, r.store.db, compiled.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(rows) - 1; id != 0 && i >= 0; i-- {
+		if rows[i].SchemaID == id {
+			return r.version(ctx, rows[i])
+		}
+	}
+	return nil, fmt.Errorf("%w: %w: subject %q has no version with this schema", ErrNotFound, ErrNoVersion, subject)
+}
+
+// CheckVersion returns the violations of in against one version of
+// subject (0: the latest live one) under the subject's mode, as
+// Confluent's compatibility endpoint does; transitive modes compare with
+// that version only. A subject without versions accepts everything.
+func (r *Registry) CheckVersion(ctx context.Context, subject string, version int32, in Input) ([]compat.Violation, compat.Mode, error) {
+	candidate, live, err := r.candidate(ctx, subject, in)
+	if err != nil {
+		return nil, 0, err
+	}
+	if version != 0 {
+		against, err := r.versionByNumber(ctx, subject, version, false)
+		if err != nil {
+			return nil, 0, err
+		}
+		live = []VersionRow{*against}
+	} else if len(live) > 0 {
+		live = live[len(live)-1:]
+	}
+	return r.check(ctx, r.store.db, subject, live, candidate)
 }
 
 // inTx runs fn in a transaction and commits it; what names the change in

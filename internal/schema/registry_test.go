@@ -162,15 +162,23 @@ func TestVersionsLookupsAndDeletes(t *testing.T) {
 		if len(all) != 2 || !all[1].Deleted {
 			t.Fatalf("versions with deleted = %+v", all)
 		}
-		// Hard delete is refused while a route uses the subject's last live version.
+		// A hard delete needs a soft delete first (Confluent's rule).
+		if err := reg.DeleteVersion(ctx, "orders", 1, true); !errors.Is(err, schema.ErrNotSoftDeleted) {
+			t.Fatalf("hard delete of a live version: err %v, want ErrNotSoftDeleted", err)
+		}
+		// A hard delete that would leave a routed subject without any
+		// version is refused.
 		if err := routes.Create(ctx, route.Route{Name: "big", Subject: "orders", Topic: "t"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := reg.DeleteVersion(ctx, "orders", 1, true); !errors.Is(err, schema.ErrReferenced) {
-			t.Fatalf("hard delete of routed version: err %v, want ErrReferenced", err)
+		if err := reg.DeleteVersion(ctx, "orders", 1, false); err != nil {
+			t.Fatalf("soft delete of version 1: %v", err)
 		}
 		if err := reg.DeleteVersion(ctx, "orders", 2, true); err != nil {
 			t.Fatalf("hard delete of soft-deleted version: %v", err)
+		}
+		if err := reg.DeleteVersion(ctx, "orders", 1, true); !errors.Is(err, schema.ErrReferenced) {
+			t.Fatalf("hard delete of a routed subject's last version: err %v, want ErrReferenced", err)
 		}
 		all, _ = reg.Versions(ctx, "orders", true)
 		if len(all) != 1 {
@@ -512,4 +520,227 @@ func TestHeadsRefreshAcrossReplicas(t *testing.T) {
 	if sc, err := b.ByID(ctx, v1.ID); err != nil || sc.Message.Fields().Len() != 2 {
 		t.Fatalf("ByID(v1) on replica B = %+v, %v", sc, err)
 	}
+}
+
+// TestRegistryGaps: the defects of issue 14, each a case that failed
+// before: ids skipped on a repeated registration, version numbers came
+// back after a hard delete, no global compatibility, no read-only mode,
+// pins kept the deleted state they were first resolved with.
+func TestRegistryGaps(t *testing.T) {
+	v2src := strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  string currency = 3;", 1)
+	v3src := strings.Replace(v2src, "string currency = 3;", "string currency = 3;\n  string note = 4;", 1)
+	breaking := strings.Replace(orderV1, "int64 amount_cents = 2;", "string amount_cents = 2;", 1)
+	stores(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		reg := openRegistry(t, url)
+		mustRegister := func(subject, src string) *schema.Version {
+			t.Helper()
+			v, err := reg.Register(ctx, subject, order(src))
+			if err != nil {
+				t.Fatalf("register %s: %v", subject, err)
+			}
+			return v
+		}
+
+		t.Run("same content again uses up no id", func(t *testing.T) {
+			a := mustRegister("ids", orderV1)
+			if again := mustRegister("ids", orderV1); again.ID != a.ID || again.Version != a.Version {
+				t.Fatalf("same content again = id %d version %d, want %d %d", again.ID, again.Version, a.ID, a.Version)
+			}
+			if b := mustRegister("ids", v2src); b.ID != a.ID+1 {
+				t.Fatalf("next new schema got id %d, want %d (no id used up by the repeat)", b.ID, a.ID+1)
+			}
+		})
+
+		t.Run("version numbers are never reused", func(t *testing.T) {
+			mustRegister("numbers", orderV1)
+			mustRegister("numbers", v2src)
+			if err := reg.DeleteVersion(ctx, "numbers", 2, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := reg.DeleteVersion(ctx, "numbers", 2, true); err != nil {
+				t.Fatal(err)
+			}
+			if v := mustRegister("numbers", v3src); v.Version != 3 {
+				t.Fatalf("after a hard delete of version 2 the next version is %d, want 3", v.Version)
+			}
+			// Even with every version gone for good.
+			if _, err := reg.DeleteSubject(ctx, "numbers", true); !errors.Is(err, schema.ErrNotSoftDeleted) {
+				t.Fatalf("permanent subject delete before a soft one: %v, want ErrNotSoftDeleted", err)
+			}
+			if got, err := reg.DeleteSubject(ctx, "numbers", false); err != nil || fmt.Sprint(got) != "[1 3]" {
+				t.Fatalf("soft subject delete = %v, %v; want [1 3]", got, err)
+			}
+			if _, err := reg.DeleteSubject(ctx, "numbers", true); err != nil {
+				t.Fatal(err)
+			}
+			if v := mustRegister("numbers", orderV1); v.Version != 4 {
+				t.Fatalf("after the subject was deleted for good the next version is %d, want 4", v.Version)
+			}
+		})
+
+		t.Run("global compatibility", func(t *testing.T) {
+			mustRegister("global-a", orderV1)
+			mustRegister("global-b", orderV1)
+			if _, set, err := reg.SubjectCompatibility(ctx, schema.Global); err != nil || set {
+				t.Fatalf("global set before any change: %v, %v", set, err)
+			}
+			if err := reg.SetCompatibility(ctx, schema.Global, compat.None); err != nil {
+				t.Fatalf("set global: %v", err)
+			}
+			if err := reg.SetCompatibility(ctx, "global-b", compat.Backward); err != nil {
+				t.Fatal(err)
+			}
+			if mode, err := reg.Compatibility(ctx, "global-a"); err != nil || mode != compat.None {
+				t.Fatalf("subject without its own mode = %v, %v; want NONE (global)", mode, err)
+			}
+			if _, err := reg.Register(ctx, "global-a", order(breaking)); err != nil {
+				t.Fatalf("breaking change under a global NONE: %v", err)
+			}
+			if _, err := reg.Register(ctx, "global-b", order(breaking)); !errors.Is(err, schema.ErrIncompatible) {
+				t.Fatalf("breaking change where the subject says BACKWARD: %v, want ErrIncompatible", err)
+			}
+			if before, err := reg.DeleteCompatibility(ctx, "global-b"); err != nil || before != compat.Backward {
+				t.Fatalf("delete subject mode = %v, %v", before, err)
+			}
+			if mode, _ := reg.Compatibility(ctx, "global-b"); mode != compat.None {
+				t.Fatalf("after its own mode is deleted the subject follows %v, want NONE", mode)
+			}
+			if _, err := reg.DeleteCompatibility(ctx, schema.Global); err != nil {
+				t.Fatal(err)
+			}
+			if mode, _ := reg.Compatibility(ctx, "global-b"); mode != compat.Backward {
+				t.Fatalf("after the global mode is deleted: %v, want BACKWARD", mode)
+			}
+		})
+
+		t.Run("read-only mode", func(t *testing.T) {
+			mustRegister("ro", orderV1)
+			readOnly, readWrite := schema.ReadOnly, schema.ReadWrite
+			if err := reg.SetWriteMode(ctx, schema.Global, &readOnly); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.Register(ctx, "ro", order(v2src)); !errors.Is(err, schema.ErrReadOnly) {
+				t.Fatalf("register in READONLY: %v, want ErrReadOnly", err)
+			}
+			if err := reg.DeleteVersion(ctx, "ro", 1, false); !errors.Is(err, schema.ErrReadOnly) {
+				t.Fatalf("delete in READONLY: %v, want ErrReadOnly", err)
+			}
+			if err := reg.SetCompatibility(ctx, "ro", compat.None); !errors.Is(err, schema.ErrReadOnly) {
+				t.Fatalf("compatibility change in READONLY: %v, want ErrReadOnly", err)
+			}
+			// A subject's own mode wins over the global one.
+			if err := reg.SetWriteMode(ctx, "ro", &readWrite); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.Register(ctx, "ro", order(v2src)); err != nil {
+				t.Fatalf("register where the subject says READWRITE: %v", err)
+			}
+			if _, err := reg.Register(ctx, "ro-other", order(orderV1)); !errors.Is(err, schema.ErrReadOnly) {
+				t.Fatalf("register of a new subject in a READONLY registry: %v", err)
+			}
+			if err := reg.SetWriteMode(ctx, schema.Global, nil); err != nil {
+				t.Fatal(err)
+			}
+			if mode, err := reg.WriteMode(ctx, "ro-other"); err != nil || mode != schema.ReadWrite {
+				t.Fatalf("mode after the global one is removed = %v, %v", mode, err)
+			}
+		})
+
+		t.Run("a cached pin sees its version deleted", func(t *testing.T) {
+			v1 := mustRegister("pins", orderV1)
+			mustRegister("pins", v2src)
+			if got, err := reg.Resolve(ctx, "pins", v1.ID); err != nil || got.Deleted {
+				t.Fatalf("pin before delete = %+v, %v", got, err)
+			}
+			if err := reg.DeleteVersion(ctx, "pins", 1, false); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := reg.Resolve(ctx, "pins", v1.ID); err != nil || !got.Deleted {
+				t.Fatalf("pin after soft delete = %+v, %v; want Deleted", got, err)
+			}
+			if err := reg.DeleteVersion(ctx, "pins", 1, true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reg.Resolve(ctx, "pins", v1.ID); !errors.Is(err, schema.ErrNotFound) {
+				t.Fatalf("pin after hard delete: %v, want ErrNotFound", err)
+			}
+		})
+
+		t.Run("a replica's cached pin sees a delete made elsewhere", func(t *testing.T) {
+			store, err := schema.OpenStore(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			replica := schema.NewRegistry(store, schema.WithHeadTTL(20*time.Millisecond))
+			v1 := mustRegister("replica-pins", orderV1)
+			mustRegister("replica-pins", v2src)
+			if got, err := replica.Resolve(ctx, "replica-pins", v1.ID); err != nil || got.Deleted {
+				t.Fatalf("replica's pin before delete = %+v, %v", got, err)
+			}
+			if err := reg.DeleteVersion(ctx, "replica-pins", 1, false); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				got, err := replica.Resolve(ctx, "replica-pins", v1.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Deleted {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the replica still resolves the deleted version as live after 5s (head TTL 20ms)")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+
+		t.Run("import with given ids and versions", func(t *testing.T) {
+			imp := strings.Replace(orderV1, "int64 amount_cents = 2;", "int64 amount_cents = 2;\n  string imported = 9;", 1)
+			other := strings.Replace(imp, "string imported = 9;", "string imported = 9;\n  string other = 10;", 1)
+			if _, err := reg.Import(ctx, "imp", order(imp), 100, 5); !errors.Is(err, schema.ErrNotImportMode) {
+				t.Fatalf("import outside IMPORT mode: %v, want ErrNotImportMode", err)
+			}
+			importMode := schema.Import
+			if err := reg.SetWriteMode(ctx, "imp", &importMode); err != nil {
+				t.Fatal(err)
+			}
+			v, err := reg.Import(ctx, "imp", order(imp), 100, 5)
+			if err != nil || v.ID != 100 || v.Version != 5 {
+				t.Fatalf("import = %+v, %v; want id 100 version 5", v, err)
+			}
+			if again, err := reg.Import(ctx, "imp", order(imp), 100, 5); err != nil || again.ID != 100 || again.Version != 5 {
+				t.Fatalf("the same import again = %+v, %v", again, err)
+			}
+			// The ids assigned afterwards start past the imported one.
+			if next := mustRegister("imp-after", v3src+"\n// after\nmessage After {}\n"); next.ID != 101 {
+				t.Fatalf("next assigned id = %d, want 101", next.ID)
+			}
+			if _, err := reg.Import(ctx, "imp", order(imp), 7, 0); !errors.Is(err, schema.ErrIDMismatch) {
+				t.Fatalf("content under another id: %v, want ErrIDMismatch", err)
+			}
+			if _, err := reg.Import(ctx, "imp", order(other), 100, 0); !errors.Is(err, schema.ErrIDMismatch) {
+				t.Fatalf("an id of other content: %v, want ErrIDMismatch", err)
+			}
+			if _, err := reg.Import(ctx, "imp", order(other), 0, 5); !errors.Is(err, schema.ErrExists) {
+				t.Fatalf("a version the subject has: %v, want ErrExists", err)
+			}
+			// No compatibility check in IMPORT mode; numbering goes on after the highest.
+			if v, err := reg.Register(ctx, "imp", order(breaking)); err != nil || v.Version != 6 {
+				t.Fatalf("a breaking change in IMPORT mode = %+v, %v; want version 6", v, err)
+			}
+		})
+
+		t.Run("subjects may name files", func(t *testing.T) {
+			for _, bad := range []string{"a//b", "a/", "/a", "a/../b", "a/./b", "a\x00b"} {
+				if err := schema.ValidateSubject(bad); !errors.Is(err, schema.ErrInvalid) {
+					t.Errorf("ValidateSubject(%q) = %v, want ErrInvalid", bad, err)
+				}
+			}
+			mustRegister("shop/v1/order.proto", orderV1)
+		})
+	})
 }

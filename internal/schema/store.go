@@ -130,11 +130,49 @@ func (s *Store) migrate(ctx context.Context) error {
 		`CREATE TABLE IF NOT EXISTS subject_configs (
 			subject TEXT PRIMARY KEY,
 			compatibility TEXT NOT NULL)`,
+		// The registry-wide write mode is the row of subject "" (as the
+		// global compatibility is in subject_configs).
+		`CREATE TABLE IF NOT EXISTS subject_modes (
+			subject TEXT PRIMARY KEY,
+			mode TEXT NOT NULL)`,
+		// The highest version a subject ever had, so that a number is not
+		// handed out again after its version was deleted for good.
+		`CREATE TABLE IF NOT EXISTS subject_counters (
+			subject TEXT PRIMARY KEY,
+			last_version INTEGER NOT NULL)`,
 	}
 	for _, q := range stmts {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create registry tables: %w", err)
 		}
+	}
+	// Columns added after the first release; '' means OFF.
+	return s.addColumn(ctx, "subject_configs", "validation_compatibility", "TEXT NOT NULL DEFAULT ''")
+}
+
+// addColumn adds a column to a table unless it is there already, so that
+// databases created by earlier releases migrate on open, as often as they
+// are opened, by several processes at once.
+func (s *Store) addColumn(ctx context.Context, table, column, decl string) error {
+	if s.postgres {
+		if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN IF NOT EXISTS `+column+` `+decl); err != nil {
+			return fmt.Errorf("add column %s.%s: %w", table, column, err)
+		}
+		return nil
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, table, column).Scan(&n); err != nil {
+		return fmt.Errorf("inspect table %s: %w", table, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+column+` `+decl); err != nil {
+		// Another process may have added it between the two statements.
+		if strings.Contains(err.Error(), "duplicate column name") {
+			return nil
+		}
+		return fmt.Errorf("add column %s.%s: %w", table, column, err)
 	}
 	return nil
 }
@@ -204,26 +242,93 @@ func isRetryable(err error) bool {
 	return false
 }
 
+// schemaIDByFingerprint returns the ID of a content, or 0 when it was never stored.
+func (s *Store) schemaIDByFingerprint(ctx context.Context, q querier, fingerprint string) (int64, error) {
+	var id int64
+	err := s.queryRow(ctx, q, `SELECT id FROM schemas WHERE fingerprint = ?`, fingerprint).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find schema id: %w", err)
+	}
+	return id, nil
+}
+
 // insertSchema stores a schema content once and returns its global ID.
+// It looks the content up first: an INSERT that conflicts still uses up a
+// value of PostgreSQL's identity sequence, so registering the same content
+// again would make the next new schema's ID skip one.
 func (s *Store) insertSchema(ctx context.Context, q querier, sc storedSchema) (int64, error) {
-	files, err := json.Marshal(sc.Files)
-	if err != nil {
-		return 0, fmt.Errorf("encode files: %w", err)
+	if id, err := s.schemaIDByFingerprint(ctx, q, sc.Fingerprint); err != nil || id != 0 {
+		return id, err
 	}
-	refs, err := json.Marshal(sc.References)
-	if err != nil {
-		return 0, fmt.Errorf("encode references: %w", err)
-	}
-	if _, err := s.exec(ctx, q, `INSERT INTO schemas (fingerprint, message, files, descriptor_set, refs, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING`,
-		sc.Fingerprint, sc.Message, string(files), sc.DescriptorSet, string(refs), sc.CreatedAt.UnixMilli()); err != nil {
-		return 0, fmt.Errorf("insert schema: %w", err)
+	if err := s.insertSchemaRow(ctx, q, sc, 0); err != nil {
+		return 0, err
 	}
 	var id int64
 	if err := s.queryRow(ctx, q, `SELECT id FROM schemas WHERE fingerprint = ?`, sc.Fingerprint).Scan(&id); err != nil {
 		return 0, fmt.Errorf("find schema id: %w", err)
 	}
 	return id, nil
+}
+
+// insertSchemaWithID stores a schema content under a given ID (an import
+// from another registry). The content may already be there under that ID;
+// under another, or the ID taken by other content, is ErrIDMismatch.
+func (s *Store) insertSchemaWithID(ctx context.Context, q querier, sc storedSchema, id int64) (int64, error) {
+	existing, err := s.schemaIDByFingerprint(ctx, q, sc.Fingerprint)
+	if err != nil {
+		return 0, err
+	}
+	if existing == id {
+		return id, nil
+	}
+	if existing != 0 {
+		return 0, fmt.Errorf("%w: the schema is registered with id %d, not %d", ErrIDMismatch, existing, id)
+	}
+	var taken int
+	if err := s.queryRow(ctx, q, `SELECT COUNT(*) FROM schemas WHERE id = ?`, id).Scan(&taken); err != nil {
+		return 0, fmt.Errorf("find schema %d: %w", id, err)
+	}
+	if taken > 0 {
+		return 0, fmt.Errorf("%w: schema id %d belongs to another schema", ErrIDMismatch, id)
+	}
+	if err := s.insertSchemaRow(ctx, q, sc, id); err != nil {
+		return 0, err
+	}
+	if s.postgres {
+		// An explicit id does not move the identity sequence: move it past
+		// the highest id, or the next assigned id would collide. (SQLite's
+		// AUTOINCREMENT follows the largest id by itself.)
+		if _, err := s.exec(ctx, q, `SELECT setval(pg_get_serial_sequence('schemas', 'id'), (SELECT MAX(id) FROM schemas))`); err != nil {
+			return 0, fmt.Errorf("move the schema id sequence past %d: %w", id, err)
+		}
+	}
+	return id, nil
+}
+
+// insertSchemaRow inserts sc with id, or with the next id when id is 0. A
+// concurrent insert of the same content is not an error (the caller reads
+// the id back).
+func (s *Store) insertSchemaRow(ctx context.Context, q querier, sc storedSchema, id int64) error {
+	files, err := json.Marshal(sc.Files)
+	if err != nil {
+		return fmt.Errorf("encode files: %w", err)
+	}
+	refs, err := json.Marshal(sc.References)
+	if err != nil {
+		return fmt.Errorf("encode references: %w", err)
+	}
+	columns, values := `fingerprint, message, files, descriptor_set, refs, created_at`, `?, ?, ?, ?, ?, ?`
+	args := []any{sc.Fingerprint, sc.Message, string(files), sc.DescriptorSet, string(refs), sc.CreatedAt.UnixMilli()}
+	if id != 0 {
+		columns, values, args = "id, "+columns, "?, "+values, append([]any{id}, args...)
+	}
+	if _, err := s.exec(ctx, q, `INSERT INTO schemas (`+columns+`) VALUES (`+values+`) ON CONFLICT (fingerprint) DO NOTHING`, args...); err != nil {
+		return fmt.Errorf("insert schema: %w", err)
+	}
+	return nil
 }
 
 // schemaByID loads a schema by its global ID.
@@ -257,8 +362,14 @@ func (s *Store) versions(ctx context.Context, q querier, subject string, include
 	}
 	query += ` ORDER BY version`
 	rows, err := q.QueryContext(ctx, s.Rebind(query), subject)
+	return scanVersionRows(rows, err, fmt.Sprintf("list versions of %q", subject))
+}
+
+// scanVersionRows reads rows of (subject, version, schema_id, created_at,
+// deleted); err is the query's, what names it in errors.
+func scanVersionRows(rows *sql.Rows, err error, what string) ([]VersionRow, error) {
 	if err != nil {
-		return nil, fmt.Errorf("list versions of %q: %w", subject, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []VersionRow
@@ -267,13 +378,16 @@ func (s *Store) versions(ctx context.Context, q querier, subject string, include
 		var created int64
 		var deleted int
 		if err := rows.Scan(&v.Subject, &v.Version, &v.SchemaID, &created, &deleted); err != nil {
-			return nil, fmt.Errorf("list versions of %q: %w", subject, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		v.CreatedAt = time.UnixMilli(created)
 		v.Deleted = deleted != 0
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }
 
 // subjects lists every subject that has at least one live version.
@@ -329,4 +443,129 @@ func (s *Store) setCompatibility(ctx context.Context, q querier, subject, mode s
 		return fmt.Errorf("save config of %q: %w", subject, err)
 	}
 	return nil
+}
+
+// validationCompatibility returns a subject's stored validation mode, or ""
+// when none is set.
+func (s *Store) validationCompatibility(ctx context.Context, q querier, subject string) (string, error) {
+	var mode string
+	err := s.queryRow(ctx, q, `SELECT validation_compatibility FROM subject_configs WHERE subject = ?`, subject).Scan(&mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load validation config of %q: %w", subject, err)
+	}
+	return mode, nil
+}
+
+// setValidationCompatibility stores a subject's validation mode; a subject
+// without a config row gets one with an empty compatibility (the default).
+func (s *Store) setValidationCompatibility(ctx context.Context, q querier, subject, mode string) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_configs (subject, compatibility, validation_compatibility) VALUES (?, '', ?)
+		ON CONFLICT (subject) DO UPDATE SET validation_compatibility = excluded.validation_compatibility`, subject, mode)
+	if err != nil {
+		return fmt.Errorf("save validation config of %q: %w", subject, err)
+	}
+	return nil
+}
+
+// deleteCompatibility clears a subject's stored mode (back to the global
+// default), keeping its validation mode; it reports whether there was one.
+func (s *Store) deleteCompatibility(ctx context.Context, q querier, subject string) (bool, error) {
+	res, err := s.exec(ctx, q, `UPDATE subject_configs SET compatibility = '' WHERE subject = ? AND compatibility <> ''`, subject)
+	if err != nil {
+		return false, fmt.Errorf("delete config of %q: %w", subject, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// writeMode returns a subject's stored write mode, or "" when none is set.
+func (s *Store) writeMode(ctx context.Context, q querier, subject string) (string, error) {
+	var mode string
+	err := s.queryRow(ctx, q, `SELECT mode FROM subject_modes WHERE subject = ?`, subject).Scan(&mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load mode of %q: %w", subject, err)
+	}
+	return mode, nil
+}
+
+func (s *Store) setWriteMode(ctx context.Context, q querier, subject, mode string) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_modes (subject, mode) VALUES (?, ?)
+		ON CONFLICT (subject) DO UPDATE SET mode = excluded.mode`, subject, mode)
+	if err != nil {
+		return fmt.Errorf("save mode of %q: %w", subject, err)
+	}
+	return nil
+}
+
+func (s *Store) deleteWriteMode(ctx context.Context, q querier, subject string) error {
+	if _, err := s.exec(ctx, q, `DELETE FROM subject_modes WHERE subject = ?`, subject); err != nil {
+		return fmt.Errorf("delete mode of %q: %w", subject, err)
+	}
+	return nil
+}
+
+// lastVersion is the highest version subject ever had (0 if none was recorded).
+func (s *Store) lastVersion(ctx context.Context, q querier, subject string) (int32, error) {
+	var v int32
+	err := s.queryRow(ctx, q, `SELECT last_version FROM subject_counters WHERE subject = ?`, subject).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load last version of %q: %w", subject, err)
+	}
+	return v, nil
+}
+
+func (s *Store) setLastVersion(ctx context.Context, q querier, subject string, version int32) error {
+	_, err := s.exec(ctx, q, `INSERT INTO subject_counters (subject, last_version) VALUES (?, ?)
+		ON CONFLICT (subject) DO UPDATE SET last_version = excluded.last_version`, subject, version)
+	if err != nil {
+		return fmt.Errorf("save last version of %q: %w", subject, err)
+	}
+	return nil
+}
+
+// subjectNames lists every subject with a version (a live one unless
+// includeDeleted), sorted.
+func (s *Store) subjectNames(ctx context.Context, includeDeleted bool) ([]string, error) {
+	query := `SELECT DISTINCT subject FROM subject_versions`
+	if !includeDeleted {
+		query += ` WHERE deleted = 0`
+	}
+	rows, err := s.db.QueryContext(ctx, query+` ORDER BY subject`)
+	if err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("list subjects: %w", err)
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
+}
+
+// versionsOfSchema lists every (subject, version) that has schema id, by subject and version.
+func (s *Store) versionsOfSchema(ctx context.Context, id int64) ([]VersionRow, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT subject, version, schema_id, created_at, deleted FROM subject_versions
+		WHERE schema_id = ? ORDER BY subject, version`), id)
+	return scanVersionRows(rows, err, fmt.Sprintf("list versions of schema %d", id))
+}
+
+// referencedBy lists the versions whose schemas reference subject's version.
+func (s *Store) referencedBy(ctx context.Context, subject string, version int32) ([]VersionRow, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT v.subject, v.version, v.schema_id, v.created_at, v.deleted
+		FROM subject_references r JOIN subject_versions v ON v.subject = r.subject AND v.version = r.version
+		WHERE r.ref_subject = ? AND r.ref_version = ? ORDER BY v.schema_id`), subject, version)
+	return scanVersionRows(rows, err, fmt.Sprintf("list references to %s version %d", subject, version))
 }

@@ -49,6 +49,16 @@ type Config struct {
 	MaxAttempts int
 	// DeadLetterTopic receives refused events (default "<Name>-dlq").
 	DeadLetterTopic string
+	// StallAfter is how long the sink may hold received events without
+	// committing anything before it reports itself stalled (default 60s).
+	// It also bounds one write attempt (with writeTimeout): a write that
+	// takes longer is abandoned and its tables are tried one by one, so
+	// that one locked table cannot hold the others (hold.go).
+	StallAfter time.Duration
+	// MaxHeld bounds the events the sink holds for tables that refuse
+	// them (default 5000). Past it the sink stops receiving until a held
+	// table resumes (hold.go).
+	MaxHeld int
 	// writeTimeout bounds one transaction (default 60s): a hung database
 	// call must not hold the batch forever (docs/pitfalls.md B4).
 	writeTimeout time.Duration
@@ -114,6 +124,18 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	if cfg.writeTimeout <= 0 {
 		cfg.writeTimeout = 60 * time.Second
 	}
+	switch {
+	case cfg.StallAfter == 0:
+		cfg.StallAfter = 60 * time.Second
+	case cfg.StallAfter < 10*time.Millisecond:
+		return nil, fmt.Errorf("sink %s: stall_after %v: want at least 10ms", cfg.Name, cfg.StallAfter)
+	}
+	switch {
+	case cfg.MaxHeld == 0:
+		cfg.MaxHeld = defaultMaxHeld
+	case cfg.MaxHeld < 0 || cfg.MaxHeld > maxMaxHeld:
+		return nil, fmt.Errorf("sink %s: max_held %d: want 1 to %d", cfg.Name, cfg.MaxHeld, maxMaxHeld)
+	}
 	s := &Sink{
 		cfg:       cfg,
 		bus:       b,
@@ -122,6 +144,7 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		order:     order,
 		reads:     Reads{Subscription: subscriptionName(cfg.Name)},
 		schemaMap: make(map[schemaKey]*schemaEntry),
+		held:      make(map[string]*heldTable),
 		state:     stateStopped,
 	}
 	names := cfg.Topics

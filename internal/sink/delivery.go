@@ -76,11 +76,48 @@ type committedBatch struct {
 	committed time.Time
 }
 
-func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- committedBatch, ackDone <-chan struct{}) error {
+// writeLoop writes batches as they come and retries the held tables when
+// they are due (hold.go). While Config.MaxHeld events are held it takes no
+// batch, so that the bus stops delivering rather than the sink's memory
+// growing.
+func (s *Sink) writeLoop(ctx context.Context, sub bus.Subscription, in <-chan []*event, out chan<- committedBatch, ackDone <-chan struct{}) error {
 	defer close(out)
-	for {
+	// Not selecting on ctx: a committed batch is always handed on, so that
+	// shutdown acknowledges it (ackLoop drains out until it is closed,
+	// unless acknowledging failed for good).
+	send := func(cb committedBatch) bool {
+		if len(cb.events) == 0 {
+			return true
+		}
 		select {
-		case events := <-in:
+		case out <- cb:
+			return true
+		case <-ackDone:
+			return false
+		}
+	}
+	extend := time.NewTicker(extendInterval)
+	defer extend.Stop()
+	paused := false
+	for {
+		batches := in
+		if s.heldCount >= s.cfg.MaxHeld {
+			batches = nil
+			if !paused {
+				s.log.Warn("held events reached max_held; receiving paused until a held table resumes", "held", s.heldCount, "max_held", s.cfg.MaxHeld)
+			}
+		} else if paused {
+			s.log.Info("receiving resumed", "held", s.heldCount)
+		}
+		paused = batches == nil
+		var retry <-chan time.Time
+		var timer *time.Timer
+		if d, ok := s.nextRetry(time.Now()); ok {
+			timer = time.NewTimer(d)
+			retry = timer.C
+		}
+		select {
+		case events := <-batches:
 			cb, err := s.handle(ctx, events)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -88,16 +125,20 @@ func (s *Sink) writeLoop(ctx context.Context, in <-chan []*event, out chan<- com
 				}
 				return err
 			}
-			// Not selecting on ctx: a committed batch is always handed on,
-			// so that shutdown acknowledges it (ackLoop drains out until
-			// it is closed, unless acknowledging failed for good).
-			select {
-			case out <- cb:
-			case <-ackDone:
+			if !send(cb) {
 				return nil
 			}
+		case <-retry:
+			if !s.retryHeld(ctx, send) {
+				return nil
+			}
+		case <-extend.C:
+			s.extendHeld(sub)
 		case <-ctx.Done():
 			return nil
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }
@@ -122,6 +163,7 @@ func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan comm
 			}
 			return err
 		}
+		s.inflight.Add(-int64(len(cb.events)))
 		s.log.Debug("batch done", "events", len(cb.events), "rows", cb.written, "dead", cb.dead,
 			"write", cb.committed.Sub(cb.started), "ack_wait", acking.Sub(cb.committed), "ack", time.Since(acking))
 	}
@@ -149,11 +191,12 @@ func (s *Sink) count(cb committedBatch) {
 }
 
 // handle writes one batch and dead-letters what the database refused.
-// Database errors other than refused values are retried with backoff,
-// holding the whole batch (nothing acknowledged, nothing dead-lettered)
-// until the database is back. Once the write has committed,
-// dead-lettering completes even if ctx is cancelled, so that shutdown
-// finishes the batch.
+// Events of held tables, and of tables that refuse them now, are held
+// (hold.go) and left out of the returned batch. Database errors that no
+// table is to blame for are retried with backoff, holding the whole batch
+// (nothing acknowledged, nothing dead-lettered) until the database is
+// back. Once the write has committed, dead-lettering completes even if ctx
+// is cancelled, so that shutdown finishes the batch.
 func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, error) {
 	var pending []*event
 	for _, ev := range events {
@@ -161,52 +204,33 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 			pending = append(pending, ev)
 		}
 	}
-	var written int64
 	started := time.Now()
 	if s.hooks.beforeWrite != nil {
 		s.hooks.beforeWrite()
 	}
-	for attempt := 1; len(pending) > 0; attempt++ {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.writeTimeout)
-		n, offenders, err := s.writer.write(wctx, pending)
-		cancel()
-		if err != nil {
-			s.metrics.retries.Inc()
-			if isTypeConflict(err) {
-				s.log.Error("schema change refused by the table; events held until an operator changes the table", "err", err)
-			} else {
-				s.log.Warn("write failed; holding the batch and retrying", "err", err, "attempt", attempt, "events", len(pending))
-			}
-			s.setState(StateStalled, err)
-			if !sleep(ctx, backoff(attempt)) {
-				return committedBatch{}, ctx.Err()
-			}
-			continue
-		}
-		written += n
-		// Offenders get MaxAttempts tries each, alone, before the
-		// dead-letter topic: a refusal is nearly always the value's fault,
-		// but costs little to confirm.
-		pending = nil
-		for _, ev := range offenders {
-			ev.attempts++
-			if ev.attempts < s.cfg.MaxAttempts {
-				ev.err = nil
-				pending = append(pending, ev)
-			}
-		}
-		if len(pending) > 0 && !sleep(ctx, 50*time.Millisecond*time.Duration(1<<min(attempt, 6))) {
-			return committedBatch{}, ctx.Err()
-		}
-		attempt = 0
+	held := make(map[*event]bool)
+	written, err := s.writeIsolated(ctx, pending, held)
+	if err != nil {
+		return committedBatch{}, err
 	}
-	s.setState(stateRunning, nil)
+	if len(held) < len(events) {
+		s.setState(stateRunning, nil)
+	}
 	if s.hooks.afterCommit != nil {
 		s.hooks.afterCommit()
 	}
 	done := context.WithoutCancel(ctx)
 	var dead []*event
-	for _, ev := range events {
+	finished := events
+	if len(held) > 0 {
+		finished = make([]*event, 0, len(events)-len(held))
+		for _, ev := range events {
+			if !held[ev] {
+				finished = append(finished, ev)
+			}
+		}
+	}
+	for _, ev := range finished {
 		if ev.err != nil {
 			dead = append(dead, ev)
 		}
@@ -214,8 +238,11 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 	if err := s.deadLetter(ctx, done, dead); err != nil {
 		return committedBatch{}, err
 	}
-	cb := committedBatch{events: events, written: written, dead: len(dead), started: started, committed: time.Now()}
+	cb := committedBatch{events: finished, written: written, dead: len(dead), started: started, committed: time.Now()}
 	s.count(cb)
+	if len(finished) > 0 {
+		s.progress()
+	}
 	return cb, nil
 }
 

@@ -15,6 +15,9 @@ type metrics struct {
 	deadLettered prometheus.Counter
 	retries      prometheus.Counter
 	lag          prometheus.Gauge
+	held         prometheus.Gauge
+	stalled      prometheus.Gauge
+	restarts     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
@@ -42,8 +45,29 @@ func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
 		Name: "pipeline_sink_lag_entries",
 		Help: "Backlog of the sink's subscription, in bus entries.",
 	}, []string{"sink"})
+	held := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pipeline_sink_held_events",
+		Help: "Events the sink holds for tables that refuse them (neither written nor acknowledged).",
+	}, []string{"sink"})
+	stalled := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pipeline_sink_stalled",
+		Help: "1 while the sink reports itself stalled, else 0.",
+	}, []string{"sink"})
+	restarts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pipeline_sink_restarts_total",
+		Help: "Times the sink stopped with an error and was started again.",
+	}, []string{"sink"})
 	if reg != nil {
 		var err error
+		if held, err = register(reg, held); err != nil {
+			return nil, err
+		}
+		if stalled, err = register(reg, stalled); err != nil {
+			return nil, err
+		}
+		if restarts, err = register(reg, restarts); err != nil {
+			return nil, err
+		}
 		if rows, err = register(reg, rows); err != nil {
 			return nil, err
 		}
@@ -70,6 +94,9 @@ func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
 		deadLettered: deadLettered.WithLabelValues(sinkName),
 		retries:      retries.WithLabelValues(sinkName),
 		lag:          lag.WithLabelValues(sinkName),
+		held:         held.WithLabelValues(sinkName),
+		stalled:      stalled.WithLabelValues(sinkName),
+		restarts:     restarts.WithLabelValues(sinkName),
 	}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,11 +55,24 @@ type Sink struct {
 		beforeAck   func() // committed and dead-lettered, not yet acknowledged
 	}
 
+	// held are the tables whose events the sink holds (hold.go), and
+	// heldCount the events held in all; owned by the writer goroutine.
+	held      map[string]*heldTable
+	heldCount int
+	// inflight counts deliveries received and not yet acknowledged (held
+	// ones included): the sink's own backlog, for the stall check.
+	inflight atomic.Int64
+
 	mu           sync.Mutex
 	state        string
 	lastError    string
+	stallReason  string // why state is stalled, when the stall check said so
 	rowsWritten  int64
 	deadLettered int64
+	heldView     []HeldTable // snapshot of held for Status
+	lastProgress time.Time   // last commit (or acknowledged batch), or when the sink was last idle
+	writingSince time.Time   // start of the write in progress; zero when none
+	lastWriteErr string      // how the last write failed; empty after a success
 }
 
 func (s *Sink) subscriptionType() bus.SubscriptionType {
@@ -94,6 +108,12 @@ func (s *Sink) Run(ctx context.Context) error {
 			s.log.Warn("close subscription", "err", err)
 		}
 	}()
+	// What an earlier Run held is redelivered, not kept.
+	clear(s.held)
+	s.heldCount = 0
+	s.publishHeld()
+	s.inflight.Store(0)
+	s.progress()
 
 	// Four stages, each one goroutine, so that receiving and decoding the
 	// next batch and acknowledging the previous one overlap with writing
@@ -103,16 +123,30 @@ func (s *Sink) Run(ctx context.Context) error {
 	batches := make(chan []*event, 1)
 	committed := make(chan committedBatch, 2)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.receive(gctx, sub, deliveries) })
-	g.Go(func() error { return s.batch(gctx, deliveries, batches) })
+	// A panic in a stage (a bug) stops this Run with an error rather than
+	// the process; Supervise starts the sink again.
+	stage := func(name string, fn func() error) {
+		g.Go(func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("sink stage panicked", "stage", name, "panic", r, "stack", string(debug.Stack()))
+					err = fmt.Errorf("sink %s: %s: panic: %v", s.cfg.Name, name, r)
+				}
+			}()
+			return fn()
+		})
+	}
+	stage("receive", func() error { return s.receive(gctx, sub, deliveries) })
+	stage("batch", func() error { return s.batch(gctx, deliveries, batches) })
 	ackDone := make(chan struct{})
-	g.Go(func() error { return s.writeLoop(gctx, batches, committed, ackDone) })
-	g.Go(func() error {
+	stage("write", func() error { return s.writeLoop(gctx, sub, batches, committed, ackDone) })
+	stage("ack", func() error {
 		defer close(ackDone)
 		return s.ackLoop(gctx, sub, committed)
 	})
-	g.Go(func() error { return s.watchLag(gctx) })
-	g.Go(func() error { s.keepDeadLetter(gctx); return nil })
+	stage("lag", func() error { return s.watchLag(gctx) })
+	stage("stall", func() error { return s.watchStall(gctx) })
+	stage("dead-letter", func() error { s.keepDeadLetter(gctx); return nil })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -196,6 +230,7 @@ func (s *Sink) receive(ctx context.Context, sub bus.Subscription, out chan<- *bu
 			continue
 		}
 		attempt = 0
+		s.inflight.Add(1)
 		select {
 		case out <- d:
 		case <-ctx.Done():
@@ -262,5 +297,34 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// Supervise runs the sink until ctx is done, starting Run again whenever
+// it returns an error (a bus that closed the consumer, a panic in a
+// stage): the error is logged, counted (pipeline_sink_restarts_total) and
+// the sink restarts after a backoff from about half a second doubling to
+// about 30 s, reset once a run has lasted a minute. Events the failed run
+// had received and not acknowledged are redelivered to the next.
+func (s *Sink) Supervise(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		started := time.Now()
+		err := s.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("Run returned before its context ended")
+		}
+		if time.Since(started) > time.Minute {
+			attempt = 1
+		}
+		wait := holdBackoff(attempt)
+		s.metrics.restarts.Inc()
+		s.setState(StateStalled, fmt.Errorf("stopped, restarting in %v: %w", wait.Round(time.Millisecond), err))
+		s.log.Error("sink stopped; restarting", "err", err, "attempt", attempt, "wait", wait)
+		if !sleep(ctx, wait) {
+			return
+		}
 	}
 }

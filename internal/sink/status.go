@@ -20,8 +20,15 @@ type Status struct {
 	// bus could not say.
 	Lag int64
 	// State is "running", "stalled" (the database refuses writes and the
-	// events wait in the bus) or "stopped".
+	// events wait in the bus, or the sink has held events and committed
+	// nothing for Config.StallAfter) or "stopped".
 	State string
+	// StallReason says why State is "stalled" (empty otherwise), for
+	// example "no commit for 1m0s with backlog 10900; last write: ...".
+	StallReason string
+	// Held are the tables whose events the sink holds while they refuse
+	// them; the sink's other tables go on (hold.go).
+	Held []HeldTable
 }
 
 // States of a sink.
@@ -43,6 +50,8 @@ func (s *Sink) Status(ctx context.Context) Status {
 		deadLettered: s.deadLettered,
 		LastError:    s.lastError,
 		State:        s.state,
+		StallReason:  s.stallReason,
+		Held:         slices.Clone(s.heldView),
 	}
 	s.mu.Unlock()
 	st.Lag = s.lag(ctx)
@@ -76,9 +85,87 @@ func (s *Sink) setState(state string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.state = state
+	if state == StateStalled {
+		s.metrics.stalled.Set(1)
+	} else {
+		s.metrics.stalled.Set(0)
+	}
+	switch {
+	case state != StateStalled:
+		s.stallReason = ""
+	case err != nil:
+		s.stallReason = err.Error()
+	}
 	if err != nil {
 		s.lastError = err.Error()
 	}
+}
+
+// progress records that the sink committed (or acknowledged) something.
+func (s *Sink) progress() {
+	s.mu.Lock()
+	s.lastProgress = time.Now()
+	s.mu.Unlock()
+}
+
+// watchStall reports the sink stalled when it holds received events and
+// has committed nothing for Config.StallAfter, whatever the reason: a write
+// blocked on a lock, a held table, a database that does not answer
+// (docs/pitfalls.md B4: a stuck sink must be visible).
+func (s *Sink) watchStall(ctx context.Context) error {
+	t := time.NewTicker(min(max(s.cfg.StallAfter/4, 10*time.Millisecond), 5*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.checkStall(ctx, time.Now())
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (s *Sink) checkStall(ctx context.Context, now time.Time) {
+	inflight := s.inflight.Load()
+	s.mu.Lock()
+	if inflight <= 0 {
+		s.lastProgress = now // idle is not stalled
+		s.mu.Unlock()
+		return
+	}
+	quiet := now.Sub(s.lastProgress)
+	s.mu.Unlock()
+	if quiet < s.cfg.StallAfter {
+		return
+	}
+	backlog := max(s.lag(ctx), inflight)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.lastProgress) < s.cfg.StallAfter {
+		return // committed meanwhile
+	}
+	lastWrite := "none since"
+	switch {
+	case !s.writingSince.IsZero():
+		lastWrite = fmt.Sprintf("in progress for %v", roundDuration(now.Sub(s.writingSince)))
+	case s.lastWriteErr != "":
+		lastWrite = s.lastWriteErr
+	}
+	reason := fmt.Sprintf("no commit for %v with backlog %d; last write: %s%s", roundDuration(quiet), backlog, lastWrite, heldSummary(s.heldView))
+	if s.state != StateStalled {
+		s.log.Warn("sink stalled", "reason", reason)
+	}
+	s.state, s.stallReason = StateStalled, reason
+	s.metrics.stalled.Set(1)
+}
+
+// roundDuration keeps a duration readable in a reason: whole seconds from
+// a second up, milliseconds below.
+func roundDuration(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Truncate(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // watchLag refreshes the lag gauge.

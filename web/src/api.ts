@@ -2,9 +2,10 @@
 // proto/ (protoc-gen-es), over the Connect protocol, on the origin that
 // served the page. Every other client of the pipeline uses the same API.
 
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuditService } from "./gen/pipeline/v1/audit_pb.js";
+import { AccessService, type WhoAmIResponse } from "./gen/pipeline/v1/access_pb.js";
 import { IngestService } from "./gen/pipeline/v1/ingest_pb.js";
 import { RouteService } from "./gen/pipeline/v1/route_pb.js";
 import { CompileErrorSchema, CompatibilityErrorSchema, SchemaService } from "./gen/pipeline/v1/schema_pb.js";
@@ -12,11 +13,46 @@ import { SinkService } from "./gen/pipeline/v1/sink_pb.js";
 import { StatusService } from "./gen/pipeline/v1/status_pb.js";
 import { TopicService } from "./gen/pipeline/v1/topic_pb.js";
 
+// The bearer token of a server that requires one: typed in once, kept in
+// sessionStorage (this tab, until it closes), never in localStorage or a
+// cookie, sent as "Authorization: Bearer" with every call.
+const tokenKey = "pipeline.token";
+
+/** session is who the server takes the dashboard's user for. */
+export const session: { token: string; me: WhoAmIResponse | undefined } = {
+  token: sessionStorage.getItem(tokenKey) ?? "",
+  me: undefined,
+};
+
+export function setToken(token: string): void {
+  session.token = token.trim();
+  if (session.token) sessionStorage.setItem(tokenKey, session.token);
+  else sessionStorage.removeItem(tokenKey);
+}
+
+/**
+ * can says whether the signed-in role has a permission ("routes.admin",
+ * "schema.admin", "events.payloads", ...), to show only the controls it may
+ * use; the server checks every call anyway. Before the server has answered
+ * who the user is, nothing is hidden.
+ */
+export function can(permission: string): boolean {
+  return session.me ? session.me.permissions.includes(permission) : true;
+}
+
+const bearer: Interceptor = (next) => (req) => {
+  if (session.token) req.header.set("Authorization", `Bearer ${session.token}`);
+  return next(req);
+};
+
 const transport = createConnectTransport({
   baseUrl: window.location.origin,
   // Polls must not pile up behind a server that stopped answering.
   defaultTimeoutMs: 10_000,
+  interceptors: [bearer],
 });
+
+export const accessClient = createClient(AccessService, transport);
 
 export const schemaClient = createClient(SchemaService, transport);
 export const ingestClient = createClient(IngestService, transport);

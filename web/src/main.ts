@@ -2,6 +2,8 @@
 // answers every page path with index.html), live polling, footer.
 
 import "./style.css";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { accessClient, problem, session, setToken } from "./api.js";
 import { h, replace } from "./dom.js";
 import { duration } from "./format.js";
 import { live } from "./live.js";
@@ -40,6 +42,7 @@ const healthPill = link("/health", { class: "health-pill", "data-testid": "healt
 const banner = h("div", { class: "banner-slot" });
 const main = h("main", { class: "main" });
 const footerStatus = h("span");
+const whoBox = h("span", { "data-testid": "who" });
 
 app.replaceChildren(
   h(
@@ -62,11 +65,7 @@ app.replaceChildren(
       "div",
       { class: "footer-inner" },
       footerStatus,
-      h(
-        "span",
-        { "data-testid": "no-auth-note" },
-        "No authentication yet: anyone who can reach this port can change compatibility modes and routes.",
-      ),
+      whoBox,
     ),
   ),
 );
@@ -127,9 +126,110 @@ function updateChrome(): void {
   );
 }
 
-live.subscribe(() => {
-  updateChrome();
-  current?.update?.();
-});
-render();
-live.start();
+function updateWho(): void {
+  const me = session.me;
+  if (!me) {
+    replace(whoBox, null);
+  } else if (me.method === "none") {
+    replace(
+      whoBox,
+      h("span", { "data-testid": "no-auth-note" }, "Auth is off (loopback only): anyone on this machine can change compatibility modes and routes."),
+    );
+  } else {
+    replace(
+      whoBox,
+      "Signed in as ",
+      h("strong", { "data-testid": "who-name" }, me.name),
+      ` (${me.role}${me.subjects.length ? `, subjects ${me.subjects.join(", ")}` : ""}) · `,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-small",
+          "data-testid": "sign-out",
+          onclick: () => {
+            setToken("");
+            window.location.reload();
+          },
+        },
+        "Sign out",
+      ),
+    );
+  }
+}
+
+/**
+ * signIn asks for a token when the server requires one (it answered
+ * unauthenticated), and resolves once the server accepts one.
+ */
+function signIn(reason: string): Promise<void> {
+  return new Promise((resolve) => {
+    const input = h("input", {
+      type: "password",
+      name: "token",
+      required: true,
+      autocomplete: "off",
+      placeholder: "pl_…",
+      "data-testid": "token-input",
+      "aria-label": "Token",
+    });
+    const status = h("div", { class: "form-status" }, reason ? h("div", { class: "notice notice-bad" }, reason) : null);
+    const form = h(
+      "form",
+      {
+        class: "stack",
+        "data-testid": "sign-in",
+        onsubmit: async (ev: Event) => {
+          ev.preventDefault();
+          setToken(input.value);
+          try {
+            session.me = await accessClient.whoAmI({});
+            resolve();
+          } catch (err) {
+            setToken("");
+            replace(status, h("div", { class: "notice notice-bad" }, problem(err).message));
+          }
+        },
+      },
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Token"), input, h("span", { class: "field-hint" }, "Kept for this browser tab only (sessionStorage), sent as Authorization: Bearer.")),
+      h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn btn-primary", "data-testid": "sign-in-submit" }, "Sign in")),
+      status,
+    );
+    replace(
+      main,
+      h(
+        "div",
+        { class: "view" },
+        h("div", { class: "page-header" }, h("div", null, h("h1", null, "Sign in"), h("p", { class: "subtitle" }, "This pipeline requires a token (pipeline token new makes one)."))),
+        h("section", { class: "card" }, h("div", { class: "card-body" }, form)),
+      ),
+    );
+    document.title = "Sign in · pipeline";
+    input.focus();
+  });
+}
+
+/** start learns who the user is (asking for a token if needed), then shows the pages. */
+async function start(): Promise<void> {
+  for (;;) {
+    try {
+      session.me = await accessClient.whoAmI({});
+      break;
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.Unauthenticated) break; // unreachable: the banner says so; nothing is hidden
+      const hadToken = session.token !== "";
+      setToken("");
+      await signIn(hadToken ? "The server no longer accepts the token of this tab." : "");
+      break;
+    }
+  }
+  updateWho();
+  live.subscribe(() => {
+    updateChrome();
+    current?.update?.();
+  });
+  render();
+  live.start();
+}
+
+void start();

@@ -173,7 +173,7 @@ type AuditEvent struct {
 	Time  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	Actor string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
 	// action is "schema.register", "schema.delete", "subject.compatibility",
-	// "route.create" or "route.delete".
+	// "subject.validation_compatibility", "route.create" or "route.delete".
 	Action  string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
 	// target names what inside the subject changed: "version 3", a route's

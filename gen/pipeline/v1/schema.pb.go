@@ -102,6 +102,71 @@ func (Compatibility) EnumDescriptor() ([]byte, []int) {
 	return file_pipeline_v1_schema_proto_rawDescGZIP(), []int{0}
 }
 
+// ValidationCompatibility is a subject's opt-in check of the protovalidate
+// (buf.validate) rules of a new version against the latest one. A tightened
+// rule (a larger min_len, a new required, a narrower in, a new pattern or
+// CEL rule) refuses events producers already send; a loosened one lets
+// through events consumers relied on never seeing. Changes that are neither
+// (a changed pattern or CEL expression) count as both.
+type ValidationCompatibility int32
+
+const (
+	ValidationCompatibility_VALIDATION_COMPATIBILITY_UNSPECIFIED ValidationCompatibility = 0
+	// OFF checks nothing (the default).
+	ValidationCompatibility_VALIDATION_COMPATIBILITY_OFF ValidationCompatibility = 1
+	// PRODUCER refuses tightened rules.
+	ValidationCompatibility_VALIDATION_COMPATIBILITY_PRODUCER ValidationCompatibility = 2
+	// CONSUMER refuses loosened rules.
+	ValidationCompatibility_VALIDATION_COMPATIBILITY_CONSUMER ValidationCompatibility = 3
+	// BOTH refuses either.
+	ValidationCompatibility_VALIDATION_COMPATIBILITY_BOTH ValidationCompatibility = 4
+)
+
+// Enum value maps for ValidationCompatibility.
+var (
+	ValidationCompatibility_name = map[int32]string{
+		0: "VALIDATION_COMPATIBILITY_UNSPECIFIED",
+		1: "VALIDATION_COMPATIBILITY_OFF",
+		2: "VALIDATION_COMPATIBILITY_PRODUCER",
+		3: "VALIDATION_COMPATIBILITY_CONSUMER",
+		4: "VALIDATION_COMPATIBILITY_BOTH",
+	}
+	ValidationCompatibility_value = map[string]int32{
+		"VALIDATION_COMPATIBILITY_UNSPECIFIED": 0,
+		"VALIDATION_COMPATIBILITY_OFF":         1,
+		"VALIDATION_COMPATIBILITY_PRODUCER":    2,
+		"VALIDATION_COMPATIBILITY_CONSUMER":    3,
+		"VALIDATION_COMPATIBILITY_BOTH":        4,
+	}
+)
+
+func (x ValidationCompatibility) Enum() *ValidationCompatibility {
+	p := new(ValidationCompatibility)
+	*p = x
+	return p
+}
+
+func (x ValidationCompatibility) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ValidationCompatibility) Descriptor() protoreflect.EnumDescriptor {
+	return file_pipeline_v1_schema_proto_enumTypes[1].Descriptor()
+}
+
+func (ValidationCompatibility) Type() protoreflect.EnumType {
+	return &file_pipeline_v1_schema_proto_enumTypes[1]
+}
+
+func (x ValidationCompatibility) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ValidationCompatibility.Descriptor instead.
+func (ValidationCompatibility) EnumDescriptor() ([]byte, []int) {
+	return file_pipeline_v1_schema_proto_rawDescGZIP(), []int{1}
+}
+
 // SourceFile is one .proto file of a schema.
 type SourceFile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -357,8 +422,12 @@ type CheckCompatibilityRequest struct {
 	Message           string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	FileDescriptorSet []byte                 `protobuf:"bytes,4,opt,name=file_descriptor_set,json=fileDescriptorSet,proto3" json:"file_descriptor_set,omitempty"`
 	References        []*Reference           `protobuf:"bytes,5,rep,name=references,proto3" json:"references,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// report_renames asks for the renames report: messages and enums of the
+	// latest version that the candidate has under another name with the same
+	// shape. The report never changes the verdict.
+	ReportRenames bool `protobuf:"varint,6,opt,name=report_renames,json=reportRenames,proto3" json:"report_renames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckCompatibilityRequest) Reset() {
@@ -426,10 +495,20 @@ func (x *CheckCompatibilityRequest) GetReferences() []*Reference {
 	return nil
 }
 
+func (x *CheckCompatibilityRequest) GetReportRenames() bool {
+	if x != nil {
+		return x.ReportRenames
+	}
+	return false
+}
+
 type CheckCompatibilityResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Compatible    bool                   `protobuf:"varint,1,opt,name=compatible,proto3" json:"compatible,omitempty"`
-	Violations    []*Violation           `protobuf:"bytes,2,rep,name=violations,proto3" json:"violations,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Compatible bool                   `protobuf:"varint,1,opt,name=compatible,proto3" json:"compatible,omitempty"`
+	Violations []*Violation           `protobuf:"bytes,2,rep,name=violations,proto3" json:"violations,omitempty"`
+	// renames (with report_renames) lists MESSAGE_RENAMED and ENUM_RENAMED
+	// findings, which buf and Confluent count as a deletion and an addition.
+	Renames       []*Violation `protobuf:"bytes,3,rep,name=renames,proto3" json:"renames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -478,11 +557,20 @@ func (x *CheckCompatibilityResponse) GetViolations() []*Violation {
 	return nil
 }
 
+func (x *CheckCompatibilityResponse) GetRenames() []*Violation {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
 // Violation is one reason a candidate schema breaks compatibility.
 type Violation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// rule is Confluent's difference type or buf's rule ID, for example
-	// "FIELD_KIND_CHANGED" or "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED".
+	// "FIELD_KIND_CHANGED" or "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED", or a
+	// validation rule ID ("VALIDATE_RULE_TIGHTENED", ...) under
+	// validation_compatibility.
 	Rule    string `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// location names the element: its full name, and file:line:column where known.
@@ -1317,11 +1405,12 @@ func (x *GetSubjectConfigRequest) GetSubject() string {
 }
 
 type GetSubjectConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Compatibility Compatibility          `protobuf:"varint,2,opt,name=compatibility,proto3,enum=pipeline.v1.Compatibility" json:"compatibility,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state                   protoimpl.MessageState  `protogen:"open.v1"`
+	Subject                 string                  `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Compatibility           Compatibility           `protobuf:"varint,2,opt,name=compatibility,proto3,enum=pipeline.v1.Compatibility" json:"compatibility,omitempty"`
+	ValidationCompatibility ValidationCompatibility `protobuf:"varint,3,opt,name=validation_compatibility,json=validationCompatibility,proto3,enum=pipeline.v1.ValidationCompatibility" json:"validation_compatibility,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *GetSubjectConfigResponse) Reset() {
@@ -1368,12 +1457,23 @@ func (x *GetSubjectConfigResponse) GetCompatibility() Compatibility {
 	return Compatibility_COMPATIBILITY_UNSPECIFIED
 }
 
+func (x *GetSubjectConfigResponse) GetValidationCompatibility() ValidationCompatibility {
+	if x != nil {
+		return x.ValidationCompatibility
+	}
+	return ValidationCompatibility_VALIDATION_COMPATIBILITY_UNSPECIFIED
+}
+
 type UpdateSubjectConfigRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Compatibility Compatibility          `protobuf:"varint,2,opt,name=compatibility,proto3,enum=pipeline.v1.Compatibility" json:"compatibility,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// compatibility may be left unspecified when validation_compatibility is
+	// set; then the subject's mode stays as it is.
+	Compatibility Compatibility `protobuf:"varint,2,opt,name=compatibility,proto3,enum=pipeline.v1.Compatibility" json:"compatibility,omitempty"`
+	// validation_compatibility unspecified leaves the setting as it is.
+	ValidationCompatibility ValidationCompatibility `protobuf:"varint,3,opt,name=validation_compatibility,json=validationCompatibility,proto3,enum=pipeline.v1.ValidationCompatibility" json:"validation_compatibility,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *UpdateSubjectConfigRequest) Reset() {
@@ -1420,12 +1520,22 @@ func (x *UpdateSubjectConfigRequest) GetCompatibility() Compatibility {
 	return Compatibility_COMPATIBILITY_UNSPECIFIED
 }
 
+func (x *UpdateSubjectConfigRequest) GetValidationCompatibility() ValidationCompatibility {
+	if x != nil {
+		return x.ValidationCompatibility
+	}
+	return ValidationCompatibility_VALIDATION_COMPATIBILITY_UNSPECIFIED
+}
+
 type UpdateSubjectConfigResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	Compatibility Compatibility          `protobuf:"varint,2,opt,name=compatibility,proto3,enum=pipeline.v1.Compatibility" json:"compatibility,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// validation_compatibility is the subject's setting when the request set
+	// it, unspecified otherwise (GetSubjectConfig always has it).
+	ValidationCompatibility ValidationCompatibility `protobuf:"varint,3,opt,name=validation_compatibility,json=validationCompatibility,proto3,enum=pipeline.v1.ValidationCompatibility" json:"validation_compatibility,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *UpdateSubjectConfigResponse) Reset() {
@@ -1470,6 +1580,13 @@ func (x *UpdateSubjectConfigResponse) GetCompatibility() Compatibility {
 		return x.Compatibility
 	}
 	return Compatibility_COMPATIBILITY_UNSPECIFIED
+}
+
+func (x *UpdateSubjectConfigResponse) GetValidationCompatibility() ValidationCompatibility {
+	if x != nil {
+		return x.ValidationCompatibility
+	}
+	return ValidationCompatibility_VALIDATION_COMPATIBILITY_UNSPECIFIED
 }
 
 type DeleteSchemaVersionRequest struct {
@@ -1593,7 +1710,7 @@ const file_pipeline_v1_schema_proto_rawDesc = "" +
 	"references\"O\n" +
 	"\x16RegisterSchemaResponse\x12\x1b\n" +
 	"\tschema_id\x18\x01 \x01(\x03R\bschemaId\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x05R\aversion\"\xe6\x01\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"\x8d\x02\n" +
 	"\x19CheckCompatibilityRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12-\n" +
 	"\x05files\x18\x02 \x03(\v2\x17.pipeline.v1.SourceFileR\x05files\x12\x18\n" +
@@ -1601,14 +1718,16 @@ const file_pipeline_v1_schema_proto_rawDesc = "" +
 	"\x13file_descriptor_set\x18\x04 \x01(\fR\x11fileDescriptorSet\x126\n" +
 	"\n" +
 	"references\x18\x05 \x03(\v2\x16.pipeline.v1.ReferenceR\n" +
-	"references\"t\n" +
+	"references\x12%\n" +
+	"\x0ereport_renames\x18\x06 \x01(\bR\rreportRenames\"\xa6\x01\n" +
 	"\x1aCheckCompatibilityResponse\x12\x1e\n" +
 	"\n" +
 	"compatible\x18\x01 \x01(\bR\n" +
 	"compatible\x126\n" +
 	"\n" +
 	"violations\x18\x02 \x03(\v2\x16.pipeline.v1.ViolationR\n" +
-	"violations\"~\n" +
+	"violations\x120\n" +
+	"\arenames\x18\x03 \x03(\v2\x16.pipeline.v1.ViolationR\arenames\"~\n" +
 	"\tViolation\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
@@ -1668,16 +1787,19 @@ const file_pipeline_v1_schema_proto_rawDesc = "" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
 	"\adeleted\x18\x04 \x01(\bR\adeleted\"3\n" +
 	"\x17GetSubjectConfigRequest\x12\x18\n" +
-	"\asubject\x18\x01 \x01(\tR\asubject\"v\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\"\xd7\x01\n" +
 	"\x18GetSubjectConfigResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12@\n" +
-	"\rcompatibility\x18\x02 \x01(\x0e2\x1a.pipeline.v1.CompatibilityR\rcompatibility\"x\n" +
+	"\rcompatibility\x18\x02 \x01(\x0e2\x1a.pipeline.v1.CompatibilityR\rcompatibility\x12_\n" +
+	"\x18validation_compatibility\x18\x03 \x01(\x0e2$.pipeline.v1.ValidationCompatibilityR\x17validationCompatibility\"\xd9\x01\n" +
 	"\x1aUpdateSubjectConfigRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12@\n" +
-	"\rcompatibility\x18\x02 \x01(\x0e2\x1a.pipeline.v1.CompatibilityR\rcompatibility\"y\n" +
+	"\rcompatibility\x18\x02 \x01(\x0e2\x1a.pipeline.v1.CompatibilityR\rcompatibility\x12_\n" +
+	"\x18validation_compatibility\x18\x03 \x01(\x0e2$.pipeline.v1.ValidationCompatibilityR\x17validationCompatibility\"\xda\x01\n" +
 	"\x1bUpdateSubjectConfigResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12@\n" +
-	"\rcompatibility\x18\x02 \x01(\x0e2\x1a.pipeline.v1.CompatibilityR\rcompatibility\"n\n" +
+	"\rcompatibility\x18\x02 \x01(\x0e2\x1a.pipeline.v1.CompatibilityR\rcompatibility\x12_\n" +
+	"\x18validation_compatibility\x18\x03 \x01(\x0e2$.pipeline.v1.ValidationCompatibilityR\x17validationCompatibility\"n\n" +
 	"\x1aDeleteSchemaVersionRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\x12\x1c\n" +
@@ -1696,7 +1818,13 @@ const file_pipeline_v1_schema_proto_rawDesc = "" +
 	"\x1dCOMPATIBILITY_WIRE_TRANSITIVE\x10\t\x12\x1b\n" +
 	"\x17COMPATIBILITY_WIRE_JSON\x10\n" +
 	"\x12&\n" +
-	"\"COMPATIBILITY_WIRE_JSON_TRANSITIVE\x10\v2\x95\x06\n" +
+	"\"COMPATIBILITY_WIRE_JSON_TRANSITIVE\x10\v*\xd6\x01\n" +
+	"\x17ValidationCompatibility\x12(\n" +
+	"$VALIDATION_COMPATIBILITY_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cVALIDATION_COMPATIBILITY_OFF\x10\x01\x12%\n" +
+	"!VALIDATION_COMPATIBILITY_PRODUCER\x10\x02\x12%\n" +
+	"!VALIDATION_COMPATIBILITY_CONSUMER\x10\x03\x12!\n" +
+	"\x1dVALIDATION_COMPATIBILITY_BOTH\x10\x042\x95\x06\n" +
 	"\rSchemaService\x12Y\n" +
 	"\x0eRegisterSchema\x12\".pipeline.v1.RegisterSchemaRequest\x1a#.pipeline.v1.RegisterSchemaResponse\x12j\n" +
 	"\x12CheckCompatibility\x12&.pipeline.v1.CheckCompatibilityRequest\x1a'.pipeline.v1.CheckCompatibilityResponse\"\x03\x90\x02\x01\x12O\n" +
@@ -1720,78 +1848,83 @@ func file_pipeline_v1_schema_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_schema_proto_rawDescData
 }
 
-var file_pipeline_v1_schema_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_pipeline_v1_schema_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_pipeline_v1_schema_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_pipeline_v1_schema_proto_goTypes = []any{
 	(Compatibility)(0),                  // 0: pipeline.v1.Compatibility
-	(*SourceFile)(nil),                  // 1: pipeline.v1.SourceFile
-	(*Reference)(nil),                   // 2: pipeline.v1.Reference
-	(*RegisterSchemaRequest)(nil),       // 3: pipeline.v1.RegisterSchemaRequest
-	(*RegisterSchemaResponse)(nil),      // 4: pipeline.v1.RegisterSchemaResponse
-	(*CheckCompatibilityRequest)(nil),   // 5: pipeline.v1.CheckCompatibilityRequest
-	(*CheckCompatibilityResponse)(nil),  // 6: pipeline.v1.CheckCompatibilityResponse
-	(*Violation)(nil),                   // 7: pipeline.v1.Violation
-	(*CompatibilityError)(nil),          // 8: pipeline.v1.CompatibilityError
-	(*CompileError)(nil),                // 9: pipeline.v1.CompileError
-	(*CompileProblem)(nil),              // 10: pipeline.v1.CompileProblem
-	(*GetSchemaRequest)(nil),            // 11: pipeline.v1.GetSchemaRequest
-	(*GetSchemaResponse)(nil),           // 12: pipeline.v1.GetSchemaResponse
-	(*Schema)(nil),                      // 13: pipeline.v1.Schema
-	(*ListSubjectsRequest)(nil),         // 14: pipeline.v1.ListSubjectsRequest
-	(*ListSubjectsResponse)(nil),        // 15: pipeline.v1.ListSubjectsResponse
-	(*Subject)(nil),                     // 16: pipeline.v1.Subject
-	(*ListVersionsRequest)(nil),         // 17: pipeline.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),        // 18: pipeline.v1.ListVersionsResponse
-	(*SchemaVersion)(nil),               // 19: pipeline.v1.SchemaVersion
-	(*GetSubjectConfigRequest)(nil),     // 20: pipeline.v1.GetSubjectConfigRequest
-	(*GetSubjectConfigResponse)(nil),    // 21: pipeline.v1.GetSubjectConfigResponse
-	(*UpdateSubjectConfigRequest)(nil),  // 22: pipeline.v1.UpdateSubjectConfigRequest
-	(*UpdateSubjectConfigResponse)(nil), // 23: pipeline.v1.UpdateSubjectConfigResponse
-	(*DeleteSchemaVersionRequest)(nil),  // 24: pipeline.v1.DeleteSchemaVersionRequest
-	(*DeleteSchemaVersionResponse)(nil), // 25: pipeline.v1.DeleteSchemaVersionResponse
-	(*timestamppb.Timestamp)(nil),       // 26: google.protobuf.Timestamp
+	(ValidationCompatibility)(0),        // 1: pipeline.v1.ValidationCompatibility
+	(*SourceFile)(nil),                  // 2: pipeline.v1.SourceFile
+	(*Reference)(nil),                   // 3: pipeline.v1.Reference
+	(*RegisterSchemaRequest)(nil),       // 4: pipeline.v1.RegisterSchemaRequest
+	(*RegisterSchemaResponse)(nil),      // 5: pipeline.v1.RegisterSchemaResponse
+	(*CheckCompatibilityRequest)(nil),   // 6: pipeline.v1.CheckCompatibilityRequest
+	(*CheckCompatibilityResponse)(nil),  // 7: pipeline.v1.CheckCompatibilityResponse
+	(*Violation)(nil),                   // 8: pipeline.v1.Violation
+	(*CompatibilityError)(nil),          // 9: pipeline.v1.CompatibilityError
+	(*CompileError)(nil),                // 10: pipeline.v1.CompileError
+	(*CompileProblem)(nil),              // 11: pipeline.v1.CompileProblem
+	(*GetSchemaRequest)(nil),            // 12: pipeline.v1.GetSchemaRequest
+	(*GetSchemaResponse)(nil),           // 13: pipeline.v1.GetSchemaResponse
+	(*Schema)(nil),                      // 14: pipeline.v1.Schema
+	(*ListSubjectsRequest)(nil),         // 15: pipeline.v1.ListSubjectsRequest
+	(*ListSubjectsResponse)(nil),        // 16: pipeline.v1.ListSubjectsResponse
+	(*Subject)(nil),                     // 17: pipeline.v1.Subject
+	(*ListVersionsRequest)(nil),         // 18: pipeline.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),        // 19: pipeline.v1.ListVersionsResponse
+	(*SchemaVersion)(nil),               // 20: pipeline.v1.SchemaVersion
+	(*GetSubjectConfigRequest)(nil),     // 21: pipeline.v1.GetSubjectConfigRequest
+	(*GetSubjectConfigResponse)(nil),    // 22: pipeline.v1.GetSubjectConfigResponse
+	(*UpdateSubjectConfigRequest)(nil),  // 23: pipeline.v1.UpdateSubjectConfigRequest
+	(*UpdateSubjectConfigResponse)(nil), // 24: pipeline.v1.UpdateSubjectConfigResponse
+	(*DeleteSchemaVersionRequest)(nil),  // 25: pipeline.v1.DeleteSchemaVersionRequest
+	(*DeleteSchemaVersionResponse)(nil), // 26: pipeline.v1.DeleteSchemaVersionResponse
+	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
 }
 var file_pipeline_v1_schema_proto_depIdxs = []int32{
-	1,  // 0: pipeline.v1.RegisterSchemaRequest.files:type_name -> pipeline.v1.SourceFile
-	2,  // 1: pipeline.v1.RegisterSchemaRequest.references:type_name -> pipeline.v1.Reference
-	1,  // 2: pipeline.v1.CheckCompatibilityRequest.files:type_name -> pipeline.v1.SourceFile
-	2,  // 3: pipeline.v1.CheckCompatibilityRequest.references:type_name -> pipeline.v1.Reference
-	7,  // 4: pipeline.v1.CheckCompatibilityResponse.violations:type_name -> pipeline.v1.Violation
-	0,  // 5: pipeline.v1.CompatibilityError.compatibility:type_name -> pipeline.v1.Compatibility
-	7,  // 6: pipeline.v1.CompatibilityError.violations:type_name -> pipeline.v1.Violation
-	10, // 7: pipeline.v1.CompileError.problems:type_name -> pipeline.v1.CompileProblem
-	13, // 8: pipeline.v1.GetSchemaResponse.schema:type_name -> pipeline.v1.Schema
-	1,  // 9: pipeline.v1.Schema.files:type_name -> pipeline.v1.SourceFile
-	2,  // 10: pipeline.v1.Schema.references:type_name -> pipeline.v1.Reference
-	26, // 11: pipeline.v1.Schema.created_at:type_name -> google.protobuf.Timestamp
-	16, // 12: pipeline.v1.ListSubjectsResponse.subjects:type_name -> pipeline.v1.Subject
-	0,  // 13: pipeline.v1.Subject.compatibility:type_name -> pipeline.v1.Compatibility
-	19, // 14: pipeline.v1.ListVersionsResponse.versions:type_name -> pipeline.v1.SchemaVersion
-	26, // 15: pipeline.v1.SchemaVersion.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 16: pipeline.v1.GetSubjectConfigResponse.compatibility:type_name -> pipeline.v1.Compatibility
-	0,  // 17: pipeline.v1.UpdateSubjectConfigRequest.compatibility:type_name -> pipeline.v1.Compatibility
-	0,  // 18: pipeline.v1.UpdateSubjectConfigResponse.compatibility:type_name -> pipeline.v1.Compatibility
-	3,  // 19: pipeline.v1.SchemaService.RegisterSchema:input_type -> pipeline.v1.RegisterSchemaRequest
-	5,  // 20: pipeline.v1.SchemaService.CheckCompatibility:input_type -> pipeline.v1.CheckCompatibilityRequest
-	11, // 21: pipeline.v1.SchemaService.GetSchema:input_type -> pipeline.v1.GetSchemaRequest
-	14, // 22: pipeline.v1.SchemaService.ListSubjects:input_type -> pipeline.v1.ListSubjectsRequest
-	17, // 23: pipeline.v1.SchemaService.ListVersions:input_type -> pipeline.v1.ListVersionsRequest
-	20, // 24: pipeline.v1.SchemaService.GetSubjectConfig:input_type -> pipeline.v1.GetSubjectConfigRequest
-	22, // 25: pipeline.v1.SchemaService.UpdateSubjectConfig:input_type -> pipeline.v1.UpdateSubjectConfigRequest
-	24, // 26: pipeline.v1.SchemaService.DeleteSchemaVersion:input_type -> pipeline.v1.DeleteSchemaVersionRequest
-	4,  // 27: pipeline.v1.SchemaService.RegisterSchema:output_type -> pipeline.v1.RegisterSchemaResponse
-	6,  // 28: pipeline.v1.SchemaService.CheckCompatibility:output_type -> pipeline.v1.CheckCompatibilityResponse
-	12, // 29: pipeline.v1.SchemaService.GetSchema:output_type -> pipeline.v1.GetSchemaResponse
-	15, // 30: pipeline.v1.SchemaService.ListSubjects:output_type -> pipeline.v1.ListSubjectsResponse
-	18, // 31: pipeline.v1.SchemaService.ListVersions:output_type -> pipeline.v1.ListVersionsResponse
-	21, // 32: pipeline.v1.SchemaService.GetSubjectConfig:output_type -> pipeline.v1.GetSubjectConfigResponse
-	23, // 33: pipeline.v1.SchemaService.UpdateSubjectConfig:output_type -> pipeline.v1.UpdateSubjectConfigResponse
-	25, // 34: pipeline.v1.SchemaService.DeleteSchemaVersion:output_type -> pipeline.v1.DeleteSchemaVersionResponse
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 0: pipeline.v1.RegisterSchemaRequest.files:type_name -> pipeline.v1.SourceFile
+	3,  // 1: pipeline.v1.RegisterSchemaRequest.references:type_name -> pipeline.v1.Reference
+	2,  // 2: pipeline.v1.CheckCompatibilityRequest.files:type_name -> pipeline.v1.SourceFile
+	3,  // 3: pipeline.v1.CheckCompatibilityRequest.references:type_name -> pipeline.v1.Reference
+	8,  // 4: pipeline.v1.CheckCompatibilityResponse.violations:type_name -> pipeline.v1.Violation
+	8,  // 5: pipeline.v1.CheckCompatibilityResponse.renames:type_name -> pipeline.v1.Violation
+	0,  // 6: pipeline.v1.CompatibilityError.compatibility:type_name -> pipeline.v1.Compatibility
+	8,  // 7: pipeline.v1.CompatibilityError.violations:type_name -> pipeline.v1.Violation
+	11, // 8: pipeline.v1.CompileError.problems:type_name -> pipeline.v1.CompileProblem
+	14, // 9: pipeline.v1.GetSchemaResponse.schema:type_name -> pipeline.v1.Schema
+	2,  // 10: pipeline.v1.Schema.files:type_name -> pipeline.v1.SourceFile
+	3,  // 11: pipeline.v1.Schema.references:type_name -> pipeline.v1.Reference
+	27, // 12: pipeline.v1.Schema.created_at:type_name -> google.protobuf.Timestamp
+	17, // 13: pipeline.v1.ListSubjectsResponse.subjects:type_name -> pipeline.v1.Subject
+	0,  // 14: pipeline.v1.Subject.compatibility:type_name -> pipeline.v1.Compatibility
+	20, // 15: pipeline.v1.ListVersionsResponse.versions:type_name -> pipeline.v1.SchemaVersion
+	27, // 16: pipeline.v1.SchemaVersion.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 17: pipeline.v1.GetSubjectConfigResponse.compatibility:type_name -> pipeline.v1.Compatibility
+	1,  // 18: pipeline.v1.GetSubjectConfigResponse.validation_compatibility:type_name -> pipeline.v1.ValidationCompatibility
+	0,  // 19: pipeline.v1.UpdateSubjectConfigRequest.compatibility:type_name -> pipeline.v1.Compatibility
+	1,  // 20: pipeline.v1.UpdateSubjectConfigRequest.validation_compatibility:type_name -> pipeline.v1.ValidationCompatibility
+	0,  // 21: pipeline.v1.UpdateSubjectConfigResponse.compatibility:type_name -> pipeline.v1.Compatibility
+	1,  // 22: pipeline.v1.UpdateSubjectConfigResponse.validation_compatibility:type_name -> pipeline.v1.ValidationCompatibility
+	4,  // 23: pipeline.v1.SchemaService.RegisterSchema:input_type -> pipeline.v1.RegisterSchemaRequest
+	6,  // 24: pipeline.v1.SchemaService.CheckCompatibility:input_type -> pipeline.v1.CheckCompatibilityRequest
+	12, // 25: pipeline.v1.SchemaService.GetSchema:input_type -> pipeline.v1.GetSchemaRequest
+	15, // 26: pipeline.v1.SchemaService.ListSubjects:input_type -> pipeline.v1.ListSubjectsRequest
+	18, // 27: pipeline.v1.SchemaService.ListVersions:input_type -> pipeline.v1.ListVersionsRequest
+	21, // 28: pipeline.v1.SchemaService.GetSubjectConfig:input_type -> pipeline.v1.GetSubjectConfigRequest
+	23, // 29: pipeline.v1.SchemaService.UpdateSubjectConfig:input_type -> pipeline.v1.UpdateSubjectConfigRequest
+	25, // 30: pipeline.v1.SchemaService.DeleteSchemaVersion:input_type -> pipeline.v1.DeleteSchemaVersionRequest
+	5,  // 31: pipeline.v1.SchemaService.RegisterSchema:output_type -> pipeline.v1.RegisterSchemaResponse
+	7,  // 32: pipeline.v1.SchemaService.CheckCompatibility:output_type -> pipeline.v1.CheckCompatibilityResponse
+	13, // 33: pipeline.v1.SchemaService.GetSchema:output_type -> pipeline.v1.GetSchemaResponse
+	16, // 34: pipeline.v1.SchemaService.ListSubjects:output_type -> pipeline.v1.ListSubjectsResponse
+	19, // 35: pipeline.v1.SchemaService.ListVersions:output_type -> pipeline.v1.ListVersionsResponse
+	22, // 36: pipeline.v1.SchemaService.GetSubjectConfig:output_type -> pipeline.v1.GetSubjectConfigResponse
+	24, // 37: pipeline.v1.SchemaService.UpdateSubjectConfig:output_type -> pipeline.v1.UpdateSubjectConfigResponse
+	26, // 38: pipeline.v1.SchemaService.DeleteSchemaVersion:output_type -> pipeline.v1.DeleteSchemaVersionResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_schema_proto_init() }
@@ -1804,7 +1937,7 @@ func file_pipeline_v1_schema_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_schema_proto_rawDesc), len(file_pipeline_v1_schema_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -9,6 +9,7 @@ package pipelinev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -114,7 +115,15 @@ type Sink struct {
 	Lag      int64    `protobuf:"varint,6,opt,name=lag,proto3" json:"lag,omitempty"`
 	Subjects []string `protobuf:"bytes,7,rep,name=subjects,proto3" json:"subjects,omitempty"`
 	// status is "running", "stalled" or "stopped".
-	Status        string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	Status string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// status_reason says why status is "stalled", for example "no commit
+	// for 1m0s with backlog 10900; last write: ..."; empty otherwise.
+	StatusReason string `protobuf:"bytes,9,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	// held_tables are the tables whose events the sink holds because they
+	// refuse them (a schema change the table cannot take, a table locked by
+	// another session); the sink's other tables go on, and a held table
+	// resumes by itself once it takes its events again.
+	HeldTables    []*HeldTable `protobuf:"bytes,10,rep,name=held_tables,json=heldTables,proto3" json:"held_tables,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,14 +214,109 @@ func (x *Sink) GetStatus() string {
 	return ""
 }
 
+func (x *Sink) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
+}
+
+func (x *Sink) GetHeldTables() []*HeldTable {
+	if x != nil {
+		return x.HeldTables
+	}
+	return nil
+}
+
+// HeldTable is a table of a sink that refuses its events: they wait,
+// neither written nor acknowledged, until the table takes them.
+type HeldTable struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Table   string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Subject string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// reason is the last error the table gave.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// events is the number of events held for the table.
+	Events int64 `protobuf:"varint,4,opt,name=events,proto3" json:"events,omitempty"`
+	// since is when the table was first held.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldTable) Reset() {
+	*x = HeldTable{}
+	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldTable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldTable) ProtoMessage() {}
+
+func (x *HeldTable) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldTable.ProtoReflect.Descriptor instead.
+func (*HeldTable) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HeldTable) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *HeldTable) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *HeldTable) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *HeldTable) GetEvents() int64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *HeldTable) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 var File_pipeline_v1_sink_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"\n" +
-	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\"\x12\n" +
+	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10ListSinksRequest\"<\n" +
 	"\x11ListSinksResponse\x12'\n" +
-	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xd6\x01\n" +
+	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xb4\x02\n" +
 	"\x04Sink\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x16\n" +
@@ -222,7 +326,17 @@ const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x10\n" +
 	"\x03lag\x18\x06 \x01(\x03R\x03lag\x12\x1a\n" +
 	"\bsubjects\x18\a \x03(\tR\bsubjects\x12\x16\n" +
-	"\x06status\x18\b \x01(\tR\x06status2^\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12#\n" +
+	"\rstatus_reason\x18\t \x01(\tR\fstatusReason\x127\n" +
+	"\vheld_tables\x18\n" +
+	" \x03(\v2\x16.pipeline.v1.HeldTableR\n" +
+	"heldTables\"\x9d\x01\n" +
+	"\tHeldTable\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06events\x18\x04 \x01(\x03R\x06events\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since2^\n" +
 	"\vSinkService\x12O\n" +
 	"\tListSinks\x12\x1d.pipeline.v1.ListSinksRequest\x1a\x1e.pipeline.v1.ListSinksResponse\"\x03\x90\x02\x01B\xa4\x01\n" +
 	"\x0fcom.pipeline.v1B\tSinkProtoP\x01Z9github.com/schemagate/pipeline/gen/pipeline/v1;pipelinev1\xa2\x02\x03PXX\xaa\x02\vPipeline.V1\xca\x02\vPipeline\\V1\xe2\x02\x17Pipeline\\V1\\GPBMetadata\xea\x02\fPipeline::V1b\x06proto3"
@@ -239,21 +353,25 @@ func file_pipeline_v1_sink_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_sink_proto_rawDescData
 }
 
-var file_pipeline_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_pipeline_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_pipeline_v1_sink_proto_goTypes = []any{
-	(*ListSinksRequest)(nil),  // 0: pipeline.v1.ListSinksRequest
-	(*ListSinksResponse)(nil), // 1: pipeline.v1.ListSinksResponse
-	(*Sink)(nil),              // 2: pipeline.v1.Sink
+	(*ListSinksRequest)(nil),      // 0: pipeline.v1.ListSinksRequest
+	(*ListSinksResponse)(nil),     // 1: pipeline.v1.ListSinksResponse
+	(*Sink)(nil),                  // 2: pipeline.v1.Sink
+	(*HeldTable)(nil),             // 3: pipeline.v1.HeldTable
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_pipeline_v1_sink_proto_depIdxs = []int32{
 	2, // 0: pipeline.v1.ListSinksResponse.sinks:type_name -> pipeline.v1.Sink
-	0, // 1: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
-	1, // 2: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 1: pipeline.v1.Sink.held_tables:type_name -> pipeline.v1.HeldTable
+	4, // 2: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
+	0, // 3: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
+	1, // 4: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_sink_proto_init() }
@@ -267,7 +385,7 @@ func file_pipeline_v1_sink_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_sink_proto_rawDesc), len(file_pipeline_v1_sink_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

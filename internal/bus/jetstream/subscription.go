@@ -192,6 +192,28 @@ func (s *subscription) Nack(deliveries []*bus.Delivery) {
 	}
 }
 
+var _ bus.Extender = (*subscription)(nil)
+
+// Extend implements bus.Extender: a progress acknowledgement (+WPI) per
+// delivery restarts its ack wait, so that a delivery a sink holds longer
+// than ackWait is not redelivered meanwhile.
+func (s *subscription) Extend(deliveries []*bus.Delivery) {
+	for _, d := range deliveries {
+		h, err := handleOf(d)
+		if err != nil {
+			s.bus.log.Warn("extend ignored", "subscription", s.name, "err", err)
+			continue
+		}
+		h.mu.Lock()
+		if h.state == outstanding {
+			if err := h.msg.InProgress(); err != nil {
+				s.bus.log.Debug("progress not sent", "subscription", s.name, "subject", h.msg.Subject(), "err", err)
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
 // nakNow hands a message back for immediate redelivery and waits for the
 // server's confirmation, so a consumer opened right after Close sees it.
 // The tiny delay matters: a NAK with a delay rewrites the delivery time the

@@ -29,6 +29,8 @@ package pulsar
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +39,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -104,6 +107,10 @@ type Options struct {
 	Retention time.Duration
 	// RetentionBytes bounds what each topic keeps; 0 is no bound.
 	RetentionBytes int64
+	// TLSCAFile is a PEM bundle of the CAs that verify a pulsar+ssl://
+	// broker and an https:// admin URL, hostname included; empty uses
+	// the system's roots.
+	TLSCAFile string
 	// Logger receives the adapter's and the client library's logs.
 	Logger *slog.Logger
 }
@@ -219,11 +226,23 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("pulsar: open: %w", err)
 	}
 	log := opts.Logger.With("bus", "pulsar")
+	adminClient := &http.Client{Timeout: 15 * time.Second}
+	if opts.TLSCAFile != "" {
+		pem, err := os.ReadFile(opts.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("pulsar: tls_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("pulsar: tls_ca_file %s has no PEM certificate", opts.TLSCAFile)
+		}
+		adminClient.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
 	b := &Bus{
 		opts:        opts,
 		compression: comp,
 		log:         log,
-		admin:       &admin{base: strings.TrimRight(opts.AdminURL, "/"), http: &http.Client{Timeout: 15 * time.Second}},
+		admin:       &admin{base: strings.TrimRight(opts.AdminURL, "/"), http: adminClient},
 		producers:   map[string]*producerEntry{},
 		subs:        map[*subscription]struct{}{},
 	}
@@ -235,6 +254,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			// RPC (ack with response, close).
 			OperationTimeout: opts.SendTimeout,
 			Logger:           pulsarlog.NewLoggerWithSlog(log.With("client", role)),
+			// For pulsar+ssl://: the CA bundle, and the broker's name checked.
+			TLSTrustCertsFilePath: opts.TLSCAFile,
+			TLSValidateHostname:   true,
 		}
 	}
 	b.producerClient, err = pulsarclient.NewClient(clientOpts("producer"))

@@ -12,7 +12,12 @@
 //     the rules of `buf breaking` in those categories with buf's rule IDs
 //     (FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED, FIELD_WIRE_COMPATIBLE_TYPE, ...).
 //
-// Both work on compiled descriptors (protoreflect), never on text. Each rule is
+// Two opt-in checks sit beside the modes and never change their verdicts:
+// CheckValidation compares the protovalidate rules of two versions
+// (VALIDATE.md), and Renames reports messages and enums that moved or were
+// renamed with the same shape.
+//
+// All work on compiled descriptors (protoreflect), never on text. Each rule is
 // a small function named after the original rule. The corpus in
 // testdata/compat is checked against the real `buf breaking` by the tests.
 package compat

@@ -205,8 +205,8 @@ func TestConfluentRootFile(t *testing.T) {
 
 func TestConfluentDifferenceTypes(t *testing.T) {
 	types := ConfluentDifferenceTypes()
-	if len(types) != 25 {
-		t.Fatalf("%d difference types, want Confluent's 25", len(types))
+	if len(types) != 26 {
+		t.Fatalf("%d difference types, want Confluent's 26 (ONEOF_FIELD_MOVED_TO_TOP_LEVEL since DGS-24604)", len(types))
 	}
 	compatible := 0
 	for _, ok := range types {
@@ -214,8 +214,11 @@ func TestConfluentDifferenceTypes(t *testing.T) {
 			compatible++
 		}
 	}
-	if compatible != 14 {
-		t.Errorf("%d compatible types, want the 14 of SchemaDiff.COMPATIBLE_CHANGES", compatible)
+	if compatible != 15 {
+		t.Errorf("%d compatible types, want the 15 of SchemaDiff.COMPATIBLE_CHANGES", compatible)
+	}
+	if !types["ONEOF_FIELD_MOVED_TO_TOP_LEVEL"] {
+		t.Error("ONEOF_FIELD_MOVED_TO_TOP_LEVEL counted as incompatible")
 	}
 	for _, incompatible := range []string{"PACKAGE_CHANGED", "MESSAGE_REMOVED", "FIELD_KIND_CHANGED", "ONEOF_FIELD_REMOVED", "REQUIRED_FIELD_ADDED"} {
 		if types[incompatible] {

@@ -2,7 +2,7 @@ package compat
 
 // The Confluent family: a port of Confluent Schema Registry's Protobuf
 // provider (package io.confluent.kafka.schemaregistry.protobuf.diff:
-// SchemaDiff, MessageSchemaDiff, OneOfDiff, FieldSchemaDiff, EnumSchemaDiff,
+// SchemaDiff, MessageSchemaDiff, FieldSchemaDiff, EnumSchemaDiff,
 // Context) to protoreflect descriptors. CONFLUENT.md lists every difference
 // type, when it fires, whether Confluent counts it as compatible, and the
 // choices made where descriptors and Confluent's parsed text differ.
@@ -48,25 +48,27 @@ const (
 	cfOneofFieldRemoved          = "ONEOF_FIELD_REMOVED"
 	cfMultipleFieldsMovedToOneof = "MULTIPLE_FIELDS_MOVED_TO_ONEOF"
 	cfFieldMovedToExistingOneof  = "FIELD_MOVED_TO_EXISTING_ONEOF"
+	cfOneofFieldMovedToTopLevel  = "ONEOF_FIELD_MOVED_TO_TOP_LEVEL"
 )
 
 // confluentCompatibleChanges is SchemaDiff.COMPATIBLE_CHANGES (after
 // DGS-10184, which made PACKAGE_CHANGED incompatible).
 var confluentCompatibleChanges = map[string]bool{
-	cfMessageAdded:            true,
-	cfMessageMoved:            true,
-	cfEnumAdded:               true,
-	cfEnumRemoved:             true,
-	cfEnumConstAdded:          true,
-	cfEnumConstChanged:        true,
-	cfEnumConstRemoved:        true,
-	cfFieldAdded:              true,
-	cfFieldRemoved:            true,
-	cfFieldNameChanged:        true,
-	cfFieldStringOrBytesLabel: true,
-	cfOneofAdded:              true,
-	cfOneofRemoved:            true,
-	cfOneofFieldAdded:         true,
+	cfMessageAdded:              true,
+	cfMessageMoved:              true,
+	cfEnumAdded:                 true,
+	cfEnumRemoved:               true,
+	cfEnumConstAdded:            true,
+	cfEnumConstChanged:          true,
+	cfEnumConstRemoved:          true,
+	cfFieldAdded:                true,
+	cfFieldRemoved:              true,
+	cfFieldNameChanged:          true,
+	cfFieldStringOrBytesLabel:   true,
+	cfOneofAdded:                true,
+	cfOneofRemoved:              true,
+	cfOneofFieldAdded:           true,
+	cfOneofFieldMovedToTopLevel: true,
 }
 
 // ConfluentDifferenceTypes lists every Confluent difference type and whether
@@ -79,7 +81,7 @@ func ConfluentDifferenceTypes() map[string]bool {
 		cfFieldNameChanged, cfFieldKindChanged, cfFieldScalarKindChanged, cfFieldNamedTypeChanged,
 		cfFieldNumericLabelChanged, cfFieldStringOrBytesLabel, cfRequiredFieldAdded, cfRequiredFieldRemoved,
 		cfOneofAdded, cfOneofRemoved, cfOneofFieldAdded, cfOneofFieldRemoved,
-		cfMultipleFieldsMovedToOneof, cfFieldMovedToExistingOneof,
+		cfOneofFieldMovedToTopLevel, cfMultipleFieldsMovedToOneof, cfFieldMovedToExistingOneof,
 	} {
 		out[t] = confluentCompatibleChanges[t]
 	}
@@ -98,6 +100,7 @@ var confluentDescriptions = map[string]string{
 	cfRequiredFieldAdded:         "A required field at path '%[1]s' in the %[2]s schema is missing in the %[3]s schema",
 	cfRequiredFieldRemoved:       "The %[2]s schema is missing a required field at path '%[1]s' in the %[3]s schema",
 	cfOneofFieldRemoved:          "The %[2]s schema is missing a oneof field at path '%[1]s' in the %[3]s schema",
+	cfOneofFieldMovedToTopLevel:  "The oneof field at path '%[1]s' in the %[2]s schema was moved out of its oneof to a top-level field in the %[3]s schema",
 	cfMultipleFieldsMovedToOneof: "Multiple fields in the oneof at path '%[1]s' in the %[2]s schema are outside a oneof in the %[3]s schema",
 	cfFieldMovedToExistingOneof:  "A field in the oneof at path '%[1]s' in the %[2]s schema is outside an existing oneof in the %[3]s schema",
 }
@@ -371,21 +374,29 @@ func compareEnums(ctx *cfContext, original, update protoreflect.EnumDescriptor) 
 	}
 }
 
-// cfMessageShape is a message as Confluent's MessageElement holds it: fields
-// outside oneofs (proto3 optional fields included, their oneof is synthetic)
-// and the real oneofs with their fields.
+// cfMessageShape is a message as Confluent's MessageElement holds it, indexed
+// as MessageSchemaDiff.collectFields does: every field by tag (fields outside
+// oneofs, proto3 optional fields included since their oneof is synthetic, and
+// the members of real oneofs alike), the real oneof each tag belongs to, and
+// the real oneofs by name in declaration order.
 type cfMessageShape struct {
-	fields     map[protoreflect.FieldNumber]protoreflect.FieldDescriptor
+	byTag      map[protoreflect.FieldNumber]protoreflect.FieldDescriptor
+	tagToOneof map[protoreflect.FieldNumber]string
 	oneofs     []protoreflect.OneofDescriptor
 	oneofNames map[string]protoreflect.OneofDescriptor
 }
 
 func messageShape(m protoreflect.MessageDescriptor) cfMessageShape {
-	s := cfMessageShape{fields: map[protoreflect.FieldNumber]protoreflect.FieldDescriptor{}, oneofNames: map[string]protoreflect.OneofDescriptor{}}
+	s := cfMessageShape{
+		byTag:      map[protoreflect.FieldNumber]protoreflect.FieldDescriptor{},
+		tagToOneof: map[protoreflect.FieldNumber]string{},
+		oneofNames: map[string]protoreflect.OneofDescriptor{},
+	}
 	for i := range m.Fields().Len() {
 		f := m.Fields().Get(i)
-		if realOneof(f) == nil {
-			s.fields[f.Number()] = f
+		s.byTag[f.Number()] = f
+		if o := realOneof(f); o != nil {
+			s.tagToOneof[f.Number()] = string(o.Name())
 		}
 	}
 	for i := range m.Oneofs().Len() {
@@ -399,8 +410,7 @@ func messageShape(m protoreflect.MessageDescriptor) cfMessageShape {
 	return s
 }
 
-// compareMessages is MessageSchemaDiff.compare (the version that also
-// compares the contents of fields whose oneof membership changed).
+// compareMessages is MessageSchemaDiff.compare.
 func compareMessages(ctx *cfContext, original, update protoreflect.MessageDescriptor) {
 	if !ctx.visiting[original.FullName()] {
 		ctx.visiting[original.FullName()] = true
@@ -410,53 +420,63 @@ func compareMessages(ctx *cfContext, original, update protoreflect.MessageDescri
 	compareTypeElements(ctx, original.Messages(), original.Enums(), update.Messages(), update.Enums())
 }
 
+// compareMessageFields is the body of MessageSchemaDiff.compare as rewritten
+// by DGS-24604: fields are compared by tag across the whole message, whatever
+// oneof they belong to on either side, so that renaming, dissolving, merging
+// or splitting oneofs cannot hide a type change or a removal; and an update
+// oneof is judged by where its members came from.
 func compareMessageFields(ctx *cfContext, original, update protoreflect.MessageDescriptor) {
 	o, u := messageShape(original), messageShape(update)
-	originalByTag := maps.Clone(o.fields)
-	originalAllByTag := maps.Clone(o.fields)
-	updateAllByTag := maps.Clone(u.fields)
-	originalTagToOneof := map[protoreflect.FieldNumber]string{}
-	updateTagToOneof := map[protoreflect.FieldNumber]string{}
-	originalOneofsByTag := map[protoreflect.FieldNumber]protoreflect.FieldDescriptor{}
-	for _, oneof := range o.oneofs {
+
+	// A oneof removed by name none of whose members survives anywhere in the
+	// update is a complete deletion (compatible); if some members survive
+	// elsewhere, the dropped ones are reported as ONEOF_FIELD_REMOVED below.
+	completelyDeleted := map[string]bool{}
+	for name, oneof := range o.oneofNames {
+		if u.oneofNames[name] != nil {
+			continue
+		}
+		survives := false
 		for i := range oneof.Fields().Len() {
-			f := oneof.Fields().Get(i)
-			originalOneofsByTag[f.Number()] = f
-			originalAllByTag[f.Number()] = f
-			originalTagToOneof[f.Number()] = string(oneof.Name())
+			if u.byTag[oneof.Fields().Get(i).Number()] != nil {
+				survives = true
+				break
+			}
+		}
+		if !survives {
+			completelyDeleted[name] = true
 		}
 	}
+
+	// Newly introduced mutual exclusivity: an update oneof's pre-existing
+	// members were exclusive before only if they all came from one original
+	// oneof; each original top-level field is a group of its own; new fields
+	// are ignored, since old data never set them.
 	for _, oneof := range u.oneofs {
 		ctx.in(string(oneof.Name()), func() {
-			numMoved, numExisting := 0, 0
+			groups := map[string]bool{}
+			topLevelMovedIn := 0
 			for i := range oneof.Fields().Len() {
-				f := oneof.Fields().Get(i)
-				updateAllByTag[f.Number()] = f
-				updateTagToOneof[f.Number()] = string(oneof.Name())
-				// Remove the field so that a FIELD_REMOVED difference is not generated.
-				if _, ok := originalByTag[f.Number()]; ok {
-					delete(originalByTag, f.Number())
-					numMoved++
-				} else if originalOneofsByTag[f.Number()] != nil {
-					numExisting++
+				tag := oneof.Fields().Get(i).Number()
+				if name, ok := o.tagToOneof[tag]; ok {
+					groups["oneof:"+name] = true
+				} else if o.byTag[tag] != nil {
+					groups["field:"+strconv.Itoa(int(tag))] = true
+					topLevelMovedIn++
 				}
 			}
-			if numMoved > 1 {
-				ctx.add(cfMultipleFieldsMovedToOneof, original, oneof)
-			} else if numMoved == 1 && numExisting > 0 {
-				ctx.add(cfFieldMovedToExistingOneof, original, oneof)
+			if len(groups) > 1 {
+				if topLevelMovedIn > 1 {
+					ctx.add(cfMultipleFieldsMovedToOneof, original, oneof)
+				} else {
+					ctx.add(cfFieldMovedToExistingOneof, original, oneof)
+				}
 			}
 		})
 	}
-	var oneofNames []string
-	for name := range o.oneofNames {
-		oneofNames = append(oneofNames, name)
-	}
-	for name := range u.oneofNames {
-		oneofNames = append(oneofNames, name)
-	}
-	slices.Sort(oneofNames)
-	for _, name := range slices.Compact(oneofNames) {
+
+	// Oneof containers added or removed (compatible, informational).
+	for _, name := range union(slices.Collect(maps.Keys(o.oneofNames)), slices.Collect(maps.Keys(u.oneofNames))) {
 		ctx.in(name, func() {
 			oo, uo := o.oneofNames[name], u.oneofNames[name]
 			switch {
@@ -464,74 +484,54 @@ func compareMessageFields(ctx *cfContext, original, update protoreflect.MessageD
 				ctx.add(cfOneofRemoved, oo, nil)
 			case oo == nil:
 				ctx.add(cfOneofAdded, nil, uo)
-			default:
-				compareOneofs(ctx, oo, uo)
 			}
 		})
 	}
-	tags := slices.Concat(sortedKeys(originalByTag), sortedKeys(u.fields))
-	slices.Sort(tags)
-	for _, tag := range slices.Compact(tags) {
-		ctx.in(strconv.Itoa(int(tag)), func() {
-			of, uf := originalByTag[tag], u.fields[tag]
-			switch {
-			case uf == nil:
-				if confluentLabel(of) == "required" {
-					ctx.add(cfRequiredFieldRemoved, of, nil)
-				} else {
-					ctx.add(cfFieldRemoved, of, nil)
-				}
-			case of == nil:
-				if confluentLabel(uf) == "required" {
-					ctx.add(cfRequiredFieldAdded, nil, uf)
-				} else {
-					ctx.add(cfFieldAdded, nil, uf)
-				}
-			default:
-				compareFields(ctx, of, uf)
-			}
-		})
-	}
-	// Fields whose oneof membership changed (moved into or out of a oneof,
-	// or their oneof renamed) are compared by tag too.
-	for _, tag := range sortedKeys(originalAllByTag) {
-		uf, ok := updateAllByTag[tag]
-		if !ok {
-			continue
-		}
-		oName, oIn := originalTagToOneof[tag]
-		uName, uIn := updateTagToOneof[tag]
-		if !oIn && !uIn || oIn && uIn && oName == uName {
-			continue
-		}
-		ctx.in(strconv.Itoa(int(tag)), func() { compareFields(ctx, originalAllByTag[tag], uf) })
-	}
-}
 
-// compareOneofs is OneOfDiff.compare.
-func compareOneofs(ctx *cfContext, original, update protoreflect.OneofDescriptor) {
-	byTag := func(o protoreflect.OneofDescriptor) map[protoreflect.FieldNumber]protoreflect.FieldDescriptor {
-		out := map[protoreflect.FieldNumber]protoreflect.FieldDescriptor{}
-		for i := range o.Fields().Len() {
-			out[o.Fields().Get(i).Number()] = o.Fields().Get(i)
-		}
-		return out
-	}
-	o, u := byTag(original), byTag(update)
-	tags := slices.Concat(sortedKeys(o), sortedKeys(u))
+	// One pass over every tag, in tag order.
+	tags := slices.Concat(sortedKeys(o.byTag), sortedKeys(u.byTag))
 	slices.Sort(tags)
 	for _, tag := range slices.Compact(tags) {
-		ctx.in(strconv.Itoa(int(tag)), func() {
-			of, uf := o[tag], u[tag]
+		of, uf := o.byTag[tag], u.byTag[tag]
+		oOneof, oIn := o.tagToOneof[tag]
+		uOneof, uIn := u.tagToOneof[tag]
+		tagName := strconv.Itoa(int(tag))
+		switch {
+		case uf == nil:
 			switch {
-			case uf == nil:
-				ctx.add(cfOneofFieldRemoved, of, nil)
-			case of == nil:
-				ctx.add(cfOneofFieldAdded, nil, uf)
+			case oIn:
+				// A member of an original oneof that exists nowhere in the
+				// update: a removal, unless the whole oneof went with it.
+				if !completelyDeleted[oOneof] {
+					ctx.in(oOneof, func() { ctx.in(tagName, func() { ctx.add(cfOneofFieldRemoved, of, nil) }) })
+				}
+			case confluentLabel(of) == "required":
+				ctx.in(tagName, func() { ctx.add(cfRequiredFieldRemoved, of, nil) })
 			default:
-				compareFields(ctx, of, uf)
+				ctx.in(tagName, func() { ctx.add(cfFieldRemoved, of, nil) })
 			}
-		})
+		case of == nil:
+			switch {
+			case uIn:
+				ctx.in(uOneof, func() { ctx.in(tagName, func() { ctx.add(cfOneofFieldAdded, nil, uf) }) })
+			case confluentLabel(uf) == "required":
+				ctx.in(tagName, func() { ctx.add(cfRequiredFieldAdded, nil, uf) })
+			default:
+				ctx.in(tagName, func() { ctx.add(cfFieldAdded, nil, uf) })
+			}
+		default:
+			// Present in both: a move out of a oneof only relaxes mutual
+			// exclusivity; the contents are compared wherever the field now
+			// is, reported at its current path.
+			if oIn && !uIn {
+				ctx.in(tagName, func() { ctx.add(cfOneofFieldMovedToTopLevel, of, uf) })
+			}
+			if uIn {
+				ctx.in(uOneof, func() { ctx.in(tagName, func() { compareFields(ctx, of, uf) }) })
+			} else {
+				ctx.in(tagName, func() { compareFields(ctx, of, uf) })
+			}
+		}
 	}
 }
 

@@ -3,7 +3,7 @@
 // Listed per subject with the subscriptions that read each route's topic,
 // created and deleted here.
 
-import { problem, routeClient } from "../api.js";
+import { can, problem, routeClient } from "../api.js";
 import { h, replace } from "../dom.js";
 import type { Route } from "../gen/pipeline/v1/route_pb.js";
 import { live } from "../live.js";
@@ -70,7 +70,9 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
           h(
             "td",
             { class: "actions" },
-            h("button", { type: "button", class: "btn btn-danger btn-small", "data-testid": "route-delete", onclick: () => void remove(r.name) }, "Delete"),
+            can("routes.admin")
+              ? h("button", { type: "button", class: "btn btn-danger btn-small", "data-testid": "route-delete", onclick: () => void remove(r.name) }, "Delete")
+              : null,
           ),
         ),
       ),
@@ -187,7 +189,7 @@ export function routesPanel(fixedSubject?: string, initialFilter = ""): View {
     card(fixedSubject ? "Routes of this subject" : "Routes", h("div", { class: "flush" }, listBox), {
       actions: filterSelect ?? null,
     }),
-    card("New route", [form, formStatus]),
+    can("routes.admin") ? card("New route", [form, formStatus]) : null,
   );
   renderList();
   void load();

@@ -2,7 +2,7 @@
 // a compatibility check of a pasted candidate, its mode, its last refused
 // events and its routes.
 
-import { ingestClient, problem, schemaClient } from "../api.js";
+import { can, ingestClient, problem, schemaClient } from "../api.js";
 import { diffView, fileDiffs, sourceListing } from "../code.js";
 import { h, replace } from "../dom.js";
 import { ago, compatibilityModes, compatibilityName, count, perSecond, time } from "../format.js";
@@ -13,15 +13,17 @@ import { badge, card, empty, kpi, link, notice, table, type View } from "../ui.j
 import { routesPanel } from "./routes.js";
 
 type Tab = "source" | "diff" | "check" | "refused" | "routes";
-const tabs: { id: Tab; label: string }[] = [
+// Each tab with the permission its calls need (none: every reader's).
+const allTabs: { id: Tab; label: string; permission?: string }[] = [
   { id: "source", label: "Versions & source" },
   { id: "diff", label: "Diff" },
-  { id: "check", label: "Check a candidate" },
-  { id: "refused", label: "Refused events" },
-  { id: "routes", label: "Routes" },
+  { id: "check", label: "Check a candidate", permission: "schema.check" },
+  { id: "refused", label: "Refused events", permission: "events.refused" },
+  { id: "routes", label: "Routes", permission: "routes.read" },
 ];
 
 export function subjectView(name: string, query: URLSearchParams): View {
+  const tabs = allTabs.filter((t) => !t.permission || can(t.permission));
   let tab: Tab = (tabs.find((t) => t.id === query.get("tab"))?.id ?? "source") as Tab;
   let versions: SchemaVersion[] = [];
   let versionsError: string | undefined;
@@ -60,7 +62,8 @@ export function subjectView(name: string, query: URLSearchParams): View {
   // Header: name, message, latest version, rates, and the mode selector.
   const headerInfo = h("div", { class: "subject-meta" });
   const headerKpis = h("div", { class: "kpis kpis-inline" });
-  const modeSelect = h("select", { "aria-label": "Compatibility mode", "data-testid": "mode-select" });
+  // Changing the mode is the admin's: others see it, read-only.
+  const modeSelect = h("select", { "aria-label": "Compatibility mode", "data-testid": "mode-select", disabled: !can("schema.admin") });
   const modeStatus = h("span", { class: "mode-status" });
   const modeButton = h(
     "button",
@@ -438,6 +441,9 @@ export function subjectView(name: string, query: URLSearchParams): View {
   // Refused events.
   const refusedBox = h("div");
   function renderRefused(): void {
+    // Payloads are the producers' data: the admin's only (the server sends
+    // them to no one else either).
+    const payloads = can("events.payloads");
     if (refusedError) {
       replace(refusedBox, notice(refusedError));
       return;
@@ -467,11 +473,15 @@ export function subjectView(name: string, query: URLSearchParams): View {
               ),
             ),
           ),
-          h("td", null, e.payload ? h("details", null, h("summary", null, "payload"), h("pre", { class: "payload" }, e.payload)) : h("span", { class: "muted" }, "–")),
+          payloads
+            ? h("td", null, e.payload ? h("details", null, h("summary", null, "payload"), h("pre", { class: "payload" }, e.payload)) : h("span", { class: "muted" }, "–"))
+            : null,
         ),
       ),
     );
-    replace(refusedBox, table(["Time", "Event id", "Version", "Violations", "Payload"], tbody, { "data-testid": "refused-table" }));
+    const columns = ["Time", "Event id", "Version", "Violations"];
+    if (payloads) columns.push("Payload");
+    replace(refusedBox, table(columns, tbody, { "data-testid": "refused-table" }));
   }
   function schemaLabel(schemaId: bigint): HTMLElement | string {
     if (!schemaId) return "–";
@@ -530,7 +540,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
         "div",
         { class: "mode-box" },
         h("span", { class: "field-label" }, "Compatibility"),
-        h("div", { class: "mode-controls" }, modeSelect, modeButton),
+        h("div", { class: "mode-controls" }, modeSelect, can("schema.admin") ? modeButton : null),
         modeStatus,
       ),
     ),

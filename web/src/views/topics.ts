@@ -3,7 +3,7 @@
 
 import { lineChart, type Series } from "../chart.js";
 import { h, replace } from "../dom.js";
-import { count, perSecond } from "../format.js";
+import { ago, count, perSecond } from "../format.js";
 import { rates } from "../lib/series.js";
 import { historyMs, live, pollIntervalMs } from "../live.js";
 import { badge, card, empty, notice, numCell, pageHeader, table, type Tone, type View } from "../ui.js";
@@ -45,11 +45,43 @@ export function topicsView(): View {
       lineChart({ series: rateSeries, now, spanMs: chartSpanMs, width: width(rateChart), height: 200, unit: "events/s", gapMs: pollIntervalMs * 3, label: "Events published per second, per topic" }),
     );
 
+    // Held tables: a table that refuses its events (a schema change it
+    // cannot take, a lock) holds only its own; the sink's others go on.
+    const held = live.sinks.flatMap((sk) => sk.heldTables.map((ht) => ({ sink: sk.name, ht })));
     if (!live.loaded) replace(sinksBox, empty("Loading sinks…"));
     else if (!live.sinks.length) replace(sinksBox, empty("No sink is configured: events stay in the bus."));
     else
       replace(
         sinksBox,
+        held.length
+          ? h(
+              "div",
+              { class: "held", "data-testid": "held-tables" },
+              notice(
+                `${held.length} table${held.length === 1 ? "" : "s"} held: ${held.length === 1 ? "its" : "their"} events wait, neither written nor acknowledged, until the table takes them; the other tables go on.`,
+                "warn",
+              ),
+              table(
+                ["Sink", "Subject", "Table", "Held events", "Held since", "Reason"],
+                h(
+                  "tbody",
+                  null,
+                  held.map(({ sink, ht }) =>
+                    h(
+                      "tr",
+                      { "data-testid": "held-row", "data-sink": sink, "data-table": ht.table, "data-subject": ht.subject },
+                      h("td", { class: "strong" }, sink),
+                      h("td", { class: "mono" }, ht.subject),
+                      h("td", { class: "mono" }, ht.table),
+                      numCell(count(ht.events), { "data-testid": "held-events" }),
+                      h("td", { class: "nowrap" }, ago(ht.since)),
+                      h("td", { class: "error-cell", title: ht.reason }, h("span", { class: "text-bad", "data-testid": "held-reason" }, ht.reason)),
+                    ),
+                  ),
+                ),
+              ),
+            )
+          : null,
         table(
           ["Sink", "Database", "Status", "Reads", "Backlog (entries)", "Rows written", "Rows/s", "Last error"],
           h(
@@ -62,12 +94,21 @@ export function topicsView(): View {
                 { "data-testid": "sink-row", "data-sink": sk.name },
                 h("td", { class: "strong" }, sk.name),
                 h("td", null, sk.database),
-                h("td", null, badge(sk.status || "unknown", stateTone[sk.status] ?? "neutral", { "data-testid": "sink-status" })),
+                h(
+                  "td",
+                  { title: sk.statusReason },
+                  badge(sk.status || "unknown", stateTone[sk.status] ?? "neutral", { "data-testid": "sink-status" }),
+                  sk.heldTables.length ? [" ", badge(`${sk.heldTables.length} held`, "warn", { "data-testid": "sink-held" })] : null,
+                ),
                 h("td", { class: "mono small nowrap" }, (sk.subjects.length ? sk.subjects : sk.topics.length ? sk.topics : ["all topics"]).join(", ")),
                 numCell(lag < 0 ? "unknown" : count(lag), { class: lag > 0 ? "num text-warn strong" : "num", "data-testid": "sink-lag", "data-lag": lag }),
                 numCell(count(sk.rowsWritten), { "data-testid": "sink-rows" }),
                 numCell(perSecond(live.rowsRate(sk.name))),
-                h("td", { class: "error-cell", title: sk.lastError }, sk.lastError ? h("span", { class: "text-bad" }, sk.lastError) : h("span", { class: "muted" }, "none")),
+                h(
+                  "td",
+                  { class: "error-cell", title: sk.statusReason || sk.lastError },
+                  sk.statusReason || sk.lastError ? h("span", { class: "text-bad" }, sk.statusReason || sk.lastError) : h("span", { class: "muted" }, "none"),
+                ),
               );
             }),
           ),

@@ -63,7 +63,9 @@ type SchemaServiceClient interface {
 	// RegisterSchema adds a version to a subject. Content the subject already
 	// has returns the existing ID and version; a version that breaks the
 	// subject's compatibility mode fails with FAILED_PRECONDITION and a
-	// CompatibilityError detail listing every violation.
+	// CompatibilityError detail listing every violation. While the subject
+	// (or the registry) is READONLY (set through the Confluent API's
+	// /mode), it fails with FAILED_PRECONDITION.
 	RegisterSchema(context.Context, *connect.Request[v1.RegisterSchemaRequest]) (*connect.Response[v1.RegisterSchemaResponse], error)
 	// CheckCompatibility gives RegisterSchema's verdict without registering.
 	CheckCompatibility(context.Context, *connect.Request[v1.CheckCompatibilityRequest]) (*connect.Response[v1.CheckCompatibilityResponse], error)
@@ -73,12 +75,22 @@ type SchemaServiceClient interface {
 	ListSubjects(context.Context, *connect.Request[v1.ListSubjectsRequest]) (*connect.Response[v1.ListSubjectsResponse], error)
 	// ListVersions lists the versions of one subject.
 	ListVersions(context.Context, *connect.Request[v1.ListVersionsRequest]) (*connect.Response[v1.ListVersionsResponse], error)
-	// GetSubjectConfig returns a subject's compatibility mode.
+	// GetSubjectConfig returns the compatibility mode that applies to a
+	// subject (its own, else the global default) and its validation
+	// compatibility. With no subject, the global default (BACKWARD until one
+	// is set).
 	GetSubjectConfig(context.Context, *connect.Request[v1.GetSubjectConfigRequest]) (*connect.Response[v1.GetSubjectConfigResponse], error)
-	// UpdateSubjectConfig sets a subject's compatibility mode.
+	// UpdateSubjectConfig sets a subject's compatibility mode and/or its
+	// validation compatibility. With no subject, it sets the global default
+	// mode that every subject without a mode of its own follows (Confluent's
+	// PUT /config). Refused (failed precondition) while the subject or the
+	// registry is READONLY.
 	UpdateSubjectConfig(context.Context, *connect.Request[v1.UpdateSubjectConfigRequest]) (*connect.Response[v1.UpdateSubjectConfigResponse], error)
 	// DeleteSchemaVersion soft-deletes a version (hidden by subject, still
-	// resolvable by ID) or, with permanent set, removes it for good.
+	// resolvable by ID) or, with permanent set, removes it for good. As in
+	// Confluent Schema Registry, a permanent delete needs a soft delete
+	// first (failed precondition otherwise); version numbers are never
+	// handed out again.
 	DeleteSchemaVersion(context.Context, *connect.Request[v1.DeleteSchemaVersionRequest]) (*connect.Response[v1.DeleteSchemaVersionResponse], error)
 }
 
@@ -206,7 +218,9 @@ type SchemaServiceHandler interface {
 	// RegisterSchema adds a version to a subject. Content the subject already
 	// has returns the existing ID and version; a version that breaks the
 	// subject's compatibility mode fails with FAILED_PRECONDITION and a
-	// CompatibilityError detail listing every violation.
+	// CompatibilityError detail listing every violation. While the subject
+	// (or the registry) is READONLY (set through the Confluent API's
+	// /mode), it fails with FAILED_PRECONDITION.
 	RegisterSchema(context.Context, *connect.Request[v1.RegisterSchemaRequest]) (*connect.Response[v1.RegisterSchemaResponse], error)
 	// CheckCompatibility gives RegisterSchema's verdict without registering.
 	CheckCompatibility(context.Context, *connect.Request[v1.CheckCompatibilityRequest]) (*connect.Response[v1.CheckCompatibilityResponse], error)
@@ -216,12 +230,22 @@ type SchemaServiceHandler interface {
 	ListSubjects(context.Context, *connect.Request[v1.ListSubjectsRequest]) (*connect.Response[v1.ListSubjectsResponse], error)
 	// ListVersions lists the versions of one subject.
 	ListVersions(context.Context, *connect.Request[v1.ListVersionsRequest]) (*connect.Response[v1.ListVersionsResponse], error)
-	// GetSubjectConfig returns a subject's compatibility mode.
+	// GetSubjectConfig returns the compatibility mode that applies to a
+	// subject (its own, else the global default) and its validation
+	// compatibility. With no subject, the global default (BACKWARD until one
+	// is set).
 	GetSubjectConfig(context.Context, *connect.Request[v1.GetSubjectConfigRequest]) (*connect.Response[v1.GetSubjectConfigResponse], error)
-	// UpdateSubjectConfig sets a subject's compatibility mode.
+	// UpdateSubjectConfig sets a subject's compatibility mode and/or its
+	// validation compatibility. With no subject, it sets the global default
+	// mode that every subject without a mode of its own follows (Confluent's
+	// PUT /config). Refused (failed precondition) while the subject or the
+	// registry is READONLY.
 	UpdateSubjectConfig(context.Context, *connect.Request[v1.UpdateSubjectConfigRequest]) (*connect.Response[v1.UpdateSubjectConfigResponse], error)
 	// DeleteSchemaVersion soft-deletes a version (hidden by subject, still
-	// resolvable by ID) or, with permanent set, removes it for good.
+	// resolvable by ID) or, with permanent set, removes it for good. As in
+	// Confluent Schema Registry, a permanent delete needs a soft delete
+	// first (failed precondition otherwise); version numbers are never
+	// handed out again.
 	DeleteSchemaVersion(context.Context, *connect.Request[v1.DeleteSchemaVersionRequest]) (*connect.Response[v1.DeleteSchemaVersionResponse], error)
 }
 

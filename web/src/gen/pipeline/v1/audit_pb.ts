@@ -116,7 +116,7 @@ export type AuditEvent = Message<"pipeline.v1.AuditEvent"> & {
 
   /**
    * action is "schema.register", "schema.delete", "subject.compatibility",
-   * "route.create" or "route.delete".
+   * "subject.validation_compatibility", "route.create" or "route.delete".
    *
    * @generated from field: string action = 4;
    */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/schema.proto.
  */
 export const file_pipeline_v1_schema: GenFile = /*@__PURE__*/
-  fileDesc("ChhwaXBlbGluZS92MS9zY2hlbWEucHJvdG8SC3BpcGVsaW5lLnYxIisKClNvdXJjZUZpbGUSDAoEcGF0aBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjsKCVJlZmVyZW5jZRIMCgRuYW1lGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDwoHdmVyc2lvbhgDIAEoBSKqAQoVUmVnaXN0ZXJTY2hlbWFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSJgoFZmlsZXMYAiADKAsyFy5waXBlbGluZS52MS5Tb3VyY2VGaWxlEg8KB21lc3NhZ2UYAyABKAkSGwoTZmlsZV9kZXNjcmlwdG9yX3NldBgEIAEoDBIqCgpyZWZlcmVuY2VzGAUgAygLMhYucGlwZWxpbmUudjEuUmVmZXJlbmNlIjwKFlJlZ2lzdGVyU2NoZW1hUmVzcG9uc2USEQoJc2NoZW1hX2lkGAEgASgDEg8KB3ZlcnNpb24YAiABKAUirgEKGUNoZWNrQ29tcGF0aWJpbGl0eVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRImCgVmaWxlcxgCIAMoCzIXLnBpcGVsaW5lLnYxLlNvdXJjZUZpbGUSDwoHbWVzc2FnZRgDIAEoCRIbChNmaWxlX2Rlc2NyaXB0b3Jfc2V0GAQgASgMEioKCnJlZmVyZW5jZXMYBSADKAsyFi5waXBlbGluZS52MS5SZWZlcmVuY2UiXAoaQ2hlY2tDb21wYXRpYmlsaXR5UmVzcG9uc2USEgoKY29tcGF0aWJsZRgBIAEoCBIqCgp2aW9sYXRpb25zGAIgAygLMhYucGlwZWxpbmUudjEuVmlvbGF0aW9uIlUKCVZpb2xhdGlvbhIMCgRydWxlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEAoIbG9jYXRpb24YAyABKAkSFwoPYWdhaW5zdF92ZXJzaW9uGAQgASgFIoQBChJDb21wYXRpYmlsaXR5RXJyb3ISDwoHc3ViamVjdBgBIAEoCRIxCg1jb21wYXRpYmlsaXR5GAIgASgOMhoucGlwZWxpbmUudjEuQ29tcGF0aWJpbGl0eRIqCgp2aW9sYXRpb25zGAMgAygLMhYucGlwZWxpbmUudjEuVmlvbGF0aW9uIj0KDENvbXBpbGVFcnJvchItCghwcm9ibGVtcxgBIAMoCzIbLnBpcGVsaW5lLnYxLkNvbXBpbGVQcm9ibGVtIk0KDkNvbXBpbGVQcm9ibGVtEgwKBGZpbGUYASABKAkSDAoEbGluZRgCIAEoBRIOCgZjb2x1bW4YAyABKAUSDwoHbWVzc2FnZRgEIAEoCSJHChBHZXRTY2hlbWFSZXF1ZXN0EhEKCXNjaGVtYV9pZBgBIAEoAxIPCgdzdWJqZWN0GAIgASgJEg8KB3ZlcnNpb24YAyABKAUiOAoRR2V0U2NoZW1hUmVzcG9uc2USIwoGc2NoZW1hGAEgASgLMhMucGlwZWxpbmUudjEuU2NoZW1hIoACCgZTY2hlbWESEQoJc2NoZW1hX2lkGAEgASgDEg8KB3N1YmplY3QYAiABKAkSDwoHdmVyc2lvbhgDIAEoBRIPCgdtZXNzYWdlGAQgASgJEiYKBWZpbGVzGAUgAygLMhcucGlwZWxpbmUudjEuU291cmNlRmlsZRIbChNmaWxlX2Rlc2NyaXB0b3Jfc2V0GAYgASgMEioKCnJlZmVyZW5jZXMYByADKAsyFi5waXBlbGluZS52MS5SZWZlcmVuY2USLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZGVsZXRlZBgJIAEoCCIlChNMaXN0U3ViamVjdHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCSI+ChRMaXN0U3ViamVjdHNSZXNwb25zZRImCghzdWJqZWN0cxgBIAMoCzIULnBpcGVsaW5lLnYxLlN1YmplY3QijQEKB1N1YmplY3QSDAoEbmFtZRgBIAEoCRIWCg5sYXRlc3RfdmVyc2lvbhgCIAEoBRIYChBsYXRlc3Rfc2NoZW1hX2lkGAMgASgDEg8KB21lc3NhZ2UYBCABKAkSMQoNY29tcGF0aWJpbGl0eRgFIAEoDjIaLnBpcGVsaW5lLnYxLkNvbXBhdGliaWxpdHkiPwoTTGlzdFZlcnNpb25zUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEhcKD2luY2x1ZGVfZGVsZXRlZBgCIAEoCCJEChRMaXN0VmVyc2lvbnNSZXNwb25zZRIsCgh2ZXJzaW9ucxgBIAMoCzIaLnBpcGVsaW5lLnYxLlNjaGVtYVZlcnNpb24idAoNU2NoZW1hVmVyc2lvbhIPCgd2ZXJzaW9uGAEgASgFEhEKCXNjaGVtYV9pZBgCIAEoAxIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAQgASgIIioKF0dldFN1YmplY3RDb25maWdSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkiXgoYR2V0U3ViamVjdENvbmZpZ1Jlc3BvbnNlEg8KB3N1YmplY3QYASABKAkSMQoNY29tcGF0aWJpbGl0eRgCIAEoDjIaLnBpcGVsaW5lLnYxLkNvbXBhdGliaWxpdHkiYAoaVXBkYXRlU3ViamVjdENvbmZpZ1JlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRIxCg1jb21wYXRpYmlsaXR5GAIgASgOMhoucGlwZWxpbmUudjEuQ29tcGF0aWJpbGl0eSJhChtVcGRhdGVTdWJqZWN0Q29uZmlnUmVzcG9uc2USDwoHc3ViamVjdBgBIAEoCRIxCg1jb21wYXRpYmlsaXR5GAIgASgOMhoucGlwZWxpbmUudjEuQ29tcGF0aWJpbGl0eSJRChpEZWxldGVTY2hlbWFWZXJzaW9uUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg8KB3ZlcnNpb24YAiABKAUSEQoJcGVybWFuZW50GAMgASgIIh0KG0RlbGV0ZVNjaGVtYVZlcnNpb25SZXNwb25zZSqFAwoNQ29tcGF0aWJpbGl0eRIdChlDT01QQVRJQklMSVRZX1VOU1BFQ0lGSUVEEAASFgoSQ09NUEFUSUJJTElUWV9OT05FEAESGgoWQ09NUEFUSUJJTElUWV9CQUNLV0FSRBACEiUKIUNPTVBBVElCSUxJVFlfQkFDS1dBUkRfVFJBTlNJVElWRRADEhkKFUNPTVBBVElCSUxJVFlfRk9SV0FSRBAEEiQKIENPTVBBVElCSUxJVFlfRk9SV0FSRF9UUkFOU0lUSVZFEAUSFgoSQ09NUEFUSUJJTElUWV9GVUxMEAYSIQodQ09NUEFUSUJJTElUWV9GVUxMX1RSQU5TSVRJVkUQBxIWChJDT01QQVRJQklMSVRZX1dJUkUQCBIhCh1DT01QQVRJQklMSVRZX1dJUkVfVFJBTlNJVElWRRAJEhsKF0NPTVBBVElCSUxJVFlfV0lSRV9KU09OEAoSJgoiQ09NUEFUSUJJTElUWV9XSVJFX0pTT05fVFJBTlNJVElWRRALMpUGCg1TY2hlbWFTZXJ2aWNlElkKDlJlZ2lzdGVyU2NoZW1hEiIucGlwZWxpbmUudjEuUmVnaXN0ZXJTY2hlbWFSZXF1ZXN0GiMucGlwZWxpbmUudjEuUmVnaXN0ZXJTY2hlbWFSZXNwb25zZRJqChJDaGVja0NvbXBhdGliaWxpdHkSJi5waXBlbGluZS52MS5DaGVja0NvbXBhdGliaWxpdHlSZXF1ZXN0GicucGlwZWxpbmUudjEuQ2hlY2tDb21wYXRpYmlsaXR5UmVzcG9uc2UiA5ACARJPCglHZXRTY2hlbWESHS5waXBlbGluZS52MS5HZXRTY2hlbWFSZXF1ZXN0Gh4ucGlwZWxpbmUudjEuR2V0U2NoZW1hUmVzcG9uc2UiA5ACARJYCgxMaXN0U3ViamVjdHMSIC5waXBlbGluZS52MS5MaXN0U3ViamVjdHNSZXF1ZXN0GiEucGlwZWxpbmUudjEuTGlzdFN1YmplY3RzUmVzcG9uc2UiA5ACARJYCgxMaXN0VmVyc2lvbnMSIC5waXBlbGluZS52MS5MaXN0VmVyc2lvbnNSZXF1ZXN0GiEucGlwZWxpbmUudjEuTGlzdFZlcnNpb25zUmVzcG9uc2UiA5ACARJkChBHZXRTdWJqZWN0Q29uZmlnEiQucGlwZWxpbmUudjEuR2V0U3ViamVjdENvbmZpZ1JlcXVlc3QaJS5waXBlbGluZS52MS5HZXRTdWJqZWN0Q29uZmlnUmVzcG9uc2UiA5ACARJoChNVcGRhdGVTdWJqZWN0Q29uZmlnEicucGlwZWxpbmUudjEuVXBkYXRlU3ViamVjdENvbmZpZ1JlcXVlc3QaKC5waXBlbGluZS52MS5VcGRhdGVTdWJqZWN0Q29uZmlnUmVzcG9uc2USaAoTRGVsZXRlU2NoZW1hVmVyc2lvbhInLnBpcGVsaW5lLnYxLkRlbGV0ZVNjaGVtYVZlcnNpb25SZXF1ZXN0GigucGlwZWxpbmUudjEuRGVsZXRlU2NoZW1hVmVyc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChhwaXBlbGluZS92MS9zY2hlbWEucHJvdG8SC3BpcGVsaW5lLnYxIisKClNvdXJjZUZpbGUSDAoEcGF0aBgBIAEoCRIPCgdjb250ZW50GAIgASgJIjsKCVJlZmVyZW5jZRIMCgRuYW1lGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDwoHdmVyc2lvbhgDIAEoBSKqAQoVUmVnaXN0ZXJTY2hlbWFSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSJgoFZmlsZXMYAiADKAsyFy5waXBlbGluZS52MS5Tb3VyY2VGaWxlEg8KB21lc3NhZ2UYAyABKAkSGwoTZmlsZV9kZXNjcmlwdG9yX3NldBgEIAEoDBIqCgpyZWZlcmVuY2VzGAUgAygLMhYucGlwZWxpbmUudjEuUmVmZXJlbmNlIjwKFlJlZ2lzdGVyU2NoZW1hUmVzcG9uc2USEQoJc2NoZW1hX2lkGAEgASgDEg8KB3ZlcnNpb24YAiABKAUixgEKGUNoZWNrQ29tcGF0aWJpbGl0eVJlcXVlc3QSDwoHc3ViamVjdBgBIAEoCRImCgVmaWxlcxgCIAMoCzIXLnBpcGVsaW5lLnYxLlNvdXJjZUZpbGUSDwoHbWVzc2FnZRgDIAEoCRIbChNmaWxlX2Rlc2NyaXB0b3Jfc2V0GAQgASgMEioKCnJlZmVyZW5jZXMYBSADKAsyFi5waXBlbGluZS52MS5SZWZlcmVuY2USFgoOcmVwb3J0X3JlbmFtZXMYBiABKAgihQEKGkNoZWNrQ29tcGF0aWJpbGl0eVJlc3BvbnNlEhIKCmNvbXBhdGlibGUYASABKAgSKgoKdmlvbGF0aW9ucxgCIAMoCzIWLnBpcGVsaW5lLnYxLlZpb2xhdGlvbhInCgdyZW5hbWVzGAMgAygLMhYucGlwZWxpbmUudjEuVmlvbGF0aW9uIlUKCVZpb2xhdGlvbhIMCgRydWxlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEAoIbG9jYXRpb24YAyABKAkSFwoPYWdhaW5zdF92ZXJzaW9uGAQgASgFIoQBChJDb21wYXRpYmlsaXR5RXJyb3ISDwoHc3ViamVjdBgBIAEoCRIxCg1jb21wYXRpYmlsaXR5GAIgASgOMhoucGlwZWxpbmUudjEuQ29tcGF0aWJpbGl0eRIqCgp2aW9sYXRpb25zGAMgAygLMhYucGlwZWxpbmUudjEuVmlvbGF0aW9uIj0KDENvbXBpbGVFcnJvchItCghwcm9ibGVtcxgBIAMoCzIbLnBpcGVsaW5lLnYxLkNvbXBpbGVQcm9ibGVtIk0KDkNvbXBpbGVQcm9ibGVtEgwKBGZpbGUYASABKAkSDAoEbGluZRgCIAEoBRIOCgZjb2x1bW4YAyABKAUSDwoHbWVzc2FnZRgEIAEoCSJHChBHZXRTY2hlbWFSZXF1ZXN0EhEKCXNjaGVtYV9pZBgBIAEoAxIPCgdzdWJqZWN0GAIgASgJEg8KB3ZlcnNpb24YAyABKAUiOAoRR2V0U2NoZW1hUmVzcG9uc2USIwoGc2NoZW1hGAEgASgLMhMucGlwZWxpbmUudjEuU2NoZW1hIoACCgZTY2hlbWESEQoJc2NoZW1hX2lkGAEgASgDEg8KB3N1YmplY3QYAiABKAkSDwoHdmVyc2lvbhgDIAEoBRIPCgdtZXNzYWdlGAQgASgJEiYKBWZpbGVzGAUgAygLMhcucGlwZWxpbmUudjEuU291cmNlRmlsZRIbChNmaWxlX2Rlc2NyaXB0b3Jfc2V0GAYgASgMEioKCnJlZmVyZW5jZXMYByADKAsyFi5waXBlbGluZS52MS5SZWZlcmVuY2USLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZGVsZXRlZBgJIAEoCCIlChNMaXN0U3ViamVjdHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCSI+ChRMaXN0U3ViamVjdHNSZXNwb25zZRImCghzdWJqZWN0cxgBIAMoCzIULnBpcGVsaW5lLnYxLlN1YmplY3QijQEKB1N1YmplY3QSDAoEbmFtZRgBIAEoCRIWCg5sYXRlc3RfdmVyc2lvbhgCIAEoBRIYChBsYXRlc3Rfc2NoZW1hX2lkGAMgASgDEg8KB21lc3NhZ2UYBCABKAkSMQoNY29tcGF0aWJpbGl0eRgFIAEoDjIaLnBpcGVsaW5lLnYxLkNvbXBhdGliaWxpdHkiPwoTTGlzdFZlcnNpb25zUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEhcKD2luY2x1ZGVfZGVsZXRlZBgCIAEoCCJEChRMaXN0VmVyc2lvbnNSZXNwb25zZRIsCgh2ZXJzaW9ucxgBIAMoCzIaLnBpcGVsaW5lLnYxLlNjaGVtYVZlcnNpb24idAoNU2NoZW1hVmVyc2lvbhIPCgd2ZXJzaW9uGAEgASgFEhEKCXNjaGVtYV9pZBgCIAEoAxIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZWxldGVkGAQgASgIIioKF0dldFN1YmplY3RDb25maWdSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkipgEKGEdldFN1YmplY3RDb25maWdSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEjEKDWNvbXBhdGliaWxpdHkYAiABKA4yGi5waXBlbGluZS52MS5Db21wYXRpYmlsaXR5EkYKGHZhbGlkYXRpb25fY29tcGF0aWJpbGl0eRgDIAEoDjIkLnBpcGVsaW5lLnYxLlZhbGlkYXRpb25Db21wYXRpYmlsaXR5IqgBChpVcGRhdGVTdWJqZWN0Q29uZmlnUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEjEKDWNvbXBhdGliaWxpdHkYAiABKA4yGi5waXBlbGluZS52MS5Db21wYXRpYmlsaXR5EkYKGHZhbGlkYXRpb25fY29tcGF0aWJpbGl0eRgDIAEoDjIkLnBpcGVsaW5lLnYxLlZhbGlkYXRpb25Db21wYXRpYmlsaXR5IqkBChtVcGRhdGVTdWJqZWN0Q29uZmlnUmVzcG9uc2USDwoHc3ViamVjdBgBIAEoCRIxCg1jb21wYXRpYmlsaXR5GAIgASgOMhoucGlwZWxpbmUudjEuQ29tcGF0aWJpbGl0eRJGChh2YWxpZGF0aW9uX2NvbXBhdGliaWxpdHkYAyABKA4yJC5waXBlbGluZS52MS5WYWxpZGF0aW9uQ29tcGF0aWJpbGl0eSJRChpEZWxldGVTY2hlbWFWZXJzaW9uUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg8KB3ZlcnNpb24YAiABKAUSEQoJcGVybWFuZW50GAMgASgIIh0KG0RlbGV0ZVNjaGVtYVZlcnNpb25SZXNwb25zZSqFAwoNQ29tcGF0aWJpbGl0eRIdChlDT01QQVRJQklMSVRZX1VOU1BFQ0lGSUVEEAASFgoSQ09NUEFUSUJJTElUWV9OT05FEAESGgoWQ09NUEFUSUJJTElUWV9CQUNLV0FSRBACEiUKIUNPTVBBVElCSUxJVFlfQkFDS1dBUkRfVFJBTlNJVElWRRADEhkKFUNPTVBBVElCSUxJVFlfRk9SV0FSRBAEEiQKIENPTVBBVElCSUxJVFlfRk9SV0FSRF9UUkFOU0lUSVZFEAUSFgoSQ09NUEFUSUJJTElUWV9GVUxMEAYSIQodQ09NUEFUSUJJTElUWV9GVUxMX1RSQU5TSVRJVkUQBxIWChJDT01QQVRJQklMSVRZX1dJUkUQCBIhCh1DT01QQVRJQklMSVRZX1dJUkVfVFJBTlNJVElWRRAJEhsKF0NPTVBBVElCSUxJVFlfV0lSRV9KU09OEAoSJgoiQ09NUEFUSUJJTElUWV9XSVJFX0pTT05fVFJBTlNJVElWRRALKtYBChdWYWxpZGF0aW9uQ29tcGF0aWJpbGl0eRIoCiRWQUxJREFUSU9OX0NPTVBBVElCSUxJVFlfVU5TUEVDSUZJRUQQABIgChxWQUxJREFUSU9OX0NPTVBBVElCSUxJVFlfT0ZGEAESJQohVkFMSURBVElPTl9DT01QQVRJQklMSVRZX1BST0RVQ0VSEAISJQohVkFMSURBVElPTl9DT01QQVRJQklMSVRZX0NPTlNVTUVSEAMSIQodVkFMSURBVElPTl9DT01QQVRJQklMSVRZX0JPVEgQBDKVBgoNU2NoZW1hU2VydmljZRJZCg5SZWdpc3RlclNjaGVtYRIiLnBpcGVsaW5lLnYxLlJlZ2lzdGVyU2NoZW1hUmVxdWVzdBojLnBpcGVsaW5lLnYxLlJlZ2lzdGVyU2NoZW1hUmVzcG9uc2USagoSQ2hlY2tDb21wYXRpYmlsaXR5EiYucGlwZWxpbmUudjEuQ2hlY2tDb21wYXRpYmlsaXR5UmVxdWVzdBonLnBpcGVsaW5lLnYxLkNoZWNrQ29tcGF0aWJpbGl0eVJlc3BvbnNlIgOQAgESTwoJR2V0U2NoZW1hEh0ucGlwZWxpbmUudjEuR2V0U2NoZW1hUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkdldFNjaGVtYVJlc3BvbnNlIgOQAgESWAoMTGlzdFN1YmplY3RzEiAucGlwZWxpbmUudjEuTGlzdFN1YmplY3RzUmVxdWVzdBohLnBpcGVsaW5lLnYxLkxpc3RTdWJqZWN0c1Jlc3BvbnNlIgOQAgESWAoMTGlzdFZlcnNpb25zEiAucGlwZWxpbmUudjEuTGlzdFZlcnNpb25zUmVxdWVzdBohLnBpcGVsaW5lLnYxLkxpc3RWZXJzaW9uc1Jlc3BvbnNlIgOQAgESZAoQR2V0U3ViamVjdENvbmZpZxIkLnBpcGVsaW5lLnYxLkdldFN1YmplY3RDb25maWdSZXF1ZXN0GiUucGlwZWxpbmUudjEuR2V0U3ViamVjdENvbmZpZ1Jlc3BvbnNlIgOQAgESaAoTVXBkYXRlU3ViamVjdENvbmZpZxInLnBpcGVsaW5lLnYxLlVwZGF0ZVN1YmplY3RDb25maWdSZXF1ZXN0GigucGlwZWxpbmUudjEuVXBkYXRlU3ViamVjdENvbmZpZ1Jlc3BvbnNlEmgKE0RlbGV0ZVNjaGVtYVZlcnNpb24SJy5waXBlbGluZS52MS5EZWxldGVTY2hlbWFWZXJzaW9uUmVxdWVzdBooLnBpcGVsaW5lLnYxLkRlbGV0ZVNjaGVtYVZlcnNpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * SourceFile is one .proto file of a schema.
@@ -166,6 +166,15 @@ export type CheckCompatibilityRequest = Message<"pipeline.v1.CheckCompatibilityR
    * @generated from field: repeated pipeline.v1.Reference references = 5;
    */
   references: Reference[];
+
+  /**
+   * report_renames asks for the renames report: messages and enums of the
+   * latest version that the candidate has under another name with the same
+   * shape. The report never changes the verdict.
+   *
+   * @generated from field: bool report_renames = 6;
+   */
+  reportRenames: boolean;
 };
 
 /**
@@ -188,6 +197,14 @@ export type CheckCompatibilityResponse = Message<"pipeline.v1.CheckCompatibility
    * @generated from field: repeated pipeline.v1.Violation violations = 2;
    */
   violations: Violation[];
+
+  /**
+   * renames (with report_renames) lists MESSAGE_RENAMED and ENUM_RENAMED
+   * findings, which buf and Confluent count as a deletion and an addition.
+   *
+   * @generated from field: repeated pipeline.v1.Violation renames = 3;
+   */
+  renames: Violation[];
 };
 
 /**
@@ -205,7 +222,9 @@ export const CheckCompatibilityResponseSchema: GenMessage<CheckCompatibilityResp
 export type Violation = Message<"pipeline.v1.Violation"> & {
   /**
    * rule is Confluent's difference type or buf's rule ID, for example
-   * "FIELD_KIND_CHANGED" or "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED".
+   * "FIELD_KIND_CHANGED" or "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED", or a
+   * validation rule ID ("VALIDATE_RULE_TIGHTENED", ...) under
+   * validation_compatibility.
    *
    * @generated from field: string rule = 1;
    */
@@ -605,6 +624,11 @@ export type GetSubjectConfigResponse = Message<"pipeline.v1.GetSubjectConfigResp
    * @generated from field: pipeline.v1.Compatibility compatibility = 2;
    */
   compatibility: Compatibility;
+
+  /**
+   * @generated from field: pipeline.v1.ValidationCompatibility validation_compatibility = 3;
+   */
+  validationCompatibility: ValidationCompatibility;
 };
 
 /**
@@ -624,9 +648,19 @@ export type UpdateSubjectConfigRequest = Message<"pipeline.v1.UpdateSubjectConfi
   subject: string;
 
   /**
+   * compatibility may be left unspecified when validation_compatibility is
+   * set; then the subject's mode stays as it is.
+   *
    * @generated from field: pipeline.v1.Compatibility compatibility = 2;
    */
   compatibility: Compatibility;
+
+  /**
+   * validation_compatibility unspecified leaves the setting as it is.
+   *
+   * @generated from field: pipeline.v1.ValidationCompatibility validation_compatibility = 3;
+   */
+  validationCompatibility: ValidationCompatibility;
 };
 
 /**
@@ -649,6 +683,14 @@ export type UpdateSubjectConfigResponse = Message<"pipeline.v1.UpdateSubjectConf
    * @generated from field: pipeline.v1.Compatibility compatibility = 2;
    */
   compatibility: Compatibility;
+
+  /**
+   * validation_compatibility is the subject's setting when the request set
+   * it, unspecified otherwise (GetSubjectConfig always has it).
+   *
+   * @generated from field: pipeline.v1.ValidationCompatibility validation_compatibility = 3;
+   */
+  validationCompatibility: ValidationCompatibility;
 };
 
 /**
@@ -778,6 +820,57 @@ export const CompatibilitySchema: GenEnum<Compatibility> = /*@__PURE__*/
   enumDesc(file_pipeline_v1_schema, 0);
 
 /**
+ * ValidationCompatibility is a subject's opt-in check of the protovalidate
+ * (buf.validate) rules of a new version against the latest one. A tightened
+ * rule (a larger min_len, a new required, a narrower in, a new pattern or
+ * CEL rule) refuses events producers already send; a loosened one lets
+ * through events consumers relied on never seeing. Changes that are neither
+ * (a changed pattern or CEL expression) count as both.
+ *
+ * @generated from enum pipeline.v1.ValidationCompatibility
+ */
+export enum ValidationCompatibility {
+  /**
+   * @generated from enum value: VALIDATION_COMPATIBILITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * OFF checks nothing (the default).
+   *
+   * @generated from enum value: VALIDATION_COMPATIBILITY_OFF = 1;
+   */
+  OFF = 1,
+
+  /**
+   * PRODUCER refuses tightened rules.
+   *
+   * @generated from enum value: VALIDATION_COMPATIBILITY_PRODUCER = 2;
+   */
+  PRODUCER = 2,
+
+  /**
+   * CONSUMER refuses loosened rules.
+   *
+   * @generated from enum value: VALIDATION_COMPATIBILITY_CONSUMER = 3;
+   */
+  CONSUMER = 3,
+
+  /**
+   * BOTH refuses either.
+   *
+   * @generated from enum value: VALIDATION_COMPATIBILITY_BOTH = 4;
+   */
+  BOTH = 4,
+}
+
+/**
+ * Describes the enum pipeline.v1.ValidationCompatibility.
+ */
+export const ValidationCompatibilitySchema: GenEnum<ValidationCompatibility> = /*@__PURE__*/
+  enumDesc(file_pipeline_v1_schema, 1);
+
+/**
  * SchemaService is the registry: subjects, their versioned Protobuf schemas
  * and the compatibility rules that guard each new version.
  *
@@ -788,7 +881,9 @@ export const SchemaService: GenService<{
    * RegisterSchema adds a version to a subject. Content the subject already
    * has returns the existing ID and version; a version that breaks the
    * subject's compatibility mode fails with FAILED_PRECONDITION and a
-   * CompatibilityError detail listing every violation.
+   * CompatibilityError detail listing every violation. While the subject
+   * (or the registry) is READONLY (set through the Confluent API's
+   * /mode), it fails with FAILED_PRECONDITION.
    *
    * @generated from rpc pipeline.v1.SchemaService.RegisterSchema
    */
@@ -838,7 +933,10 @@ export const SchemaService: GenService<{
     output: typeof ListVersionsResponseSchema;
   },
   /**
-   * GetSubjectConfig returns a subject's compatibility mode.
+   * GetSubjectConfig returns the compatibility mode that applies to a
+   * subject (its own, else the global default) and its validation
+   * compatibility. With no subject, the global default (BACKWARD until one
+   * is set).
    *
    * @generated from rpc pipeline.v1.SchemaService.GetSubjectConfig
    */
@@ -848,7 +946,11 @@ export const SchemaService: GenService<{
     output: typeof GetSubjectConfigResponseSchema;
   },
   /**
-   * UpdateSubjectConfig sets a subject's compatibility mode.
+   * UpdateSubjectConfig sets a subject's compatibility mode and/or its
+   * validation compatibility. With no subject, it sets the global default
+   * mode that every subject without a mode of its own follows (Confluent's
+   * PUT /config). Refused (failed precondition) while the subject or the
+   * registry is READONLY.
    *
    * @generated from rpc pipeline.v1.SchemaService.UpdateSubjectConfig
    */
@@ -859,7 +961,10 @@ export const SchemaService: GenService<{
   },
   /**
    * DeleteSchemaVersion soft-deletes a version (hidden by subject, still
-   * resolvable by ID) or, with permanent set, removes it for good.
+   * resolvable by ID) or, with permanent set, removes it for good. As in
+   * Confluent Schema Registry, a permanent delete needs a soft delete
+   * first (failed precondition otherwise); version numbers are never
+   * handed out again.
    *
    * @generated from rpc pipeline.v1.SchemaService.DeleteSchemaVersion
    */

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/sink.proto.
  */
 export const file_pipeline_v1_sink: GenFile = /*@__PURE__*/
-  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayKPAQoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJMl4KC1NpbmtTZXJ2aWNlEk8KCUxpc3RTaW5rcxIdLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1JlcXVlc3QaHi5waXBlbGluZS52MS5MaXN0U2lua3NSZXNwb25zZSIDkAIBYgZwcm90bzM");
+  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayLTAQoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJEhUKDXN0YXR1c19yZWFzb24YCSABKAkSKwoLaGVsZF90YWJsZXMYCiADKAsyFi5waXBlbGluZS52MS5IZWxkVGFibGUidgoJSGVsZFRhYmxlEg0KBXRhYmxlGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDgoGcmVhc29uGAMgASgJEg4KBmV2ZW50cxgEIAEoAxIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyXgoLU2lua1NlcnZpY2USTwoJTGlzdFNpbmtzEh0ucGlwZWxpbmUudjEuTGlzdFNpbmtzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pipeline.v1.ListSinksRequest
@@ -93,6 +95,24 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
    * @generated from field: string status = 8;
    */
   status: string;
+
+  /**
+   * status_reason says why status is "stalled", for example "no commit
+   * for 1m0s with backlog 10900; last write: ..."; empty otherwise.
+   *
+   * @generated from field: string status_reason = 9;
+   */
+  statusReason: string;
+
+  /**
+   * held_tables are the tables whose events the sink holds because they
+   * refuse them (a schema change the table cannot take, a table locked by
+   * another session); the sink's other tables go on, and a held table
+   * resumes by itself once it takes its events again.
+   *
+   * @generated from field: repeated pipeline.v1.HeldTable held_tables = 10;
+   */
+  heldTables: HeldTable[];
 };
 
 /**
@@ -101,6 +121,52 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
  */
 export const SinkSchema: GenMessage<Sink> = /*@__PURE__*/
   messageDesc(file_pipeline_v1_sink, 2);
+
+/**
+ * HeldTable is a table of a sink that refuses its events: they wait,
+ * neither written nor acknowledged, until the table takes them.
+ *
+ * @generated from message pipeline.v1.HeldTable
+ */
+export type HeldTable = Message<"pipeline.v1.HeldTable"> & {
+  /**
+   * @generated from field: string table = 1;
+   */
+  table: string;
+
+  /**
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * reason is the last error the table gave.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * events is the number of events held for the table.
+   *
+   * @generated from field: int64 events = 4;
+   */
+  events: bigint;
+
+  /**
+   * since is when the table was first held.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 5;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pipeline.v1.HeldTable.
+ * Use `create(HeldTableSchema)` to create a new message.
+ */
+export const HeldTableSchema: GenMessage<HeldTable> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_sink, 3);
 
 /**
  * SinkService reports the sinks that persist events into databases.
