@@ -99,8 +99,8 @@ type BusConfig struct {
 	ListenAddr string `yaml:"listen_addr"`
 	// Retention is how long every topic keeps its events, whether or not
 	// a sink reads them yet (default 168h, 7 days): the stream's max age
-	// on JetStream, a topic policy on Pulsar. Set it to a negative value
-	// to keep events forever.
+	// on JetStream, a topic policy on Pulsar, retention.ms on Kafka. Set
+	// it to a negative value to keep events forever.
 	Retention time.Duration `yaml:"retention"`
 	// TLSCAFile is the CA bundle that verifies a pulsar+ssl:// broker
 	// and an https:// admin URL (default: the system's roots).
