@@ -291,22 +291,32 @@ func TestTopicsOnTheBroker(t *testing.T) {
 	if err != nil || len(details[full].Partitions) != 3 {
 		t.Fatalf("topic %s: %d partitions, %v; want 3", full, len(details[full].Partitions), err)
 	}
-	configs, err := b.admin.DescribeTopicConfigs(ctx30(t), full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := configs.On(full, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var retention string
-	for _, c := range rc.Configs {
-		if c.Key == "retention.ms" && c.Value != nil {
-			retention = *c.Value
+	retention := func() string {
+		configs, err := b.admin.DescribeTopicConfigs(ctx30(t), full)
+		if err != nil {
+			t.Fatal(err)
 		}
+		rc, err := configs.On(full, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.Value != nil {
+				return *c.Value
+			}
+		}
+		return ""
 	}
-	if retention != fmt.Sprint((90 * time.Minute).Milliseconds()) {
-		t.Errorf("retention.ms = %q, want 90 minutes", retention)
+	if got := retention(); got != fmt.Sprint((90 * time.Minute).Milliseconds()) {
+		t.Errorf("retention.ms = %q, want 90 minutes", got)
+	}
+	// A pipeline configured otherwise retains the existing topic its way.
+	other := openTest(t, func(o *Options) { o.Retention = 30 * time.Minute })
+	if err := other.RetainTopic(ctx30(t), base+".a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := retention(); got != fmt.Sprint((30 * time.Minute).Milliseconds()) {
+		t.Errorf("retention.ms after RetainTopic on the existing topic = %q, want 30 minutes", got)
 	}
 	if err := b.CheckTopic(ctx30(t), base+".a"); err != nil {
 		t.Errorf("CheckTopic of the existing topic: %v", err)

@@ -337,20 +337,29 @@ func (b *Bus) ensureTopic(ctx context.Context, topic string) error {
 	if known {
 		return nil
 	}
-	resp, err := b.admin.CreateTopic(ctx, b.opts.Partitions, b.opts.ReplicationFactor, b.topicConfigs(), topic)
-	if resp.Err == nil && err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("kafka: create topic %s: %w: %w", topic, bus.ErrUnavailable, err)
-	}
-	if err := topicError(topic, resp.Err); err != nil {
-		return err
-	}
-	if err := b.waitLeaders(ctx, topic); err != nil {
+	if _, err := b.createTopic(ctx, topic); err != nil {
 		return err
 	}
 	b.topicMu.Lock()
 	b.topics[topic] = true
 	b.topicMu.Unlock()
 	return nil
+}
+
+// createTopic creates topic with the configured partitions and configs
+// and waits for its leaders; existed says it was there already.
+func (b *Bus) createTopic(ctx context.Context, topic string) (existed bool, err error) {
+	resp, err := b.admin.CreateTopic(ctx, b.opts.Partitions, b.opts.ReplicationFactor, b.topicConfigs(), topic)
+	if errors.Is(resp.Err, kerr.TopicAlreadyExists) || errors.Is(err, kerr.TopicAlreadyExists) {
+		return true, nil
+	}
+	if resp.Err == nil && err != nil {
+		return false, fmt.Errorf("kafka: create topic %s: %w: %w", topic, bus.ErrUnavailable, err)
+	}
+	if err := topicError(topic, resp.Err); err != nil {
+		return false, err
+	}
+	return false, b.waitLeaders(ctx, topic)
 }
 
 // waitLeaders waits until every partition of topic has a leader: a topic
@@ -379,38 +388,32 @@ func (b *Bus) waitLeaders(ctx context.Context, topic string) error {
 
 // RetainTopic implements bus.TopicRetainer: the topic exists, with the
 // configured partitions, and keeps records for the configured retention
-// whether or not a group reads them (a topic that existed before gets the
-// retention set).
+// whether or not a group reads them (a topic that existed before gets
+// retention.ms and retention.bytes set; its other configs stay).
 func (b *Bus) RetainTopic(ctx context.Context, topic string) error {
 	full, err := b.TopicName(topic)
 	if err != nil {
 		return err
 	}
-	resp, err := b.admin.CreateTopic(ctx, b.opts.Partitions, b.opts.ReplicationFactor, b.topicConfigs(), full)
-	if resp.Err == nil && err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("kafka: create topic %s: %w: %w", full, bus.ErrUnavailable, err)
+	existed, err := b.createTopic(ctx, full)
+	if err != nil {
+		return err
 	}
-	if errors.Is(resp.Err, kerr.TopicAlreadyExists) || errors.Is(err, kerr.TopicAlreadyExists) {
-		var alter []kadm.AlterConfig
-		for name, value := range b.topicConfigs() {
-			alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: name, Value: value})
+	if existed {
+		configs := b.topicConfigs()
+		alter := []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "retention.bytes", Value: configs["retention.bytes"]},
+			{Op: kadm.SetConfig, Name: "retention.ms", Value: configs["retention.ms"]},
 		}
-		slices.SortFunc(alter, func(x, y kadm.AlterConfig) int { return strings.Compare(x.Name, y.Name) })
 		rs, err := b.admin.AlterTopicConfigs(ctx, alter, full)
 		if err == nil {
 			for _, r := range rs {
-				if r.Err != nil {
-					err = r.Err
-				}
+				err = errors.Join(err, r.Err)
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("kafka: set retention of %s: %w: %w", full, bus.ErrUnavailable, err)
 		}
-	} else if err := topicError(full, resp.Err); err != nil {
-		return err
-	} else if err := b.waitLeaders(ctx, full); err != nil {
-		return err
 	}
 	b.topicMu.Lock()
 	b.topics[full] = true
