@@ -4,18 +4,21 @@
 # afterwards unless they were already running.
 #
 #   ingest  bench/ingest: raw Pulsar producer vs the pipeline's
-#           PublishStream/PublishBatch (ends with "ratio ingest_..." lines)
+#           PublishStream/PublishBatch (ends with "ratio ingest_..." lines);
+#           -bus kafka compares with a raw franz-go producer on Kafka
 #   sink    bench/sink: hand-written PostgreSQL loader vs the pipeline's sink
-#           (ends with "ratio sink_postgres ...")
+#           (ends with "ratio sink_postgres ..."); -bus kafka compares with a
+#           franz-go consumer-group loader with CopyFrom
 #
 # Extra flags go to the benchmark program (e.g. bench/run.sh ingest
-# -duration 20s -rounds 3). See bench/README.md for the figures measured.
+# -duration 20s -rounds 3, bench/run.sh ingest -bus kafka). See bench/README.md
+# for the figures measured.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 usage() {
-	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 

@@ -6,15 +6,17 @@
 #   PostgreSQL  127.0.0.1:15432  (user postgres, trust auth)
 #   MariaDB     127.0.0.1:13306  (root, no password, strict sql_mode)
 #   Pulsar      127.0.0.1:16650  (binary), 127.0.0.1:18080 (admin HTTP)
+#   Kafka       127.0.0.1:19092  (KRaft, one broker+controller; controller 19093)
 #
-#   up       install what is missing (Debian packages), start all three from
+#   up       install what is missing (Debian packages), start all four from
 #            empty data dirs and wait until each answers; a no-op for servers
 #            already up.
 #   down     stop what `up` started (found by the pids under the state dir).
 #   env      print `export PIPELINE_TEST_*=...` lines:
 #            eval "$(scripts/services.sh env)"; go test ./internal/sink/...
-#   status   say what runs; exit 0 only when all three answer.
+#   status   say what runs; exit 0 only when all four answer.
 #   pulsar-restart|pulsar-stop|pulsar-start  see scripts/pulsar/ctl.sh.
+#   kafka-restart|kafka-stop|kafka-start     see scripts/kafka/ctl.sh.
 #
 # State (data, logs, pids) lives under ${PIPELINE_TEST_STATE:-/tmp/pipeline-test},
 # downloads under ${PIPELINE_CACHE:-$HOME/.cache/pipeline}.
@@ -29,6 +31,8 @@ LOG_TAG=services
 PG_PORT=15432
 MARIA_PORT=13306
 PULSAR_CTL=$here/pulsar/ctl.sh
+KAFKA_CTL=$here/kafka/ctl.sh
+KAFKA_BROKERS=127.0.0.1:19092
 
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 MYSQL_URL="mysql://root@127.0.0.1:$MARIA_PORT/"
@@ -242,7 +246,7 @@ lock_services() {
 	flock -w 600 8 || die "another services.sh holds $state/services.lock"
 }
 
-# The background job that launches the broker during `up` (see cmd_up).
+# The background job that launches the Pulsar broker during `up` (see cmd_up).
 launcher=
 
 cmd_up() {
@@ -262,7 +266,11 @@ cmd_up() {
 	wait "$launcher" || rc=$?
 	launcher=
 	((rc == 0)) || die "could not launch the Pulsar broker"
+	# Kafka after Pulsar's launcher: never two Maven runs on one ~/.m2 at
+	# once. Its JVM starts while Pulsar's is still getting ready.
+	"$KAFKA_CTL" launch-fresh || die "could not launch the Kafka broker"
 	"$PULSAR_CTL" wait
+	"$KAFKA_CTL" wait
 	"$here/pyenv.sh" >/dev/null || die "could not set up the Python test clients (scripts/pyenv.sh)"
 	log "all services up in $((SECONDS - start))s (state in $state)"
 }
@@ -270,6 +278,7 @@ cmd_up() {
 cmd_down() {
 	[[ -d $state ]] || return 0
 	lock_services
+	"$KAFKA_CTL" stop
 	"$PULSAR_CTL" stop
 	maria_down
 	pg_down
@@ -284,6 +293,8 @@ cmd_env() {
 		PIPELINE_TEST_PULSAR_URL=pulsar://127.0.0.1:16650
 		PIPELINE_TEST_PULSAR_ADMIN_URL=http://127.0.0.1:18080
 		PIPELINE_TEST_PULSAR_CTL=$PULSAR_CTL
+		PIPELINE_TEST_KAFKA_BROKERS=$KAFKA_BROKERS
+		PIPELINE_TEST_KAFKA_CTL=$KAFKA_CTL
 		PIPELINE_TEST_POSTGRES_URL=$PG_URL
 		PIPELINE_TEST_MYSQL_URL=$MYSQL_URL
 		PIPELINE_TEST_STATE=$state
@@ -307,11 +318,12 @@ cmd_status() {
 		ok=3
 	fi
 	"$PULSAR_CTL" status || ok=3
+	"$KAFKA_CTL" status || ok=3
 	return "$ok"
 }
 
 usage() {
-	sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -325,6 +337,9 @@ main() {
 	pulsar-restart) "$PULSAR_CTL" restart ;;
 	pulsar-stop) "$PULSAR_CTL" stop ;;
 	pulsar-start) "$PULSAR_CTL" start ;;
+	kafka-restart) "$KAFKA_CTL" restart ;;
+	kafka-stop) "$KAFKA_CTL" stop ;;
+	kafka-start) "$KAFKA_CTL" start ;;
 	*) usage ;;
 	esac
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite, on a fresh machine or a developer's.
 #
-# Starts PostgreSQL, MariaDB and Pulsar on their own ports (scripts/services.sh
+# Starts PostgreSQL, MariaDB, Pulsar and Kafka on their own ports (scripts/services.sh
 # up, installing what is missing), then runs, in order:
 #   buf lint, a check that the committed gen/ is what buf generates,
 #   buf breaking against the previous commit, go vet, go test -race with the
@@ -112,14 +112,15 @@ step_buf_breaking() {
 
 step_go_vet() { go vet ./...; }
 
-# broker_fault_packages: packages whose tests stop or restart the shared
-# broker (through testenv.PulsarCtl / PIPELINE_TEST_PULSAR_CTL). go test runs
-# two packages at a time; any other package using Pulsar while one of these
-# restarts it would fail with "connection refused".
+# broker_fault_packages: packages whose tests stop or restart a shared
+# broker (through testenv.PulsarCtl / PIPELINE_TEST_PULSAR_CTL, or
+# testenv.KafkaCtl / PIPELINE_TEST_KAFKA_CTL). go test runs two packages at a
+# time; any other package using the broker while one of these restarts it
+# would fail with "connection refused".
 broker_fault_packages() {
 	local pkg dir
 	go list -e -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
-		if grep -qsE 'testenv\.PulsarCtl|PIPELINE_TEST_PULSAR_CTL' "$dir"/*_test.go; then
+		if grep -qsE 'testenv\.(Pulsar|Kafka)Ctl|PIPELINE_TEST_(PULSAR|KAFKA)_CTL' "$dir"/*_test.go; then
 			echo "$pkg"
 		fi
 	done

@@ -98,7 +98,9 @@ message Item {
 `
 
 type options struct {
+	bus                 string // pulsar | kafka
 	pulsarURL, adminURL string
+	kafkaBrokers        string
 	pipelineBin         string
 	duration, warmup    time.Duration
 	rounds              int
@@ -120,6 +122,8 @@ func main() {
 func run() error {
 	var o options
 	var sizes string
+	flag.StringVar(&o.bus, "bus", "pulsar", "the bus: pulsar or kafka (raw is then a franz-go producer with the Kafka adapter's settings)")
+	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("PIPELINE_TEST_KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env PIPELINE_TEST_KAFKA_BROKERS)")
 	flag.StringVar(&o.pulsarURL, "pulsar-url", os.Getenv("PIPELINE_TEST_PULSAR_URL"), "Pulsar service URL (env PIPELINE_TEST_PULSAR_URL)")
 	flag.StringVar(&o.adminURL, "admin-url", os.Getenv("PIPELINE_TEST_PULSAR_ADMIN_URL"), "Pulsar admin URL (env PIPELINE_TEST_PULSAR_ADMIN_URL)")
 	flag.StringVar(&o.pipelineBin, "pipeline", "", "pipeline binary to start (default: go build ./cmd/pipeline)")
@@ -146,8 +150,13 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	o.scenarios = strings.Split(*scenarios, ",")
-	if o.pulsarURL == "" {
+	switch {
+	case o.bus == "pulsar" && o.pulsarURL == "":
 		return errors.New("no Pulsar: set PIPELINE_TEST_PULSAR_URL or -pulsar-url (bench/run.sh ingest does)")
+	case o.bus == "kafka" && o.kafkaBrokers == "":
+		return errors.New("no Kafka: set PIPELINE_TEST_KAFKA_BROKERS or -kafka-brokers (bench/run.sh ingest does)")
+	case o.bus != "pulsar" && o.bus != "kafka":
+		return fmt.Errorf("-bus %q: want pulsar or kafka", o.bus)
 	}
 	if o.batch <= 0 {
 		o.batch = o.window
@@ -207,7 +216,12 @@ func run() error {
 		}
 		payloads := makePayloads(size, 1024)
 		fmt.Printf("# %s: events of %d bytes with %d line items, subject %s, one route (CEL filter, key customer_id)\n", label, len(payloads[0]), countField(payloads[0], 6), subject)
-		raw, err := newRawProducer(o, "bench-"+run+"-raw-"+label)
+		var raw rawSender
+		if o.bus == "kafka" {
+			raw, err = newRawKafka(ctx, o, "bench-"+run+"-raw-"+label)
+		} else {
+			raw, err = newRawProducer(o, "bench-"+run+"-raw-"+label)
+		}
 		if err != nil {
 			return err
 		}
@@ -469,6 +483,12 @@ func measure(parent context.Context, o options, pipelinePID int, fn func(context
 
 // ---------------------------------------------------------------- raw producer
 
+// rawSender is the hand-written producer the pipeline is measured against.
+type rawSender interface {
+	run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error
+	close()
+}
+
 type rawProducer struct {
 	client   pulsarclient.Client
 	producer pulsarclient.Producer
@@ -580,9 +600,17 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 func (bearer) RequireTransportSecurity() bool { return false }
 
+// busConfig is the pipeline's bus section for -bus.
+func busConfig(o options) string {
+	if o.bus == "kafka" {
+		return fmt.Sprintf("bus:\n  kind: kafka\n  brokers: [%s]", o.kafkaBrokers)
+	}
+	return fmt.Sprintf("bus:\n  kind: pulsar\n  url: %s\n  admin_url: %s", o.pulsarURL, o.adminURL)
+}
+
 // startPipeline builds (unless -pipeline is given) and starts the pipeline
-// binary on a free port with a SQLite registry, the Pulsar bus and no
-// sink; with a token, auth is on and only that token (role admin) is let in.
+// binary on a free port with a SQLite registry, the -bus bus and no sink;
+// with a token, auth is on and only that token (role admin) is let in.
 func startPipeline(ctx context.Context, o options, dir, token string) (*pipelineProc, error) {
 	bin := o.pipelineBin
 	if bin == "" {
@@ -605,13 +633,10 @@ log_level: warn
 default_sink: false
 registry:
   url: sqlite://%s/registry.db
-bus:
-  kind: pulsar
-  url: %s
-  admin_url: %s
+%s
 limits:
   max_batch: %d
-`, addr, dir, dir, o.pulsarURL, o.adminURL, max(o.batch, 1000))
+`, addr, dir, dir, busConfig(o), max(o.batch, 1000))
 	if token != "" {
 		cfg += fmt.Sprintf("auth:\n  tokens:\n    - name: bench\n      role: admin\n      sha256: \"%x\"\n", sha256.Sum256([]byte(token)))
 	}

@@ -47,6 +47,7 @@ import (
 
 	"github.com/schemagate/pipeline/bench/sink/gen/benchv1"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/kafka"
 	"github.com/schemagate/pipeline/internal/bus/pulsar"
 	"github.com/schemagate/pipeline/internal/sink"
 )
@@ -61,6 +62,8 @@ func main() {
 }
 
 type options struct {
+	bus                              string // pulsar | kafka
+	kafkaBrokers                     string
 	pulsarURL, adminURL, postgresURL string
 	events, batch, rounds            int
 	cpuProfile                       string
@@ -69,6 +72,8 @@ type options struct {
 
 func run() error {
 	var o options
+	flag.StringVar(&o.bus, "bus", "pulsar", "the bus: pulsar or kafka (the baseline is then a franz-go consumer-group loader)")
+	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("PIPELINE_TEST_KAFKA_BROKERS"), "Kafka seed brokers, comma-separated")
 	flag.StringVar(&o.pulsarURL, "pulsar", os.Getenv("PIPELINE_TEST_PULSAR_URL"), "Pulsar service URL")
 	flag.StringVar(&o.adminURL, "pulsar-admin", os.Getenv("PIPELINE_TEST_PULSAR_ADMIN_URL"), "Pulsar admin URL")
 	flag.StringVar(&o.postgresURL, "postgres", os.Getenv("PIPELINE_TEST_POSTGRES_URL"), "PostgreSQL URL")
@@ -78,8 +83,13 @@ func run() error {
 	flag.StringVar(&o.subscription, "subscription", "key_shared", "the sink's subscription type: key_shared or failover")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sink rounds to this file")
 	flag.Parse()
-	if o.pulsarURL == "" || o.adminURL == "" || o.postgresURL == "" {
+	switch {
+	case o.bus == "kafka" && (o.kafkaBrokers == "" || o.postgresURL == ""):
+		return errors.New("set -kafka-brokers and -postgres (or the PIPELINE_TEST_* variables)")
+	case o.bus == "pulsar" && (o.pulsarURL == "" || o.adminURL == "" || o.postgresURL == ""):
 		return errors.New("set -pulsar, -pulsar-admin and -postgres (or the PIPELINE_TEST_* variables)")
+	case o.bus != "pulsar" && o.bus != "kafka":
+		return fmt.Errorf("-bus %q: want pulsar or kafka", o.bus)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -89,7 +99,13 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	b, err := pulsar.Open(ctx, pulsar.Options{URL: o.pulsarURL, AdminURL: o.adminURL, Logger: log})
+	var b bus.Bus
+	var err error
+	if o.bus == "kafka" {
+		b, err = kafka.Open(ctx, kafka.Options{Brokers: strings.Split(o.kafkaBrokers, ","), Logger: log})
+	} else {
+		b, err = pulsar.Open(ctx, pulsar.Options{URL: o.pulsarURL, AdminURL: o.adminURL, Logger: log})
+	}
 	if err != nil {
 		return err
 	}
@@ -127,7 +143,11 @@ func run() error {
 	var bestBase, bestSink float64
 	for r := range o.rounds {
 		tag := fmt.Sprintf("%s_%d", runID, r)
-		base, err := baseline(ctx, o, pool, topic, "bench_baseline_"+tag, "bench-baseline-"+tag)
+		loader := baseline
+		if o.bus == "kafka" {
+			loader = kafkaBaseline
+		}
+		base, err := loader(ctx, o, pool, topic, "bench_baseline_"+tag, "bench-baseline-"+tag)
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
@@ -169,6 +189,9 @@ func cleanup(o options, pool *pgxpool.Pool, runID, topic string) {
 				_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{t}.Sanitize())
 			}
 		}
+	}
+	if o.bus == "kafka" {
+		return // the topic expires with its retention; groups with their offsets
 	}
 	path := strings.TrimPrefix(topic, "persistent://")
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, strings.TrimRight(o.adminURL, "/")+"/admin/v2/persistent/"+path+"?force=true", nil)

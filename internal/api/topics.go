@@ -51,6 +51,7 @@ func (s *TopicService) ListTopics(ctx context.Context, _ *connect.Request[pipeli
 	}
 	for _, st := range stats {
 		topic := get(st.Topic)
+		topic.Partitions = int32(st.Partitions)
 		for name, backlog := range st.Subscriptions {
 			topic.Subscriptions = append(topic.Subscriptions, &pipelinev1.Subscription{Name: name, Backlog: backlog})
 		}

@@ -1,6 +1,6 @@
 // Package bus is the port between the pipeline and its message bus: the
 // router publishes through it and the sinks subscribe through it. Adapters
-// live in sub-packages (pulsar, jetstream) and all pass the conformance
+// live in sub-packages (pulsar, jetstream, kafka) and all pass the conformance
 // suite in bustest.
 package bus
 
@@ -147,6 +147,9 @@ type Subscriber interface {
 type TopicStats struct {
 	Topic         string
 	Subscriptions map[string]int64 // subscription name -> backlog (entries)
+	// Partitions is the topic's partition count where the bus has
+	// partitions (Kafka); 0 otherwise.
+	Partitions int
 }
 
 // Bus is a full adapter.
@@ -164,7 +167,7 @@ type Bus interface {
 	// Ping reports whether the bus can be reached now: nil, or an error
 	// wrapping ErrUnavailable (ErrClosed after Close).
 	Ping(ctx context.Context) error
-	// Kind is "pulsar" or "jetstream".
+	// Kind is "pulsar", "jetstream" or "kafka".
 	Kind() string
 	// Close flushes pending sends, then releases every resource.
 	Close(ctx context.Context) error

@@ -292,10 +292,17 @@ func TestBrokerF1RestartAndUnloadUnderLoad(t *testing.T) {
 	unloadTopic(t, routed)
 	progress(200, "200 more events after the unload")
 	stopLoad()
+	assertAcknowledgedOnce(t, st, int(seq.Load()), sinkURL, subject)
+}
+
+// assertAcknowledgedOnce: every one of the want events the clients
+// generated was acknowledged, and each acknowledged event id is in the
+// PostgreSQL sink's table of subject exactly once.
+func assertAcknowledgedOnce(t *testing.T, st *loadStats, want int, sinkURL, subject string) {
+	t.Helper()
 	if err := st.unexpected.Load(); err != nil {
 		t.Fatal(err)
 	}
-	want := int(seq.Load())
 	if int(st.nAcked.Load()) != want {
 		t.Fatalf("%d events generated, %d acknowledged", want, st.nAcked.Load())
 	}

@@ -62,8 +62,24 @@ type RegistryConfig struct {
 
 // BusConfig chooses and tunes the message bus.
 type BusConfig struct {
-	// Kind is "jetstream" (embedded, default) or "pulsar".
+	// Kind is "jetstream" (embedded, default), "pulsar" or "kafka".
 	Kind string `yaml:"kind"`
+	// Brokers are Kafka's seed brokers (host:port).
+	Brokers []string `yaml:"brokers"`
+	// TLS and SASL secure the connections to Kafka.
+	TLS  KafkaTLSConfig  `yaml:"tls"`
+	SASL KafkaSASLConfig `yaml:"sasl"`
+	// TopicPrefix starts every Kafka topic the pipeline names (default
+	// "pipeline."; "-" for none).
+	TopicPrefix string `yaml:"topic_prefix"`
+	// Partitions and ReplicationFactor of the Kafka topics the pipeline
+	// creates (default 6, and the broker's default.replication.factor).
+	Partitions        int32 `yaml:"partitions"`
+	ReplicationFactor int16 `yaml:"replication_factor"`
+	// WireFormat of Kafka records: "pipeline" (default: the validated
+	// payload, properties in headers) or "confluent" (Confluent's framing
+	// before the payload, headers as well).
+	WireFormat string `yaml:"wire_format"`
 	// URL: pulsar://host:6650 for Pulsar; for JetStream an external NATS URL (empty embeds a server).
 	URL string `yaml:"url"`
 	// AdminURL is Pulsar's admin REST API (http://host:8080), for backlog and topic stats.
@@ -83,8 +99,8 @@ type BusConfig struct {
 	ListenAddr string `yaml:"listen_addr"`
 	// Retention is how long every topic keeps its events, whether or not
 	// a sink reads them yet (default 168h, 7 days): the stream's max age
-	// on JetStream, a topic policy on Pulsar. Set it to a negative value
-	// to keep events forever.
+	// on JetStream, a topic policy on Pulsar, retention.ms on Kafka. Set
+	// it to a negative value to keep events forever.
 	Retention time.Duration `yaml:"retention"`
 	// TLSCAFile is the CA bundle that verifies a pulsar+ssl:// broker
 	// and an https:// admin URL (default: the system's roots).
@@ -93,6 +109,26 @@ type BusConfig struct {
 	// whole stream on JetStream), dropping the oldest first; default 0,
 	// no bound.
 	RetentionBytes int64 `yaml:"retention_bytes"`
+}
+
+// KafkaTLSConfig turns on TLS to Kafka's brokers.
+type KafkaTLSConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// CAFile verifies the brokers (default: the system's roots).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (mutual TLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the brokers' certificates.
+	ServerName string `yaml:"server_name"`
+}
+
+// KafkaSASLConfig authenticates to Kafka's brokers.
+type KafkaSASLConfig struct {
+	// Mechanism is "plain", "scram-sha-256" or "scram-sha-512" (empty: no SASL).
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
 }
 
 // LimitsConfig bounds what one request, and all of them together, may carry.
@@ -190,12 +226,15 @@ func (c *Config) ApplyDefaults() error {
 	switch c.Bus.Kind {
 	case "":
 		c.Bus.Kind = "jetstream"
-	case "jetstream", "pulsar":
+	case "jetstream", "pulsar", "kafka":
 	default:
-		return fmt.Errorf("config: bus.kind %q: use jetstream or pulsar", c.Bus.Kind)
+		return fmt.Errorf("config: bus.kind %q: use jetstream, pulsar or kafka", c.Bus.Kind)
 	}
 	if c.Bus.Kind == "pulsar" && c.Bus.URL == "" {
 		return errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
+	}
+	if err := c.Bus.checkKafka(); err != nil {
+		return err
 	}
 	if c.Bus.Retention == 0 {
 		c.Bus.Retention = DefaultRetention
@@ -290,6 +329,45 @@ func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// checkKafka checks the Kafka keys: required with kind kafka, refused
+// with the other kinds (a key that would be ignored is a mistake).
+func (b *BusConfig) checkKafka() error {
+	kafkaOnly := len(b.Brokers) > 0 || b.TLS != (KafkaTLSConfig{}) || b.SASL != (KafkaSASLConfig{}) ||
+		b.TopicPrefix != "" || b.Partitions != 0 || b.ReplicationFactor != 0 || b.WireFormat != ""
+	if b.Kind != "kafka" {
+		if kafkaOnly {
+			return fmt.Errorf("config: bus.brokers, tls, sasl, topic_prefix, partitions, replication_factor and wire_format are for kind kafka, not %s", b.Kind)
+		}
+		return nil
+	}
+	if len(b.Brokers) == 0 {
+		return errors.New("config: bus.brokers is required for kafka ([host:9092])")
+	}
+	if b.Partitions < 0 || b.ReplicationFactor < 0 {
+		return errors.New("config: bus.partitions and bus.replication_factor must be positive")
+	}
+	switch b.WireFormat {
+	case "", "pipeline", "confluent":
+	default:
+		return fmt.Errorf("config: bus.wire_format %q: use pipeline or confluent", b.WireFormat)
+	}
+	switch b.SASL.Mechanism {
+	case "", "plain", "scram-sha-256", "scram-sha-512":
+	default:
+		return fmt.Errorf("config: bus.sasl.mechanism %q: use plain, scram-sha-256 or scram-sha-512", b.SASL.Mechanism)
+	}
+	if b.SASL.Mechanism != "" && b.SASL.Username == "" {
+		return errors.New("config: bus.sasl.username is required with a SASL mechanism")
+	}
+	if !b.TLS.Enabled && b.TLS != (KafkaTLSConfig{}) {
+		return errors.New("config: bus.tls has settings but enabled is false")
+	}
+	if (b.TLS.CertFile == "") != (b.TLS.KeyFile == "") {
+		return errors.New("config: bus.tls.cert_file and bus.tls.key_file go together")
+	}
+	return nil
 }
 
 func (t *TLSConfig) validate(a *auth.Config) error {

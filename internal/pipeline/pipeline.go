@@ -89,7 +89,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.registry = schema.NewRegistry(s.store, schema.WithLogger(log), schema.WithRouteCounter(routeStore), schema.WithAudit(s.audit))
-	if s.bus, err = openBus(ctx, cfg, log); err != nil {
+	if s.bus, err = openBus(ctx, cfg, s.registry, log); err != nil {
 		return nil, err
 	}
 	if s.sinks, err = openSinks(cfg, s.bus, s.registry, s.metrics, log); err != nil {

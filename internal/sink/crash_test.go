@@ -20,7 +20,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/bus/kafka"
 	"github.com/schemagate/pipeline/internal/bus/pulsar"
+	"github.com/schemagate/pipeline/internal/testenv"
 )
 
 // childEnv carries a childConfig (JSON) to a re-executed test binary,
@@ -32,12 +34,14 @@ const childReady = "child: stopping cleanly on SIGTERM"
 
 type childConfig struct {
 	PulsarURL, PulsarAdminURL string
-	DBURL                     string
-	Name, Subject, Topic      string
-	SchemaID                  int64
-	Proto, Message            string
-	BatchSize                 int
-	Mode                      string
+	// KafkaBrokers, when set, make the child's bus Kafka instead of Pulsar.
+	KafkaBrokers         []string
+	DBURL                string
+	Name, Subject, Topic string
+	SchemaID             int64
+	Proto, Message       string
+	BatchSize            int
+	Mode                 string
 	// KillAfterCommit / KillBeforeWrite: SIGKILL this process at the n-th
 	// batch, right after its commit (before the ack) or right before its
 	// write (after it was received). 0: never.
@@ -67,7 +71,14 @@ func runChild(raw string) int {
 		log.Error("compile", "err", err)
 		return 2
 	}
-	b, err := pulsar.Open(ctx, pulsar.Options{URL: cfg.PulsarURL, AdminURL: cfg.PulsarAdminURL, Logger: log})
+	var b bus.Bus
+	if len(cfg.KafkaBrokers) > 0 {
+		// A short session: a killed member's partitions go to the next
+		// child within seconds (the test broker allows 1 s and more).
+		b, err = kafka.Open(ctx, kafka.Options{Brokers: cfg.KafkaBrokers, Partitions: 3, SessionTimeout: 2 * time.Second, Logger: log})
+	} else {
+		b, err = pulsar.Open(ctx, pulsar.Options{URL: cfg.PulsarURL, AdminURL: cfg.PulsarAdminURL, Logger: log})
+	}
 	if err != nil {
 		log.Error("open bus", "err", err)
 		return 2
@@ -233,21 +244,30 @@ func tail(s string, n int) string {
 // at the end the table holds exactly N rows with the right contents.
 func TestCrashExactlyOnce(t *testing.T) {
 	serviceURL, adminURL := testenvPulsar(t)
+	crashExactlyOnce(t, openPulsar, childConfig{PulsarURL: serviceURL, PulsarAdminURL: adminURL}, 4000)
+}
+
+// TestCrashExactlyOnceKafka is the same proof on Kafka: the sink's
+// consumer group commits offsets only after the database, so every kill
+// point leaves the committed offsets at or before the rows.
+func TestCrashExactlyOnceKafka(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	crashExactlyOnce(t, func(t *testing.T) bus.Bus { return openKafka(t) }, childConfig{KafkaBrokers: brokers}, 2000)
+}
+
+func crashExactlyOnce(t *testing.T, open func(*testing.T) bus.Bus, busCfg childConfig, n int) {
 	md := compileMessage(t, map[string]string{"event.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	forEachDB(t, func(t *testing.T, url string) {
-		b := openPulsar(t)
+		b := open(t)
 		subject := uniqueName("crash")
 		topic, err := b.TopicName(subject)
 		if err != nil {
 			t.Fatal(err)
 		}
-		const n = 4000
 		publishMany(t, b, topic, subject, 301, md, n)
-		cfg := childConfig{
-			PulsarURL: serviceURL, PulsarAdminURL: adminURL, DBURL: url,
-			Name: uniqueName("crash"), Subject: subject, Topic: topic, SchemaID: 301,
-			Proto: eventProtoV1, Message: "shop.v1.OrderCreated", BatchSize: 100,
-		}
+		cfg := busCfg
+		cfg.DBURL, cfg.Name, cfg.Subject, cfg.Topic, cfg.SchemaID = url, uniqueName("crash"), subject, topic, 301
+		cfg.Proto, cfg.Message, cfg.BatchSize = eventProtoV1, "shop.v1.OrderCreated", 100
 		d := openTestDialect(t, url)
 		table := sqlName(subject)
 
@@ -280,7 +300,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			// Let it make progress, then kill it mid-stream.
 			eventually(t, 90*time.Second, "progress before the kill", func() (bool, string) {
 				rows := countRowsIfExists(t, d, table)
-				return rows > before || rows == n, fmt.Sprintf("rows=%d", rows)
+				return rows > before || rows == int64(n), fmt.Sprintf("rows=%d", rows)
 			})
 			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond) // a random kill point, not a wait
 			if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -296,7 +316,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		eventually(t, 120*time.Second, "all rows", func() (bool, string) {
 			rows := countRowsIfExists(t, d, table)
 			// On a timeout the child's own account says where it stands.
-			return rows >= n, fmt.Sprintf("rows=%d; child output:\n%s", rows, tail(p.out.String(), 2000))
+			return rows >= int64(n), fmt.Sprintf("rows=%d; child output:\n%s", rows, tail(p.out.String(), 2000))
 		})
 		p.stopWhenDrained(t, b, cfg.Name, topic)
 		assertExactRows(t, d, table, n)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/bus/jetstream"
+	"github.com/schemagate/pipeline/internal/bus/kafka"
 	"github.com/schemagate/pipeline/internal/bus/pulsar"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
@@ -178,6 +179,35 @@ func TestSinkEndToEndPulsar(t *testing.T) {
 		b := openPulsar(t)
 		testSinkEndToEnd(t, b, url, uniqueName("sinktest.orders"), v1, v2)
 	})
+}
+
+// TestSinkEndToEndKafka is the same path with Kafka as the bus.
+func TestSinkEndToEndKafka(t *testing.T) {
+	v1 := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	v2 := compileMessage(t, map[string]string{"order.proto": eventProtoV2}, "shop.v1.OrderCreated")
+	forEachDB(t, func(t *testing.T, url string) {
+		b := openKafka(t)
+		testSinkEndToEnd(t, b, url, uniqueName("sinktest.orders"), v1, v2)
+	})
+}
+
+// openKafka opens the Kafka bus on the test broker, with 3 partitions per topic.
+func openKafka(t *testing.T, mods ...func(*kafka.Options)) bus.Bus {
+	t.Helper()
+	opts := kafka.Options{Brokers: testenv.Kafka(t), Partitions: 3, Logger: testLogger(t)}
+	for _, m := range mods {
+		m(&opts)
+	}
+	b, err := kafka.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	return b
 }
 
 func testenvPulsar(t *testing.T) (string, string) { return testenv.Pulsar(t) }

@@ -1,7 +1,7 @@
 // Package testenv finds the real servers that integration tests run against.
 //
 // The README's test command (scripts/test.sh) starts PostgreSQL, MariaDB and
-// a Pulsar standalone broker on 127.0.0.1 and exports their addresses in the
+// a Pulsar standalone broker and a Kafka broker on 127.0.0.1 and exports their addresses in the
 // PIPELINE_TEST_* variables. A plain `go test ./...` without them skips the
 // integration tests with a message naming that command.
 package testenv
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ const (
 	envPostgresURL    = "PIPELINE_TEST_POSTGRES_URL"     // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 	envMySQLURL       = "PIPELINE_TEST_MYSQL_URL"        // mysql://root@127.0.0.1:3306/
 	envPython         = "PIPELINE_TEST_PYTHON"           // a virtualenv's python with tests/python/requirements.txt
+	envKafkaBrokers   = "PIPELINE_TEST_KAFKA_BROKERS"    // 127.0.0.1:19092 (comma-separated)
+	envKafkaCtl       = "PIPELINE_TEST_KAFKA_CTL"        // script taking start|stop|restart
 )
 
 func need(t testing.TB, name string) string {
@@ -45,6 +48,19 @@ func need(t testing.TB, name string) string {
 func Pulsar(t testing.TB) (serviceURL, adminURL string) {
 	t.Helper()
 	return need(t, envPulsarURL), need(t, envPulsarAdminURL)
+}
+
+// Kafka returns the seed brokers of the test Kafka (KRaft, scripts/kafka/ctl.sh).
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	return strings.Split(need(t, envKafkaBrokers), ",")
+}
+
+// KafkaCtl returns the path of the script that stops, starts and restarts
+// the test Kafka broker, for fault tests.
+func KafkaCtl(t testing.TB) string {
+	t.Helper()
+	return need(t, envKafkaCtl)
 }
 
 // Python returns the python of the virtualenv that has the Python clients

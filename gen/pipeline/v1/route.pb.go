@@ -28,8 +28,9 @@ type Route struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Subject string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	// topic is a full Pulsar name (persistent://tenant/namespace/topic) or a
-	// short name placed under the configured tenant and namespace.
+	// topic is a full name of the bus (Pulsar: persistent://tenant/namespace/topic;
+	// Kafka: a name under bus.topic_prefix) or a short name placed under the
+	// configured tenant and namespace, or the topic prefix.
 	Topic string `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
 	// filter is a CEL expression over `event`; empty matches every event.
 	Filter string `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`

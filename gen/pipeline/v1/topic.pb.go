@@ -109,8 +109,11 @@ type Topic struct {
 	PublishRate     float64         `protobuf:"fixed64,2,opt,name=publish_rate,json=publishRate,proto3" json:"publish_rate,omitempty"`
 	EventsPublished int64           `protobuf:"varint,3,opt,name=events_published,json=eventsPublished,proto3" json:"events_published,omitempty"`
 	Subscriptions   []*Subscription `protobuf:"bytes,4,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// partitions is the topic's partition count on Kafka; 0 where the bus
+	// does not partition topics (JetStream) or does not report it (Pulsar).
+	Partitions    int32 `protobuf:"varint,5,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Topic) Reset() {
@@ -169,6 +172,13 @@ func (x *Topic) GetSubscriptions() []*Subscription {
 		return x.Subscriptions
 	}
 	return nil
+}
+
+func (x *Topic) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
 }
 
 // Subscription is one durable consumer of a topic.
@@ -232,12 +242,15 @@ const file_pipeline_v1_topic_proto_rawDesc = "" +
 	"\x17pipeline/v1/topic.proto\x12\vpipeline.v1\"\x13\n" +
 	"\x11ListTopicsRequest\"@\n" +
 	"\x12ListTopicsResponse\x12*\n" +
-	"\x06topics\x18\x01 \x03(\v2\x12.pipeline.v1.TopicR\x06topics\"\xaa\x01\n" +
+	"\x06topics\x18\x01 \x03(\v2\x12.pipeline.v1.TopicR\x06topics\"\xca\x01\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fpublish_rate\x18\x02 \x01(\x01R\vpublishRate\x12)\n" +
 	"\x10events_published\x18\x03 \x01(\x03R\x0feventsPublished\x12?\n" +
-	"\rsubscriptions\x18\x04 \x03(\v2\x19.pipeline.v1.SubscriptionR\rsubscriptions\"<\n" +
+	"\rsubscriptions\x18\x04 \x03(\v2\x19.pipeline.v1.SubscriptionR\rsubscriptions\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x05 \x01(\x05R\n" +
+	"partitions\"<\n" +
 	"\fSubscription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\abacklog\x18\x02 \x01(\x03R\abacklog2b\n" +

@@ -220,8 +220,8 @@ func ids(prefix string, n int) []string {
 
 func testKind(t *testing.T, open Open) {
 	b := openBus(t, open)
-	if k := b.Kind(); k != "pulsar" && k != "jetstream" {
-		t.Fatalf("Kind() = %q, want pulsar or jetstream", k)
+	if k := b.Kind(); k != "pulsar" && k != "jetstream" && k != "kafka" {
+		t.Fatalf("Kind() = %q, want pulsar, jetstream or kafka", k)
 	}
 }
 

@@ -122,7 +122,7 @@ export function topicsView(): View {
       replace(
         topicsBox,
         table(
-          ["Topic", "Events/s (1 min)", "Published here", "Subscriptions and backlog"],
+          ["Topic", "Partitions", "Events/s (1 min)", "Published here", "Subscriptions and backlog"],
           h(
             "tbody",
             null,
@@ -131,6 +131,7 @@ export function topicsView(): View {
                 "tr",
                 { "data-testid": "topic-row", "data-topic": t.name },
                 h("td", { class: "mono strong" }, t.name),
+                numCell(t.partitions > 0 ? count(t.partitions) : "–", { "data-testid": "topic-partitions" }),
                 numCell(perSecond(t.publishRate)),
                 numCell(count(t.eventsPublished)),
                 h(

@@ -31,8 +31,9 @@ export type Route = Message<"pipeline.v1.Route"> & {
   subject: string;
 
   /**
-   * topic is a full Pulsar name (persistent://tenant/namespace/topic) or a
-   * short name placed under the configured tenant and namespace.
+   * topic is a full name of the bus (Pulsar: persistent://tenant/namespace/topic;
+   * Kafka: a name under bus.topic_prefix) or a short name placed under the
+   * configured tenant and namespace, or the topic prefix.
    *
    * @generated from field: string topic = 3;
    */

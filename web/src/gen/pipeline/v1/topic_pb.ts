@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/topic.proto.
  */
 export const file_pipeline_v1_topic: GenFile = /*@__PURE__*/
-  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIncKBVRvcGljEgwKBG5hbWUYASABKAkSFAoMcHVibGlzaF9yYXRlGAIgASgBEhgKEGV2ZW50c19wdWJsaXNoZWQYAyABKAMSMAoNc3Vic2NyaXB0aW9ucxgEIAMoCzIZLnBpcGVsaW5lLnYxLlN1YnNjcmlwdGlvbiItCgxTdWJzY3JpcHRpb24SDAoEbmFtZRgBIAEoCRIPCgdiYWNrbG9nGAIgASgDMmIKDFRvcGljU2VydmljZRJSCgpMaXN0VG9waWNzEh4ucGlwZWxpbmUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5waXBlbGluZS52MS5MaXN0VG9waWNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIosBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBSItCgxTdWJzY3JpcHRpb24SDAoEbmFtZRgBIAEoCRIPCgdiYWNrbG9nGAIgASgDMmIKDFRvcGljU2VydmljZRJSCgpMaXN0VG9waWNzEh4ucGlwZWxpbmUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5waXBlbGluZS52MS5MaXN0VG9waWNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
 
 /**
  * @generated from message pipeline.v1.ListTopicsRequest
@@ -69,6 +69,14 @@ export type Topic = Message<"pipeline.v1.Topic"> & {
    * @generated from field: repeated pipeline.v1.Subscription subscriptions = 4;
    */
   subscriptions: Subscription[];
+
+  /**
+   * partitions is the topic's partition count on Kafka; 0 where the bus
+   * does not partition topics (JetStream) or does not report it (Pulsar).
+   *
+   * @generated from field: int32 partitions = 5;
+   */
+  partitions: number;
 };
 
 /**
