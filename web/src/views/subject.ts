@@ -440,6 +440,19 @@ export function subjectView(name: string, query: URLSearchParams): View {
 
   // Refused events.
   const refusedBox = h("div");
+  // The payloads the reader opened, by event, so that a redraw (a new
+  // refusal arrives every few seconds under traffic) keeps them open.
+  const openPayloads = new Set<string>();
+  const refusedId = (e: (typeof refused)[number]): string => `${e.eventId}@${e.time?.seconds}.${e.time?.nanos}`;
+  function payloadDetails(e: (typeof refused)[number]): HTMLElement {
+    const id = refusedId(e);
+    const details = h("details", { open: openPayloads.has(id) }, h("summary", null, "payload"), h("pre", { class: "payload" }, e.payload));
+    details.addEventListener("toggle", () => {
+      if (details.open) openPayloads.add(id);
+      else openPayloads.delete(id);
+    });
+    return details;
+  }
   function renderRefused(): void {
     // Payloads are the producers' data: the admin's only (the server sends
     // them to no one else either).
@@ -474,7 +487,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
             ),
           ),
           payloads
-            ? h("td", null, e.payload ? h("details", null, h("summary", null, "payload"), h("pre", { class: "payload" }, e.payload)) : h("span", { class: "muted" }, "–"))
+            ? h("td", null, e.payload ? payloadDetails(e) : h("span", { class: "muted" }, "–"))
             : null,
         ),
       ),
@@ -503,7 +516,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
     }
     if (disposed) return;
     // Redraw only on change, so an opened payload stays open.
-    const key = refusedError ?? refused.map((e) => `${e.eventId}@${e.time?.seconds}.${e.time?.nanos}`).join(",");
+    const key = refusedError ?? refused.map(refusedId).join(",");
     if (key === refusedKey) return;
     refusedKey = key;
     renderTabs();
