@@ -285,6 +285,13 @@ test("subject: the last refused events with their violations", async () => {
   assert.match(await row.locator("pre.payload").innerText(), /"amountCents":"-1"/);
   assert.match(await row.innerText(), /e2e-\d{5}/, "the event id the client gave");
   assert.match(await row.innerText(), /v2/, "the version the event was checked against");
+  // The traffic refuses an event every 1.6 s: the list is redrawn, and the
+  // payload the reader opened stays open.
+  const openedId = (await row.locator("td").nth(1).innerText()).trim();
+  await waitFor("a newer refused event on top", async () =>
+    (await page.getByTestId("refused-row").first().locator("td").nth(1).innerText()).trim() !== openedId);
+  const opened = page.getByTestId("refused-row").filter({ hasText: openedId });
+  assert.equal(await opened.locator("details").evaluate((d) => d.open), true, "the opened payload is still open after the redraw");
   await shot("05-subject-refused");
 });
 
