@@ -31,6 +31,9 @@ func (s *SinkService) ListSinks(ctx context.Context, _ *connect.Request[pipeline
 			RowsWritten: st.RowsWritten, LastError: st.LastError, Lag: st.Lag, Status: st.State,
 			StatusReason: st.StallReason,
 		}
+		for _, p := range st.Partitions {
+			sk.Partitions = append(sk.Partitions, &pipelinev1.SinkPartition{Topic: p.Topic, Partition: p.Partition, Lag: p.Backlog})
+		}
 		for _, h := range st.Held {
 			sk.HeldTables = append(sk.HeldTables, &pipelinev1.HeldTable{
 				Table: h.Table, Subject: h.Subject, Reason: h.Reason, Events: int64(h.Events), Since: timestamppb.New(h.Since),

@@ -152,6 +152,19 @@ type TopicStats struct {
 	Partitions int
 }
 
+// PartitionBacklog is a subscription's backlog on one partition of a topic.
+type PartitionBacklog struct {
+	Topic     string
+	Partition int32
+	Backlog   int64
+}
+
+// PartitionBackloger is a bus whose topics have partitions (Kafka): it
+// answers the backlog per partition, which Backlog sums.
+type PartitionBackloger interface {
+	PartitionBacklogs(ctx context.Context, subscription string, topics []string) ([]PartitionBacklog, error)
+}
+
 // Bus is a full adapter.
 type Bus interface {
 	Publisher

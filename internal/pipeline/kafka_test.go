@@ -136,6 +136,20 @@ sinks:
 		}
 		return fmt.Errorf("no topic %s in %v", topic, resp.Msg.GetTopics())
 	})
+	// ListSinks shows the sink's backlog per partition of the topic it reads.
+	sinks, err := pipelinev1connect.NewSinkServiceClient(http.DefaultClient, base).ListSinks(ctx, connect.NewRequest(&pipelinev1.ListSinksRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, sk := range sinks.Msg.GetSinks() {
+		for _, p := range sk.GetPartitions() {
+			parts = append(parts, fmt.Sprintf("%s/%s[%d]=%d", sk.GetName(), p.GetTopic(), p.GetPartition(), p.GetLag()))
+		}
+	}
+	if want := fmt.Sprintf("pg/%[1]s[0]=0 pg/%[1]s[1]=0 pg/%[1]s[2]=0", topic); strings.Join(parts, " ") != want {
+		t.Errorf("ListSinks partitions = %v, want %s", parts, want)
+	}
 	// Kafka folds '.' and '_' in topic names: a route to orders_big next
 	// to the existing orders.big is refused when it is created.
 	routes := pipelinev1connect.NewRouteServiceClient(http.DefaultClient, base)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/schemagate/pipeline/internal/bus"
 )
 
 // Status is a sink as ListSinks reports it.
@@ -19,6 +21,9 @@ type Status struct {
 	// Lag is the backlog of the subscription in bus entries, -1 when the
 	// bus could not say.
 	Lag int64
+	// Partitions is Lag per partition of the topics read, on a bus with
+	// partitions (Kafka); nil on the others.
+	Partitions []bus.PartitionBacklog
 	// State is "running", "stalled" (the database refuses writes and the
 	// events wait in the bus, or the sink has held events and committed
 	// nothing for Config.StallAfter) or "stopped".
@@ -54,7 +59,11 @@ func (s *Sink) Status(ctx context.Context) Status {
 		Held:         slices.Clone(s.heldView),
 	}
 	s.mu.Unlock()
-	st.Lag = s.lag(ctx)
+	if pb, ok := s.bus.(bus.PartitionBackloger); ok {
+		st.Lag, st.Partitions = s.partitionLag(ctx, pb)
+	} else {
+		st.Lag = s.lag(ctx)
+	}
 	return st
 }
 
@@ -79,6 +88,23 @@ func (s *Sink) lag(ctx context.Context) int64 {
 	}
 	s.metrics.lag.Set(float64(n))
 	return n
+}
+
+// partitionLag is lag, partition by partition, in one question to the bus.
+func (s *Sink) partitionLag(ctx context.Context, pb bus.PartitionBackloger) (int64, []bus.PartitionBacklog) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	parts, err := pb.PartitionBacklogs(ctx, s.reads.Subscription, s.reads.Topics)
+	if err != nil {
+		s.log.Debug("read backlog per partition", "err", err)
+		return -1, nil
+	}
+	var n int64
+	for _, p := range parts {
+		n += p.Backlog
+	}
+	s.metrics.lag.Set(float64(n))
+	return n, parts
 }
 
 func (s *Sink) setState(state string, err error) {

@@ -123,7 +123,10 @@ type Sink struct {
 	// refuse them (a schema change the table cannot take, a table locked by
 	// another session); the sink's other tables go on, and a held table
 	// resumes by itself once it takes its events again.
-	HeldTables    []*HeldTable `protobuf:"bytes,10,rep,name=held_tables,json=heldTables,proto3" json:"held_tables,omitempty"`
+	HeldTables []*HeldTable `protobuf:"bytes,10,rep,name=held_tables,json=heldTables,proto3" json:"held_tables,omitempty"`
+	// partitions is lag per partition of the topics the sink reads, on a bus
+	// with partitions (Kafka); empty on the others.
+	Partitions    []*SinkPartition `protobuf:"bytes,11,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,6 +231,74 @@ func (x *Sink) GetHeldTables() []*HeldTable {
 	return nil
 }
 
+func (x *Sink) GetPartitions() []*SinkPartition {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// SinkPartition is a sink's backlog on one partition of a topic.
+type SinkPartition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Lag           int64                  `protobuf:"varint,3,opt,name=lag,proto3" json:"lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkPartition) Reset() {
+	*x = SinkPartition{}
+	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkPartition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkPartition) ProtoMessage() {}
+
+func (x *SinkPartition) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkPartition.ProtoReflect.Descriptor instead.
+func (*SinkPartition) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SinkPartition) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *SinkPartition) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *SinkPartition) GetLag() int64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
 // HeldTable is a table of a sink that refuses its events: they wait,
 // neither written nor acknowledged, until the table takes them.
 type HeldTable struct {
@@ -246,7 +317,7 @@ type HeldTable struct {
 
 func (x *HeldTable) Reset() {
 	*x = HeldTable{}
-	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +329,7 @@ func (x *HeldTable) String() string {
 func (*HeldTable) ProtoMessage() {}
 
 func (x *HeldTable) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +342,7 @@ func (x *HeldTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldTable.ProtoReflect.Descriptor instead.
 func (*HeldTable) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{3}
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HeldTable) GetTable() string {
@@ -316,7 +387,7 @@ const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10ListSinksRequest\"<\n" +
 	"\x11ListSinksResponse\x12'\n" +
-	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xb4\x02\n" +
+	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xf0\x02\n" +
 	"\x04Sink\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x16\n" +
@@ -330,7 +401,14 @@ const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"\rstatus_reason\x18\t \x01(\tR\fstatusReason\x127\n" +
 	"\vheld_tables\x18\n" +
 	" \x03(\v2\x16.pipeline.v1.HeldTableR\n" +
-	"heldTables\"\x9d\x01\n" +
+	"heldTables\x12:\n" +
+	"\n" +
+	"partitions\x18\v \x03(\v2\x1a.pipeline.v1.SinkPartitionR\n" +
+	"partitions\"U\n" +
+	"\rSinkPartition\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x10\n" +
+	"\x03lag\x18\x03 \x01(\x03R\x03lag\"\x9d\x01\n" +
 	"\tHeldTable\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
@@ -353,25 +431,27 @@ func file_pipeline_v1_sink_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_sink_proto_rawDescData
 }
 
-var file_pipeline_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_pipeline_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_pipeline_v1_sink_proto_goTypes = []any{
 	(*ListSinksRequest)(nil),      // 0: pipeline.v1.ListSinksRequest
 	(*ListSinksResponse)(nil),     // 1: pipeline.v1.ListSinksResponse
 	(*Sink)(nil),                  // 2: pipeline.v1.Sink
-	(*HeldTable)(nil),             // 3: pipeline.v1.HeldTable
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*SinkPartition)(nil),         // 3: pipeline.v1.SinkPartition
+	(*HeldTable)(nil),             // 4: pipeline.v1.HeldTable
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_pipeline_v1_sink_proto_depIdxs = []int32{
 	2, // 0: pipeline.v1.ListSinksResponse.sinks:type_name -> pipeline.v1.Sink
-	3, // 1: pipeline.v1.Sink.held_tables:type_name -> pipeline.v1.HeldTable
-	4, // 2: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
-	0, // 3: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
-	1, // 4: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 1: pipeline.v1.Sink.held_tables:type_name -> pipeline.v1.HeldTable
+	3, // 2: pipeline.v1.Sink.partitions:type_name -> pipeline.v1.SinkPartition
+	5, // 3: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
+	0, // 4: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
+	1, // 5: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_sink_proto_init() }
@@ -385,7 +465,7 @@ func file_pipeline_v1_sink_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_sink_proto_rawDesc), len(file_pipeline_v1_sink_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -333,3 +333,29 @@ func TestTopicsOnTheBroker(t *testing.T) {
 		t.Errorf("CheckTopic created %s (%v)", freshFull, err)
 	}
 }
+
+// TestPartitionBacklogs: a group's backlog per partition, every partition
+// listed in order, summing to Backlog.
+func TestPartitionBacklogs(t *testing.T) {
+	b := openTest(t, func(o *Options) { o.Partitions = 3 })
+	topic, _ := b.TopicName(uniqueTopic("parts"))
+	group := uniqueTopic("g")
+	for i := range 12 {
+		publishN(t, b, topic, fmt.Sprintf("key-%d", i), fmt.Sprintf("p-%02d", i))
+	}
+	parts, err := b.PartitionBacklogs(ctx30(t), group, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for i, p := range parts {
+		if p.Topic != topic || p.Partition != int32(i) {
+			t.Errorf("partition %d is %s[%d]", i, p.Topic, p.Partition)
+		}
+		sum += p.Backlog
+	}
+	if len(parts) != 3 || sum != 12 {
+		t.Errorf("backlogs %v: %d partitions summing to %d, want 3 summing to 12", parts, len(parts), sum)
+	}
+	backlogIs(t, b, group, topic, 12)
+}

@@ -593,46 +593,66 @@ func (b *Bus) allTopicsPattern() string {
 // committed nothing), summed. Without topics, the topics the group has
 // committed offsets on or is assigned.
 func (b *Bus) Backlog(ctx context.Context, subscription string, topics []string) (int64, error) {
+	parts, err := b.PartitionBacklogs(ctx, subscription, topics)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, p := range parts {
+		total += p.Backlog
+	}
+	return total, nil
+}
+
+// PartitionBacklogs implements bus.PartitionBackloger: Backlog, partition
+// by partition, sorted by topic and partition.
+func (b *Bus) PartitionBacklogs(ctx context.Context, subscription string, topics []string) ([]bus.PartitionBacklog, error) {
 	if b.isClosed() {
-		return 0, fmt.Errorf("kafka: backlog: %w", bus.ErrClosed)
+		return nil, fmt.Errorf("kafka: backlog: %w", bus.ErrClosed)
 	}
 	var full []string
 	for _, t := range topics {
 		name, err := b.TopicName(t)
 		if err != nil {
-			return 0, fmt.Errorf("kafka: backlog: %w", err)
+			return nil, fmt.Errorf("kafka: backlog: %w", err)
 		}
 		full = append(full, name)
 	}
 	if len(full) == 0 {
 		lags, err := b.admin.Lag(ctx, subscription)
 		if err != nil {
-			return 0, fmt.Errorf("kafka: backlog of %s: %w: %w", subscription, bus.ErrUnavailable, err)
+			return nil, fmt.Errorf("kafka: backlog of %s: %w: %w", subscription, bus.ErrUnavailable, err)
 		}
 		l := lags[subscription]
 		if l.Error() != nil && !errors.Is(l.Error(), kerr.GroupIDNotFound) {
-			return 0, fmt.Errorf("kafka: backlog of %s: %w: %w", subscription, bus.ErrUnavailable, l.Error())
+			return nil, fmt.Errorf("kafka: backlog of %s: %w: %w", subscription, bus.ErrUnavailable, l.Error())
 		}
 		for topic := range l.Lag {
 			full = append(full, topic)
 		}
 		if len(full) == 0 {
-			return 0, nil
+			return nil, nil
 		}
 	}
-	lag, err := b.lag(ctx, subscription, full)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, n := range lag {
-		total += n
-	}
-	return total, nil
+	return b.partitionLag(ctx, subscription, full)
 }
 
 // lag returns the group's backlog per topic.
 func (b *Bus) lag(ctx context.Context, group string, topics []string) (map[string]int64, error) {
+	parts, err := b.partitionLag(ctx, group, topics)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(topics))
+	for _, p := range parts {
+		out[p.Topic] += p.Backlog
+	}
+	return out, nil
+}
+
+// partitionLag returns the group's backlog on each partition of topics
+// (topics that do not exist yet have none), sorted.
+func (b *Bus) partitionLag(ctx context.Context, group string, topics []string) ([]bus.PartitionBacklog, error) {
 	ends, err := b.admin.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: end offsets of %v: %w: %w", topics, bus.ErrUnavailable, err)
@@ -645,7 +665,7 @@ func (b *Bus) lag(ctx context.Context, group string, topics []string) (map[strin
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, fmt.Errorf("kafka: committed offsets of %s: %w: %w", group, bus.ErrUnavailable, err)
 	}
-	out := make(map[string]int64, len(topics))
+	var out []bus.PartitionBacklog
 	var errs []error
 	ends.Each(func(end kadm.ListedOffset) {
 		if errors.Is(end.Err, kerr.UnknownTopicOrPartition) {
@@ -662,11 +682,17 @@ func (b *Bus) lag(ctx context.Context, group string, topics []string) (map[strin
 		if c, ok := commits.Lookup(end.Topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
 			from = max(from, c.At)
 		}
-		out[end.Topic] += max(0, end.Offset-from)
+		out = append(out, bus.PartitionBacklog{Topic: end.Topic, Partition: end.Partition, Backlog: max(0, end.Offset-from)})
 	})
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("kafka: offsets: %w: %w", bus.ErrUnavailable, errors.Join(errs...))
 	}
+	slices.SortFunc(out, func(a, b bus.PartitionBacklog) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
 	return out, nil
 }
 

@@ -101,7 +101,24 @@ export function topicsView(): View {
                   sk.heldTables.length ? [" ", badge(`${sk.heldTables.length} held`, "warn", { "data-testid": "sink-held" })] : null,
                 ),
                 h("td", { class: "mono small nowrap" }, (sk.subjects.length ? sk.subjects : sk.topics.length ? sk.topics : ["all topics"]).join(", ")),
-                numCell(lag < 0 ? "unknown" : count(lag), { class: lag > 0 ? "num text-warn strong" : "num", "data-testid": "sink-lag", "data-lag": lag }),
+                numCell(
+                  [
+                    lag < 0 ? "unknown" : count(lag),
+                    // On a bus with partitions (Kafka): how many, and each one's backlog on hover.
+                    sk.partitions.length
+                      ? h(
+                          "div",
+                          {
+                            class: "muted small",
+                            "data-testid": "sink-partitions",
+                            title: sk.partitions.map((p) => `${p.topic}[${p.partition}]: ${count(p.lag)}`).join("\n"),
+                          },
+                          `${sk.partitions.length} partition${sk.partitions.length === 1 ? "" : "s"}`,
+                        )
+                      : null,
+                  ],
+                  { class: lag > 0 ? "num text-warn strong" : "num", "data-testid": "sink-lag", "data-lag": lag },
+                ),
                 numCell(count(sk.rowsWritten), { "data-testid": "sink-rows" }),
                 numCell(perSecond(live.rowsRate(sk.name))),
                 h(

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/sink.proto.
  */
 export const file_pipeline_v1_sink: GenFile = /*@__PURE__*/
-  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayLTAQoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJEhUKDXN0YXR1c19yZWFzb24YCSABKAkSKwoLaGVsZF90YWJsZXMYCiADKAsyFi5waXBlbGluZS52MS5IZWxkVGFibGUidgoJSGVsZFRhYmxlEg0KBXRhYmxlGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDgoGcmVhc29uGAMgASgJEg4KBmV2ZW50cxgEIAEoAxIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyXgoLU2lua1NlcnZpY2USTwoJTGlzdFNpbmtzEh0ucGlwZWxpbmUudjEuTGlzdFNpbmtzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayKDAgoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJEhUKDXN0YXR1c19yZWFzb24YCSABKAkSKwoLaGVsZF90YWJsZXMYCiADKAsyFi5waXBlbGluZS52MS5IZWxkVGFibGUSLgoKcGFydGl0aW9ucxgLIAMoCzIaLnBpcGVsaW5lLnYxLlNpbmtQYXJ0aXRpb24iPgoNU2lua1BhcnRpdGlvbhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKAUSCwoDbGFnGAMgASgDInYKCUhlbGRUYWJsZRINCgV0YWJsZRgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg4KBnJlYXNvbhgDIAEoCRIOCgZldmVudHMYBCABKAMSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMl4KC1NpbmtTZXJ2aWNlEk8KCUxpc3RTaW5rcxIdLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1JlcXVlc3QaHi5waXBlbGluZS52MS5MaXN0U2lua3NSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pipeline.v1.ListSinksRequest
@@ -113,6 +113,14 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
    * @generated from field: repeated pipeline.v1.HeldTable held_tables = 10;
    */
   heldTables: HeldTable[];
+
+  /**
+   * partitions is lag per partition of the topics the sink reads, on a bus
+   * with partitions (Kafka); empty on the others.
+   *
+   * @generated from field: repeated pipeline.v1.SinkPartition partitions = 11;
+   */
+  partitions: SinkPartition[];
 };
 
 /**
@@ -121,6 +129,35 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
  */
 export const SinkSchema: GenMessage<Sink> = /*@__PURE__*/
   messageDesc(file_pipeline_v1_sink, 2);
+
+/**
+ * SinkPartition is a sink's backlog on one partition of a topic.
+ *
+ * @generated from message pipeline.v1.SinkPartition
+ */
+export type SinkPartition = Message<"pipeline.v1.SinkPartition"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: int32 partition = 2;
+   */
+  partition: number;
+
+  /**
+   * @generated from field: int64 lag = 3;
+   */
+  lag: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.SinkPartition.
+ * Use `create(SinkPartitionSchema)` to create a new message.
+ */
+export const SinkPartitionSchema: GenMessage<SinkPartition> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_sink, 3);
 
 /**
  * HeldTable is a table of a sink that refuses its events: they wait,
@@ -166,7 +203,7 @@ export type HeldTable = Message<"pipeline.v1.HeldTable"> & {
  * Use `create(HeldTableSchema)` to create a new message.
  */
 export const HeldTableSchema: GenMessage<HeldTable> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_sink, 3);
+  messageDesc(file_pipeline_v1_sink, 4);
 
 /**
  * SinkService reports the sinks that persist events into databases.
