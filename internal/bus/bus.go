@@ -335,3 +335,17 @@ func (p *topicSetupPublisher) ensure(ctx context.Context, topic string) error {
 type TopicChecker interface {
 	CheckTopic(ctx context.Context, topic string) error
 }
+
+// Wait waits for wg or the end of ctx, for an adapter's Close waiting on
+// its calls in flight. The helper goroutine ends when wg does, which the
+// adapters' own bounded operations guarantee.
+func Wait(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

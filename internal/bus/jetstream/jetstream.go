@@ -599,12 +599,8 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.mu.Unlock()
 
 	var errs []error
-	done := make(chan struct{})
-	go func() { b.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("jetstream: close: calls still in flight: %w", ctx.Err()))
+	if err := bus.Wait(ctx, &b.inflight); err != nil {
+		errs = append(errs, fmt.Errorf("jetstream: close: calls still in flight: %w", err))
 	}
 	for _, s := range subs {
 		if err := s.closeWith(ctx); err != nil {

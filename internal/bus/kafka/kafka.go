@@ -760,7 +760,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.mu.Unlock()
 
 	var errs []error
-	if err := waitCtx(ctx, &b.inflight); err != nil {
+	if err := bus.Wait(ctx, &b.inflight); err != nil {
 		errs = append(errs, fmt.Errorf("kafka: close: calls still in flight: %w", err))
 	}
 	fctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
@@ -775,18 +775,6 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	b.producer.Close()
 	return errors.Join(errs...)
-}
-
-// waitCtx waits for wg or the end of ctx.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // kgoLogger sends franz-go's logs to slog, at one level lower than the

@@ -517,10 +517,10 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.mu.Unlock()
 
 	var errs []error
-	if err := waitCtx(ctx, &b.inflight); err != nil {
+	if err := bus.Wait(ctx, &b.inflight); err != nil {
 		errs = append(errs, fmt.Errorf("pulsar: close: calls still in flight: %w", err))
 	}
-	if err := waitCtx(ctx, &b.creators); err != nil {
+	if err := bus.Wait(ctx, &b.creators); err != nil {
 		errs = append(errs, fmt.Errorf("pulsar: close: producer creation still running: %w", err))
 	}
 	b.mu.Lock()
@@ -568,16 +568,3 @@ func (r *reconnectBackoff) Next() time.Duration {
 func (r *reconnectBackoff) IsMaxBackoffReached() bool { return r.delay >= maxReconnectBackoff }
 
 func (r *reconnectBackoff) Reset() { r.delay = 0 }
-
-// waitCtx waits for wg or the end of ctx. The helper goroutine ends when wg
-// does, which the bus's own bounded operations guarantee.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

@@ -275,7 +275,7 @@ func (s *subscription) Close() error {
 	s.consumer.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), s.bus.opts.SendTimeout)
 	defer cancel()
-	if err := waitCtx(ctx, &s.acks); err != nil {
+	if err := bus.Wait(ctx, &s.acks); err != nil {
 		s.bus.log.Warn("acks still unanswered after closing the consumer", "subscription", s.name, "err", err)
 	}
 	s.bus.mu.Lock()
