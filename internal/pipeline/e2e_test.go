@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -409,10 +410,20 @@ func TestReflectionAndMetrics(t *testing.T) {
 	for _, svc := range answer.GetListServicesResponse().GetService() {
 		names = append(names, svc.GetName())
 	}
-	for _, want := range []string{"pipeline.v1.SchemaService", "pipeline.v1.IngestService", "pipeline.v1.RouteService", "pipeline.v1.SinkService", "pipeline.v1.TopicService"} {
-		if !strings.Contains(strings.Join(names, " "), want) {
+	for _, want := range []string{"pipeline.v1.SchemaService", "pipeline.v1.IngestService", "pipeline.v1.RouteService", "pipeline.v1.SinkService",
+		"pipeline.v1.TopicService", "pipeline.v1.StatusService", "pipeline.v1.AuditService", "pipeline.v1.AccessService",
+		"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
+		if !slices.Contains(names, want) {
 			t.Errorf("reflection lists %v, missing %s", names, want)
 		}
+	}
+	// ... and can describe what it lists (grpcurl describe grpc.health.v1.Health).
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "grpc.health.v1.Health"}}); err != nil {
+		t.Fatal(err)
+	}
+	described, err := stream.Recv()
+	if err != nil || described.GetErrorResponse() != nil || len(described.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Errorf("reflection describes grpc.health.v1.Health: %v, %v", described, err)
 	}
 	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "pipeline.v1.IngestService"})
 	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {

@@ -215,7 +215,10 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))
-	reflector := grpcreflect.NewStaticReflector(services...)
+	// Reflection lists the health and reflection services too: they are
+	// served, and grpcurl's list should say so.
+	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName,
+		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(s.access)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(s.access)))
 	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
