@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
@@ -58,19 +59,28 @@ const DefaultMaxBatch = 1000
 
 var _ pipelinev1connect.IngestServiceHandler = (*IngestService)(nil)
 
-func event(m *pipelinev1.PublishRequest, trace traceContext) router.Event {
+func event(m *pipelinev1.PublishRequest, trace traceContext) (router.Event, error) {
 	ev := router.Event{Subject: m.GetSubject(), Key: m.GetKey(), EventID: m.GetEventId(), Headers: m.GetHeaders(), SchemaID: m.GetSchemaId(),
 		TraceParent: trace.parent, TraceState: trace.state}
 	switch p := m.GetPayload().(type) {
 	case *pipelinev1.PublishRequest_Json:
 		ev.IsJSON, ev.JSON = true, p.Json
+	case *pipelinev1.PublishRequest_Event:
+		// The object is read exactly as its protojson text would be: one
+		// decoder, one set of rules. The request was bounded when it was
+		// read, and the router bounds this text as it bounds json.
+		raw, err := protojson.Marshal(p.Event)
+		if err != nil {
+			return ev, badRequest("event: %v", err)
+		}
+		ev.IsJSON, ev.JSON = true, string(raw)
 	case *pipelinev1.PublishRequest_Binary:
 		ev.Binary = p.Binary
 		if ev.Binary == nil {
 			ev.Binary = []byte{} // an empty message is a valid binary payload
 		}
 	}
-	return ev
+	return ev, nil
 }
 
 // traceContext is the W3C trace context of the request that carried the
@@ -84,7 +94,11 @@ func traceOf(h http.Header) traceContext {
 
 // Publish validates and publishes one event.
 func (s *IngestService) Publish(ctx context.Context, req *connect.Request[pipelinev1.PublishRequest]) (*connect.Response[pipelinev1.PublishResponse], error) {
-	res, err := s.Router.Publish(ctx, event(req.Msg, traceOf(req.Header())))
+	ev, err := event(req.Msg, traceOf(req.Header()))
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	res, err := s.Router.Publish(ctx, ev)
 	if err != nil {
 		cerr := toConnectError(err)
 		if res.EventID != "" {
@@ -105,7 +119,11 @@ func (s *IngestService) CheckEvent(ctx context.Context, req *connect.Request[pip
 	if m == nil {
 		return nil, toConnectError(badRequest("event is required"))
 	}
-	checked, err := s.Router.Check(ctx, event(m, traceOf(req.Header())))
+	ev, err := event(m, traceOf(req.Header()))
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	checked, err := s.Router.Check(ctx, ev)
 	if err != nil {
 		return nil, toConnectError(err)
 	}
@@ -129,7 +147,12 @@ func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
 // returns the event to send, or nil once answer has its refusal.
 func (s *IngestService) prepare(ctx context.Context, i int, m *pipelinev1.PublishRequest, trace traceContext, answer func(*pipelinev1.PublishResult)) *router.Prepared {
 	defer recoverEvent(i, answer)
-	p, err := s.Router.Prepare(ctx, event(m, trace))
+	ev, err := event(m, trace)
+	if err != nil {
+		answer(result(i, router.Result{}, err))
+		return nil
+	}
+	p, err := s.Router.Prepare(ctx, ev)
 	if err != nil {
 		answer(result(i, router.Result{}, err))
 		return nil

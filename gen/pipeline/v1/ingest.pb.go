@@ -9,6 +9,7 @@ package pipelinev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -35,12 +36,17 @@ type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subject names the schema the event is read with.
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// payload is the event message, binary Protobuf or protojson.
+	// payload is the event message: binary Protobuf, protojson as a string
+	// (json), or the protojson object itself (event). An event object is
+	// read exactly like the same text in json; give 64-bit integers as
+	// strings ("amountCents": "1250"), as protojson writes them, since a
+	// JSON number past 2^53 loses digits on the way.
 	//
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*PublishRequest_Binary
 	//	*PublishRequest_Json
+	//	*PublishRequest_Event
 	Payload isPublishRequest_Payload `protobuf_oneof:"payload"`
 	// key becomes the bus message key (ordering per key). Empty means the
 	// route's key field, or the event id. At most 1024 bytes.
@@ -120,6 +126,15 @@ func (x *PublishRequest) GetJson() string {
 	return ""
 }
 
+func (x *PublishRequest) GetEvent() *structpb.Struct {
+	if x != nil {
+		if x, ok := x.Payload.(*PublishRequest_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
 func (x *PublishRequest) GetKey() string {
 	if x != nil {
 		return x.Key
@@ -160,9 +175,15 @@ type PublishRequest_Json struct {
 	Json string `protobuf:"bytes,3,opt,name=json,proto3,oneof"`
 }
 
+type PublishRequest_Event struct {
+	Event *structpb.Struct `protobuf:"bytes,8,opt,name=event,proto3,oneof"`
+}
+
 func (*PublishRequest_Binary) isPublishRequest_Payload() {}
 
 func (*PublishRequest_Json) isPublishRequest_Payload() {}
+
+func (*PublishRequest_Event) isPublishRequest_Payload() {}
 
 type PublishResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1241,11 +1262,12 @@ var File_pipeline_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x18pipeline/v1/ingest.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x02\n" +
+	"\x18pipeline/v1/ingest.proto\x12\vpipeline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x02\n" +
 	"\x0ePublishRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x18\n" +
 	"\x06binary\x18\x02 \x01(\fH\x00R\x06binary\x12\x14\n" +
-	"\x04json\x18\x03 \x01(\tH\x00R\x04json\x12\x10\n" +
+	"\x04json\x18\x03 \x01(\tH\x00R\x04json\x12/\n" +
+	"\x05event\x18\b \x01(\v2\x17.google.protobuf.StructH\x00R\x05event\x12\x10\n" +
 	"\x03key\x18\x04 \x01(\tR\x03key\x12\x19\n" +
 	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12B\n" +
 	"\aheaders\x18\x06 \x03(\v2(.pipeline.v1.PublishRequest.HeadersEntryR\aheaders\x12\x1b\n" +
@@ -1369,40 +1391,42 @@ var file_pipeline_v1_ingest_proto_goTypes = []any{
 	(*ListSubjectStatsResponse)(nil),  // 18: pipeline.v1.ListSubjectStatsResponse
 	(*SubjectStats)(nil),              // 19: pipeline.v1.SubjectStats
 	nil,                               // 20: pipeline.v1.PublishRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),           // 21: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
 }
 var file_pipeline_v1_ingest_proto_depIdxs = []int32{
-	20, // 0: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
-	0,  // 1: pipeline.v1.CheckEventRequest.event:type_name -> pipeline.v1.PublishRequest
-	4,  // 2: pipeline.v1.CheckEventResponse.targets:type_name -> pipeline.v1.CheckedTarget
-	0,  // 3: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
-	7,  // 4: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
-	8,  // 5: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
-	9,  // 6: pipeline.v1.EventError.violations:type_name -> pipeline.v1.FieldViolation
-	9,  // 7: pipeline.v1.ValidationError.violations:type_name -> pipeline.v1.FieldViolation
-	0,  // 8: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
-	7,  // 9: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
-	16, // 10: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
-	21, // 11: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
-	9,  // 12: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
-	19, // 13: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
-	0,  // 14: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
-	5,  // 15: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
-	12, // 16: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
-	2,  // 17: pipeline.v1.IngestService.CheckEvent:input_type -> pipeline.v1.CheckEventRequest
-	14, // 18: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
-	17, // 19: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
-	1,  // 20: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
-	6,  // 21: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
-	13, // 22: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
-	3,  // 23: pipeline.v1.IngestService.CheckEvent:output_type -> pipeline.v1.CheckEventResponse
-	15, // 24: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
-	18, // 25: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 0: pipeline.v1.PublishRequest.event:type_name -> google.protobuf.Struct
+	20, // 1: pipeline.v1.PublishRequest.headers:type_name -> pipeline.v1.PublishRequest.HeadersEntry
+	0,  // 2: pipeline.v1.CheckEventRequest.event:type_name -> pipeline.v1.PublishRequest
+	4,  // 3: pipeline.v1.CheckEventResponse.targets:type_name -> pipeline.v1.CheckedTarget
+	0,  // 4: pipeline.v1.PublishBatchRequest.events:type_name -> pipeline.v1.PublishRequest
+	7,  // 5: pipeline.v1.PublishBatchResponse.results:type_name -> pipeline.v1.PublishResult
+	8,  // 6: pipeline.v1.PublishResult.error:type_name -> pipeline.v1.EventError
+	9,  // 7: pipeline.v1.EventError.violations:type_name -> pipeline.v1.FieldViolation
+	9,  // 8: pipeline.v1.ValidationError.violations:type_name -> pipeline.v1.FieldViolation
+	0,  // 9: pipeline.v1.PublishStreamRequest.event:type_name -> pipeline.v1.PublishRequest
+	7,  // 10: pipeline.v1.PublishStreamResponse.result:type_name -> pipeline.v1.PublishResult
+	16, // 11: pipeline.v1.ListRefusedEventsResponse.events:type_name -> pipeline.v1.RefusedEvent
+	22, // 12: pipeline.v1.RefusedEvent.time:type_name -> google.protobuf.Timestamp
+	9,  // 13: pipeline.v1.RefusedEvent.violations:type_name -> pipeline.v1.FieldViolation
+	19, // 14: pipeline.v1.ListSubjectStatsResponse.subjects:type_name -> pipeline.v1.SubjectStats
+	0,  // 15: pipeline.v1.IngestService.Publish:input_type -> pipeline.v1.PublishRequest
+	5,  // 16: pipeline.v1.IngestService.PublishBatch:input_type -> pipeline.v1.PublishBatchRequest
+	12, // 17: pipeline.v1.IngestService.PublishStream:input_type -> pipeline.v1.PublishStreamRequest
+	2,  // 18: pipeline.v1.IngestService.CheckEvent:input_type -> pipeline.v1.CheckEventRequest
+	14, // 19: pipeline.v1.IngestService.ListRefusedEvents:input_type -> pipeline.v1.ListRefusedEventsRequest
+	17, // 20: pipeline.v1.IngestService.ListSubjectStats:input_type -> pipeline.v1.ListSubjectStatsRequest
+	1,  // 21: pipeline.v1.IngestService.Publish:output_type -> pipeline.v1.PublishResponse
+	6,  // 22: pipeline.v1.IngestService.PublishBatch:output_type -> pipeline.v1.PublishBatchResponse
+	13, // 23: pipeline.v1.IngestService.PublishStream:output_type -> pipeline.v1.PublishStreamResponse
+	3,  // 24: pipeline.v1.IngestService.CheckEvent:output_type -> pipeline.v1.CheckEventResponse
+	15, // 25: pipeline.v1.IngestService.ListRefusedEvents:output_type -> pipeline.v1.ListRefusedEventsResponse
+	18, // 26: pipeline.v1.IngestService.ListSubjectStats:output_type -> pipeline.v1.ListSubjectStatsResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_ingest_proto_init() }
@@ -1413,6 +1437,7 @@ func file_pipeline_v1_ingest_proto_init() {
 	file_pipeline_v1_ingest_proto_msgTypes[0].OneofWrappers = []any{
 		(*PublishRequest_Binary)(nil),
 		(*PublishRequest_Json)(nil),
+		(*PublishRequest_Event)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
