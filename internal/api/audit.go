@@ -22,18 +22,18 @@ var _ pipelinev1connect.AuditServiceHandler = (*AuditService)(nil)
 func (s *AuditService) ListAuditEvents(ctx context.Context, req *connect.Request[pipelinev1.ListAuditEventsRequest]) (*connect.Response[pipelinev1.ListAuditEventsResponse], error) {
 	m := req.Msg
 	if m.GetPageSize() < 0 {
-		return nil, toConnectError(badRequest("page_size is %d; want 0 (the default, %d) to %d", m.GetPageSize(), audit.DefaultPageSize, audit.MaxPageSize))
+		return nil, toConnectError(badField("page_size", "page_size is %d; want 0 (the default, %d) to %d", m.GetPageSize(), audit.DefaultPageSize, audit.MaxPageSize))
 	}
 	q := audit.Query{Subject: m.GetSubject(), Actor: m.GetActor(), PageSize: int(m.GetPageSize()), PageToken: m.GetPageToken()}
 	if m.Since != nil {
 		if err := m.Since.CheckValid(); err != nil {
-			return nil, toConnectError(badRequest("since: %v", err))
+			return nil, toConnectError(badField("since", "since: %v", err))
 		}
 		q.Since = m.Since.AsTime()
 	}
 	if m.Until != nil {
 		if err := m.Until.CheckValid(); err != nil {
-			return nil, toConnectError(badRequest("until: %v", err))
+			return nil, toConnectError(badField("until", "until: %v", err))
 		}
 		q.Until = m.Until.AsTime()
 	}

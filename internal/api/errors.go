@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -51,16 +52,16 @@ var errorCodes = []errorRow{
 	{match: isType[*router.ValidationError], code: connect.CodeInvalidArgument, detail: validationDetail, reason: "validation"},
 	{match: isType[*schema.CompileError], code: connect.CodeInvalidArgument, detail: compileDetail},
 	{match: isType[*schema.IncompatibleError], code: connect.CodeFailedPrecondition, detail: compatibilityDetail},
-	{match: isType[*requestError], code: connect.CodeInvalidArgument, reason: "bad_request"},
+	{match: isType[*requestError], code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "bad_request"},
 	{match: is(schema.ErrNotFound), code: connect.CodeNotFound, reason: "unknown_subject"},
 	{match: is(route.ErrNotFound), code: connect.CodeNotFound},
-	{match: is(router.ErrTooLarge), code: connect.CodeInvalidArgument, reason: "too_large"},
-	{match: is(router.ErrBadRequest), code: connect.CodeInvalidArgument, reason: "bad_request"},
-	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid), code: connect.CodeInvalidArgument},
+	{match: is(router.ErrTooLarge), code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "too_large"},
+	{match: is(router.ErrBadRequest), code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "bad_request"},
+	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid), code: connect.CodeInvalidArgument, detail: badRequestDetail},
 	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
 	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
 	{match: is(schema.ErrReferenced, schema.ErrNotSoftDeleted, schema.ErrReadOnly, schema.ErrNotImportMode, schema.ErrIDMismatch), code: connect.CodeFailedPrecondition},
-	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, reason: "bus_error"},
+	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "bus_error"},
 	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},
 	{match: is(router.ErrOverloaded), code: connect.CodeResourceExhausted, reason: "in_flight"},
 	{match: is(router.ErrPanic), code: connect.CodeInternal, reason: "panic"},
@@ -99,8 +100,12 @@ func toConnectError(err error) *connect.Error {
 		err = errors.New(retryHint + ": " + err.Error())
 	}
 	out := connect.NewError(row.code, err)
-	if row.detail != nil {
-		if d, derr := connect.NewErrorDetail(row.detail(err)); derr == nil {
+	detail := row.detail
+	if detail == nil && row.code != connect.CodeInternal {
+		detail = codeDetail(row.code) // every refusal carries a detail
+	}
+	if detail != nil {
+		if d, derr := connect.NewErrorDetail(detail(err)); derr == nil {
 			out.AddDetail(d)
 		}
 	}
@@ -124,13 +129,40 @@ func Recover(log *slog.Logger) connect.HandlerOption {
 func RefusalReason(err error) string { return rowOf(err).reason }
 
 // requestError is a malformed request that no package below the edge
-// judged (an empty batch, a missing field): invalid_argument.
-type requestError struct{ msg string }
+// judged (an empty batch, a missing field): invalid_argument, with a
+// google.rpc.BadRequest detail naming the field when it is known.
+type requestError struct{ field, msg string }
 
 func (e *requestError) Error() string { return e.msg }
 
 func badRequest(format string, args ...any) error {
 	return &requestError{msg: fmt.Sprintf(format, args...)}
+}
+
+// badField is badRequest about one field of the request.
+func badField(field, format string, args ...any) error {
+	return &requestError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// badRequestDetail is the google.rpc.BadRequest of an invalid_argument
+// refusal: the field when the edge knows it, and the reason.
+func badRequestDetail(err error) proto.Message {
+	field := ""
+	var re *requestError
+	if errors.As(err, &re) {
+		field = re.field
+	}
+	return &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: err.Error()}}}
+}
+
+// codeDetail is the detail of a refusal whose row has none of its own: a
+// google.rpc.ErrorInfo whose reason is the code's name (NOT_FOUND, ...),
+// so that clients can rely on every refusal carrying a detail.
+func codeDetail(code connect.Code) func(error) proto.Message {
+	reason := strings.ToUpper(code.String())
+	return func(error) proto.Message {
+		return &errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}
+	}
 }
 
 func is(targets ...error) func(error) bool {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/route"
@@ -60,6 +61,29 @@ func TestErrorCodes(t *testing.T) {
 		if got := RefusalReason(wrapped); got != tc.reason {
 			t.Errorf("%v: reason %q, want %q", tc.err, got, tc.reason)
 		}
+	}
+	// Every refusal carries a detail; invalid_argument ones a
+	// google.rpc.BadRequest (the batch-size and missing-payload refusals
+	// once carried none).
+	for _, tc := range cases {
+		got := toConnectError(fmt.Errorf("x: %w", tc.err))
+		if tc.code == connect.CodeInternal {
+			continue
+		}
+		if len(got.Details()) == 0 {
+			t.Errorf("%v (%v) carries no detail", tc.err, tc.code)
+			continue
+		}
+		if tc.code == connect.CodeInvalidArgument && tc.err != decode && tc.err != invalid && !isType[*schema.CompileError](tc.err) {
+			v, err := got.Details()[0].Value()
+			if br, ok := v.(*errdetails.BadRequest); err != nil || !ok || len(br.GetFieldViolations()) != 1 || br.GetFieldViolations()[0].GetDescription() == "" {
+				t.Errorf("%v: detail %v (%v), want a google.rpc.BadRequest with the reason", tc.err, v, err)
+			}
+		}
+	}
+	v, _ := toConnectError(badField("events", "the batch has %d events; at most %d", 5000, 1000)).Details()[0].Value()
+	if fv := v.(*errdetails.BadRequest).GetFieldViolations()[0]; fv.GetField() != "events" || fv.GetDescription() != "the batch has 5000 events; at most 1000" {
+		t.Errorf("batch too large: field violation %v", fv)
 	}
 	if got := toConnectError(fmt.Errorf("x: %w", invalid)); len(got.Details()) != 1 {
 		t.Errorf("a validation error carries %d details, want 1", len(got.Details()))

@@ -71,7 +71,7 @@ func event(m *pipelinev1.PublishRequest, trace traceContext) (router.Event, erro
 		// read, and the router bounds this text as it bounds json.
 		raw, err := protojson.Marshal(p.Event)
 		if err != nil {
-			return ev, badRequest("event: %v", err)
+			return ev, badField("event", "event: %v", err)
 		}
 		ev.IsJSON, ev.JSON = true, string(raw)
 	case *pipelinev1.PublishRequest_Binary:
@@ -117,7 +117,7 @@ func (s *IngestService) Publish(ctx context.Context, req *connect.Request[pipeli
 func (s *IngestService) CheckEvent(ctx context.Context, req *connect.Request[pipelinev1.CheckEventRequest]) (*connect.Response[pipelinev1.CheckEventResponse], error) {
 	m := req.Msg.GetEvent()
 	if m == nil {
-		return nil, toConnectError(badRequest("event is required"))
+		return nil, toConnectError(badField("event", "event is required"))
 	}
 	ev, err := event(m, traceOf(req.Header()))
 	if err != nil {
@@ -192,10 +192,10 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 	}
 	events := req.Msg.GetEvents()
 	if len(events) == 0 {
-		return nil, toConnectError(badRequest("the batch has no events"))
+		return nil, toConnectError(badField("events", "the batch has no events"))
 	}
 	if len(events) > maxBatch {
-		return nil, toConnectError(badRequest("the batch has %d events; at most %d", len(events), maxBatch))
+		return nil, toConnectError(badField("events", "the batch has %d events; at most %d", len(events), maxBatch))
 	}
 	out := &pipelinev1.PublishBatchResponse{Results: make([]*pipelinev1.PublishResult, len(events))}
 	trace := traceOf(req.Header())
@@ -325,7 +325,7 @@ var errShuttingDown = errors.New("shutting down")
 // ListRefusedEvents returns the last refused events of a subject.
 func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Request[pipelinev1.ListRefusedEventsRequest]) (*connect.Response[pipelinev1.ListRefusedEventsResponse], error) {
 	if req.Msg.GetSubject() == "" {
-		return nil, toConnectError(badRequest("subject is required"))
+		return nil, toConnectError(badField("subject", "subject is required"))
 	}
 	out := &pipelinev1.ListRefusedEventsResponse{}
 	for _, ev := range s.Router.RefusedEvents(req.Msg.GetSubject()) {

@@ -26,7 +26,7 @@ func routeToProto(r route.Route) *pipelinev1.Route {
 func (s *RouteService) CreateRoute(ctx context.Context, req *connect.Request[pipelinev1.CreateRouteRequest]) (*connect.Response[pipelinev1.CreateRouteResponse], error) {
 	in := req.Msg.GetRoute()
 	if in == nil {
-		return nil, toConnectError(badRequest("route is required"))
+		return nil, toConnectError(badField("route", "route is required"))
 	}
 	created, err := s.Routes.Create(ctx, route.Route{Name: in.GetName(), Subject: in.GetSubject(), Topic: in.GetTopic(), Filter: in.GetFilter(), Key: in.GetKey()})
 	if err != nil {

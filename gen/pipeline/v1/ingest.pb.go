@@ -591,7 +591,8 @@ func (x *PublishResult) GetError() *EventError {
 // EventError says why one event was not published.
 type EventError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// code is the gRPC code name, for example "invalid_argument".
+	// code is the status code as Connect's JSON names it: gRPC's code name in
+	// lower case, for example "invalid_argument" or "unavailable".
 	Code    string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// violations are the first 100 reasons of a refused event.

@@ -304,7 +304,8 @@ export const PublishResultSchema: GenMessage<PublishResult> = /*@__PURE__*/
  */
 export type EventError = Message<"pipeline.v1.EventError"> & {
   /**
-   * code is the gRPC code name, for example "invalid_argument".
+   * code is the status code as Connect's JSON names it: gRPC's code name in
+   * lower case, for example "invalid_argument" or "unavailable".
    *
    * @generated from field: string code = 1;
    */
