@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -120,7 +122,19 @@ type redisStore struct {
 	prefix  string
 }
 
+// redisLog sends go-redis's own messages (dial failures of its pool) to
+// slog at debug level instead of the standard logger: the sink logs every
+// failed write itself, with its context.
+type redisLog struct{}
+
+func (redisLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+}
+
+var redisLogOnce sync.Once
+
 func openRedis(ctx context.Context, cfg Config, ordered bool) (*redisStore, error) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{}) })
 	opts, err := redis.ParseURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis URL %s: %w", dburl.Redact(cfg.URL), err)

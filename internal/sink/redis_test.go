@@ -28,19 +28,18 @@ func redisClient(t *testing.T, url string) *redis.Client {
 }
 
 // TestRedisSinkLatest: mode latest over the embedded JetStream bus, with
-// and without order_by. Events of a key arrive out of order, a client
-// retries an old one (same id, later publish time) and the bus redelivers
-// another; the hash ends with the latest state by the SQL upsert's rule,
-// its fields in their protojson form. A key of another type and a keyless
-// event go to the dead-letter topic with the reason.
+// and without order_by. Events of a key arrive out of order; the hash ends
+// with the latest state by the SQL upsert's rule, its fields in their
+// protojson form. A key of another type and a keyless event go to the
+// dead-letter topic with the reason. (JetStream drops a republished event
+// id itself: redeliveries and retries are TestRedisRedeliveries'.)
 func TestRedisSinkLatest(t *testing.T) {
 	v1 := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	for _, tc := range []struct {
 		name, orderBy string
 		want          string // the event k1 ends with
 	}{
-		// By publish time among new ids: ev-2 came last; the retried ev-1
-		// was applied before and is not applied again.
+		// By publish time: ev-2 came last.
 		{name: "unordered", want: "ev-2"},
 		// By quantity: ev-3 has the highest; nothing lower replaces it.
 		{name: "order_by", orderBy: "quantity", want: "ev-3"},
@@ -72,8 +71,6 @@ func TestRedisSinkLatest(t *testing.T) {
 			pub("ev-1", "k1", 1)
 			pub("ev-3", "k1", 3)
 			pub("ev-2", "k1", 2)
-			pub("ev-1", "k1", 1) // the client's retry: a new publish time
-			pub("ev-3", "k1", 3) // a redelivery
 			pub("ev-bad", "k-bad", 5)
 			pub("ev-nokey", "", 6)
 			pub("ev-9", "k2", 9) // the last event
@@ -126,6 +123,7 @@ func TestRedisSinkLatest(t *testing.T) {
 			}
 			applied := prefix + "_applied:" + subject + ":k1"
 			if n := c.ZCard(ctx, applied).Val(); tc.orderBy == "" && n != 3 {
+				// ev-1, ev-2, ev-3
 				t.Errorf("applied ids of k1 = %d, want 3 (ev-1, ev-2, ev-3)", n)
 			} else if tc.orderBy != "" && c.Exists(ctx, applied).Val() != 0 {
 				t.Errorf("order_by keeps no applied ids, yet %s exists", applied)
@@ -137,9 +135,9 @@ func TestRedisSinkLatest(t *testing.T) {
 	}
 }
 
-// TestRedisSinkStream: mode stream adds one entry per event id, in order;
-// redeliveries add none; the ids set is capped at stream_max_len and the
-// TTL is set on both keys.
+// TestRedisSinkStream: mode stream over JetStream adds one entry per
+// event, in order; the ids set is capped at stream_max_len and the TTL is
+// set on both keys.
 func TestRedisSinkStream(t *testing.T) {
 	v1 := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	url, prefix := testenv.Redis(t)
@@ -163,24 +161,16 @@ func TestRedisSinkStream(t *testing.T) {
 	for i := range n {
 		id := fmt.Sprintf("ev-%03d", i)
 		publishEvent(t, b, topic, subject, 101, id, fmt.Sprintf("k%d", i%3), marshal(t, orderMessage(t, v1, "o-"+id, int32(i))))
-		if i >= n-5 {
-			// Redelivered at once, and again below after other events.
-			publishEvent(t, b, topic, subject, 101, id, fmt.Sprintf("k%d", i%3), marshal(t, orderMessage(t, v1, "o-"+id, int32(i))))
-		}
-	}
-	for i := n - 5; i < n; i++ {
-		id := fmt.Sprintf("ev-%03d", i)
-		publishEvent(t, b, topic, subject, 101, id, fmt.Sprintf("k%d", i%3), marshal(t, orderMessage(t, v1, "o-"+id, int32(i))))
 	}
 	stop := runSink(t, s)
-	eventually(t, 60*time.Second, "backlog drained", func() (bool, string) {
-		lag := backlog(t, b, "sink-"+name, topic)
-		return lag == 0, fmt.Sprintf("lag=%d", lag)
+	stream := prefix + subject
+	eventually(t, 60*time.Second, "every event read", func() (bool, string) {
+		entries, lag := c.XLen(ctx, stream).Val(), backlog(t, b, "sink-"+name, topic)
+		return entries >= n && lag == 0, fmt.Sprintf("entries=%d lag=%d", entries, lag)
 	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	stream := prefix + subject
 	entries, err := c.XRange(ctx, stream, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -421,5 +411,92 @@ func TestRedisConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error with %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestRedisRedeliveries: the batches a sink writes when the bus redelivers
+// (a batch again after a crash before its ack, an event twice in one
+// batch) and when a client retries (an old event id with a later publish
+// time), against the real Redis: no retry or redelivery overwrites newer
+// state or adds a second stream entry. Events are made as the sink makes
+// them (prepare) and written as it writes them (the store).
+func TestRedisRedeliveries(t *testing.T) {
+	v1 := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	for _, tc := range []struct {
+		name, mode, orderBy string
+		want                string // k1's event (latest), or the stream's ids
+		written             int64
+	}{
+		// ev-1 and ev-3, then ev-2 (the latest publish time); the retried
+		// ev-1 is newest by publish time but was applied before.
+		{name: "latest", want: "ev-2", written: 3},
+		// ev-1, ev-3; ev-2 has a lower quantity, as do the retries.
+		{name: "latest order_by", orderBy: "quantity", want: "ev-3", written: 2},
+		{name: "stream", mode: modeStream, want: "ev-1 ev-3 ev-2", written: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, prefix := testenv.Redis(t)
+			c := redisClient(t, url)
+			ctx := context.Background()
+			subject := "shop.orders"
+			s, err := New(Config{Name: uniqueName("redis"), URL: url, TablePrefix: prefix, Mode: tc.mode, OrderBy: tc.orderBy},
+				openJetStream(t), newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 101, Message: v1}), testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			base := time.Now().Add(-time.Hour)
+			prepared := func(id string, quantity int32, published time.Time) *event {
+				ev, err := s.prepare(ctx, &bus.Delivery{Message: bus.Message{Topic: "orders", Key: "k1",
+					Payload:    marshal(t, orderMessage(t, v1, "o-"+id, quantity)),
+					Properties: map[string]string{bus.PropSubject: subject, bus.PropSchemaID: "101", bus.PropEventID: id}},
+					PublishTime: published})
+				if err != nil || ev.err != nil {
+					t.Fatalf("prepare %s: %v %v", id, err, ev.err)
+				}
+				return ev
+			}
+			ev1, ev3 := prepared("ev-1", 1, base), prepared("ev-3", 3, base.Add(time.Second))
+			ev2 := prepared("ev-2", 2, base.Add(2*time.Second))
+			retry1 := prepared("ev-1", 1, base.Add(time.Minute)) // the client's retry: a new publish time
+			var written int64
+			for i, batch := range [][]*event{
+				{ev1, ev3},
+				{ev2, ev2},         // twice in one batch
+				{retry1},           // a retry, newest by publish time
+				{ev1, ev3},         // the first batch again, as after a crash before its ack
+				{retry1, ev2, ev1}, // all of it once more
+			} {
+				n, offenders, err := s.out.write(ctx, batch)
+				if err != nil || len(offenders) > 0 {
+					t.Fatalf("batch %d: %v, offenders %v", i, err, offenders)
+				}
+				written += n
+			}
+			if written != tc.written {
+				t.Errorf("written = %d, want %d", written, tc.written)
+			}
+			if tc.mode == modeStream {
+				entries, err := c.XRange(ctx, prefix+subject, "-", "+").Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, e := range entries {
+					ids = append(ids, fmt.Sprint(e.Values[colEventID]))
+				}
+				if got := strings.Join(ids, " "); got != tc.want {
+					t.Errorf("stream holds %s, want %s", got, tc.want)
+				}
+				return
+			}
+			got, err := c.HGetAll(ctx, prefix+subject+":k1").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[colEventID] != tc.want || got["order_id"] != "o-"+tc.want {
+				t.Errorf("k1 holds %s (%s), want %s", got[colEventID], got["order_id"], tc.want)
+			}
+		})
 	}
 }
