@@ -27,7 +27,8 @@ type Config struct {
 	// topic. Subjects alone: their default topics.
 	Subjects []string
 	Topics   []string
-	// TablePrefix is put before the subject to name each table.
+	// TablePrefix is put before the subject to name each table (Redis:
+	// before every key the sink writes).
 	TablePrefix string
 	// BatchSize is the most events per transaction (default 500).
 	BatchSize int

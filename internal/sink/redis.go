@@ -139,11 +139,12 @@ func openRedis(ctx context.Context, cfg Config, ordered bool) (*redisStore, erro
 	if err != nil {
 		return nil, fmt.Errorf("redis URL %s: %w", dburl.Redact(cfg.URL), err)
 	}
-	// A write is bounded by the sink's own timeouts (hold.go); the client
-	// must not retry on its own for long behind them.
+	// A write is bounded by the sink's own deadlines (hold.go: the write
+	// timeout, the shorter probe of a held table, Ping's two seconds),
+	// which go-redis honours only when told to; and it must not retry on
+	// its own for long behind them.
+	opts.ContextTimeoutEnabled = true
 	opts.MaxRetries = 1
-	opts.ReadTimeout = 10 * time.Second
-	opts.WriteTimeout = 10 * time.Second
 	s := &redisStore{client: redis.NewClient(opts), mode: cfg.Mode, ordered: ordered, maxLen: cfg.StreamMaxLen,
 		applied: cfg.AppliedIDs, ttl: cfg.TTL, ttls: cfg.SubjectTTL, prefix: cfg.TablePrefix}
 	// Like the SQL sinks, a sink whose store is down at start-up does not
