@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -227,32 +226,7 @@ func TestRedisOutage(t *testing.T) {
 	stream := prefix + subject
 	stop := runSink(t, s)
 
-	var published atomic.Int64
-	var publishErr atomic.Value
-	loadCtx, cancelLoad := context.WithCancel(ctx)
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-loadCtx.Done():
-				return
-			case <-tick.C:
-			}
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := b.Publish(pctx, bus.Message{Topic: topic, Key: fmt.Sprintf("k%d", i%11),
-				Payload:    marshal(t, orderMessage(t, md, fmt.Sprintf("o-%d", i), int32(i))),
-				Properties: map[string]string{bus.PropEventID: fmt.Sprintf("ev-%06d", i), bus.PropSchemaID: "401", bus.PropSubject: subject}})
-			cancel()
-			if err != nil {
-				publishErr.Store(err)
-				return
-			}
-			published.Add(1)
-		}
-	}()
+	load := startLoad(t, b, topic, subject, md)
 	eventually(t, 60*time.Second, "entries flowing", func() (bool, string) {
 		n := c.XLen(ctx, stream).Val()
 		return n > 200, fmt.Sprintf("entries=%d", n)
@@ -266,7 +240,7 @@ func TestRedisOutage(t *testing.T) {
 	})
 	atDown := c.XLen(ctx, stream).Val()
 	backlogAtDown := backlog(t, b, "sink-"+name, topic)
-	publishedAtDown := published.Load()
+	publishedAtDown := load.published.Load()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if st := s.Status(ctx); st.deadLettered != 0 || st.State != StateStalled {
 			t.Fatalf("during the outage: %+v", st)
@@ -276,7 +250,7 @@ func TestRedisOutage(t *testing.T) {
 	if n := c.XLen(ctx, stream).Val(); n != atDown {
 		t.Errorf("entries changed during the outage: %d -> %d", atDown, n)
 	}
-	publishedDuring := published.Load() - publishedAtDown
+	publishedDuring := load.published.Load() - publishedAtDown
 	if bl := backlog(t, b, "sink-"+name, topic); publishedDuring < 1000 || bl < backlogAtDown+publishedDuring/2 {
 		t.Errorf("backlog %d -> %d while %d events were published: the bus should keep them unacknowledged", backlogAtDown, bl, publishedDuring)
 	}
@@ -284,12 +258,7 @@ func TestRedisOutage(t *testing.T) {
 	proxy.setDown(false)
 	t.Log("redis back")
 	time.Sleep(2 * time.Second) // load keeps running after the outage
-	cancelLoad()
-	<-loadDone
-	if err, _ := publishErr.Load().(error); err != nil {
-		t.Errorf("publishing failed: %v", err)
-	}
-	total := published.Load()
+	total := load.stop(t)
 	eventually(t, 120*time.Second, "full catch-up", func() (bool, string) {
 		n := c.XLen(ctx, stream).Val()
 		return n >= total && backlog(t, b, "sink-"+name, topic) == 0, fmt.Sprintf("entries=%d of %d", n, total)
