@@ -51,9 +51,10 @@ type Config struct {
 	// long after its last change; SubjectTTL overrides it per subject.
 	TTL        time.Duration
 	SubjectTTL map[string]time.Duration
-	// OrderBy decides, in upsert (and Redis latest) mode, which event of a key is the latest:
-	// the name of an integer or google.protobuf.Timestamp field of the
-	// event, or "header:<name>" for a header holding a decimal integer.
+	// OrderBy decides, in upsert mode (and Redis's latest), which event of
+	// a key is the latest: the name of an integer or
+	// google.protobuf.Timestamp field of the event, or "header:<name>" for
+	// a header holding a decimal integer.
 	// Empty: publish time, and an event id already applied for its key is
 	// never applied again (order.go).
 	OrderBy string
