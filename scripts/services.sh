@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# services.sh up|down|env|status|pulsar-restart|pulsar-stop|pulsar-start
+# services.sh up|down|env|status|redis-up|pulsar-restart|pulsar-stop|pulsar-start
 #
 # The real servers the test suite runs against, on ports that never collide
 # with a developer's own servers:
@@ -7,14 +7,16 @@
 #   MariaDB     127.0.0.1:13306  (root, no password, strict sql_mode)
 #   Pulsar      127.0.0.1:16650  (binary), 127.0.0.1:18080 (admin HTTP)
 #   Kafka       127.0.0.1:19092  (KRaft, one broker+controller; controller 19093)
+#   Redis       127.0.0.1:16379  (Debian's redis-server, append-only file on)
 #
-#   up       install what is missing (Debian packages), start all four from
+#   up       install what is missing (Debian packages), start all five from
 #            empty data dirs and wait until each answers; a no-op for servers
 #            already up.
 #   down     stop what `up` started (found by the pids under the state dir).
 #   env      print `export PIPELINE_TEST_*=...` lines:
 #            eval "$(scripts/services.sh env)"; go test ./internal/sink/...
-#   status   say what runs; exit 0 only when all four answer.
+#   status   say what runs; exit 0 only when all five answer.
+#   redis-up start only Redis (a no-op when it runs).
 #   pulsar-restart|pulsar-stop|pulsar-start  see scripts/pulsar/ctl.sh.
 #   kafka-restart|kafka-stop|kafka-start     see scripts/kafka/ctl.sh.
 #
@@ -30,12 +32,14 @@ LOG_TAG=services
 
 PG_PORT=15432
 MARIA_PORT=13306
+REDIS_PORT=16379
 PULSAR_CTL=$here/pulsar/ctl.sh
 KAFKA_CTL=$here/kafka/ctl.sh
 KAFKA_BROKERS=127.0.0.1:19092
 
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 MYSQL_URL="mysql://root@127.0.0.1:$MARIA_PORT/"
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 state=$PIPELINE_TEST_STATE
 pg_dir=$state/postgres
@@ -45,6 +49,9 @@ maria_dir=$state/mariadb
 maria_pid=$maria_dir/mariadbd.pid
 maria_log=$maria_dir/mariadb.log
 maria_sock=$maria_dir/mariadb.sock
+redis_dir=$state/redis
+redis_pid=$redis_dir/redis.pid
+redis_log=$redis_dir/redis.log
 
 # ---------------------------------------------------------------- packages
 
@@ -80,6 +87,7 @@ missing_packages() {
 	have java || missing+=(openjdk-17-jre-headless)
 	have mvn || missing+=(maven)
 	have git || missing+=(git)
+	{ have redis-server && have redis-cli; } || missing+=(redis-server)
 	echo "${missing[@]}"
 }
 
@@ -238,6 +246,30 @@ maria_up() {
 
 maria_down() { stop_pid "$maria_pid" mariadbd 60 mariadb; }
 
+# ---------------------------------------------------------------- Redis
+
+redis_ready() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+
+redis_up() {
+	if pid_alive "$redis_pid" redis-server; then
+		log "redis already running (pid $(head -n1 "$redis_pid"))"
+	else
+		port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by a process this script did not start"
+		rm -rf "$redis_dir"
+		mkdir -p "$redis_dir/data"
+		# No config file: /etc/redis belongs to the machine's own Redis.
+		# The append-only file makes a write Redis confirmed survive a
+		# restart of the server, as the sink's acknowledgement assumes.
+		setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$redis_dir/data" \
+			--appendonly yes --save '' --daemonize yes --pidfile "$redis_pid" --logfile "$redis_log" \
+			</dev/null >"$redis_dir/start.log" 2>&1 7>&- 8>&- 9>&- || die_with_log "$redis_dir/start.log" "redis-server did not start"
+	fi
+	wait_until 30 redis_ready || die_with_log "$redis_log" "redis does not answer PING on 127.0.0.1:$REDIS_PORT"
+	log "redis ready at $REDIS_URL"
+}
+
+redis_down() { stop_pid "$redis_pid" redis-server 30 redis; }
+
 # ---------------------------------------------------------------- commands
 
 lock_services() {
@@ -262,6 +294,7 @@ cmd_up() {
 	trap '[[ -n $launcher ]] && wait "$launcher" 2>/dev/null || true' EXIT
 	pg_up
 	maria_up
+	redis_up
 	local rc=0
 	wait "$launcher" || rc=$?
 	launcher=
@@ -282,6 +315,7 @@ cmd_down() {
 	"$PULSAR_CTL" stop
 	maria_down
 	pg_down
+	redis_down
 	log "all services down"
 }
 
@@ -297,6 +331,7 @@ cmd_env() {
 		PIPELINE_TEST_KAFKA_CTL=$KAFKA_CTL
 		PIPELINE_TEST_POSTGRES_URL=$PG_URL
 		PIPELINE_TEST_MYSQL_URL=$MYSQL_URL
+		PIPELINE_TEST_REDIS_URL=$REDIS_URL
 		PIPELINE_TEST_STATE=$state
 		PIPELINE_CACHE=$PIPELINE_CACHE
 		PIPELINE_TEST_PYTHON=$("$here/pyenv.sh")
@@ -317,13 +352,19 @@ cmd_status() {
 		echo "mariadb: not ready"
 		ok=3
 	fi
+	if pid_alive "$redis_pid" redis-server && redis_ready; then
+		echo "redis: ready at $REDIS_URL (pid $(head -n1 "$redis_pid"))"
+	else
+		echo "redis: not ready"
+		ok=3
+	fi
 	"$PULSAR_CTL" status || ok=3
 	"$KAFKA_CTL" status || ok=3
 	return "$ok"
 }
 
 usage() {
-	sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -334,6 +375,11 @@ main() {
 	down) cmd_down ;;
 	env) cmd_env ;;
 	status) cmd_status ;;
+	redis-up)
+		ensure_packages
+		lock_services
+		redis_up
+		;;
 	pulsar-restart) "$PULSAR_CTL" restart ;;
 	pulsar-stop) "$PULSAR_CTL" stop ;;
 	pulsar-start) "$PULSAR_CTL" start ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite, on a fresh machine or a developer's.
 #
-# Starts PostgreSQL, MariaDB, Pulsar and Kafka on their own ports (scripts/services.sh
+# Starts PostgreSQL, MariaDB, Redis, Pulsar and Kafka on their own ports (scripts/services.sh
 # up, installing what is missing), then runs, in order:
 #   buf lint, a check that the committed gen/ is what buf generates,
 #   buf breaking against the previous commit, go vet, go test -race with the

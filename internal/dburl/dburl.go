@@ -4,6 +4,7 @@
 //	postgres://user:pass@host:port/db?params   (also postgresql://)
 //	mysql://user:pass@host:port/db?params      (also mariadb://)
 //	sqlite:///abs/path.db or sqlite://relative.db (also sqlite3://)
+//	redis://user:pass@host:port/db             (rediss:// with TLS; sinks only)
 //
 // PostgreSQL URLs are handed to pgx as they are; this package only tells
 // their scheme apart.
@@ -27,14 +28,17 @@ const (
 	Postgres = "postgres"
 	MySQL    = "mysql"
 	SQLite   = "sqlite"
+	// Redis is redis:// and rediss:// (TLS): a sink kind, not a registry
+	// store. The URL is handed to go-redis (redis.ParseURL) as it is.
+	Redis = "redis"
 )
 
-// Scheme returns the canonical scheme of a database URL: Postgres, MySQL or
-// SQLite. The rest of the URL is not checked.
+// Scheme returns the canonical scheme of a database URL: Postgres, MySQL,
+// SQLite or Redis. The rest of the URL is not checked.
 func Scheme(rawURL string) (string, error) {
 	scheme, _, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return "", fmt.Errorf("database URL %q: want postgres://, mysql:// or sqlite://", Redact(rawURL))
+		return "", fmt.Errorf("database URL %q: want postgres://, mysql://, sqlite:// or redis://", Redact(rawURL))
 	}
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
@@ -43,8 +47,10 @@ func Scheme(rawURL string) (string, error) {
 		return MySQL, nil
 	case "sqlite", "sqlite3":
 		return SQLite, nil
+	case "redis", "rediss":
+		return Redis, nil
 	}
-	return "", fmt.Errorf("database URL %q: unsupported scheme %q (want postgres, mysql or sqlite)", Redact(rawURL), scheme)
+	return "", fmt.Errorf("database URL %q: unsupported scheme %q (want postgres, mysql, sqlite or redis)", Redact(rawURL), scheme)
 }
 
 // SQLitePath returns the absolute path of the file a sqlite:// URL names:

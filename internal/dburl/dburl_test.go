@@ -49,9 +49,11 @@ func TestScheme(t *testing.T) {
 		{in: "mariadb://root@h/db", want: MySQL},
 		{in: "sqlite:///abs/x.db", want: SQLite},
 		{in: "sqlite3://x.db", want: SQLite},
-		{in: "x.db", err: `database URL "x.db": want postgres://, mysql:// or sqlite://`},
-		{in: "", err: `database URL "": want postgres://, mysql:// or sqlite://`},
-		{in: "oracle://u:secret@h/db", err: `database URL "oracle://u:xxxxx@h/db": unsupported scheme "oracle" (want postgres, mysql or sqlite)`},
+		{in: "redis://127.0.0.1:6379/2", want: Redis},
+		{in: "rediss://:secret@h:6380", want: Redis},
+		{in: "x.db", err: `database URL "x.db": want postgres://, mysql://, sqlite:// or redis://`},
+		{in: "", err: `database URL "": want postgres://, mysql://, sqlite:// or redis://`},
+		{in: "oracle://u:secret@h/db", err: `database URL "oracle://u:xxxxx@h/db": unsupported scheme "oracle" (want postgres, mysql, sqlite or redis)`},
 	} {
 		got, err := Scheme(tc.in)
 		if tc.err != "" {
@@ -83,7 +85,7 @@ func TestSQLitePath(t *testing.T) {
 		{in: "sqlite:///", err: `sqlite URL "sqlite:///" names no file`},
 		{in: "sqlite://?mode=ro", err: `sqlite URL "sqlite://?mode=ro" names no file`},
 		{in: "postgres://h/db", err: `database URL "postgres://h/db" is not a sqlite:// URL`},
-		{in: "/tmp/x.db", err: `want postgres://, mysql:// or sqlite://`},
+		{in: "/tmp/x.db", err: `want postgres://, mysql://, sqlite:// or redis://`},
 	} {
 		got, err := SQLitePath(tc.in)
 		if tc.err != "" {
@@ -129,7 +131,7 @@ func TestMySQLConfig(t *testing.T) {
 		{in: "postgres://u:secret@h/db", errMatch: `database URL "postgres://u:xxxxx@h/db" is not a mysql:// URL`},
 		{in: "mysql://u:secret@h/db?timeout=forever", errMatch: `mysql URL "mysql://u:xxxxx@h/db?timeout=forever": time: invalid duration`},
 		{in: "mysql://u:50%off@h/db", errMatch: `mysql URL "mysql://xxxxx@h/db": invalid URL escape`},
-		{in: "h:3306/db", errMatch: "want postgres://, mysql:// or sqlite://"},
+		{in: "h:3306/db", errMatch: "want postgres://, mysql://, sqlite:// or redis://"},
 	} {
 		cfg, err := MySQLConfig(tc.in)
 		if tc.errMatch != "" {

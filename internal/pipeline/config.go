@@ -188,14 +188,15 @@ type CORSConfig struct {
 // SinkConfig declares one sink.
 type SinkConfig struct {
 	Name string `yaml:"name"`
-	// URL is postgres://..., mysql://user:pass@host:port/db or sqlite://path.
+	// URL is postgres://..., mysql://user:pass@host:port/db, sqlite://path
+	// or redis://host:port/db (rediss:// with TLS).
 	URL           string        `yaml:"url"`
 	Subjects      []string      `yaml:"subjects"`
 	Topics        []string      `yaml:"topics"`
 	TablePrefix   string        `yaml:"table_prefix"`
 	BatchSize     int           `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
-	Mode          string        `yaml:"mode"`         // append | upsert
+	Mode          string        `yaml:"mode"`         // append | upsert; redis: latest | stream
 	OrderBy       string        `yaml:"order_by"`     // upsert: a field, or header:<name>
 	Subscription  string        `yaml:"subscription"` // key_shared | failover
 	MaxAttempts   int           `yaml:"max_attempts"`
@@ -206,6 +207,14 @@ type SinkConfig struct {
 	// MaxHeld bounds the events held for tables that refuse them
 	// (default 5000).
 	MaxHeld int `yaml:"max_held"`
+	// Redis sinks only (internal/sink/redis.go): the cap of each stream in
+	// mode stream, the event ids remembered per key in mode latest without
+	// order_by, and how long a key lives after its last change (ttl for
+	// every subject, subject_ttl per subject).
+	StreamMaxLen int64                    `yaml:"stream_max_len"`
+	AppliedIDs   int64                    `yaml:"applied_ids"`
+	TTL          time.Duration            `yaml:"ttl"`
+	SubjectTTL   map[string]time.Duration `yaml:"subject_ttl"`
 }
 
 // DefaultRetention is how long topics keep events unless configured.

@@ -184,3 +184,30 @@ func healthz(t *testing.T, base string) (int, map[string]any) {
 	}
 	return resp.StatusCode, body
 }
+
+// TestRedisSinkConfig: the Redis sink's keys reach the sink as written
+// (durations as Go durations, ttl per subject as a map).
+func TestRedisSinkConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pipeline.yaml")
+	yaml := `sinks:
+  - name: view
+    url: redis://127.0.0.1:6379/0
+    mode: stream
+    stream_max_len: 50000
+    applied_ids: 200
+    ttl: 24h
+    subject_ttl: {orders: 1h30m}
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Sinks[0]
+	if got.Mode != "stream" || got.StreamMaxLen != 50000 || got.AppliedIDs != 200 || got.TTL != 24*time.Hour ||
+		got.SubjectTTL["orders"] != 90*time.Minute {
+		t.Errorf("sink config %+v", got)
+	}
+}

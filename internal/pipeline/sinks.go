@@ -56,6 +56,7 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 			Name: sc.Name, URL: sc.URL, Subjects: sc.Subjects, Topics: sc.Topics, TablePrefix: sc.TablePrefix,
 			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, OrderBy: sc.OrderBy, Subscription: sc.Subscription,
 			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, StallAfter: sc.StallAfter, MaxHeld: sc.MaxHeld,
+			StreamMaxLen: sc.StreamMaxLen, AppliedIDs: sc.AppliedIDs, TTL: sc.TTL, SubjectTTL: sc.SubjectTTL,
 			Registerer: reg,
 		}, b, sinkSchemas{registry}, log)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/dburl"
 )
 
 // Config declares one sink.
@@ -19,25 +20,41 @@ type Config struct {
 	// "sink" label.
 	Name string
 	// URL of the database: postgres://..., mysql://user:pass@host:port/db,
-	// sqlite:///abs/path.db or sqlite://relative.db.
+	// sqlite:///abs/path.db, sqlite://relative.db, or Redis:
+	// redis://[user:pass@]host:port/db (rediss:// with TLS; redis.go).
 	URL string
 	// Subjects to store; Topics to read. Both empty: every subject on every
 	// topic. Subjects alone: their default topics.
 	Subjects []string
 	Topics   []string
-	// TablePrefix is put before the subject to name each table.
+	// TablePrefix is put before the subject to name each table (Redis:
+	// before every key the sink writes).
 	TablePrefix string
 	// BatchSize is the most events per transaction (default 500).
 	BatchSize int
 	// FlushInterval is the longest an event waits for its batch to fill
 	// (default 200ms).
 	FlushInterval time.Duration
-	// Mode is "append" (default: every event) or "upsert" (the latest
-	// event per key).
+	// Mode is, for SQL, "append" (default: every event) or "upsert" (the
+	// latest event per key); for Redis, "latest" (default: a hash per key)
+	// or "stream" (a stream per subject).
 	Mode string
-	// OrderBy decides, in upsert mode, which event of a key is the latest:
-	// the name of an integer or google.protobuf.Timestamp field of the
-	// event, or "header:<name>" for a header holding a decimal integer.
+	// StreamMaxLen caps each stream of a Redis sink in mode stream
+	// (XADD MAXLEN ~, default 100000), and the event ids it remembers to
+	// skip redeliveries.
+	StreamMaxLen int64
+	// AppliedIDs is how many event ids a Redis sink in mode latest without
+	// order_by remembers per key (default 1000): a redelivered event among
+	// them is never applied again (redis.go).
+	AppliedIDs int64
+	// TTL, when set, expires what a Redis sink writes for a subject that
+	// long after its last change; SubjectTTL overrides it per subject.
+	TTL        time.Duration
+	SubjectTTL map[string]time.Duration
+	// OrderBy decides, in upsert mode (and Redis's latest), which event of
+	// a key is the latest: the name of an integer or
+	// google.protobuf.Timestamp field of the event, or "header:<name>" for
+	// a header holding a decimal integer.
 	// Empty: publish time, and an event id already applied for its key is
 	// never applied again (order.go).
 	OrderBy string
@@ -93,20 +110,35 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 200 * time.Millisecond
 	}
-	switch cfg.Mode {
-	case "":
-		cfg.Mode = modeAppend
-	case modeAppend, modeUpsert:
-	default:
-		return nil, fmt.Errorf("sink %s: mode %q: want %q or %q", cfg.Name, cfg.Mode, modeAppend, modeUpsert)
+	scheme, err := dburl.Scheme(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+	}
+	keyed := modeUpsert
+	if scheme == dburl.Redis {
+		keyed = modeLatest
+		if err := redisDefaults(&cfg); err != nil {
+			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+		}
+	} else {
+		switch cfg.Mode {
+		case "":
+			cfg.Mode = modeAppend
+		case modeAppend, modeUpsert:
+		default:
+			return nil, fmt.Errorf("sink %s: mode %q: want %q or %q", cfg.Name, cfg.Mode, modeAppend, modeUpsert)
+		}
+		if cfg.StreamMaxLen != 0 || cfg.AppliedIDs != 0 || cfg.TTL != 0 || len(cfg.SubjectTTL) > 0 {
+			return nil, fmt.Errorf("sink %s: stream_max_len, applied_ids and ttl are for redis:// sinks", cfg.Name)
+		}
 	}
 	order, err := parseOrderBy(cfg.OrderBy)
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
-	if order.set() && cfg.Mode != modeUpsert {
+	if order.set() && cfg.Mode != keyed {
 		return nil, fmt.Errorf("sink %s: order_by %q orders the events of a key, which only mode %q keeps; mode is %q",
-			cfg.Name, cfg.OrderBy, modeUpsert, cfg.Mode)
+			cfg.Name, cfg.OrderBy, keyed, cfg.Mode)
 	}
 	switch cfg.Subscription {
 	case "", "key_shared":
@@ -177,13 +209,13 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	s.metrics = m
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := openDialect(ctx, cfg.URL)
+	out, err := openStore(ctx, cfg, order)
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
-	s.dialect = d
-	s.writer = newWriter(d, cfg.Mode)
-	s.writer.ordered = order.set()
-	s.namer = newTableNamer(d)
+	s.out = out
+	if sq, ok := out.(*sqlStore); ok {
+		s.dialect, s.writer, s.namer = sq.d, sq.w, sq.namer
+	}
 	return s, nil
 }

@@ -37,6 +37,7 @@ type childConfig struct {
 	// KafkaBrokers, when set, make the child's bus Kafka instead of Pulsar.
 	KafkaBrokers         []string
 	DBURL                string
+	TablePrefix          string // the Redis sinks' key prefix (testenv.Redis)
 	Name, Subject, Topic string
 	SchemaID             int64
 	Proto, Message       string
@@ -85,7 +86,7 @@ func runChild(raw string) int {
 	}
 	defer b.Close(context.Background())
 	schemas := newMapSchemas(SchemaInfo{Subject: cfg.Subject, Version: 1, SchemaID: cfg.SchemaID, Message: md})
-	s, err := New(Config{Name: cfg.Name, URL: cfg.DBURL, Topics: []string{cfg.Topic}, Subjects: []string{cfg.Subject},
+	s, err := New(Config{Name: cfg.Name, URL: cfg.DBURL, TablePrefix: cfg.TablePrefix, Topics: []string{cfg.Topic}, Subjects: []string{cfg.Subject},
 		BatchSize: cfg.BatchSize, FlushInterval: 20 * time.Millisecond, Mode: cfg.Mode}, b, schemas, log)
 	if err != nil {
 		log.Error("new sink", "err", err)

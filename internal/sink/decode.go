@@ -62,7 +62,7 @@ type schemaEntry struct {
 // payload, dynamicpb decides, so that a fast-path bug can never
 // dead-letter a good event.
 // It also returns the value of the order_by field, when there is one.
-func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key string, publishTime time.Time) (values, raw []any, order int64, err error) {
+func (e *schemaEntry) convert(d binder, payload []byte, eventID, topic, key string, publishTime time.Time) (values, raw []any, order int64, err error) {
 	if e.fast != nil && e.fast.WellFormed(payload) {
 		if values, raw, order, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
 			return values, raw, order, nil
@@ -71,7 +71,7 @@ func (e *schemaEntry) convert(d dialect, payload []byte, eventID, topic, key str
 	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
 }
 
-func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d dialect, payload []byte, eventID, topic, key string,
+func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d binder, payload []byte, eventID, topic, key string,
 	publishTime time.Time) (values, raw []any, order int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -175,13 +175,13 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		ev.err = entry.orderErr
 		return ev, nil
 	}
-	values, raw, order, err := entry.convert(s.dialect, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
+	values, raw, order, err := entry.convert(s.out, d.Payload, ev.id, d.Topic, d.Key, ev.publishTime)
 	if err != nil {
 		ev.err = err
 		return ev, nil
 	}
-	if s.cfg.Mode == modeUpsert && ev.key == "" {
-		ev.err = errors.New("upsert mode keeps the latest event per key, and this event has no key")
+	if (s.cfg.Mode == modeUpsert || s.cfg.Mode == modeLatest) && ev.key == "" {
+		ev.err = fmt.Errorf("%s mode keeps the latest event per key, and this event has no key", s.cfg.Mode)
 		return ev, nil
 	}
 	if s.order.header != "" {
@@ -200,7 +200,7 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 // rowValues binds an event's row: metadata, then the fields of tm. raw
 // are the fields' values before binding (rawFieldValues), which the
 // writer converts when the table stores a field as another kind.
-func rowValues(d dialect, tm *tableMap, msg protoreflect.Message, eventID string, schemaID int64, version int32,
+func rowValues(d binder, tm *tableMap, msg protoreflect.Message, eventID string, schemaID int64, version int32,
 	topic, key string, publishTime time.Time) (values, raw []any, err error) {
 	values = make([]any, 0, numBoundMeta+len(tm.fields))
 	values = append(values, eventID, schemaID, version, topic, key, publishTime)
@@ -247,7 +247,7 @@ func (s *Sink) schema(ctx context.Context, subject string, schemaID int64) (*sch
 	if info.Subject == "" {
 		return nil, fmt.Errorf("schema %d: %w: no subject in the message or the registry", schemaID, ErrUnknownSchema)
 	}
-	table, err := s.namer.table(lctx, s.cfg.TablePrefix, info.Subject)
+	table, err := s.out.table(lctx, s.cfg.TablePrefix, info.Subject)
 	if err != nil {
 		return nil, fmt.Errorf("table of subject %q: %w", info.Subject, err)
 	}

@@ -50,6 +50,10 @@ type group struct {
 type dialect interface {
 	// kind is "postgres", "mysql" or "sqlite".
 	kind() string
+	// bind converts a neutral value (see fieldValues) into what the driver
+	// writes, or fails with an eventError when the database could not store
+	// it faithfully.
+	binder
 	quote(ident string) string
 	// columnType is the native type of c in DDL.
 	columnType(c column) string
@@ -64,10 +68,6 @@ type dialect interface {
 	// holds reports whether a column of catalog type existing can store
 	// every value of c without change.
 	holds(existing string, c column) bool
-	// bind converts a neutral value (see fieldValues) into what the driver
-	// writes, or fails with an eventError when the database could not store
-	// it faithfully.
-	bind(c column, v any) (any, error)
 	// createApplied creates, unless it exists, the companion table of an
 	// upsert table: the (key hash, event id) pairs applied to it.
 	createApplied(ctx context.Context, table string) error
@@ -94,9 +94,10 @@ func openDialect(ctx context.Context, rawURL string) (dialect, error) {
 		return openPostgres(ctx, rawURL)
 	case dburl.MySQL:
 		return openMySQL(rawURL)
-	default: // dburl.SQLite
+	case dburl.SQLite:
 		return openSQLite(ctx, rawURL)
 	}
+	return nil, fmt.Errorf("database URL %s is not a SQL database", dburl.Redact(rawURL))
 }
 
 // columnList quotes and joins column names.

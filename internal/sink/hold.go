@@ -284,7 +284,7 @@ func (s *Sink) writeAttempt(ctx context.Context, events []*event, timeout time.D
 		s.writingSince = time.Time{}
 		s.mu.Unlock()
 	}()
-	n, offenders, err := s.writer.write(wctx, events)
+	n, offenders, err := s.out.write(wctx, events)
 	if err != nil {
 		s.noteWrite(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
@@ -141,35 +143,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 			stop := runSink(t, s)
 
 			// Load: a steady stream of events for the whole test.
-			var published atomic.Int64
-			var publishErr atomic.Value
-			ctx, cancelLoad := context.WithCancel(context.Background())
-			loadDone := make(chan struct{})
-			go func() {
-				defer close(loadDone)
-				tick := time.NewTicker(5 * time.Millisecond)
-				defer tick.Stop()
-				for i := 0; ; i++ {
-					select {
-					case <-ctx.Done():
-						return
-					case <-tick.C:
-					}
-					id := fmt.Sprintf("ev-%06d", i)
-					// Not ctx: a publish cut short has an unknown outcome and
-					// would spoil the count.
-					pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					err := b.Publish(pctx, bus.Message{Topic: topic, Key: fmt.Sprintf("k%d", i%11),
-						Payload:    marshal(t, orderMessage(t, md, fmt.Sprintf("o-%d", i), int32(i))),
-						Properties: map[string]string{bus.PropEventID: id, bus.PropSchemaID: "401", bus.PropSubject: subject}})
-					cancel()
-					if err != nil {
-						publishErr.Store(err)
-						return
-					}
-					published.Add(1)
-				}
-			}()
+			load := startLoad(t, b, topic, subject, md)
 			eventually(t, 60*time.Second, "rows flowing", func() (bool, string) {
 				rows := countRowsIfExists(t, check, table)
 				return rows > 200, fmt.Sprintf("rows=%d", rows)
@@ -184,7 +158,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 			})
 			rowsAtDown := countRows(t, check, table)
 			backlogAtDown := backlog(t, b, "sink-"+name, topic)
-			publishedAtDown := published.Load()
+			publishedAtDown := load.published.Load()
 			deadline := time.Now().Add(30 * time.Second)
 			for time.Now().Before(deadline) {
 				st := s.Status(context.Background())
@@ -200,7 +174,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 				t.Errorf("rows changed during the outage: %d -> %d", rowsAtDown, rows)
 			}
 			backlogAtEnd := backlog(t, b, "sink-"+name, topic)
-			publishedDuring := published.Load() - publishedAtDown
+			publishedDuring := load.published.Load() - publishedAtDown
 			if publishedDuring < 1000 {
 				t.Errorf("only %d events accepted during the outage: the bus should keep accepting", publishedDuring)
 			}
@@ -215,12 +189,7 @@ func TestF8DatabaseOutage(t *testing.T) {
 			proxy.setDown(false)
 			t.Log("database back")
 			time.Sleep(2 * time.Second) // load keeps running after the outage
-			cancelLoad()
-			<-loadDone
-			if err, _ := publishErr.Load().(error); err != nil {
-				t.Errorf("publishing failed during the test: %v", err)
-			}
-			total := published.Load()
+			total := load.stop(t)
 			eventually(t, 120*time.Second, "full catch-up", func() (bool, string) {
 				rows := countRows(t, check, table)
 				return rows == total, fmt.Sprintf("rows=%d of %d", rows, total)
@@ -242,6 +211,57 @@ func TestF8DatabaseOutage(t *testing.T) {
 			assertExactRows(t, check, table, int(total))
 		})
 	}
+}
+
+// load publishes events at a steady pace (one per 5 ms: ids ev-<i>,
+// keys k<i%11>, schema 401) until stopped.
+type load struct {
+	published atomic.Int64
+	err       atomic.Value
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+func startLoad(t *testing.T, b bus.Bus, topic, subject string, md protoreflect.MessageDescriptor) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// Not ctx: a publish cut short has an unknown outcome and
+			// would spoil the count.
+			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := b.Publish(pctx, bus.Message{Topic: topic, Key: fmt.Sprintf("k%d", i%11),
+				Payload:    marshal(t, orderMessage(t, md, fmt.Sprintf("o-%d", i), int32(i))),
+				Properties: map[string]string{bus.PropEventID: fmt.Sprintf("ev-%06d", i), bus.PropSchemaID: "401", bus.PropSubject: subject}})
+			cancel()
+			if err != nil {
+				l.err.Store(err)
+				return
+			}
+			l.published.Add(1)
+		}
+	}()
+	t.Cleanup(func() { l.cancel(); <-l.done })
+	return l
+}
+
+// stop ends the load and returns how many events the bus accepted.
+func (l *load) stop(t *testing.T) int64 {
+	t.Helper()
+	l.cancel()
+	<-l.done
+	if err, _ := l.err.Load().(error); err != nil {
+		t.Errorf("publishing failed during the test: %v", err)
+	}
+	return l.published.Load()
 }
 
 func backlog(t *testing.T, b bus.Bus, subscription, topic string) int64 {

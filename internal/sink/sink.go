@@ -1,6 +1,6 @@
 // Package sink persists events from the bus into database tables:
 // PostgreSQL, MariaDB/MySQL and SQLite, one typed table per subject, exactly
-// one row per event id.
+// one row per event id; or into Redis as read models (redis.go).
 //
 // A Sink reads its durable subscription, decodes each event by the schema
 // id it was published with, writes a batch in one transaction and
@@ -30,10 +30,13 @@ import (
 
 // Sink consumes events from the bus into one database.
 type Sink struct {
-	cfg      Config
-	bus      bus.Bus
-	schemas  Schemas
-	log      *slog.Logger
+	cfg     Config
+	bus     bus.Bus
+	schemas Schemas
+	log     *slog.Logger
+	out     store // where the events go (store.go)
+	// dialect, writer and namer are out's parts when it is a SQL
+	// database (sqlStore); nil for Redis.
 	dialect  dialect
 	writer   *writer
 	namer    *tableNamer
@@ -84,7 +87,7 @@ func (s *Sink) subscriptionType() bus.SubscriptionType {
 
 // Close releases the database. Call it after Run has returned.
 func (s *Sink) Close() error {
-	if err := s.dialect.close(); err != nil {
+	if err := s.out.close(); err != nil {
 		return fmt.Errorf("sink %s: close database: %w", s.cfg.Name, err)
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 // Status is a sink as ListSinks reports it.
 type Status struct {
 	Name         string
-	Database     string // "postgres", "mysql" or "sqlite"
+	Database     string // "postgres", "mysql", "sqlite" or "redis"
 	Topics       []string
 	Subjects     []string
 	RowsWritten  int64
@@ -48,7 +48,7 @@ func (s *Sink) Status(ctx context.Context) Status {
 	s.mu.Lock()
 	st := Status{
 		Name:         s.cfg.Name,
-		Database:     s.dialect.kind(),
+		Database:     s.out.kind(),
 		Topics:       slices.Clone(s.reads.Topics),
 		Subjects:     slices.Clone(s.cfg.Subjects),
 		RowsWritten:  s.rowsWritten,
@@ -72,8 +72,8 @@ func (s *Sink) Status(ctx context.Context) Status {
 func (s *Sink) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := s.dialect.ping(ctx); err != nil {
-		return fmt.Errorf("sink %s: %s database: %w", s.cfg.Name, s.dialect.kind(), err)
+	if err := s.out.ping(ctx); err != nil {
+		return fmt.Errorf("sink %s: %s database: %w", s.cfg.Name, s.out.kind(), err)
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 // Package testenv finds the real servers that integration tests run against.
 //
-// The README's test command (scripts/test.sh) starts PostgreSQL, MariaDB and
-// a Pulsar standalone broker and a Kafka broker on 127.0.0.1 and exports their addresses in the
+// The README's test command (scripts/test.sh) starts PostgreSQL, MariaDB,
+// Redis, a Pulsar standalone broker and a Kafka broker on 127.0.0.1 and exports their addresses in the
 // PIPELINE_TEST_* variables. A plain `go test ./...` without them skips the
 // integration tests with a message naming that command.
 package testenv
@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/schemagate/pipeline/internal/dburl"
 )
@@ -33,6 +34,7 @@ const (
 	envPython         = "PIPELINE_TEST_PYTHON"           // a virtualenv's python with tests/python/requirements.txt
 	envKafkaBrokers   = "PIPELINE_TEST_KAFKA_BROKERS"    // 127.0.0.1:19092 (comma-separated)
 	envKafkaCtl       = "PIPELINE_TEST_KAFKA_CTL"        // script taking start|stop|restart
+	envRedisURL       = "PIPELINE_TEST_REDIS_URL"        // redis://127.0.0.1:16379/0
 )
 
 func need(t testing.TB, name string) string {
@@ -157,4 +159,34 @@ func MySQL(t testing.TB) string {
 	})
 	u.Path = "/" + name
 	return u.String()
+}
+
+// Redis returns the URL of the test Redis and a key prefix no other test
+// of this run uses (sinks: table_prefix); the keys under it are deleted
+// when the test ends.
+func Redis(t testing.TB) (url, prefix string) {
+	t.Helper()
+	url = need(t, envRedisURL)
+	prefix = uniqueName("t") + ":"
+	t.Cleanup(func() {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return
+		}
+		c := redis.NewClient(opts)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		for len(keys) > 0 {
+			n := min(len(keys), 1000)
+			_ = c.Del(ctx, keys[:n]...).Err()
+			keys = keys[n:]
+		}
+	})
+	return url, prefix
 }
