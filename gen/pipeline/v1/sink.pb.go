@@ -106,7 +106,7 @@ func (x *ListSinksResponse) GetSinks() []*Sink {
 type Sink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// database is the kind of database: "postgres", "mysql" or "sqlite".
+	// database is the kind of database: "postgres", "mysql", "sqlite" or "redis".
 	Database    string   `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
 	Topics      []string `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"`
 	RowsWritten int64    `protobuf:"varint,4,opt,name=rows_written,json=rowsWritten,proto3" json:"rows_written,omitempty"`

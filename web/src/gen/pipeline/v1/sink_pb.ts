@@ -56,7 +56,7 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
   name: string;
 
   /**
-   * database is the kind of database: "postgres", "mysql" or "sqlite".
+   * database is the kind of database: "postgres", "mysql", "sqlite" or "redis".
    *
    * @generated from field: string database = 2;
    */
