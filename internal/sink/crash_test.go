@@ -43,6 +43,7 @@ type childConfig struct {
 	Proto, Message       string
 	BatchSize            int
 	Mode                 string
+	OrderBy              string
 	// KillAfterCommit / KillBeforeWrite: SIGKILL this process at the n-th
 	// batch, right after its commit (before the ack) or right before its
 	// write (after it was received). 0: never.
@@ -87,7 +88,7 @@ func runChild(raw string) int {
 	defer b.Close(context.Background())
 	schemas := newMapSchemas(SchemaInfo{Subject: cfg.Subject, Version: 1, SchemaID: cfg.SchemaID, Message: md})
 	s, err := New(Config{Name: cfg.Name, URL: cfg.DBURL, TablePrefix: cfg.TablePrefix, Topics: []string{cfg.Topic}, Subjects: []string{cfg.Subject},
-		BatchSize: cfg.BatchSize, FlushInterval: 20 * time.Millisecond, Mode: cfg.Mode}, b, schemas, log)
+		BatchSize: cfg.BatchSize, FlushInterval: 20 * time.Millisecond, Mode: cfg.Mode, OrderBy: cfg.OrderBy}, b, schemas, log)
 	if err != nil {
 		log.Error("new sink", "err", err)
 		return 2
