@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +85,105 @@ func TestCrashLatestRedis(t *testing.T) {
 				if !slices.Equal(ids, want) {
 					t.Errorf("k%d applied ids %v, want %v", k, ids, want)
 				}
+			}
+		})
+	}
+}
+
+// TestRedisRefusesWrites: a Redis that answers PING but refuses writes
+// (min-replicas-to-write without replicas: NOREPLICAS) or blocks them
+// (CLIENT PAUSE WRITE), on a private server. While it does, the sink
+// acknowledges and dead-letters nothing and says why it is stuck; once it
+// writes again, the stream holds every event exactly once.
+func TestRedisRefusesWrites(t *testing.T) {
+	md := compileMessage(t, map[string]string{"event.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	for _, tc := range []struct {
+		name          string
+		refuse, allow []any
+		reason        string // in the sink's account of the stall
+	}{
+		{name: "noreplicas", refuse: []any{"config", "set", "min-replicas-to-write", "1"},
+			allow: []any{"config", "set", "min-replicas-to-write", "0"}, reason: "NOREPLICAS"},
+		// Paused clients wait: the sink's write timeout ends each attempt.
+		{name: "client pause write", refuse: []any{"client", "pause", "60000", "write"},
+			allow: []any{"client", "unpause"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := testenv.PrivateRedis(t)
+			c := redisClient(t, url)
+			ctx := context.Background()
+			b := openJetStream(t)
+			subject := "shop.orders"
+			topic, err := b.TopicName(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := uniqueName("refuse")
+			s, err := New(Config{Name: name, URL: url, Subjects: []string{subject}, Mode: modeStream,
+				BatchSize: 10, FlushInterval: 20 * time.Millisecond, writeTimeout: time.Second},
+				b, newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 101, Message: md}), testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := c.Do(ctx, tc.refuse...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			allowed := false
+			allow := func() {
+				if !allowed {
+					allowed = true
+					if err := c.Do(ctx, tc.allow...).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			defer allow()
+			const n = 30
+			for i := range n {
+				id := fmt.Sprintf("ev-%02d", i)
+				publishEvent(t, b, topic, subject, 101, id, fmt.Sprintf("k%d", i%3), marshal(t, orderMessage(t, md, "o-"+id, int32(i))))
+			}
+			stop := runSink(t, s)
+			account := func(st Status) string {
+				text := st.State + " " + st.LastError + " " + st.StallReason
+				for _, h := range st.Held {
+					text += " held " + h.Table + ": " + h.Reason
+				}
+				return text
+			}
+			eventually(t, 30*time.Second, "the sink reports the refusal", func() (bool, string) {
+				st := s.Status(ctx)
+				stuck := st.State == StateStalled || len(st.Held) > 0
+				return stuck && strings.Contains(account(st), tc.reason), account(st)
+			})
+			// Refused for about 3 s, checked on the way.
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+				if err := c.Ping(ctx).Err(); err != nil {
+					t.Fatalf("PING while writes are refused: %v", err)
+				}
+				st := s.Status(ctx)
+				if st.deadLettered != 0 || st.RowsWritten != 0 {
+					t.Fatalf("while writes are refused: %+v", st)
+				}
+			}
+			if got := backlog(t, b, "sink-"+name, topic); got != n {
+				t.Errorf("backlog while refused = %d, want all %d events unacknowledged", got, n)
+			}
+			if got := c.XLen(ctx, subject).Val(); got != 0 {
+				t.Errorf("stream has %d entries while writes are refused", got)
+			}
+			allow()
+			eventually(t, 60*time.Second, "caught up", func() (bool, string) {
+				entries, lag := c.XLen(ctx, subject).Val(), backlog(t, b, "sink-"+name, topic)
+				return entries >= n && lag == 0, fmt.Sprintf("entries=%d lag=%d %s", entries, lag, account(s.Status(ctx)))
+			})
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			assertStreamExact(t, c, subject, "_ids:"+subject, n, 2)
+			if st := s.Status(ctx); st.deadLettered != 0 || st.RowsWritten != n || len(st.Held) != 0 {
+				t.Errorf("after the refusal: %+v", st)
 			}
 		})
 	}
