@@ -56,7 +56,11 @@ import (
 // write fails as a whole, the events stay unacknowledged and are retried
 // with backoff (hold.go). A key that holds another type than the sink
 // writes (WRONGTYPE), or an event too large for Redis, is that event's
-// fault: it goes to the dead-letter topic with Redis's reason.
+// fault: it goes to the dead-letter topic with Redis's reason. The sink
+// checks an event's size against the server's proto-max-bulk-len and
+// client-query-buffer-limit (read at start) before sending it: Redis
+// answers an argument beyond them with a protocol error and closes the
+// connection, failing the rest of the pipeline on every retry.
 
 // Redis modes.
 const (
@@ -120,6 +124,10 @@ type redisStore struct {
 	ttl     time.Duration
 	ttls    map[string]time.Duration // by subject
 	prefix  string
+	// maxBulk and maxQuery are the server's proto-max-bulk-len and
+	// client-query-buffer-limit: an argument or a command beyond them is
+	// not an answer but a closed connection, for the whole pipeline.
+	maxBulk, maxQuery int64
 }
 
 // redisLog sends go-redis's own messages (dial failures of its pool) to
@@ -153,7 +161,24 @@ func openRedis(ctx context.Context, cfg Config, ordered bool) (*redisStore, erro
 		_ = s.client.Close()
 		return nil, fmt.Errorf("redis %s: %w", dburl.Redact(cfg.URL), err)
 	}
+	s.maxBulk = s.configSize(ctx, "proto-max-bulk-len", 512<<20)
+	s.maxQuery = s.configSize(ctx, "client-query-buffer-limit", 1<<30)
 	return s, nil
+}
+
+// configSize reads a size setting of the server, or its default when the
+// server will not say (CONFIG renamed or denied, as on managed Redis).
+func (s *redisStore) configSize(ctx context.Context, name string, def int64) int64 {
+	got, err := s.client.ConfigGet(ctx, name).Result()
+	if err != nil {
+		slog.DebugContext(ctx, "redis: CONFIG GET, assuming the default", "setting", name, "default", def, "err", err)
+		return def
+	}
+	n, err := strconv.ParseInt(got[name], 10, 64)
+	if err != nil || n <= 0 {
+		return def
+	}
+	return n
 }
 
 func (s *redisStore) kind() string                   { return "redis" }
@@ -322,16 +347,33 @@ func (s *redisStore) write(ctx context.Context, events []*event) (int64, []*even
 		}
 		events = kept
 	}
+	// An event beyond the server's limits is refused here: Redis would
+	// answer it with a protocol error and close the connection, failing
+	// the events after it in the pipeline, on every retry.
+	var tooBig []*event
+	kept := events[:0:0]
+	calls := make([]redisCall, 0, len(events))
+	for _, ev := range events {
+		call := s.call(ev)
+		if err := s.checkSize(ev, call); err != nil {
+			ev.err = err
+			tooBig = append(tooBig, ev)
+			continue
+		}
+		kept = append(kept, ev)
+		calls = append(calls, call)
+	}
+	events = kept
 	if len(events) == 0 {
-		return 0, nil, nil
+		return 0, tooBig, nil
 	}
 	for attempt := 1; ; attempt++ {
-		cmds, err := s.run(ctx, events)
+		cmds, err := s.run(ctx, calls)
 		if err != nil {
 			return 0, nil, err
 		}
 		var written int64
-		var offenders []*event
+		offenders := append([]*event(nil), tooBig...)
 		noScript := false
 		for i, cmd := range cmds {
 			n, err := cmd.Int64()
@@ -364,13 +406,48 @@ func (s *redisStore) write(ctx context.Context, events []*event) (int64, []*even
 	}
 }
 
+// checkSize fails with an eventError when ev's command would exceed the
+// server's proto-max-bulk-len (one argument) or client-query-buffer-limit
+// (the whole command), which Redis answers by closing the connection
+// (docs/pitfalls.md D9).
+func (s *redisStore) checkSize(ev *event, call redisCall) error {
+	var total int64
+	for _, k := range call.keys {
+		if n := int64(len(k)); n > s.maxBulk {
+			return eventErrorf("event %s too large for redis: its key is %d bytes, over the server's proto-max-bulk-len %d", ev.id, n, s.maxBulk)
+		}
+		total += int64(len(k))
+	}
+	for i, a := range call.args {
+		str, ok := a.(string)
+		if !ok {
+			continue
+		}
+		n := int64(len(str))
+		total += n
+		if n > s.maxBulk {
+			what := "a value"
+			if i > 0 {
+				if name, ok := call.args[i-1].(string); ok && len(name) < 200 {
+					what = "field " + name
+				}
+			}
+			return eventErrorf("event %s too large for redis: %s is %d bytes, over the server's proto-max-bulk-len %d", ev.id, what, n, s.maxBulk)
+		}
+	}
+	if total > s.maxQuery {
+		return eventErrorf("event %s too large for redis: its command is %d bytes, over the server's client-query-buffer-limit %d", ev.id, total, s.maxQuery)
+	}
+	return nil
+}
+
 // run sends one script per event in a pipeline. The error is the
 // pipeline's when no command got an answer.
-func (s *redisStore) run(ctx context.Context, events []*event) ([]*redis.Cmd, error) {
+func (s *redisStore) run(ctx context.Context, calls []redisCall) ([]*redis.Cmd, error) {
 	pipe := s.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(events))
-	for i, ev := range events {
-		cmds[i] = s.apply(ctx, pipe, ev)
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		var rerr redis.Error
@@ -382,8 +459,16 @@ func (s *redisStore) run(ctx context.Context, events []*event) ([]*redis.Cmd, er
 	return cmds, nil
 }
 
-// apply queues the script that applies ev.
-func (s *redisStore) apply(ctx context.Context, pipe redis.Pipeliner, ev *event) *redis.Cmd {
+// redisCall is the script that applies an event, with its keys and
+// arguments.
+type redisCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// call is the script that applies ev.
+func (s *redisStore) call(ev *event) redisCall {
 	ttl := s.ttl
 	if d, ok := s.ttls[ev.tm.subject]; ok {
 		ttl = d
@@ -393,19 +478,18 @@ func (s *redisStore) apply(ctx context.Context, pipe redis.Pipeliner, ev *event)
 	case s.mode == modeStream:
 		args := []any{ev.id, s.maxLen, ttlMS}
 		args = s.appendFields(args, ev, true)
-		return redisStreamAdd.EvalSha(ctx, pipe, []string{ev.tm.table, s.prefix + "_ids:" + ev.tm.subject}, args...)
+		return redisCall{redisStreamAdd, []string{ev.tm.table, s.prefix + "_ids:" + ev.tm.subject}, args}
 	case s.ordered:
 		order := strconv.FormatInt(ev.order, 10)
 		args := []any{ev.id, order, ttlMS}
 		args = s.appendFields(args, ev, false)
 		args = append(args, colOrder, order)
-		return redisLatestOrdered.EvalSha(ctx, pipe, []string{ev.tm.table + ":" + ev.key}, args...)
+		return redisCall{redisLatestOrdered, []string{ev.tm.table + ":" + ev.key}, args}
 	default:
 		pt := ev.values[5].(string)
 		args := []any{ev.id, pt, ev.publishTime.UnixMilli(), ttlMS, s.applied}
 		args = s.appendFields(args, ev, false)
-		return redisLatestUnordered.EvalSha(ctx, pipe,
-			[]string{ev.tm.table + ":" + ev.key, s.prefix + "_applied:" + ev.tm.subject + ":" + ev.key}, args...)
+		return redisCall{redisLatestUnordered, []string{ev.tm.table + ":" + ev.key, s.prefix + "_applied:" + ev.tm.subject + ":" + ev.key}, args}
 	}
 }
 

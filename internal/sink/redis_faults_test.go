@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
@@ -186,5 +187,53 @@ func TestRedisRefusesWrites(t *testing.T) {
 				t.Errorf("after the refusal: %+v", st)
 			}
 		})
+	}
+}
+
+// TestRedisTooLarge: an event with a value over the server's
+// proto-max-bulk-len (a private Redis set to its minimum, 1 MB) goes to the
+// dead-letter topic with the reason; the events around it in its batch
+// are written. Redis itself would answer with a protocol error and close
+// the connection, failing the rest of the pipeline on every retry.
+func TestRedisTooLarge(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	url := testenv.PrivateRedis(t, "--proto-max-bulk-len", "1mb")
+	c := redisClient(t, url)
+	ctx := context.Background()
+	b := openJetStream(t)
+	subject := "shop.orders"
+	topic, err := b.TopicName(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := uniqueName("toolarge")
+	s, err := New(Config{Name: name, URL: url, Subjects: []string{subject}, BatchSize: 10, FlushInterval: 50 * time.Millisecond},
+		b, newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 101, Message: md}), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := strings.Repeat("x", 1<<20+1)
+	publishEvent(t, b, topic, subject, 101, "ev-1", "k1", marshal(t, orderMessage(t, md, "o-1", 1)))
+	publishEvent(t, b, topic, subject, 101, "ev-big", "k2", marshal(t, orderMessage(t, md, big, 2)))
+	publishEvent(t, b, topic, subject, 101, "ev-3", "k3", marshal(t, orderMessage(t, md, "o-3", 3)))
+	stop := runSink(t, s)
+	eventually(t, 20*time.Second, "the other events written", func() (bool, string) {
+		k1, k3 := c.HGet(ctx, subject+":k1", colEventID).Val(), c.HGet(ctx, subject+":k3", colEventID).Val()
+		return k1 == "ev-1" && k3 == "ev-3", fmt.Sprintf("k1=%q k3=%q", k1, k3)
+	})
+	dead := readDeadLetters(t, b, name, s.dlqTopic, 1)
+	reason := dead[0].Properties[bus.PropError]
+	if dead[0].Properties[bus.PropEventID] != "ev-big" || !strings.Contains(reason, "order_id is 1048577 bytes, over the server's proto-max-bulk-len 1048576") {
+		t.Errorf("dead letter %s: reason %q", dead[0].Properties[bus.PropEventID], reason)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Exists(ctx, subject+":k2").Val(); n != 0 {
+		t.Errorf("k2 exists")
+	}
+	if st := s.Status(ctx); st.deadLettered != 1 || st.RowsWritten != 2 {
+		t.Errorf("status %+v: want 2 written, 1 dead-lettered", st)
 	}
 }
