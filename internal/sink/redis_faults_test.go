@@ -46,8 +46,12 @@ func TestCrashLatestRedis(t *testing.T) {
 				}
 			}
 			hash := func(k int) string { return fmt.Sprintf("%s%s:k%d", prefix, subject, k) }
-			if id := c.HGet(ctx, hash(0), colEventID).Val(); id == "" {
-				t.Fatalf("k0 is empty after the crashes: the confirmed batches should be in Redis")
+			var all []string
+			for k := range keys {
+				all = append(all, hash(k))
+			}
+			if got := c.Exists(ctx, all...).Val(); got == 0 {
+				t.Fatalf("no key written after the crashes: the 2 confirmed batches should be in Redis")
 			}
 			publishEvent(t, b, topic, subject, 303, "ev-000000", "k0", marshal(t, orderMessage(t, md, "o-retry", 0)))
 			p := startSinkProcess(t, cfg)
