@@ -9,6 +9,9 @@
 #   sink    bench/sink: hand-written PostgreSQL loader vs the pipeline's sink
 #           (ends with "ratio sink_postgres ..."); -bus kafka compares with a
 #           franz-go consumer-group loader with CopyFrom
+#   registry bench/registry: schema lookups by id (GetSchema over gRPC and
+#           Connect, the Confluent API's GET /schemas/ids/{id}) against the
+#           same server's floor (WhoAmI, GET /confluent/)
 #
 # Extra flags go to the benchmark program (e.g. bench/run.sh ingest
 # -duration 20s -rounds 3, bench/run.sh ingest -bus kafka). See bench/README.md
@@ -18,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 usage() {
-	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -26,7 +29,7 @@ usage() {
 which=$1
 shift
 case $which in
-ingest | sink) ;;
+ingest | sink | registry) ;;
 *) usage ;;
 esac
 [[ -d bench/$which ]] || {

@@ -62,12 +62,18 @@ func (s *SchemaService) CheckCompatibility(ctx context.Context, req *connect.Req
 // GetSchema returns a schema by ID, or by subject and version.
 func (s *SchemaService) GetSchema(ctx context.Context, req *connect.Request[pipelinev1.GetSchemaRequest]) (*connect.Response[pipelinev1.GetSchemaResponse], error) {
 	m := req.Msg
+	if n := len(m.GetKnownFiles()); n > maxKnownFiles {
+		return nil, toConnectError(badField("known_files", "known_files has %d paths; at most %d", n, maxKnownFiles))
+	}
 	if m.GetSchemaId() != 0 {
 		sc, err := s.Registry.ByID(ctx, m.GetSchemaId())
 		if err != nil {
 			return nil, toConnectError(err)
 		}
-		out := schemaToProto(sc)
+		out, err := schemaAnswer(sc, m.GetKnownFiles())
+		if err != nil {
+			return nil, toConnectError(err)
+		}
 		if m.GetSubject() != "" {
 			version, err := s.Registry.VersionOf(ctx, m.GetSubject(), sc.ID)
 			if err != nil {
@@ -84,9 +90,23 @@ func (s *SchemaService) GetSchema(ctx context.Context, req *connect.Request[pipe
 	if err != nil {
 		return nil, toConnectError(err)
 	}
-	out := schemaToProto(v.Schema)
+	out, err := schemaAnswer(v.Schema, m.GetKnownFiles())
+	if err != nil {
+		return nil, toConnectError(err)
+	}
 	out.Subject, out.Version, out.CreatedAt, out.Deleted = v.Subject, v.Version, timestamppb.New(v.CreatedAt), v.Deleted
 	return connect.NewResponse(&pipelinev1.GetSchemaResponse{Schema: out}), nil
+}
+
+// schemaAnswer is GetSchema's Schema without the files the caller knows.
+func schemaAnswer(sc *schema.Schema, known []string) (*pipelinev1.Schema, error) {
+	out := schemaToProto(sc)
+	set, err := withoutFiles(out.FileDescriptorSet, known)
+	if err != nil {
+		return nil, fmt.Errorf("schema %d: %w", sc.ID, err)
+	}
+	out.FileDescriptorSet = set
+	return out, nil
 }
 
 func schemaToProto(sc *schema.Schema) *pipelinev1.Schema {

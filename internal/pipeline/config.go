@@ -158,6 +158,10 @@ type HTTPConfig struct {
 	// PublishStream one of them) a client connection may have open at
 	// once (default 250); HTTP/2 clients queue or open another connection.
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// CompressMinBytes: answers smaller than this go uncompressed even to
+	// a client that accepts gzip (default 8192): on a small answer gzip
+	// costs more CPU than the bytes it saves.
+	CompressMinBytes int `yaml:"compress_min_bytes"`
 }
 
 // TLSConfig is the listener's TLS. The files are read again when they
@@ -281,7 +285,10 @@ func (c *Config) ApplyDefaults() error {
 	if h.MaxConcurrentStreams == 0 {
 		h.MaxConcurrentStreams = 250
 	}
-	if h.ReadHeaderTimeout < 0 || h.ReadTimeout < 0 || h.IdleTimeout < 0 || h.MaxHeaderBytes < 0 || h.MaxConcurrentStreams < 0 {
+	if h.CompressMinBytes == 0 {
+		h.CompressMinBytes = 8 << 10
+	}
+	if h.ReadHeaderTimeout < 0 || h.ReadTimeout < 0 || h.IdleTimeout < 0 || h.MaxHeaderBytes < 0 || h.MaxConcurrentStreams < 0 || h.CompressMinBytes < 0 {
 		return errors.New("config: http: timeouts and sizes must be positive")
 	}
 	if c.Auth != nil {

@@ -816,11 +816,22 @@ func (x *CompileProblem) GetMessage() string {
 
 type GetSchemaRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// schema_id selects a schema by its global ID; when set, subject and version are ignored.
+	// schema_id selects a schema by its global ID; when set, version is
+	// ignored, and a subject, if given, must hold the schema (the answer
+	// then carries its version there; a caller limited to some subjects
+	// must name one).
 	SchemaId int64  `protobuf:"varint,1,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`
 	Subject  string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
 	// version 0 means the latest live version.
-	Version       int32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version int32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// known_files are paths of files the caller already holds, such as
+	// "google/protobuf/descriptor.proto" or "buf/validate/validate.proto"
+	// (compiled into the protobuf and protovalidate runtimes): they are left
+	// out of the answer's file_descriptor_set, which then holds the rest of
+	// the schema's files and their imports, dependencies first. For a schema
+	// that uses protovalidate rules this makes the answer about 70 KB
+	// smaller. At most 1000 paths.
+	KnownFiles    []string `protobuf:"bytes,4,rep,name=known_files,json=knownFiles,proto3" json:"known_files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -874,6 +885,13 @@ func (x *GetSchemaRequest) GetVersion() int32 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *GetSchemaRequest) GetKnownFiles() []string {
+	if x != nil {
+		return x.KnownFiles
+	}
+	return nil
 }
 
 type GetSchemaResponse struct {
@@ -1745,11 +1763,13 @@ const file_pipeline_v1_schema_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x12\n" +
 	"\x04line\x18\x02 \x01(\x05R\x04line\x12\x16\n" +
 	"\x06column\x18\x03 \x01(\x05R\x06column\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"c\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x84\x01\n" +
 	"\x10GetSchemaRequest\x12\x1b\n" +
 	"\tschema_id\x18\x01 \x01(\x03R\bschemaId\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x05R\aversion\"@\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12\x1f\n" +
+	"\vknown_files\x18\x04 \x03(\tR\n" +
+	"knownFiles\"@\n" +
 	"\x11GetSchemaResponse\x12+\n" +
 	"\x06schema\x18\x01 \x01(\v2\x13.pipeline.v1.SchemaR\x06schema\"\xdf\x02\n" +
 	"\x06Schema\x12\x1b\n" +
