@@ -17,8 +17,10 @@ import (
 )
 
 // MaxSeries bounds the entries of each kind (subjects, topics, sinks) in
-// one sample; beyond it, the first MaxSeries by name are kept.
-const MaxSeries = 256
+// one sample; beyond it, the first MaxSeries by name are kept (the
+// dashboard draws the others from its own polls). With 180 samples, an
+// answer holds at most 54,000 entries.
+const MaxSeries = 100
 
 // Sample is one reading of the status series.
 type Sample struct {
