@@ -141,9 +141,16 @@ export class Live {
     // Only readings older than the page's first: no reading twice.
     const before = this.history[0]?.t ?? Infinity;
     const now = Date.now();
+    const stamp = (ts: { seconds: bigint; nanos: number } | undefined): number =>
+      Number(ts?.seconds ?? 0n) * 1000 + Math.floor((ts?.nanos ?? 0) / 1e6);
+    // The newest reading is at most one interval old: further off (or in
+    // the future), the server's clock and this browser's disagree, and the
+    // readings move by the difference so that they line up with the page's.
+    const newest = res.samples.length ? stamp(res.samples[res.samples.length - 1]!.time) : now;
+    const skew = now - newest < 0 || now - newest > intervalMs + 5000 ? now - newest : 0;
     const older: Sample[] = [];
     for (const sm of res.samples) {
-      const t = Number(sm.time?.seconds ?? 0n) * 1000 + Math.floor((sm.time?.nanos ?? 0) / 1e6);
+      const t = stamp(sm.time) + skew;
       if (t >= before - pollIntervalMs / 2 || now - t > historyMs) continue;
       const sample: Sample = {
         t, accepted: new Map(), refused: new Map(), published: new Map(), lag: new Map(), rows: new Map(),
