@@ -223,9 +223,9 @@ export function subjectView(name: string, query: URLSearchParams): View {
       );
     };
     const deleteStatus = h("div", { "data-testid": "delete-status" });
-    // A soft delete hides the version from its subject (events checked
-    // against it, routes and references keep resolving it by ID); only the
-    // admin may (schema.admin), and only after saying yes.
+    // A soft delete hides the version from its subject's versions; its
+    // schema ID still resolves (DeleteSchemaVersion). Only the admin may
+    // (schema.admin), and only after saying yes.
     const deleteButton = (version: number): HTMLElement =>
       h(
         "button",
