@@ -56,6 +56,7 @@ var accessRules = map[string]accessRule{
 	pipelinev1connect.SinkServiceListSinksProcedure:                       {perm: auth.PermStatsRead},
 	pipelinev1connect.TopicServiceListTopicsProcedure:                     {perm: auth.PermStatsRead},
 	pipelinev1connect.StatusServiceGetStatusProcedure:                     {perm: auth.PermStatsRead},
+	pipelinev1connect.StatusServiceGetHistoryProcedure:                    {perm: auth.PermStatsRead, answer: historyAnswer},
 	"/" + grpcreflect.ReflectV1ServiceName + "/ServerReflectionInfo":      {perm: auth.PermDescribe},
 	"/" + grpcreflect.ReflectV1AlphaServiceName + "/ServerReflectionInfo": {perm: auth.PermDescribe},
 }
@@ -305,6 +306,17 @@ func subjectsAnswer(id auth.Identity, resp any) error {
 func statsAnswer(id auth.Identity, resp any) error {
 	if m, ok := resp.(*pipelinev1.ListSubjectStatsResponse); ok && len(id.Subjects) > 0 {
 		m.Subjects = keep(m.Subjects, func(s *pipelinev1.SubjectStats) bool { return id.Covers(s.GetSubject()) })
+	}
+	return nil
+}
+
+// historyAnswer: like ListSubjectStats, a caller limited to some subjects
+// sees only their counts.
+func historyAnswer(id auth.Identity, resp any) error {
+	if m, ok := resp.(*pipelinev1.GetHistoryResponse); ok && len(id.Subjects) > 0 {
+		for _, sm := range m.GetSamples() {
+			sm.Subjects = keep(sm.Subjects, func(s *pipelinev1.SubjectSample) bool { return id.Covers(s.GetSubject()) })
+		}
 	}
 	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/history"
 	"github.com/schemagate/pipeline/internal/sink"
 )
 
@@ -41,8 +43,18 @@ type StatusReporter interface {
 	Status(ctx context.Context) Status
 }
 
+// HistoryReader is the last minutes of the status series (history.Recorder).
+type HistoryReader interface {
+	Interval() time.Duration
+	Samples() []history.Sample
+}
+
 // StatusService serves pipeline.v1.StatusService.
-type StatusService struct{ Reporter StatusReporter }
+type StatusService struct {
+	Reporter StatusReporter
+	// History may be nil: GetHistory answers no samples.
+	History HistoryReader
+}
 
 var _ pipelinev1connect.StatusServiceHandler = (*StatusService)(nil)
 
@@ -65,6 +77,36 @@ func (s *StatusService) GetStatus(ctx context.Context, _ *connect.Request[pipeli
 			d.Error = db.Err.Error()
 		}
 		out.Sinks = append(out.Sinks, d)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// GetHistory returns the kept samples of the status series, oldest first.
+func (s *StatusService) GetHistory(context.Context, *connect.Request[pipelinev1.GetHistoryRequest]) (*connect.Response[pipelinev1.GetHistoryResponse], error) {
+	out := &pipelinev1.GetHistoryResponse{}
+	if s.History == nil {
+		return connect.NewResponse(out), nil
+	}
+	out.Interval = durationpb.New(s.History.Interval())
+	samples := s.History.Samples()
+	out.Samples = make([]*pipelinev1.StatusSample, 0, len(samples))
+	for _, sm := range samples {
+		ps := &pipelinev1.StatusSample{
+			Time:     timestamppb.New(sm.Time),
+			Subjects: make([]*pipelinev1.SubjectSample, 0, len(sm.Subjects)),
+			Topics:   make([]*pipelinev1.TopicSample, 0, len(sm.Topics)),
+			Sinks:    make([]*pipelinev1.SinkSample, 0, len(sm.Sinks)),
+		}
+		for _, x := range sm.Subjects {
+			ps.Subjects = append(ps.Subjects, &pipelinev1.SubjectSample{Subject: x.Name, EventsAccepted: x.Accepted, EventsRefused: x.Refused})
+		}
+		for _, x := range sm.Topics {
+			ps.Topics = append(ps.Topics, &pipelinev1.TopicSample{Topic: x.Name, EventsPublished: x.Published})
+		}
+		for _, x := range sm.Sinks {
+			ps.Sinks = append(ps.Sinks, &pipelinev1.SinkSample{Sink: x.Name, Lag: x.Lag, RowsWritten: x.Rows})
+		}
+		out.Samples = append(out.Samples, ps)
 	}
 	return connect.NewResponse(out), nil
 }

@@ -22,12 +22,20 @@ type TopicStats interface {
 	Stats(ctx context.Context) ([]bus.TopicStats, error)
 }
 
+// DeadLetters names the dead-letter topics (full names) and the sink
+// each belongs to.
+type DeadLetters interface {
+	DeadLetterTopics() map[string]string
+}
+
 // TopicService serves pipeline.v1.TopicService: it joins what this
 // process published (rates) with what the bus knows (topics and
-// subscription backlogs).
+// subscription backlogs) and which topics are sinks' dead-letter topics.
 type TopicService struct {
 	Rates TopicRates
 	Bus   TopicStats
+	// DeadLetters may be nil: no topic is marked.
+	DeadLetters DeadLetters
 }
 
 var _ pipelinev1connect.TopicServiceHandler = (*TopicService)(nil)
@@ -52,10 +60,20 @@ func (s *TopicService) ListTopics(ctx context.Context, _ *connect.Request[pipeli
 	for _, st := range stats {
 		topic := get(st.Topic)
 		topic.Partitions = int32(st.Partitions)
+		if st.StoredKnown {
+			topic.MessagesStored = &st.Stored
+		}
 		for name, backlog := range st.Subscriptions {
-			topic.Subscriptions = append(topic.Subscriptions, &pipelinev1.Subscription{Name: name, Backlog: backlog})
+			topic.Subscriptions = append(topic.Subscriptions, &pipelinev1.Subscription{Name: name, Backlog: backlog, BacklogSpansTopics: st.Spanning[name]})
 		}
 		sort.Slice(topic.Subscriptions, func(i, j int) bool { return topic.Subscriptions[i].Name < topic.Subscriptions[j].Name })
+	}
+	if s.DeadLetters != nil {
+		for name, sinkName := range s.DeadLetters.DeadLetterTopics() {
+			if topic := byName[name]; topic != nil {
+				topic.DeadLetterOf = sinkName
+			}
+		}
 	}
 	out := &pipelinev1.ListTopicsResponse{Topics: make([]*pipelinev1.Topic, 0, len(byName))}
 	for _, topic := range byName {

@@ -150,6 +150,14 @@ type TopicStats struct {
 	// Partitions is the topic's partition count where the bus has
 	// partitions (Kafka); 0 otherwise.
 	Partitions int
+	// Stored is how many messages the bus holds on the topic, acknowledged
+	// or not, where StoredKnown (JetStream).
+	Stored      int64
+	StoredKnown bool
+	// Spanning names the subscriptions whose backlog in Subscriptions is
+	// their whole backlog over all the topics they read, not this topic's
+	// share (JetStream keeps one consumer per subscription).
+	Spanning map[string]bool
 }
 
 // PartitionBacklog is a subscription's backlog on one partition of a topic.

@@ -280,6 +280,7 @@ var rpcCases = []struct {
 	{pipelinev1connect.SinkServiceListSinksProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.TopicServiceListTopicsProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.StatusServiceGetStatusProcedure, `{}`, "admin viewer"},
+	{pipelinev1connect.StatusServiceGetHistoryProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.AccessServiceWhoAmIProcedure, `{}`, "admin registrar producer viewer"},
 	{pipelinev1connect.AuditServiceListAuditEventsProcedure, `{"subject":"orders"}`, "admin viewer"},
 	{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", `{"listServices":""}`, "admin registrar producer viewer"},

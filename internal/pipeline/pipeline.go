@@ -32,6 +32,7 @@ import (
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/confluent"
 	"github.com/schemagate/pipeline/internal/dburl"
+	"github.com/schemagate/pipeline/internal/history"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -59,6 +60,7 @@ type Server struct {
 	metrics  *prometheus.Registry
 	authn    *auth.Authenticator // nil: auth is off
 	access   *api.Access
+	history  *history.Recorder
 	started  time.Time
 }
 
@@ -103,6 +105,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	if err != nil {
 		return nil, err
 	}
+	s.history = history.New(historyInterval, historySpan, s.sample)
 	return s, nil
 }
 
@@ -203,8 +206,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/"+pipelinev1connect.IngestServiceName+"/", ingest(general))
 	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes}, general))
 	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, general))
-	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus}, general))
-	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s}, general))
+	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus, DeadLetters: s.sinks}, general))
+	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s, History: s.history}, general))
 	mux.Handle(pipelinev1connect.NewAuditServiceHandler(&api.AuditService{Log: s.audit}, general))
 	mux.Handle(pipelinev1connect.NewAccessServiceHandler(api.AccessService{}, general))
 
@@ -349,6 +352,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sinkCtx, stopSinks := context.WithCancel(context.Background())
 	var sinksDone sync.WaitGroup
 	s.sinks.run(sinkCtx, &sinksDone)
+	sinksDone.Add(1)
+	go func() {
+		defer sinksDone.Done()
+		s.history.Run(sinkCtx)
+	}()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

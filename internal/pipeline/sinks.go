@@ -84,6 +84,16 @@ func (set *sinkSet) close() {
 }
 
 // Statuses reports every sink's status (ListSinks).
+// DeadLetterTopics maps each sink's dead-letter topic (a full name) to
+// the sink's name.
+func (set *sinkSet) DeadLetterTopics() map[string]string {
+	out := make(map[string]string, len(set.sinks))
+	for _, s := range set.sinks {
+		out[s.DeadLetterTopic()] = s.Name()
+	}
+	return out
+}
+
 func (set *sinkSet) Statuses(ctx context.Context) []sink.Status {
 	out := make([]sink.Status, 0, len(set.sinks))
 	for _, s := range set.sinks {

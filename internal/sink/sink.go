@@ -215,6 +215,13 @@ func (s *Sink) Reads() Reads {
 	return r
 }
 
+// DeadLetterTopic is the full name of the topic the sink sends the events
+// it refuses to (Config.DeadLetterTopic through bus.Bus.TopicName).
+func (s *Sink) DeadLetterTopic() string { return s.dlqTopic }
+
+// Name is the sink's configured name.
+func (s *Sink) Name() string { return s.cfg.Name }
+
 func (s *Sink) receive(ctx context.Context, sub bus.Subscription, out chan<- *bus.Delivery) error {
 	for attempt := 0; ; {
 		d, err := sub.Receive(ctx)

@@ -1,11 +1,13 @@
 // The live state of the pipeline, polled every two seconds whatever view
 // is open, so that the charts already hold the last minutes when the
-// reader opens them. Views subscribe and redraw their live parts.
+// reader opens them; on load, the server's own history of the last
+// minutes (GetHistory) goes first, so a reload keeps them. Views subscribe
+// and redraw their live parts.
 
 import { ingestClient, problem, schemaClient, sinkClient, statusClient, topicClient } from "./api.js";
 import type { Subject } from "./gen/pipeline/v1/schema_pb.js";
 import type { Sink } from "./gen/pipeline/v1/sink_pb.js";
-import type { GetStatusResponse } from "./gen/pipeline/v1/status_pb.js";
+import type { GetHistoryResponse, GetStatusResponse } from "./gen/pipeline/v1/status_pb.js";
 import type { Topic } from "./gen/pipeline/v1/topic_pb.js";
 import { type Point, rate } from "./lib/series.js";
 
@@ -38,6 +40,8 @@ export class Live {
   /** Whether at least one poll has completed. */
   loaded = false;
   readonly history: Sample[] = [];
+  /** A gap between readings longer than this breaks a chart's line. */
+  gapMs = pollIntervalMs * 3;
 
   private readonly listeners = new Set<Listener>();
   private timer: number | undefined;
@@ -46,6 +50,7 @@ export class Live {
   /** start polls now and then every pollIntervalMs until stop. */
   start(): void {
     if (this.timer !== undefined) return;
+    void this.loadHistory();
     void this.poll();
     // A second reading soon after the first gives rates within a second
     // of opening the page.
@@ -116,6 +121,53 @@ export class Live {
     } finally {
       this.inFlight = false;
     }
+    for (const fn of this.listeners) fn();
+  }
+
+  /**
+   * loadHistory puts the server's last minutes of readings (GetHistory)
+   * before this page's own, so that the charts survive a reload. A server
+   * that does not answer it leaves the charts to the page's own polls.
+   */
+  private async loadHistory(): Promise<void> {
+    let res: GetHistoryResponse;
+    try {
+      res = await statusClient.getHistory({});
+    } catch {
+      return;
+    }
+    const intervalMs = Number(res.interval?.seconds ?? 0n) * 1000 + (res.interval?.nanos ?? 0) / 1e6;
+    this.gapMs = Math.max(this.gapMs, 2 * intervalMs);
+    // Only readings older than the page's first: no reading twice.
+    const before = this.history[0]?.t ?? Infinity;
+    const now = Date.now();
+    const stamp = (ts: { seconds: bigint; nanos: number } | undefined): number =>
+      Number(ts?.seconds ?? 0n) * 1000 + Math.floor((ts?.nanos ?? 0) / 1e6);
+    // The newest reading is at most one interval old: further off (or in
+    // the future), the server's clock and this browser's disagree, and the
+    // readings move by the difference so that they line up with the page's.
+    const newest = res.samples.length ? stamp(res.samples[res.samples.length - 1]!.time) : now;
+    const skew = now - newest < 0 || now - newest > intervalMs + 5000 ? now - newest : 0;
+    const older: Sample[] = [];
+    for (const sm of res.samples) {
+      const t = stamp(sm.time) + skew;
+      if (t >= before - pollIntervalMs / 2 || now - t > historyMs) continue;
+      const sample: Sample = {
+        t, accepted: new Map(), refused: new Map(), published: new Map(), lag: new Map(), rows: new Map(),
+      };
+      for (const x of sm.subjects) {
+        sample.accepted.set(x.subject, Number(x.eventsAccepted));
+        sample.refused.set(x.subject, Number(x.eventsRefused));
+      }
+      for (const x of sm.topics) sample.published.set(x.topic, Number(x.eventsPublished));
+      for (const x of sm.sinks) {
+        sample.lag.set(x.sink, Number(x.lag));
+        sample.rows.set(x.sink, Number(x.rowsWritten));
+      }
+      older.push(sample);
+    }
+    if (!older.length) return;
+    this.history.unshift(...older);
     for (const fn of this.listeners) fn();
   }
 

@@ -9,6 +9,7 @@ package pipelinev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -236,11 +237,344 @@ func (x *DatabaseStatus) GetError() string {
 	return ""
 }
 
+type GetHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHistoryRequest) Reset() {
+	*x = GetHistoryRequest{}
+	mi := &file_pipeline_v1_status_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHistoryRequest) ProtoMessage() {}
+
+func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_status_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
+func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_status_proto_rawDescGZIP(), []int{3}
+}
+
+type GetHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// interval is the time between two samples.
+	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	// samples are oldest first.
+	Samples       []*StatusSample `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHistoryResponse) Reset() {
+	*x = GetHistoryResponse{}
+	mi := &file_pipeline_v1_status_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHistoryResponse) ProtoMessage() {}
+
+func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_status_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
+func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_status_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetHistoryResponse) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *GetHistoryResponse) GetSamples() []*StatusSample {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
+// StatusSample is one reading of the series. Counters count since the
+// process started; a caller limited to some subjects sees only theirs.
+type StatusSample struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Subjects      []*SubjectSample       `protobuf:"bytes,2,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	Topics        []*TopicSample         `protobuf:"bytes,3,rep,name=topics,proto3" json:"topics,omitempty"`
+	Sinks         []*SinkSample          `protobuf:"bytes,4,rep,name=sinks,proto3" json:"sinks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusSample) Reset() {
+	*x = StatusSample{}
+	mi := &file_pipeline_v1_status_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusSample) ProtoMessage() {}
+
+func (x *StatusSample) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_status_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusSample.ProtoReflect.Descriptor instead.
+func (*StatusSample) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_status_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StatusSample) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *StatusSample) GetSubjects() []*SubjectSample {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *StatusSample) GetTopics() []*TopicSample {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *StatusSample) GetSinks() []*SinkSample {
+	if x != nil {
+		return x.Sinks
+	}
+	return nil
+}
+
+type SubjectSample struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Subject        string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	EventsAccepted int64                  `protobuf:"varint,2,opt,name=events_accepted,json=eventsAccepted,proto3" json:"events_accepted,omitempty"`
+	EventsRefused  int64                  `protobuf:"varint,3,opt,name=events_refused,json=eventsRefused,proto3" json:"events_refused,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SubjectSample) Reset() {
+	*x = SubjectSample{}
+	mi := &file_pipeline_v1_status_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectSample) ProtoMessage() {}
+
+func (x *SubjectSample) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_status_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectSample.ProtoReflect.Descriptor instead.
+func (*SubjectSample) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_status_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SubjectSample) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *SubjectSample) GetEventsAccepted() int64 {
+	if x != nil {
+		return x.EventsAccepted
+	}
+	return 0
+}
+
+func (x *SubjectSample) GetEventsRefused() int64 {
+	if x != nil {
+		return x.EventsRefused
+	}
+	return 0
+}
+
+type TopicSample struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Topic           string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	EventsPublished int64                  `protobuf:"varint,2,opt,name=events_published,json=eventsPublished,proto3" json:"events_published,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TopicSample) Reset() {
+	*x = TopicSample{}
+	mi := &file_pipeline_v1_status_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicSample) ProtoMessage() {}
+
+func (x *TopicSample) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_status_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicSample.ProtoReflect.Descriptor instead.
+func (*TopicSample) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_status_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TopicSample) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicSample) GetEventsPublished() int64 {
+	if x != nil {
+		return x.EventsPublished
+	}
+	return 0
+}
+
+type SinkSample struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sink  string                 `protobuf:"bytes,1,opt,name=sink,proto3" json:"sink,omitempty"`
+	// lag is the sink's backlog in bus entries, -1 when the bus did not say.
+	Lag           int64 `protobuf:"varint,2,opt,name=lag,proto3" json:"lag,omitempty"`
+	RowsWritten   int64 `protobuf:"varint,3,opt,name=rows_written,json=rowsWritten,proto3" json:"rows_written,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkSample) Reset() {
+	*x = SinkSample{}
+	mi := &file_pipeline_v1_status_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkSample) ProtoMessage() {}
+
+func (x *SinkSample) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_status_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkSample.ProtoReflect.Descriptor instead.
+func (*SinkSample) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_status_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SinkSample) GetSink() string {
+	if x != nil {
+		return x.Sink
+	}
+	return ""
+}
+
+func (x *SinkSample) GetLag() int64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *SinkSample) GetRowsWritten() int64 {
+	if x != nil {
+		return x.RowsWritten
+	}
+	return 0
+}
+
 var File_pipeline_v1_status_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x18pipeline/v1/status.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
+	"\x18pipeline/v1/status.proto\x12\vpipeline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10GetStatusRequest\"\xec\x02\n" +
 	"\x11GetStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
@@ -257,9 +591,32 @@ const file_pipeline_v1_status_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x1c\n" +
 	"\tconnected\x18\x03 \x01(\bR\tconnected\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error2`\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x13\n" +
+	"\x11GetHistoryRequest\"\x80\x01\n" +
+	"\x12GetHistoryResponse\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\asamples\x18\x02 \x03(\v2\x19.pipeline.v1.StatusSampleR\asamples\"\xd7\x01\n" +
+	"\fStatusSample\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x126\n" +
+	"\bsubjects\x18\x02 \x03(\v2\x1a.pipeline.v1.SubjectSampleR\bsubjects\x120\n" +
+	"\x06topics\x18\x03 \x03(\v2\x18.pipeline.v1.TopicSampleR\x06topics\x12-\n" +
+	"\x05sinks\x18\x04 \x03(\v2\x17.pipeline.v1.SinkSampleR\x05sinks\"y\n" +
+	"\rSubjectSample\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12'\n" +
+	"\x0fevents_accepted\x18\x02 \x01(\x03R\x0eeventsAccepted\x12%\n" +
+	"\x0eevents_refused\x18\x03 \x01(\x03R\reventsRefused\"N\n" +
+	"\vTopicSample\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12)\n" +
+	"\x10events_published\x18\x02 \x01(\x03R\x0feventsPublished\"U\n" +
+	"\n" +
+	"SinkSample\x12\x12\n" +
+	"\x04sink\x18\x01 \x01(\tR\x04sink\x12\x10\n" +
+	"\x03lag\x18\x02 \x01(\x03R\x03lag\x12!\n" +
+	"\frows_written\x18\x03 \x01(\x03R\vrowsWritten2\xb4\x01\n" +
 	"\rStatusService\x12O\n" +
-	"\tGetStatus\x12\x1d.pipeline.v1.GetStatusRequest\x1a\x1e.pipeline.v1.GetStatusResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
+	"\tGetStatus\x12\x1d.pipeline.v1.GetStatusRequest\x1a\x1e.pipeline.v1.GetStatusResponse\"\x03\x90\x02\x01\x12R\n" +
+	"\n" +
+	"GetHistory\x12\x1e.pipeline.v1.GetHistoryRequest\x1a\x1f.pipeline.v1.GetHistoryResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
 	"\x0fcom.pipeline.v1B\vStatusProtoP\x01Z9github.com/schemagate/pipeline/gen/pipeline/v1;pipelinev1\xa2\x02\x03PXX\xaa\x02\vPipeline.V1\xca\x02\vPipeline\\V1\xe2\x02\x17Pipeline\\V1\\GPBMetadata\xea\x02\fPipeline::V1b\x06proto3"
 
 var (
@@ -274,23 +631,38 @@ func file_pipeline_v1_status_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_status_proto_rawDescData
 }
 
-var file_pipeline_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_pipeline_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pipeline_v1_status_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 0: pipeline.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),     // 1: pipeline.v1.GetStatusResponse
 	(*DatabaseStatus)(nil),        // 2: pipeline.v1.DatabaseStatus
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*GetHistoryRequest)(nil),     // 3: pipeline.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),    // 4: pipeline.v1.GetHistoryResponse
+	(*StatusSample)(nil),          // 5: pipeline.v1.StatusSample
+	(*SubjectSample)(nil),         // 6: pipeline.v1.SubjectSample
+	(*TopicSample)(nil),           // 7: pipeline.v1.TopicSample
+	(*SinkSample)(nil),            // 8: pipeline.v1.SinkSample
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_pipeline_v1_status_proto_depIdxs = []int32{
-	3, // 0: pipeline.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	2, // 1: pipeline.v1.GetStatusResponse.sinks:type_name -> pipeline.v1.DatabaseStatus
-	0, // 2: pipeline.v1.StatusService.GetStatus:input_type -> pipeline.v1.GetStatusRequest
-	1, // 3: pipeline.v1.StatusService.GetStatus:output_type -> pipeline.v1.GetStatusResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	9,  // 0: pipeline.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: pipeline.v1.GetStatusResponse.sinks:type_name -> pipeline.v1.DatabaseStatus
+	10, // 2: pipeline.v1.GetHistoryResponse.interval:type_name -> google.protobuf.Duration
+	5,  // 3: pipeline.v1.GetHistoryResponse.samples:type_name -> pipeline.v1.StatusSample
+	9,  // 4: pipeline.v1.StatusSample.time:type_name -> google.protobuf.Timestamp
+	6,  // 5: pipeline.v1.StatusSample.subjects:type_name -> pipeline.v1.SubjectSample
+	7,  // 6: pipeline.v1.StatusSample.topics:type_name -> pipeline.v1.TopicSample
+	8,  // 7: pipeline.v1.StatusSample.sinks:type_name -> pipeline.v1.SinkSample
+	0,  // 8: pipeline.v1.StatusService.GetStatus:input_type -> pipeline.v1.GetStatusRequest
+	3,  // 9: pipeline.v1.StatusService.GetHistory:input_type -> pipeline.v1.GetHistoryRequest
+	1,  // 10: pipeline.v1.StatusService.GetStatus:output_type -> pipeline.v1.GetStatusResponse
+	4,  // 11: pipeline.v1.StatusService.GetHistory:output_type -> pipeline.v1.GetHistoryResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_status_proto_init() }
@@ -304,7 +676,7 @@ func file_pipeline_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_status_proto_rawDesc), len(file_pipeline_v1_status_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

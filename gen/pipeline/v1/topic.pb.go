@@ -111,7 +111,14 @@ type Topic struct {
 	Subscriptions   []*Subscription `protobuf:"bytes,4,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
 	// partitions is the topic's partition count on Kafka; 0 where the bus
 	// does not partition topics (JetStream) or does not report it (Pulsar).
-	Partitions    int32 `protobuf:"varint,5,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Partitions int32 `protobuf:"varint,5,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	// messages_stored is how many messages the bus holds on the topic now,
+	// acknowledged or not (what its retention keeps); set where the bus
+	// reports it per topic (JetStream).
+	MessagesStored *int64 `protobuf:"varint,6,opt,name=messages_stored,json=messagesStored,proto3,oneof" json:"messages_stored,omitempty"`
+	// dead_letter_of names the sink whose dead-letter topic this is: the
+	// events it refused. Empty for other topics.
+	DeadLetterOf  string `protobuf:"bytes,7,opt,name=dead_letter_of,json=deadLetterOf,proto3" json:"dead_letter_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,14 +188,33 @@ func (x *Topic) GetPartitions() int32 {
 	return 0
 }
 
+func (x *Topic) GetMessagesStored() int64 {
+	if x != nil && x.MessagesStored != nil {
+		return *x.MessagesStored
+	}
+	return 0
+}
+
+func (x *Topic) GetDeadLetterOf() string {
+	if x != nil {
+		return x.DeadLetterOf
+	}
+	return ""
+}
+
 // Subscription is one durable consumer of a topic.
 type Subscription struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// backlog is the number of entries not yet acknowledged.
-	Backlog       int64 `protobuf:"varint,2,opt,name=backlog,proto3" json:"backlog,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Backlog int64 `protobuf:"varint,2,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	// backlog_spans_topics is set where the bus keeps one backlog for the
+	// whole subscription (JetStream: one consumer over all the topics it
+	// reads): backlog is then what waits for the subscription on all its
+	// topics, the same number on each of them, not this topic's share.
+	BacklogSpansTopics bool `protobuf:"varint,3,opt,name=backlog_spans_topics,json=backlogSpansTopics,proto3" json:"backlog_spans_topics,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Subscription) Reset() {
@@ -235,6 +261,13 @@ func (x *Subscription) GetBacklog() int64 {
 	return 0
 }
 
+func (x *Subscription) GetBacklogSpansTopics() bool {
+	if x != nil {
+		return x.BacklogSpansTopics
+	}
+	return false
+}
+
 var File_pipeline_v1_topic_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_topic_proto_rawDesc = "" +
@@ -242,7 +275,7 @@ const file_pipeline_v1_topic_proto_rawDesc = "" +
 	"\x17pipeline/v1/topic.proto\x12\vpipeline.v1\"\x13\n" +
 	"\x11ListTopicsRequest\"@\n" +
 	"\x12ListTopicsResponse\x12*\n" +
-	"\x06topics\x18\x01 \x03(\v2\x12.pipeline.v1.TopicR\x06topics\"\xca\x01\n" +
+	"\x06topics\x18\x01 \x03(\v2\x12.pipeline.v1.TopicR\x06topics\"\xb2\x02\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fpublish_rate\x18\x02 \x01(\x01R\vpublishRate\x12)\n" +
@@ -250,10 +283,14 @@ const file_pipeline_v1_topic_proto_rawDesc = "" +
 	"\rsubscriptions\x18\x04 \x03(\v2\x19.pipeline.v1.SubscriptionR\rsubscriptions\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x05 \x01(\x05R\n" +
-	"partitions\"<\n" +
+	"partitions\x12,\n" +
+	"\x0fmessages_stored\x18\x06 \x01(\x03H\x00R\x0emessagesStored\x88\x01\x01\x12$\n" +
+	"\x0edead_letter_of\x18\a \x01(\tR\fdeadLetterOfB\x12\n" +
+	"\x10_messages_stored\"n\n" +
 	"\fSubscription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\abacklog\x18\x02 \x01(\x03R\abacklog2b\n" +
+	"\abacklog\x18\x02 \x01(\x03R\abacklog\x120\n" +
+	"\x14backlog_spans_topics\x18\x03 \x01(\bR\x12backlogSpansTopics2b\n" +
 	"\fTopicService\x12R\n" +
 	"\n" +
 	"ListTopics\x12\x1e.pipeline.v1.ListTopicsRequest\x1a\x1f.pipeline.v1.ListTopicsResponse\"\x03\x90\x02\x01B\xa5\x01\n" +
@@ -296,6 +333,7 @@ func file_pipeline_v1_topic_proto_init() {
 	if File_pipeline_v1_topic_proto != nil {
 		return
 	}
+	file_pipeline_v1_topic_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

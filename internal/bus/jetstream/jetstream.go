@@ -502,10 +502,12 @@ func (b *Bus) Backlog(ctx context.Context, subscription string, topics []string)
 	return int64(info.NumPending) + int64(info.NumAckPending), nil
 }
 
-// Stats implements bus.Bus: every subject holding messages, with the
-// subscriptions whose filter covers it. The backlog shown for a
-// subscription is its whole backlog across its topics (JetStream does not
-// split it per subject).
+// Stats implements bus.Bus: every subject holding messages, with how many
+// it holds and the subscriptions whose filter covers it. The backlog shown
+// for a subscription is its whole backlog across its topics (JetStream
+// does not split a consumer's pending count per subject); a subscription
+// that reads more than this one subject is marked Spanning so that no one
+// reads the number as this topic's.
 func (b *Bus) Stats(ctx context.Context) ([]bus.TopicStats, error) {
 	if !b.enter() {
 		return nil, fmt.Errorf("jetstream: stats: %w", bus.ErrClosed)
@@ -554,10 +556,16 @@ func (b *Bus) Stats(ctx context.Context) ([]bus.TopicStats, error) {
 	slices.Sort(subjects)
 	out := make([]bus.TopicStats, 0, len(subjects))
 	for _, s := range subjects {
-		ts := bus.TopicStats{Topic: s, Subscriptions: map[string]int64{}}
+		ts := bus.TopicStats{
+			Topic: s, Subscriptions: map[string]int64{}, Spanning: map[string]bool{},
+			Stored: int64(info.State.Subjects[s]), StoredKnown: true,
+		}
 		for _, c := range consumers {
 			if slices.ContainsFunc(c.filters, func(f string) bool { return subjectMatches(f, s) }) {
 				ts.Subscriptions[c.name] = c.backlog
+				if len(c.filters) != 1 || c.filters[0] != s {
+					ts.Spanning[c.name] = true
+				}
 			}
 		}
 		out = append(out, ts)

@@ -2,12 +2,15 @@
 // a compatibility check of a pasted candidate, its mode, its last refused
 // events and its routes.
 
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { can, ingestClient, problem, schemaClient } from "../api.js";
 import { diffView, fileDiffs, sourceListing } from "../code.js";
 import { h, replace } from "../dom.js";
 import { ago, compatibilityModes, compatibilityName, count, perSecond, time } from "../format.js";
 import type { RefusedEvent } from "../gen/pipeline/v1/ingest_pb.js";
 import { Compatibility, type Schema, type SchemaVersion } from "../gen/pipeline/v1/schema_pb.js";
+import { messageFile } from "../lib/schema.js";
 import { live } from "../live.js";
 import { badge, card, empty, kpi, link, notice, table, type View } from "../ui.js";
 import { routesPanel } from "./routes.js";
@@ -219,6 +222,34 @@ export function subjectView(name: string, query: URLSearchParams): View {
         ),
       );
     };
+    const deleteStatus = h("div", { "data-testid": "delete-status" });
+    // A soft delete hides the version from its subject's versions; its
+    // schema ID still resolves (DeleteSchemaVersion). Only the admin may
+    // (schema.admin), and only after saying yes.
+    const deleteButton = (version: number): HTMLElement =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-small btn-danger",
+          "data-testid": "version-delete",
+          onclick: async (ev: Event) => {
+            if (!window.confirm(`Soft-delete version ${version} of ${name}? It is hidden from the subject; its schema ID keeps resolving.`)) return;
+            const btn = ev.currentTarget as HTMLButtonElement;
+            btn.disabled = true;
+            try {
+              await schemaClient.deleteSchemaVersion({ subject: name, version });
+              schemas.delete(version);
+              void live.refresh();
+              await loadVersions();
+            } catch (err) {
+              btn.disabled = false;
+              replace(deleteStatus, notice(problem(err)));
+            }
+          },
+        },
+        "Delete version",
+      );
     const show = async (): Promise<void> => {
       const version = selected;
       replace(sourceBox, empty("Loading source…"));
@@ -234,7 +265,9 @@ export function subjectView(name: string, query: URLSearchParams): View {
             h("span", { class: "mono" }, sc.message),
             h("span", { class: "muted" }, `schema id ${sc.schemaId} · registered ${time(sc.createdAt)}`),
             sc.deleted ? badge("deleted", "warn") : null,
+            !sc.deleted && can("schema.admin") ? deleteButton(sc.version) : null,
           ),
+          deleteStatus,
           sc.files.length
             ? sc.files.map((f) => sourceListing(f.path, f.content))
             : empty("This version was registered as a FileDescriptorSet: there is no .proto source to show."),
@@ -318,7 +351,22 @@ export function subjectView(name: string, query: URLSearchParams): View {
     return { el: card("Diff between versions", [controls, out]) };
   }
 
-  // Compatibility check of a pasted candidate.
+  // declaringFile is the path of the schema's file that declares its
+  // message (a schema of several files: the one the candidate replaces).
+  function declaringFile(sc: Schema): string | undefined {
+    if (!sc.fileDescriptorSet.length) return undefined;
+    try {
+      return messageFile(fromBinary(FileDescriptorSetSchema, sc.fileDescriptorSet).file, sc.message);
+    } catch {
+      return undefined; // not a descriptor set we can read: the first file
+    }
+  }
+
+  // What the last registration from the check tab did, shown once by the
+  // check tab that the new version list draws.
+  let registered: HTMLElement | undefined;
+
+  // Compatibility check of a pasted candidate, and its registration.
   function checkTab(): View {
     const pathIn = h("input", { class: "mono", name: "path", "aria-label": "File path", "data-testid": "check-path" });
     const messageIn = h("input", { class: "mono", name: "message", "aria-label": "Message", "data-testid": "check-message" });
@@ -332,33 +380,68 @@ export function subjectView(name: string, query: URLSearchParams): View {
     });
     const result = h("div", { class: "check-result", "data-testid": "check-result" });
     const button = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "check-run" }, "Check compatibility");
+    // Registering is the registrar's and the admin's (schema.register).
+    const registerButton = can("schema.register")
+      ? h("button", { type: "button", class: "btn", "data-testid": "check-register", onclick: () => void register() }, "Register")
+      : null;
     let base: Schema | undefined;
+    if (registered) {
+      replace(result, registered);
+      registered = undefined;
+    }
 
     getSchema(latestVersion())
       .then((sc) => {
         base = sc;
-        const first = sc.files[0];
+        const first = sc.files.find((f) => f.path === declaringFile(sc)) ?? sc.files[0];
         if (!pathIn.value) pathIn.value = first?.path ?? "candidate.proto";
         if (!messageIn.value) messageIn.value = sc.message;
         if (!source.value) source.value = first?.content ?? "";
       })
       .catch((err) => replace(result, notice(problem(err))));
 
-    const run = async (): Promise<void> => {
-      button.disabled = true;
-      replace(result, empty("Checking…"));
-      // The candidate replaces the file with its path; the latest version's
-      // other files (imports) go along unchanged.
+    // The candidate replaces the file with its path; the latest version's
+    // other files (imports) go along unchanged.
+    const candidate = () => {
       const path = pathIn.value.trim() || "candidate.proto";
       const files = (base?.files ?? []).filter((f) => f.path !== path).map((f) => ({ path: f.path, content: f.content }));
       files.push({ path, content: source.value });
+      return { subject: name, message: messageIn.value.trim(), files, references: base?.references ?? [] };
+    };
+
+    const register = async (): Promise<void> => {
+      if (!registerButton) return;
+      button.disabled = registerButton.disabled = true;
+      replace(result, empty("Registering…"));
       try {
-        const res = await schemaClient.checkCompatibility({
-          subject: name,
-          message: messageIn.value.trim(),
-          files,
-          references: base?.references ?? [],
-        });
+        const res = await schemaClient.registerSchema(candidate());
+        registered = h(
+          "div",
+          { class: "verdict verdict-ok", "data-testid": "verdict" },
+          h("strong", null, "Registered"),
+          ` as version ${res.version} (schema id ${res.schemaId}).`,
+        );
+        replace(result, registered);
+        lastLatest = res.version; // the next poll need not reload again
+        void live.refresh();
+        await loadVersions(); // draws the check tab anew, on the new latest version
+      } catch (err) {
+        const p = problem(err);
+        replace(
+          result,
+          h("div", { class: "verdict verdict-bad", "data-testid": "verdict" }, h("strong", null, "Not registered"), `: ${p.message}`),
+          p.details.length ? notice({ message: "Problems", details: p.details }) : null,
+        );
+      } finally {
+        button.disabled = registerButton.disabled = false;
+      }
+    };
+
+    const run = async (): Promise<void> => {
+      button.disabled = true;
+      replace(result, empty("Checking…"));
+      try {
+        const res = await schemaClient.checkCompatibility(candidate());
         const modeName = mode !== undefined ? compatibilityName(mode) : "the subject's mode";
         if (res.compatible) {
           replace(result, h("div", { class: "verdict verdict-ok", "data-testid": "verdict" }, h("strong", null, "Compatible"), ` under ${modeName}: registering it would be accepted.`));
@@ -419,6 +502,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
         "div",
         { class: "form-actions" },
         button,
+        registerButton,
         h(
           "button",
           {
@@ -432,7 +516,13 @@ export function subjectView(name: string, query: URLSearchParams): View {
           },
           "Reset to latest",
         ),
-        h("span", { class: "muted" }, "Checks against the registered versions under the subject's compatibility mode; nothing is registered."),
+        h(
+          "span",
+          { class: "muted" },
+          registerButton
+            ? "Check compares against the registered versions under the subject's mode and registers nothing; Register adds the candidate as the next version if the mode allows it."
+            : "Checks against the registered versions under the subject's compatibility mode; nothing is registered.",
+        ),
       ),
     );
     return { el: h("div", { class: "stack" }, card("Candidate schema", form), result) };

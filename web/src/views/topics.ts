@@ -5,7 +5,7 @@ import { lineChart, type Series } from "../chart.js";
 import { h, replace } from "../dom.js";
 import { ago, count, perSecond } from "../format.js";
 import { rates } from "../lib/series.js";
-import { historyMs, live, pollIntervalMs } from "../live.js";
+import { historyMs, live } from "../live.js";
 import { badge, card, empty, notice, numCell, pageHeader, table, type Tone, type View } from "../ui.js";
 
 const stateTone: Record<string, Tone> = { running: "ok", stalled: "bad", stopped: "warn" };
@@ -38,11 +38,11 @@ export function topicsView(): View {
     const width = (el: HTMLElement): number => el.clientWidth || 520;
     replace(
       lagChart,
-      lineChart({ series: lagSeries, now, spanMs: chartSpanMs, width: width(lagChart), height: 200, unit: "entries", gapMs: pollIntervalMs * 3, label: "Sink backlog over time" }),
+      lineChart({ series: lagSeries, now, spanMs: chartSpanMs, width: width(lagChart), height: 200, unit: "entries", gapMs: live.gapMs, label: "Sink backlog over time" }),
     );
     replace(
       rateChart,
-      lineChart({ series: rateSeries, now, spanMs: chartSpanMs, width: width(rateChart), height: 200, unit: "events/s", gapMs: pollIntervalMs * 3, label: "Events published per second, per topic" }),
+      lineChart({ series: rateSeries, now, spanMs: chartSpanMs, width: width(rateChart), height: 200, unit: "events/s", gapMs: live.gapMs, label: "Events published per second, per topic" }),
     );
 
     // Held tables: a table that refuses its events (a schema change it
@@ -83,7 +83,20 @@ export function topicsView(): View {
             )
           : null,
         table(
-          ["Sink", "Database", "Status", "Reads", "Backlog (entries)", "Rows written", "Rows/s", "Last error"],
+          [
+            "Sink",
+            "Database",
+            "Status",
+            "Reads",
+            h(
+              "span",
+              { class: "help", title: "Bus entries the sink's subscription has not yet acknowledged, over all the topics it reads: what waits for this sink." },
+              "Waiting for this sink",
+            ),
+            "Rows written",
+            "Rows/s",
+            "Last error",
+          ],
           h(
             "tbody",
             null,
@@ -138,19 +151,48 @@ export function topicsView(): View {
     else
       replace(
         topicsBox,
+        live.topics.some((t) => t.subscriptions.some((su) => su.backlogSpansTopics))
+          ? h(
+              "p",
+              { class: "table-note muted small", "data-testid": "spans-note" },
+              "On this bus a subscription that reads several topics has one backlog over all of them (JetStream keeps one consumer per sink): it is shown on each of its topics, marked “all its topics”, and is the same number as the sink's “waiting” above, not this topic's share.",
+            )
+          : null,
         table(
-          ["Topic", "Partitions", "Events/s (1 min)", "Published here", "Subscriptions and backlog"],
+          [
+            "Topic",
+            "Partitions",
+            "Events/s (1 min)",
+            "Published here",
+            h("span", { class: "help", title: "Messages the bus keeps on the topic now, acknowledged or not, until its retention drops them." }, "Messages stored"),
+            "Subscriptions and backlog",
+          ],
           h(
             "tbody",
             null,
             live.topics.map((t) =>
               h(
                 "tr",
-                { "data-testid": "topic-row", "data-topic": t.name },
-                h("td", { class: "mono strong" }, t.name),
+                { "data-testid": "topic-row", "data-topic": t.name, "data-dead-letter-of": t.deadLetterOf || null },
+                h(
+                  "td",
+                  { class: "mono strong" },
+                  t.name,
+                  t.deadLetterOf
+                    ? h(
+                        "div",
+                        null,
+                        badge(`dead-letter topic of ${t.deadLetterOf}`, "warn", {
+                          "data-testid": "dead-letter-of",
+                          title: `The events sink ${t.deadLetterOf} refused, with the reason; they wait here for an operator.`,
+                        }),
+                      )
+                    : null,
+                ),
                 numCell(t.partitions > 0 ? count(t.partitions) : "–", { "data-testid": "topic-partitions" }),
                 numCell(perSecond(t.publishRate)),
                 numCell(count(t.eventsPublished)),
+                numCell(t.messagesStored !== undefined ? count(t.messagesStored) : "–", { "data-testid": "topic-stored" }),
                 h(
                   "td",
                   null,
@@ -158,14 +200,24 @@ export function topicsView(): View {
                     ? h(
                         "ul",
                         { class: "subs" },
-                        t.subscriptions.map((su) =>
-                          h(
+                        t.subscriptions.map((su) => {
+                          const n = count(su.backlog);
+                          // What the number counts: the subscription's whole
+                          // backlog (one consumer over all its topics), the
+                          // refused events on a dead-letter topic not yet read,
+                          // or this topic's entries not yet acknowledged.
+                          const [label, title] = su.backlogSpansTopics
+                            ? [`${n} waiting, all its topics`, `${su.name} has ${n} entries not yet acknowledged over all the topics it reads; the bus does not split it per topic.`]
+                            : t.deadLetterOf
+                              ? [`${n} dead-lettered, unread`, `${n} refused events on this dead-letter topic that ${su.name} has not yet acknowledged.`]
+                              : [`${n} behind`, `${su.name} has ${n} entries of this topic not yet acknowledged.`];
+                          return h(
                             "li",
-                            { "data-testid": "subscription", "data-backlog": String(su.backlog) },
+                            { "data-testid": "subscription", "data-backlog": String(su.backlog), "data-spans": su.backlogSpansTopics ? "true" : "false", title },
                             h("span", { class: "mono" }, su.name),
-                            badge(`${count(su.backlog)} behind`, su.backlog > 0n ? "warn" : "ok"),
-                          ),
-                        ),
+                            badge(label, su.backlog > 0n ? "warn" : "ok"),
+                          );
+                        }),
                       )
                     : h("span", { class: "muted" }, "no subscription"),
                 ),
@@ -180,7 +232,7 @@ export function topicsView(): View {
   const el = h(
     "div",
     { class: "view" },
-    pageHeader("Topics & sinks", "Backlog is what a sink's subscription has not yet acknowledged, in bus entries; a line that keeps rising is a sink that does not keep up."),
+    pageHeader("Topics & sinks", "A sink's backlog is what its subscription has not yet acknowledged, in bus entries; a line that keeps rising is a sink that does not keep up."),
     status,
     h(
       "div",

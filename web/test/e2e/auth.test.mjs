@@ -115,6 +115,9 @@ test("a viewer signs in with a token and sees no delete buttons and no payloads"
   assert.equal(await page.getByTestId("mode-save").count(), 0, "no compatibility change for a viewer");
   assert.ok(await page.getByTestId("mode-select").isDisabled());
   assert.equal(await page.getByTestId("tab-check").count(), 0, "no compatibility check (schema.check) for a viewer");
+  await page.getByTestId("tab-source").click();
+  await page.getByTestId("source-file").first().waitFor();
+  assert.equal(await page.getByTestId("version-delete").count(), 0, "no version delete (schema.admin) for a viewer");
   await page.screenshot({ path: join(shots, "auth-viewer-refused.png"), fullPage: true });
 
   await page.getByTestId("sign-out").click();
@@ -133,6 +136,10 @@ test("an admin sees the refused payload and may delete a route", async () => {
   await row.locator("summary", { hasText: "payload" }).click();
   assert.match(await row.locator("pre.payload").innerText(), /secret-payload-42/);
   assert.equal(await page.getByTestId("mode-save").count(), 1);
+  await page.getByTestId("tab-source").click();
+  await page.getByTestId("version-delete").waitFor();
+  await page.getByTestId("tab-check").click();
+  await page.getByTestId("check-register").waitFor();
 
   await page.goto(`${pipeline.baseUrl}/routes`);
   const route = page.locator('[data-testid="route-row"][data-route="all-orders"]');

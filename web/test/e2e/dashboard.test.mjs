@@ -59,6 +59,7 @@ let browser;
 let page;
 let publisher; // the background traffic
 const pageErrors = [];
+const dialogs = []; // the confirm() texts the tests accepted
 
 /** traffic publishes an event every 200 ms (every 8th refused) until stopped. */
 function traffic(ingest) {
@@ -134,7 +135,10 @@ sinks:
     // some on purpose. Anything else is the dashboard's fault.
     if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) pageErrors.push(`console: ${msg.text()}`);
   });
-  page.on("dialog", (d) => void d.accept());
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    void d.accept();
+  });
 });
 
 after(async () => {
@@ -367,6 +371,45 @@ test("audit log: the changes made above, newest first, with who and before → a
   assert.match(page.url(), /\/audit\?subject=no\.such\.subject$/);
 });
 
+test("a subject of two files: the check opens the message's file; an admin registers the candidate (a refusal says why) and soft-deletes a version", async () => {
+  // The message is in the second file by name: the first is its import.
+  const common = 'syntax = "proto3";\npackage pay.v1;\n\nenum Method {\n  METHOD_UNSPECIFIED = 0;\n  METHOD_CARD = 1;\n}\n';
+  const payment = 'syntax = "proto3";\npackage pay.v1;\n\nimport "pay/v1/a_common.proto";\n\nmessage Payment {\n  string payment_id = 1;\n  Method method = 2;\n}\n';
+  await api.schema.registerSchema({
+    subject: "payments",
+    message: "pay.v1.Payment",
+    files: [{ path: "pay/v1/a_common.proto", content: common }, { path: "pay/v1/z_payment.proto", content: payment }],
+  });
+  await page.goto(`${pipeline.baseUrl}/subjects/payments?tab=check`);
+  const source = page.getByTestId("check-source");
+  await waitFor("the candidate box prefilled", async () => (await source.inputValue()).length > 0);
+  assert.equal(await page.getByTestId("check-path").inputValue(), "pay/v1/z_payment.proto");
+  assert.match(await source.inputValue(), /message Payment/);
+
+  // Refused under BACKWARD: the error and its violations, nothing registered.
+  await source.fill(payment.replace("string payment_id = 1;", "int64 payment_id = 1;"));
+  await page.getByTestId("check-register").click();
+  await page.getByTestId("verdict").filter({ hasText: "Not registered" }).waitFor();
+  assert.match(await page.locator(".check-result .notice").innerText(), /FIELD_SCALAR_KIND_CHANGED/);
+  assert.equal((await api.schema.listVersions({ subject: "payments" })).versions.length, 1);
+
+  await source.fill(payment.replace("  Method method = 2;\n", "  Method method = 2;\n  string note = 3;\n"));
+  await page.getByTestId("check-register").click();
+  await page.getByTestId("verdict").filter({ hasText: "Registered as version 2" }).waitFor();
+  const registered = await api.schema.getSchema({ subject: "payments", version: 2 });
+  assert.match(registered.schema.files.find((f) => f.path === "pay/v1/z_payment.proto").content, /string note = 3;/);
+  assert.equal(registered.schema.files.length, 2, "the import went along unchanged");
+  await shot("04b-subject-register");
+
+  await page.getByTestId("tab-source").click();
+  await page.getByRole("heading", { name: "Version 2" }).waitFor();
+  await page.getByTestId("version-delete").click(); // confirm() is accepted
+  await page.locator('[data-testid="version-item"][data-version="2"]').filter({ hasText: "deleted" }).waitFor();
+  assert.match(dialogs.at(-1) ?? "", /Soft-delete version 2 of payments/);
+  const { versions } = await api.schema.listVersions({ subject: "payments", includeDeleted: true });
+  assert.deepEqual(versions.map((v) => [v.version, v.deleted]), [[1, false], [2, true]]);
+});
+
 test("topics & sinks: a stalled sink's growing backlog, rows written, charts", async () => {
   await page.getByRole("link", { name: "Topics & sinks" }).click();
   await page.waitForURL(/\/topics$/);
@@ -397,6 +440,45 @@ test("topics & sinks: a stalled sink's growing backlog, rows written, charts", a
     return pts && pts.trim().split(/\s+/).length >= 15;
   }, { timeoutMs: 60_000 });
   await shot("07-topics-sinks");
+
+  // What each number means on the embedded bus: sink-main reads every
+  // topic through one consumer, so its number is its whole backlog, marked
+  // so on each topic; sink-warehouse reads events.orders only; the
+  // dead-letter topic says whose it is and counts dead-lettered events.
+  assert.match(await page.getByTestId("sinks-table").locator("thead").innerText(), /WAITING FOR THIS SINK/i);
+  const subs = await topic.locator('[data-testid="subscription"]').evaluateAll((els) =>
+    Object.fromEntries(els.map((e) => [e.textContent.split(/\d/)[0].trim(), [e.getAttribute("data-spans"), e.textContent]])),
+  );
+  assert.equal(subs["sink-main"]?.[0], "true", JSON.stringify(subs));
+  assert.match(subs["sink-main"][1], /all its topics/);
+  assert.equal(subs["sink-warehouse"]?.[0], "false", JSON.stringify(subs));
+  assert.ok(Number((await topic.getByTestId("topic-stored").innerText()).replace(/,/g, "")) > 0, "events.orders stores messages");
+  const dlq = page.locator('[data-testid="topic-row"][data-dead-letter-of="main"]');
+  assert.equal(await dlq.getAttribute("data-topic"), "events.main-dlq");
+  assert.match(await dlq.getByTestId("dead-letter-of").innerText(), /dead-letter topic of main/);
+  assert.match(await dlq.locator('[data-testid="subscription"][data-spans="false"]').innerText(), /sink-main-dlq.*dead-lettered/s);
+  await page.getByTestId("spans-note").waitFor();
+
+  // The server keeps the series (a sample every 5 s): a reload draws the
+  // last minutes, more readings than the page's own polls since the
+  // reload (each adds one) could have drawn.
+  const { samples } = await api.status.getHistory({});
+  assert.ok(samples.length >= 4, `the server's history holds ${samples.length} samples`);
+  assert.ok(samples.at(-1).sinks.some((s) => s.sink === "warehouse" && s.lag > 0n), "the history has the warehouse backlog");
+  let polls = 0;
+  const countPolls = (req) => {
+    if (req.url().endsWith("/pipeline.v1.StatusService/GetStatus")) polls++;
+  };
+  page.on("request", countPolls);
+  try {
+    await page.reload();
+    await waitFor("the server's readings on the lag chart after a reload", async () => {
+      const pts = await page.locator('[data-testid="lag-chart"] polyline').first().getAttribute("points", { timeout: 500 });
+      return pts && pts.trim().split(/\s+/).length >= polls + 3;
+    }, { timeoutMs: 10_000 });
+  } finally {
+    page.off("request", countPolls);
+  }
   await page.emulateMedia({ colorScheme: "dark" });
   await shot("07-topics-sinks-dark");
   await page.emulateMedia({ colorScheme: "light" });
@@ -444,6 +526,39 @@ test("health: bus, registry and sink databases; version and uptime", async () =>
   assert.match(await page.getByTestId("health-pill").innerText(), /1 sink database down/);
   assert.match(await page.getByTestId("no-auth-note").innerText(), /Auth is off/);
   await shot("08-health");
+});
+
+test("420 px wide: the navigation wraps without clipping, wide tables scroll inside their box", async () => {
+  await page.setViewportSize({ width: 420, height: 900 });
+  try {
+    // Each page, and whether one of its tables is wider than 420 px.
+    for (const [path, wide] of [["/topics", true], ["/audit", true], ["/subjects/orders?tab=refused", false]]) {
+      await page.goto(`${pipeline.baseUrl}${path}`);
+      await page.locator(".table-wrap table").first().waitFor();
+      const m = await page.evaluate(() => {
+        const vw = document.documentElement.clientWidth;
+        const clipped = [];
+        for (const el of document.querySelectorAll(".topbar, .topbar *")) {
+          const r = el.getBoundingClientRect();
+          if (el.scrollWidth > el.clientWidth + 1 || r.left < -0.5 || r.right > vw + 0.5) clipped.push(`${el.className || el.tagName}: ${el.textContent.trim().slice(0, 20)}`);
+        }
+        const wraps = [...document.querySelectorAll(".table-wrap")].map((w) => ({
+          overflowX: getComputedStyle(w).overflowX,
+          inside: w.getBoundingClientRect().right <= vw + 0.5,
+          scrolls: w.scrollWidth > w.clientWidth,
+        }));
+        return { pageWidth: document.documentElement.scrollWidth, vw, clipped, wraps };
+      });
+      assert.deepEqual(m.clipped, [], `${path}: clipped in the top bar`);
+      assert.ok(m.pageWidth <= m.vw, `${path}: the page is ${m.pageWidth} px wide in a ${m.vw} px window`);
+      assert.ok(m.wraps.every((w) => w.overflowX === "auto" && w.inside), `${path}: tables: ${JSON.stringify(m.wraps)}`);
+      if (wide) assert.ok(m.wraps.some((w) => w.scrolls), `${path}: a wide table scrolls in its box: ${JSON.stringify(m.wraps)}`);
+      if (path === "/topics") await shot("09-narrow-topics");
+    }
+    assert.equal(await page.getByRole("link", { name: "Health", exact: true }).innerText(), "Health");
+  } finally {
+    await page.setViewportSize({ width: 1360, height: 900 });
+  }
 });
 
 test("no script errors in the whole session", () => {

@@ -8,13 +8,14 @@ import { fileURLToPath } from "node:url";
 import { importTS } from "../support/load-ts.mjs";
 
 const src = join(dirname(fileURLToPath(import.meta.url)), "../../src/lib");
-let diff, highlight, series;
+let diff, highlight, series, schema;
 
 before(async () => {
-  [diff, highlight, series] = await Promise.all([
+  [diff, highlight, series, schema] = await Promise.all([
     importTS(join(src, "diff.ts")),
     importTS(join(src, "highlight.ts")),
     importTS(join(src, "series.ts")),
+    importTS(join(src, "schema.ts")),
   ]);
 });
 
@@ -221,4 +222,27 @@ describe("niceTicks", () => {
       if (max > 0) assert.ok(ticks[ticks.length - 1] >= max);
     });
   }
+});
+
+describe("messageFile", () => {
+  const files = [
+    { name: "a/common.proto", package: "shop.v1", messageType: [{ name: "Money" }] },
+    { name: "b/other.proto", package: "shop", messageType: [{ name: "Order" }] },
+    { name: "z/order.proto", package: "shop.v1", messageType: [{ name: "Order" }] },
+    { name: "nopkg.proto", package: "", messageType: [{ name: "Bare" }] },
+  ];
+  test("the file declaring the message, not the first one", () => {
+    assert.equal(schema.messageFile(files, "shop.v1.Order"), "z/order.proto");
+    assert.equal(schema.messageFile(files, "shop.v1.Money"), "a/common.proto");
+  });
+  test("a nested message is in the file of its top-level message", () => {
+    assert.equal(schema.messageFile(files, "shop.v1.Order.Item"), "z/order.proto");
+  });
+  test("a package that is a prefix of another does not match by accident", () => {
+    assert.equal(schema.messageFile(files, "shop.Order"), "b/other.proto");
+  });
+  test("no package, and no such message", () => {
+    assert.equal(schema.messageFile(files, "Bare"), "nopkg.proto");
+    assert.equal(schema.messageFile(files, "shop.v1.Nope"), undefined);
+  });
 });

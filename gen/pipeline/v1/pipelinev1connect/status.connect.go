@@ -35,11 +35,20 @@ const (
 const (
 	// StatusServiceGetStatusProcedure is the fully-qualified name of the StatusService's GetStatus RPC.
 	StatusServiceGetStatusProcedure = "/pipeline.v1.StatusService/GetStatus"
+	// StatusServiceGetHistoryProcedure is the fully-qualified name of the StatusService's GetHistory
+	// RPC.
+	StatusServiceGetHistoryProcedure = "/pipeline.v1.StatusService/GetHistory"
 )
 
 // StatusServiceClient is a client for the pipeline.v1.StatusService service.
 type StatusServiceClient interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
+	// GetHistory returns the last minutes of this process's status series,
+	// read at a fixed interval and kept in memory (about 15 minutes, a
+	// bounded number of samples and of entries per sample), so that a
+	// dashboard's charts do not start empty when it loads. It starts empty
+	// when the process starts.
+	GetHistory(context.Context, *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error)
 }
 
 // NewStatusServiceClient constructs a client for the pipeline.v1.StatusService service. By default,
@@ -60,12 +69,20 @@ func NewStatusServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getHistory: connect.NewClient[v1.GetHistoryRequest, v1.GetHistoryResponse](
+			httpClient,
+			baseURL+StatusServiceGetHistoryProcedure,
+			connect.WithSchema(statusServiceMethods.ByName("GetHistory")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // statusServiceClient implements StatusServiceClient.
 type statusServiceClient struct {
-	getStatus *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
+	getStatus  *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
+	getHistory *connect.Client[v1.GetHistoryRequest, v1.GetHistoryResponse]
 }
 
 // GetStatus calls pipeline.v1.StatusService.GetStatus.
@@ -73,9 +90,20 @@ func (c *statusServiceClient) GetStatus(ctx context.Context, req *connect.Reques
 	return c.getStatus.CallUnary(ctx, req)
 }
 
+// GetHistory calls pipeline.v1.StatusService.GetHistory.
+func (c *statusServiceClient) GetHistory(ctx context.Context, req *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error) {
+	return c.getHistory.CallUnary(ctx, req)
+}
+
 // StatusServiceHandler is an implementation of the pipeline.v1.StatusService service.
 type StatusServiceHandler interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
+	// GetHistory returns the last minutes of this process's status series,
+	// read at a fixed interval and kept in memory (about 15 minutes, a
+	// bounded number of samples and of entries per sample), so that a
+	// dashboard's charts do not start empty when it loads. It starts empty
+	// when the process starts.
+	GetHistory(context.Context, *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error)
 }
 
 // NewStatusServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -92,10 +120,19 @@ func NewStatusServiceHandler(svc StatusServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	statusServiceGetHistoryHandler := connect.NewUnaryHandler(
+		StatusServiceGetHistoryProcedure,
+		svc.GetHistory,
+		connect.WithSchema(statusServiceMethods.ByName("GetHistory")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pipeline.v1.StatusService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case StatusServiceGetStatusProcedure:
 			statusServiceGetStatusHandler.ServeHTTP(w, r)
+		case StatusServiceGetHistoryProcedure:
+			statusServiceGetHistoryHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -107,4 +144,8 @@ type UnimplementedStatusServiceHandler struct{}
 
 func (UnimplementedStatusServiceHandler) GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.StatusService.GetStatus is not implemented"))
+}
+
+func (UnimplementedStatusServiceHandler) GetHistory(context.Context, *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.StatusService.GetHistory is not implemented"))
 }

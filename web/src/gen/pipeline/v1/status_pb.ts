@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/status.proto.
  */
 export const file_pipeline_v1_status: GenFile = /*@__PURE__*/
-  fileDesc("ChhwaXBlbGluZS92MS9zdGF0dXMucHJvdG8SC3BpcGVsaW5lLnYxIhIKEEdldFN0YXR1c1JlcXVlc3QigwIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDYnVzGAQgASgJEhUKDWJ1c19jb25uZWN0ZWQYBSABKAgSEQoJYnVzX2Vycm9yGAYgASgJEhoKEnJlZ2lzdHJ5X2Nvbm5lY3RlZBgHIAEoCBIWCg5yZWdpc3RyeV9lcnJvchgIIAEoCRIqCgVzaW5rcxgJIAMoCzIbLnBpcGVsaW5lLnYxLkRhdGFiYXNlU3RhdHVzIlIKDkRhdGFiYXNlU3RhdHVzEgwKBG5hbWUYASABKAkSEAoIZGF0YWJhc2UYAiABKAkSEQoJY29ubmVjdGVkGAMgASgIEg0KBWVycm9yGAQgASgJMmAKDVN0YXR1c1NlcnZpY2USTwoJR2V0U3RhdHVzEh0ucGlwZWxpbmUudjEuR2V0U3RhdHVzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkdldFN0YXR1c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChhwaXBlbGluZS92MS9zdGF0dXMucHJvdG8SC3BpcGVsaW5lLnYxIhIKEEdldFN0YXR1c1JlcXVlc3QigwIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDYnVzGAQgASgJEhUKDWJ1c19jb25uZWN0ZWQYBSABKAgSEQoJYnVzX2Vycm9yGAYgASgJEhoKEnJlZ2lzdHJ5X2Nvbm5lY3RlZBgHIAEoCBIWCg5yZWdpc3RyeV9lcnJvchgIIAEoCRIqCgVzaW5rcxgJIAMoCzIbLnBpcGVsaW5lLnYxLkRhdGFiYXNlU3RhdHVzIlIKDkRhdGFiYXNlU3RhdHVzEgwKBG5hbWUYASABKAkSEAoIZGF0YWJhc2UYAiABKAkSEQoJY29ubmVjdGVkGAMgASgIEg0KBWVycm9yGAQgASgJIhMKEUdldEhpc3RvcnlSZXF1ZXN0Im0KEkdldEhpc3RvcnlSZXNwb25zZRIrCghpbnRlcnZhbBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgdzYW1wbGVzGAIgAygLMhkucGlwZWxpbmUudjEuU3RhdHVzU2FtcGxlIrgBCgxTdGF0dXNTYW1wbGUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIc3ViamVjdHMYAiADKAsyGi5waXBlbGluZS52MS5TdWJqZWN0U2FtcGxlEigKBnRvcGljcxgDIAMoCzIYLnBpcGVsaW5lLnYxLlRvcGljU2FtcGxlEiYKBXNpbmtzGAQgAygLMhcucGlwZWxpbmUudjEuU2lua1NhbXBsZSJRCg1TdWJqZWN0U2FtcGxlEg8KB3N1YmplY3QYASABKAkSFwoPZXZlbnRzX2FjY2VwdGVkGAIgASgDEhYKDmV2ZW50c19yZWZ1c2VkGAMgASgDIjYKC1RvcGljU2FtcGxlEg0KBXRvcGljGAEgASgJEhgKEGV2ZW50c19wdWJsaXNoZWQYAiABKAMiPQoKU2lua1NhbXBsZRIMCgRzaW5rGAEgASgJEgsKA2xhZxgCIAEoAxIUCgxyb3dzX3dyaXR0ZW4YAyABKAMytAEKDVN0YXR1c1NlcnZpY2USTwoJR2V0U3RhdHVzEh0ucGlwZWxpbmUudjEuR2V0U3RhdHVzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkdldFN0YXR1c1Jlc3BvbnNlIgOQAgESUgoKR2V0SGlzdG9yeRIeLnBpcGVsaW5lLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucGlwZWxpbmUudjEuR2V0SGlzdG9yeVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message pipeline.v1.GetStatusRequest
@@ -121,6 +121,158 @@ export const DatabaseStatusSchema: GenMessage<DatabaseStatus> = /*@__PURE__*/
   messageDesc(file_pipeline_v1_status, 2);
 
 /**
+ * @generated from message pipeline.v1.GetHistoryRequest
+ */
+export type GetHistoryRequest = Message<"pipeline.v1.GetHistoryRequest"> & {
+};
+
+/**
+ * Describes the message pipeline.v1.GetHistoryRequest.
+ * Use `create(GetHistoryRequestSchema)` to create a new message.
+ */
+export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 3);
+
+/**
+ * @generated from message pipeline.v1.GetHistoryResponse
+ */
+export type GetHistoryResponse = Message<"pipeline.v1.GetHistoryResponse"> & {
+  /**
+   * interval is the time between two samples.
+   *
+   * @generated from field: google.protobuf.Duration interval = 1;
+   */
+  interval?: Duration | undefined;
+
+  /**
+   * samples are oldest first.
+   *
+   * @generated from field: repeated pipeline.v1.StatusSample samples = 2;
+   */
+  samples: StatusSample[];
+};
+
+/**
+ * Describes the message pipeline.v1.GetHistoryResponse.
+ * Use `create(GetHistoryResponseSchema)` to create a new message.
+ */
+export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 4);
+
+/**
+ * StatusSample is one reading of the series. Counters count since the
+ * process started; a caller limited to some subjects sees only theirs.
+ *
+ * @generated from message pipeline.v1.StatusSample
+ */
+export type StatusSample = Message<"pipeline.v1.StatusSample"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated pipeline.v1.SubjectSample subjects = 2;
+   */
+  subjects: SubjectSample[];
+
+  /**
+   * @generated from field: repeated pipeline.v1.TopicSample topics = 3;
+   */
+  topics: TopicSample[];
+
+  /**
+   * @generated from field: repeated pipeline.v1.SinkSample sinks = 4;
+   */
+  sinks: SinkSample[];
+};
+
+/**
+ * Describes the message pipeline.v1.StatusSample.
+ * Use `create(StatusSampleSchema)` to create a new message.
+ */
+export const StatusSampleSchema: GenMessage<StatusSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 5);
+
+/**
+ * @generated from message pipeline.v1.SubjectSample
+ */
+export type SubjectSample = Message<"pipeline.v1.SubjectSample"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: int64 events_accepted = 2;
+   */
+  eventsAccepted: bigint;
+
+  /**
+   * @generated from field: int64 events_refused = 3;
+   */
+  eventsRefused: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.SubjectSample.
+ * Use `create(SubjectSampleSchema)` to create a new message.
+ */
+export const SubjectSampleSchema: GenMessage<SubjectSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 6);
+
+/**
+ * @generated from message pipeline.v1.TopicSample
+ */
+export type TopicSample = Message<"pipeline.v1.TopicSample"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: int64 events_published = 2;
+   */
+  eventsPublished: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.TopicSample.
+ * Use `create(TopicSampleSchema)` to create a new message.
+ */
+export const TopicSampleSchema: GenMessage<TopicSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 7);
+
+/**
+ * @generated from message pipeline.v1.SinkSample
+ */
+export type SinkSample = Message<"pipeline.v1.SinkSample"> & {
+  /**
+   * @generated from field: string sink = 1;
+   */
+  sink: string;
+
+  /**
+   * lag is the sink's backlog in bus entries, -1 when the bus did not say.
+   *
+   * @generated from field: int64 lag = 2;
+   */
+  lag: bigint;
+
+  /**
+   * @generated from field: int64 rows_written = 3;
+   */
+  rowsWritten: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.SinkSample.
+ * Use `create(SinkSampleSchema)` to create a new message.
+ */
+export const SinkSampleSchema: GenMessage<SinkSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 8);
+
+/**
  * StatusService reports the health of one pipeline process.
  *
  * @generated from service pipeline.v1.StatusService
@@ -133,6 +285,20 @@ export const StatusService: GenService<{
     methodKind: "unary";
     input: typeof GetStatusRequestSchema;
     output: typeof GetStatusResponseSchema;
+  },
+  /**
+   * GetHistory returns the last minutes of this process's status series,
+   * read at a fixed interval and kept in memory (about 15 minutes, a
+   * bounded number of samples and of entries per sample), so that a
+   * dashboard's charts do not start empty when it loads. It starts empty
+   * when the process starts.
+   *
+   * @generated from rpc pipeline.v1.StatusService.GetHistory
+   */
+  getHistory: {
+    methodKind: "unary";
+    input: typeof GetHistoryRequestSchema;
+    output: typeof GetHistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pipeline_v1_status, 0);

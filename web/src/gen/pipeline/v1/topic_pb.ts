@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pipeline/v1/topic.proto.
  */
 export const file_pipeline_v1_topic: GenFile = /*@__PURE__*/
-  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIosBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBSItCgxTdWJzY3JpcHRpb24SDAoEbmFtZRgBIAEoCRIPCgdiYWNrbG9nGAIgASgDMmIKDFRvcGljU2VydmljZRJSCgpMaXN0VG9waWNzEh4ucGlwZWxpbmUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5waXBlbGluZS52MS5MaXN0VG9waWNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljItUBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBRIcCg9tZXNzYWdlc19zdG9yZWQYBiABKANIAIgBARIWCg5kZWFkX2xldHRlcl9vZhgHIAEoCUISChBfbWVzc2FnZXNfc3RvcmVkIksKDFN1YnNjcmlwdGlvbhIMCgRuYW1lGAEgASgJEg8KB2JhY2tsb2cYAiABKAMSHAoUYmFja2xvZ19zcGFuc190b3BpY3MYAyABKAgyYgoMVG9waWNTZXJ2aWNlElIKCkxpc3RUb3BpY3MSHi5waXBlbGluZS52MS5MaXN0VG9waWNzUmVxdWVzdBofLnBpcGVsaW5lLnYxLkxpc3RUb3BpY3NSZXNwb25zZSIDkAIBYgZwcm90bzM");
 
 /**
  * @generated from message pipeline.v1.ListTopicsRequest
@@ -77,6 +77,23 @@ export type Topic = Message<"pipeline.v1.Topic"> & {
    * @generated from field: int32 partitions = 5;
    */
   partitions: number;
+
+  /**
+   * messages_stored is how many messages the bus holds on the topic now,
+   * acknowledged or not (what its retention keeps); set where the bus
+   * reports it per topic (JetStream).
+   *
+   * @generated from field: optional int64 messages_stored = 6;
+   */
+  messagesStored?: bigint | undefined;
+
+  /**
+   * dead_letter_of names the sink whose dead-letter topic this is: the
+   * events it refused. Empty for other topics.
+   *
+   * @generated from field: string dead_letter_of = 7;
+   */
+  deadLetterOf: string;
 };
 
 /**
@@ -103,6 +120,16 @@ export type Subscription = Message<"pipeline.v1.Subscription"> & {
    * @generated from field: int64 backlog = 2;
    */
   backlog: bigint;
+
+  /**
+   * backlog_spans_topics is set where the bus keeps one backlog for the
+   * whole subscription (JetStream: one consumer over all the topics it
+   * reads): backlog is then what waits for the subscription on all its
+   * topics, the same number on each of them, not this topic's share.
+   *
+   * @generated from field: bool backlog_spans_topics = 3;
+   */
+  backlogSpansTopics: boolean;
 };
 
 /**
