@@ -83,7 +83,9 @@ func TestQuarantineReplay(t *testing.T) {
 			p := runPipeline(t, cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			as := func(name string) connect.ClientOption { return connect.WithInterceptors(bearerInterceptor(tokens[name])) }
+			as := func(name string) connect.ClientOption {
+				return connect.WithInterceptors(bearerInterceptor(tokens[name]))
+			}
 			schemas := pipelinev1connect.NewSchemaServiceClient(h2cClient, p.base, as("admin"))
 			ingest := p.ingest(as("admin"))
 			quarantine := func(name string) pipelinev1connect.QuarantineServiceClient {
@@ -110,7 +112,9 @@ func TestQuarantineReplay(t *testing.T) {
 					t.Fatalf("publish %s: %v, want ok %v", req.GetEventId(), err, wantOK)
 				}
 			}
-			noted := func(id string) string { return fmt.Sprintf(`{"orderId":"%s","amountCents":"100","note":"gift wrap %s"}`, id, id) }
+			noted := func(id string) string {
+				return fmt.Sprintf(`{"orderId":"%s","amountCents":"100","note":"gift wrap %s"}`, id, id)
+			}
 			publish(&pipelinev1.PublishRequest{Subject: subject, EventId: "ok-1", Payload: &pipelinev1.PublishRequest_Json{Json: `{"orderId":"ok-1"}`}}, true)
 			for _, id := range []string{"q-1", "q-2", "q-3"} { // a field the schema has not yet
 				publish(&pipelinev1.PublishRequest{Subject: subject, EventId: id, Key: "key-" + id, Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "origin": "shop"},
@@ -248,7 +252,7 @@ func TestQuarantineReplay(t *testing.T) {
 				t.Helper()
 				waitFor(t, time.Minute, fmt.Sprintf("%d rows of %s", want, subject), func() error {
 					var n, distinct int
-					if err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT _event_id) FROM "` + subject + `"`).Scan(&n, &distinct); err != nil {
+					if err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT _event_id) FROM "`+subject+`"`).Scan(&n, &distinct); err != nil {
 						return err
 					}
 					if n != want || distinct != want {
@@ -259,7 +263,7 @@ func TestQuarantineReplay(t *testing.T) {
 			}
 			rows(5) // ok-1 and the 4 replayed
 			var note string
-			if err := db.QueryRow(`SELECT note FROM "`+subject+`" WHERE _event_id = 'q-2'`).Scan(&note); err != nil || note != "gift wrap q-2" {
+			if err := db.QueryRow(`SELECT note FROM "` + subject + `" WHERE _event_id = 'q-2'`).Scan(&note); err != nil || note != "gift wrap q-2" {
 				t.Errorf("row of q-2: note %q, %v", note, err)
 			}
 			// A second replay adds nothing: by filter, and by id.
