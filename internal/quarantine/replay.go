@@ -27,6 +27,8 @@ const (
 	MaxReplayIDs       = 1000
 	DefaultReplayLimit = 500
 	MaxReplayLimit     = 1000
+	// maxEventIDBytes is the router's bound of an event id.
+	maxEventIDBytes = 200
 )
 
 // Outcome is what a replay did with one event.
@@ -90,6 +92,11 @@ func (r *Replayer) Replay(ctx context.Context, q ReplayQuery) (ReplayAnswer, err
 	if len(q.EventIDs) > MaxReplayIDs {
 		return ReplayAnswer{}, fmt.Errorf("%w: %d event ids; at most %d per replay", ErrInvalid, len(q.EventIDs), MaxReplayIDs)
 	}
+	for _, id := range q.EventIDs {
+		if id == "" || len(id) > maxEventIDBytes {
+			return ReplayAnswer{}, fmt.Errorf("%w: event id of %d bytes; 1 to %d", ErrInvalid, len(id), maxEventIDBytes)
+		}
+	}
 	if q.Limit <= 0 {
 		q.Limit = DefaultReplayLimit
 	}
@@ -112,15 +119,19 @@ func (r *Replayer) Replay(ctx context.Context, q ReplayQuery) (ReplayAnswer, err
 	if err != nil {
 		return ReplayAnswer{}, err
 	}
-	ans.More = more && len(q.EventIDs) == 0
+	// more: past limit, or past MaxReplayBytes of payloads (then, with
+	// ids, those not read get no answer: the caller asks again for them).
+	ans.More = more
 	found := make(map[string]bool, len(records))
 	for _, rec := range records {
 		found[rec.EventID] = true
 		ans.Results = append(ans.Results, r.replayOne(ctx, rec, v.Schema.ID))
 	}
-	for _, id := range f.EventIDs {
-		if !found[id] {
-			ans.Results = append(ans.Results, ReplayResult{EventID: id, Outcome: NotFound})
+	if !more {
+		for _, id := range f.EventIDs {
+			if !found[id] {
+				ans.Results = append(ans.Results, ReplayResult{EventID: id, Outcome: NotFound})
+			}
 		}
 	}
 	return ans, nil

@@ -28,6 +28,14 @@ const (
 	MaxPageSize     = 500
 	DefaultPageSize = 50
 	MaxTextBytes    = 256
+	// MaxPageBytes bounds the payloads of one page (and what the server
+	// reads for it): past it the page ends early, with a next page token.
+	// A page has at least one event.
+	MaxPageBytes = 8 << 20
+	// MaxReplayBytes bounds the payloads of one replay likewise.
+	MaxReplayBytes = 64 << 20
+	// MaxRuleBytes bounds a rule filter.
+	MaxRuleBytes = 256
 )
 
 // Record is one quarantined event.
@@ -294,6 +302,9 @@ func (s *Store) where(f Filter) (string, []any, error) {
 			}
 		}
 	}
+	if len(f.Rule) > MaxRuleBytes {
+		return "", nil, fmt.Errorf("%w: rule is %d bytes; at most %d", ErrInvalid, len(f.Rule), MaxRuleBytes)
+	}
 	if f.Rule != "" {
 		conds, args = append(conds, "EXISTS (SELECT 1 FROM quarantined_rules r WHERE r.event_row = q.id AND r.rule = ?)"), append(args, f.Rule)
 	}
@@ -356,14 +367,17 @@ func (s *Store) List(ctx context.Context, f Filter, pageSize int, pageToken stri
 		}
 		args = append(args, before)
 	}
-	out, err := s.query(ctx, `SELECT `+columns+` FROM quarantined_events q`+where+` ORDER BY q.id DESC LIMIT `+strconv.Itoa(pageSize+1), args)
+	out, full, err := s.query(ctx, `SELECT `+columns+` FROM quarantined_events q`+where+` ORDER BY q.id DESC LIMIT `+strconv.Itoa(pageSize+1), args, MaxPageBytes)
 	if err != nil {
 		return nil, "", err
 	}
 	next := ""
-	if len(out) > pageSize {
+	switch {
+	case len(out) > pageSize:
 		out = out[:pageSize]
 		next = encodeToken(out[pageSize-1].ID)
+	case full: // the page's bytes are spent; the rest on the next
+		next = encodeToken(out[len(out)-1].ID)
 	}
 	return out, next, nil
 }
@@ -375,44 +389,51 @@ func (s *Store) Oldest(ctx context.Context, f Filter, limit int) ([]*Record, boo
 	if err != nil {
 		return nil, false, err
 	}
-	out, err := s.query(ctx, `SELECT `+columns+` FROM quarantined_events q`+where+` ORDER BY q.id LIMIT `+strconv.Itoa(limit+1), args)
+	out, full, err := s.query(ctx, `SELECT `+columns+` FROM quarantined_events q`+where+` ORDER BY q.id LIMIT `+strconv.Itoa(limit+1), args, MaxReplayBytes)
 	if err != nil {
 		return nil, false, err
 	}
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}
-	return out, false, nil
+	return out, full, nil
 }
 
-func (s *Store) query(ctx context.Context, query string, args []any) ([]*Record, error) {
+// query reads the rows of query until maxBytes of payload are read (at
+// least one row); full says it stopped there, with rows left unread.
+func (s *Store) query(ctx context.Context, query string, args []any, maxBytes int) (_ []*Record, full bool, _ error) {
 	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
-		return nil, fmt.Errorf("quarantine: list: %w", err)
+		return nil, false, fmt.Errorf("quarantine: list: %w", err)
 	}
 	defer rows.Close()
 	var out []*Record
+	read := 0
 	for rows.Next() {
+		if len(out) > 0 && read >= maxBytes {
+			return out, true, nil
+		}
 		r := &Record{}
 		var at int64
 		var violations, headers string
 		var isJSON int
 		if err := rows.Scan(&r.ID, &at, &r.Subject, &r.EventID, &r.SchemaID, &r.Version, &violations, &r.Total, &r.Key, &headers, &r.Payload, &isJSON, &r.TraceParent); err != nil {
-			return nil, fmt.Errorf("quarantine: list: %w", err)
+			return nil, false, fmt.Errorf("quarantine: list: %w", err)
 		}
 		r.Time, r.IsJSON = time.UnixMilli(at).UTC(), isJSON != 0
 		if err := json.Unmarshal([]byte(violations), &r.Violations); err != nil {
-			return nil, fmt.Errorf("quarantine: violations of row %d: %w", r.ID, err)
+			return nil, false, fmt.Errorf("quarantine: violations of row %d: %w", r.ID, err)
 		}
 		if err := json.Unmarshal([]byte(headers), &r.Headers); err != nil {
-			return nil, fmt.Errorf("quarantine: headers of row %d: %w", r.ID, err)
+			return nil, false, fmt.Errorf("quarantine: headers of row %d: %w", r.ID, err)
 		}
+		read += len(r.Payload)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("quarantine: list: %w", err)
+		return nil, false, fmt.Errorf("quarantine: list: %w", err)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // RuleCount is how many quarantined events of a subject broke a rule.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/schemagate/pipeline/internal/quarantine"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -198,9 +200,23 @@ func TestStore(t *testing.T) {
 				t.Errorf("after deleting e1: %v", got)
 			}
 
+			// A page ends once it holds MaxPageBytes of payloads.
+			big := string(bytes.Repeat([]byte("p"), quarantine.MaxPageBytes/2+1))
+			if err := s.Insert(ctx, []*quarantine.Record{rec("big", "g1", now, big, true, "r"), rec("big", "g2", now, big, true, "r"), rec("big", "g3", now, big, true, "r")}); err != nil {
+				t.Fatal(err)
+			}
+			page, next, err := s.List(ctx, quarantine.Filter{Subject: "big"}, 0, "")
+			if err != nil || !slices.Equal(ids(page), []string{"g3", "g2"}) || next == "" {
+				t.Fatalf("page of big payloads: %v %q %v", ids(page), next, err)
+			}
+			if page, next, err = s.List(ctx, quarantine.Filter{Subject: "big"}, 0, next); err != nil || !slices.Equal(ids(page), []string{"g1"}) || next != "" {
+				t.Fatalf("next page of big payloads: %v %q %v", ids(page), next, err)
+			}
+
 			// The writer: many refusals at once, every one kept; one past
-			// the queue's bytes is dropped at once.
-			w := quarantine.NewWriter(s, quarantine.WriterOptions{QueueBytes: 1 << 20})
+			// the queue's bytes is dropped at once, and counted.
+			reg := prometheus.NewRegistry()
+			w := quarantine.NewWriter(s, quarantine.WriterOptions{QueueBytes: 1 << 20, Registerer: reg})
 			defer w.Close()
 			var waits []<-chan error
 			for i := range 200 {
@@ -219,6 +235,52 @@ func TestStore(t *testing.T) {
 			if err := <-w.Keep(huge); !errors.Is(err, quarantine.ErrDropped) {
 				t.Errorf("an event past the queue's bytes: %v, want ErrDropped", err)
 			}
+			if n := dropped(t, reg); n != 1 {
+				t.Errorf("pipeline_quarantine_dropped_total = %v, want 1", n)
+			}
 		})
+	}
+}
+
+func dropped(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "pipeline_quarantine_dropped_total" {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return -1
+}
+
+// TestWriterStoreDown: with the database gone, a refusal's write fails
+// fast and is counted; nothing waits forever.
+func TestWriterStoreDown(t *testing.T) {
+	reg, err := schema.OpenStore(context.Background(), "sqlite://"+t.TempDir()+"/registry.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := quarantine.Open(context.Background(), reg.DB(), reg.Rebind, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+	metrics := prometheus.NewRegistry()
+	w := quarantine.NewWriter(s, quarantine.WriterOptions{Registerer: metrics})
+	defer w.Close()
+	ev := router.Refused{Event: router.Event{Subject: "orders", IsJSON: true, JSON: "{}"}, EventID: "e1", Time: time.Now()}
+	select {
+	case err := <-w.Keep(ev):
+		if err == nil {
+			t.Fatal("kept in a closed database")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write did not fail within 10 s")
+	}
+	if n := dropped(t, metrics); n != 1 {
+		t.Errorf("pipeline_quarantine_dropped_total = %v, want 1", n)
 	}
 }

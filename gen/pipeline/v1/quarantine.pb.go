@@ -169,7 +169,8 @@ func (x *RefusedFilter) GetText() string {
 type ListRefusedRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *RefusedFilter         `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
-	// page_size: 0 for 50, at most 500.
+	// page_size: 0 for 50, at most 500. A page also ends once it holds 8 MiB
+	// of payloads (next_page_token goes on from there).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token is the next_page_token of the previous page.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -682,7 +683,8 @@ type ReplayRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subject whose quarantined events are replayed; required.
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// event_ids to replay (at most 1000); empty: those filter selects.
+	// event_ids to replay (at most 1000, each of 1 to 200 bytes); empty:
+	// those filter selects.
 	EventIds []string `protobuf:"bytes,2,rep,name=event_ids,json=eventIds,proto3" json:"event_ids,omitempty"`
 	// filter selects the events when event_ids is empty; its subject, if
 	// set, must be subject.
@@ -768,7 +770,8 @@ type ReplayResponse struct {
 	StillRefused int32                  `protobuf:"varint,3,opt,name=still_refused,json=stillRefused,proto3" json:"still_refused,omitempty"`
 	NotFound     int32                  `protobuf:"varint,4,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
 	Failed       int32                  `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
-	// more: the filter selects events past limit; call again.
+	// more: there are events left, past limit or past 64 MiB of payloads
+	// (with event_ids, those past it have no result); call again.
 	More bool `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
 	// schema_id and version the events were validated with.
 	SchemaId      int64 `protobuf:"varint,7,opt,name=schema_id,json=schemaId,proto3" json:"schema_id,omitempty"`

@@ -74,7 +74,8 @@ export type ListRefusedRequest = Message<"pipeline.v1.ListRefusedRequest"> & {
   filter?: RefusedFilter | undefined;
 
   /**
-   * page_size: 0 for 50, at most 500.
+   * page_size: 0 for 50, at most 500. A page also ends once it holds 8 MiB
+   * of payloads (next_page_token goes on from there).
    *
    * @generated from field: int32 page_size = 2;
    */
@@ -327,7 +328,8 @@ export type ReplayRequest = Message<"pipeline.v1.ReplayRequest"> & {
   subject: string;
 
   /**
-   * event_ids to replay (at most 1000); empty: those filter selects.
+   * event_ids to replay (at most 1000, each of 1 to 200 bytes); empty:
+   * those filter selects.
    *
    * @generated from field: repeated string event_ids = 2;
    */
@@ -394,7 +396,8 @@ export type ReplayResponse = Message<"pipeline.v1.ReplayResponse"> & {
   failed: number;
 
   /**
-   * more: the filter selects events past limit; call again.
+   * more: there are events left, past limit or past 64 MiB of payloads
+   * (with event_ids, those past it have no result); call again.
    *
    * @generated from field: bool more = 6;
    */
