@@ -6,12 +6,14 @@
 package quarantine
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +154,12 @@ func (s *Store) Insert(ctx context.Context, records []*Record) error {
 		event_key, headers, payload, is_json, trace_parent, size_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (subject, event_id) DO NOTHING RETURNING id`)
 	insertRule := s.rebind(`INSERT INTO quarantined_rules (event_row, subject, rule) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+	// In key order: replicas writing overlapping batches to PostgreSQL
+	// then lock in one order and do not deadlock (docs/pitfalls.md D3).
+	records = slices.Clone(records)
+	slices.SortStableFunc(records, func(a, b *Record) int {
+		return cmp.Or(strings.Compare(a.Subject, b.Subject), strings.Compare(a.EventID, b.EventID))
+	})
 	subjects := map[string]bool{}
 	for _, r := range records {
 		violations, err := json.Marshal(r.Violations)

@@ -198,6 +198,12 @@ func (w *Writer) write(batch []pending) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err := w.store.Insert(ctx, recs)
+	if err != nil && ctx.Err() == nil {
+		// Once more: a deadlock or serialization failure between
+		// replicas, or a connection that broke, passes on a retry.
+		time.Sleep(50 * time.Millisecond)
+		err = w.store.Insert(ctx, recs)
+	}
 	cancel()
 	w.queued.Add(-size)
 	if err != nil {
