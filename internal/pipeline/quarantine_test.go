@@ -323,3 +323,23 @@ func TestQuarantineReplay(t *testing.T) {
 		})
 	}
 }
+
+// TestQuarantineOff: with quarantine.enabled false nothing is kept, and
+// ListRefusedEvents answers from the replica's memory as before.
+func TestQuarantineOff(t *testing.T) {
+	off := false
+	p := embeddedPipeline(t, func(c *Config) { c.Quarantine.Enabled = &off })
+	ctx := context.Background()
+	p.register(t, "orders", "shop.v1.Order", routerOrderProto)
+	if _, err := p.ingest().Publish(ctx, connect.NewRequest(shopOrder{id: ""}.publish("orders", "bad-1"))); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("publish: %v", err)
+	}
+	list, err := pipelinev1connect.NewQuarantineServiceClient(h2cClient, p.base).ListRefused(ctx, connect.NewRequest(&pipelinev1.ListRefusedRequest{}))
+	if err != nil || len(list.Msg.GetEvents()) != 0 {
+		t.Errorf("quarantine off kept %v, %v", list.Msg.GetEvents(), err)
+	}
+	recent, err := p.ingest().ListRefusedEvents(ctx, connect.NewRequest(&pipelinev1.ListRefusedEventsRequest{Subject: "orders"}))
+	if err != nil || len(recent.Msg.GetEvents()) != 1 || recent.Msg.GetEvents()[0].GetEventId() != "bad-1" {
+		t.Errorf("in-memory samples: %v, %v", recent.Msg.GetEvents(), err)
+	}
+}
