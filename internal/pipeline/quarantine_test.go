@@ -343,3 +343,25 @@ func TestQuarantineOff(t *testing.T) {
 		t.Errorf("in-memory samples: %v, %v", recent.Msg.GetEvents(), err)
 	}
 }
+
+// TestQuarantineSharedByReplicas: two replicas on one PostgreSQL registry
+// keep one quarantine: an event refused by one is listed by the other, and
+// a client retrying it on the other replica does not keep it twice.
+func TestQuarantineSharedByReplicas(t *testing.T) {
+	registry := testenv.Postgres(t)
+	onRegistry := func(c *Config) { c.Registry.URL = registry }
+	a, b := embeddedPipeline(t, onRegistry), embeddedPipeline(t, onRegistry)
+	a.register(t, "quarantine.shared", "shop.v1.Order", routerOrderProto)
+	ctx := context.Background()
+	for _, p := range []*testPipeline{a, b} {
+		if _, err := p.ingest().Publish(ctx, connect.NewRequest(shopOrder{id: ""}.publish("quarantine.shared", "shared-1"))); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	for name, p := range map[string]*testPipeline{"a": a, "b": b} {
+		list, err := pipelinev1connect.NewQuarantineServiceClient(h2cClient, p.base).ListRefused(ctx, connect.NewRequest(&pipelinev1.ListRefusedRequest{}))
+		if err != nil || len(list.Msg.GetEvents()) != 1 || list.Msg.GetEvents()[0].GetEventId() != "shared-1" {
+			t.Errorf("replica %s lists %v, %v; want shared-1 once", name, list.Msg.GetEvents(), err)
+		}
+	}
+}
