@@ -48,6 +48,9 @@ var accessRules = map[string]accessRule{
 	pipelinev1connect.IngestServiceCheckEventProcedure:                    {perm: auth.PermPublish, subjects: checkSubject},
 	pipelinev1connect.IngestServiceListRefusedEventsProcedure:             {perm: auth.PermRefusedRead, subjects: subjectOf[*pipelinev1.ListRefusedEventsRequest], answer: refusedAnswer},
 	pipelinev1connect.IngestServiceListSubjectStatsProcedure:              {perm: auth.PermStatsRead, answer: statsAnswer},
+	pipelinev1connect.QuarantineServiceListRefusedProcedure:               {perm: auth.PermRefusedRead, subjects: filterSubject, answer: quarantineAnswer},
+	pipelinev1connect.QuarantineServiceCountRefusedProcedure:              {perm: auth.PermRefusedRead, subjects: filterSubject, answer: quarantineAnswer},
+	pipelinev1connect.QuarantineServiceReplayProcedure:                    {perm: auth.PermPublish, subjects: subjectOf[*pipelinev1.ReplayRequest]},
 	pipelinev1connect.RouteServiceCreateRouteProcedure:                    {perm: auth.PermRoutesAdmin},
 	pipelinev1connect.RouteServiceListRoutesProcedure:                     {perm: auth.PermRoutesRead, subjects: listRoutesSubject, answer: routesAnswer},
 	pipelinev1connect.RouteServiceDeleteRouteProcedure:                    {perm: auth.PermRoutesAdmin},
@@ -335,6 +338,38 @@ func refusedAnswer(id auth.Identity, resp any) error {
 		for _, ev := range m.GetEvents() {
 			ev.Payload = ""
 		}
+	}
+	return nil
+}
+
+// filterSubject: a quarantine filter that names a subject is checked; one
+// without is narrowed to the caller's subjects by the handler
+// (QuarantineService.filter), and the answer checked again here.
+func filterSubject(req any, check func(string) error) error {
+	m, _ := req.(interface {
+		GetFilter() *pipelinev1.RefusedFilter
+	})
+	if m == nil || m.GetFilter().GetSubject() == "" {
+		return nil
+	}
+	return check(m.GetFilter().GetSubject())
+}
+
+// quarantineAnswer keeps the caller's subjects only, and the payloads
+// (the producers' data) for callers with events.payloads, as
+// refusedAnswer does.
+func quarantineAnswer(id auth.Identity, resp any) error {
+	switch m := resp.(type) {
+	case *pipelinev1.ListRefusedResponse:
+		m.Events = keep(m.Events, func(ev *pipelinev1.QuarantinedEvent) bool { return id.Covers(ev.GetSubject()) })
+		if !id.Can(auth.PermPayloadRead) {
+			for _, ev := range m.Events {
+				ev.Payload, ev.PayloadHidden = nil, true
+			}
+		}
+	case *pipelinev1.CountRefusedResponse:
+		m.Rules = keep(m.Rules, func(c *pipelinev1.RuleCount) bool { return id.Covers(c.GetSubject()) })
+		m.Subjects = keep(m.Subjects, func(c *pipelinev1.SubjectCount) bool { return id.Covers(c.GetSubject()) })
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/auth"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/quarantine"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -57,7 +58,7 @@ var errorCodes = []errorRow{
 	{match: is(route.ErrNotFound), code: connect.CodeNotFound},
 	{match: is(router.ErrTooLarge), code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "too_large"},
 	{match: is(router.ErrBadRequest), code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "bad_request"},
-	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid), code: connect.CodeInvalidArgument, detail: badRequestDetail},
+	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid, quarantine.ErrInvalid), code: connect.CodeInvalidArgument, detail: badRequestDetail},
 	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
 	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
 	{match: is(schema.ErrReferenced, schema.ErrNotSoftDeleted, schema.ErrReadOnly, schema.ErrNotImportMode, schema.ErrIDMismatch), code: connect.CodeFailedPrecondition},

@@ -19,6 +19,7 @@ import (
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/quarantine"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
@@ -29,6 +30,9 @@ type IngestService struct {
 	MaxBatch int
 	// MaxInFlight bounds the events of one PublishStream awaiting the bus (default 1000).
 	MaxInFlight int
+	// Quarantine, when set, answers ListRefusedEvents (shared by the
+	// replicas, with event ids) instead of this replica's memory.
+	Quarantine *quarantine.Store
 
 	drainOnce sync.Once
 	draining  chan struct{}
@@ -145,7 +149,7 @@ func result(i int, res router.Result, err error) *pipelinev1.PublishResult {
 
 // prepare decodes, validates and routes event i of a batch or stream. It
 // returns the event to send, or nil once answer has its refusal.
-func (s *IngestService) prepare(ctx context.Context, i int, m *pipelinev1.PublishRequest, trace traceContext, answer func(*pipelinev1.PublishResult)) *router.Prepared {
+func (s *IngestService) prepare(ctx context.Context, i int, m *pipelinev1.PublishRequest, trace traceContext, kept *sync.WaitGroup, answer func(*pipelinev1.PublishResult)) *router.Prepared {
 	defer recoverEvent(i, answer)
 	ev, err := event(m, trace)
 	if err != nil {
@@ -154,7 +158,12 @@ func (s *IngestService) prepare(ctx context.Context, i int, m *pipelinev1.Publis
 	}
 	p, err := s.Router.Prepare(ctx, ev)
 	if err != nil {
-		answer(result(i, router.Result{}, err))
+		// The answer waits for the quarantine to keep the event, on a
+		// goroutine of its own: the next events need not wait.
+		kept.Go(func() {
+			router.AwaitQuarantine(ctx, err)
+			answer(result(i, router.Result{}, err))
+		})
 		return nil
 	}
 	return p
@@ -205,7 +214,7 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 		workers.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(events); i = int(next.Add(1) - 1) {
 				answer := func(r *pipelinev1.PublishResult) { out.Results[i] = r }
-				if p := s.prepare(ctx, i, events[i], trace, answer); p != nil {
+				if p := s.prepare(ctx, i, events[i], trace, &sends, answer); p != nil {
 					sends.Go(func() { s.send(ctx, i, p, answer) })
 				}
 			}
@@ -273,6 +282,7 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 	}()
 	draining := s.drainSignal()
 	trace := traceOf(stream.RequestHeader())
+	var refusals sync.WaitGroup // each answers once its event is quarantined
 	var recvErr error
 	for i := 0; ; i++ {
 		req, err := stream.Receive()
@@ -305,10 +315,11 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			continue
 		}
 		answer := func(r *pipelinev1.PublishResult) { ch <- r }
-		if p := s.prepare(ctx, i, m, trace, answer); p != nil {
+		if p := s.prepare(ctx, i, m, trace, &refusals, answer); p != nil {
 			go s.send(ctx, i, p, answer)
 		}
 	}
+	refusals.Wait()
 	close(pending)
 	if err := <-sendErr; err != nil {
 		return err
@@ -323,11 +334,19 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 var errShuttingDown = errors.New("shutting down")
 
 // ListRefusedEvents returns the last refused events of a subject.
-func (s *IngestService) ListRefusedEvents(_ context.Context, req *connect.Request[pipelinev1.ListRefusedEventsRequest]) (*connect.Response[pipelinev1.ListRefusedEventsResponse], error) {
+func (s *IngestService) ListRefusedEvents(ctx context.Context, req *connect.Request[pipelinev1.ListRefusedEventsRequest]) (*connect.Response[pipelinev1.ListRefusedEventsResponse], error) {
 	if req.Msg.GetSubject() == "" {
 		return nil, toConnectError(badField("subject", "subject is required"))
 	}
 	out := &pipelinev1.ListRefusedEventsResponse{}
+	if s.Quarantine != nil {
+		events, err := recentRefused(ctx, s.Quarantine, req.Msg.GetSubject(), 20)
+		if err != nil {
+			return nil, toConnectError(err)
+		}
+		out.Events = events
+		return connect.NewResponse(out), nil
+	}
 	for _, ev := range s.Router.RefusedEvents(req.Msg.GetSubject()) {
 		out.Events = append(out.Events, &pipelinev1.RefusedEvent{
 			Time: timestamppb.New(ev.Time), EventId: ev.EventID, SchemaId: ev.SchemaID,

@@ -46,6 +46,9 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 	// CORS lets the listed browser origins call the API.
 	CORS CORSConfig `yaml:"cors"`
+	// Quarantine keeps the refused events of registered subjects in the
+	// registry database, for QuarantineService (list, count, replay).
+	Quarantine QuarantineConfig `yaml:"quarantine"`
 	// InsecureNoAuth lets a server without auth listen on a non-loopback
 	// address (the flag --insecure-no-auth; never from the file).
 	InsecureNoAuth bool `yaml:"-"`
@@ -189,6 +192,70 @@ type CORSConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
+// QuarantineConfig bounds the quarantine of refused events, per subject;
+// the oldest events go first.
+type QuarantineConfig struct {
+	// Enabled keeps refused events (default true).
+	Enabled *bool `yaml:"enabled"`
+	// MaxEvents per subject (default 10000).
+	MaxEvents int `yaml:"max_events"`
+	// MaxAge of a kept event (default 168h).
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxBytes per subject, payloads, headers and violations (default 64 MiB).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Subjects overrides the bounds for the subjects named; a zero field
+	// takes the bound above.
+	Subjects map[string]QuarantineLimits `yaml:"subjects"`
+}
+
+// QuarantineLimits are one subject's bounds in the quarantine.
+type QuarantineLimits struct {
+	MaxEvents int           `yaml:"max_events"` // events kept
+	MaxAge    time.Duration `yaml:"max_age"`    // age of the oldest kept
+	MaxBytes  int64         `yaml:"max_bytes"`  // bytes kept
+}
+
+// On reports whether refused events are kept.
+func (q QuarantineConfig) On() bool { return q.Enabled == nil || *q.Enabled }
+
+// limits are subject's bounds: its override, else the defaults.
+func (q QuarantineConfig) limits(subject string) QuarantineLimits {
+	l := QuarantineLimits{MaxEvents: q.MaxEvents, MaxAge: q.MaxAge, MaxBytes: q.MaxBytes}
+	if o, ok := q.Subjects[subject]; ok {
+		if o.MaxEvents > 0 {
+			l.MaxEvents = o.MaxEvents
+		}
+		if o.MaxAge > 0 {
+			l.MaxAge = o.MaxAge
+		}
+		if o.MaxBytes > 0 {
+			l.MaxBytes = o.MaxBytes
+		}
+	}
+	return l
+}
+
+func (q *QuarantineConfig) applyDefaults() error {
+	if q.MaxEvents == 0 {
+		q.MaxEvents = 10000
+	}
+	if q.MaxAge == 0 {
+		q.MaxAge = 7 * 24 * time.Hour
+	}
+	if q.MaxBytes == 0 {
+		q.MaxBytes = 64 << 20
+	}
+	if q.MaxEvents < 0 || q.MaxAge < 0 || q.MaxBytes < 0 {
+		return errors.New("config: quarantine.max_events, max_age and max_bytes must be positive")
+	}
+	for subject, o := range q.Subjects {
+		if o.MaxEvents < 0 || o.MaxAge < 0 || o.MaxBytes < 0 {
+			return fmt.Errorf("config: quarantine.subjects[%q]: max_events, max_age and max_bytes must be positive", subject)
+		}
+	}
+	return nil
+}
+
 // SinkConfig declares one sink.
 type SinkConfig struct {
 	Name string `yaml:"name"`
@@ -303,6 +370,9 @@ func (c *Config) ApplyDefaults() error {
 		if o == "*" || !strings.Contains(o, "://") {
 			return fmt.Errorf("config: cors.allowed_origins %q: list exact origins such as https://app.example.com", o)
 		}
+	}
+	if err := c.Quarantine.applyDefaults(); err != nil {
+		return err
 	}
 	if len(c.Sinks) == 0 && (c.DefaultSink == nil || *c.DefaultSink) {
 		c.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(c.DataDir, "events.db")}}

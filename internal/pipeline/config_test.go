@@ -34,6 +34,16 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.Limits.MaxInFlightBytes <= 0 || cfg.HTTP.ReadTimeout != 30*time.Second || cfg.HTTP.IdleTimeout != 2*time.Minute || cfg.HTTP.MaxHeaderBytes != 64<<10 || cfg.HTTP.MaxConcurrentStreams != 250 {
 		t.Fatalf("default bounds = %+v %+v", cfg.Limits, cfg.HTTP)
 	}
+	if q := cfg.Quarantine; !q.On() || q.MaxEvents != 10000 || q.MaxAge != 168*time.Hour || q.MaxBytes != 64<<20 {
+		t.Fatalf("default quarantine = %+v", q)
+	}
+	withQuarantine := filepath.Join(t.TempDir(), "quarantine.yaml")
+	if err := os.WriteFile(withQuarantine, []byte("quarantine:\n  enabled: false\n  max_events: 5\n  subjects:\n    orders: {max_age: 24h}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := LoadConfig(withQuarantine); err != nil || q.Quarantine.On() || q.Quarantine.limits("orders") != (QuarantineLimits{MaxEvents: 5, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}) {
+		t.Fatalf("quarantine from a file: %+v, %v", q.Quarantine, err)
+	}
 	empty := filepath.Join(t.TempDir(), "empty.yaml")
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -75,6 +85,7 @@ func TestBrokenConfig(t *testing.T) {
 		{"tls version", "tls: {cert_file: c.pem, key_file: k.pem, min_version: \"1.0\"}\n", `tls.min_version "1.0"`},
 		{"auth without credentials", "auth:\n  public_metrics: true\n", "auth accepts no credential"},
 		{"cors wildcard", "cors:\n  allowed_origins: [\"*\"]\n", "list exact origins"},
+		{"negative quarantine bound", "quarantine:\n  subjects:\n    orders: {max_events: -1}\n", `quarantine.subjects["orders"]`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -411,7 +411,7 @@ func TestReflectionAndMetrics(t *testing.T) {
 		names = append(names, svc.GetName())
 	}
 	for _, want := range []string{"pipeline.v1.SchemaService", "pipeline.v1.IngestService", "pipeline.v1.RouteService", "pipeline.v1.SinkService",
-		"pipeline.v1.TopicService", "pipeline.v1.StatusService", "pipeline.v1.AuditService", "pipeline.v1.AccessService",
+		"pipeline.v1.TopicService", "pipeline.v1.StatusService", "pipeline.v1.AuditService", "pipeline.v1.AccessService", "pipeline.v1.QuarantineService",
 		"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("reflection lists %v, missing %s", names, want)

@@ -33,6 +33,7 @@ import (
 	"github.com/schemagate/pipeline/internal/confluent"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/history"
+	"github.com/schemagate/pipeline/internal/quarantine"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -54,14 +55,18 @@ type Server struct {
 	router   *router.Router
 	routes   *route.Table
 	audit    *audit.Log
-	sinks    *sinkSet
-	health   *grpchealth.StaticChecker
-	ingest   *api.IngestService
-	metrics  *prometheus.Registry
-	authn    *auth.Authenticator // nil: auth is off
-	access   *api.Access
-	history  *history.Recorder
-	started  time.Time
+	// quarantine keeps refused events; its writer is nil when the
+	// quarantine is off (the store still answers, from what it holds).
+	quarantine       *quarantine.Store
+	quarantineWriter *quarantine.Writer
+	sinks            *sinkSet
+	health           *grpchealth.StaticChecker
+	ingest           *api.IngestService
+	metrics          *prometheus.Registry
+	authn            *auth.Authenticator // nil: auth is off
+	access           *api.Access
+	history          *history.Recorder
+	started          time.Time
 }
 
 // Open opens everything cfg (with ApplyDefaults applied) names. On error,
@@ -86,6 +91,17 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	if s.audit, err = audit.Open(ctx, s.store.DB(), s.store.Rebind, s.store.Postgres()); err != nil {
 		return nil, err
 	}
+	if s.quarantine, err = quarantine.Open(ctx, s.store.DB(), s.store.Rebind, s.store.Postgres(), func(subject string) quarantine.Limits {
+		l := cfg.Quarantine.limits(subject)
+		return quarantine.Limits{MaxEvents: l.MaxEvents, MaxAge: l.MaxAge, MaxBytes: l.MaxBytes}
+	}); err != nil {
+		return nil, err
+	}
+	var keep router.Quarantine
+	if cfg.Quarantine.On() {
+		s.quarantineWriter = quarantine.NewWriter(s.quarantine, quarantine.WriterOptions{Registerer: s.metrics, Logger: log})
+		keep = s.quarantineWriter
+	}
 	routeStore, err := route.OpenSQLStore(ctx, s.store.DB(), s.store.Rebind, route.WithAudit(s.audit))
 	if err != nil {
 		return nil, err
@@ -101,6 +117,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	s.router, err = router.New(s.registry, s.topicSetup(), s.routes, router.Options{
 		MaxEventBytes: cfg.Limits.MaxEventBytes, MaxInFlightBytes: cfg.Limits.MaxInFlightBytes,
 		Logger: log, Registerer: s.metrics, Reason: api.RefusalReason, Hook: cfg.routerHook,
+		Quarantine: keep,
 	})
 	if err != nil {
 		return nil, err
@@ -191,6 +208,9 @@ func (s *Server) Handler() http.Handler {
 	general := bounded(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
 	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, general))
 	s.ingest = &api.IngestService{Router: s.router, MaxBatch: s.cfg.Limits.MaxBatch}
+	if s.quarantineWriter != nil {
+		s.ingest.Quarantine = s.quarantine
+	}
 	// connect applies a read bound per handler, and one generated handler
 	// serves the whole IngestService: each bounded method gets a handler
 	// of its own (the mux prefers the exact path), the rest share general.
@@ -210,12 +230,15 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s, History: s.history}, general))
 	mux.Handle(pipelinev1connect.NewAuditServiceHandler(&api.AuditService{Log: s.audit}, general))
 	mux.Handle(pipelinev1connect.NewAccessServiceHandler(api.AccessService{}, general))
+	mux.Handle(pipelinev1connect.NewQuarantineServiceHandler(&api.QuarantineService{Store: s.quarantine,
+		Replayer: &quarantine.Replayer{Store: s.quarantine, Publisher: s.router, Versions: s.registry}}, general))
 
 	services := []string{
 		pipelinev1connect.SchemaServiceName, pipelinev1connect.IngestServiceName, pipelinev1connect.RouteServiceName,
 		pipelinev1connect.SinkServiceName, pipelinev1connect.TopicServiceName, pipelinev1connect.StatusServiceName,
 		pipelinev1connect.AuditServiceName,
 		pipelinev1connect.AccessServiceName,
+		pipelinev1connect.QuarantineServiceName,
 	}
 	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))
@@ -420,6 +443,9 @@ func (s *Server) Close(ctx context.Context) {
 		if err := s.bus.Close(ctx); err != nil {
 			s.log.Warn("close bus", "err", err)
 		}
+	}
+	if s.quarantineWriter != nil {
+		s.quarantineWriter.Close() // what is queued is written first
 	}
 	if s.store != nil {
 		_ = s.store.Close()

@@ -119,11 +119,7 @@ func (l *refusedLog) add(ev Event, verr *ValidationError) {
 	if ev.IsJSON {
 		sample.Payload = truncate(ev.JSON, maxSampleBytes)
 	} else {
-		b := ev.Binary
-		if len(b) > maxSampleBytes/2 {
-			b = b[:maxSampleBytes/2]
-		}
-		sample.Payload = hexString(b)
+		sample.Payload = SamplePayload(ev.Binary, false)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -135,6 +131,15 @@ func (l *refusedLog) add(ev Event, verr *ValidationError) {
 		list = list[:l.perSubject]
 	}
 	l.bySubject[ev.Subject] = list
+}
+
+// SamplePayload renders a refused payload as a sample shows it: a JSON
+// one as text, a binary one in hex, both cut to 2 KiB.
+func SamplePayload(payload []byte, isJSON bool) string {
+	if isJSON {
+		return truncate(string(payload[:min(len(payload), maxSampleBytes+4)]), maxSampleBytes)
+	}
+	return hexString(payload[:min(len(payload), maxSampleBytes/2)])
 }
 
 func (l *refusedLog) list(subject string) []RefusedEvent {

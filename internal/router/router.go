@@ -153,6 +153,9 @@ type Options struct {
 	// and routes), "send" before the bus. It is for tests, which inject
 	// panics and hold events in flight through it.
 	Hook func(ctx context.Context, stage string, ev Event)
+	// Quarantine, when set, keeps the refused events of registered
+	// subjects (router/quarantine.go).
+	Quarantine Quarantine
 }
 
 // Router validates and publishes events.
@@ -169,6 +172,8 @@ type Router struct {
 	decoder   decoder
 	inFlight  *inFlight
 	hook      func(ctx context.Context, stage string, ev Event)
+	// quarantined keeps refused events; nil: off.
+	quarantined Quarantine
 }
 
 // New returns a router.
@@ -191,6 +196,7 @@ func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) 
 		maxBytes: opts.MaxEventBytes, log: opts.Logger, validator: v,
 		metrics: newMetrics(opts.Registerer, opts.Reason), refused: newRefusedLog(20), counter: newTopicCounter(),
 		inFlight: newInFlight(opts.MaxInFlightBytes, opts.Registerer), hook: opts.Hook,
+		quarantined: opts.Quarantine,
 	}, nil
 }
 
@@ -203,6 +209,7 @@ func (r *Router) MaxEventBytes() int { return r.maxBytes }
 func (r *Router) Publish(ctx context.Context, ev Event) (Result, error) {
 	p, err := r.Prepare(ctx, ev)
 	if err != nil {
+		AwaitQuarantine(ctx, err)
 		return Result{}, err
 	}
 	return r.Send(ctx, p)
@@ -227,7 +234,8 @@ type Prepared struct {
 
 // Prepare does everything Publish does before the bus: subject, schema,
 // limits (the event's own and the bytes in flight), decode, validation,
-// routes and event id. A refused event is counted and sampled here: under
+// routes and event id. A refused event is counted, sampled and handed to
+// the quarantine here (AwaitQuarantine waits for it to be kept): under
 // its subject once the subject's schema was found, else under "" (subject
 // names from clients must not grow the metrics or the per-subject stats).
 // A panic on the way is that event's refusal (ErrPanic), no one else's.
@@ -248,6 +256,7 @@ func (r *Router) Prepare(ctx context.Context, ev Event) (_ *Prepared, err error)
 		if errors.As(err, &verr) {
 			r.refused.add(ev, verr)
 		}
+		err = r.quarantine(ctx, ev, p, known, err)
 	}()
 	defer r.recoverEvent(&err, "prepare", p)
 	if err := r.prepare(ctx, p, &known); err != nil {

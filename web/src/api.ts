@@ -7,6 +7,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuditService } from "./gen/pipeline/v1/audit_pb.js";
 import { AccessService, type WhoAmIResponse } from "./gen/pipeline/v1/access_pb.js";
 import { IngestService } from "./gen/pipeline/v1/ingest_pb.js";
+import { QuarantineService } from "./gen/pipeline/v1/quarantine_pb.js";
 import { RouteService } from "./gen/pipeline/v1/route_pb.js";
 import { CompileErrorSchema, CompatibilityErrorSchema, SchemaService } from "./gen/pipeline/v1/schema_pb.js";
 import { SinkService } from "./gen/pipeline/v1/sink_pb.js";
@@ -61,6 +62,7 @@ export const sinkClient = createClient(SinkService, transport);
 export const topicClient = createClient(TopicService, transport);
 export const statusClient = createClient(StatusService, transport);
 export const auditClient = createClient(AuditService, transport);
+export const quarantineClient = createClient(QuarantineService, transport);
 
 /** A failed call as the UI shows it: a sentence and optional detail lines. */
 export interface Problem {

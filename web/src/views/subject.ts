@@ -4,11 +4,11 @@
 
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { can, ingestClient, problem, schemaClient } from "../api.js";
+import { can, problem, quarantineClient, schemaClient } from "../api.js";
 import { diffView, fileDiffs, sourceListing } from "../code.js";
 import { h, replace } from "../dom.js";
 import { ago, compatibilityModes, compatibilityName, count, perSecond, time } from "../format.js";
-import type { RefusedEvent } from "../gen/pipeline/v1/ingest_pb.js";
+import { ReplayOutcome, type QuarantinedEvent, type RuleCount } from "../gen/pipeline/v1/quarantine_pb.js";
 import { Compatibility, type Schema, type SchemaVersion } from "../gen/pipeline/v1/schema_pb.js";
 import { messageFile } from "../lib/schema.js";
 import { live } from "../live.js";
@@ -31,7 +31,9 @@ export function subjectView(name: string, query: URLSearchParams): View {
   let versions: SchemaVersion[] = [];
   let versionsError: string | undefined;
   let mode: Compatibility | undefined;
-  let refused: RefusedEvent[] = [];
+  let refused: QuarantinedEvent[] = [];
+  let rules: RuleCount[] = [];
+  let refusedTotal = 0n;
   let refusedError: string | undefined;
   let disposed = false;
   const schemas = new Map<number, Promise<Schema>>();
@@ -141,7 +143,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
             onclick: () => selectTab(t.id),
           },
           t.label,
-          t.id === "refused" && refused.length ? h("span", { class: "tab-count" }, refused.length) : null,
+          t.id === "refused" && refusedTotal ? h("span", { class: "tab-count" }, count(refusedTotal)) : null,
           t.id === "source" && liveVersions().length ? h("span", { class: "tab-count" }, liveVersions().length) : null,
         ),
       ),
@@ -528,31 +530,84 @@ export function subjectView(name: string, query: URLSearchParams): View {
     return { el: h("div", { class: "stack" }, card("Candidate schema", form), result) };
   }
 
-  // Refused events.
+  // Refused events: the quarantine (shared by the replicas), grouped by
+  // rule, searched by payload text, filtered by time; replayable.
   const refusedBox = h("div");
+  const rulesBox = h("div", { class: "toolbar rule-groups", "data-testid": "refused-rules" });
+  const replayBox = h("div");
   // The payloads the reader opened, by event, so that a redraw (a new
   // refusal arrives every few seconds under traffic) keeps them open.
   const openPayloads = new Set<string>();
-  const refusedId = (e: (typeof refused)[number]): string => `${e.eventId}@${e.time?.seconds}.${e.time?.nanos}`;
-  function payloadDetails(e: (typeof refused)[number]): HTMLElement {
+  const refusedId = (e: QuarantinedEvent): string => `${e.eventId}@${e.time?.seconds}.${e.time?.nanos}`;
+  let ruleFilter = "";
+  let textFilter = "";
+  let sinceHours = 0; // 0: any time
+  const payloadText = (e: QuarantinedEvent): string => {
+    if (e.payload.case === "json") return e.payload.value;
+    if (e.payload.case === "binary") return Array.from(e.payload.value.subarray(0, 1024), (b) => b.toString(16).padStart(2, "0")).join("");
+    return "";
+  };
+  function payloadDetails(e: QuarantinedEvent): HTMLElement {
     const id = refusedId(e);
-    const details = h("details", { open: openPayloads.has(id) }, h("summary", null, "payload"), h("pre", { class: "payload" }, e.payload));
+    const details = h("details", { open: openPayloads.has(id) }, h("summary", null, "payload"), h("pre", { class: "payload" }, payloadText(e)));
     details.addEventListener("toggle", () => {
       if (details.open) openPayloads.add(id);
       else openPayloads.delete(id);
     });
     return details;
   }
+  function refusedFilter(): { subject: string; rule: string; text: string; since?: { seconds: bigint; nanos: number } } {
+    const f: { subject: string; rule: string; text: string; since?: { seconds: bigint; nanos: number } } = { subject: name, rule: ruleFilter, text: textFilter };
+    if (sinceHours) f.since = { seconds: BigInt(Math.floor(Date.now() / 1000) - sinceHours * 3600), nanos: 0 };
+    return f;
+  }
+  function renderRules(): void {
+    // The chosen rule stays a chip (to clear it) after its last event left.
+    const shown = ruleFilter && !rules.some((r) => r.rule === ruleFilter) ? [...rules, { rule: ruleFilter, count: 0n }] : rules;
+    replace(
+      rulesBox,
+      h("span", { class: "field-label" }, "By rule"),
+      shown.length
+        ? shown.map((r) =>
+            h(
+              "button",
+              {
+                type: "button",
+                class: r.rule === ruleFilter ? "btn btn-small btn-primary" : "btn btn-small",
+                "data-testid": "refused-rule",
+                "data-rule": r.rule,
+                onclick: () => {
+                  ruleFilter = ruleFilter === r.rule ? "" : r.rule;
+                  refusedKey = "";
+                  void loadRefused();
+                },
+              },
+              r.rule,
+              " ",
+              h("span", { class: "tab-count", "data-testid": "refused-rule-count" }, count(r.count)),
+            ),
+          )
+        : h("span", { class: "muted" }, "none"),
+    );
+  }
   function renderRefused(): void {
     // Payloads are the producers' data: the admin's only (the server sends
     // them to no one else either).
     const payloads = can("events.payloads");
+    renderRules();
     if (refusedError) {
       replace(refusedBox, notice(refusedError));
       return;
     }
     if (!refused.length) {
-      replace(refusedBox, empty("No refused event since the server started. Refused events are kept in memory, the last 20 per subject."));
+      replace(
+        refusedBox,
+        empty(
+          ruleFilter || textFilter || sinceHours
+            ? "No refused event matches the filter."
+            : "No refused event kept. Refused events of this subject are kept in the quarantine (quarantine.max_events, max_age, max_bytes).",
+        ),
+      );
       return;
     }
     const tbody = h(
@@ -561,7 +616,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
       refused.map((e) =>
         h(
           "tr",
-          { "data-testid": "refused-row" },
+          { "data-testid": "refused-row", "data-event": e.eventId },
           h("td", { class: "nowrap" }, time(e.time), h("div", { class: "muted small" }, ago(e.time))),
           h("td", { class: "mono small" }, e.eventId || "–"),
           h("td", { class: "nowrap" }, schemaLabel(e.schemaId)),
@@ -576,9 +631,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
               ),
             ),
           ),
-          payloads
-            ? h("td", null, e.payload ? payloadDetails(e) : h("span", { class: "muted" }, "–"))
-            : null,
+          payloads ? h("td", null, e.payload.case ? payloadDetails(e) : h("span", { class: "muted" }, "–")) : null,
         ),
       ),
     );
@@ -591,22 +644,125 @@ export function subjectView(name: string, query: URLSearchParams): View {
     const v = versions.find((x) => x.schemaId === schemaId);
     return v ? h("span", null, `v${v.version} `, h("span", { class: "muted small" }, `id ${schemaId}`)) : `id ${schemaId}`;
   }
+  const outcomeNames: Record<number, [string, "ok" | "bad" | "warn" | "neutral"]> = {
+    [ReplayOutcome.PUBLISHED]: ["published", "ok"],
+    [ReplayOutcome.STILL_REFUSED]: ["still refused", "bad"],
+    [ReplayOutcome.NOT_FOUND]: ["not found", "neutral"],
+    [ReplayOutcome.FAILED]: ["failed", "warn"],
+  };
+  async function replay(): Promise<void> {
+    replace(replayBox, h("p", { class: "muted" }, "Replaying…"));
+    try {
+      const res = await quarantineClient.replay({ subject: name, filter: refusedFilter() });
+      replace(
+        replayBox,
+        h(
+          "p",
+          { "data-testid": "replay-summary" },
+          `Validated with v${res.version}: ${res.published} published, ${res.stillRefused} still refused, ${res.failed} failed${res.more ? "; more to replay" : ""}.`,
+        ),
+        res.results.length
+          ? table(
+              ["Event id", "Outcome", "Where / why"],
+              h(
+                "tbody",
+                null,
+                res.results.map((r) => {
+                  const [label, tone] = outcomeNames[r.outcome] ?? ["?", "neutral"];
+                  return h(
+                    "tr",
+                    { "data-testid": "replay-result", "data-event": r.eventId, "data-outcome": label },
+                    h("td", { class: "mono small" }, r.eventId),
+                    h("td", null, badge(label, tone)),
+                    h(
+                      "td",
+                      { class: "small" },
+                      r.topics.length ? r.topics.join(", ") : null,
+                      r.violations.map((v) => h("div", null, h("span", { class: "mono" }, v.field || "(event)"), " ", badge(v.rule, "bad"), " ", v.message)),
+                      r.error ? r.error.message : null,
+                    ),
+                  );
+                }),
+              ),
+              { "data-testid": "replay-table" },
+            )
+          : null,
+      );
+    } catch (err) {
+      replace(replayBox, notice(problem(err)));
+    }
+    refusedKey = "";
+    void loadRefused();
+  }
   function refusedTab(): View {
     renderRefused();
-    return { el: card("Last refused events", h("div", { class: "flush" }, refusedBox)) };
+    const textIn = h("input", { name: "text", value: textFilter, placeholder: "text in the payload", autocomplete: "off", "data-testid": "refused-search" });
+    const sinceIn = h(
+      "select",
+      { name: "since", "data-testid": "refused-since" },
+      [
+        [0, "any time"],
+        [1, "last hour"],
+        [24, "last 24 hours"],
+        [168, "last 7 days"],
+      ].map(([hours, label]) => h("option", { value: String(hours), selected: hours === sinceHours }, String(label))),
+    );
+    const apply = (): void => {
+      textFilter = textIn.value;
+      sinceHours = Number(sinceIn.value);
+      refusedKey = "";
+      void loadRefused();
+    };
+    sinceIn.addEventListener("change", apply);
+    const filters = h(
+      "form",
+      {
+        class: "toolbar",
+        "data-testid": "refused-filter",
+        onsubmit: (ev: Event) => {
+          ev.preventDefault();
+          apply();
+        },
+      },
+      // Searching reads payloads: the server allows it to events.payloads only.
+      can("events.payloads") ? textIn : null,
+      can("events.payloads") ? h("button", { type: "submit", class: "btn btn-small" }, "Search") : null,
+      sinceIn,
+      can("events.publish")
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "btn btn-small btn-primary",
+              "data-testid": "replay",
+              title: "Validate the matching events against the latest version and publish those that pass, with their event ids",
+              onclick: () => void replay(),
+            },
+            "Replay",
+          )
+        : null,
+    );
+    return { el: card("Refused events (quarantine)", h("div", null, filters, rulesBox, replayBox, h("div", { class: "flush" }, refusedBox))) };
   }
 
   let refusedKey = "";
   async function loadRefused(): Promise<void> {
     try {
-      refused = (await ingestClient.listRefusedEvents({ subject: name })).events;
+      const f = refusedFilter();
+      const [list, counts] = await Promise.all([
+        quarantineClient.listRefused({ filter: f, pageSize: 50 }),
+        quarantineClient.countRefused({ filter: { subject: name } }),
+      ]);
+      refused = list.events;
+      rules = counts.rules;
+      refusedTotal = counts.subjects.find((c) => c.subject === name)?.count ?? 0n;
       refusedError = undefined;
     } catch (err) {
       refusedError = problem(err).message;
     }
     if (disposed) return;
     // Redraw only on change, so an opened payload stays open.
-    const key = refusedError ?? refused.map(refusedId).join(",");
+    const key = refusedError ?? `${refused.map(refusedId).join(",")}|${rules.map((r) => `${r.rule}=${r.count}`).join(",")}`;
     if (key === refusedKey) return;
     refusedKey = key;
     renderTabs();

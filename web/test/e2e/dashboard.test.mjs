@@ -561,6 +561,42 @@ test("420 px wide: the navigation wraps without clipping, wide tables scroll ins
   }
 });
 
+test("quarantine: refused events grouped by rule, searched, replayed after the schema gains the field", async () => {
+  // A subject of its own: the tests above count the orders' versions and audit entries.
+  await api.schema.registerSchema({ subject: "returns", message: MESSAGE, files: [{ path: FILE, content: V1 }] });
+  const refuse = async (eventId, order) => {
+    await assert.rejects(api.ingest.publish({ subject: "returns", eventId, payload: { case: "json", value: JSON.stringify(order) } }));
+  };
+  await refuse("r-1", { orderId: "r-1", coupon: "SAVE10" }); // a field v1 lacks
+  await refuse("r-2", { orderId: "" });
+  await page.goto(`${pipeline.baseUrl}/subjects/returns?tab=refused`);
+  const chip = (rule) => page.locator(`[data-testid="refused-rule"][data-rule="${rule}"]`);
+  await chip("decode").waitFor();
+  assert.equal((await chip("string.min_len").getByTestId("refused-rule-count").innerText()).trim(), "1");
+  const rows = page.getByTestId("refused-row");
+  const shown = async () => (await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-event")))).join(",");
+  await chip("decode").click();
+  await waitFor("only the decode refusal", async () => (await shown()) === "r-1");
+  await page.getByTestId("refused-search").fill("SAVE10");
+  await page.getByTestId("refused-filter").getByRole("button", { name: "Search" }).click();
+  const r1 = page.locator('[data-testid="refused-row"][data-event="r-1"]');
+  await r1.locator("summary", { hasText: "payload" }).click();
+  assert.match(await r1.locator("pre.payload").innerText(), /SAVE10/);
+  await refuse("r-3", { orderId: "r-3", coupon: "SAVE10" });
+  await waitFor("r-3 on top after a refresh", async () => (await shown()) === "r-3,r-1");
+  assert.equal(await r1.locator("details").evaluate((d) => d.open), true, "the opened payload is still open after the refresh");
+
+  await api.schema.registerSchema({ subject: "returns", message: MESSAGE, files: [{ path: FILE, content: V2 }] });
+  await page.getByTestId("replay").click();
+  await page.getByTestId("replay-summary").filter({ hasText: "2 published" }).waitFor();
+  const outcomes = await page.getByTestId("replay-result").evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute("data-event")}=${tr.getAttribute("data-outcome")}`));
+  assert.deepEqual(outcomes, ["r-1=published", "r-3=published"]);
+  await page.getByText("No refused event matches the filter.").waitFor();
+  await shot("09-quarantine-replay");
+  const left = await api.quarantine.listRefused({ filter: { subject: "returns" } });
+  assert.deepEqual(left.events.map((e) => e.eventId), ["r-2"], "published events leave the quarantine");
+});
+
 test("no script errors in the whole session", () => {
   assert.deepEqual(pageErrors, []);
 });

@@ -6,6 +6,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuditService } from "../../src/gen/pipeline/v1/audit_pb.js";
 import { AccessService } from "../../src/gen/pipeline/v1/access_pb.js";
 import { IngestService } from "../../src/gen/pipeline/v1/ingest_pb.js";
+import { QuarantineService } from "../../src/gen/pipeline/v1/quarantine_pb.js";
 import { RouteService } from "../../src/gen/pipeline/v1/route_pb.js";
 import { SchemaService } from "../../src/gen/pipeline/v1/schema_pb.js";
 import { SinkService } from "../../src/gen/pipeline/v1/sink_pb.js";
@@ -31,5 +32,6 @@ export function clients(baseUrl: string, token = "") {
     topic: createClient(TopicService, transport),
     status: createClient(StatusService, transport),
     audit: createClient(AuditService, transport),
+    quarantine: createClient(QuarantineService, transport),
   };
 }
