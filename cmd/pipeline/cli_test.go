@@ -60,12 +60,17 @@ func runCases(t *testing.T, cases []cliCase) {
 // TestCLIDefects: each defect issue 19 found in the hand-rolled commands,
 // against a real server on the embedded defaults.
 func TestCLIDefects(t *testing.T) {
-	cfg, err := pipeline.LoadConfig("", func(c *pipeline.Config) { c.DataDir = t.TempDir() })
+	dataDir := t.TempDir()
+	cfg, err := pipeline.LoadConfig("", func(c *pipeline.Config) { c.DataDir = dataDir })
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := startPipeline(t, cfg)
 	dir := t.TempDir()
+	badConfig := filepath.Join(dir, "bad.yaml")
+	writeFile(t, badConfig, "bus:\n  kind: pulsar\n  url: http://127.0.0.1:8080\n  admin_url: http://127.0.0.1:8080\n")
+	noCert := filepath.Join(dir, "tls.yaml")
+	writeFile(t, noCert, "tls: {cert_file: "+filepath.Join(dir, "none.pem")+", key_file: "+filepath.Join(dir, "none-key.pem")+"}\n")
 	writeFile(t, filepath.Join(dir, "shop/v1/money.proto"), "syntax = \"proto3\";\npackage shop.v1;\nmessage Money { string currency = 1; int64 units = 2; }\n")
 	writeFile(t, filepath.Join(dir, "shop/v1/order.proto"), strings.Replace(orderProto, `import "buf/validate/validate.proto";`, "import \"buf/validate/validate.proto\";\nimport \"shop/v1/money.proto\";", 1))
 	s := "--server=" + base
@@ -88,6 +93,12 @@ func TestCLIDefects(t *testing.T) {
 		{name: "an unknown flag", args: []string{"schema", "list", "--sever", base}, code: 2, want: []string{"unknown flag: --sever"}},
 		{name: "a missing flag", args: []string{"schema", "versions", s}, code: 2, want: []string{"needs --subject"}},
 		{name: "nobody serving", args: []string{"schema", "list", "--server", "http://127.0.0.1:1"}, code: 3, want: []string{"unavailable", "is a pipeline serving at http://127.0.0.1:1?"}},
+		{name: "serve refuses a Pulsar URL over http", args: []string{"serve", "--config", badConfig, "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, code: 1,
+			want: []string{"a Pulsar service URL is pulsar://host:6650"}, notWant: []string{"serving on", "WARN"}},
+		{name: "serve without its certificate says so first", args: []string{"serve", "--config", noCert, "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, code: 3,
+			want: []string{"tls: ", "none.pem"}, notWant: []string{"serving on", "WARN"}},
+		{name: "a second serve on a held data directory", args: []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, code: 3,
+			want: []string{"the data directory " + dataDir + " is in use: process"}, notWant: []string{"serving on", "WARN"}},
 		{name: "shell completion", args: []string{"completion", "bash"}, code: 0, want: []string{"bash completion V2 for pipeline"}},
 	})
 }
