@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -208,11 +210,16 @@ func (o *output) json() bool { return o.format == "json" }
 
 // printJSON writes msg as indented protojson.
 func printJSON(w io.Writer, msg proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(msg)
+	b, err := protojson.Marshal(msg)
 	if err != nil {
 		return failed(fmt.Errorf("encode the answer: %w", err))
 	}
-	_, err = fmt.Fprintln(w, string(b))
+	// protojson varies its spacing on purpose; scripts and diffs get one form.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return failed(fmt.Errorf("encode the answer: %w", err))
+	}
+	_, err = fmt.Fprintln(w, out.String())
 	return err
 }
 

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"regexp"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
