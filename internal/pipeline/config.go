@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/url"
 	"os"
@@ -227,6 +228,12 @@ func (c *Config) ApplyDefaults() error {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "data"
+	}
+	if c.LogLevel != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			return fmt.Errorf("config: log_level %q: use debug, info, warn or error", c.LogLevel)
+		}
 	}
 	if c.Registry.URL == "" {
 		c.Registry.URL = "sqlite://" + filepath.Join(c.DataDir, "registry.db")

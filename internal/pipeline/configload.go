@@ -285,6 +285,16 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" && k.ShortTag() == "!!merge" { // <<: *anchor merges keys of this section
+				merged := []*yaml.Node{v}
+				if v.Kind == yaml.SequenceNode {
+					merged = v.Content
+				}
+				for _, m := range merged {
+					checkNode(m, t, path, errs)
+				}
+				continue
+			}
 			f, ok := fields[k.Value]
 			if !ok {
 				*errs = append(*errs, fmt.Errorf("line %d: %s", k.Line, unknownKey(path, k.Value, structKeys(t))))

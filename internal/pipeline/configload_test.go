@@ -56,10 +56,16 @@ func TestConfigReference(t *testing.T) {
 			t.Errorf("docs/config.md documents %s, which Config does not have: remove its row", path)
 		}
 	}
-	// The client commands' variables are not config keys.
-	for _, client := range []string{"PIPELINE_CONFIG", "PIPELINE_SERVER", "PIPELINE_TOKEN", "PIPELINE_CA_FILE"} {
-		if path, ok := envs[client]; ok {
-			t.Errorf("the key %s derives %s, which the commands use for something else", path, client)
+	// The commands' and scripts' own variables are not config keys.
+	for _, taken := range []string{"PIPELINE_CONFIG", "PIPELINE_SERVER", "PIPELINE_TOKEN", "PIPELINE_CA_FILE",
+		"PIPELINE_BIN", "PIPELINE_CACHE", "PIPELINE_FUZZ_TIME", "PIPELINE_KAFKA_READY_TIMEOUT", "PIPELINE_PULSAR_READY_TIMEOUT"} {
+		if path, ok := envs[taken]; ok {
+			t.Errorf("the key %s derives %s, which the commands or scripts use for something else: give its field an env:\"...\" tag", path, taken)
+		}
+	}
+	for env, path := range envs {
+		if strings.HasPrefix(env, "PIPELINE_TEST_") {
+			t.Errorf("the key %s derives %s: PIPELINE_TEST_* are the test servers' addresses", path, env)
 		}
 	}
 }
@@ -101,6 +107,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"compression on jetstream", "bus:\n  compression: lz4\n", "bus.compression is for kind pulsar: the jetstream bus would ignore it"},
 		{"compression on kafka", "bus:\n  kind: kafka\n  brokers: [x:9092]\n  compression: zstd\n", "bus.compression is for kind pulsar: the kafka bus would ignore it"},
 		{"listen_addr on pulsar", "bus:\n  kind: pulsar\n  url: pulsar://x:6650\n  admin_url: http://x:8080\n  listen_addr: 127.0.0.1:4222\n", "bus.listen_addr is for kind jetstream"},
+		{"log level", "log_level: loud\n", `log_level "loud": use debug, info, warn or error`},
+		{"typo under a merge", "base: &b {kind: kafka}\n", `unknown key "base" at the top level`},
 		{"nats over http", "bus:\n  url: http://127.0.0.1:4222\n", "an external NATS server is nats://host:4222"},
 	}
 	for _, tc := range cases {
@@ -176,6 +184,11 @@ sinks:
 	cfg, err = Load("", envMap(map[string]string{"PIPELINE_AUTH_JWT_ISSUER": "https://i", "PIPELINE_AUTH_JWT_AUDIENCE": "p", "PIPELINE_AUTH_JWT_JWKS_FILE": "k.json"}))
 	if err != nil || cfg.Auth == nil || cfg.Auth.JWT == nil || cfg.Auth.JWT.Issuer != "https://i" {
 		t.Fatalf("auth.jwt from variables: %+v, %v", cfg, err)
+	}
+	// YAML's merge keys are checked as the section they merge into.
+	cfg, err = Load(writeConfig(t, "sinks:\n  - &s {name: a, url: \"sqlite:///tmp/a.db\", batch_size: 5}\n  - <<: *s\n    name: b\n"), envMap(nil))
+	if err != nil || len(cfg.Sinks) != 2 || cfg.Sinks[1].Name != "b" || cfg.Sinks[1].BatchSize != 5 {
+		t.Fatalf("merge keys: %+v, %v", cfg, err)
 	}
 	// LoadConfig (tests, tools) reads no key variables.
 	t.Setenv("PIPELINE_ADDR", "127.0.0.1:9")
