@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 )
 
 const defaultServer = "http://127.0.0.1:7400"
@@ -261,4 +262,66 @@ func required(c *cobra.Command, names ...string) error {
 		return usageErrorf("%s needs %s", c.CommandPath(), strings.Join(missing, " and "))
 	}
 	return nil
+}
+
+// clients are the API's services on one server.
+type clients struct {
+	schema pipelinev1connect.SchemaServiceClient
+	route  pipelinev1connect.RouteServiceClient
+	sink   pipelinev1connect.SinkServiceClient
+	ingest pipelinev1connect.IngestServiceClient
+}
+
+// answer says how a command shows a successful answer of type T.
+type answer[T any] struct {
+	// text prints the table or text form (-o table); -o json prints the
+	// message itself.
+	text func(w io.Writer, msg *T) error
+	// verdict, when set, turns an answer that says no into exit 1 (in
+	// either form).
+	verdict func(msg *T) error
+	// hint, when set, may add a line after a failed request.
+	hint func(err error) string
+}
+
+// request is one client command's call: -o checked, connected with the
+// client flags, do's request made before --timeout, and its answer shown
+// or its failure reported with the exit code it calls for.
+func request[T any](cmd *cobra.Command, cf *clientFlags, out *output, do func(ctx context.Context, c *clients) (*connect.Response[T], error), a answer[T]) error {
+	if out != nil {
+		if err := out.check(); err != nil {
+			return err
+		}
+	}
+	httpClient, base, ctx, cancel, err := cf.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	c := &clients{
+		schema: pipelinev1connect.NewSchemaServiceClient(httpClient, base),
+		route:  pipelinev1connect.NewRouteServiceClient(httpClient, base),
+		sink:   pipelinev1connect.NewSinkServiceClient(httpClient, base),
+		ingest: pipelinev1connect.NewIngestServiceClient(httpClient, base),
+	}
+	resp, err := do(ctx, c)
+	if err != nil {
+		exit := cf.serverError(cmd.ErrOrStderr(), err)
+		if a.hint != nil {
+			if h := a.hint(err); h != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "hint:", h)
+			}
+		}
+		return exit
+	}
+	w := cmd.OutOrStdout()
+	if msg, ok := any(resp.Msg).(proto.Message); ok && out != nil && out.json() {
+		err = printJSON(w, msg)
+	} else {
+		err = a.text(w, resp.Msg)
+	}
+	if err == nil && a.verdict != nil {
+		err = a.verdict(resp.Msg)
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -105,20 +106,12 @@ violation. Retry an unknown outcome with the same --id.`,
 			if err != nil {
 				return err
 			}
-			call, _, _, ingest, err := newCall(cf, cmd)
-			if err != nil {
+			return request(cmd, cf, pub.out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.PublishResponse], error) {
+				return c.ingest.Publish(ctx, connect.NewRequest(req))
+			}, answer[pipelinev1.PublishResponse]{text: func(w io.Writer, msg *pipelinev1.PublishResponse) error {
+				_, err := fmt.Fprintf(w, "published event %s (schema id %d) to %s\n", msg.GetEventId(), msg.GetSchemaId(), strings.Join(msg.GetTopics(), ", "))
 				return err
-			}
-			defer call.cancel()
-			resp, err := ingest.Publish(call.ctx, connect.NewRequest(req))
-			if err != nil {
-				return call.fail(err, "")
-			}
-			if pub.out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			fmt.Fprintf(call.w, "published event %s (schema id %d) to %s\n", resp.Msg.GetEventId(), resp.Msg.GetSchemaId(), strings.Join(resp.Msg.GetTopics(), ", "))
-			return nil
+			}})
 		},
 	}
 	pub.add(publish)
@@ -137,24 +130,16 @@ it for. FILE as for publish.`,
 			if err != nil {
 				return err
 			}
-			call, _, _, ingest, err := newCall(cf, cmd)
-			if err != nil {
-				return err
-			}
-			defer call.cancel()
-			resp, err := ingest.CheckEvent(call.ctx, connect.NewRequest(&pipelinev1.CheckEventRequest{Event: req}))
-			if err != nil {
-				return call.fail(err, "")
-			}
-			if chk.out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			fmt.Fprintf(call.w, "valid: %s schema id %d (version %d); it would go to:\n", req.GetSubject(), resp.Msg.GetSchemaId(), resp.Msg.GetVersion())
-			var rows [][]string
-			for _, t := range resp.Msg.GetTargets() {
-				rows = append(rows, []string{t.GetTopic(), orDash(t.GetKey())})
-			}
-			return table(call.w, []string{"TOPIC", "KEY"}, rows)
+			return request(cmd, cf, chk.out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.CheckEventResponse], error) {
+				return c.ingest.CheckEvent(ctx, connect.NewRequest(&pipelinev1.CheckEventRequest{Event: req}))
+			}, answer[pipelinev1.CheckEventResponse]{text: func(w io.Writer, msg *pipelinev1.CheckEventResponse) error {
+				fmt.Fprintf(w, "valid: %s schema id %d (version %d); it would go to:\n", req.GetSubject(), msg.GetSchemaId(), msg.GetVersion())
+				var rows [][]string
+				for _, t := range msg.GetTargets() {
+					rows = append(rows, []string{t.GetTopic(), orDash(t.GetKey())})
+				}
+				return table(w, []string{"TOPIC", "KEY"}, rows)
+			}})
 		},
 	}
 	chk.add(check)

@@ -17,34 +17,24 @@ import (
 	"github.com/spf13/cobra"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
-	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 )
 
 func schemaCommand() *cobra.Command {
 	c := group("schema", "Register, check and read schemas in a running pipeline's registry")
 	cf := addClientFlags(c)
-	client := func(cmd *cobra.Command) (pipelinev1connect.SchemaServiceClient, *call, error) {
-		httpClient, base, ctx, cancel, err := cf.connect(cmd)
-		if err != nil {
-			return nil, nil, err
-		}
-		return pipelinev1connect.NewSchemaServiceClient(httpClient, base), &call{ctx: ctx, cancel: cancel, flags: cf, w: cmd.OutOrStdout(), errw: cmd.ErrOrStderr()}, nil
-	}
 	c.AddCommand(
-		schemaRegisterCommand(client, true),
-		schemaRegisterCommand(client, false),
-		schemaGetCommand(client),
-		schemaListCommand(client),
-		schemaVersionsCommand(client),
-		schemaDeleteCommand(client),
-		schemaConfigCommand(client),
+		schemaRegisterCommand(cf, true),
+		schemaRegisterCommand(cf, false),
+		schemaGetCommand(cf),
+		schemaListCommand(cf),
+		schemaVersionsCommand(cf),
+		schemaDeleteCommand(cf),
+		schemaConfigCommand(cf),
 	)
 	return c
 }
 
-type schemaClient func(*cobra.Command) (pipelinev1connect.SchemaServiceClient, *call, error)
-
-func schemaRegisterCommand(client schemaClient, register bool) *cobra.Command {
+func schemaRegisterCommand(cf *clientFlags, register bool) *cobra.Command {
 	var subject, message, root string
 	var out *output
 	c := &cobra.Command{
@@ -72,47 +62,39 @@ with every violation.`,
 		if len(args) == 0 {
 			return usageErrorf("%s needs at least one .proto file or directory", cmd.CommandPath())
 		}
-		if err := out.check(); err != nil {
-			return err
-		}
 		files, err := readProtoFiles(root, args)
 		if err != nil {
 			return usageErrorf("%v", err)
 		}
-		sc, call, err := client(cmd)
-		if err != nil {
-			return err
-		}
-		defer call.cancel()
+		hint := func(err error) string { return importHint(err, root, args) }
 		if register {
-			resp, err := sc.RegisterSchema(call.ctx, connect.NewRequest(&pipelinev1.RegisterSchemaRequest{Subject: subject, Message: message, Files: files}))
-			if err != nil {
-				return call.fail(err, importHint(err, root, args))
-			}
-			if out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			fmt.Fprintf(call.w, "registered %s version %d (schema id %d)\n", subject, resp.Msg.GetVersion(), resp.Msg.GetSchemaId())
-			return nil
-		}
-		resp, err := sc.CheckCompatibility(call.ctx, connect.NewRequest(&pipelinev1.CheckCompatibilityRequest{Subject: subject, Message: message, Files: files}))
-		if err != nil {
-			return call.fail(err, importHint(err, root, args))
-		}
-		if out.json() {
-			if err := printJSON(call.w, resp.Msg); err != nil {
+			return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.RegisterSchemaResponse], error) {
+				return c.schema.RegisterSchema(ctx, connect.NewRequest(&pipelinev1.RegisterSchemaRequest{Subject: subject, Message: message, Files: files}))
+			}, answer[pipelinev1.RegisterSchemaResponse]{hint: hint, text: func(w io.Writer, msg *pipelinev1.RegisterSchemaResponse) error {
+				_, err := fmt.Fprintf(w, "registered %s version %d (schema id %d)\n", subject, msg.GetVersion(), msg.GetSchemaId())
 				return err
-			}
-		} else if resp.Msg.GetCompatible() {
-			fmt.Fprintf(call.w, "compatible with %s\n", subject)
-		} else {
-			fmt.Fprintf(call.w, "NOT compatible with %s:\n", subject)
-			printViolations(call.w, resp.Msg.GetViolations())
+			}})
 		}
-		if !resp.Msg.GetCompatible() {
-			return &exitError{code: exitRefused}
-		}
-		return nil
+		return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.CheckCompatibilityResponse], error) {
+			return c.schema.CheckCompatibility(ctx, connect.NewRequest(&pipelinev1.CheckCompatibilityRequest{Subject: subject, Message: message, Files: files}))
+		}, answer[pipelinev1.CheckCompatibilityResponse]{
+			hint: hint,
+			text: func(w io.Writer, msg *pipelinev1.CheckCompatibilityResponse) error {
+				if msg.GetCompatible() {
+					_, err := fmt.Fprintf(w, "compatible with %s\n", subject)
+					return err
+				}
+				fmt.Fprintf(w, "NOT compatible with %s:\n", subject)
+				printViolations(w, msg.GetViolations())
+				return nil
+			},
+			verdict: func(msg *pipelinev1.CheckCompatibilityResponse) error {
+				if !msg.GetCompatible() {
+					return &exitError{code: exitRefused}
+				}
+				return nil
+			},
+		})
 	}
 	f := c.Flags()
 	f.StringVar(&subject, "subject", "", "subject name")
@@ -123,87 +105,62 @@ with every violation.`,
 	return c
 }
 
-func schemaGetCommand(client schemaClient) *cobra.Command {
-	var subject string
-	var version int32
-	var id int64
+func schemaGetCommand(cf *clientFlags) *cobra.Command {
+	var req pipelinev1.GetSchemaRequest
 	var out *output
 	c := &cobra.Command{
 		Use:   "get (--subject S [--version N] | --id N)",
 		Short: "Print a schema's files",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if subject == "" && id == 0 {
+			if req.Subject == "" && req.SchemaId == 0 {
 				return usageErrorf("%s needs --subject or --id", cmd.CommandPath())
 			}
-			if err := out.check(); err != nil {
-				return err
-			}
-			sc, call, err := client(cmd)
-			if err != nil {
-				return err
-			}
-			defer call.cancel()
-			resp, err := sc.GetSchema(call.ctx, connect.NewRequest(&pipelinev1.GetSchemaRequest{Subject: subject, Version: version, SchemaId: id}))
-			if err != nil {
-				return call.fail(err, "")
-			}
-			if out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			sch := resp.Msg.GetSchema()
-			fmt.Fprintf(call.w, "# subject %s version %d, schema id %d, message %s\n", sch.GetSubject(), sch.GetVersion(), sch.GetSchemaId(), sch.GetMessage())
-			for _, file := range sch.GetFiles() {
-				fmt.Fprintf(call.w, "\n# file %s\n%s\n", file.GetPath(), file.GetContent())
-			}
-			return nil
+			return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.GetSchemaResponse], error) {
+				return c.schema.GetSchema(ctx, connect.NewRequest(&req))
+			}, answer[pipelinev1.GetSchemaResponse]{text: func(w io.Writer, msg *pipelinev1.GetSchemaResponse) error {
+				sch := msg.GetSchema()
+				fmt.Fprintf(w, "# subject %s version %d, schema id %d, message %s\n", sch.GetSubject(), sch.GetVersion(), sch.GetSchemaId(), sch.GetMessage())
+				for _, file := range sch.GetFiles() {
+					fmt.Fprintf(w, "\n# file %s\n%s\n", file.GetPath(), file.GetContent())
+				}
+				return nil
+			}})
 		},
 	}
-	c.Flags().StringVar(&subject, "subject", "", "subject name")
-	c.Flags().Int32Var(&version, "version", 0, "version (0: the latest)")
-	c.Flags().Int64Var(&id, "id", 0, "global schema id (instead of --subject)")
+	c.Flags().StringVar(&req.Subject, "subject", "", "subject name")
+	c.Flags().Int32Var(&req.Version, "version", 0, "version (0: the latest)")
+	c.Flags().Int64Var(&req.SchemaId, "id", 0, "global schema id (instead of --subject)")
 	out = addOutputFlag(c)
 	return c
 }
 
-func schemaListCommand(client schemaClient) *cobra.Command {
-	var prefix string
+func schemaListCommand(cf *clientFlags) *cobra.Command {
+	var req pipelinev1.ListSubjectsRequest
 	var out *output
 	c := &cobra.Command{
 		Use:   "list [--prefix P]",
 		Short: "List subjects with their latest version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
-			sc, call, err := client(cmd)
-			if err != nil {
-				return err
-			}
-			defer call.cancel()
-			resp, err := sc.ListSubjects(call.ctx, connect.NewRequest(&pipelinev1.ListSubjectsRequest{Prefix: prefix}))
-			if err != nil {
-				return call.fail(err, "")
-			}
-			if out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			var rows [][]string
-			for _, s := range resp.Msg.GetSubjects() {
-				rows = append(rows, []string{s.GetName(), itoa(s.GetLatestVersion()), itoa(s.GetLatestSchemaId()), s.GetMessage(), modeName(s.GetCompatibility())})
-			}
-			return table(call.w, []string{"SUBJECT", "VERSION", "SCHEMA ID", "MESSAGE", "COMPATIBILITY"}, rows)
+			return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.ListSubjectsResponse], error) {
+				return c.schema.ListSubjects(ctx, connect.NewRequest(&req))
+			}, answer[pipelinev1.ListSubjectsResponse]{text: func(w io.Writer, msg *pipelinev1.ListSubjectsResponse) error {
+				var rows [][]string
+				for _, s := range msg.GetSubjects() {
+					rows = append(rows, []string{s.GetName(), itoa(s.GetLatestVersion()), itoa(s.GetLatestSchemaId()), s.GetMessage(), modeName(s.GetCompatibility())})
+				}
+				return table(w, []string{"SUBJECT", "VERSION", "SCHEMA ID", "MESSAGE", "COMPATIBILITY"}, rows)
+			}})
 		},
 	}
-	c.Flags().StringVar(&prefix, "prefix", "", "only subjects that start with this")
+	c.Flags().StringVar(&req.Prefix, "prefix", "", "only subjects that start with this")
 	out = addOutputFlag(c)
 	return c
 }
 
-func schemaVersionsCommand(client schemaClient) *cobra.Command {
-	var subject string
-	var deleted bool
+func schemaVersionsCommand(cf *clientFlags) *cobra.Command {
+	var req pipelinev1.ListVersionsRequest
 	var out *output
 	c := &cobra.Command{
 		Use:   "versions --subject S [--deleted]",
@@ -213,42 +170,29 @@ func schemaVersionsCommand(client schemaClient) *cobra.Command {
 			if err := required(cmd, "subject"); err != nil {
 				return err
 			}
-			if err := out.check(); err != nil {
-				return err
-			}
-			sc, call, err := client(cmd)
-			if err != nil {
-				return err
-			}
-			defer call.cancel()
-			resp, err := sc.ListVersions(call.ctx, connect.NewRequest(&pipelinev1.ListVersionsRequest{Subject: subject, IncludeDeleted: deleted}))
-			if err != nil {
-				return call.fail(err, "")
-			}
-			if out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			var rows [][]string
-			for _, v := range resp.Msg.GetVersions() {
-				created := ""
-				if v.GetCreatedAt() != nil {
-					created = v.GetCreatedAt().AsTime().UTC().Format("2006-01-02 15:04:05Z")
+			return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.ListVersionsResponse], error) {
+				return c.schema.ListVersions(ctx, connect.NewRequest(&req))
+			}, answer[pipelinev1.ListVersionsResponse]{text: func(w io.Writer, msg *pipelinev1.ListVersionsResponse) error {
+				var rows [][]string
+				for _, v := range msg.GetVersions() {
+					created := ""
+					if v.GetCreatedAt() != nil {
+						created = v.GetCreatedAt().AsTime().UTC().Format("2006-01-02 15:04:05Z")
+					}
+					rows = append(rows, []string{itoa(v.GetVersion()), itoa(v.GetSchemaId()), created, strconv.FormatBool(v.GetDeleted())})
 				}
-				rows = append(rows, []string{itoa(v.GetVersion()), itoa(v.GetSchemaId()), created, strconv.FormatBool(v.GetDeleted())})
-			}
-			return table(call.w, []string{"VERSION", "SCHEMA ID", "CREATED", "DELETED"}, rows)
+				return table(w, []string{"VERSION", "SCHEMA ID", "CREATED", "DELETED"}, rows)
+			}})
 		},
 	}
-	c.Flags().StringVar(&subject, "subject", "", "subject name")
-	c.Flags().BoolVar(&deleted, "deleted", false, "list soft-deleted versions too")
+	c.Flags().StringVar(&req.Subject, "subject", "", "subject name")
+	c.Flags().BoolVar(&req.IncludeDeleted, "deleted", false, "list soft-deleted versions too")
 	out = addOutputFlag(c)
 	return c
 }
 
-func schemaDeleteCommand(client schemaClient) *cobra.Command {
-	var subject string
-	var version int32
-	var permanent bool
+func schemaDeleteCommand(cf *clientFlags) *cobra.Command {
+	var req pipelinev1.DeleteSchemaVersionRequest
 	c := &cobra.Command{
 		Use:   "delete --subject S --version N [--permanent]",
 		Short: "Soft-delete a version (--permanent: remove a soft-deleted one for good)",
@@ -262,59 +206,48 @@ out again.`,
 			if err := required(cmd, "subject", "version"); err != nil {
 				return err
 			}
-			if version <= 0 {
-				return usageErrorf("--version %d: give the version number to delete (schema versions lists them)", version)
+			if req.Version <= 0 {
+				return usageErrorf("--version %d: give the version number to delete (schema versions lists them)", req.Version)
 			}
-			sc, call, err := client(cmd)
-			if err != nil {
+			return request(cmd, cf, nil, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.DeleteSchemaVersionResponse], error) {
+				return c.schema.DeleteSchemaVersion(ctx, connect.NewRequest(&req))
+			}, answer[pipelinev1.DeleteSchemaVersionResponse]{text: func(w io.Writer, _ *pipelinev1.DeleteSchemaVersionResponse) error {
+				how := "soft-deleted"
+				if req.Permanent {
+					how = "permanently deleted"
+				}
+				_, err := fmt.Fprintf(w, "%s %s version %d\n", how, req.Subject, req.Version)
 				return err
-			}
-			defer call.cancel()
-			if _, err := sc.DeleteSchemaVersion(call.ctx, connect.NewRequest(&pipelinev1.DeleteSchemaVersionRequest{Subject: subject, Version: version, Permanent: permanent})); err != nil {
-				return call.fail(err, "")
-			}
-			how := "soft-deleted"
-			if permanent {
-				how = "permanently deleted"
-			}
-			fmt.Fprintf(call.w, "%s %s version %d\n", how, subject, version)
-			return nil
+			}})
 		},
 	}
-	c.Flags().StringVar(&subject, "subject", "", "subject name")
-	c.Flags().Int32Var(&version, "version", 0, "the version to delete")
-	c.Flags().BoolVar(&permanent, "permanent", false, "remove a soft-deleted version for good")
+	c.Flags().StringVar(&req.Subject, "subject", "", "subject name")
+	c.Flags().Int32Var(&req.Version, "version", 0, "the version to delete")
+	c.Flags().BoolVar(&req.Permanent, "permanent", false, "remove a soft-deleted version for good")
 	return c
 }
 
 // modes are the compatibility modes' names as the commands take them.
-func modes() []string {
-	var out []string
-	for i := int32(1); ; i++ {
-		name, ok := pipelinev1.Compatibility_name[i]
-		if !ok {
-			return out
-		}
-		out = append(out, strings.TrimPrefix(name, "COMPATIBILITY_"))
-	}
-}
+func modes() []string { return enumNames(pipelinev1.Compatibility_name, "COMPATIBILITY_") }
 
 func validationModes() []string {
+	return enumNames(pipelinev1.ValidationCompatibility_name, "VALIDATION_COMPATIBILITY_")
+}
+
+// enumNames are an enum's names from 1 on, in number order, without prefix.
+func enumNames(names map[int32]string, prefix string) []string {
 	var out []string
-	for i := int32(1); ; i++ {
-		name, ok := pipelinev1.ValidationCompatibility_name[i]
-		if !ok {
-			return out
-		}
-		out = append(out, strings.TrimPrefix(name, "VALIDATION_COMPATIBILITY_"))
+	for i := int32(1); names[i] != ""; i++ {
+		out = append(out, strings.TrimPrefix(names[i], prefix))
 	}
+	return out
 }
 
 func modeName(m pipelinev1.Compatibility) string {
 	return strings.TrimPrefix(m.String(), "COMPATIBILITY_")
 }
 
-func schemaConfigCommand(client schemaClient) *cobra.Command {
+func schemaConfigCommand(cf *clientFlags) *cobra.Command {
 	var subject, set, validation string
 	var out *output
 	c := &cobra.Command{
@@ -328,9 +261,6 @@ A subject that has no version is an error (exit 3) when read; its mode may
 be set before its first version.`, strings.Join(modes(), ", "), strings.Join(validationModes(), ", ")),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			req := &pipelinev1.UpdateSubjectConfigRequest{Subject: subject}
 			if set != "" {
 				mode, ok := pipelinev1.Compatibility_value["COMPATIBILITY_"+strings.ToUpper(set)]
@@ -346,46 +276,35 @@ be set before its first version.`, strings.Join(modes(), ", "), strings.Join(val
 				}
 				req.ValidationCompatibility = pipelinev1.ValidationCompatibility(v)
 			}
-			sc, call, err := client(cmd)
-			if err != nil {
-				return err
-			}
-			defer call.cancel()
 			if set == "" && validation == "" {
-				if subject != "" {
-					// GetSubjectConfig answers the global default for any
-					// name, so a typo would read as a mode: ask for the subject.
-					if _, err := sc.ListVersions(call.ctx, connect.NewRequest(&pipelinev1.ListVersionsRequest{Subject: subject, IncludeDeleted: true})); err != nil {
-						return call.fail(err, "")
+				return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.GetSubjectConfigResponse], error) {
+					if subject != "" {
+						// GetSubjectConfig answers the global default for any
+						// name, so a typo would read as a mode: ask for the subject.
+						if _, err := c.schema.ListVersions(ctx, connect.NewRequest(&pipelinev1.ListVersionsRequest{Subject: subject, IncludeDeleted: true})); err != nil {
+							return nil, err
+						}
 					}
+					return c.schema.GetSubjectConfig(ctx, connect.NewRequest(&pipelinev1.GetSubjectConfigRequest{Subject: subject}))
+				}, answer[pipelinev1.GetSubjectConfigResponse]{text: func(w io.Writer, msg *pipelinev1.GetSubjectConfigResponse) error {
+					_, err := fmt.Fprintln(w, modeName(msg.GetCompatibility()))
+					return err
+				}})
+			}
+			return request(cmd, cf, out, func(ctx context.Context, c *clients) (*connect.Response[pipelinev1.UpdateSubjectConfigResponse], error) {
+				return c.schema.UpdateSubjectConfig(ctx, connect.NewRequest(req))
+			}, answer[pipelinev1.UpdateSubjectConfigResponse]{text: func(w io.Writer, msg *pipelinev1.UpdateSubjectConfigResponse) error {
+				name := subject
+				if name == "" {
+					name = "global default"
 				}
-				resp, err := sc.GetSubjectConfig(call.ctx, connect.NewRequest(&pipelinev1.GetSubjectConfigRequest{Subject: subject}))
-				if err != nil {
-					return call.fail(err, "")
+				fmt.Fprintf(w, "%s: %s", name, modeName(msg.GetCompatibility()))
+				if validation != "" {
+					fmt.Fprintf(w, ", validation %s", strings.TrimPrefix(msg.GetValidationCompatibility().String(), "VALIDATION_COMPATIBILITY_"))
 				}
-				if out.json() {
-					return printJSON(call.w, resp.Msg)
-				}
-				fmt.Fprintln(call.w, modeName(resp.Msg.GetCompatibility()))
-				return nil
-			}
-			resp, err := sc.UpdateSubjectConfig(call.ctx, connect.NewRequest(req))
-			if err != nil {
-				return call.fail(err, "")
-			}
-			if out.json() {
-				return printJSON(call.w, resp.Msg)
-			}
-			name := subject
-			if name == "" {
-				name = "global default"
-			}
-			fmt.Fprintf(call.w, "%s: %s", name, modeName(resp.Msg.GetCompatibility()))
-			if validation != "" {
-				fmt.Fprintf(call.w, ", validation %s", strings.TrimPrefix(resp.Msg.GetValidationCompatibility().String(), "VALIDATION_COMPATIBILITY_"))
-			}
-			fmt.Fprintln(call.w)
-			return nil
+				_, err := fmt.Fprintln(w)
+				return err
+			}})
 		},
 	}
 	c.Flags().StringVar(&subject, "subject", "", "subject name (none: the global default)")
@@ -395,24 +314,6 @@ be set before its first version.`, strings.Join(modes(), ", "), strings.Join(val
 	_ = c.RegisterFlagCompletionFunc("validation", fixedCompletion(validationModes()...))
 	out = addOutputFlag(c)
 	return c
-}
-
-// call is one command's request: its deadline and where it prints.
-type call struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	flags  *clientFlags
-	w      io.Writer
-	errw   io.Writer
-}
-
-// fail reports a failed request, then a hint when there is one.
-func (c *call) fail(err error, hint string) error {
-	exit := c.flags.serverError(c.errw, err)
-	if hint != "" {
-		fmt.Fprintln(c.errw, "hint:", hint)
-	}
-	return exit
 }
 
 func itoa[T int32 | int64](v T) string { return strconv.FormatInt(int64(v), 10) }

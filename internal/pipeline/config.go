@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -323,24 +322,6 @@ func (c *Config) ApplyDefaults() error {
 		}
 	}
 	return nil
-}
-
-// LoadConfig reads path (empty: no file), with ${VAR} expanded from the
-// process's environment, applies the overrides and then the defaults. It
-// reads no PIPELINE_* key variables (Load does): tests and tools get the
-// config they wrote, whatever the environment.
-func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
-	cfg, err := readConfigFile(path, os.LookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range overrides {
-		o(cfg)
-	}
-	if err := cfg.ApplyDefaults(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
 }
 
 // busKeys says which bus kinds use each bus key that not all of them

@@ -110,12 +110,26 @@ func Load(path string, env func(string) (string, bool), overrides ...func(*Confi
 	if env == nil {
 		env = os.LookupEnv
 	}
+	return load(path, env, true, overrides)
+}
+
+// LoadConfig reads path (empty: no file), with ${VAR} expanded from the
+// process's environment, applies the overrides and then the defaults. It
+// reads no PIPELINE_* key variables (Load does): tests and tools get the
+// config they wrote, whatever the environment.
+func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
+	return load(path, os.LookupEnv, false, overrides)
+}
+
+func load(path string, env func(string) (string, bool), keyVariables bool, overrides []func(*Config)) (*Config, error) {
 	cfg, err := readConfigFile(path, env)
 	if err != nil {
 		return nil, err
 	}
-	if err := applyEnv(cfg, env); err != nil {
-		return nil, err
+	if keyVariables {
+		if err := applyEnv(cfg, env); err != nil {
+			return nil, err
+		}
 	}
 	for _, o := range overrides {
 		o(cfg)
