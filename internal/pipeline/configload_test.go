@@ -247,3 +247,25 @@ func TestNoWarningBeforeAStartError(t *testing.T) {
 		t.Errorf("a failed start logged warnings:\n%s", logs.String())
 	}
 }
+
+// TestREADMEConfigs: every YAML example of the README and docs/config.md
+// loads as written (with the variables docs/config.md's example names),
+// so a new refusal cannot leave an example behind that no longer starts.
+func TestREADMEConfigs(t *testing.T) {
+	env := envMap(map[string]string{"PG_PASSWORD": "secret"})
+	for _, doc := range []string{"../../README.md", "../../docs/config.md"} {
+		raw, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
+		if len(blocks) == 0 {
+			t.Fatalf("%s has no yaml example", doc)
+		}
+		for i, b := range blocks {
+			if _, err := Load(writeConfig(t, b[1]), env); err != nil {
+				t.Errorf("%s, yaml example %d does not load: %v\n%s", doc, i+1, err, b[1])
+			}
+		}
+	}
+}
