@@ -129,6 +129,11 @@ func TestCLICommands(t *testing.T) {
 	writeFile(t, goodConfig, "bus:\n  retention: 24h\n")
 	badConfig := filepath.Join(dir, "bad.yaml")
 	writeFile(t, badConfig, "registery:\n  url: sqlite://x.db\nhttp:\n  read_timeout: 5\n")
+	noCertConfig := filepath.Join(dir, "tls.yaml")
+	writeFile(t, noCertConfig, "tls: {cert_file: "+filepath.Join(dir, "none.pem")+", key_file: "+filepath.Join(dir, "none-key.pem")+"}\n")
+	// order_id "o-3" (field 1), amount_cents 5 (field 2), as Protobuf.
+	binaryEvent := filepath.Join(dir, "event.bin")
+	writeFile(t, binaryEvent, "\x0a\x03o-3\x10\x05")
 
 	runCases(t, []cliCase{
 		{name: "schema list", args: []string{"schema", "list"}, code: 0, want: []string{"SUBJECT", "orders", "shop.v1.OrderCreated"}},
@@ -155,6 +160,10 @@ func TestCLICommands(t *testing.T) {
 		{name: "config check of a good file", args: []string{"config", "check", goodConfig}, code: 0, want: []string{"ok (addr 127.0.0.1:7400, bus jetstream"}},
 		{name: "config check of a bad file", args: []string{"config", "check", badConfig}, code: 1,
 			want: []string{`unknown key "registery" at the top level: did you mean "registry"?`, "http.read_timeout: 5 has no unit"}, notWant: []string{"pipeline.Config", "time.Duration"}},
+		{name: "config check of a file naming a missing certificate", args: []string{"config", "check", noCertConfig}, code: 1, want: []string{"tls.cert_file: open ", "tls.key_file: open "}},
+		{name: "schema get --id", args: []string{"schema", "get", "--id", "1"}, code: 0, want: []string{"# schema id 1, message shop.v1.OrderCreated", "# file shop/v1/order.proto"}},
+		{name: "validation compatibility", args: []string{"schema", "config", "--subject", "orders", "--validation", "producer"}, code: 0, want: []string{"orders: BACKWARD, validation PRODUCER"}},
+		{name: "event publish --binary", args: []string{"event", "publish", "--subject", "orders", "--binary", binaryEvent, "-o", "json"}, code: 0, want: []string{`"eventId": "`, `"topics": [`}},
 		{name: "config check without a file", args: []string{"config", "check"}, code: 2, want: []string{"needs a config FILE"}},
 	})
 

@@ -120,7 +120,11 @@ func schemaGetCommand(cf *clientFlags) *cobra.Command {
 				return c.schema.GetSchema(ctx, connect.NewRequest(&req))
 			}, answer[pipelinev1.GetSchemaResponse]{text: func(w io.Writer, msg *pipelinev1.GetSchemaResponse) error {
 				sch := msg.GetSchema()
-				fmt.Fprintf(w, "# subject %s version %d, schema id %d, message %s\n", sch.GetSubject(), sch.GetVersion(), sch.GetSchemaId(), sch.GetMessage())
+				if sch.GetSubject() != "" {
+					fmt.Fprintf(w, "# subject %s version %d, schema id %d, message %s\n", sch.GetSubject(), sch.GetVersion(), sch.GetSchemaId(), sch.GetMessage())
+				} else { // by id: an id may be a version of several subjects
+					fmt.Fprintf(w, "# schema id %d, message %s\n", sch.GetSchemaId(), sch.GetMessage())
+				}
 				for _, file := range sch.GetFiles() {
 					fmt.Fprintf(w, "\n# file %s\n%s\n", file.GetPath(), file.GetContent())
 				}

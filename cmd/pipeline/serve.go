@@ -152,12 +152,16 @@ func configCommand() *cobra.Command {
 		Use:   "check FILE",
 		Short: "Validate a config file (and the PIPELINE_* variables) without starting",
 		Long: `Validate a config file as serve would read it (with ${VAR} expanded and the
-PIPELINE_* variables applied), without opening anything: no database,
-bus or port is touched. Exit 0 when it loads, 1 with every problem found
+PIPELINE_* variables applied) and that every file it names (keys ending
+in _file) can be read, without opening anything else: no database, bus or
+port is touched. Exit 0 when it loads, 1 with every problem found
 when it does not, 2 without a FILE.`,
 		Args: exactArgs(1, "a config FILE"),
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, err := pipeline.Load(args[0], os.LookupEnv)
+			if err == nil {
+				err = cfg.CheckFiles()
+			}
 			if err != nil {
 				return &exitError{code: exitRefused, err: err}
 			}

@@ -470,3 +470,41 @@ func fieldByIndex(v reflect.Value, index []int) reflect.Value {
 	}
 	return v
 }
+
+// CheckFiles reports every file the config names (each key ending in
+// _file: certificates, keys, CA bundles, a JWKS) that cannot be read, so
+// `pipeline config check` finds what would stop the start.
+func (c *Config) CheckFiles() error {
+	var errs []error
+	root := reflect.ValueOf(c).Elem()
+	for _, k := range ConfigKeys() {
+		if k.index == nil || !strings.HasSuffix(k.Path, "_file") {
+			continue
+		}
+		v, ok := valueByIndex(root, k.index)
+		if !ok || v.Kind() != reflect.String || v.String() == "" {
+			continue
+		}
+		f, err := os.Open(v.String())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", k.Path, err))
+			continue
+		}
+		f.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// valueByIndex is fieldByIndex that stops (false) at a nil pointer.
+func valueByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
+	for _, i := range index {
+		if v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return reflect.Value{}, false
+			}
+			v = v.Elem()
+		}
+		v = v.Field(i)
+	}
+	return v, true
+}
