@@ -435,7 +435,9 @@ func applyEnv(cfg *Config, env func(string) (string, bool)) error {
 		if field.Kind() == reflect.Slice {
 			node = &yaml.Node{Kind: yaml.SequenceNode}
 			for _, item := range strings.Split(v, ",") {
-				node.Content = append(node.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: strings.TrimSpace(item)})
+				if item = strings.TrimSpace(item); item != "" {
+					node.Content = append(node.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: item})
+				}
 			}
 		}
 		var bad []error
