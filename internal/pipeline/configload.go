@@ -253,10 +253,34 @@ func validVarName(s string) bool {
 	return s != ""
 }
 
+// checker collects the errors of checkNode. left bounds the nodes it
+// visits: aliases may repeat a section many times over (a "billion
+// laughs" file), and no config needs more than this.
+type checker struct {
+	errs   []error
+	left   int
+	fields map[reflect.Type]map[string]reflect.StructField
+}
+
+const maxConfigNodes = 100_000
+
 // checkNode checks n against the Go type t that it will be decoded into,
 // collecting one error per bad key or value, each naming the key path,
 // its line and the form expected.
 func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+	c := &checker{left: maxConfigNodes, fields: map[reflect.Type]map[string]reflect.StructField{}}
+	c.check(n, t, path)
+	*errs = append(*errs, c.errs...)
+}
+
+func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
+	errs := &c.errs
+	if c.left--; c.left == 0 {
+		*errs = append(*errs, fmt.Errorf("line %d: the file expands to more than %d values (aliases repeating sections?)", n.Line, maxConfigNodes))
+	}
+	if c.left <= 0 {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -291,11 +315,15 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			fail("expected a section of keys (%s), not %s", strings.Join(structKeys(t), ", "), describe(n))
 			return
 		}
-		fields := map[string]reflect.StructField{}
-		for i := range t.NumField() {
-			if name := yamlName(t.Field(i)); name != "" {
-				fields[name] = t.Field(i)
+		fields := c.fields[t]
+		if fields == nil {
+			fields = map[string]reflect.StructField{}
+			for i := range t.NumField() {
+				if name := yamlName(t.Field(i)); name != "" {
+					fields[name] = t.Field(i)
+				}
 			}
+			c.fields[t] = fields
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
@@ -305,7 +333,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 					merged = v.Content
 				}
 				for _, m := range merged {
-					checkNode(m, t, path, errs)
+					c.check(m, t, path)
 				}
 				continue
 			}
@@ -314,15 +342,15 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 				*errs = append(*errs, fmt.Errorf("line %d: %s", k.Line, unknownKey(path, k.Value, structKeys(t))))
 				continue
 			}
-			checkNode(v, f.Type, path+dot(path)+k.Value, errs)
+			c.check(v, f.Type, path+dot(path)+k.Value)
 		}
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			fail("expected a list such as [a, b] or lines starting with -, not %s", describe(n))
 			return
 		}
-		for i, c := range n.Content {
-			checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+		for i, item := range n.Content {
+			c.check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -330,7 +358,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			checkNode(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value, errs)
+			c.check(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value)
 		}
 	default: // a scalar
 		if n.Kind != yaml.ScalarNode {

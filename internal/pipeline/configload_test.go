@@ -109,6 +109,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"listen_addr on pulsar", "bus:\n  kind: pulsar\n  url: pulsar://x:6650\n  admin_url: http://x:8080\n  listen_addr: 127.0.0.1:4222\n", "bus.listen_addr is for kind jetstream"},
 		{"log level", "log_level: loud\n", `log_level "loud": use debug, info, warn or error`},
 		{"typo under a merge", "base: &b {kind: kafka}\n", `unknown key "base" at the top level`},
+		{"aliases that repeat a section a billion times", billionLaughs(), "the file expands to more than 100000 values"},
 		{"nats over http", "bus:\n  url: http://127.0.0.1:4222\n", "an external NATS server is nats://host:4222"},
 	}
 	for _, tc := range cases {
@@ -268,4 +269,21 @@ func TestREADMEConfigs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// billionLaughs is a file whose merge keys repeat a sink's keys 10^9 times.
+func billionLaughs() string {
+	var b strings.Builder
+	b.WriteString("sinks:\n  - &s0 {name: a, url: \"sqlite:///tmp/a.db\"}\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "  - &s%d {<<: [", i)
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*s%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	return b.String()
 }
