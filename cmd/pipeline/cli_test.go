@@ -87,7 +87,7 @@ func TestCLIDefects(t *testing.T) {
 		{name: "the mode of a subject that does not exist", args: []string{"schema", "config", s, "--subject", "nosuch"}, code: 3, want: []string{"not_found", "nosuch"}, notWant: []string{"BACKWARD"}},
 		{name: "the global default mode", args: []string{"schema", "config", s}, code: 0, want: []string{"BACKWARD"}},
 		{name: "not found once", args: []string{"schema", "get", s, "--subject", "nope"}, code: 3, want: []string{`error (not_found): subject "nope" has no schema`}, notWant: []string{"not found: "}},
-		{name: "one file instead of the import root", args: []string{"schema", "check", s, "--subject", "orders", "--message", "shop.v1.OrderCreated", filepath.Join(dir, "shop/v1/order.proto")}, code: 3,
+		{name: "one file instead of the import root", args: []string{"schema", "check", s, "--subject", "orders", "--message", "shop.v1.OrderCreated", filepath.Join(dir, "shop/v1/order.proto")}, code: 1,
 			want: []string{`could not resolve path "shop/v1/money.proto"`, "hint:", "--root " + dir}, notWant: []string{":0:0:"}},
 		{name: "an unknown subcommand", args: []string{"schema", "regster"}, code: 2, want: []string{`unknown command "regster"`, "did you mean register?"}},
 		{name: "an unknown flag", args: []string{"schema", "list", "--sever", base}, code: 2, want: []string{"unknown flag: --sever"}},

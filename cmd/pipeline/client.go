@@ -112,8 +112,9 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // serverError is the exit for an error the server answered (or the call
 // that did not reach it): the message once, its code, and its details.
-// A breaking schema (CompatibilityError) and an invalid event
-// (ValidationError) are refusals, exit 1; everything else exit 3.
+// A breaking schema (CompatibilityError), one that does not compile
+// (CompileError) and an invalid event (ValidationError) are refusals,
+// exit 1; everything else exit 3.
 func (f *clientFlags) serverError(w io.Writer, err error) error {
 	var cerr *connect.Error
 	if !errors.As(err, &cerr) {
@@ -143,6 +144,7 @@ func (f *clientFlags) serverError(w io.Writer, err error) error {
 			lines = append(lines, fieldViolationLines(detail.GetViolations(), detail.GetTotalViolations())...)
 			exit = exitRefused
 		case *pipelinev1.CompileError:
+			exit = exitRefused
 			for _, p := range detail.GetProblems() {
 				switch {
 				case p.GetLine() > 0:

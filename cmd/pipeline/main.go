@@ -31,8 +31,8 @@ import (
 // The exit codes, the same for every command (README "The command line").
 const (
 	exitOK = 0
-	// exitRefused: the answer is no. A breaking schema (schema check,
-	// schema register), an event that fails validation (event check,
+	// exitRefused: the answer is no. A breaking schema or one that does
+	// not compile (schema check, schema register), an event that fails validation (event check,
 	// event publish), a config that does not load (config check, serve).
 	exitRefused = 1
 	// exitUsage: the command line is wrong (unknown command or flag, a
@@ -46,9 +46,9 @@ const (
 
 const exitCodesHelp = `Exit codes:
   0  success
-  1  refused: a breaking schema (schema check, schema register), an event
-     that fails validation (event check, event publish), a config that
-     does not load (config check, serve)
+  1  refused: a breaking schema or one that does not compile (schema check,
+     schema register), an event that fails validation (event check, event
+     publish), a config that does not load (config check, serve)
   2  usage: unknown command or flag, a missing or bad argument; nothing was sent
   3  failed: the server is unreachable or answered an error (not found,
      permission denied, unavailable, ...); serve could not start
