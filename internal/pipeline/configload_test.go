@@ -186,6 +186,10 @@ sinks:
 	if err != nil || cfg.Auth == nil || cfg.Auth.JWT == nil || cfg.Auth.JWT.Issuer != "https://i" {
 		t.Fatalf("auth.jwt from variables: %+v, %v", cfg, err)
 	}
+	// A Pulsar service URL may list several brokers.
+	if _, err := Load("", envMap(map[string]string{"PIPELINE_BUS_KIND": "pulsar", "PIPELINE_BUS_URL": "pulsar+ssl://a:6651,b:6651", "PIPELINE_BUS_ADMIN_URL": "https://a:8443"})); err != nil {
+		t.Fatalf("pulsar with two brokers: %v", err)
+	}
 	// YAML's merge keys are checked as the section they merge into.
 	cfg, err = Load(writeConfig(t, "sinks:\n  - &s {name: a, url: \"sqlite:///tmp/a.db\", batch_size: 5}\n  - <<: *s\n    name: b\n"), envMap(nil))
 	if err != nil || len(cfg.Sinks) != 2 || cfg.Sinks[1].Name != "b" || cfg.Sinks[1].BatchSize != 5 {
