@@ -14,6 +14,7 @@ import (
 
 	"github.com/schemagate/pipeline/internal/api"
 	"github.com/schemagate/pipeline/internal/auth"
+	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
@@ -236,6 +237,9 @@ func (c *Config) ApplyDefaults() error {
 	if c.Registry.URL == "" {
 		c.Registry.URL = "sqlite://" + filepath.Join(c.DataDir, "registry.db")
 	}
+	if scheme, err := dburl.Scheme(c.Registry.URL); err != nil || (scheme != dburl.Postgres && scheme != dburl.SQLite) {
+		return fmt.Errorf("config: registry.url %q: use postgres://user:pass@host:5432/db or sqlite://path", dburl.Redact(c.Registry.URL))
+	}
 	switch c.Bus.Kind {
 	case "":
 		c.Bus.Kind = "jetstream"
@@ -318,6 +322,9 @@ func (c *Config) ApplyDefaults() error {
 		names[s.Name] = true
 		if s.URL == "" {
 			return fmt.Errorf("config: sink %q has no url", s.Name)
+		}
+		if _, err := dburl.Scheme(s.URL); err != nil {
+			return fmt.Errorf("config: sinks[%d] (%s).url: %w", i, s.Name, err)
 		}
 	}
 	return nil

@@ -110,6 +110,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"log level", "log_level: loud\n", `log_level "loud": use debug, info, warn or error`},
 		{"typo under a merge", "base: &b {kind: kafka}\n", `unknown key "base" at the top level`},
 		{"aliases that repeat a section a billion times", billionLaughs(), "the file expands to more than 100000 values"},
+		{"a sink URL of no database", "sinks:\n  - {name: a, url: \"ftp://x\"}\n", `sinks[0] (a).url: database URL "ftp://x": unsupported scheme "ftp"`},
+		{"a registry URL of no registry", "registry:\n  url: redis://127.0.0.1:6379/0\n", "registry.url \"redis://127.0.0.1:6379/0\": use postgres://"},
 		{"nats over http", "bus:\n  url: http://127.0.0.1:4222\n", "an external NATS server is nats://host:4222"},
 	}
 	for _, tc := range cases {
@@ -238,13 +240,11 @@ func TestDataDirHeldByOneProcess(t *testing.T) {
 func TestNoWarningBeforeAStartError(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := LoadConfig("", func(c *Config) {
-		c.DataDir = t.TempDir()
-		c.Sinks = []SinkConfig{{Name: "bad", URL: "ftp://x"}}
-	})
+	cfg, err := LoadConfig("", func(c *Config) { c.DataDir = t.TempDir() })
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Sinks = []SinkConfig{{Name: "bad", URL: "ftp://x"}} // past the config's checks: Open refuses it after the bus opened
 	if _, err := Open(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), `unsupported scheme "ftp"`) {
 		t.Fatalf("open with an ftp sink: %v", err)
 	}
