@@ -1,196 +1,196 @@
 // Command pipeline is a schema-governed event pipeline in one binary: a
 // Protobuf schema registry, a router that validates events and publishes
-// them to Pulsar (or an embedded NATS JetStream), and sinks that write them
-// into PostgreSQL, MySQL/MariaDB and SQLite.
+// them to Pulsar, Kafka or an embedded NATS JetStream, and sinks that write
+// them into PostgreSQL, MySQL/MariaDB, SQLite and Redis.
 //
 //	pipeline serve [--config pipeline.yaml] [--addr 127.0.0.1:7400] [--data-dir data]
-//	pipeline schema register|check|get|list|config ...
+//	pipeline config check FILE
+//	pipeline schema register|check|get|list|versions|delete|config ...
+//	pipeline route list|create|delete ...
+//	pipeline sink list
+//	pipeline event publish|check --subject S FILE
 //	pipeline token new --name N --role R [--subject S ...]
+//
+// The commands are spf13/cobra commands; `pipeline help COMMAND` and
+// `pipeline COMMAND --help` print each one's flags.
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
-	"net"
+	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
-	"time"
+	"strings"
 
-	"github.com/grafana/pyroscope-go"
+	"github.com/spf13/cobra"
 
 	"github.com/schemagate/pipeline/internal/pipeline"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		var exit exitError
-		if errors.As(err, &exit) {
-			os.Exit(int(exit))
-		}
-		fmt.Fprintln(os.Stderr, "pipeline:", err)
-		os.Exit(2)
-	}
-}
+// The exit codes, the same for every command (README "The command line").
+const (
+	exitOK = 0
+	// exitRefused: the answer is no. A breaking schema or one that does
+	// not compile (schema check, schema register), an event that fails validation (event check,
+	// event publish), a config that does not load (config check, serve).
+	exitRefused = 1
+	// exitUsage: the command line is wrong (unknown command or flag, a
+	// missing or bad argument); nothing was sent.
+	exitUsage = 2
+	// exitFailed: the request could not be done: the server is
+	// unreachable or answered an error (not found, permission denied,
+	// unavailable, ...), or serve could not start or stopped with an error.
+	exitFailed = 3
+)
 
-// exitError ends the process with a code after the command printed its own message.
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
-
-const usage = `pipeline: a schema-governed event pipeline
-
-Usage:
-  pipeline serve [flags]        run the registry, router, sinks and dashboard
-  pipeline schema <command>     talk to a running pipeline's registry
-  pipeline token new [flags]    make a bearer token and the auth.tokens entry that accepts it
-  pipeline version              print the version
-
-Run 'pipeline serve -h' or 'pipeline schema -h' for their flags.
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  refused: a breaking schema or one that does not compile (schema check,
+     schema register), an event that fails validation (event check, event
+     publish), a config that does not load (config check, serve)
+  2  usage: unknown command or flag, a missing or bad argument; nothing was sent
+  3  failed: the server is unreachable or answered an error (not found,
+     permission denied, unavailable, ...); serve could not start
 `
 
-func run(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return exitError(2)
-	}
-	switch args[0] {
-	case "serve":
-		return serveCommand(args[1:])
-	case "schema":
-		return schemaCommand(args[1:], os.Stdout, os.Stderr)
-	case "token":
-		return tokenCommand(args[1:], os.Stdout, os.Stderr)
-	case "version":
-		fmt.Println(pipeline.Version)
-		return nil
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return nil
-	default:
-		fmt.Fprintf(os.Stderr, "pipeline: unknown command %q\n\n%s", args[0], usage)
-		return exitError(2)
-	}
+// exitError ends the command with code; err (when not nil) is printed.
+type exitError struct {
+	code int
+	err  error
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is a wrong command line: exit 2 with the message.
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// failed is a request that could not be done: exit 3 with err.
+func failed(err error) error { return &exitError{code: exitFailed, err: err} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	var exit *exitError
+	if errors.As(err, &exit) {
+		if exit.err != nil {
+			fmt.Fprintln(stderr, "pipeline:", exit.err)
+		}
+		if exit.code == exitUsage {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+		return exit.code
+	}
+	// Errors cobra makes itself: unknown commands, flags and arguments.
+	fmt.Fprintln(stderr, "pipeline:", err)
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	return exitUsage
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pipeline",
+		Short: "A schema-governed event pipeline",
+		Long: `pipeline: a schema-governed event pipeline in one binary. 'pipeline serve'
+runs the registry, router, sinks and dashboard; the other commands talk to
+a running server (--server, PIPELINE_SERVER; --token, PIPELINE_TOKEN).`,
+		Version:       versionString(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          noSubcommand,
+		RunE:          helpOrUnknown,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("pipeline {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErrorf("%v", err) })
+	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp)
+	root.AddCommand(
+		serveCommand(stderr),
+		configCommand(),
+		schemaCommand(),
+		routeCommand(),
+		sinkCommand(),
+		eventCommand(),
+		tokenCommand(),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "pipeline", versionString()) },
+		},
+	)
+	return root
+}
+
+// noSubcommand lets a command group's RunE see a mistyped subcommand.
+func noSubcommand(*cobra.Command, []string) error { return nil }
+
+// helpOrUnknown is the RunE of a command group: its help, or an unknown
+// subcommand with the closest ones (exit 2).
+func helpOrUnknown(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return c.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+	c.SuggestionsMinimumDistance = 2
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageErrorf("%s", msg)
+}
+
+// group is a command that only holds subcommands.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short, Args: noSubcommand, RunE: helpOrUnknown}
+	c.AddCommand(subs...)
+	return c
+}
+
+// versionString is pipeline.Version (set by -ldflags "-X
+// github.com/schemagate/pipeline/internal/pipeline.Version=v1.2.3") or the
+// module version `go install` recorded, with the commit and the Go version
+// from the build info.
+func versionString() string {
+	v := pipeline.Version
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
 		return v
 	}
-	return def
-}
-
-func serveCommand(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	configPath := fs.String("config", envOr("PIPELINE_CONFIG", ""), "config file (YAML); none runs the embedded defaults (env PIPELINE_CONFIG)")
-	addr := fs.String("addr", envOr("PIPELINE_ADDR", ""), "listen address, default 127.0.0.1:7400 (env PIPELINE_ADDR)")
-	dataDir := fs.String("data-dir", envOr("PIPELINE_DATA_DIR", ""), "data directory for the embedded defaults, default ./data (env PIPELINE_DATA_DIR)")
-	pyroscopeURL := fs.String("pyroscope-url", envOr("PIPELINE_PYROSCOPE_URL", ""), "send continuous profiles to this Pyroscope server (env PIPELINE_PYROSCOPE_URL)")
-	logLevel := fs.String("log-level", envOr("PIPELINE_LOG_LEVEL", ""), "debug, info, warn or error (env PIPELINE_LOG_LEVEL)")
-	insecureNoAuth := fs.Bool("insecure-no-auth", false, "serve without auth on a non-loopback address: anyone who reaches the port may do everything")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return exitError(2)
+	if v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
 	}
-	cfg, err := loadConfigWithFlags(*configPath, *addr, *dataDir, *pyroscopeURL, *logLevel)
-	if err != nil {
-		return err
-	}
-	cfg.InsecureNoAuth = *insecureNoAuth
-	log, err := newLogger(cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	slog.SetDefault(log)
-	if os.Getenv("GOGC") == "" {
-		// The heap stays small (events are short-lived) and GC was ~15% of
-		// the ingest path's CPU; collecting less often cut CPU per event by
-		// a quarter in bench/ingest. GOGC in the environment still wins.
-		debug.SetGCPercent(400)
-	}
-
-	if cfg.PyroscopeURL != "" {
-		stopProfiling, err := startProfiling(cfg.PyroscopeURL, 15*time.Second, log)
-		if err != nil {
-			return err
-		}
-		defer stopProfiling()
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	if err := pipeline.CheckListener(cfg, ln); err != nil { // before opening anything
-		ln.Close()
-		return err
-	}
-	s, err := pipeline.Open(ctx, cfg, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	scheme := "http"
-	if cfg.TLS.Enabled() {
-		scheme = "https"
-	}
-	fmt.Fprintf(os.Stderr, "pipeline %s serving on %s://%s (dashboard, gRPC, gRPC-Web and Connect on this port)\n", pipeline.Version, scheme, ln.Addr())
-	return s.Serve(ctx, ln)
-}
-
-// loadConfigWithFlags loads the config file, then lets flags and
-// environment variables override it.
-func loadConfigWithFlags(path, addr, dataDir, pyroscopeURL, logLevel string) (*pipeline.Config, error) {
-	cfg, err := pipeline.LoadConfig(path, func(c *pipeline.Config) {
-		if addr != "" {
-			c.Addr = addr
-		}
-		if dataDir != "" {
-			c.DataDir = dataDir
-		}
-		if pyroscopeURL != "" {
-			c.PyroscopeURL = pyroscopeURL
-		}
-		if logLevel != "" {
-			c.LogLevel = logLevel
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if level != "" {
-		if err := l.UnmarshalText([]byte(level)); err != nil {
-			return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	var revision, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
 		}
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
-}
-
-// startProfiling sends continuous CPU and memory profiles to a Pyroscope
-// server every uploadRate, until the returned function is called.
-func startProfiling(serverURL string, uploadRate time.Duration, log *slog.Logger) (stop func(), err error) {
-	profiler, err := pyroscope.Start(pyroscope.Config{
-		ApplicationName: "pipeline",
-		ServerAddress:   serverURL,
-		UploadRate:      uploadRate,
-		Tags:            map[string]string{"version": pipeline.Version},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start pyroscope profiling to %s: %w", serverURL, err)
+	if revision != "" {
+		v += " (commit " + revision + dirty + ")"
 	}
-	log.Info("continuous profiling", "pyroscope", serverURL)
-	return func() { _ = profiler.Stop() }, nil
+	return v + " " + info.GoVersion
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,15 +15,15 @@ import (
 func TestTokenCommand(t *testing.T) {
 	newToken := func(args ...string) (token, entry string) {
 		t.Helper()
-		var out bytes.Buffer
-		if err := tokenCommand(append([]string{"new"}, args...), &out, &out); err != nil {
-			t.Fatalf("token new %v: %v\n%s", args, err, out.String())
+		code, out, errs := runCLI(t, append([]string{"token", "new"}, args...)...)
+		if code != 0 {
+			t.Fatalf("token new %v: exit %d\n%s", args, code, errs)
 		}
-		m := regexp.MustCompile(`(?m)^token \(shown once, keep it secret\): (pl_\S+)$`).FindStringSubmatch(out.String())
-		if m == nil || strings.Count(out.String(), m[1]) != 1 {
-			t.Fatalf("token new: the token once, and never in the entry:\n%s", out.String())
+		m := regexp.MustCompile(`(?m)^token \(shown once, keep it secret\): (pl_\S+)$`).FindStringSubmatch(out)
+		if m == nil || strings.Count(out, m[1]) != 1 {
+			t.Fatalf("token new: the token once, and never in the entry:\n%s", out)
 		}
-		_, entry, _ = strings.Cut(out.String(), "auth:\n")
+		_, entry, _ = strings.Cut(out, "auth:\n")
 		return m[1], entry
 	}
 	registrar, registrarEntry := newToken("--name", "ci", "--role", "registrar", "--subject", "orders*")
@@ -44,10 +43,10 @@ func TestTokenCommand(t *testing.T) {
 		return append(append([]string{"register", "--server", base}, flags...), "--subject", "orders", "--message", "shop.v1.OrderCreated", filepath.Join(dir, "shop/v1/order.proto"))
 	}
 
-	if code, out := runSchema(t, register()...); code != 2 || !strings.Contains(out, "unauthenticated") {
+	if code, out := runSchema(t, register()...); code != 3 || !strings.Contains(out, "unauthenticated") {
 		t.Fatalf("without a token: exit %d\n%s", code, out)
 	}
-	if code, out := runSchema(t, register("--token", viewer)...); code != 2 || !strings.Contains(out, "permission_denied") || !strings.Contains(out, "role viewer lacks schema.register") {
+	if code, out := runSchema(t, register("--token", viewer)...); code != 3 || !strings.Contains(out, "permission_denied") || !strings.Contains(out, "role viewer lacks schema.register") {
 		t.Fatalf("a viewer registers: exit %d\n%s", code, out)
 	}
 	if code, out := runSchema(t, register("--token", registrar)...); code != 0 {
@@ -58,11 +57,9 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatalf("PIPELINE_TOKEN: exit %d\n%s", code, out)
 	}
 
-	var out bytes.Buffer
 	for _, bad := range [][]string{{"new", "--name", "x"}, {"new", "--name", "x", "--role", "root"}, {"new", "--name", "x", "--role", "admin", "--subject", "a"}, {"old"}} {
-		out.Reset()
-		if err := tokenCommand(bad, &out, &out); err == nil || strings.Contains(out.String(), "pl_") {
-			t.Errorf("token %v: %v\n%s", bad, err, out.String())
+		if code, out, errs := runCLI(t, append([]string{"token"}, bad...)...); code != 2 || strings.Contains(out+errs, "pl_") {
+			t.Errorf("token %v: exit %d\n%s%s", bad, code, out, errs)
 		}
 	}
 }

@@ -1,22 +1,20 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/schemagate/pipeline/internal/api"
 	"github.com/schemagate/pipeline/internal/auth"
+	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
@@ -69,8 +67,9 @@ type BusConfig struct {
 	Kind string `yaml:"kind"`
 	// Brokers are Kafka's seed brokers (host:port).
 	Brokers []string `yaml:"brokers"`
-	// TLS and SASL secure the connections to Kafka.
-	TLS  KafkaTLSConfig  `yaml:"tls"`
+	// TLS and SASL secure the connections to Kafka (TLS's variables are
+	// PIPELINE_BUS_KAFKA_TLS_*: PIPELINE_BUS_TLS_CA_FILE is tls_ca_file).
+	TLS  KafkaTLSConfig  `yaml:"tls" env:"KAFKA_TLS"`
 	SASL KafkaSASLConfig `yaml:"sasl"`
 	// TopicPrefix starts every Kafka topic the pipeline names (default
 	// "pipeline."; "-" for none).
@@ -300,8 +299,17 @@ func (c *Config) ApplyDefaults() error {
 	if c.DataDir == "" {
 		c.DataDir = "data"
 	}
+	if c.LogLevel != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			return fmt.Errorf("config: log_level %q: use debug, info, warn or error", c.LogLevel)
+		}
+	}
 	if c.Registry.URL == "" {
 		c.Registry.URL = "sqlite://" + filepath.Join(c.DataDir, "registry.db")
+	}
+	if scheme, err := dburl.Scheme(c.Registry.URL); err != nil || (scheme != dburl.Postgres && scheme != dburl.SQLite) {
+		return fmt.Errorf("config: registry.url %q: use postgres://user:pass@host:5432/db or sqlite://path", dburl.Redact(c.Registry.URL))
 	}
 	switch c.Bus.Kind {
 	case "":
@@ -310,8 +318,11 @@ func (c *Config) ApplyDefaults() error {
 	default:
 		return fmt.Errorf("config: bus.kind %q: use jetstream, pulsar or kafka", c.Bus.Kind)
 	}
-	if c.Bus.Kind == "pulsar" && c.Bus.URL == "" {
-		return errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
+	if err := c.Bus.checkKeysOfKind(); err != nil {
+		return err
+	}
+	if err := c.Bus.checkURLs(); err != nil {
+		return err
 	}
 	if err := c.Bus.checkKafka(); err != nil {
 		return err
@@ -389,43 +400,99 @@ func (c *Config) ApplyDefaults() error {
 		if s.URL == "" {
 			return fmt.Errorf("config: sink %q has no url", s.Name)
 		}
+		if _, err := dburl.Scheme(s.URL); err != nil {
+			return fmt.Errorf("config: sinks[%d] (%s).url: %w", i, s.Name, err)
+		}
 	}
 	return nil
 }
 
-// LoadConfig reads path (empty: no file), applies the overrides (flags and
-// environment variables) and then the defaults.
-func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
-	cfg := &Config{}
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true)                                              // a typo in a key is an error, not a silent default
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
-			return nil, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	for _, o := range overrides {
-		o(cfg)
-	}
-	if err := cfg.ApplyDefaults(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+// busKeys says which bus kinds use each bus key that not all of them
+// use: a key the chosen bus would ignore is refused, not silently dropped.
+var busKeys = []struct {
+	key   string
+	kinds []string
+	set   func(b *BusConfig) bool
+}{
+	{"url", []string{"pulsar", "jetstream"}, func(b *BusConfig) bool { return b.URL != "" }},
+	{"admin_url", []string{"pulsar"}, func(b *BusConfig) bool { return b.AdminURL != "" }},
+	{"tenant", []string{"pulsar"}, func(b *BusConfig) bool { return b.Tenant != "" }},
+	{"namespace", []string{"pulsar"}, func(b *BusConfig) bool { return b.Namespace != "" }},
+	{"compression", []string{"pulsar"}, func(b *BusConfig) bool { return b.Compression != "" }},
+	{"batching_delay", []string{"pulsar"}, func(b *BusConfig) bool { return b.BatchingDelay != 0 }},
+	{"tls_ca_file", []string{"pulsar"}, func(b *BusConfig) bool { return b.TLSCAFile != "" }},
+	{"max_pending", []string{"pulsar", "kafka"}, func(b *BusConfig) bool { return b.MaxPending != 0 }},
+	{"send_timeout", []string{"pulsar", "kafka"}, func(b *BusConfig) bool { return b.SendTimeout != 0 }},
+	{"listen_addr", []string{"jetstream"}, func(b *BusConfig) bool { return b.ListenAddr != "" }},
+	{"brokers", []string{"kafka"}, func(b *BusConfig) bool { return len(b.Brokers) > 0 }},
+	{"tls", []string{"kafka"}, func(b *BusConfig) bool { return b.TLS != (KafkaTLSConfig{}) }},
+	{"sasl", []string{"kafka"}, func(b *BusConfig) bool { return b.SASL != (KafkaSASLConfig{}) }},
+	{"topic_prefix", []string{"kafka"}, func(b *BusConfig) bool { return b.TopicPrefix != "" }},
+	{"partitions", []string{"kafka"}, func(b *BusConfig) bool { return b.Partitions != 0 }},
+	{"replication_factor", []string{"kafka"}, func(b *BusConfig) bool { return b.ReplicationFactor != 0 }},
+	{"wire_format", []string{"kafka"}, func(b *BusConfig) bool { return b.WireFormat != "" }},
 }
 
-// checkKafka checks the Kafka keys: required with kind kafka, refused
-// with the other kinds (a key that would be ignored is a mistake).
-func (b *BusConfig) checkKafka() error {
-	kafkaOnly := len(b.Brokers) > 0 || b.TLS != (KafkaTLSConfig{}) || b.SASL != (KafkaSASLConfig{}) ||
-		b.TopicPrefix != "" || b.Partitions != 0 || b.ReplicationFactor != 0 || b.WireFormat != ""
-	if b.Kind != "kafka" {
-		if kafkaOnly {
-			return fmt.Errorf("config: bus.brokers, tls, sasl, topic_prefix, partitions, replication_factor and wire_format are for kind kafka, not %s", b.Kind)
+func (b *BusConfig) checkKeysOfKind() error {
+	for _, k := range busKeys {
+		if k.set(b) && !slices.Contains(k.kinds, b.Kind) {
+			return fmt.Errorf("config: bus.%s is for kind %s: the %s bus would ignore it; remove it or set bus.kind", k.key, strings.Join(k.kinds, " and "), b.Kind)
 		}
+	}
+	if b.Kind == "jetstream" && b.URL != "" && b.ListenAddr != "" {
+		return errors.New("config: bus.listen_addr is for the embedded JetStream server, and bus.url points at an external one")
+	}
+	return nil
+}
+
+// checkURLs refuses bus URLs that cannot work: the client would retry them
+// for ever while the server says it is serving.
+func (b *BusConfig) checkURLs() error {
+	scheme := func(raw string) string { // not url.Parse: pulsar://a:6650,b:6650 lists hosts
+		if s, _, ok := strings.Cut(raw, "://"); ok {
+			return strings.ToLower(s)
+		}
+		return ""
+	}
+	switch b.Kind {
+	case "pulsar":
+		if b.URL == "" {
+			return errors.New("config: bus.url is required for pulsar (pulsar://host:6650)")
+		}
+		if s := scheme(b.URL); s != "pulsar" && s != "pulsar+ssl" {
+			hint := ""
+			if s == "http" || s == "https" {
+				hint = " (an http:// URL is the admin API: that goes in bus.admin_url)"
+			}
+			return fmt.Errorf("config: bus.url %q: a Pulsar service URL is pulsar://host:6650 or pulsar+ssl://host:6651%s", b.URL, hint)
+		}
+		if b.AdminURL == "" {
+			return errors.New("config: bus.admin_url is required for pulsar (http://host:8080): every topic gets its retention through it before its first event")
+		}
+		if s := scheme(b.AdminURL); s != "http" && s != "https" {
+			return fmt.Errorf("config: bus.admin_url %q: Pulsar's admin API is http://host:8080 or https://host:8443", b.AdminURL)
+		}
+		switch strings.ToLower(b.Compression) {
+		case "", "none", "lz4", "zstd":
+		default:
+			return fmt.Errorf("config: bus.compression %q: use none, lz4 or zstd", b.Compression)
+		}
+	case "jetstream":
+		if b.URL != "" {
+			switch scheme(b.URL) {
+			case "nats", "tls", "ws", "wss":
+			default:
+				return fmt.Errorf("config: bus.url %q: an external NATS server is nats://host:4222 (or tls://, ws://, wss://); leave bus.url empty for the embedded one", b.URL)
+			}
+		}
+	}
+	return nil
+}
+
+// checkKafka checks the Kafka keys (checkKeysOfKind refused them with the
+// other kinds).
+func (b *BusConfig) checkKafka() error {
+	if b.Kind != "kafka" {
 		return nil
 	}
 	if len(b.Brokers) == 0 {

@@ -56,11 +56,11 @@ func TestConfigDefaults(t *testing.T) {
 func TestBrokenConfig(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"not yaml", "bus: [", "config"},
-		{"unknown key", "bus:\n  knd: pulsar\n", "field knd not found"},
+		{"unknown key", "bus:\n  knd: pulsar\n", `line 2: unknown key "knd" in bus: did you mean "kind"?`},
 		{"bad bus kind", "bus:\n  kind: rabbitmq\n", `bus.kind "rabbitmq": use jetstream, pulsar or kafka`},
 		{"pulsar without url", "bus:\n  kind: pulsar\n", "bus.url is required"},
 		{"kafka without brokers", "bus:\n  kind: kafka\n", "bus.brokers is required"},
-		{"kafka keys on pulsar", "bus:\n  kind: pulsar\n  url: pulsar://x:6650\n  brokers: [x:9092]\n", "are for kind kafka, not pulsar"},
+		{"kafka keys on pulsar", "bus:\n  kind: pulsar\n  url: pulsar://x:6650\n  admin_url: http://x:8080\n  brokers: [x:9092]\n", "bus.brokers is for kind kafka: the pulsar bus would ignore it"},
 		{"kafka wire format", "bus:\n  kind: kafka\n  brokers: [x:9092]\n  wire_format: avro\n", `bus.wire_format "avro"`},
 		{"kafka sasl mechanism", "bus:\n  kind: kafka\n  brokers: [x:9092]\n  sasl: {mechanism: gssapi, username: u}\n", `bus.sasl.mechanism "gssapi"`},
 		{"kafka sasl without user", "bus:\n  kind: kafka\n  brokers: [x:9092]\n  sasl: {mechanism: plain}\n", "bus.sasl.username is required"},
@@ -70,7 +70,7 @@ func TestBrokenConfig(t *testing.T) {
 		{"sink without name", "sinks:\n  - url: sqlite://x.db\n", "sinks[0] has no name"},
 		{"sink without url", "sinks:\n  - name: a\n", `sink "a" has no url`},
 		{"two sinks one name", "sinks:\n  - {name: a, url: sqlite://a.db}\n  - {name: a, url: sqlite://b.db}\n", `two sinks are named "a"`},
-		{"wrong type", "limits:\n  max_batch: lots\n", "cannot unmarshal"},
+		{"wrong type", "limits:\n  max_batch: lots\n", `line 2: limits.max_batch: "lots" is not a whole number`},
 		{"in flight under one event", "limits:\n  max_event_bytes: 2048\n  max_in_flight_bytes: 1024\n", "no event could be taken"},
 		{"negative timeout", "http:\n  idle_timeout: -1s\n", "http: timeouts and sizes must be positive"},
 		{"token without hash", "auth:\n  tokens:\n    - {name: ci, role: admin}\n", `auth.tokens "ci": sha256 must be 64 hex digits`},
@@ -148,7 +148,7 @@ func TestHealthzSeesTheBus(t *testing.T) {
 	noSink := false
 	cfg, err := LoadConfig("", func(c *Config) {
 		c.DataDir, c.DefaultSink = t.TempDir(), &noSink
-		c.Bus.Kind, c.Bus.URL = "pulsar", "pulsar://"+nowhere
+		c.Bus.Kind, c.Bus.URL, c.Bus.AdminURL = "pulsar", "pulsar://"+nowhere, "http://"+nowhere
 	})
 	if err != nil {
 		t.Fatal(err)

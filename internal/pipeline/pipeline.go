@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/gofrs/flock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -67,6 +68,8 @@ type Server struct {
 	access           *api.Access
 	history          *history.Recorder
 	started          time.Time
+	dataLock         *flock.Flock // nil: nothing kept in data_dir
+	tls              *tlsFiles    // nil: cleartext
 }
 
 // Open opens everything cfg (with ApplyDefaults applied) names. On error,
@@ -76,9 +79,17 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
-			s.Close(context.Background())
+			s.closeSoon() // with a deadline: the bus flushes within it
 		}
 	}()
+	if s.dataLock, err = lockDataDir(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.TLS.Enabled() { // a missing certificate stops the start, before anything says "serving"
+		if s.tls, err = newTLSFiles(cfg.TLS, log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Auth != nil {
 		if s.authn, err = auth.New(ctx, cfg.Auth, log); err != nil {
 			return nil, err
@@ -354,14 +365,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	scheme := "http"
-	if s.cfg.TLS.Enabled() {
-		files, err := newTLSFiles(s.cfg.TLS, s.log)
-		if err != nil {
-			s.closeSoon()
-			return err
-		}
+	if s.tls != nil {
 		protocols.SetHTTP2(true) // through ALPN
-		srv.TLSConfig = files.config()
+		srv.TLSConfig = s.tls.config()
 		ln = tls.NewListener(ln, srv.TLSConfig)
 		scheme = "https"
 	} else {
@@ -451,4 +457,7 @@ func (s *Server) Close(ctx context.Context) {
 		_ = s.store.Close()
 	}
 	s.authn.Close()
+	if s.dataLock != nil { // last: everything in data_dir is closed
+		_ = s.dataLock.Unlock()
+	}
 }
