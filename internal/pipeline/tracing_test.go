@@ -275,4 +275,3 @@ func attrMap(kvs []attribute.KeyValue) map[string]attribute.Value {
 	}
 	return out
 }
-
