@@ -220,6 +220,31 @@ func TestTraceOneEvent(t *testing.T) {
 			if count != rows || exemplars == 0 {
 				t.Errorf("end-to-end histogram: %d observations (want %d), %d exemplars of recorded traces", count, rows, exemplars)
 			}
+
+			// The dashboard's RPCs carry the quantiles of the same histograms.
+			var sinks pipelinev1.ListSinksResponse
+			if err := conn.Invoke(ctx, pipelinev1connect.SinkServiceListSinksProcedure, &pipelinev1.ListSinksRequest{}, &sinks); err != nil {
+				t.Fatal(err)
+			}
+			if l := sinks.GetSinks()[0].GetEndToEndLatency(); l.GetCount() != rows || l.GetP50Seconds() <= 0 || l.GetP50Seconds() > l.GetP99Seconds() {
+				t.Errorf("ListSinks end_to_end_latency = %v, want %d observations and 0 < p50 <= p99", l, rows)
+			}
+			var topics pipelinev1.ListTopicsResponse
+			if err := conn.Invoke(ctx, pipelinev1connect.TopicServiceListTopicsProcedure, &pipelinev1.ListTopicsRequest{}, &topics); err != nil {
+				t.Fatal(err)
+			}
+			for _, tp := range topics.GetTopics() {
+				if l := tp.GetPublishLatency(); tp.GetName() == topic && (l.GetCount() != rows || l.GetP99Seconds() <= 0) {
+					t.Errorf("ListTopics publish_latency of %s = %v, want %d observations", topic, l, rows)
+				}
+			}
+			var st pipelinev1.GetStatusResponse
+			if err := conn.Invoke(ctx, pipelinev1connect.StatusServiceGetStatusProcedure, &pipelinev1.GetStatusRequest{}, &st); err != nil {
+				t.Fatal(err)
+			}
+			if l := st.GetIngestLatency(); l.GetCount() != rows || l.GetP95Seconds() <= 0 {
+				t.Errorf("GetStatus ingest_latency = %v, want %d observations (accepted events)", l, rows)
+			}
 		})
 	}
 }

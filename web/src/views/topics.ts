@@ -10,6 +10,14 @@ import { badge, card, empty, notice, numCell, pageHeader, table, type Tone, type
 
 const stateTone: Record<string, Tone> = { running: "ok", stalled: "bad", stopped: "warn" };
 
+// quantiles shows a latency histogram's p50 / p95 / p99 (computed by the
+// server from its Prometheus histograms), "–" before any observation.
+function quantiles(l: { count: bigint; p50Seconds: number; p95Seconds: number; p99Seconds: number } | undefined): string {
+  if (!l || l.count === 0n) return "–";
+  const ms = (s: number): string => (s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`);
+  return `${ms(l.p50Seconds)} / ${ms(l.p95Seconds)} / ${ms(l.p99Seconds)}`;
+}
+
 export function topicsView(): View {
   const lagChart = h("div", { class: "chart-box", "data-testid": "lag-chart" });
   const rateChart = h("div", { class: "chart-box", "data-testid": "throughput-chart" });
@@ -83,7 +91,7 @@ export function topicsView(): View {
             )
           : null,
         table(
-          ["Sink", "Database", "Status", "Reads", "Backlog (entries)", "Rows written", "Rows/s", "Last error"],
+          ["Sink", "Database", "Status", "Reads", "Backlog (entries)", "Rows written", "Rows/s", "End to end p50 / p95 / p99", "Last error"],
           h(
             "tbody",
             null,
@@ -121,6 +129,7 @@ export function topicsView(): View {
                 ),
                 numCell(count(sk.rowsWritten), { "data-testid": "sink-rows" }),
                 numCell(perSecond(live.rowsRate(sk.name))),
+                numCell(quantiles(sk.endToEndLatency), { "data-testid": "sink-latency" }),
                 h(
                   "td",
                   { class: "error-cell", title: sk.statusReason || sk.lastError },
@@ -139,7 +148,7 @@ export function topicsView(): View {
       replace(
         topicsBox,
         table(
-          ["Topic", "Partitions", "Events/s (1 min)", "Published here", "Subscriptions and backlog"],
+          ["Topic", "Partitions", "Events/s (1 min)", "Published here", "Bus publish p50 / p95 / p99", "Subscriptions and backlog"],
           h(
             "tbody",
             null,
@@ -151,6 +160,7 @@ export function topicsView(): View {
                 numCell(t.partitions > 0 ? count(t.partitions) : "–", { "data-testid": "topic-partitions" }),
                 numCell(perSecond(t.publishRate)),
                 numCell(count(t.eventsPublished)),
+                numCell(quantiles(t.publishLatency), { "data-testid": "topic-latency" }),
                 h(
                   "td",
                   null,

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/status.proto.
  */
 export const file_pipeline_v1_status: GenFile = /*@__PURE__*/
-  fileDesc("ChhwaXBlbGluZS92MS9zdGF0dXMucHJvdG8SC3BpcGVsaW5lLnYxIhIKEEdldFN0YXR1c1JlcXVlc3QigwIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDYnVzGAQgASgJEhUKDWJ1c19jb25uZWN0ZWQYBSABKAgSEQoJYnVzX2Vycm9yGAYgASgJEhoKEnJlZ2lzdHJ5X2Nvbm5lY3RlZBgHIAEoCBIWCg5yZWdpc3RyeV9lcnJvchgIIAEoCRIqCgVzaW5rcxgJIAMoCzIbLnBpcGVsaW5lLnYxLkRhdGFiYXNlU3RhdHVzIlIKDkRhdGFiYXNlU3RhdHVzEgwKBG5hbWUYASABKAkSEAoIZGF0YWJhc2UYAiABKAkSEQoJY29ubmVjdGVkGAMgASgIEg0KBWVycm9yGAQgASgJMmAKDVN0YXR1c1NlcnZpY2USTwoJR2V0U3RhdHVzEh0ucGlwZWxpbmUudjEuR2V0U3RhdHVzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkdldFN0YXR1c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChhwaXBlbGluZS92MS9zdGF0dXMucHJvdG8SC3BpcGVsaW5lLnYxIhIKEEdldFN0YXR1c1JlcXVlc3QisQIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDYnVzGAQgASgJEhUKDWJ1c19jb25uZWN0ZWQYBSABKAgSEQoJYnVzX2Vycm9yGAYgASgJEhoKEnJlZ2lzdHJ5X2Nvbm5lY3RlZBgHIAEoCBIWCg5yZWdpc3RyeV9lcnJvchgIIAEoCRIqCgVzaW5rcxgJIAMoCzIbLnBpcGVsaW5lLnYxLkRhdGFiYXNlU3RhdHVzEiwKDmluZ2VzdF9sYXRlbmN5GAogASgLMhQucGlwZWxpbmUudjEuTGF0ZW5jeSJSCg5EYXRhYmFzZVN0YXR1cxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEhEKCWNvbm5lY3RlZBgDIAEoCBINCgVlcnJvchgEIAEoCTJgCg1TdGF0dXNTZXJ2aWNlEk8KCUdldFN0YXR1cxIdLnBpcGVsaW5lLnYxLkdldFN0YXR1c1JlcXVlc3QaHi5waXBlbGluZS52MS5HZXRTdGF0dXNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp, file_pipeline_v1_latency]);
 
 /**
  * @generated from message pipeline.v1.GetStatusRequest
@@ -77,6 +79,14 @@ export type GetStatusResponse = Message<"pipeline.v1.GetStatusResponse"> & {
    * @generated from field: repeated pipeline.v1.DatabaseStatus sinks = 9;
    */
   sinks: DatabaseStatus[];
+
+  /**
+   * ingest_latency is an accepted event's time from its request to its
+   * answer, the bus's acknowledgement included (pipeline_publish_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency ingest_latency = 10;
+   */
+  ingestLatency?: Latency | undefined;
 };
 
 /**

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/topic.proto.
  */
 export const file_pipeline_v1_topic: GenFile = /*@__PURE__*/
-  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIosBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBSItCgxTdWJzY3JpcHRpb24SDAoEbmFtZRgBIAEoCRIPCgdiYWNrbG9nGAIgASgDMmIKDFRvcGljU2VydmljZRJSCgpMaXN0VG9waWNzEh4ucGlwZWxpbmUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5waXBlbGluZS52MS5MaXN0VG9waWNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIroBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBRItCg9wdWJsaXNoX2xhdGVuY3kYBiABKAsyFC5waXBlbGluZS52MS5MYXRlbmN5Ii0KDFN1YnNjcmlwdGlvbhIMCgRuYW1lGAEgASgJEg8KB2JhY2tsb2cYAiABKAMyYgoMVG9waWNTZXJ2aWNlElIKCkxpc3RUb3BpY3MSHi5waXBlbGluZS52MS5MaXN0VG9waWNzUmVxdWVzdBofLnBpcGVsaW5lLnYxLkxpc3RUb3BpY3NSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_pipeline_v1_latency]);
 
 /**
  * @generated from message pipeline.v1.ListTopicsRequest
@@ -77,6 +79,15 @@ export type Topic = Message<"pipeline.v1.Topic"> & {
    * @generated from field: int32 partitions = 5;
    */
   partitions: number;
+
+  /**
+   * publish_latency is, for the events this process published to the
+   * topic, the time from handing one to the bus to the bus's
+   * acknowledgement that it persisted it (pipeline_bus_publish_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency publish_latency = 6;
+   */
+  publishLatency?: Latency | undefined;
 };
 
 /**
