@@ -234,7 +234,9 @@ func (s *Server) Handler() http.Handler {
 		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(s.interceptors()...)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(s.interceptors()...)))
-	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
+	// OpenMetrics, when the scraper asks for it, carries the latency
+	// histograms' exemplars (trace ids; internal/tracing).
+	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	mux.HandleFunc("/healthz", s.healthz)
 	// Confluent Schema Registry's REST API over the same registry, for the
 	// Kafka serializers and tools (schema.registry.url=http://host:port/confluent).
