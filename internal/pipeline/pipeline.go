@@ -195,7 +195,7 @@ func (s *Server) Handler() http.Handler {
 	// the bytes after decompression (a small gzip body that inflates past
 	// the bound is cut there). Schemas are bounded by schema.MaxSourceBytes.
 	bounded := func(n int) connect.HandlerOption {
-		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), api.Recover(s.log), connect.WithInterceptors(s.interceptors()...))
+		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), s.traced(), api.Recover(s.log), connect.WithInterceptors(s.access))
 	}
 	general := bounded(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
 	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, general))
@@ -232,8 +232,8 @@ func (s *Server) Handler() http.Handler {
 	// served, and grpcurl's list should say so.
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName,
 		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(s.interceptors()...)))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(s.interceptors()...)))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.traced(), connect.WithInterceptors(s.access)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.traced(), connect.WithInterceptors(s.access)))
 	// OpenMetrics, when the scraper asks for it, carries the latency
 	// histograms' exemplars (trace ids; internal/tracing).
 	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{EnableOpenMetrics: true})))

@@ -38,13 +38,14 @@ func (s *Server) openTracing(ctx context.Context) error {
 	return nil
 }
 
-// interceptors are those of every RPC: with tracing on, first the server
-// span (continuing the client's W3C trace context, sent as traceparent
-// and tracestate headers over Connect, gRPC and gRPC-Web alike), then the
-// access check.
-func (s *Server) interceptors() []connect.Interceptor {
+// traced is the outermost interceptor of every RPC with tracing on: the
+// server span, continuing the client's W3C trace context (traceparent and
+// tracestate headers over Connect, gRPC and gRPC-Web alike). Outside the
+// recovery and the access check, so that a refused or panicking call is
+// traced with its code, and their logs carry its ids.
+func (s *Server) traced() connect.HandlerOption {
 	if s.otel == nil {
-		return []connect.Interceptor{s.access}
+		return connect.WithHandlerOptions()
 	}
-	return []connect.Interceptor{s.otel, s.access}
+	return connect.WithInterceptors(s.otel)
 }

@@ -1,13 +1,20 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
@@ -299,4 +306,88 @@ func attrMap(kvs []attribute.KeyValue) map[string]attribute.Value {
 		out[string(kv.Key)] = kv.Value
 	}
 	return out
+}
+
+// syncBuffer is a log sink for several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTraceIDsInLogs: with tracing on, what the server logs of a request
+// (here the panic of one event, injected through the router's hook)
+// carries the request's trace and span ids.
+func TestTraceIDsInLogs(t *testing.T) {
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	noSink := false
+	subject := uniqueName("logged")
+	cfg, err := LoadConfig("", func(c *Config) {
+		c.DataDir, c.DefaultSink, c.tracerProvider = t.TempDir(), &noSink, tp
+		c.routerHook = func(_ context.Context, stage string, ev router.Event) {
+			if stage == "prepare" && ev.EventID == "boom" {
+				panic("injected")
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = ln.Addr().String()
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Open(ctx, cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	p := &testPipeline{base: "http://" + ln.Addr().String(), srv: s}
+	waitFor(t, 30*time.Second, "pipeline /healthz", func() error {
+		resp, err := http.Get(p.base + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	p.register(t, subject, "shop.v1.OrderCreated", orderProto)
+	_, err = p.ingest().Publish(context.Background(), connect.NewRequest(&pipelinev1.PublishRequest{
+		Subject: subject, EventId: "boom", Payload: &pipelinev1.PublishRequest_Binary{Binary: orderBinary("o-1", 1, "DE")},
+	}))
+	if connectCode(err) != connect.CodeInternal {
+		t.Fatalf("publish = %v, want internal (the injected panic)", err)
+	}
+	server := ""
+	for _, span := range recorder.Ended() {
+		if span.Name() == "pipeline.v1.IngestService/Publish" {
+			server = "trace_id=" + span.SpanContext().TraceID().String() + " span_id=" + span.SpanContext().SpanID().String()
+		}
+	}
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "event processing panicked") {
+			line = l
+		}
+	}
+	if server == "" || !strings.Contains(line, server) {
+		t.Fatalf("log line %q, want the request span's %q", line, server)
+	}
 }
