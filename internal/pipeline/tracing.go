@@ -27,6 +27,9 @@ func (s *Server) openTracing(ctx context.Context) error {
 		}
 		s.tracing, s.tracer = p, p
 	}
+	// Trusting the remote span continues the client's trace (by default
+	// otelconnect starts a new root with a link), and the propagator is
+	// given, not the global no-op one: docs/pitfalls.md T1, T2.
 	otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(s.tracer), otelconnect.WithPropagator(tracing.Propagator),
 		otelconnect.WithTrustRemote(), otelconnect.WithoutMetrics())
 	if err != nil {

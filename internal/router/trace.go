@@ -121,6 +121,8 @@ func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) erro
 		trace.WithAttributes(attribute.String("messaging.system", r.busKind), attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", msg.Topic), attribute.String(AttrEventID, p.eventID),
 			attribute.String(AttrSubject, p.ev.Subject), attribute.Int64(AttrSchemaID, p.schemaID)))
+	// A copy per topic: a fan-out's topics share the properties, and each
+	// message carries its own publish span (docs/pitfalls.md T4).
 	msg.Properties = maps.Clone(msg.Properties)
 	tracing.Inject(pctx, msg.Properties)
 	start := time.Now()

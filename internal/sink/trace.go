@@ -57,9 +57,10 @@ func endConsume(span trace.Span, ev *event, err error) {
 }
 
 // startWrite begins the span of one database write of events, linked to
-// the consumer spans of the first tracing.MaxLinks of them: a batch holds
-// events of many traces, so the write is a root of its own that each of
-// them leads to.
+// the consumer spans of the first tracing.MaxLinks of them (the SDK would
+// drop the rest silently: docs/pitfalls.md T3): a batch holds events of
+// many traces, so the write is a root of its own that each of them leads
+// to.
 func (s *Sink) startWrite(ctx context.Context, events []*event) (context.Context, trace.Span) {
 	if s.tracer == nil {
 		return ctx, nil
