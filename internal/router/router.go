@@ -333,7 +333,7 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	if err := schema.ValidateSubject(ev.Subject); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	sctx, span := r.start(ctx, SpanResolve, attribute.String(AttrSubject, ev.Subject))
+	sctx, span := r.start(ctx, SpanResolve, ev.Subject)
 	v, err := r.schemas.Resolve(sctx, ev.Subject, ev.SchemaID)
 	end(span, err)
 	if err != nil {
@@ -370,7 +370,10 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	if r.hook != nil {
 		r.hook(ctx, "prepare", ev)
 	}
-	_, span = r.start(ctx, SpanValidate, attribute.String(AttrSubject, ev.Subject), attribute.Int64(AttrSchemaID, sc.ID))
+	_, span = r.start(ctx, SpanValidate, ev.Subject)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64(AttrSchemaID, sc.ID))
+	}
 	msg, payload, release, err := r.decoder.decode(sc, ev)
 	if err != nil {
 		end(span, err)
@@ -384,7 +387,7 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	if err != nil {
 		return err
 	}
-	rctx, span := r.start(ctx, SpanRoute, attribute.String(AttrSubject, ev.Subject))
+	rctx, span := r.start(ctx, SpanRoute, ev.Subject)
 	p.targets, err = r.routes.Match(rctx, ev.Subject, sc, msg)
 	if err == nil && span.IsRecording() {
 		span.SetAttributes(attribute.Int(AttrTargets, len(p.targets)))

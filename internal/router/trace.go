@@ -41,13 +41,13 @@ const (
 // and no context is made for it.
 var noopSpan trace.Span = noop.Span{}
 
-// start begins a child span of ctx's span, or does nothing with tracing
-// off (no SDK call, no allocation).
-func (r *Router) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+// start begins a child span of ctx's span for an event of subject, or
+// does nothing with tracing off (no SDK call, no allocation).
+func (r *Router) start(ctx context.Context, name, subject string) (context.Context, trace.Span) {
 	if r.tracer == nil {
 		return ctx, noopSpan
 	}
-	return r.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+	return r.tracer.Start(ctx, name, trace.WithAttributes(attribute.String(AttrSubject, subject)))
 }
 
 // end ends span with err's outcome; a refused event's span carries the
