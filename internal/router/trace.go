@@ -42,9 +42,12 @@ const (
 var noopSpan trace.Span = noop.Span{}
 
 // start begins a child span of ctx's span for an event of subject, or
-// does nothing with tracing off (no SDK call, no allocation).
+// does nothing with tracing off (no SDK call, no allocation), and nothing
+// either when the request's span is not recorded (not sampled): its
+// children would not be, and at a sampling ratio of 1 % that is 99 % of
+// the events.
 func (r *Router) start(ctx context.Context, name, subject string) (context.Context, trace.Span) {
-	if r.tracer == nil {
+	if r.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, noopSpan
 	}
 	return r.tracer.Start(ctx, name, trace.WithAttributes(attribute.String(AttrSubject, subject)))
@@ -111,19 +114,31 @@ func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) erro
 		}
 		return err
 	}
-	parent := ctx
-	if _, own := p.ev.Headers[bus.PropTraceParent]; own {
+	parent, own := ctx, false
+	if _, ok := p.ev.Headers[bus.PropTraceParent]; ok {
 		if remote := tracing.Extract(ctx, p.props); trace.SpanContextFromContext(remote).IsValid() {
-			parent = remote
+			parent, own = remote, true
 		}
+	}
+	msg.Properties = maps.Clone(msg.Properties)
+	if !own && !trace.SpanFromContext(ctx).IsRecording() {
+		// An unsampled request: no span (it would not be recorded), and
+		// the message carries the request's context, so that the sink
+		// follows the same decision in the same trace.
+		tracing.Inject(ctx, msg.Properties)
+		start := time.Now()
+		err := r.publisher.Publish(ctx, msg)
+		if err == nil {
+			r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
+		}
+		return err
 	}
 	pctx, span := r.tracer.Start(parent, SpanPublishPrefix+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", r.busKind), attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", msg.Topic), attribute.String(AttrEventID, p.eventID),
 			attribute.String(AttrSubject, p.ev.Subject), attribute.Int64(AttrSchemaID, p.schemaID)))
-	// A copy per topic: a fan-out's topics share the properties, and each
-	// message carries its own publish span (docs/pitfalls.md T4).
-	msg.Properties = maps.Clone(msg.Properties)
+	// A copy per topic (above): a fan-out's topics share the properties,
+	// and each message carries its own publish span (docs/pitfalls.md T4).
 	tracing.Inject(pctx, msg.Properties)
 	start := time.Now()
 	err := r.publisher.Publish(pctx, msg)

@@ -144,9 +144,9 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		return ev, nil
 	}
 	ev.id = props[bus.PropEventID]
-	if s.tracer != nil {
+	if remote, traced := s.remote(d); traced {
 		var span trace.Span
-		ctx, span = s.startConsume(ctx, d, ev.id)
+		ctx, span = s.startConsume(ctx, d, remote, ev.id)
 		ev.span = span.SpanContext()
 		defer func() { endConsume(span, ev, err) }()
 	}

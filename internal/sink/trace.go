@@ -27,19 +27,31 @@ const (
 // producer span whose context the message carries (traceparent), and
 // linked to it as OpenTelemetry's messaging conventions ask, so that one
 // event's spans form one trace from the client's to its row.
-func (s *Sink) startConsume(ctx context.Context, d *bus.Delivery, eventID string) (context.Context, trace.Span) {
+func (s *Sink) startConsume(ctx context.Context, d *bus.Delivery, remote trace.SpanContext, eventID string) (context.Context, trace.Span) {
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
 		attribute.String("messaging.operation.type", "process"), attribute.String("messaging.destination.name", d.Topic),
 		attribute.String("messaging.message.id", eventID), attribute.String("messaging.consumer.group.name", s.reads.Subscription),
 		attribute.String("pipeline.sink", s.cfg.Name), attribute.Int("pipeline.redeliveries", d.Redeliveries),
 	)}
-	if remote := tracing.Remote(d.Properties); remote.IsValid() {
+	if remote.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, remote)
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: remote}))
 	} else {
 		opts = append(opts, trace.WithNewRoot())
 	}
 	return s.tracer.Start(ctx, SpanConsumePrefix+d.Topic, opts...)
+}
+
+// remote is the span context d carries (invalid when none), and whether
+// d gets a consumer span: not with tracing off, and not when the carried
+// context was not sampled (the span would not be recorded, and making it
+// costs each event of the 99 % at a ratio of 1 %).
+func (s *Sink) remote(d *bus.Delivery) (trace.SpanContext, bool) {
+	if s.tracer == nil {
+		return trace.SpanContext{}, false
+	}
+	remote := tracing.Remote(d.Properties)
+	return remote, !remote.IsValid() || remote.IsSampled()
 }
 
 // endConsume ends an event's consumer span: an event the sink cannot
