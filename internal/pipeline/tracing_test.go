@@ -110,7 +110,17 @@ func TestTraceOneEvent(t *testing.T) {
 			if err := conn.Invoke(ctx, pipelinev1connect.IngestServicePublishBatchProcedure, &pipelinev1.PublishBatchRequest{Events: events}, &batch); err != nil || batch.GetFailed() != 0 {
 				t.Fatalf("batch: %v, %v", batch.GetResults(), err)
 			}
-			const rows = 5
+			// A client's unsampled trace is followed: no span of it is
+			// recorded anywhere (nor made: internal/router/trace.go), and
+			// the event is stored all the same.
+			const unsampled = "5bf92f3577b34da6a3ce929d0e0e4736"
+			req := connect.NewRequest(&pipelinev1.PublishRequest{Subject: subject, EventId: "unsampled-1",
+				Payload: &pipelinev1.PublishRequest_Binary{Binary: orderBinary("o-u", 1, "NL")}})
+			req.Header().Set("traceparent", "00-"+unsampled+"-00f067aa0ba902b7-00")
+			if _, err := p.ingest().Publish(ctx, req); err != nil {
+				t.Fatalf("publish unsampled: %v", err)
+			}
+			const rows = 6
 
 			var sinkURL string
 			for _, s := range cfg.Sinks {
@@ -157,6 +167,11 @@ func TestTraceOneEvent(t *testing.T) {
 				}
 				return fmt.Errorf("no %s span links to the consumer span", sink.SpanWrite)
 			})
+			for _, s := range spans {
+				if s.SpanContext().TraceID().String() == unsampled {
+					t.Errorf("span %q of the unsampled trace was recorded", s.Name())
+				}
+			}
 			server := find(spans, client.TraceID(), "pipeline.v1.IngestService/Publish", trace.SpanKindServer)
 			if server == nil || server.Parent().SpanID() != client.SpanID() {
 				t.Fatalf("no server span continuing the client's (%s): %v", client.SpanID(), names(spans))
