@@ -75,6 +75,10 @@ func TestBrokenConfig(t *testing.T) {
 		{"tls version", "tls: {cert_file: c.pem, key_file: k.pem, min_version: \"1.0\"}\n", `tls.min_version "1.0"`},
 		{"auth without credentials", "auth:\n  public_metrics: true\n", "auth accepts no credential"},
 		{"cors wildcard", "cors:\n  allowed_origins: [\"*\"]\n", "list exact origins"},
+		{"tracing endpoint without scheme", "tracing:\n  endpoint: collector:4317\n", "tracing.endpoint \"collector:4317\": want http://host:port"},
+		{"tracing protocol", "tracing: {endpoint: \"http://c:4317\", protocol: thrift}\n", `tracing.protocol "thrift": use grpc or http`},
+		{"tracing ratio", "tracing: {endpoint: \"http://c:4317\", sampling_ratio: 2}\n", "tracing.sampling_ratio 2: want a number from 0 to 1"},
+		{"tracing unknown key", "tracing:\n  exporter: jaeger\n", "field exporter not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
