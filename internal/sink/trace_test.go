@@ -42,7 +42,7 @@ func TestSinkTraces(t *testing.T) {
 	}
 	recorder := tracetest.NewSpanRecorder()
 	reg := prometheus.NewRegistry()
-	s, err := New(Config{Name: "traced", URL: "sqlite://" + t.TempDir() + "/traced.db", Subjects: []string{"traced.me"}, BatchSize: 500, FlushInterval: 300 * time.Millisecond,
+	s, err := New(Config{Name: "traced", URL: "sqlite://" + t.TempDir() + "/traced.db", Subjects: []string{"traced.me"}, BatchSize: 500, FlushInterval: time.Second, // one batch of all, even on a loaded machine
 		Registerer: reg, TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))},
 		b, newMapSchemas(SchemaInfo{Subject: "traced.me", Version: 1, SchemaID: 1, Message: md}), testLogger(t))
 	if err != nil {
