@@ -16,13 +16,16 @@
 //   - stream-auth, batch-auth: the same against a second pipeline with
 //     auth on, every call carrying a static bearer token (the access
 //     interceptor checks each RPC and each event's subject).
+//   - stream-trace, batch-trace: the same against a pipeline with tracing
+//     on at a 1 % sampling ratio, exporting over OTLP/gRPC to a receiver
+//     in this process that only counts the spans.
 //
 // Each scenario runs -rounds times, alternating, and the best round counts
 // (the machine is shared with the broker). It prints events/s and the
 // p50/p99 latency from sending an event to its acknowledgement, and ends
-// with one line per ratio pipeline/raw, and for auth the pipeline's CPU
-// per event with auth over without (auth_cpu_*; 1.02 is 2 % more), the
-// issue's three ingest ratios last:
+// with one line per ratio pipeline/raw, and for auth and tracing the
+// pipeline's CPU per event with it over without (auth_cpu_*, trace_cpu_*;
+// 1.02 is 2 % more), the issue's three ingest ratios last:
 //
 //	ratio ingest_batch_2kb <value>
 //	ratio ingest_stream_200b <value>
@@ -103,6 +106,7 @@ type options struct {
 	kafkaBrokers        string
 	pipelineBin         string
 	duration, warmup    time.Duration
+	traceRatio          float64
 	rounds              int
 	clients             int
 	window              int
@@ -135,7 +139,8 @@ func run() error {
 	flag.IntVar(&o.batch, "batch", 0, "events per PublishBatch (default: -window)")
 	flag.StringVar(&sizes, "sizes", "200,2048", "event sizes in bytes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
-	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth", "scenarios to run (ratios need raw; auth ratios need stream or batch)")
+	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth,stream-trace,batch-trace", "scenarios to run (ratios need raw; auth and trace ratios need stream or batch)")
+	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -178,7 +183,7 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	pl, err := startPipeline(ctx, o, dir, "")
+	pl, err := startPipeline(ctx, o, dir, "", "")
 	if err != nil {
 		return err
 	}
@@ -191,10 +196,29 @@ func run() error {
 		if err := os.MkdirAll(authDir, 0o755); err != nil {
 			return err
 		}
-		if plAuth, err = startPipeline(ctx, o, authDir, benchToken); err != nil {
+		if plAuth, err = startPipeline(ctx, o, authDir, benchToken, ""); err != nil {
 			return err
 		}
 		defer plAuth.stop()
+	}
+	// And with tracing on, exporting to a receiver in this process.
+	var plTrace *pipelineProc
+	var spans *spanCounter
+	if slices.Contains(o.scenarios, "stream-trace") || slices.Contains(o.scenarios, "batch-trace") {
+		traceDir := filepath.Join(dir, "trace")
+		if err := os.MkdirAll(traceDir, 0o755); err != nil {
+			return err
+		}
+		var endpoint string
+		if spans, endpoint, err = startSpanCounter(); err != nil {
+			return err
+		}
+		defer spans.stop()
+		tracing := fmt.Sprintf("tracing:\n  endpoint: %s\n  protocol: grpc\n  sampling_ratio: %g\n", endpoint, o.traceRatio)
+		if plTrace, err = startPipeline(ctx, o, traceDir, "", tracing); err != nil {
+			return err
+		}
+		defer plTrace.stop()
 	}
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
@@ -212,6 +236,11 @@ func run() error {
 		if plAuth != nil {
 			if err := plAuth.setup(ctx, subject, routeTopic); err != nil {
 				return fmt.Errorf("auth pipeline: %w", err)
+			}
+		}
+		if plTrace != nil {
+			if err := plTrace.setup(ctx, subject, routeTopic); err != nil {
+				return fmt.Errorf("tracing pipeline: %w", err)
 			}
 		}
 		payloads := makePayloads(size, 1024)
@@ -237,6 +266,8 @@ func run() error {
 				{"batch", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, subject, rec) }},
 				{"stream-auth", func(ctx context.Context, rec *recorder) error { return plAuth.stream(ctx, o, payloads, subject, rec) }},
 				{"batch-auth", func(ctx context.Context, rec *recorder) error { return plAuth.batch(ctx, o, payloads, subject, rec) }},
+				{"stream-trace", func(ctx context.Context, rec *recorder) error { return plTrace.stream(ctx, o, payloads, subject, rec) }},
+				{"batch-trace", func(ctx context.Context, rec *recorder) error { return plTrace.batch(ctx, o, payloads, subject, rec) }},
 			} {
 				if !slices.Contains(o.scenarios, sc.name) {
 					continue
@@ -244,6 +275,9 @@ func run() error {
 				pid := pl.cmd.Process.Pid
 				if strings.HasSuffix(sc.name, "-auth") {
 					pid = plAuth.cmd.Process.Pid
+				}
+				if strings.HasSuffix(sc.name, "-trace") {
+					pid = plTrace.cmd.Process.Pid
 				}
 				res, err := measure(ctx, o, pid, sc.fn)
 				if err != nil {
@@ -276,6 +310,10 @@ func run() error {
 			if with, ok := leastCPU[name+"-auth"]; ok && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev with auth, %.1fµs/ev without\n", name+"_auth_"+label, float64(with)/1e3, float64(leastCPU[name])/1e3)
 				ratios = append(ratios, fmt.Sprintf("ratio auth_cpu_%s_%s %.3f", name, label, float64(with)/float64(leastCPU[name])))
+			}
+			if with, ok := leastCPU[name+"-trace"]; ok && leastCPU[name] > 0 {
+				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev with tracing at %g, %.1fµs/ev without; %d spans received so far\n", name+"_trace_"+label, float64(with)/1e3, o.traceRatio, float64(leastCPU[name])/1e3, spans.count.Load())
+				ratios = append(ratios, fmt.Sprintf("ratio trace_cpu_%s_%s %.3f", name, label, float64(with)/float64(leastCPU[name])))
 			}
 		}
 	}
@@ -611,7 +649,7 @@ func busConfig(o options) string {
 // startPipeline builds (unless -pipeline is given) and starts the pipeline
 // binary on a free port with a SQLite registry, the -bus bus and no sink;
 // with a token, auth is on and only that token (role admin) is let in.
-func startPipeline(ctx context.Context, o options, dir, token string) (*pipelineProc, error) {
+func startPipeline(ctx context.Context, o options, dir, token, extra string) (*pipelineProc, error) {
 	bin := o.pipelineBin
 	if bin == "" {
 		bin = filepath.Join(dir, "pipeline")
@@ -637,6 +675,7 @@ registry:
 limits:
   max_batch: %d
 `, addr, dir, dir, busConfig(o), max(o.batch, 1000))
+	cfg += extra
 	if token != "" {
 		cfg += fmt.Sprintf("auth:\n  tokens:\n    - name: bench\n      role: admin\n      sha256: \"%x\"\n", sha256.Sum256([]byte(token)))
 	}

@@ -156,7 +156,7 @@ func (a *Access) decide(ctx context.Context, procedure, protocol string, header 
 		return ctx, id, rule, err
 	}
 	if !known {
-		a.log.Error("no access rule for a procedure the server serves; refused", "procedure", procedure)
+		a.log.ErrorContext(ctx, "no access rule for a procedure the server serves; refused", "procedure", procedure)
 		return ctx, id, rule, a.refuse(label, &auth.DeniedError{Name: id.Name, Role: id.Role, Permission: "unknown procedure"})
 	}
 	if err := id.Check(rule.perm); err != nil {

@@ -119,8 +119,8 @@ func toConnectError(err error) *connect.Error {
 // one event are caught closer (the router, recoverEvent), so that they
 // fail only that event.
 func Recover(log *slog.Logger) connect.HandlerOption {
-	return connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, v any) error {
-		log.Error("handler panicked", "procedure", spec.Procedure, "panic", v, "stack", string(debug.Stack()))
+	return connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
+		log.ErrorContext(ctx, "handler panicked", "procedure", spec.Procedure, "panic", v, "stack", string(debug.Stack()))
 		return toConnectError(fmt.Errorf("%w: %s panicked; the panic is logged", router.ErrPanic, spec.Procedure))
 	})
 }

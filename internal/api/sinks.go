@@ -29,7 +29,7 @@ func (s *SinkService) ListSinks(ctx context.Context, _ *connect.Request[pipeline
 		sk := &pipelinev1.Sink{
 			Name: st.Name, Database: st.Database, Topics: st.Topics, Subjects: st.Subjects,
 			RowsWritten: st.RowsWritten, LastError: st.LastError, Lag: st.Lag, Status: st.State,
-			StatusReason: st.StallReason,
+			StatusReason: st.StallReason, EndToEndLatency: latencyToProto(st.EndToEnd),
 		}
 		for _, p := range st.Partitions {
 			sk.Partitions = append(sk.Partitions, &pipelinev1.SinkPartition{Topic: p.Topic, Partition: p.Partition, Lag: p.Backlog})

@@ -11,6 +11,7 @@ import (
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/history"
+	"github.com/schemagate/pipeline/internal/latency"
 	"github.com/schemagate/pipeline/internal/sink"
 )
 
@@ -23,6 +24,8 @@ type Status struct {
 	// database answer.
 	BusErr, RegistryErr error
 	Sinks               []DatabaseStatus
+	// IngestLatency is an accepted event's time from request to answer.
+	IngestLatency latency.Summary
 }
 
 // DatabaseStatus is one sink's database; Err is nil when it answers and
@@ -64,6 +67,7 @@ func (s *StatusService) GetStatus(ctx context.Context, _ *connect.Request[pipeli
 	out := &pipelinev1.GetStatusResponse{
 		Version: st.Version, StartedAt: timestamppb.New(st.StartedAt), UptimeSeconds: int64(time.Since(st.StartedAt).Seconds()),
 		Bus: st.Bus, BusConnected: st.BusErr == nil, RegistryConnected: st.RegistryErr == nil,
+		IngestLatency: latencyToProto(st.IngestLatency),
 	}
 	if st.RegistryErr != nil {
 		out.RegistryError = st.RegistryErr.Error()

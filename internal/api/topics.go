@@ -9,12 +9,24 @@ import (
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/latency"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
 // TopicRates is what this process published, per topic (the router).
 type TopicRates interface {
 	TopicRates() []router.TopicRate
+}
+
+// TopicLatencies is, per topic, the time the bus took to persist what
+// this process published (the router); TopicService.Rates may have it.
+type TopicLatencies interface {
+	BusLatency() map[string]latency.Summary
+}
+
+// latencyToProto is a histogram's summary as the API reports it.
+func latencyToProto(s latency.Summary) *pipelinev1.Latency {
+	return &pipelinev1.Latency{Count: int64(s.Count), P50Seconds: s.P50, P95Seconds: s.P95, P99Seconds: s.P99}
 }
 
 // TopicStats is what the bus knows of its topics and their subscriptions.
@@ -52,6 +64,11 @@ func (s *TopicService) ListTopics(ctx context.Context, _ *connect.Request[pipeli
 	for _, r := range s.Rates.TopicRates() {
 		topic := get(r.Topic)
 		topic.PublishRate, topic.EventsPublished = r.PerSecond, r.Published
+	}
+	if l, ok := s.Rates.(TopicLatencies); ok {
+		for name, sum := range l.BusLatency() {
+			get(name).PublishLatency = latencyToProto(sum)
+		}
 	}
 	stats, err := s.Bus.Stats(ctx)
 	if err != nil {

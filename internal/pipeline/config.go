@@ -12,10 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/schemagate/pipeline/internal/api"
 	"github.com/schemagate/pipeline/internal/auth"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/router"
+	"github.com/schemagate/pipeline/internal/tracing"
 )
 
 // Config is pipeline.yaml. Every field has a default, so an empty file (or
@@ -47,12 +50,18 @@ type Config struct {
 	// Quarantine keeps the refused events of registered subjects in the
 	// registry database, for QuarantineService (list, count, replay).
 	Quarantine QuarantineConfig `yaml:"quarantine"`
+	// Tracing exports OpenTelemetry spans over OTLP; off unless it or an
+	// OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT names an endpoint (internal/tracing).
+	Tracing *tracing.Config `yaml:"tracing"`
 	// InsecureNoAuth lets a server without auth listen on a non-loopback
 	// address (the flag --insecure-no-auth; never from the file).
 	InsecureNoAuth bool `yaml:"-"`
 
 	// routerHook is router.Options.Hook, for tests.
 	routerHook func(ctx context.Context, stage string, ev router.Event)
+	// tracerProvider, for tests, traces with this provider (an SDK one
+	// with an in-memory recorder) instead of what Tracing says.
+	tracerProvider trace.TracerProvider
 }
 
 // RegistryConfig says where schemas and routes are stored.
@@ -373,6 +382,9 @@ func (c *Config) ApplyDefaults() error {
 		if err := c.Auth.Validate(); err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if err := c.TLS.validate(c.Auth); err != nil {
 		return err

@@ -86,6 +86,10 @@ func TestBrokenConfig(t *testing.T) {
 		{"auth without credentials", "auth:\n  public_metrics: true\n", "auth accepts no credential"},
 		{"cors wildcard", "cors:\n  allowed_origins: [\"*\"]\n", "list exact origins"},
 		{"negative quarantine bound", "quarantine:\n  subjects:\n    orders: {max_events: -1}\n", `quarantine.subjects["orders"]`},
+		{"tracing endpoint without scheme", "tracing:\n  endpoint: collector:4317\n", "tracing.endpoint \"collector:4317\": want http://host:port"},
+		{"tracing protocol", "tracing: {endpoint: \"http://c:4317\", protocol: thrift}\n", `tracing.protocol "thrift": use grpc or http`},
+		{"tracing ratio", "tracing: {endpoint: \"http://c:4317\", sampling_ratio: 2}\n", "tracing.sampling_ratio 2: want a number from 0 to 1"},
+		{"tracing unknown key", "tracing:\n  exporter: jaeger\n", `unknown key "exporter" in tracing (the keys here: endpoint, protocol, sampling_ratio, service_name)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,10 +21,12 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
 	"github.com/gofrs/flock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/api"
@@ -38,6 +40,7 @@ import (
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/internal/tracing"
 	"github.com/schemagate/pipeline/web"
 )
 
@@ -70,6 +73,11 @@ type Server struct {
 	started          time.Time
 	dataLock         *flock.Flock // nil: nothing kept in data_dir
 	tls              *tlsFiles    // nil: cleartext
+	// tracer is nil with tracing off; tracing is the SDK provider Open
+	// set up (nil with tracing off, or one a test injected).
+	tracer  trace.TracerProvider
+	tracing *tracing.Provider
+	otel    *otelconnect.Interceptor // the server span of every RPC; nil with tracing off
 }
 
 // Open opens everything cfg (with ApplyDefaults applied) names. On error,
@@ -90,6 +98,10 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 			return nil, err
 		}
 	}
+	if err := s.openTracing(ctx); err != nil {
+		return nil, err
+	}
+	log = s.log
 	if cfg.Auth != nil {
 		if s.authn, err = auth.New(ctx, cfg.Auth, log); err != nil {
 			return nil, err
@@ -121,14 +133,15 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	if s.bus, err = openBus(ctx, cfg, s.registry, log); err != nil {
 		return nil, err
 	}
-	if s.sinks, err = openSinks(cfg, s.bus, s.registry, s.metrics, log); err != nil {
+	if s.sinks, err = openSinks(cfg, s.bus, s.registry, s.metrics, s.tracer, log); err != nil {
 		return nil, err
 	}
 	s.routes = route.NewTable(routeStore, s.registry, s.bus, s, 2*time.Second)
 	s.router, err = router.New(s.registry, s.topicSetup(), s.routes, router.Options{
 		MaxEventBytes: cfg.Limits.MaxEventBytes, MaxInFlightBytes: cfg.Limits.MaxInFlightBytes,
 		Logger: log, Registerer: s.metrics, Reason: api.RefusalReason, Hook: cfg.routerHook,
-		Quarantine: keep,
+		Quarantine:     keep,
+		TracerProvider: s.tracer, BusKind: s.bus.Kind(),
 	})
 	if err != nil {
 		return nil, err
@@ -214,7 +227,7 @@ func (s *Server) Handler() http.Handler {
 	// the bound is cut there). Schemas are bounded by schema.MaxSourceBytes.
 	bounded := func(n int) connect.HandlerOption {
 		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), connect.WithCompressMinBytes(s.cfg.HTTP.CompressMinBytes),
-			api.Recover(s.log), connect.WithInterceptors(s.access))
+			s.traced(), api.Recover(s.log), connect.WithInterceptors(s.access))
 	}
 	general := bounded(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
 	mux.Handle(pipelinev1connect.NewSchemaServiceHandler(&api.SchemaService{Registry: s.registry}, general))
@@ -257,9 +270,11 @@ func (s *Server) Handler() http.Handler {
 	// served, and grpcurl's list should say so.
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName,
 		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(s.access)))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(s.access)))
-	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.traced(), connect.WithInterceptors(s.access)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.traced(), connect.WithInterceptors(s.access)))
+	// OpenMetrics, when the scraper asks for it, carries the latency
+	// histograms' exemplars (trace ids; internal/tracing).
+	mux.Handle("/metrics", s.metricsAccess(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	mux.HandleFunc("/healthz", s.healthz)
 	// Confluent Schema Registry's REST API over the same registry, for the
 	// Kafka serializers and tools (schema.registry.url=http://host:port/confluent).
@@ -457,6 +472,9 @@ func (s *Server) Close(ctx context.Context) {
 		_ = s.store.Close()
 	}
 	s.authn.Close()
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("flush spans", "err", err)
+	}
 	if s.dataLock != nil { // last: everything in data_dir is closed
 		_ = s.dataLock.Unlock()
 	}

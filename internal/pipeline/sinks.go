@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/dburl"
@@ -49,7 +50,7 @@ func (set *sinkSet) provision(ctx context.Context, p bus.SubscriptionProvisioner
 	return nil
 }
 
-func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus.Registerer, log *slog.Logger) (*sinkSet, error) {
+func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus.Registerer, tp trace.TracerProvider, log *slog.Logger) (*sinkSet, error) {
 	set := &sinkSet{log: log}
 	for _, sc := range cfg.Sinks {
 		s, err := sink.New(sink.Config{
@@ -57,7 +58,7 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, OrderBy: sc.OrderBy, Subscription: sc.Subscription,
 			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, StallAfter: sc.StallAfter, MaxHeld: sc.MaxHeld,
 			StreamMaxLen: sc.StreamMaxLen, AppliedIDs: sc.AppliedIDs, TTL: sc.TTL, SubjectTTL: sc.SubjectTTL,
-			Registerer: reg,
+			Registerer: reg, TracerProvider: tp,
 		}, b, sinkSchemas{registry}, log)
 		if err != nil {
 			set.close()

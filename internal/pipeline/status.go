@@ -16,7 +16,7 @@ import (
 func (s *Server) Status(ctx context.Context) api.Status {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	out := api.Status{Version: Version, StartedAt: s.started, Bus: s.bus.Kind()}
+	out := api.Status{Version: Version, StartedAt: s.started, Bus: s.bus.Kind(), IngestLatency: s.router.IngestLatency()}
 	out.RegistryErr = s.store.Ping(ctx)
 	out.BusErr = s.bus.Ping(ctx)
 	for i, st := range s.sinks.Statuses(ctx) {

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/internal/tracing"
 )
 
 // BenchmarkDecodeValidate measures the router's per-event CPU work before
@@ -96,17 +99,33 @@ func BenchmarkPrepare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same with tracing on at 1 % (no exporter: the spans' own cost;
+	// a request span in ctx, sampled or not, is what ingest gives).
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(tracing.Sampler(0.01)))
+	traced, err := New(reg.registry, nil, routes, Options{TracerProvider: tp})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, size := range []struct {
-		name  string
-		bytes int
-	}{{"200B", 200}, {"2KB", 2048}} {
+		name   string
+		bytes  int
+		router *Router
+	}{{"200B", 200, r}, {"2KB", 2048, r}, {"200B-trace1pct", 200, traced}} {
 		payload := sizedOrder(b, reg.rules.Message, size.bytes)
+		r := size.router
 		b.Run(size.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(payload)))
-			ctx := context.Background()
 			for b.Loop() {
+				ctx := context.Background()
+				var span trace.Span
+				if r.tracer != nil {
+					ctx, span = tp.Tracer("bench").Start(ctx, "request")
+				}
 				p, err := r.Prepare(ctx, Event{Subject: "orders", Binary: payload, EventID: "e-1"})
+				if span != nil {
+					span.End()
+				}
 				if err != nil || len(p.targets) != 2 { // the subject's own topic and the route's
 					b.Fatalf("prepare: %d targets, %v", len(p.targets), err)
 				}

@@ -1,12 +1,15 @@
 package router
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/schemagate/pipeline/internal/tracing"
 )
 
 type metrics struct {
@@ -35,7 +38,7 @@ func newMetrics(reg prometheus.Registerer, reason func(error) string) *metrics {
 		}, []string{"subject", "reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pipeline_publish_seconds", Help: "Time from receiving an event to the bus's acknowledgement.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+			Buckets: LatencyBuckets,
 		}),
 	}
 	if reg != nil {
@@ -55,7 +58,7 @@ type SubjectStats struct {
 // its subject's schema was found, counted in Prometheus only. Label values
 // and table rows are thus only subjects that have a schema, never a
 // client's made-up string.
-func (m *metrics) observe(subject string, err error, d time.Duration) {
+func (m *metrics) observe(ctx context.Context, subject string, err error, d time.Duration) {
 	if subject == "" {
 		m.refused.WithLabelValues("", m.reason(err)).Inc()
 		return
@@ -74,7 +77,7 @@ func (m *metrics) observe(subject string, err error, d time.Duration) {
 	m.mu.Unlock()
 	if err == nil {
 		m.accepted.WithLabelValues(subject).Inc()
-		m.latency.Observe(d.Seconds())
+		tracing.Observe(ctx, m.latency, d.Seconds())
 		return
 	}
 	m.refused.WithLabelValues(subject, m.reason(err)).Inc()

@@ -125,7 +125,7 @@ func (r *Router) quarantine(ctx context.Context, ev Event, p *Prepared, known bo
 func (r *Router) Republish(ctx context.Context, ev Event) (Result, error) {
 	p := &Prepared{ev: ev, start: time.Now(), eventID: ev.EventID, schemaID: ev.SchemaID}
 	err := func() (err error) {
-		defer r.recoverEvent(&err, "replay", p)
+		defer r.recoverEvent(ctx, &err, "replay", p)
 		var known bool
 		return r.prepare(ctx, p, &known)
 	}()

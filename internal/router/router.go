@@ -20,6 +20,8 @@ import (
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/schemagate/pipeline/internal/bus"
@@ -156,6 +158,13 @@ type Options struct {
 	// Quarantine, when set, keeps the refused events of registered
 	// subjects (router/quarantine.go).
 	Quarantine Quarantine
+	// TracerProvider, when set, traces every event: spans for schema
+	// resolution, decode and validation, route evaluation (children of
+	// the request's span in ctx) and one producer span per bus publish,
+	// whose context the message carries. Nil: no span, no cost.
+	TracerProvider trace.TracerProvider
+	// BusKind names the bus on the producer spans (messaging.system).
+	BusKind string
 }
 
 // Router validates and publishes events.
@@ -174,6 +183,10 @@ type Router struct {
 	hook      func(ctx context.Context, stage string, ev Event)
 	// quarantined keeps refused events; nil: off.
 	quarantined Quarantine
+	// tracer is nil with tracing off (trace.go).
+	tracer     trace.Tracer
+	busKind    string
+	busLatency *busLatency
 }
 
 // New returns a router.
@@ -197,6 +210,7 @@ func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) 
 		metrics: newMetrics(opts.Registerer, opts.Reason), refused: newRefusedLog(20), counter: newTopicCounter(),
 		inFlight: newInFlight(opts.MaxInFlightBytes, opts.Registerer), hook: opts.Hook,
 		quarantined: opts.Quarantine,
+		tracer:      tracerOf(opts.TracerProvider), busKind: opts.BusKind, busLatency: newBusLatency(opts.Registerer),
 	}, nil
 }
 
@@ -251,14 +265,15 @@ func (r *Router) Prepare(ctx context.Context, ev Event) (_ *Prepared, err error)
 		if known {
 			counted = ev.Subject
 		}
-		r.metrics.observe(counted, err, time.Since(p.start))
+		r.metrics.observe(ctx, counted, err, time.Since(p.start))
 		var verr *ValidationError
 		if errors.As(err, &verr) {
 			r.refused.add(ev, verr)
 		}
+		r.traceRefusal(ctx, ev, err)
 		err = r.quarantine(ctx, ev, p, known, err)
 	}()
-	defer r.recoverEvent(&err, "prepare", p)
+	defer r.recoverEvent(ctx, &err, "prepare", p)
 	if err := r.prepare(ctx, p, &known); err != nil {
 		return nil, err
 	}
@@ -282,7 +297,7 @@ type Checked struct {
 func (r *Router) Check(ctx context.Context, ev Event) (_ Checked, err error) {
 	p := &Prepared{ev: ev, start: time.Now(), eventID: ev.EventID, schemaID: ev.SchemaID}
 	defer func() { r.inFlight.release(p.size) }()
-	defer r.recoverEvent(&err, "check", p)
+	defer r.recoverEvent(ctx, &err, "check", p)
 	var known bool
 	if err := r.prepare(ctx, p, &known); err != nil {
 		return Checked{}, err
@@ -299,21 +314,21 @@ func (r *Router) Check(ctx context.Context, ev Event) (_ Checked, err error) {
 func (r *Router) Send(ctx context.Context, p *Prepared) (_ Result, err error) {
 	defer func() {
 		r.inFlight.release(p.size)
-		r.metrics.observe(p.ev.Subject, err, time.Since(p.start))
+		r.metrics.observe(ctx, p.ev.Subject, err, time.Since(p.start))
 	}()
-	defer r.recoverEvent(&err, "send", p)
+	defer r.recoverEvent(ctx, &err, "send", p)
 	return r.send(ctx, p)
 }
 
 // recoverEvent, deferred, turns a panic while processing p (decode,
 // validation, CEL, routes, the bus adapter: a bug here or in a library)
 // into ErrPanic for p alone, logged with its subject and schema.
-func (r *Router) recoverEvent(errp *error, stage string, p *Prepared) {
+func (r *Router) recoverEvent(ctx context.Context, errp *error, stage string, p *Prepared) {
 	v := recover()
 	if v == nil {
 		return
 	}
-	r.log.Error("event processing panicked", "stage", stage, "subject", p.ev.Subject, "schema_id", p.schemaID,
+	r.log.ErrorContext(ctx, "event processing panicked", "stage", stage, "subject", p.ev.Subject, "schema_id", p.schemaID,
 		"event_id", p.eventID, "panic", v, "stack", string(debug.Stack()))
 	*errp = fmt.Errorf("%w: processing the event for subject %q (schema %d) panicked in %s; the panic is logged", ErrPanic, p.ev.Subject, p.schemaID, stage)
 }
@@ -327,7 +342,9 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	if err := schema.ValidateSubject(ev.Subject); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	v, err := r.schemas.Resolve(ctx, ev.Subject, ev.SchemaID)
+	sctx, span := r.start(ctx, SpanResolve, ev.Subject)
+	v, err := r.schemas.Resolve(sctx, ev.Subject, ev.SchemaID)
+	end(span, err)
 	if err != nil {
 		return err
 	}
@@ -362,17 +379,30 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 	if r.hook != nil {
 		r.hook(ctx, "prepare", ev)
 	}
+	_, span = r.start(ctx, SpanValidate, ev.Subject)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64(AttrSchemaID, sc.ID))
+	}
 	msg, payload, release, err := r.decoder.decode(sc, ev)
 	if err != nil {
+		end(span, err)
 		return err
 	}
 	// The message lives in a pooled arena: nothing read from it may
 	// outlive release (route keys are copied in Match).
 	defer release()
-	if err := r.validate(sc, ev.Subject, msg); err != nil {
+	err = r.validate(sc, ev.Subject, msg)
+	end(span, err)
+	if err != nil {
 		return err
 	}
-	if p.targets, err = r.routes.Match(ctx, ev.Subject, sc, msg); err != nil {
+	rctx, span := r.start(ctx, SpanRoute, ev.Subject)
+	p.targets, err = r.routes.Match(rctx, ev.Subject, sc, msg)
+	if err == nil && span.IsRecording() {
+		span.SetAttributes(attribute.Int(AttrTargets, len(p.targets)))
+	}
+	end(span, err)
+	if err != nil {
 		return err
 	}
 	if p.eventID == "" {
@@ -414,7 +444,7 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 	}
 	if len(p.targets) == 1 {
 		t := p.targets[0]
-		if err := r.publisher.Publish(ctx, message(t)); err != nil {
+		if err := r.publish(ctx, p, message(t)); err != nil {
 			return failed, fmt.Errorf("publish event %s to %s: %w", p.eventID, t.Topic, err)
 		}
 		res.Topics = append(res.Topics, t.Topic)
@@ -430,8 +460,8 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer r.recoverEvent(&errs[i], "send", p)
-			errs[i] = r.publisher.Publish(ctx, message(t))
+			defer r.recoverEvent(ctx, &errs[i], "send", p)
+			errs[i] = r.publish(ctx, p, message(t))
 		}()
 	}
 	wg.Wait()

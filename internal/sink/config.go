@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/dburl"
@@ -82,6 +83,10 @@ type Config struct {
 	// Registerer receives the sink's Prometheus metrics; nil keeps them
 	// unregistered.
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, traces the sink (trace.go): a consumer
+	// span per event, continuing the trace its message carries, and a
+	// span per database write linked to the events it wrote. Nil: no span.
+	TracerProvider trace.TracerProvider
 }
 
 // sinkNameRE keeps sink names usable as subscription names on every bus
@@ -207,6 +212,9 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		return nil, fmt.Errorf("sink %s: register metrics: %w", cfg.Name, err)
 	}
 	s.metrics = m
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer("github.com/schemagate/pipeline/internal/sink")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := openStore(ctx, cfg, order)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -143,6 +144,12 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 		return ev, nil
 	}
 	ev.id = props[bus.PropEventID]
+	if remote, traced := s.remote(d); traced {
+		var span trace.Span
+		ctx, span = s.startConsume(ctx, d, remote, ev.id)
+		ev.span = span.SpanContext()
+		defer func() { endConsume(span, ev, err) }()
+	}
 	if ev.id == "" {
 		ev.err = errors.New("message has no " + bus.PropEventID + " property")
 		return ev, nil

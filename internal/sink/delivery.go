@@ -182,6 +182,7 @@ func (s *Sink) count(cb committedBatch) {
 	}
 	s.metrics.batches.Inc()
 	s.metrics.rows.Add(float64(cb.written))
+	s.observeEndToEnd(cb)
 	if duplicates > 0 && (s.cfg.Mode == modeAppend || s.cfg.Mode == modeStream) {
 		s.metrics.duplicates.Add(float64(duplicates))
 	}

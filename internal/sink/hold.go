@@ -284,10 +284,12 @@ func (s *Sink) writeAttempt(ctx context.Context, events []*event, timeout time.D
 		s.writingSince = time.Time{}
 		s.mu.Unlock()
 	}()
+	wctx, span := s.startWrite(wctx, events)
 	n, offenders, err := s.out.write(wctx, events)
 	if err != nil {
 		s.noteWrite(err)
 	}
+	endWrite(span, n, len(offenders), err)
 	return n, offenders, err
 }
 

@@ -18,6 +18,9 @@ type metrics struct {
 	held         prometheus.Gauge
 	stalled      prometheus.Gauge
 	restarts     prometheus.Counter
+	// endToEnd is an event's publish time (the bus's) to its row committed.
+	endToEnd     prometheus.Observer
+	endToEndHist prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
@@ -57,8 +60,16 @@ func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
 		Name: "pipeline_sink_restarts_total",
 		Help: "Times the sink stopped with an error and was started again.",
 	}, []string{"sink"})
+	endToEnd := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pipeline_sink_end_to_end_seconds",
+		Help:    "Time from an event's publish on the bus to its row committed by the sink, per sink (each committed event once).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"sink"})
 	if reg != nil {
 		var err error
+		if endToEnd, err = register(reg, endToEnd); err != nil {
+			return nil, err
+		}
 		if held, err = register(reg, held); err != nil {
 			return nil, err
 		}
@@ -97,6 +108,8 @@ func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
 		held:         held.WithLabelValues(sinkName),
 		stalled:      stalled.WithLabelValues(sinkName),
 		restarts:     restarts.WithLabelValues(sinkName),
+		endToEnd:     endToEnd.WithLabelValues(sinkName),
+		endToEndHist: endToEnd.WithLabelValues(sinkName).(prometheus.Histogram),
 	}, nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/schemagate/pipeline/internal/bus"
@@ -50,6 +51,8 @@ type Sink struct {
 	// serve several subjects, each with its own table and version); owned
 	// by the batching goroutine.
 	schemaMap map[schemaKey]*schemaEntry
+	// tracer is nil with tracing off (trace.go).
+	tracer trace.Tracer
 
 	// hooks let the crash tests stop the process at chosen points.
 	hooks struct {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/latency"
 )
 
 // Status is a sink as ListSinks reports it.
@@ -34,6 +35,9 @@ type Status struct {
 	// Held are the tables whose events the sink holds while they refuse
 	// them; the sink's other tables go on (hold.go).
 	Held []HeldTable
+	// EndToEnd is the latency from an event's publish on the bus to its
+	// row committed (pipeline_sink_end_to_end_seconds).
+	EndToEnd latency.Summary
 }
 
 // States of a sink.
@@ -57,6 +61,7 @@ func (s *Sink) Status(ctx context.Context) Status {
 		State:        s.state,
 		StallReason:  s.stallReason,
 		Held:         slices.Clone(s.heldView),
+		EndToEnd:     s.EndToEnd(),
 	}
 	s.mu.Unlock()
 	if pb, ok := s.bus.(bus.PartitionBackloger); ok {

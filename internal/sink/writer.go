@@ -9,12 +9,16 @@ import (
 	"sort"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/schemagate/pipeline/internal/bus"
 )
 
 // event is one delivery on its way into a table.
 type event struct {
-	delivery    *bus.Delivery
+	delivery *bus.Delivery
+	// span is the event's consumer span (trace.go); invalid with tracing off.
+	span        trace.SpanContext
 	id          string
 	key         string
 	publishTime time.Time

@@ -126,9 +126,13 @@ type Sink struct {
 	HeldTables []*HeldTable `protobuf:"bytes,10,rep,name=held_tables,json=heldTables,proto3" json:"held_tables,omitempty"`
 	// partitions is lag per partition of the topics the sink reads, on a bus
 	// with partitions (Kafka); empty on the others.
-	Partitions    []*SinkPartition `protobuf:"bytes,11,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Partitions []*SinkPartition `protobuf:"bytes,11,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// end_to_end_latency is the time from an event's publish on the bus to
+	// its row committed by this process's sink
+	// (pipeline_sink_end_to_end_seconds).
+	EndToEndLatency *Latency `protobuf:"bytes,12,opt,name=end_to_end_latency,json=endToEndLatency,proto3" json:"end_to_end_latency,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Sink) Reset() {
@@ -234,6 +238,13 @@ func (x *Sink) GetHeldTables() []*HeldTable {
 func (x *Sink) GetPartitions() []*SinkPartition {
 	if x != nil {
 		return x.Partitions
+	}
+	return nil
+}
+
+func (x *Sink) GetEndToEndLatency() *Latency {
+	if x != nil {
+		return x.EndToEndLatency
 	}
 	return nil
 }
@@ -384,10 +395,10 @@ var File_pipeline_v1_sink_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"\n" +
-	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
+	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pipeline/v1/latency.proto\"\x12\n" +
 	"\x10ListSinksRequest\"<\n" +
 	"\x11ListSinksResponse\x12'\n" +
-	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xf0\x02\n" +
+	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xb3\x03\n" +
 	"\x04Sink\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x16\n" +
@@ -404,7 +415,8 @@ const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"heldTables\x12:\n" +
 	"\n" +
 	"partitions\x18\v \x03(\v2\x1a.pipeline.v1.SinkPartitionR\n" +
-	"partitions\"U\n" +
+	"partitions\x12A\n" +
+	"\x12end_to_end_latency\x18\f \x01(\v2\x14.pipeline.v1.LatencyR\x0fendToEndLatency\"U\n" +
 	"\rSinkPartition\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x10\n" +
@@ -438,20 +450,22 @@ var file_pipeline_v1_sink_proto_goTypes = []any{
 	(*Sink)(nil),                  // 2: pipeline.v1.Sink
 	(*SinkPartition)(nil),         // 3: pipeline.v1.SinkPartition
 	(*HeldTable)(nil),             // 4: pipeline.v1.HeldTable
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*Latency)(nil),               // 5: pipeline.v1.Latency
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_pipeline_v1_sink_proto_depIdxs = []int32{
 	2, // 0: pipeline.v1.ListSinksResponse.sinks:type_name -> pipeline.v1.Sink
 	4, // 1: pipeline.v1.Sink.held_tables:type_name -> pipeline.v1.HeldTable
 	3, // 2: pipeline.v1.Sink.partitions:type_name -> pipeline.v1.SinkPartition
-	5, // 3: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
-	0, // 4: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
-	1, // 5: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 3: pipeline.v1.Sink.end_to_end_latency:type_name -> pipeline.v1.Latency
+	6, // 4: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
+	0, // 5: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
+	1, // 6: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_sink_proto_init() }
@@ -459,6 +473,7 @@ func file_pipeline_v1_sink_proto_init() {
 	if File_pipeline_v1_sink_proto != nil {
 		return
 	}
+	file_pipeline_v1_latency_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

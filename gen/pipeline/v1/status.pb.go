@@ -71,8 +71,11 @@ type GetStatusResponse struct {
 	RegistryConnected bool              `protobuf:"varint,7,opt,name=registry_connected,json=registryConnected,proto3" json:"registry_connected,omitempty"`
 	RegistryError     string            `protobuf:"bytes,8,opt,name=registry_error,json=registryError,proto3" json:"registry_error,omitempty"`
 	Sinks             []*DatabaseStatus `protobuf:"bytes,9,rep,name=sinks,proto3" json:"sinks,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// ingest_latency is an accepted event's time from its request to its
+	// answer, the bus's acknowledgement included (pipeline_publish_seconds).
+	IngestLatency *Latency `protobuf:"bytes,10,opt,name=ingest_latency,json=ingestLatency,proto3" json:"ingest_latency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -164,6 +167,13 @@ func (x *GetStatusResponse) GetRegistryError() string {
 func (x *GetStatusResponse) GetSinks() []*DatabaseStatus {
 	if x != nil {
 		return x.Sinks
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetIngestLatency() *Latency {
+	if x != nil {
+		return x.IngestLatency
 	}
 	return nil
 }
@@ -574,8 +584,8 @@ var File_pipeline_v1_status_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x18pipeline/v1/status.proto\x12\vpipeline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xec\x02\n" +
+	"\x18pipeline/v1/status.proto\x12\vpipeline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pipeline/v1/latency.proto\"\x12\n" +
+	"\x10GetStatusRequest\"\xa9\x03\n" +
 	"\x11GetStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\n" +
@@ -586,7 +596,9 @@ const file_pipeline_v1_status_proto_rawDesc = "" +
 	"\tbus_error\x18\x06 \x01(\tR\bbusError\x12-\n" +
 	"\x12registry_connected\x18\a \x01(\bR\x11registryConnected\x12%\n" +
 	"\x0eregistry_error\x18\b \x01(\tR\rregistryError\x121\n" +
-	"\x05sinks\x18\t \x03(\v2\x1b.pipeline.v1.DatabaseStatusR\x05sinks\"t\n" +
+	"\x05sinks\x18\t \x03(\v2\x1b.pipeline.v1.DatabaseStatusR\x05sinks\x12;\n" +
+	"\x0eingest_latency\x18\n" +
+	" \x01(\v2\x14.pipeline.v1.LatencyR\ringestLatency\"t\n" +
 	"\x0eDatabaseStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x1c\n" +
@@ -643,26 +655,28 @@ var file_pipeline_v1_status_proto_goTypes = []any{
 	(*TopicSample)(nil),           // 7: pipeline.v1.TopicSample
 	(*SinkSample)(nil),            // 8: pipeline.v1.SinkSample
 	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*Latency)(nil),               // 10: pipeline.v1.Latency
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
 }
 var file_pipeline_v1_status_proto_depIdxs = []int32{
 	9,  // 0: pipeline.v1.GetStatusResponse.started_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: pipeline.v1.GetStatusResponse.sinks:type_name -> pipeline.v1.DatabaseStatus
-	10, // 2: pipeline.v1.GetHistoryResponse.interval:type_name -> google.protobuf.Duration
-	5,  // 3: pipeline.v1.GetHistoryResponse.samples:type_name -> pipeline.v1.StatusSample
-	9,  // 4: pipeline.v1.StatusSample.time:type_name -> google.protobuf.Timestamp
-	6,  // 5: pipeline.v1.StatusSample.subjects:type_name -> pipeline.v1.SubjectSample
-	7,  // 6: pipeline.v1.StatusSample.topics:type_name -> pipeline.v1.TopicSample
-	8,  // 7: pipeline.v1.StatusSample.sinks:type_name -> pipeline.v1.SinkSample
-	0,  // 8: pipeline.v1.StatusService.GetStatus:input_type -> pipeline.v1.GetStatusRequest
-	3,  // 9: pipeline.v1.StatusService.GetHistory:input_type -> pipeline.v1.GetHistoryRequest
-	1,  // 10: pipeline.v1.StatusService.GetStatus:output_type -> pipeline.v1.GetStatusResponse
-	4,  // 11: pipeline.v1.StatusService.GetHistory:output_type -> pipeline.v1.GetHistoryResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 2: pipeline.v1.GetStatusResponse.ingest_latency:type_name -> pipeline.v1.Latency
+	11, // 3: pipeline.v1.GetHistoryResponse.interval:type_name -> google.protobuf.Duration
+	5,  // 4: pipeline.v1.GetHistoryResponse.samples:type_name -> pipeline.v1.StatusSample
+	9,  // 5: pipeline.v1.StatusSample.time:type_name -> google.protobuf.Timestamp
+	6,  // 6: pipeline.v1.StatusSample.subjects:type_name -> pipeline.v1.SubjectSample
+	7,  // 7: pipeline.v1.StatusSample.topics:type_name -> pipeline.v1.TopicSample
+	8,  // 8: pipeline.v1.StatusSample.sinks:type_name -> pipeline.v1.SinkSample
+	0,  // 9: pipeline.v1.StatusService.GetStatus:input_type -> pipeline.v1.GetStatusRequest
+	3,  // 10: pipeline.v1.StatusService.GetHistory:input_type -> pipeline.v1.GetHistoryRequest
+	1,  // 11: pipeline.v1.StatusService.GetStatus:output_type -> pipeline.v1.GetStatusResponse
+	4,  // 12: pipeline.v1.StatusService.GetHistory:output_type -> pipeline.v1.GetHistoryResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_status_proto_init() }
@@ -670,6 +684,7 @@ func file_pipeline_v1_status_proto_init() {
 	if File_pipeline_v1_status_proto != nil {
 		return
 	}
+	file_pipeline_v1_latency_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

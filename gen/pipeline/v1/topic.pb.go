@@ -118,9 +118,13 @@ type Topic struct {
 	MessagesStored *int64 `protobuf:"varint,6,opt,name=messages_stored,json=messagesStored,proto3,oneof" json:"messages_stored,omitempty"`
 	// dead_letter_of names the sink whose dead-letter topic this is: the
 	// events it refused. Empty for other topics.
-	DeadLetterOf  string `protobuf:"bytes,7,opt,name=dead_letter_of,json=deadLetterOf,proto3" json:"dead_letter_of,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeadLetterOf string `protobuf:"bytes,7,opt,name=dead_letter_of,json=deadLetterOf,proto3" json:"dead_letter_of,omitempty"`
+	// publish_latency is, for the events this process published to the
+	// topic, the time from handing one to the bus to the bus's
+	// acknowledgement that it persisted it (pipeline_bus_publish_seconds).
+	PublishLatency *Latency `protobuf:"bytes,8,opt,name=publish_latency,json=publishLatency,proto3" json:"publish_latency,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Topic) Reset() {
@@ -202,6 +206,13 @@ func (x *Topic) GetDeadLetterOf() string {
 	return ""
 }
 
+func (x *Topic) GetPublishLatency() *Latency {
+	if x != nil {
+		return x.PublishLatency
+	}
+	return nil
+}
+
 // Subscription is one durable consumer of a topic.
 type Subscription struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -272,10 +283,10 @@ var File_pipeline_v1_topic_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_topic_proto_rawDesc = "" +
 	"\n" +
-	"\x17pipeline/v1/topic.proto\x12\vpipeline.v1\"\x13\n" +
+	"\x17pipeline/v1/topic.proto\x12\vpipeline.v1\x1a\x19pipeline/v1/latency.proto\"\x13\n" +
 	"\x11ListTopicsRequest\"@\n" +
 	"\x12ListTopicsResponse\x12*\n" +
-	"\x06topics\x18\x01 \x03(\v2\x12.pipeline.v1.TopicR\x06topics\"\xb2\x02\n" +
+	"\x06topics\x18\x01 \x03(\v2\x12.pipeline.v1.TopicR\x06topics\"\xf1\x02\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fpublish_rate\x18\x02 \x01(\x01R\vpublishRate\x12)\n" +
@@ -285,7 +296,8 @@ const file_pipeline_v1_topic_proto_rawDesc = "" +
 	"partitions\x18\x05 \x01(\x05R\n" +
 	"partitions\x12,\n" +
 	"\x0fmessages_stored\x18\x06 \x01(\x03H\x00R\x0emessagesStored\x88\x01\x01\x12$\n" +
-	"\x0edead_letter_of\x18\a \x01(\tR\fdeadLetterOfB\x12\n" +
+	"\x0edead_letter_of\x18\a \x01(\tR\fdeadLetterOf\x12=\n" +
+	"\x0fpublish_latency\x18\b \x01(\v2\x14.pipeline.v1.LatencyR\x0epublishLatencyB\x12\n" +
 	"\x10_messages_stored\"n\n" +
 	"\fSubscription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -315,17 +327,19 @@ var file_pipeline_v1_topic_proto_goTypes = []any{
 	(*ListTopicsResponse)(nil), // 1: pipeline.v1.ListTopicsResponse
 	(*Topic)(nil),              // 2: pipeline.v1.Topic
 	(*Subscription)(nil),       // 3: pipeline.v1.Subscription
+	(*Latency)(nil),            // 4: pipeline.v1.Latency
 }
 var file_pipeline_v1_topic_proto_depIdxs = []int32{
 	2, // 0: pipeline.v1.ListTopicsResponse.topics:type_name -> pipeline.v1.Topic
 	3, // 1: pipeline.v1.Topic.subscriptions:type_name -> pipeline.v1.Subscription
-	0, // 2: pipeline.v1.TopicService.ListTopics:input_type -> pipeline.v1.ListTopicsRequest
-	1, // 3: pipeline.v1.TopicService.ListTopics:output_type -> pipeline.v1.ListTopicsResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 2: pipeline.v1.Topic.publish_latency:type_name -> pipeline.v1.Latency
+	0, // 3: pipeline.v1.TopicService.ListTopics:input_type -> pipeline.v1.ListTopicsRequest
+	1, // 4: pipeline.v1.TopicService.ListTopics:output_type -> pipeline.v1.ListTopicsResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_topic_proto_init() }
@@ -333,6 +347,7 @@ func file_pipeline_v1_topic_proto_init() {
 	if File_pipeline_v1_topic_proto != nil {
 		return
 	}
+	file_pipeline_v1_latency_proto_init()
 	file_pipeline_v1_topic_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

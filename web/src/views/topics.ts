@@ -10,6 +10,14 @@ import { badge, card, empty, notice, numCell, pageHeader, table, type Tone, type
 
 const stateTone: Record<string, Tone> = { running: "ok", stalled: "bad", stopped: "warn" };
 
+// quantiles shows a latency histogram's p50 / p95 / p99 (computed by the
+// server from its Prometheus histograms), "–" before any observation.
+function quantiles(l: { count: bigint; p50Seconds: number; p95Seconds: number; p99Seconds: number } | undefined): string {
+  if (!l || l.count === 0n) return "–";
+  const ms = (s: number): string => (s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`);
+  return `${ms(l.p50Seconds)} / ${ms(l.p95Seconds)} / ${ms(l.p99Seconds)}`;
+}
+
 export function topicsView(): View {
   const lagChart = h("div", { class: "chart-box", "data-testid": "lag-chart" });
   const rateChart = h("div", { class: "chart-box", "data-testid": "throughput-chart" });
@@ -95,6 +103,7 @@ export function topicsView(): View {
             ),
             "Rows written",
             "Rows/s",
+            "End to end p50 / p95 / p99",
             "Last error",
           ],
           h(
@@ -134,6 +143,7 @@ export function topicsView(): View {
                 ),
                 numCell(count(sk.rowsWritten), { "data-testid": "sink-rows" }),
                 numCell(perSecond(live.rowsRate(sk.name))),
+                numCell(quantiles(sk.endToEndLatency), { "data-testid": "sink-latency" }),
                 h(
                   "td",
                   { class: "error-cell", title: sk.statusReason || sk.lastError },
@@ -193,6 +203,7 @@ export function topicsView(): View {
                 numCell(perSecond(t.publishRate)),
                 numCell(count(t.eventsPublished)),
                 numCell(t.messagesStored !== undefined ? count(t.messagesStored) : "–", { "data-testid": "topic-stored" }),
+                numCell(quantiles(t.publishLatency), { "data-testid": "topic-latency" }),
                 h(
                   "td",
                   null,

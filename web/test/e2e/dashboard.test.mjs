@@ -427,6 +427,11 @@ test("topics & sinks: a stalled sink's growing backlog, rows written, charts", a
     Object.fromEntries(els.map((e) => [e.textContent.split(/\d/)[0].trim(), Number(e.getAttribute("data-backlog"))])),
   );
   assert.ok(backlog["sink-warehouse"] > 0, `backlogs: ${JSON.stringify(backlog)}`);
+  // p50 / p95 / p99 from the server's histograms: bus publish per topic,
+  // end to end per sink; none yet for a sink that wrote nothing.
+  await waitFor("latency quantiles of the main sink", async () => /ms|s \//.test(await main.getByTestId("sink-latency").innerText()));
+  assert.match(await topic.getByTestId("topic-latency").innerText(), /^[\d.]+ m?s \/ [\d.]+ m?s \/ [\d.]+ m?s$/);
+  assert.equal(await warehouse.getByTestId("sink-latency").innerText(), "–");
 
   // Charts draw once there are two readings; wait for a few more so the
   // screenshot shows the backlog growing.

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/sink.proto.
  */
 export const file_pipeline_v1_sink: GenFile = /*@__PURE__*/
-  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayKDAgoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJEhUKDXN0YXR1c19yZWFzb24YCSABKAkSKwoLaGVsZF90YWJsZXMYCiADKAsyFi5waXBlbGluZS52MS5IZWxkVGFibGUSLgoKcGFydGl0aW9ucxgLIAMoCzIaLnBpcGVsaW5lLnYxLlNpbmtQYXJ0aXRpb24iPgoNU2lua1BhcnRpdGlvbhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKAUSCwoDbGFnGAMgASgDInYKCUhlbGRUYWJsZRINCgV0YWJsZRgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg4KBnJlYXNvbhgDIAEoCRIOCgZldmVudHMYBCABKAMSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMl4KC1NpbmtTZXJ2aWNlEk8KCUxpc3RTaW5rcxIdLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1JlcXVlc3QaHi5waXBlbGluZS52MS5MaXN0U2lua3NSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayK1AgoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJEhUKDXN0YXR1c19yZWFzb24YCSABKAkSKwoLaGVsZF90YWJsZXMYCiADKAsyFi5waXBlbGluZS52MS5IZWxkVGFibGUSLgoKcGFydGl0aW9ucxgLIAMoCzIaLnBpcGVsaW5lLnYxLlNpbmtQYXJ0aXRpb24SMAoSZW5kX3RvX2VuZF9sYXRlbmN5GAwgASgLMhQucGlwZWxpbmUudjEuTGF0ZW5jeSI+Cg1TaW5rUGFydGl0aW9uEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRILCgNsYWcYAyABKAMidgoJSGVsZFRhYmxlEg0KBXRhYmxlGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDgoGcmVhc29uGAMgASgJEg4KBmV2ZW50cxgEIAEoAxIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyXgoLU2lua1NlcnZpY2USTwoJTGlzdFNpbmtzEh0ucGlwZWxpbmUudjEuTGlzdFNpbmtzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_pipeline_v1_latency]);
 
 /**
  * @generated from message pipeline.v1.ListSinksRequest
@@ -121,6 +123,15 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
    * @generated from field: repeated pipeline.v1.SinkPartition partitions = 11;
    */
   partitions: SinkPartition[];
+
+  /**
+   * end_to_end_latency is the time from an event's publish on the bus to
+   * its row committed by this process's sink
+   * (pipeline_sink_end_to_end_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency end_to_end_latency = 12;
+   */
+  endToEndLatency?: Latency | undefined;
 };
 
 /**

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/topic.proto.
  */
 export const file_pipeline_v1_topic: GenFile = /*@__PURE__*/
-  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljItUBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBRIcCg9tZXNzYWdlc19zdG9yZWQYBiABKANIAIgBARIWCg5kZWFkX2xldHRlcl9vZhgHIAEoCUISChBfbWVzc2FnZXNfc3RvcmVkIksKDFN1YnNjcmlwdGlvbhIMCgRuYW1lGAEgASgJEg8KB2JhY2tsb2cYAiABKAMSHAoUYmFja2xvZ19zcGFuc190b3BpY3MYAyABKAgyYgoMVG9waWNTZXJ2aWNlElIKCkxpc3RUb3BpY3MSHi5waXBlbGluZS52MS5MaXN0VG9waWNzUmVxdWVzdBofLnBpcGVsaW5lLnYxLkxpc3RUb3BpY3NSZXNwb25zZSIDkAIBYgZwcm90bzM");
+  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIoQCCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBRIcCg9tZXNzYWdlc19zdG9yZWQYBiABKANIAIgBARIWCg5kZWFkX2xldHRlcl9vZhgHIAEoCRItCg9wdWJsaXNoX2xhdGVuY3kYCCABKAsyFC5waXBlbGluZS52MS5MYXRlbmN5QhIKEF9tZXNzYWdlc19zdG9yZWQiSwoMU3Vic2NyaXB0aW9uEgwKBG5hbWUYASABKAkSDwoHYmFja2xvZxgCIAEoAxIcChRiYWNrbG9nX3NwYW5zX3RvcGljcxgDIAEoCDJiCgxUb3BpY1NlcnZpY2USUgoKTGlzdFRvcGljcxIeLnBpcGVsaW5lLnYxLkxpc3RUb3BpY3NSZXF1ZXN0Gh8ucGlwZWxpbmUudjEuTGlzdFRvcGljc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_pipeline_v1_latency]);
 
 /**
  * @generated from message pipeline.v1.ListTopicsRequest
@@ -94,6 +96,15 @@ export type Topic = Message<"pipeline.v1.Topic"> & {
    * @generated from field: string dead_letter_of = 7;
    */
   deadLetterOf: string;
+
+  /**
+   * publish_latency is, for the events this process published to the
+   * topic, the time from handing one to the bus to the bus's
+   * acknowledgement that it persisted it (pipeline_bus_publish_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency publish_latency = 8;
+   */
+  publishLatency?: Latency | undefined;
 };
 
 /**

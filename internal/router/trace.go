@@ -1,0 +1,179 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/schemagate/pipeline/internal/bus"
+	"github.com/schemagate/pipeline/internal/latency"
+	"github.com/schemagate/pipeline/internal/tracing"
+)
+
+// Span names of the router's stages, children of the ingest RPC's span.
+const (
+	SpanResolve  = "schema.resolve"
+	SpanValidate = "event.validate" // decode and validation
+	SpanRoute    = "route.evaluate"
+	// SpanPublishPrefix starts the name of each producer span ("send <topic>").
+	SpanPublishPrefix = "send "
+)
+
+// Attributes the router sets on its spans.
+const (
+	AttrSubject        = "pipeline.subject"
+	AttrSchemaID       = "pipeline.schema_id"
+	AttrEventID        = "messaging.message.id"
+	AttrViolations     = "pipeline.violations.count"
+	AttrViolationRule  = "pipeline.violations.first_rule"
+	AttrViolationField = "pipeline.violations.first_field"
+	AttrTargets        = "pipeline.targets"
+)
+
+// noopSpan is what start returns with tracing off: ending it does nothing,
+// and no context is made for it.
+var noopSpan trace.Span = noop.Span{}
+
+// start begins a child span of ctx's span for an event of subject, or
+// does nothing with tracing off (no SDK call, no allocation), and nothing
+// either when the request's span is not recorded (not sampled): its
+// children would not be, and at a sampling ratio of 1 % that is 99 % of
+// the events.
+func (r *Router) start(ctx context.Context, name, subject string) (context.Context, trace.Span) {
+	if r.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noopSpan
+	}
+	return r.tracer.Start(ctx, name, trace.WithAttributes(attribute.String(AttrSubject, subject)))
+}
+
+// end ends span with err's outcome; a refused event's span carries the
+// violation count and the first violation (rule and field).
+func end(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		var verr *ValidationError
+		if errors.As(err, &verr) {
+			attrs := []attribute.KeyValue{attribute.Int(AttrViolations, verr.Total)}
+			if len(verr.Violations) > 0 {
+				attrs = append(attrs, attribute.String(AttrViolationRule, verr.Violations[0].Rule),
+					attribute.String(AttrViolationField, verr.Violations[0].Field))
+			}
+			span.SetAttributes(attrs...)
+		}
+		span.SetStatus(codes.Error, truncate(err.Error(), 512))
+	}
+	span.End()
+}
+
+// busLatency is the time from handing a message to the bus to the bus's
+// acknowledgement (persisted), per topic.
+type busLatency struct {
+	vec *prometheus.HistogramVec
+}
+
+// LatencyBuckets are the buckets of the pipeline's latency histograms,
+// 0.5 ms to about 16 s.
+var LatencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 16)
+
+func newBusLatency(reg prometheus.Registerer) *busLatency {
+	l := &busLatency{vec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "pipeline_bus_publish_seconds", Help: "Time from handing an event to the bus to the bus's acknowledgement that it persisted it, per topic.",
+		Buckets: LatencyBuckets,
+	}, []string{"topic"})}
+	if reg != nil {
+		reg.MustRegister(l.vec)
+	}
+	return l
+}
+
+// BusLatency returns the publish latency quantiles of every topic this
+// process published to.
+func (r *Router) BusLatency() map[string]latency.Summary {
+	return latency.ByLabel(r.busLatency.vec, "topic")
+}
+
+// IngestLatency returns the quantiles of pipeline_publish_seconds: an
+// event's time from the request to its answer.
+func (r *Router) IngestLatency() latency.Summary { return latency.Of(r.metrics.latency) }
+
+// publish sends msg for p, in a producer span whose context the message
+// carries (traceparent, tracestate): the event's own trace when its
+// headers brought one, else the request's.
+func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) error {
+	if r.tracer == nil {
+		start := time.Now()
+		err := r.publisher.Publish(ctx, msg)
+		if err == nil {
+			r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
+		}
+		return err
+	}
+	parent, own := ctx, false
+	if _, ok := p.ev.Headers[bus.PropTraceParent]; ok {
+		if remote := tracing.Extract(ctx, p.props); trace.SpanContextFromContext(remote).IsValid() {
+			parent, own = remote, true
+		}
+	}
+	msg.Properties = maps.Clone(msg.Properties)
+	if !own && !trace.SpanFromContext(ctx).IsRecording() {
+		// An unsampled request: no span (it would not be recorded), and
+		// the message carries the request's context, so that the sink
+		// follows the same decision in the same trace.
+		tracing.Inject(ctx, msg.Properties)
+		start := time.Now()
+		err := r.publisher.Publish(ctx, msg)
+		if err == nil {
+			r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
+		}
+		return err
+	}
+	pctx, span := r.tracer.Start(parent, SpanPublishPrefix+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", r.busKind), attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", msg.Topic), attribute.String(AttrEventID, p.eventID),
+			attribute.String(AttrSubject, p.ev.Subject), attribute.Int64(AttrSchemaID, p.schemaID)))
+	// A copy per topic (above): a fan-out's topics share the properties,
+	// and each message carries its own publish span (docs/pitfalls.md T4).
+	tracing.Inject(pctx, msg.Properties)
+	start := time.Now()
+	err := r.publisher.Publish(pctx, msg)
+	if err == nil {
+		tracing.Observe(pctx, r.busLatency.vec.WithLabelValues(msg.Topic), time.Since(start).Seconds())
+	}
+	end(span, err)
+	return err
+}
+
+func tracerOf(tp trace.TracerProvider) trace.Tracer {
+	if tp == nil {
+		return nil
+	}
+	return tp.Tracer("github.com/schemagate/pipeline/internal/router")
+}
+
+// traceRefusal records a refused event on the request's span (an RPC may
+// carry many events: one span event each, with the reason, the violation
+// count and the first rule).
+func (r *Router) traceRefusal(ctx context.Context, ev Event, err error) {
+	if r.tracer == nil {
+		return
+	}
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := []attribute.KeyValue{attribute.String(AttrSubject, truncate(ev.Subject, 256)), attribute.String("pipeline.reason", r.metrics.reason(err))}
+	var verr *ValidationError
+	if errors.As(err, &verr) {
+		attrs = append(attrs, attribute.Int(AttrViolations, verr.Total))
+		if len(verr.Violations) > 0 {
+			attrs = append(attrs, attribute.String(AttrViolationRule, verr.Violations[0].Rule))
+		}
+	}
+	span.AddEvent("event refused", trace.WithAttributes(attrs...))
+}
