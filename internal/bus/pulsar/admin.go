@@ -70,6 +70,10 @@ type topicStats struct {
 	Subscriptions map[string]struct {
 		MsgBacklog      int64 `json:"msgBacklog"`
 		UnackedMessages int64 `json:"unackedMessages"`
+		Consumers       []struct {
+			ConsumerName string `json:"consumerName"`
+			Address      string `json:"address"`
+		} `json:"consumers"`
 	} `json:"subscriptions"`
 }
 
