@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -34,6 +36,37 @@ func (s sinkSchemas) SchemaByID(ctx context.Context, subject string, schemaID in
 type sinkSet struct {
 	log   *slog.Logger
 	sinks []*sink.Sink
+	// audit records replays (nil: not recorded, in tests of the set alone).
+	audit *audit.Log
+}
+
+// Replay replays the sink named name (sink.Sink.Replay), recording the
+// request in the audit log first: a replay that cannot be recorded does
+// not start.
+func (set *sinkSet) Replay(ctx context.Context, name string, req sink.ReplayRequest) (sink.ReplayResult, error) {
+	var target *sink.Sink
+	for _, s := range set.sinks {
+		if s.Name() == name {
+			target = s
+		}
+	}
+	if target == nil {
+		return sink.ReplayResult{}, fmt.Errorf("sink %.100q: %w", name, sink.ErrNotFound)
+	}
+	if set.audit != nil {
+		from := "start"
+		if !req.From.IsZero() {
+			from = req.From.UTC().Format(time.RFC3339Nano)
+		}
+		err := set.audit.Append(ctx, audit.Event{
+			Action: audit.ActionSinkReplay, Target: "sink " + name,
+			After: audit.State(map[string]any{"from": from, "truncate": req.Truncate}),
+		})
+		if err != nil {
+			return sink.ReplayResult{}, err
+		}
+	}
+	return target.Replay(ctx, req)
 }
 
 // provision creates, on topic, the subscription of every sink that reads

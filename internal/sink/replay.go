@@ -22,6 +22,8 @@ import (
 var (
 	// ErrReplayInProgress: another Replay of the same sink has not ended.
 	ErrReplayInProgress = errors.New("a replay of this sink is in progress")
+	// ErrNotFound: no sink has that name.
+	ErrNotFound = errors.New("no such sink")
 	// ErrTruncateUnsupported: the sink's store cannot empty its data safely.
 	ErrTruncateUnsupported = errors.New("truncate is not supported for this sink")
 )
@@ -98,6 +100,9 @@ func (s *Sink) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, err
 		"earliest_retained", res.Rewind.EarliestRetained, "before_retention", res.Rewind.BeforeRetention)
 	return res, nil
 }
+
+// Name is the sink's configured name.
+func (s *Sink) Name() string { return s.cfg.Name }
 
 func from(t time.Time) string {
 	if t.IsZero() {
