@@ -219,9 +219,11 @@ type RewindResult struct {
 type Rewinder interface {
 	// Rewind sets the subscription's position on every topic to the first
 	// message published at or after opts.From (the oldest retained one
-	// when From is zero): messages before it count as acknowledged, every
-	// message after it, acknowledged or not, is delivered again to the next
-	// consumer. A topic the subscription does not exist on yet gets it at
+	// when From is zero): every message after it, acknowledged or not, is
+	// delivered again to the next consumer. It never skips a message the
+	// subscription has not acknowledged: where the oldest unacknowledged
+	// one is older than From (a consumer that lags), the position is that
+	// one instead, so a replay from a time never loses a backlog. A topic the subscription does not exist on yet gets it at
 	// that position. The caller must have closed its own consumers of the
 	// subscription first; when the bus still sees one connected (another
 	// replica), Rewind moves nothing and returns an error wrapping

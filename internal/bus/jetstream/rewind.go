@@ -16,7 +16,9 @@ import (
 // consumer's position, so Rewind deletes the consumer and creates it again
 // with the same filters, delivering from opts.From (DeliverByStartTime,
 // JetStream's own stored time of each message) or everything the stream
-// holds (DeliverAll).
+// holds (DeliverAll); when the old consumer's first unacknowledged message
+// (after its ack floor) is older than From, from that message's sequence
+// (DeliverByStartSequence) instead.
 //
 // Busy: this bus still has a subscription of that name open. Consumers of
 // the same durable in other processes (several pipelines on one external
@@ -88,6 +90,14 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 		from := opts.From.UTC()
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &from
+		// A backlog older than From is kept: start at its first message.
+		seq, at, err := b.firstUnacked(ctx, stream, opts.Subscription, filters)
+		if err != nil {
+			return bus.RewindResult{}, fmt.Errorf("jetstream: rewind %s: %w", opts.Subscription, err)
+		}
+		if seq > 0 && at.Before(from) {
+			cfg.DeliverPolicy, cfg.OptStartTime, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, seq
+		}
 	}
 	if err := b.js.DeleteConsumer(ctx, StreamName, opts.Subscription); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return bus.RewindResult{}, fmt.Errorf("jetstream: rewind %s: delete consumer: %w", opts.Subscription, err)
@@ -98,6 +108,41 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 	b.log.Info("subscription rewound", "subscription", opts.Subscription, "from", from(opts.From),
 		"earliest_retained", res.EarliestRetained, "before_retention", res.BeforeRetention)
 	return res, nil
+}
+
+// firstUnacked is the stream sequence and time of the consumer's oldest
+// message not acknowledged (the one after its ack floor, on its filters);
+// 0 when it has none or does not exist.
+func (b *Bus) firstUnacked(ctx context.Context, stream jetstream.Stream, name string, filters []string) (uint64, time.Time, error) {
+	c, err := b.js.Consumer(ctx, StreamName, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("look up consumer: %w", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("consumer info: %w", err)
+	}
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return 0, time.Time{}, nil
+	}
+	var seq uint64
+	var at time.Time
+	for _, f := range filters {
+		m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(f))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("oldest unacknowledged message: %w", err)
+		}
+		if seq == 0 || m.Sequence < seq {
+			seq, at = m.Sequence, m.Time
+		}
+	}
+	return seq, at, nil
 }
 
 func from(t time.Time) string {

@@ -16,7 +16,8 @@ import (
 // Rewind implements bus.Rewinder: it commits, for the subscription's
 // consumer group, the offsets of the first records at or after From
 // (ListOffsetsAfterMilli; a partition with none after From gets its end
-// offset) or the log start offsets (ListStartOffsets). Kafka takes such a
+// offset) or the log start offsets (ListStartOffsets), but never past the
+// group's committed offset of a partition (its backlog stays). Kafka takes such a
 // commit only from outside the group while the group has no members, so
 // Rewind refuses (bus.ErrSubscriptionBusy) while this bus has a
 // subscription of that name open or the group has members (other
@@ -75,6 +76,12 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 			return bus.RewindResult{}, fmt.Errorf("kafka: rewind %s: offsets after %v: %w: %w", group, opts.From, bus.ErrUnavailable, err)
 		}
 	}
+	// A partition's backlog older than From is kept: no offset past the
+	// group's commit (none yet: the group starts at the log start anyway).
+	commits, err := b.admin.FetchOffsetsForTopics(ctx, group, topics...)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return bus.RewindResult{}, fmt.Errorf("kafka: rewind %s: committed offsets: %w: %w", group, bus.ErrUnavailable, err)
+	}
 	offsets := kadm.Offsets{}
 	var errs []error
 	target.Each(func(l kadm.ListedOffset) {
@@ -88,7 +95,13 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 		if s, ok := starts.Lookup(l.Topic, l.Partition); ok && s.Err == nil && s.Offset > 0 && l.Offset <= s.Offset {
 			res.BeforeRetention = true
 		}
-		offsets.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: l.Offset, LeaderEpoch: -1})
+		at := l.Offset
+		if c, ok := commits.Lookup(l.Topic, l.Partition); ok && c.Err == nil && c.At >= 0 {
+			at = min(at, c.At)
+		} else if s, ok := starts.Lookup(l.Topic, l.Partition); ok && s.Err == nil {
+			at = min(at, s.Offset)
+		}
+		offsets.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
 	})
 	if len(errs) > 0 {
 		return bus.RewindResult{}, fmt.Errorf("kafka: rewind %s: offsets: %w: %w", group, bus.ErrUnavailable, errors.Join(errs...))

@@ -26,7 +26,13 @@ import (
 // included. The broker resets to the first entry published at or after
 // From; an entry is a batch, so a batch that straddles From comes back
 // whole (the sinks dedup). A zero From resets to timestamp 0, which the
-// broker answers with the oldest entry it retains.
+// broker answers with the oldest entry it retains. Where the
+// subscription's backlog holds a message older than From (the broker's
+// earliestMsgPublishTimeInBacklog), the reset goes to that message's time
+// instead. Publish times are the producers' clocks and the broker finds
+// the position by a search that assumes they grow along the topic, so a
+// producer whose clock runs behind can make a reset by time land a little
+// off; the router is the only producer here.
 //
 // EarliestRetained is the oldest retained message's publish time
 // (examinemessage at the earliest position). Pulsar does not say whether
@@ -61,26 +67,36 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 			topics = append(topics, full)
 		}
 	}
-	// First check every topic, so that a busy subscription moves nowhere.
-	for _, t := range topics {
-		st, err := b.admin.stats(ctx, t)
+	ms := int64(0)
+	if !opts.From.IsZero() {
+		ms = max(0, opts.From.UnixMilli())
+	}
+	// First check every topic, so that a busy subscription moves nowhere;
+	// and keep each topic's backlog that is older than From.
+	resetAt := make([]int64, len(topics))
+	for i, t := range topics {
+		resetAt[i] = ms
+		st, err := b.admin.statsWithBacklogTime(ctx, t)
 		if errors.Is(err, errNotFound) {
 			continue
 		}
 		if err != nil {
 			return bus.RewindResult{}, fmt.Errorf("pulsar: rewind %s: stats of %s: %w", opts.Subscription, t, err)
 		}
-		if s, ok := st.Subscriptions[opts.Subscription]; ok && len(s.Consumers) > 0 {
+		s, ok := st.Subscriptions[opts.Subscription]
+		if !ok {
+			continue
+		}
+		if len(s.Consumers) > 0 {
 			return bus.RewindResult{}, fmt.Errorf("pulsar: rewind %s: %d consumer(s) still connected on %s (first: %s at %s): %w",
 				opts.Subscription, len(s.Consumers), t, s.Consumers[0].ConsumerName, s.Consumers[0].Address, bus.ErrSubscriptionBusy)
 		}
+		if s.MsgBacklog > 0 && s.EarliestMsgPublishTimeInBacklog > 0 {
+			resetAt[i] = min(resetAt[i], s.EarliestMsgPublishTimeInBacklog)
+		}
 	}
 	var res bus.RewindResult
-	ms := int64(0)
-	if !opts.From.IsZero() {
-		ms = max(0, opts.From.UnixMilli())
-	}
-	for _, t := range topics {
+	for i, t := range topics {
 		oldest, err := b.oldestPublishTime(ctx, t)
 		if err != nil {
 			return bus.RewindResult{}, fmt.Errorf("pulsar: rewind %s: %w", opts.Subscription, err)
@@ -95,7 +111,7 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 		if err != nil {
 			return bus.RewindResult{}, err
 		}
-		path += "/subscription/" + url.PathEscape(opts.Subscription) + "/resetcursor/" + strconv.FormatInt(ms, 10)
+		path += "/subscription/" + url.PathEscape(opts.Subscription) + "/resetcursor/" + strconv.FormatInt(resetAt[i], 10)
 		if err := b.admin.send(ctx, http.MethodPost, path, ""); err != nil {
 			return bus.RewindResult{}, fmt.Errorf("pulsar: rewind %s on %s: %w", opts.Subscription, t, err)
 		}
