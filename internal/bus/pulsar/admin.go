@@ -73,7 +73,7 @@ type topicStats struct {
 		// EarliestMsgPublishTimeInBacklog (ms) is only filled when asked
 		// for (?getEarliestTimeInBacklog=true, statsWithBacklogTime).
 		EarliestMsgPublishTimeInBacklog int64 `json:"earliestMsgPublishTimeInBacklog"`
-		Consumers       []struct {
+		Consumers                       []struct {
 			ConsumerName string `json:"consumerName"`
 			Address      string `json:"address"`
 		} `json:"consumers"`
