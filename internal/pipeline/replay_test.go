@@ -130,6 +130,18 @@ func TestReplaySink(t *testing.T) {
 			all = append(all, <-during...)
 			waitRows(t, p, db, table, all)
 
+			// A replay from a later time right after a truncating one from the
+			// start does not skip the backlog the first one left.
+			for _, req := range []*pipelinev1.ReplaySinkRequest{
+				{Sink: "s", Start: &pipelinev1.ReplaySinkRequest_FromStart{FromStart: true}, Truncate: true},
+				{Sink: "s", Start: &pipelinev1.ReplaySinkRequest_FromTime{FromTime: timestamppb.Now()}},
+			} {
+				if _, err := sinks.ReplaySink(ctx, connect.NewRequest(req)); err != nil {
+					t.Fatalf("ReplaySink(%v): %v", req, err)
+				}
+			}
+			waitRows(t, p, db, table, all)
+
 			// Bad requests are refused precisely, and change nothing.
 			bad := []struct {
 				req  *pipelinev1.ReplaySinkRequest
@@ -161,8 +173,8 @@ func TestReplaySink(t *testing.T) {
 					replays = append(replays, ev.GetAfter())
 				}
 			}
-			if len(replays) != 3 || !strings.Contains(strings.Join(replays, " "), `"truncate":true`) {
-				t.Errorf("audit log has replays %q, want the 3 replays, truncates marked", replays)
+			if len(replays) != 5 || !strings.Contains(strings.Join(replays, " "), `"truncate":true`) {
+				t.Errorf("audit log has replays %q, want the 5 replays, truncates marked", replays)
 			}
 		})
 	}
