@@ -67,6 +67,22 @@ func (b *Bus) Rewind(ctx context.Context, opts bus.RewindOptions) (bus.RewindRes
 			topics = append(topics, full)
 		}
 	}
+	// A Subscribe of this bus whose caller gave up (a sink stopped while
+	// subscribing) still connects its consumer, then closes it: wait for
+	// that, or it counts as another replica's.
+	for {
+		b.mu.Lock()
+		n := b.subscribing[opts.Subscription]
+		b.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return bus.RewindResult{}, fmt.Errorf("pulsar: rewind %s: a consumer of this bus is still being created: %w", opts.Subscription, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	ms := int64(0)
 	if !opts.From.IsZero() {
 		ms = max(0, opts.From.UnixMilli())
