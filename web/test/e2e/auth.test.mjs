@@ -107,6 +107,10 @@ test("a viewer signs in with a token and sees no delete buttons and no payloads"
   await page.locator('[data-testid="route-row"][data-route="all-orders"]').waitFor();
   assert.equal(await page.getByTestId("route-delete").count(), 0, "no delete button for a viewer");
   assert.equal(await page.getByTestId("route-form").count(), 0, "no new-route form for a viewer");
+  await page.goto(`${pipeline.baseUrl}/topics`);
+  await page.getByTestId("sink-row").first().waitFor();
+  assert.equal(await page.getByTestId("sink-replay").count(), 0, "no replay button for a viewer");
+  assert.equal(await page.getByTestId("replay-form").count(), 0, "no replay form for a viewer (sinks.admin)");
 
   await page.goto(`${pipeline.baseUrl}/subjects/orders?tab=refused`);
   await page.getByTestId("refused-row").first().waitFor();
