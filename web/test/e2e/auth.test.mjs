@@ -108,8 +108,7 @@ test("a viewer signs in with a token and sees no delete buttons and no payloads"
   assert.equal(await page.getByTestId("route-delete").count(), 0, "no delete button for a viewer");
   assert.equal(await page.getByTestId("route-form").count(), 0, "no new-route form for a viewer");
   await page.goto(`${pipeline.baseUrl}/topics`);
-  await page.getByTestId("sink-row").first().waitFor();
-  assert.equal(await page.getByTestId("sink-replay").count(), 0, "no replay button for a viewer");
+  await page.getByText("No sink is configured").waitFor();
   assert.equal(await page.getByTestId("replay-form").count(), 0, "no replay form for a viewer (sinks.admin)");
 
   await page.goto(`${pipeline.baseUrl}/subjects/orders?tab=refused`);
@@ -143,6 +142,9 @@ test("an admin sees the refused payload and may delete a route", async () => {
   await route.getByTestId("route-delete").click();
   await route.waitFor({ state: "detached" });
   assert.equal((await admin.route.listRoutes({})).routes.length, 0);
+
+  await page.goto(`${pipeline.baseUrl}/topics`);
+  await page.getByTestId("replay-form").waitFor(); // sinks.admin
   await page.context().close();
 });
 
