@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -15,5 +16,19 @@ func TestReplayRefusesConcurrentReplay(t *testing.T) {
 	_, err := s.Replay(context.Background(), ReplayRequest{Truncate: true})
 	if !errors.Is(err, ErrReplayInProgress) {
 		t.Fatalf("second Replay: %v, want ErrReplayInProgress", err)
+	}
+}
+
+// TestReplayRedisRefusesTruncate: a Redis sink cannot tell its keys from
+// others' safely, so a truncating replay is refused before anything
+// moves (the sink is not even stopped).
+func TestReplayRedisRefusesTruncate(t *testing.T) {
+	s := &Sink{cfg: Config{Name: "r"}, out: &redisStore{prefix: "app:"}}
+	_, err := s.Replay(context.Background(), ReplayRequest{Truncate: true})
+	if !errors.Is(err, ErrTruncateUnsupported) || !strings.Contains(err.Error(), "app:<subject>:*") {
+		t.Fatalf("truncating replay of a redis sink: %v, want ErrTruncateUnsupported naming the keys", err)
+	}
+	if s.ctl.paused != nil {
+		t.Fatal("the refused replay paused the sink")
 	}
 }
