@@ -16,7 +16,7 @@ import (
 // (bus.Rewinder), empties the sink's tables if asked, and lets Supervise
 // start Run again. The rows come back exactly once because every write
 // skips event ids already stored (docs/pitfalls.md A2): without truncate a
-// replay adds only what is missing.
+// replay adds only what is missing. The bus side: docs/pitfalls.md C5.
 
 // Errors of Replay.
 var (

@@ -13,8 +13,8 @@ import (
 	"github.com/schemagate/pipeline/internal/bus"
 )
 
-// Rewind implements bus.Rewinder with the admin API's reset-cursor by
-// publish time, topic by topic (a partitioned topic's partitions all at
+// Rewind implements bus.Rewinder (docs/pitfalls.md C5) with the admin
+// API's reset-cursor by publish time, topic by topic (a partitioned topic's partitions all at
 // once), rather than the client's Consumer.SeekByTime: a seek needs a
 // connected consumer, and on a Key_Shared subscription the broker
 // disconnects every consumer to do it, so acknowledgements still in flight
