@@ -189,6 +189,16 @@ func registeredTables(ctx context.Context, d dialect, db *sql.DB) (map[string]st
 		return nil, fmt.Errorf("read %s: %w", registryTable, err)
 	}
 	defer rows.Close()
+	return scanOwners(rows)
+}
+
+// scanOwners reads (table_name, subject) rows of registryTable, from
+// database/sql or pgx.
+func scanOwners(rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}) (map[string]string, error) {
 	out := map[string]string{}
 	for rows.Next() {
 		var table, subject string
@@ -197,5 +207,8 @@ func registeredTables(ctx context.Context, d dialect, db *sql.DB) (map[string]st
 		}
 		out[table] = subject
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", registryTable, err)
+	}
+	return out, nil
 }

@@ -386,13 +386,5 @@ func (p *postgres) registeredTables(ctx context.Context) (map[string]string, err
 		return nil, fmt.Errorf("read %s: %w", registryTable, err)
 	}
 	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var table, subject string
-		if err := rows.Scan(&table, &subject); err != nil {
-			return nil, fmt.Errorf("read %s: %w", registryTable, err)
-		}
-		out[table] = subject
-	}
-	return out, rows.Err()
+	return scanOwners(rows)
 }

@@ -740,17 +740,7 @@ func testRewind(t *testing.T, open Open) {
 	tp := topic(t, b, "rewind")
 	subName := unique("sub")
 	opts := bus.SubscribeOptions{Name: subName, Topics: []string{tp}}
-	run := unique("rw")
-	before, after := ids(run+"-before", 3), ids(run+"-after", 3)
-	for _, id := range before {
-		publish(t, b, event(tp, "k", id, nil))
-	}
-	time.Sleep(20 * time.Millisecond) // the time between has to be after every "before"
-	mid := time.Now()
-	time.Sleep(20 * time.Millisecond)
-	for _, id := range after {
-		publish(t, b, event(tp, "k", id, nil))
-	}
+	before, mid, after := publishAround(t, b, tp)
 	sub := subscribe(t, b, opts)
 	ack(t, sub, receiveIDs(t, sub, append(slices.Clone(before), after...)))
 
@@ -803,17 +793,7 @@ func testRewindKeepsBacklog(t *testing.T, open Open) {
 	tp := topic(t, b, "rewind-backlog")
 	subName := unique("sub")
 	opts := bus.SubscribeOptions{Name: subName, Topics: []string{tp}}
-	run := unique("rb")
-	before, after := ids(run+"-before", 3), ids(run+"-after", 3)
-	for _, id := range before {
-		publish(t, b, event(tp, "k", id, nil))
-	}
-	time.Sleep(20 * time.Millisecond)
-	mid := time.Now()
-	time.Sleep(20 * time.Millisecond)
-	for _, id := range after {
-		publish(t, b, event(tp, "k", id, nil))
-	}
+	before, mid, after := publishAround(t, b, tp)
 	sub := subscribe(t, b, opts)
 	first := receive(t, sub)
 	if id := first.Properties[bus.PropEventID]; id != before[0] {
@@ -830,4 +810,24 @@ func testRewindKeepsBacklog(t *testing.T, open Open) {
 	}
 	sub = subscribe(t, b, opts)
 	ack(t, sub, receiveIDs(t, sub, append(slices.Clone(before[1:]), after...)))
+}
+
+// publishAround publishes three events on tp, then three more, and returns
+// their ids and a time between the two groups.
+func publishAround(t *testing.T, b bus.Bus, tp string) (before []string, mid time.Time, after []string) {
+	t.Helper()
+	run := unique("rw")
+	before, after = ids(run+"-before", 3), ids(run+"-after", 3)
+	for _, id := range before {
+		publish(t, b, event(tp, "k", id, nil))
+	}
+	// Publish times are the bus's (or the client's) clock: a gap on both
+	// sides keeps mid apart from each group.
+	time.Sleep(20 * time.Millisecond)
+	mid = time.Now()
+	time.Sleep(20 * time.Millisecond)
+	for _, id := range after {
+		publish(t, b, event(tp, "k", id, nil))
+	}
+	return before, mid, after
 }
