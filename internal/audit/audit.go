@@ -124,7 +124,8 @@ func (l *Log) Record(ctx context.Context, tx *sql.Tx, ev Event) error {
 
 // Append records ev in a transaction of its own, for a change that does
 // not live in the registry database (a sink's replay). Callers append
-// before they start the change, so that none happens unrecorded.
+// before the part of the change that cannot be undone, so that none
+// happens unrecorded.
 func (l *Log) Append(ctx context.Context, ev Event) error {
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {

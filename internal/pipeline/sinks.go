@@ -40,9 +40,9 @@ type sinkSet struct {
 	audit *audit.Log
 }
 
-// Replay replays the sink named name (sink.Sink.Replay), recording the
-// request in the audit log first: a replay that cannot be recorded does
-// not start.
+// Replay replays the sink named name (sink.Sink.Replay), recording it in
+// the audit log once the sink has accepted it (ReplayRequest.Record): a
+// refused replay is not recorded, and no table is emptied unrecorded.
 func (set *sinkSet) Replay(ctx context.Context, name string, req sink.ReplayRequest) (sink.ReplayResult, error) {
 	var target *sink.Sink
 	for _, s := range set.sinks {
@@ -58,13 +58,11 @@ func (set *sinkSet) Replay(ctx context.Context, name string, req sink.ReplayRequ
 		if !req.From.IsZero() {
 			from = req.From.UTC().Format(time.RFC3339Nano)
 		}
-		err := set.audit.Append(ctx, audit.Event{
+		ev := audit.Event{
 			Action: audit.ActionSinkReplay, Target: "sink " + name,
 			After: audit.State(map[string]any{"from": from, "truncate": req.Truncate}),
-		})
-		if err != nil {
-			return sink.ReplayResult{}, err
 		}
+		req.Record = func(ctx context.Context) error { return set.audit.Append(ctx, ev) }
 	}
 	return target.Replay(ctx, req)
 }

@@ -37,6 +37,12 @@ type ReplayRequest struct {
 	// companions) before the replay, so that they hold only what the
 	// replay brings back.
 	Truncate bool
+	// Record, when set, records the replay (the audit log) once the
+	// subscription is rewound and before any table is emptied: a refused
+	// replay is not recorded, and none empties a table unrecorded. Its
+	// error ends the replay there (the rewind alone is harmless: rows are
+	// idempotent).
+	Record func(ctx context.Context) error
 }
 
 // ReplayResult is what a replay did.
@@ -90,6 +96,11 @@ func (s *Sink) Replay(ctx context.Context, req ReplayRequest) (ReplayResult, err
 		return ReplayResult{}, fmt.Errorf("sink %s: rewind: %w", s.cfg.Name, err)
 	}
 	s.out.forget()
+	if req.Record != nil {
+		if err := req.Record(ctx); err != nil {
+			return ReplayResult{}, fmt.Errorf("sink %s: record the replay (the subscription is rewound, no table was emptied): %w", s.cfg.Name, err)
+		}
+	}
 	if req.Truncate {
 		res.Truncated, err = s.out.truncate(ctx, s.cfg.TablePrefix, s.subjects)
 		if err != nil {
