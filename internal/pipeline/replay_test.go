@@ -16,6 +16,7 @@ import (
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
+	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
@@ -172,6 +173,26 @@ func TestReplaySink(t *testing.T) {
 				if !errors.As(err, &cerr) || cerr.Code() != b.code || !strings.Contains(cerr.Message(), b.want) {
 					t.Errorf("ReplaySink(%.80v): %v, want %v mentioning %q", b.req, err, b.code, b.want)
 				}
+			}
+
+			// Another consumer of the sink's subscription (a second replica):
+			// refused, saying so, and not recorded.
+			topic, err := p.srv.bus.TopicName(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := p.srv.bus.Subscribe(ctx, bus.SubscribeOptions{Name: "sink-s", Topics: []string{topic}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = sinks.ReplaySink(ctx, connect.NewRequest(&pipelinev1.ReplaySinkRequest{
+				Sink: "s", Start: &pipelinev1.ReplaySinkRequest_FromStart{FromStart: true}, Truncate: true,
+			}))
+			if connectCode(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "subscription has connected consumers") {
+				t.Errorf("ReplaySink with another consumer on the subscription: %v, want failed_precondition saying so", err)
+			}
+			if err := other.Close(); err != nil {
+				t.Fatal(err)
 			}
 
 			audit := pipelinev1connect.NewAuditServiceClient(h2cClient, p.base)
