@@ -57,6 +57,7 @@ var accessRules = map[string]accessRule{
 	pipelinev1connect.AuditServiceListAuditEventsProcedure:                {perm: auth.PermAuditRead},
 	pipelinev1connect.AccessServiceWhoAmIProcedure:                        {perm: auth.PermDescribe},
 	pipelinev1connect.SinkServiceListSinksProcedure:                       {perm: auth.PermStatsRead},
+	pipelinev1connect.SinkServiceReplaySinkProcedure:                      {perm: auth.PermSinksAdmin},
 	pipelinev1connect.TopicServiceListTopicsProcedure:                     {perm: auth.PermStatsRead},
 	pipelinev1connect.StatusServiceGetStatusProcedure:                     {perm: auth.PermStatsRead},
 	pipelinev1connect.StatusServiceGetHistoryProcedure:                    {perm: auth.PermStatsRead, answer: historyAnswer},

@@ -25,6 +25,7 @@ import (
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/internal/sink"
 )
 
 // retryHint is what a client should do when the bus did not confirm an event.
@@ -61,6 +62,9 @@ var errorCodes = []errorRow{
 	{match: is(schema.ErrInvalid, route.ErrInvalid, audit.ErrInvalid, quarantine.ErrInvalid), code: connect.CodeInvalidArgument, detail: badRequestDetail},
 	{match: is(route.ErrBroken), code: connect.CodeFailedPrecondition, reason: "route"},
 	{match: is(schema.ErrExists, route.ErrExists), code: connect.CodeAlreadyExists},
+	{match: is(sink.ErrNotFound), code: connect.CodeNotFound},
+	{match: is(sink.ErrReplayInProgress), code: connect.CodeAborted},
+	{match: is(sink.ErrTruncateUnsupported, bus.ErrSubscriptionBusy), code: connect.CodeFailedPrecondition},
 	{match: is(schema.ErrReferenced, schema.ErrNotSoftDeleted, schema.ErrReadOnly, schema.ErrNotImportMode, schema.ErrIDMismatch), code: connect.CodeFailedPrecondition},
 	{match: is(bus.ErrInvalidTopic, bus.ErrInvalidMessage), code: connect.CodeInvalidArgument, detail: badRequestDetail, reason: "bus_error"},
 	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},

@@ -29,6 +29,10 @@ const (
 	ActionRouteDelete   = "route.delete"
 )
 
+// ActionSinkReplay is a sink's replay (SinkService.ReplaySink); Target is
+// the sink, After the request (from, truncate).
+const ActionSinkReplay = "sink.replay"
+
 // ActionValidationCompatibility is a change of a subject's opt-in
 // protovalidate rule check (OFF, PRODUCER, CONSUMER, BOTH).
 const ActionValidationCompatibility = "subject.validation_compatibility"
@@ -114,6 +118,25 @@ func (l *Log) Record(ctx context.Context, tx *sql.Tx, ev Event) error {
 		ev.Time.UnixMilli(), ev.Actor, ev.Action, ev.Subject, ev.Target, clip(ev.Before), clip(ev.After))
 	if err != nil {
 		return fmt.Errorf("record %s of %q in the audit log: %w", ev.Action, ev.Subject, err)
+	}
+	return nil
+}
+
+// Append records ev in a transaction of its own, for a change that does
+// not live in the registry database (a sink's replay). Callers append
+// before the part of the change that cannot be undone, so that none
+// happens unrecorded.
+func (l *Log) Append(ctx context.Context, ev Event) error {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record %s in the audit log: %w", ev.Action, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := l.Record(ctx, tx, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record %s in the audit log: commit: %w", ev.Action, err)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ const (
 	PermRoutesAdmin    Permission = "routes.admin"    // create and delete routes
 	PermDescribe       Permission = "api.describe"    // server reflection, and who the caller is (WhoAmI)
 	PermAuditRead      Permission = "audit.read"      // read the audit log of control-plane changes
+	PermSinksAdmin     Permission = "sinks.admin"     // replay a sink, emptying its tables when asked
 )
 
 // The roles.
@@ -40,7 +41,7 @@ const (
 // may do everything, so its row is every permission.
 var roles = map[string][]Permission{
 	RoleAdmin: {PermSchemaRead, PermSchemaCheck, PermSchemaRegister, PermSchemaAdmin, PermPublish,
-		PermRefusedRead, PermPayloadRead, PermStatsRead, PermRoutesRead, PermRoutesAdmin, PermDescribe, PermAuditRead},
+		PermRefusedRead, PermPayloadRead, PermStatsRead, PermRoutesRead, PermRoutesAdmin, PermDescribe, PermAuditRead, PermSinksAdmin},
 	RoleRegistrar: {PermSchemaRead, PermSchemaCheck, PermSchemaRegister, PermDescribe},
 	RoleProducer:  {PermSchemaRead, PermPublish, PermDescribe},
 	RoleViewer:    {PermSchemaRead, PermRefusedRead, PermStatsRead, PermRoutesRead, PermDescribe, PermAuditRead},

@@ -48,6 +48,9 @@ var (
 	ErrClosed = errors.New("bus: closed")
 	// ErrInvalidTopic: the topic name is malformed.
 	ErrInvalidTopic = errors.New("bus: invalid topic")
+	// ErrSubscriptionBusy: Rewind found a consumer of the subscription
+	// still connected (another replica of the sink); nothing was moved.
+	ErrSubscriptionBusy = errors.New("bus: subscription has connected consumers")
 	// ErrInvalidMessage: the message cannot be carried by the bus as is
 	// (for example a property the transport cannot encode); nothing was
 	// sent and retrying the same message will fail again.
@@ -188,10 +191,54 @@ type Bus interface {
 	// Ping reports whether the bus can be reached now: nil, or an error
 	// wrapping ErrUnavailable (ErrClosed after Close).
 	Ping(ctx context.Context) error
+	Rewinder
 	// Kind is "pulsar", "jetstream" or "kafka".
 	Kind() string
 	// Close flushes pending sends, then releases every resource.
 	Close(ctx context.Context) error
+}
+
+// RewindOptions says which durable subscription to move back, and where to.
+type RewindOptions struct {
+	// Subscription is the durable subscription's name.
+	Subscription string
+	// Topics are the full topic names the subscription reads; with
+	// AllTopics, every topic the pipeline publishes to.
+	Topics    []string
+	AllTopics bool
+	// From is the publish time to start again from; the zero time starts
+	// from the oldest message each topic still retains.
+	From time.Time
+}
+
+// RewindResult tells what a Rewind could reach.
+type RewindResult struct {
+	// EarliestRetained is the publish time of the oldest message the topics
+	// still hold; zero when they hold none or the bus cannot tell (Kafka).
+	EarliestRetained time.Time
+	// BeforeRetention: messages published at or after From (any, when From
+	// is zero) may have been removed by the topics' retention, so the
+	// rewound subscription does not get them again. See each adapter for
+	// how it knows.
+	BeforeRetention bool
+}
+
+// Rewinder moves a durable subscription back in time.
+type Rewinder interface {
+	// Rewind sets the subscription's position on every topic to the first
+	// message published at or after opts.From (the oldest retained one
+	// when From is zero): every message after it, acknowledged or not, is
+	// delivered again to the next consumer. It never skips a message the
+	// subscription has not acknowledged: where the oldest unacknowledged
+	// one is older than From (a consumer that lags), the position is that
+	// one instead, so a replay from a time never loses a backlog. A topic the subscription does not exist on yet gets it at
+	// that position. The caller must have closed its own consumers of the
+	// subscription first; when the bus still sees one connected (another
+	// replica), Rewind moves nothing and returns an error wrapping
+	// ErrSubscriptionBusy, because that consumer's acknowledgements in
+	// flight would skip messages of the replay. A Rewind that fails part
+	// way may have moved some topics; calling it again is harmless.
+	Rewind(ctx context.Context, opts RewindOptions) (RewindResult, error)
 }
 
 // maxShortNameLen bounds a topic's short name; every adapter accepts at

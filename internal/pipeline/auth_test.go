@@ -278,6 +278,7 @@ var rpcCases = []struct {
 	{pipelinev1connect.RouteServiceListRoutesProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.RouteServiceDeleteRouteProcedure, `{"name":"no-such-route"}`, "admin"},
 	{pipelinev1connect.SinkServiceListSinksProcedure, `{}`, "admin viewer"},
+	{pipelinev1connect.SinkServiceReplaySinkProcedure, `{"sink":"no-such-sink","fromStart":true,"truncate":true}`, "admin"},
 	{pipelinev1connect.TopicServiceListTopicsProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.StatusServiceGetStatusProcedure, `{}`, "admin viewer"},
 	{pipelinev1connect.StatusServiceGetHistoryProcedure, `{}`, "admin viewer"},

@@ -136,6 +136,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 	if s.sinks, err = openSinks(cfg, s.bus, s.registry, s.metrics, s.tracer, log); err != nil {
 		return nil, err
 	}
+	s.sinks.audit = s.audit
 	s.routes = route.NewTable(routeStore, s.registry, s.bus, s, 2*time.Second)
 	s.router, err = router.New(s.registry, s.topicSetup(), s.routes, router.Options{
 		MaxEventBytes: cfg.Limits.MaxEventBytes, MaxInFlightBytes: cfg.Limits.MaxInFlightBytes,
@@ -249,7 +250,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(pipelinev1connect.IngestServicePublishStreamProcedure, api.CoalesceStreamFlushes(ingest(event))) // per message
 	mux.Handle("/"+pipelinev1connect.IngestServiceName+"/", ingest(general))
 	mux.Handle(pipelinev1connect.NewRouteServiceHandler(&api.RouteService{Routes: s.routes}, general))
-	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks}, general))
+	mux.Handle(pipelinev1connect.NewSinkServiceHandler(&api.SinkService{Sinks: s.sinks, Replayer: s.sinks}, general))
 	mux.Handle(pipelinev1connect.NewTopicServiceHandler(&api.TopicService{Rates: s.router, Bus: s.bus, DeadLetters: s.sinks}, general))
 	mux.Handle(pipelinev1connect.NewStatusServiceHandler(&api.StatusService{Reporter: s, History: s.history}, general))
 	mux.Handle(pipelinev1connect.NewAuditServiceHandler(&api.AuditService{Log: s.audit}, general))

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/dburl"
 	"github.com/schemagate/pipeline/internal/schema"
@@ -35,6 +37,35 @@ func (s sinkSchemas) SchemaByID(ctx context.Context, subject string, schemaID in
 type sinkSet struct {
 	log   *slog.Logger
 	sinks []*sink.Sink
+	// audit records replays (nil: not recorded, in tests of the set alone).
+	audit *audit.Log
+}
+
+// Replay replays the sink named name (sink.Sink.Replay), recording it in
+// the audit log once the sink has accepted it (ReplayRequest.Record): a
+// refused replay is not recorded, and no table is emptied unrecorded.
+func (set *sinkSet) Replay(ctx context.Context, name string, req sink.ReplayRequest) (sink.ReplayResult, error) {
+	var target *sink.Sink
+	for _, s := range set.sinks {
+		if s.Name() == name {
+			target = s
+		}
+	}
+	if target == nil {
+		return sink.ReplayResult{}, fmt.Errorf("sink %.100q: %w", name, sink.ErrNotFound)
+	}
+	if set.audit != nil {
+		from := "start"
+		if !req.From.IsZero() {
+			from = req.From.UTC().Format(time.RFC3339Nano)
+		}
+		ev := audit.Event{
+			Action: audit.ActionSinkReplay, Target: "sink " + name,
+			After: audit.State(map[string]any{"from": from, "truncate": req.Truncate}),
+		}
+		req.Record = func(ctx context.Context) error { return set.audit.Append(ctx, ev) }
+	}
+	return target.Replay(ctx, req)
 }
 
 // provision creates, on topic, the subscription of every sink that reads

@@ -78,6 +78,9 @@ type dialect interface {
 	// time is not older (order.go). It returns how many rows changed.
 	write(ctx context.Context, groups []*group, mode string) (int64, error)
 	classify(err error) errClass
+	// registeredTables lists registryTable: table -> subject (empty when
+	// no table was claimed yet).
+	registeredTables(ctx context.Context) (map[string]string, error)
 	close() error
 	// ping checks that the database answers.
 	ping(ctx context.Context) error
@@ -173,4 +176,39 @@ func writeInTx(ctx context.Context, db *sql.DB, groups []*group, mode string,
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	return total, nil
+}
+
+// registeredTables reads registryTable (table -> subject) through db; an
+// absent registry is an empty one (MySQL and SQLite).
+func registeredTables(ctx context.Context, d dialect, db *sql.DB) (map[string]string, error) {
+	if _, exists, err := d.tableColumns(ctx, registryTable); err != nil || !exists {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT table_name, subject FROM %s", d.quote(registryTable)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", registryTable, err)
+	}
+	defer rows.Close()
+	return scanOwners(rows)
+}
+
+// scanOwners reads (table_name, subject) rows of registryTable, from
+// database/sql or pgx.
+func scanOwners(rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}) (map[string]string, error) {
+	out := map[string]string{}
+	for rows.Next() {
+		var table, subject string
+		if err := rows.Scan(&table, &subject); err != nil {
+			return nil, fmt.Errorf("read %s: %w", registryTable, err)
+		}
+		out[table] = subject
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", registryTable, err)
+	}
+	return out, nil
 }

@@ -531,3 +531,8 @@ func (m *mysqlDialect) classify(err error) errClass {
 	}
 	return classTransient
 }
+
+// registeredTables implements dialect.
+func (d *mysqlDialect) registeredTables(ctx context.Context) (map[string]string, error) {
+	return registeredTables(ctx, d, d.db)
+}

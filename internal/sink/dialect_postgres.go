@@ -375,3 +375,16 @@ func (p *postgres) classify(err error) errClass {
 	}
 	return classTransient
 }
+
+// registeredTables implements dialect: registryTable's rows.
+func (p *postgres) registeredTables(ctx context.Context) (map[string]string, error) {
+	if _, exists, err := p.tableColumns(ctx, registryTable); err != nil || !exists {
+		return nil, err
+	}
+	rows, err := p.pool.Query(ctx, fmt.Sprintf("SELECT table_name, subject FROM %s", p.quote(registryTable)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", registryTable, err)
+	}
+	defer rows.Close()
+	return scanOwners(rows)
+}

@@ -349,3 +349,8 @@ func (s *sqliteDialect) classify(err error) errClass {
 	}
 	return classTransient
 }
+
+// registeredTables implements dialect.
+func (d *sqliteDialect) registeredTables(ctx context.Context) (map[string]string, error) {
+	return registeredTables(ctx, d, d.shared.db)
+}

@@ -99,13 +99,7 @@ func (n *tableNamer) table(ctx context.Context, prefix, subject string) (string,
 	if name, ok := n.bySubject[key]; ok {
 		return name, nil
 	}
-	base := sqlName(prefix + subject)
-	suffix := "_" + shortHash(subject)
-	hashed := base
-	if len(hashed)+len(suffix) > maxIdentLen {
-		hashed = strings.TrimRight(hashed[:maxIdentLen-len(suffix)], "_")
-	}
-	hashed += suffix
+	base, hashed := tableCandidates(prefix, subject)
 	for _, name := range []string{base, hashed} {
 		owner, err := n.d.claimTable(ctx, name, subject)
 		if err != nil {
@@ -117,4 +111,24 @@ func (n *tableNamer) table(ctx context.Context, prefix, subject string) (string,
 		}
 	}
 	return "", fmt.Errorf("tables %s and %s both belong to other subjects than %q", base, hashed, subject)
+}
+
+// tableCandidates are the two names subject's table can have under prefix:
+// the sanitised name, and it with a hash of the subject (tableNamer).
+func tableCandidates(prefix, subject string) (base, hashed string) {
+	base = sqlName(prefix + subject)
+	suffix := "_" + shortHash(subject)
+	hashed = base
+	if len(hashed)+len(suffix) > maxIdentLen {
+		hashed = strings.TrimRight(hashed[:maxIdentLen-len(suffix)], "_")
+	}
+	return base, hashed + suffix
+}
+
+// forget drops the names the namer knows (a replay that emptied the tables
+// reads them from the database again).
+func (n *tableNamer) forget() {
+	n.mu.Lock()
+	clear(n.bySubject)
+	n.mu.Unlock()
 }

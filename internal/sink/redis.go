@@ -526,3 +526,20 @@ func redisEventError(err error) bool {
 		strings.Contains(msg, "exceeds maximum allowed size") ||
 		strings.Contains(msg, "invalid bulk length")
 }
+
+// truncate implements store: refused. A Redis sink's keys are found only
+// by pattern (<table_prefix><subject>:*), in a keyspace the sink shares
+// with whoever else uses the database; with an empty or short table_prefix
+// a pattern also matches keys the sink never wrote, and a SCAN over a
+// keyspace being written is not a snapshot. A replay without truncate is
+// harmless here (every event is applied at most once, and mode latest
+// keeps the newest state anyway).
+func (s *redisStore) truncate(context.Context, string, map[string]bool) ([]string, error) {
+	return nil, s.truncatable()
+}
+
+func (s *redisStore) truncatable() error {
+	return fmt.Errorf("%w: a redis sink's keys share the database's keyspace and cannot be told apart from others' safely; replay without truncate, or delete the keys %s<subject>:* yourself first", ErrTruncateUnsupported, s.prefix)
+}
+
+func (s *redisStore) forget() {}

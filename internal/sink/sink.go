@@ -69,6 +69,11 @@ type Sink struct {
 	// ones included): the sink's own backlog, for the stall check.
 	inflight atomic.Int64
 
+	// ctl is how Replay stops and holds the Run Supervise starts
+	// (replay.go); replaying is held by the Replay in progress.
+	ctl       runControl
+	replaying sync.Mutex
+
 	mu           sync.Mutex
 	state        string
 	lastError    string
@@ -319,12 +324,34 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // the sink restarts after a backoff from about half a second doubling to
 // about 30 s, reset once a run has lasted a minute. Events the failed run
 // had received and not acknowledged are redelivered to the next.
+//
+// A Replay stops the Run in progress and holds the next until it is done;
+// that stop is no failure: Run starts again at once, without a backoff.
 func (s *Sink) Supervise(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		if ok, paused := s.startRun(cancel, done); !ok {
+			cancel()
+			select {
+			case <-paused:
+			case <-ctx.Done():
+				return
+			}
+			attempt--
+			continue
+		}
 		started := time.Now()
-		err := s.Run(ctx)
+		err := s.Run(runCtx)
+		s.endRun(done)
+		stopped := runCtx.Err() != nil
+		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if stopped {
+			attempt = 0 // stopped by a Replay
+			continue
 		}
 		if err == nil {
 			err = errors.New("Run returned before its context ended")

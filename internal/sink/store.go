@@ -2,6 +2,8 @@ package sink
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	"github.com/schemagate/pipeline/internal/dburl"
 )
@@ -31,6 +33,17 @@ type store interface {
 	write(ctx context.Context, events []*event) (written int64, offenders []*event, err error)
 	// ping checks that the store answers.
 	ping(ctx context.Context) error
+	// truncate empties what the sink writes for subjects (nil: every
+	// subject) under prefix, the exactly-once companions included, and
+	// returns what it emptied (replay.go); ErrTruncateUnsupported where
+	// the store cannot tell the sink's data apart from others'.
+	truncate(ctx context.Context, prefix string, subjects map[string]bool) ([]string, error)
+	// truncatable is nil when truncate can work, else why not (checked
+	// before a replay changes anything).
+	truncatable() error
+	// forget drops what the store remembers of its tables, which a replay
+	// may have emptied or an operator dropped; the next write looks again.
+	forget()
 	close() error
 }
 
@@ -73,3 +86,54 @@ func (s *sqlStore) write(ctx context.Context, events []*event) (int64, []*event,
 }
 func (s *sqlStore) ping(ctx context.Context) error { return s.d.ping(ctx) }
 func (s *sqlStore) close() error                   { return s.d.close() }
+
+// truncate implements store: every table registryTable assigns to one of
+// subjects under the names prefix gives it (tableCandidates), and its
+// companion of applied ids, each emptied with DELETE under the table's DDL
+// lock (so no replica's table evolution runs in between). A table that is
+// registered but no longer exists (dropped by hand) is skipped: the sink
+// creates it again on the next write.
+func (s *sqlStore) truncate(ctx context.Context, prefix string, subjects map[string]bool) ([]string, error) {
+	owners, err := s.d.registeredTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var tables []string
+	for table, subject := range owners {
+		if subjects != nil && !subjects[subject] {
+			continue
+		}
+		if base, hashed := tableCandidates(prefix, subject); table == base || table == hashed {
+			tables = append(tables, table)
+		}
+	}
+	slices.Sort(tables)
+	var emptied []string
+	for _, table := range tables {
+		for _, t := range []string{table, appliedTableName(table)} {
+			did := false
+			err := s.w.ddl.evolveTable(ctx, t, func(tx schemaTx) error {
+				cols, err := tx.columns(ctx)
+				if err != nil || len(cols) == 0 {
+					return err
+				}
+				did = true
+				return tx.exec(ctx, "DELETE FROM "+s.d.quote(t))
+			})
+			if err != nil {
+				return emptied, fmt.Errorf("empty table %s: %w", t, err)
+			}
+			if did {
+				emptied = append(emptied, t)
+			}
+		}
+	}
+	return emptied, nil
+}
+
+func (s *sqlStore) truncatable() error { return nil }
+
+func (s *sqlStore) forget() {
+	clear(s.w.tables)
+	s.namer.forget()
+}

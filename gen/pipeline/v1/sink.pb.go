@@ -22,6 +22,191 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReplaySinkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sink is the sink's name, as ListSinks shows it.
+	Sink string `protobuf:"bytes,1,opt,name=sink,proto3" json:"sink,omitempty"`
+	// Where the replay starts: exactly one of them.
+	//
+	// Types that are valid to be assigned to Start:
+	//
+	//	*ReplaySinkRequest_FromTime
+	//	*ReplaySinkRequest_FromStart
+	Start isReplaySinkRequest_Start `protobuf_oneof:"start"`
+	// truncate empties the sink's tables (and the companion tables that keep
+	// upsert mode exactly-once) before the replay, so that they hold exactly
+	// what the replay brings back. It destroys rows no retained event
+	// restores.
+	Truncate      bool `protobuf:"varint,4,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaySinkRequest) Reset() {
+	*x = ReplaySinkRequest{}
+	mi := &file_pipeline_v1_sink_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaySinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaySinkRequest) ProtoMessage() {}
+
+func (x *ReplaySinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_sink_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaySinkRequest.ProtoReflect.Descriptor instead.
+func (*ReplaySinkRequest) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReplaySinkRequest) GetSink() string {
+	if x != nil {
+		return x.Sink
+	}
+	return ""
+}
+
+func (x *ReplaySinkRequest) GetStart() isReplaySinkRequest_Start {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ReplaySinkRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Start.(*ReplaySinkRequest_FromTime); ok {
+			return x.FromTime
+		}
+	}
+	return nil
+}
+
+func (x *ReplaySinkRequest) GetFromStart() bool {
+	if x != nil {
+		if x, ok := x.Start.(*ReplaySinkRequest_FromStart); ok {
+			return x.FromStart
+		}
+	}
+	return false
+}
+
+func (x *ReplaySinkRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
+}
+
+type isReplaySinkRequest_Start interface {
+	isReplaySinkRequest_Start()
+}
+
+type ReplaySinkRequest_FromTime struct {
+	// from_time replays the events published at or after it.
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from_time,json=fromTime,proto3,oneof"`
+}
+
+type ReplaySinkRequest_FromStart struct {
+	// from_start replays every event the bus still retains; must be true.
+	FromStart bool `protobuf:"varint,3,opt,name=from_start,json=fromStart,proto3,oneof"`
+}
+
+func (*ReplaySinkRequest_FromTime) isReplaySinkRequest_Start() {}
+
+func (*ReplaySinkRequest_FromStart) isReplaySinkRequest_Start() {}
+
+type ReplaySinkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// earliest_retained is the publish time of the oldest event the sink's
+	// topics still hold; unset when they hold none or the bus cannot tell
+	// (Kafka).
+	EarliestRetained *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=earliest_retained,json=earliestRetained,proto3" json:"earliest_retained,omitempty"`
+	// before_retention says the replay asked for events the topics'
+	// retention may have removed: it starts at the oldest retained event,
+	// and events published between the requested start and that one may be
+	// missing. note says it in words.
+	BeforeRetention bool `protobuf:"varint,2,opt,name=before_retention,json=beforeRetention,proto3" json:"before_retention,omitempty"`
+	// truncated_tables are the tables emptied (truncate).
+	TruncatedTables []string `protobuf:"bytes,3,rep,name=truncated_tables,json=truncatedTables,proto3" json:"truncated_tables,omitempty"`
+	// note is a sentence for people: where the replay starts, and what it
+	// cannot bring back.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaySinkResponse) Reset() {
+	*x = ReplaySinkResponse{}
+	mi := &file_pipeline_v1_sink_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaySinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaySinkResponse) ProtoMessage() {}
+
+func (x *ReplaySinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pipeline_v1_sink_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaySinkResponse.ProtoReflect.Descriptor instead.
+func (*ReplaySinkResponse) Descriptor() ([]byte, []int) {
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReplaySinkResponse) GetEarliestRetained() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EarliestRetained
+	}
+	return nil
+}
+
+func (x *ReplaySinkResponse) GetBeforeRetention() bool {
+	if x != nil {
+		return x.BeforeRetention
+	}
+	return false
+}
+
+func (x *ReplaySinkResponse) GetTruncatedTables() []string {
+	if x != nil {
+		return x.TruncatedTables
+	}
+	return nil
+}
+
+func (x *ReplaySinkResponse) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 type ListSinksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -30,7 +215,7 @@ type ListSinksRequest struct {
 
 func (x *ListSinksRequest) Reset() {
 	*x = ListSinksRequest{}
-	mi := &file_pipeline_v1_sink_proto_msgTypes[0]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +227,7 @@ func (x *ListSinksRequest) String() string {
 func (*ListSinksRequest) ProtoMessage() {}
 
 func (x *ListSinksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_sink_proto_msgTypes[0]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +240,7 @@ func (x *ListSinksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSinksRequest.ProtoReflect.Descriptor instead.
 func (*ListSinksRequest) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{0}
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{2}
 }
 
 type ListSinksResponse struct {
@@ -67,7 +252,7 @@ type ListSinksResponse struct {
 
 func (x *ListSinksResponse) Reset() {
 	*x = ListSinksResponse{}
-	mi := &file_pipeline_v1_sink_proto_msgTypes[1]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -79,7 +264,7 @@ func (x *ListSinksResponse) String() string {
 func (*ListSinksResponse) ProtoMessage() {}
 
 func (x *ListSinksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_sink_proto_msgTypes[1]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -92,7 +277,7 @@ func (x *ListSinksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSinksResponse.ProtoReflect.Descriptor instead.
 func (*ListSinksResponse) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{1}
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListSinksResponse) GetSinks() []*Sink {
@@ -137,7 +322,7 @@ type Sink struct {
 
 func (x *Sink) Reset() {
 	*x = Sink{}
-	mi := &file_pipeline_v1_sink_proto_msgTypes[2]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +334,7 @@ func (x *Sink) String() string {
 func (*Sink) ProtoMessage() {}
 
 func (x *Sink) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_sink_proto_msgTypes[2]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +347,7 @@ func (x *Sink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sink.ProtoReflect.Descriptor instead.
 func (*Sink) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{2}
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Sink) GetName() string {
@@ -261,7 +446,7 @@ type SinkPartition struct {
 
 func (x *SinkPartition) Reset() {
 	*x = SinkPartition{}
-	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +458,7 @@ func (x *SinkPartition) String() string {
 func (*SinkPartition) ProtoMessage() {}
 
 func (x *SinkPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_sink_proto_msgTypes[3]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +471,7 @@ func (x *SinkPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SinkPartition.ProtoReflect.Descriptor instead.
 func (*SinkPartition) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{3}
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SinkPartition) GetTopic() string {
@@ -328,7 +513,7 @@ type HeldTable struct {
 
 func (x *HeldTable) Reset() {
 	*x = HeldTable{}
-	mi := &file_pipeline_v1_sink_proto_msgTypes[4]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +525,7 @@ func (x *HeldTable) String() string {
 func (*HeldTable) ProtoMessage() {}
 
 func (x *HeldTable) ProtoReflect() protoreflect.Message {
-	mi := &file_pipeline_v1_sink_proto_msgTypes[4]
+	mi := &file_pipeline_v1_sink_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +538,7 @@ func (x *HeldTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldTable.ProtoReflect.Descriptor instead.
 func (*HeldTable) Descriptor() ([]byte, []int) {
-	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{4}
+	return file_pipeline_v1_sink_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeldTable) GetTable() string {
@@ -395,7 +580,19 @@ var File_pipeline_v1_sink_proto protoreflect.FileDescriptor
 
 const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"\n" +
-	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pipeline/v1/latency.proto\"\x12\n" +
+	"\x16pipeline/v1/sink.proto\x12\vpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pipeline/v1/latency.proto\"\xa8\x01\n" +
+	"\x11ReplaySinkRequest\x12\x12\n" +
+	"\x04sink\x18\x01 \x01(\tR\x04sink\x129\n" +
+	"\tfrom_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTime\x12\x1f\n" +
+	"\n" +
+	"from_start\x18\x03 \x01(\bH\x00R\tfromStart\x12\x1a\n" +
+	"\btruncate\x18\x04 \x01(\bR\btruncateB\a\n" +
+	"\x05start\"\xc7\x01\n" +
+	"\x12ReplaySinkResponse\x12G\n" +
+	"\x11earliest_retained\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x10earliestRetained\x12)\n" +
+	"\x10before_retention\x18\x02 \x01(\bR\x0fbeforeRetention\x12)\n" +
+	"\x10truncated_tables\x18\x03 \x03(\tR\x0ftruncatedTables\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\x12\n" +
 	"\x10ListSinksRequest\"<\n" +
 	"\x11ListSinksResponse\x12'\n" +
 	"\x05sinks\x18\x01 \x03(\v2\x11.pipeline.v1.SinkR\x05sinks\"\xb3\x03\n" +
@@ -426,9 +623,11 @@ const file_pipeline_v1_sink_proto_rawDesc = "" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06events\x18\x04 \x01(\x03R\x06events\x120\n" +
-	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since2^\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since2\xaf\x01\n" +
 	"\vSinkService\x12O\n" +
-	"\tListSinks\x12\x1d.pipeline.v1.ListSinksRequest\x1a\x1e.pipeline.v1.ListSinksResponse\"\x03\x90\x02\x01B\xa4\x01\n" +
+	"\tListSinks\x12\x1d.pipeline.v1.ListSinksRequest\x1a\x1e.pipeline.v1.ListSinksResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\n" +
+	"ReplaySink\x12\x1e.pipeline.v1.ReplaySinkRequest\x1a\x1f.pipeline.v1.ReplaySinkResponse\"\x00B\xa4\x01\n" +
 	"\x0fcom.pipeline.v1B\tSinkProtoP\x01Z9github.com/schemagate/pipeline/gen/pipeline/v1;pipelinev1\xa2\x02\x03PXX\xaa\x02\vPipeline.V1\xca\x02\vPipeline\\V1\xe2\x02\x17Pipeline\\V1\\GPBMetadata\xea\x02\fPipeline::V1b\x06proto3"
 
 var (
@@ -443,29 +642,35 @@ func file_pipeline_v1_sink_proto_rawDescGZIP() []byte {
 	return file_pipeline_v1_sink_proto_rawDescData
 }
 
-var file_pipeline_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_pipeline_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_pipeline_v1_sink_proto_goTypes = []any{
-	(*ListSinksRequest)(nil),      // 0: pipeline.v1.ListSinksRequest
-	(*ListSinksResponse)(nil),     // 1: pipeline.v1.ListSinksResponse
-	(*Sink)(nil),                  // 2: pipeline.v1.Sink
-	(*SinkPartition)(nil),         // 3: pipeline.v1.SinkPartition
-	(*HeldTable)(nil),             // 4: pipeline.v1.HeldTable
-	(*Latency)(nil),               // 5: pipeline.v1.Latency
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*ReplaySinkRequest)(nil),     // 0: pipeline.v1.ReplaySinkRequest
+	(*ReplaySinkResponse)(nil),    // 1: pipeline.v1.ReplaySinkResponse
+	(*ListSinksRequest)(nil),      // 2: pipeline.v1.ListSinksRequest
+	(*ListSinksResponse)(nil),     // 3: pipeline.v1.ListSinksResponse
+	(*Sink)(nil),                  // 4: pipeline.v1.Sink
+	(*SinkPartition)(nil),         // 5: pipeline.v1.SinkPartition
+	(*HeldTable)(nil),             // 6: pipeline.v1.HeldTable
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*Latency)(nil),               // 8: pipeline.v1.Latency
 }
 var file_pipeline_v1_sink_proto_depIdxs = []int32{
-	2, // 0: pipeline.v1.ListSinksResponse.sinks:type_name -> pipeline.v1.Sink
-	4, // 1: pipeline.v1.Sink.held_tables:type_name -> pipeline.v1.HeldTable
-	3, // 2: pipeline.v1.Sink.partitions:type_name -> pipeline.v1.SinkPartition
-	5, // 3: pipeline.v1.Sink.end_to_end_latency:type_name -> pipeline.v1.Latency
-	6, // 4: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
-	0, // 5: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
-	1, // 6: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 0: pipeline.v1.ReplaySinkRequest.from_time:type_name -> google.protobuf.Timestamp
+	7, // 1: pipeline.v1.ReplaySinkResponse.earliest_retained:type_name -> google.protobuf.Timestamp
+	4, // 2: pipeline.v1.ListSinksResponse.sinks:type_name -> pipeline.v1.Sink
+	6, // 3: pipeline.v1.Sink.held_tables:type_name -> pipeline.v1.HeldTable
+	5, // 4: pipeline.v1.Sink.partitions:type_name -> pipeline.v1.SinkPartition
+	8, // 5: pipeline.v1.Sink.end_to_end_latency:type_name -> pipeline.v1.Latency
+	7, // 6: pipeline.v1.HeldTable.since:type_name -> google.protobuf.Timestamp
+	2, // 7: pipeline.v1.SinkService.ListSinks:input_type -> pipeline.v1.ListSinksRequest
+	0, // 8: pipeline.v1.SinkService.ReplaySink:input_type -> pipeline.v1.ReplaySinkRequest
+	3, // 9: pipeline.v1.SinkService.ListSinks:output_type -> pipeline.v1.ListSinksResponse
+	1, // 10: pipeline.v1.SinkService.ReplaySink:output_type -> pipeline.v1.ReplaySinkResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_pipeline_v1_sink_proto_init() }
@@ -474,13 +679,17 @@ func file_pipeline_v1_sink_proto_init() {
 		return
 	}
 	file_pipeline_v1_latency_proto_init()
+	file_pipeline_v1_sink_proto_msgTypes[0].OneofWrappers = []any{
+		(*ReplaySinkRequest_FromTime)(nil),
+		(*ReplaySinkRequest_FromStart)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pipeline_v1_sink_proto_rawDesc), len(file_pipeline_v1_sink_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -70,6 +70,13 @@ type topicStats struct {
 	Subscriptions map[string]struct {
 		MsgBacklog      int64 `json:"msgBacklog"`
 		UnackedMessages int64 `json:"unackedMessages"`
+		// EarliestMsgPublishTimeInBacklog (ms) is only filled when asked
+		// for (?getEarliestTimeInBacklog=true, statsWithBacklogTime).
+		EarliestMsgPublishTimeInBacklog int64 `json:"earliestMsgPublishTimeInBacklog"`
+		Consumers                       []struct {
+			ConsumerName string `json:"consumerName"`
+			Address      string `json:"address"`
+		} `json:"consumers"`
 	} `json:"subscriptions"`
 }
 
@@ -89,14 +96,24 @@ func topicPath(fullTopic string) (string, error) {
 // stats returns a topic's stats, aggregated over partitions for a
 // partitioned topic, or errNotFound.
 func (a *admin) stats(ctx context.Context, fullTopic string) (*topicStats, error) {
+	return a.statsWith(ctx, fullTopic, "")
+}
+
+// statsWithBacklogTime is stats with each subscription's
+// EarliestMsgPublishTimeInBacklog (the broker reads the entry to tell).
+func (a *admin) statsWithBacklogTime(ctx context.Context, fullTopic string) (*topicStats, error) {
+	return a.statsWith(ctx, fullTopic, "?getEarliestTimeInBacklog=true")
+}
+
+func (a *admin) statsWith(ctx context.Context, fullTopic, query string) (*topicStats, error) {
 	path, err := topicPath(fullTopic)
 	if err != nil {
 		return nil, err
 	}
 	var st topicStats
-	err = a.get(ctx, path+"/stats", &st)
+	err = a.get(ctx, path+"/stats"+query, &st)
 	if errors.Is(err, errNotFound) {
-		err = a.get(ctx, path+"/partitioned-stats", &st)
+		err = a.get(ctx, path+"/partitioned-stats"+query, &st)
 	}
 	if err != nil {
 		return nil, err

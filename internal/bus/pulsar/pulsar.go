@@ -200,6 +200,10 @@ type Bus struct {
 	subs      map[*subscription]struct{}
 	inflight  sync.WaitGroup // Publish and Subscribe calls in progress
 	creators  sync.WaitGroup // goroutines creating producers and consumers
+	// subscribing counts, per subscription name, consumers being created
+	// (a Subscribe whose caller gave up still ends with the consumer's
+	// Close); under mu. Rewind waits for them (rewind.go).
+	subscribing map[string]int
 }
 
 // producerEntry is a topic's shared producer, or its creation in progress.
@@ -245,6 +249,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		admin:       &admin{base: strings.TrimRight(opts.AdminURL, "/"), http: adminClient},
 		producers:   map[string]*producerEntry{},
 		subs:        map[*subscription]struct{}{},
+		subscribing: map[string]int{},
 	}
 	clientOpts := func(role string) pulsarclient.ClientOptions {
 		return pulsarclient.ClientOptions{

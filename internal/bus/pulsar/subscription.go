@@ -77,8 +77,18 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Sub
 	done := make(chan result, 1)
 	abandoned := make(chan struct{})
 	b.creators.Add(1)
+	b.mu.Lock()
+	b.subscribing[opts.Name]++
+	b.mu.Unlock()
 	go func() {
 		defer b.creators.Done()
+		defer func() {
+			b.mu.Lock()
+			if b.subscribing[opts.Name]--; b.subscribing[opts.Name] == 0 {
+				delete(b.subscribing, opts.Name)
+			}
+			b.mu.Unlock()
+		}()
 		c, err := b.consumerClient.Subscribe(co)
 		select {
 		case <-abandoned:

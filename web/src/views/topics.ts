@@ -1,6 +1,8 @@
 // Topics and sinks: publish rates, backlogs (lag), rows written, errors,
 // and charts of lag and throughput over the last minutes.
 
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { can, problem, sinkClient } from "../api.js";
 import { lineChart, type Series } from "../chart.js";
 import { h, replace } from "../dom.js";
 import { ago, count, perSecond } from "../format.js";
@@ -24,8 +26,10 @@ export function topicsView(): View {
   const sinksBox = h("div");
   const topicsBox = h("div");
   const status = h("div");
+  const replay = replayForm();
 
   function update(): void {
+    replay?.fill(live.sinks.map((sk) => sk.name));
     replace(status, live.error ? notice(`Some readings failed: ${live.error}`, "warn") : null);
     const now = Date.now();
     // The time axis grows with the readings, by whole minutes, up to five.
@@ -105,6 +109,7 @@ export function topicsView(): View {
             "Rows/s",
             "End to end p50 / p95 / p99",
             "Last error",
+            "",
           ],
           h(
             "tbody",
@@ -148,6 +153,13 @@ export function topicsView(): View {
                   "td",
                   { class: "error-cell", title: sk.statusReason || sk.lastError },
                   sk.statusReason || sk.lastError ? h("span", { class: "text-bad" }, sk.statusReason || sk.lastError) : h("span", { class: "muted" }, "none"),
+                ),
+                h(
+                  "td",
+                  { class: "actions" },
+                  replay
+                    ? h("button", { type: "button", class: "btn btn-small", "data-testid": "sink-replay", onclick: () => replay.choose(sk.name) }, "Replay from…")
+                    : null,
                 ),
               );
             }),
@@ -252,6 +264,7 @@ export function topicsView(): View {
       card("Throughput (events/s per topic)", rateChart),
     ),
     card("Sinks", h("div", { class: "flush" }, sinksBox)),
+    replay ? card("Replay a sink", replay.el, { "data-testid": "replay-card" }) : null,
     card("Topics", h("div", { class: "flush" }, topicsBox)),
   );
   update();
@@ -267,4 +280,92 @@ export function topicsView(): View {
       window.removeEventListener("resize", onResize);
     },
   };
+}
+
+/**
+ * replayForm rebuilds a sink from what the bus retains (ReplaySink), for
+ * roles with sinks.admin: from the start or from a time, optionally
+ * emptying the sink's tables first, after a confirmation. It lives outside
+ * the sinks table, which every poll redraws, so a choice survives refreshes.
+ */
+function replayForm(): { el: HTMLElement; fill: (names: string[]) => void; choose: (name: string) => void } | null {
+  if (!can("sinks.admin")) return null;
+  const sinkIn = h("select", { name: "sink", "data-testid": "replay-sink", "aria-label": "Sink" });
+  const fromStart = h("input", { type: "radio", name: "replay-from", value: "start", checked: true, "data-testid": "replay-from-start" });
+  const fromTime = h("input", { type: "radio", name: "replay-from", value: "time", "data-testid": "replay-from-time" });
+  const timeIn = h("input", { type: "datetime-local", step: "1", "data-testid": "replay-time", "aria-label": "Replay from (local time)" });
+  const truncateIn = h("input", { type: "checkbox", "data-testid": "replay-truncate" });
+  const out = h("div", { "data-testid": "replay-status" });
+  timeIn.addEventListener("input", () => {
+    fromTime.checked = true;
+  });
+  let names: string[] = [];
+  const fill = (next: string[]): void => {
+    if (next.join("\n") === names.join("\n")) return;
+    names = next;
+    const current = sinkIn.value;
+    replace(sinkIn, names.map((n) => h("option", { value: n, selected: n === current }, n)));
+  };
+  const choose = (name: string): void => {
+    sinkIn.value = name;
+    sinkIn.scrollIntoView({ block: "nearest" });
+    sinkIn.focus();
+  };
+  async function submit(): Promise<void> {
+    const sink = sinkIn.value;
+    if (!sink) return;
+    let from: Date | undefined;
+    if (fromTime.checked) {
+      from = timeIn.value ? new Date(timeIn.value) : undefined;
+      if (!from || Number.isNaN(from.getTime())) {
+        replace(out, notice("Choose the time to replay from."));
+        return;
+      }
+    }
+    const where = from ? `from ${from.toLocaleString()}` : "from the oldest event the bus retains";
+    const question = truncateIn.checked
+      ? `Empty every table of sink “${sink}” and rebuild it ${where}? Rows no retained event restores are lost.`
+      : `Replay sink “${sink}” ${where}? Rows already there are kept; only missing ones are added.`;
+    if (!window.confirm(question)) return;
+    replace(out, notice(`Replaying “${sink}”…`, "neutral"));
+    try {
+      const res = await sinkClient.replaySink({
+        sink,
+        start: from ? { case: "fromTime", value: timestampFromDate(from) } : { case: "fromStart", value: true },
+        truncate: truncateIn.checked,
+      });
+      replace(out, notice(`Sink “${sink}”: ${res.note}.`, res.beforeRetention ? "warn" : "ok"));
+    } catch (err) {
+      replace(out, notice(problem(err)));
+    }
+  }
+  const el = h(
+    "form",
+    {
+      class: "form-grid",
+      "data-testid": "replay-form",
+      onsubmit: (ev: Event) => {
+        ev.preventDefault();
+        void submit();
+      },
+    },
+    h("label", { class: "field" }, h("span", { class: "field-label" }, "Sink"), sinkIn),
+    h(
+      "div",
+      { class: "field" },
+      h("span", { class: "field-label" }, "From"),
+      h("label", null, fromStart, " the oldest retained event"),
+      h("label", null, fromTime, " a time: ", timeIn),
+    ),
+    h(
+      "label",
+      { class: "field" },
+      h("span", { class: "field-label" }, "Truncate"),
+      h("span", null, truncateIn, " empty the sink's tables first"),
+      h("span", { class: "field-hint" }, "Without it nothing doubles: rows are keyed by event id."),
+    ),
+    h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn btn-danger", "data-testid": "replay-submit" }, "Replay")),
+    out,
+  );
+  return { el, fill, choose };
 }

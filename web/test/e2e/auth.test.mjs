@@ -107,6 +107,9 @@ test("a viewer signs in with a token and sees no delete buttons and no payloads"
   await page.locator('[data-testid="route-row"][data-route="all-orders"]').waitFor();
   assert.equal(await page.getByTestId("route-delete").count(), 0, "no delete button for a viewer");
   assert.equal(await page.getByTestId("route-form").count(), 0, "no new-route form for a viewer");
+  await page.goto(`${pipeline.baseUrl}/topics`);
+  await page.getByText("No sink is configured").waitFor();
+  assert.equal(await page.getByTestId("replay-form").count(), 0, "no replay form for a viewer (sinks.admin)");
 
   await page.goto(`${pipeline.baseUrl}/subjects/orders?tab=refused`);
   await page.getByTestId("refused-row").first().waitFor();
@@ -146,6 +149,9 @@ test("an admin sees the refused payload and may delete a route", async () => {
   await route.getByTestId("route-delete").click();
   await route.waitFor({ state: "detached" });
   assert.equal((await admin.route.listRoutes({})).routes.length, 0);
+
+  await page.goto(`${pipeline.baseUrl}/topics`);
+  await page.getByTestId("replay-form").waitFor(); // sinks.admin
   await page.context().close();
 });
 

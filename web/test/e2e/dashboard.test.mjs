@@ -519,6 +519,31 @@ test("topics & sinks: a table that cannot take a schema change is held, with its
   await shot("07-topics-sinks-held");
 });
 
+test("topics & sinks: an admin replays a sink from the start, emptying its tables; the answer says where it starts", async () => {
+  await page.getByRole("link", { name: "Topics & sinks" }).click();
+  await page.waitForURL(/\/topics$/);
+  const main = page.locator('[data-testid="sink-row"][data-sink="main"]');
+  await main.getByTestId("sink-replay").click();
+  assert.equal(await page.getByTestId("replay-sink").inputValue(), "main", "the row's button chooses its sink");
+  await page.getByTestId("replay-truncate").check();
+  await page.getByTestId("replay-submit").click(); // confirm() is accepted
+  const status = page.getByTestId("replay-status");
+  await status.locator(".notice-ok, .notice-warn").waitFor({ timeout: 30_000 });
+  assert.match(await status.innerText(), /replaying from the oldest retained event.*table\(s\) emptied first/s);
+  const { sinks } = await api.sink.listSinks({});
+  assert.ok(sinks.find((s) => s.name === "main"), "the sink is still listed");
+  await waitFor("the main sink to run again after the replay", async () => {
+    const { sinks } = await api.sink.listSinks({});
+    return sinks.find((s) => s.name === "main").status === "running";
+  });
+  // A time in the future is refused with the server's reason.
+  await page.getByTestId("replay-time").fill("2999-01-01T00:00:00");
+  await page.getByTestId("replay-truncate").uncheck();
+  await page.getByTestId("replay-submit").click();
+  await status.locator(".notice-bad").filter({ hasText: "future" }).waitFor();
+  await shot("07-topics-sinks-replay");
+});
+
 test("health: bus, registry and sink databases; version and uptime", async () => {
   await page.getByTestId("health-pill").click();
   await page.waitForURL(/\/health$/);

@@ -35,11 +35,23 @@ const (
 const (
 	// SinkServiceListSinksProcedure is the fully-qualified name of the SinkService's ListSinks RPC.
 	SinkServiceListSinksProcedure = "/pipeline.v1.SinkService/ListSinks"
+	// SinkServiceReplaySinkProcedure is the fully-qualified name of the SinkService's ReplaySink RPC.
+	SinkServiceReplaySinkProcedure = "/pipeline.v1.SinkService/ReplaySink"
 )
 
 // SinkServiceClient is a client for the pipeline.v1.SinkService service.
 type SinkServiceClient interface {
 	ListSinks(context.Context, *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error)
+	// ReplaySink rebuilds a sink from what the bus retains: it stops the
+	// sink (after the batch it is writing), moves its subscription back to
+	// from_time or to the oldest retained event, empties its tables first
+	// when truncate is set, and starts it again. Rows are idempotent by
+	// event id, so a replay without truncate only adds what is missing.
+	// Refused with FAILED_PRECONDITION while another replica consumes the
+	// sink's subscription, and for truncate on a Redis sink; ABORTED while
+	// another replay of the sink runs. Needs the sinks.admin permission
+	// (admins), and is recorded in the audit log.
+	ReplaySink(context.Context, *connect.Request[v1.ReplaySinkRequest]) (*connect.Response[v1.ReplaySinkResponse], error)
 }
 
 // NewSinkServiceClient constructs a client for the pipeline.v1.SinkService service. By default, it
@@ -60,12 +72,19 @@ func NewSinkServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		replaySink: connect.NewClient[v1.ReplaySinkRequest, v1.ReplaySinkResponse](
+			httpClient,
+			baseURL+SinkServiceReplaySinkProcedure,
+			connect.WithSchema(sinkServiceMethods.ByName("ReplaySink")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // sinkServiceClient implements SinkServiceClient.
 type sinkServiceClient struct {
-	listSinks *connect.Client[v1.ListSinksRequest, v1.ListSinksResponse]
+	listSinks  *connect.Client[v1.ListSinksRequest, v1.ListSinksResponse]
+	replaySink *connect.Client[v1.ReplaySinkRequest, v1.ReplaySinkResponse]
 }
 
 // ListSinks calls pipeline.v1.SinkService.ListSinks.
@@ -73,9 +92,24 @@ func (c *sinkServiceClient) ListSinks(ctx context.Context, req *connect.Request[
 	return c.listSinks.CallUnary(ctx, req)
 }
 
+// ReplaySink calls pipeline.v1.SinkService.ReplaySink.
+func (c *sinkServiceClient) ReplaySink(ctx context.Context, req *connect.Request[v1.ReplaySinkRequest]) (*connect.Response[v1.ReplaySinkResponse], error) {
+	return c.replaySink.CallUnary(ctx, req)
+}
+
 // SinkServiceHandler is an implementation of the pipeline.v1.SinkService service.
 type SinkServiceHandler interface {
 	ListSinks(context.Context, *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error)
+	// ReplaySink rebuilds a sink from what the bus retains: it stops the
+	// sink (after the batch it is writing), moves its subscription back to
+	// from_time or to the oldest retained event, empties its tables first
+	// when truncate is set, and starts it again. Rows are idempotent by
+	// event id, so a replay without truncate only adds what is missing.
+	// Refused with FAILED_PRECONDITION while another replica consumes the
+	// sink's subscription, and for truncate on a Redis sink; ABORTED while
+	// another replay of the sink runs. Needs the sinks.admin permission
+	// (admins), and is recorded in the audit log.
+	ReplaySink(context.Context, *connect.Request[v1.ReplaySinkRequest]) (*connect.Response[v1.ReplaySinkResponse], error)
 }
 
 // NewSinkServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -92,10 +126,18 @@ func NewSinkServiceHandler(svc SinkServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	sinkServiceReplaySinkHandler := connect.NewUnaryHandler(
+		SinkServiceReplaySinkProcedure,
+		svc.ReplaySink,
+		connect.WithSchema(sinkServiceMethods.ByName("ReplaySink")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pipeline.v1.SinkService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SinkServiceListSinksProcedure:
 			sinkServiceListSinksHandler.ServeHTTP(w, r)
+		case SinkServiceReplaySinkProcedure:
+			sinkServiceReplaySinkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -107,4 +149,8 @@ type UnimplementedSinkServiceHandler struct{}
 
 func (UnimplementedSinkServiceHandler) ListSinks(context.Context, *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.SinkService.ListSinks is not implemented"))
+}
+
+func (UnimplementedSinkServiceHandler) ReplaySink(context.Context, *connect.Request[v1.ReplaySinkRequest]) (*connect.Response[v1.ReplaySinkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pipeline.v1.SinkService.ReplaySink is not implemented"))
 }
