@@ -15,7 +15,16 @@
 //   - batch: the same over PublishBatch;
 //   - stream-auth, batch-auth: the same against a second pipeline with
 //     auth on, every call carrying a static bearer token (the access
-//     interceptor checks each RPC and each event's subject).
+//     interceptor checks each RPC and each event's subject);
+//   - raw-fanout (only when -scenarios names it, Pulsar only): the raw
+//     producer putting on the bus what the pipeline does for each event,
+//     one message on the subject's topic keyed by a fresh id and one on
+//     the route's topic keyed by the customer (fanout.go).
+//
+// Besides the events/s ratios it prints, per scenario, the raw producer's
+// CPU per event over the pipeline process's (the least of the rounds of
+// each): ratio ingest_cpu_<scenario>, and with raw-fanout
+// ratio ingest_cpu_fanout_<scenario> against the two-message producer.
 //
 // Each scenario runs -rounds times, alternating, and the best round counts
 // (the machine is shared with the broker). It prints events/s and the
@@ -135,7 +144,7 @@ func run() error {
 	flag.IntVar(&o.batch, "batch", 0, "events per PublishBatch (default: -window)")
 	flag.StringVar(&sizes, "sizes", "200,2048", "event sizes in bytes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
-	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth", "scenarios to run (ratios need raw; auth ratios need stream or batch)")
+	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth", "scenarios to run (ratios need raw; auth ratios need stream or batch; raw-fanout is opt-in)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -225,21 +234,30 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		var fanout *rawFanout
+		if slices.Contains(o.scenarios, "raw-fanout") && o.bus != "kafka" {
+			if fanout, err = newRawFanout(o, "bench-"+run+"-rawfan-"+label); err != nil {
+				raw.close()
+				return err
+			}
+		}
 		best := map[string]result{}
 		leastCPU := map[string]time.Duration{} // pipeline CPU per event, the least of the rounds
 		rawCPU := time.Duration(0)             // the raw producer's (this process's) CPU per event, the least of the rounds
+		fanoutCPU := time.Duration(0)          // the same for raw-fanout
 		for round := 0; round < o.rounds; round++ {
 			for _, sc := range []struct {
 				name string
 				fn   func(context.Context, *recorder) error
 			}{
 				{"raw", func(ctx context.Context, rec *recorder) error { return raw.run(ctx, o, payloads, subject, rec) }},
+				{"raw-fanout", func(ctx context.Context, rec *recorder) error { return fanout.run(ctx, o, payloads, subject, rec) }},
 				{"stream", func(ctx context.Context, rec *recorder) error { return pl.stream(ctx, o, payloads, subject, rec) }},
 				{"batch", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, subject, rec) }},
 				{"stream-auth", func(ctx context.Context, rec *recorder) error { return plAuth.stream(ctx, o, payloads, subject, rec) }},
 				{"batch-auth", func(ctx context.Context, rec *recorder) error { return plAuth.batch(ctx, o, payloads, subject, rec) }},
 			} {
-				if !slices.Contains(o.scenarios, sc.name) {
+				if !slices.Contains(o.scenarios, sc.name) || sc.name == "raw-fanout" && fanout == nil {
 					continue
 				}
 				pid := pl.cmd.Process.Pid
@@ -253,7 +271,7 @@ func run() error {
 				}
 				name := sc.name + "_" + label
 				pipeCPU := "-"
-				if sc.name != "raw" {
+				if !strings.HasPrefix(sc.name, "raw") {
 					pipeCPU = fmt.Sprintf("%.1fµs/ev", float64(res.pipelineCPU)/1e3)
 				}
 				fmt.Printf("%-22s %10d %12.0f %10s %10s %8d %14s %12s   (round %d)\n", name, res.events, res.rate, round1(res.p50), round1(res.p99), res.failed,
@@ -267,9 +285,15 @@ func run() error {
 				if sc.name == "raw" && res.events > 0 && (rawCPU == 0 || res.clientCPU < rawCPU) {
 					rawCPU = res.clientCPU
 				}
+				if sc.name == "raw-fanout" && res.events > 0 && (fanoutCPU == 0 || res.clientCPU < fanoutCPU) {
+					fanoutCPU = res.clientCPU
+				}
 			}
 		}
 		raw.close()
+		if fanout != nil {
+			fanout.close()
+		}
 		for _, name := range []string{"stream", "batch"} {
 			ratio := 0.0
 			if best["raw"].rate > 0 {
@@ -283,6 +307,10 @@ func run() error {
 			if rawCPU > 0 && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(rawCPU)/1e3)
 				ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_%s_%s %.3f", name, label, float64(rawCPU)/float64(leastCPU[name])))
+			}
+			if fanoutCPU > 0 && leastCPU[name] > 0 {
+				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer with the same two messages per event %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(fanoutCPU)/1e3)
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_fanout_%s_%s %.3f", name, label, float64(fanoutCPU)/float64(leastCPU[name])))
 			}
 			if with, ok := leastCPU[name+"-auth"]; ok && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev with auth, %.1fµs/ev without\n", name+"_auth_"+label, float64(with)/1e3, float64(leastCPU[name])/1e3)

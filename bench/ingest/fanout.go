@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/schemagate/pipeline/internal/bus"
+)
+
+// rawFanout is the raw producer doing on the bus what the pipeline does for
+// an event with one matching route: one message on the subject's own topic,
+// keyed by a fresh id (the pipeline's event id, as no client key is sent),
+// and one on the route's topic, keyed by the customer. An event counts once
+// both receipts are in. Scenario raw-fanout (opt-in, -scenarios); it says
+// how much of the gap to the one-message raw run is the second message.
+type rawFanout struct {
+	own, routed *rawProducer
+	seq         atomic.Int64
+}
+
+func newRawFanout(o options, topic string) (*rawFanout, error) {
+	own, err := newRawProducer(o, topic+"-own")
+	if err != nil {
+		return nil, err
+	}
+	routed, err := newRawProducer(o, topic+"-routed")
+	if err != nil {
+		own.close()
+		return nil, err
+	}
+	return &rawFanout{own: own, routed: routed}, nil
+}
+
+func (f *rawFanout) close() {
+	f.own.close()
+	f.routed.close()
+}
+
+func (f *rawFanout) run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
+	type prepared struct {
+		key   string
+		props map[string]string
+	}
+	pre := make([]prepared, len(payloads))
+	for i, pl := range payloads {
+		pre[i] = prepared{key: customerOf(pl), props: map[string]string{
+			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: f.own.schemaID,
+			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
+		}}
+	}
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for c := 0; c < o.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots := make(chan struct{}, o.window)
+			for i := c; ctx.Err() == nil; i += o.clients {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					continue
+				}
+				k := i % len(payloads)
+				sent := time.Now()
+				var left atomic.Int32
+				left.Store(2)
+				var failed atomic.Bool
+				done := func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
+					if err != nil {
+						failed.Store(true)
+						firstErr.CompareAndSwap(nil, err)
+					}
+					if left.Add(-1) == 0 {
+						rec.done(sent, 1, !failed.Load())
+						<-slots
+					}
+				}
+				id := "raw-" + strconv.FormatInt(f.seq.Add(1), 36)
+				f.own.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: id, Properties: pre[k].props}, done)
+				f.routed.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: pre[k].key, Properties: pre[k].props}, done)
+			}
+			for range o.window { // wait for every receipt
+				slots <- struct{}{}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		fmt.Fprintln(os.Stderr, "raw-fanout: a send failed:", err)
+	}
+	return nil
+}
