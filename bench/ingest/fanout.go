@@ -62,7 +62,9 @@ func (f *rawFanout) run(ctx context.Context, o options, payloads [][]byte, subje
 		go func() {
 			defer wg.Done()
 			slots := make(chan struct{}, o.window)
+			pace := newPacer(o)
 			for i := c; ctx.Err() == nil; i += o.clients {
+				pace.wait(ctx, 1)
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
@@ -97,4 +99,38 @@ func (f *rawFanout) run(ctx context.Context, o options, payloads [][]byte, subje
 		fmt.Fprintln(os.Stderr, "raw-fanout: a send failed:", err)
 	}
 	return nil
+}
+
+// pacer spaces one client's sends so that all clients together offer
+// -rate events per second (nil without -rate: as fast as the window
+// allows). Each send is still bounded by the window; latency counts from
+// the actual send.
+type pacer struct {
+	start time.Time
+	every time.Duration
+	n     int
+}
+
+func newPacer(o options) *pacer {
+	if o.rate <= 0 {
+		return nil
+	}
+	return &pacer{start: time.Now(), every: time.Duration(float64(time.Second) * float64(o.clients) / o.rate)}
+}
+
+// wait blocks until the next send of events is due, or ctx ends.
+func (p *pacer) wait(ctx context.Context, events int) {
+	if p == nil {
+		return
+	}
+	due := p.start.Add(time.Duration(p.n) * p.every)
+	p.n += events
+	if d := time.Until(due); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 }

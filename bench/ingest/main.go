@@ -25,6 +25,9 @@
 // CPU per event over the pipeline process's (the least of the rounds of
 // each): ratio ingest_cpu_<scenario>, and with raw-fanout
 // ratio ingest_cpu_fanout_<scenario> against the two-message producer.
+// With -rate every scenario is offered that many events/s (paced per
+// client, still bounded by the window) and ratio ingest_p99_<scenario> is
+// the pipeline's p99 publish → answer over the raw producer's p99.
 //
 // Each scenario runs -rounds times, alternating, and the best round counts
 // (the machine is shared with the broker). It prints events/s and the
@@ -119,6 +122,7 @@ type options struct {
 	sizes               []int
 	keep                bool
 	scenarios           []string
+	rate                float64 // offered events/s of all clients together; 0: closed loop
 }
 
 func main() {
@@ -143,6 +147,7 @@ func run() error {
 	flag.IntVar(&o.window, "window", 500, "events in flight per client")
 	flag.IntVar(&o.batch, "batch", 0, "events per PublishBatch (default: -window)")
 	flag.StringVar(&sizes, "sizes", "200,2048", "event sizes in bytes")
+	flag.Float64Var(&o.rate, "rate", 0, "offer this many events/s in all (each scenario alike) instead of as many as the window takes; adds ratio ingest_p99_<scenario>")
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
 	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth", "scenarios to run (ratios need raw; auth ratios need stream or batch; raw-fanout is opt-in)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
@@ -208,6 +213,9 @@ func run() error {
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
 		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
+	if o.rate > 0 {
+		fmt.Printf("# offered: %.0f events/s in all, paced per client (-rate)\n", o.rate)
+	}
 	fmt.Printf("%-22s %10s %12s %10s %10s %8s %14s %12s\n", "scenario", "events", "events/s", "p50", "p99", "failed", "pipeline cpu", "client cpu")
 	run := strconv.FormatInt(time.Now().Unix(), 36)
 	var ratios []string
@@ -243,6 +251,7 @@ func run() error {
 		}
 		best := map[string]result{}
 		leastCPU := map[string]time.Duration{} // pipeline CPU per event, the least of the rounds
+		leastP99 := map[string]time.Duration{} // p99 of each scenario, the least of the rounds (for -rate)
 		rawCPU := time.Duration(0)             // the raw producer's (this process's) CPU per event, the least of the rounds
 		fanoutCPU := time.Duration(0)          // the same for raw-fanout
 		for round := 0; round < o.rounds; round++ {
@@ -282,6 +291,9 @@ func run() error {
 				if least, ok := leastCPU[sc.name]; res.events > 0 && (!ok || res.pipelineCPU < least) {
 					leastCPU[sc.name] = res.pipelineCPU
 				}
+				if least, ok := leastP99[sc.name]; res.events > 0 && (!ok || res.p99 < least) {
+					leastP99[sc.name] = res.p99
+				}
 				if sc.name == "raw" && res.events > 0 && (rawCPU == 0 || res.clientCPU < rawCPU) {
 					rawCPU = res.clientCPU
 				}
@@ -307,6 +319,13 @@ func run() error {
 			if rawCPU > 0 && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(rawCPU)/1e3)
 				ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_%s_%s %.3f", name, label, float64(rawCPU)/float64(leastCPU[name])))
+			}
+			// The latency row: at the same offered rate (-rate), the
+			// pipeline's p99 publish → answer over the raw producer's p99
+			// publish → receipt, the least of the rounds of each.
+			if o.rate > 0 && leastP99["raw"] > 0 && leastP99[name] > 0 {
+				fmt.Printf("best %-17s p99 %v at %.0f events/s offered, raw producer %v\n", name+"_"+label, round1(leastP99[name]), o.rate, round1(leastP99["raw"]))
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_p99_%s_%s %.3f", name, label, float64(leastP99[name])/float64(leastP99["raw"])))
 			}
 			if fanoutCPU > 0 && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer with the same two messages per event %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(fanoutCPU)/1e3)
@@ -589,7 +608,9 @@ func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, sub
 		go func() {
 			defer wg.Done()
 			slots := make(chan struct{}, o.window)
+			pace := newPacer(o)
 			for i := c; ctx.Err() == nil; i += o.clients {
+				pace.wait(ctx, 1)
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
@@ -797,7 +818,9 @@ func (p *pipelineProc) oneStream(ctx context.Context, conn *grpc.ClientConn, o o
 	go func() {
 		defer close(slots)
 		prefix := fmt.Sprintf("s%d-%d-", c, time.Now().UnixNano())
+		pace := newPacer(o)
 		for i := 0; ctx.Err() == nil; i++ {
+			pace.wait(ctx, 1)
 			req := &pipelinev1.PublishStreamRequest{Event: &pipelinev1.PublishRequest{
 				Subject: subject, EventId: prefix + strconv.Itoa(i),
 				Payload: &pipelinev1.PublishRequest_Binary{Binary: payloads[(i*o.clients+c)%len(payloads)]},
@@ -841,7 +864,9 @@ func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, 
 			defer wg.Done()
 			prefix := fmt.Sprintf("b%d-%d-", c, time.Now().UnixNano())
 			req := &pipelinev1.PublishBatchRequest{Events: make([]*pipelinev1.PublishRequest, o.batch)}
+			pace := newPacer(o)
 			for i := 0; ctx.Err() == nil; i++ {
+				pace.wait(ctx, o.batch)
 				for j := range req.Events {
 					n := i*o.batch + j
 					req.Events[j] = &pipelinev1.PublishRequest{
