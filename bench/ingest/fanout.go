@@ -10,8 +10,6 @@ import (
 	"time"
 
 	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
-
-	"github.com/schemagate/pipeline/internal/bus"
 )
 
 // rawFanout is the raw producer doing on the bus what the pipeline does for
@@ -44,17 +42,7 @@ func (f *rawFanout) close() {
 }
 
 func (f *rawFanout) run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
-	type prepared struct {
-		key   string
-		props map[string]string
-	}
-	pre := make([]prepared, len(payloads))
-	for i, pl := range payloads {
-		pre[i] = prepared{key: customerOf(pl), props: map[string]string{
-			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: f.own.schemaID,
-			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
-		}}
-	}
+	pre := prepareRaw(payloads, subject, f.own.schemaID)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for c := 0; c < o.clients; c++ {

@@ -581,6 +581,25 @@ func newRawProducer(o options, topic string) (*rawProducer, error) {
 	return &rawProducer{client: client, producer: producer, schemaID: "1"}, nil
 }
 
+// rawMessage is a payload's key and properties, as the pipeline sets them.
+type rawMessage struct {
+	key   string
+	props map[string]string
+}
+
+// prepareRaw builds the raw producers' keys and properties before the
+// clock starts.
+func prepareRaw(payloads [][]byte, subject, schemaID string) []rawMessage {
+	pre := make([]rawMessage, len(payloads))
+	for i, pl := range payloads {
+		pre[i] = rawMessage{key: customerOf(pl), props: map[string]string{
+			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: schemaID,
+			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
+		}}
+	}
+	return pre
+}
+
 func (p *rawProducer) close() {
 	p.producer.Close()
 	p.client.Close()
@@ -589,18 +608,7 @@ func (p *rawProducer) close() {
 // run sends pre-encoded messages from o.clients senders, each keeping at
 // most o.window in flight, until ctx ends, then waits for the receipts.
 func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
-	// Pre-encoded: key and properties are built before the clock starts.
-	type prepared struct {
-		key   string
-		props map[string]string
-	}
-	pre := make([]prepared, len(payloads))
-	for i, pl := range payloads {
-		pre[i] = prepared{key: customerOf(pl), props: map[string]string{
-			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: p.schemaID,
-			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
-		}}
-	}
+	pre := prepareRaw(payloads, subject, p.schemaID)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for c := 0; c < o.clients; c++ {
