@@ -15,10 +15,22 @@
 //   - batch: the same over PublishBatch;
 //   - stream-auth, batch-auth: the same against a second pipeline with
 //     auth on, every call carrying a static bearer token (the access
-//     interceptor checks each RPC and each event's subject).
+//     interceptor checks each RPC and each event's subject);
 //   - stream-trace, batch-trace: the same against a pipeline with tracing
 //     on at a 1 % sampling ratio, exporting over OTLP/gRPC to a receiver
-//     in this process that only counts the spans.
+//     in this process that only counts the spans;
+//   - raw-fanout (only when -scenarios names it, Pulsar only): the raw
+//     producer putting on the bus what the pipeline does for each event,
+//     one message on the subject's topic keyed by a fresh id and one on
+//     the route's topic keyed by the customer (fanout.go).
+//
+// Besides the events/s ratios it prints, per scenario, the raw producer's
+// CPU per event over the pipeline process's (the least of the rounds of
+// each): ratio ingest_cpu_<scenario>, and with raw-fanout
+// ratio ingest_cpu_fanout_<scenario> against the two-message producer.
+// With -rate every scenario is offered that many events/s (paced per
+// client, still bounded by the window) and ratio ingest_p99_<scenario> is
+// the pipeline's p99 publish → answer over the raw producer's p99.
 //
 // Each scenario runs -rounds times, alternating, and the best round counts
 // (the machine is shared with the broker). It prints events/s and the
@@ -114,6 +126,7 @@ type options struct {
 	sizes               []int
 	keep                bool
 	scenarios           []string
+	rate                float64 // offered events/s of all clients together; 0: closed loop
 }
 
 func main() {
@@ -138,8 +151,9 @@ func run() error {
 	flag.IntVar(&o.window, "window", 500, "events in flight per client")
 	flag.IntVar(&o.batch, "batch", 0, "events per PublishBatch (default: -window)")
 	flag.StringVar(&sizes, "sizes", "200,2048", "event sizes in bytes")
+	flag.Float64Var(&o.rate, "rate", 0, "offer this many events/s in all (each scenario alike) instead of as many as the window takes; adds ratio ingest_p99_<scenario>")
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
-	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth,stream-trace,batch-trace", "scenarios to run (ratios need raw; auth and trace ratios need stream or batch)")
+	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth,stream-trace,batch-trace", "scenarios to run (ratios need raw; auth and trace ratios need stream or batch; raw-fanout is opt-in)")
 	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
@@ -223,6 +237,9 @@ func run() error {
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
 		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
+	if o.rate > 0 {
+		fmt.Printf("# offered: %.0f events/s in all, paced per client (-rate)\n", o.rate)
+	}
 	fmt.Printf("%-22s %10s %12s %10s %10s %8s %14s %12s\n", "scenario", "events", "events/s", "p50", "p99", "failed", "pipeline cpu", "client cpu")
 	run := strconv.FormatInt(time.Now().Unix(), 36)
 	var ratios []string
@@ -254,14 +271,25 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		var fanout *rawFanout
+		if slices.Contains(o.scenarios, "raw-fanout") && o.bus != "kafka" {
+			if fanout, err = newRawFanout(o, "bench-"+run+"-rawfan-"+label); err != nil {
+				raw.close()
+				return err
+			}
+		}
 		best := map[string]result{}
 		leastCPU := map[string]time.Duration{} // pipeline CPU per event, the least of the rounds
+		leastP99 := map[string]time.Duration{} // p99 of each scenario, the least of the rounds (for -rate)
+		rawCPU := time.Duration(0)             // the raw producer's (this process's) CPU per event, the least of the rounds
+		fanoutCPU := time.Duration(0)          // the same for raw-fanout
 		for round := 0; round < o.rounds; round++ {
 			for _, sc := range []struct {
 				name string
 				fn   func(context.Context, *recorder) error
 			}{
 				{"raw", func(ctx context.Context, rec *recorder) error { return raw.run(ctx, o, payloads, subject, rec) }},
+				{"raw-fanout", func(ctx context.Context, rec *recorder) error { return fanout.run(ctx, o, payloads, subject, rec) }},
 				{"stream", func(ctx context.Context, rec *recorder) error { return pl.stream(ctx, o, payloads, subject, rec) }},
 				{"batch", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, subject, rec) }},
 				{"stream-auth", func(ctx context.Context, rec *recorder) error { return plAuth.stream(ctx, o, payloads, subject, rec) }},
@@ -269,7 +297,7 @@ func run() error {
 				{"stream-trace", func(ctx context.Context, rec *recorder) error { return plTrace.stream(ctx, o, payloads, subject, rec) }},
 				{"batch-trace", func(ctx context.Context, rec *recorder) error { return plTrace.batch(ctx, o, payloads, subject, rec) }},
 			} {
-				if !slices.Contains(o.scenarios, sc.name) {
+				if !slices.Contains(o.scenarios, sc.name) || sc.name == "raw-fanout" && fanout == nil {
 					continue
 				}
 				pid := pl.cmd.Process.Pid
@@ -286,7 +314,7 @@ func run() error {
 				}
 				name := sc.name + "_" + label
 				pipeCPU := "-"
-				if sc.name != "raw" {
+				if !strings.HasPrefix(sc.name, "raw") {
 					pipeCPU = fmt.Sprintf("%.1fµs/ev", float64(res.pipelineCPU)/1e3)
 				}
 				fmt.Printf("%-22s %10d %12.0f %10s %10s %8d %14s %12s   (round %d)\n", name, res.events, res.rate, round1(res.p50), round1(res.p99), res.failed,
@@ -297,9 +325,21 @@ func run() error {
 				if least, ok := leastCPU[sc.name]; res.events > 0 && (!ok || res.pipelineCPU < least) {
 					leastCPU[sc.name] = res.pipelineCPU
 				}
+				if least, ok := leastP99[sc.name]; res.events > 0 && (!ok || res.p99 < least) {
+					leastP99[sc.name] = res.p99
+				}
+				if sc.name == "raw" && res.events > 0 && (rawCPU == 0 || res.clientCPU < rawCPU) {
+					rawCPU = res.clientCPU
+				}
+				if sc.name == "raw-fanout" && res.events > 0 && (fanoutCPU == 0 || res.clientCPU < fanoutCPU) {
+					fanoutCPU = res.clientCPU
+				}
 			}
 		}
 		raw.close()
+		if fanout != nil {
+			fanout.close()
+		}
 		for _, name := range []string{"stream", "batch"} {
 			ratio := 0.0
 			if best["raw"].rate > 0 {
@@ -307,6 +347,24 @@ func run() error {
 			}
 			fmt.Printf("best %-17s %10d %12.0f %10s %10s   raw %.0f/s\n", name+"_"+label, best[name].events, best[name].rate, round1(best[name].p50), round1(best[name].p99), best["raw"].rate)
 			ratios = append(ratios, fmt.Sprintf("ratio ingest_%s_%s %.3f", name, label, ratio))
+			// The issue's CPU row: the raw producer's CPU per event over the
+			// pipeline process's, the least of the rounds of each (1 is "costs
+			// no more than the producer alone"; 0.77 is 1.3 times it).
+			if rawCPU > 0 && leastCPU[name] > 0 {
+				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(rawCPU)/1e3)
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_%s_%s %.3f", name, label, float64(rawCPU)/float64(leastCPU[name])))
+			}
+			// The issue's latency row: at the same offered rate (-rate), the
+			// pipeline's p99 publish → answer over the raw producer's p99
+			// publish → receipt, the least of the rounds of each.
+			if o.rate > 0 && leastP99["raw"] > 0 && leastP99[name] > 0 {
+				fmt.Printf("best %-17s p99 %v at %.0f events/s offered, raw producer %v\n", name+"_"+label, round1(leastP99[name]), o.rate, round1(leastP99["raw"]))
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_p99_%s_%s %.3f", name, label, float64(leastP99[name])/float64(leastP99["raw"])))
+			}
+			if fanoutCPU > 0 && leastCPU[name] > 0 {
+				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer with the same two messages per event %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(fanoutCPU)/1e3)
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_fanout_%s_%s %.3f", name, label, float64(fanoutCPU)/float64(leastCPU[name])))
+			}
 			if with, ok := leastCPU[name+"-auth"]; ok && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev with auth, %.1fµs/ev without\n", name+"_auth_"+label, float64(with)/1e3, float64(leastCPU[name])/1e3)
 				ratios = append(ratios, fmt.Sprintf("ratio auth_cpu_%s_%s %.3f", name, label, float64(with)/float64(leastCPU[name])))
@@ -561,6 +619,25 @@ func newRawProducer(o options, topic string) (*rawProducer, error) {
 	return &rawProducer{client: client, producer: producer, schemaID: "1"}, nil
 }
 
+// rawMessage is a payload's key and properties, as the pipeline sets them.
+type rawMessage struct {
+	key   string
+	props map[string]string
+}
+
+// prepareRaw builds the raw producers' keys and properties before the
+// clock starts.
+func prepareRaw(payloads [][]byte, subject, schemaID string) []rawMessage {
+	pre := make([]rawMessage, len(payloads))
+	for i, pl := range payloads {
+		pre[i] = rawMessage{key: customerOf(pl), props: map[string]string{
+			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: schemaID,
+			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
+		}}
+	}
+	return pre
+}
+
 func (p *rawProducer) close() {
 	p.producer.Close()
 	p.client.Close()
@@ -569,18 +646,7 @@ func (p *rawProducer) close() {
 // run sends pre-encoded messages from o.clients senders, each keeping at
 // most o.window in flight, until ctx ends, then waits for the receipts.
 func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
-	// Pre-encoded: key and properties are built before the clock starts.
-	type prepared struct {
-		key   string
-		props map[string]string
-	}
-	pre := make([]prepared, len(payloads))
-	for i, pl := range payloads {
-		pre[i] = prepared{key: customerOf(pl), props: map[string]string{
-			bus.PropEventID: fmt.Sprintf("raw-%d", i), bus.PropSchemaID: p.schemaID,
-			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
-		}}
-	}
+	pre := prepareRaw(payloads, subject, p.schemaID)
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for c := 0; c < o.clients; c++ {
@@ -588,7 +654,9 @@ func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, sub
 		go func() {
 			defer wg.Done()
 			slots := make(chan struct{}, o.window)
+			pace := newPacer(o)
 			for i := c; ctx.Err() == nil; i += o.clients {
+				pace.wait(ctx, 1)
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
@@ -797,7 +865,9 @@ func (p *pipelineProc) oneStream(ctx context.Context, conn *grpc.ClientConn, o o
 	go func() {
 		defer close(slots)
 		prefix := fmt.Sprintf("s%d-%d-", c, time.Now().UnixNano())
+		pace := newPacer(o)
 		for i := 0; ctx.Err() == nil; i++ {
+			pace.wait(ctx, 1)
 			req := &pipelinev1.PublishStreamRequest{Event: &pipelinev1.PublishRequest{
 				Subject: subject, EventId: prefix + strconv.Itoa(i),
 				Payload: &pipelinev1.PublishRequest_Binary{Binary: payloads[(i*o.clients+c)%len(payloads)]},
@@ -841,7 +911,9 @@ func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, 
 			defer wg.Done()
 			prefix := fmt.Sprintf("b%d-%d-", c, time.Now().UnixNano())
 			req := &pipelinev1.PublishBatchRequest{Events: make([]*pipelinev1.PublishRequest, o.batch)}
+			pace := newPacer(o)
 			for i := 0; ctx.Err() == nil; i++ {
+				pace.wait(ctx, o.batch)
 				for j := range req.Events {
 					n := i*o.batch + j
 					req.Events[j] = &pipelinev1.PublishRequest{
@@ -879,7 +951,13 @@ func machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%d cores (%s)", numCPU(), cpu)
+	load := ""
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) > 0 {
+			load = ", load average " + f[0]
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)%s", numCPU(), cpu, load)
 }
 
 func numCPU() int       { return runtime.NumCPU() }

@@ -315,11 +315,14 @@ func (b *Bus) Ping(ctx context.Context) error {
 // tenant and namespace is returned unchanged.
 func (b *Bus) TopicName(name string) (string, error) {
 	if rest, ok := strings.CutPrefix(name, "persistent://"); ok {
-		parts := strings.Split(rest, "/")
-		if len(parts) != 3 || !validPathPart(parts[0]) || !validPathPart(parts[1]) {
+		// Cut rather than Split: every Publish comes through here with a
+		// full name (the routes resolve them), and Split allocates.
+		tenant, rest, ok1 := strings.Cut(rest, "/")
+		namespace, topic, ok2 := strings.Cut(rest, "/")
+		if !ok1 || !ok2 || strings.Contains(topic, "/") || !validPathPart(tenant) || !validPathPart(namespace) {
 			return "", fmt.Errorf("pulsar: topic %q: want persistent://tenant/namespace/topic: %w", name, bus.ErrInvalidTopic)
 		}
-		if err := bus.ValidateShortName(parts[2]); err != nil {
+		if err := bus.ValidateShortName(topic); err != nil {
 			return "", fmt.Errorf("pulsar: %w", err)
 		}
 		return name, nil

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
+)
+
+// rawFanout is the raw producer doing on the bus what the pipeline does for
+// an event with one matching route: one message on the subject's own topic,
+// keyed by a fresh id (the pipeline's event id, as no client key is sent),
+// and one on the route's topic, keyed by the customer. An event counts once
+// both receipts are in. Scenario raw-fanout (opt-in, -scenarios); it says
+// how much of the gap to the one-message raw run is the second message.
+type rawFanout struct {
+	own, routed *rawProducer
+	seq         atomic.Int64
+}
+
+func newRawFanout(o options, topic string) (*rawFanout, error) {
+	own, err := newRawProducer(o, topic+"-own")
+	if err != nil {
+		return nil, err
+	}
+	routed, err := newRawProducer(o, topic+"-routed")
+	if err != nil {
+		own.close()
+		return nil, err
+	}
+	return &rawFanout{own: own, routed: routed}, nil
+}
+
+func (f *rawFanout) close() {
+	f.own.close()
+	f.routed.close()
+}
+
+func (f *rawFanout) run(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
+	pre := prepareRaw(payloads, subject, f.own.schemaID)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for c := 0; c < o.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots := make(chan struct{}, o.window)
+			pace := newPacer(o)
+			for i := c; ctx.Err() == nil; i += o.clients {
+				pace.wait(ctx, 1)
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					continue
+				}
+				k := i % len(payloads)
+				sent := time.Now()
+				var left atomic.Int32
+				left.Store(2)
+				var failed atomic.Bool
+				done := func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
+					if err != nil {
+						failed.Store(true)
+						firstErr.CompareAndSwap(nil, err)
+					}
+					if left.Add(-1) == 0 {
+						rec.done(sent, 1, !failed.Load())
+						<-slots
+					}
+				}
+				id := "raw-" + strconv.FormatInt(f.seq.Add(1), 36)
+				f.own.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: id, Properties: pre[k].props}, done)
+				f.routed.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: pre[k].key, Properties: pre[k].props}, done)
+			}
+			for range o.window { // wait for every receipt
+				slots <- struct{}{}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		fmt.Fprintln(os.Stderr, "raw-fanout: a send failed:", err)
+	}
+	return nil
+}
+
+// pacer spaces one client's sends so that all clients together offer
+// -rate events per second (nil without -rate: as fast as the window
+// allows). Each send is still bounded by the window; latency counts from
+// the actual send.
+type pacer struct {
+	start time.Time
+	every time.Duration
+	n     int
+}
+
+func newPacer(o options) *pacer {
+	if o.rate <= 0 {
+		return nil
+	}
+	return &pacer{start: time.Now(), every: time.Duration(float64(time.Second) * float64(o.clients) / o.rate)}
+}
+
+// wait blocks until the next send of events is due, or ctx ends.
+func (p *pacer) wait(ctx context.Context, events int) {
+	if p == nil {
+		return
+	}
+	due := p.start.Add(time.Duration(p.n) * p.every)
+	p.n += events
+	if d := time.Until(due); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
