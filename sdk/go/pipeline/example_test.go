@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/schemagate/pipeline/sdk/go/pipeline"
@@ -36,4 +39,25 @@ func ExampleProducer() {
 	// Output:
 	// published to [events.orders]
 	// invalid_argument order_id string.min_len
+}
+
+// TestReadmeExample: README.md's Go example is ExampleProducer as it is
+// in this file, so the example a reader copies is the one the test runs.
+func TestReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "<!-- sdk/go/pipeline/example_test.go -->\n```go\n")
+	if !ok {
+		t.Fatal("README.md has no Go example after <!-- sdk/go/pipeline/example_test.go -->")
+	}
+	block, _, _ = strings.Cut(block, "```\n")
+	if !strings.HasPrefix(block, "func ExampleProducer()") || !strings.Contains(string(src), "\n"+block) {
+		t.Errorf("README.md's Go example is not ExampleProducer of example_test.go:\n%s", block)
+	}
 }
