@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -155,14 +156,13 @@ func order(md protoreflect.MessageDescriptor, id string, amount int64, country s
 	return m
 }
 
-var subjectSeq int
+var subjectSeq atomic.Int64
 
 // newSubject registers the order schema under a fresh subject (its own
 // table in the sink).
 func newSubject(t *testing.T, base string) (string, protoreflect.MessageDescriptor) {
 	t.Helper()
-	subjectSeq++
-	subject := fmt.Sprintf("%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), subjectSeq)
+	subject := fmt.Sprintf("%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), subjectSeq.Add(1))
 	md, err := register(base, subject)
 	if err != nil {
 		t.Fatal(err)

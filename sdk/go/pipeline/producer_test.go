@@ -208,6 +208,10 @@ func TestStreamBoundedWindow(t *testing.T) {
 // reports published is one row, and no event is stored twice (each
 // order_id once: a retry under a new id would show).
 func TestRetryAcrossKill(t *testing.T) {
+	// Parallel: after the restart, the sink gets the deliveries it had not
+	// acknowledged again only when JetStream's ack wait (30 s) ends; other
+	// tests run meanwhile.
+	t.Parallel()
 	const n = 3000
 	dir, addr := t.TempDir(), freeAddr(t)
 	tStart := time.Now()
