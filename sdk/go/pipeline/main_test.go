@@ -89,6 +89,34 @@ func runTests(m *testing.M) int {
 	return code
 }
 
+// startServer runs a pipeline of the test's own in-process (embedded
+// defaults, changed by mod) and returns its URL.
+func startServer(t *testing.T, mod func(*server.Config)) string {
+	t.Helper()
+	cfg, err := server.LoadConfig("", func(c *server.Config) {
+		c.DataDir = t.TempDir()
+		mod(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := server.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	return "http://" + ln.Addr().String()
+}
+
 // serve runs a pipeline on dir and addr until SIGTERM (or SIGKILL).
 func serve(dir, addr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)

@@ -5,9 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"testing"
 
@@ -24,29 +21,13 @@ import (
 func TestBearerToken(t *testing.T) {
 	const adminToken, producerToken = "pl_sdk_admin_token", "pl_sdk_producer_token"
 	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
-	cfg, err := server.LoadConfig("", func(c *server.Config) {
-		c.DataDir = t.TempDir()
+	base := startServer(t, func(c *server.Config) {
 		c.Auth = &auth.Config{Tokens: []auth.TokenConfig{
 			{Name: "admin", Role: "admin", SHA256: sum(adminToken)},
 			{Name: "orders-service", Role: "producer", Subjects: []string{"allowed*"}, SHA256: sum(producerToken)},
 		}}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served })
-	base := "http://" + ln.Addr().String()
+	ctx := context.Background()
 
 	src, err := os.ReadFile("../../testdata/order.proto")
 	if err != nil {

@@ -374,7 +374,8 @@ func (p *Producer) publishOne(e *event) {
 	p.succeed(e, resp.Msg.GetSchemaId(), resp.Msg.GetTopics())
 }
 
-// retryable: worth sending again with the same id. A call that broke off
+// retryable: worth sending again with the same id (docs/pitfalls.md A1:
+// a failed send is an unknown outcome). A call that broke off
 // before any answer (no wire error: a reset connection, a killed server,
 // the attempt's own timeout) has an unknown outcome and is retried too.
 func retryable(e *Error) bool {
@@ -709,16 +710,18 @@ send:
 			next = nil
 			continue
 		}
+		next.attempts++ // before the receiver can see it
 		select {
 		case inflight <- next: // waits while the window is full
 		case streamErr = <-recvErr:
+			next.attempts--
 			p.requeueLater(next)
 			break send
 		case <-p.ctx.Done():
+			next.attempts--
 			p.fail(next, ErrClosed, next.attempts > 0)
 			break send
 		}
-		next.attempts++
 		if err := stream.Send(&pipelinev1.PublishStreamRequest{Event: next.req}); err != nil {
 			// The real error, if any, comes from Receive.
 			break send

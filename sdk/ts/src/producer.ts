@@ -390,7 +390,7 @@ export class Producer {
 }
 
 /**
- * retryable: worth sending again with the same id. A call that broke off
+ * retryable: worth sending again with the same id (docs/pitfalls.md A1). A call that broke off
  * before an answer (a reset connection, a killed server, the attempt's
  * own timeout: a local error, with a cause) has an unknown outcome.
  */

@@ -61,7 +61,7 @@ _STOP = object()
 
 
 def _retryable(err: PipelineError) -> bool:
-    """Worth sending again with the same id. A call that broke off before an
+    """Worth sending again with the same id (docs/pitfalls.md A1). A call that broke off before an
     answer (a reset connection, a killed server, the attempt's own timeout)
     has an unknown outcome: the server sends a detail with every refusal, a
     broken call has none."""
