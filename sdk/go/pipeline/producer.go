@@ -107,7 +107,7 @@ func defaultConfig() config {
 }
 
 // WithBatching sends events in PublishBatch calls: a batch goes once it
-// holds maxEvents events or maxBytes bytes of payload, or linger after
+// holds maxEvents events or maxBytes bytes of encoded events, or linger after
 // its first event (0 keeps the defaults: 500 events, 1 MiB). The
 // server's limits.max_batch (1000 by default) bounds maxEvents.
 func WithBatching(linger time.Duration, maxEvents, maxBytes int) Option {
@@ -506,17 +506,24 @@ func (p *Producer) batcher() {
 			timer = time.NewTimer(p.cfg.linger)
 			linger = timer.C
 		}
+		// take adds e, or keeps it for the next batch when it would pass maxBytes.
+		take := func(e *event) bool {
+			if size+e.size > p.cfg.maxBytes {
+				carry = e
+				return false
+			}
+			batch, size = append(batch, e), size+e.size
+			return true
+		}
 	gather:
 		for len(batch) < p.cfg.maxEvents {
 			if linger == nil {
 				// No linger: take what is queued right now, nothing more.
 				select {
 				case e := <-p.queue:
-					if size+e.size > p.cfg.maxBytes {
-						carry = e
+					if !take(e) {
 						break gather
 					}
-					batch, size = append(batch, e), size+e.size
 					continue
 				default:
 					break gather
@@ -524,11 +531,9 @@ func (p *Producer) batcher() {
 			}
 			select {
 			case e := <-p.queue:
-				if size+e.size > p.cfg.maxBytes {
-					carry = e
+				if !take(e) {
 					break gather
 				}
-				batch, size = append(batch, e), size+e.size
 			case <-linger:
 				break gather
 			case <-p.flushC:

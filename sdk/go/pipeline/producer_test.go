@@ -407,3 +407,56 @@ func (e *envelopeReader) complete() {
 }
 
 func (e *envelopeReader) Close() error { return e.r.Close() }
+
+// TestBatchLimits: a batch goes at max events or max bytes (each call
+// counted on the wire), and linger does not hold a full batch back.
+func TestBatchLimits(t *testing.T) {
+	subject, _ := newSubject(t, serverURL)
+	ev := func(i int) pipeline.Event {
+		return pipeline.Event{Subject: subject, JSON: fmt.Sprintf(`{"orderId":"o-%03d","amountCents":"1","country":"DE"}`, i)}
+	}
+	size := len(ev(0).JSON) + len(subject) + 36 + 10 // payload, subject, id, framing: a little more than one event
+	for _, tc := range []struct {
+		name                string
+		maxEvents, maxBytes int
+		calls               int64
+	}{{"max events", 4, 0, 3}, {"max bytes", 100, 2 * size, 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int64
+			hc := &http.Client{Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+				if strings.HasSuffix(req.URL.Path, "/PublishBatch") {
+					calls.Add(1)
+				}
+				return h2cTransport().RoundTrip(req)
+			})}
+			p, err := pipeline.NewProducer(serverURL, pipeline.WithHTTPClient(hc), pipeline.WithMaxInFlight(1),
+				pipeline.WithBatching(time.Minute, tc.maxEvents, tc.maxBytes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			var pending []*pipeline.Pending
+			for i := range 10 {
+				pending = append(pending, p.PublishAsync(ctx, ev(i)))
+			}
+			// Without Flush: only full batches go before linger (a minute).
+			waitFor(t, 10*time.Second, "the full batches", func() error {
+				if got := calls.Load(); got < tc.calls-1 {
+					return fmt.Errorf("%d calls", got)
+				}
+				return nil
+			})
+			if err := p.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i, pe := range pending {
+				if _, err := pe.Wait(ctx); err != nil {
+					t.Errorf("event %d: %v", i, err)
+				}
+			}
+			if got := calls.Load(); got != tc.calls {
+				t.Errorf("%d PublishBatch calls, want %d", got, tc.calls)
+			}
+		})
+	}
+}
