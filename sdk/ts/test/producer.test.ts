@@ -8,6 +8,7 @@ import { after, before, test } from "node:test";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { Code, type Interceptor } from "@connectrpc/connect";
 import { connect, createProducer, createTransport, PipelineError, Producer, type Pending } from "../src/node.js";
+import { createProducer as createWebProducer } from "../src/web.js";
 import { repo, Server, waitFor } from "./server.js";
 
 let server: Server;
@@ -138,6 +139,24 @@ test("10,000 events on a stream, never more than the window unanswered", async (
   assert.equal(sent, n);
   assert.ok(peak <= window && peak > 1, `peak of ${peak} unanswered, want 2..${window}`);
   await waitFor(`${n} rows`, 60_000, () => server.count(subj) === n || `${server.count(subj)} rows`);
+});
+
+test("the web transport (fetch, as in browsers) publishes too", async () => {
+  const [subj] = await subject();
+  const producer = createWebProducer(server.url, { batching: { lingerMs: 5 } });
+  const results = await Promise.all(
+    [1, 2, 3].map((i) => producer.publish({ subject: subj, json: { orderId: `o-${i}`, amountCents: "1", country: "DE" } })),
+  );
+  await producer.close();
+  assert.equal(new Set(results.map((r) => r.eventId)).size, 3);
+  const refused = await createWebProducer(server.url)
+    .publish({ subject: subj, json: { orderId: "" } })
+    .then(
+      () => assert.fail("accepted"),
+      (e: unknown) => e as PipelineError,
+    );
+  assert.deepEqual(refused.violations.map((v) => v.rule), ["string.min_len", "string.pattern"]);
+  await waitFor("3 rows", 30_000, () => server.count(subj) === 3 || `${server.count(subj)} rows`);
 });
 
 test("the README example runs as written", () => {
