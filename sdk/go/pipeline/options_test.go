@@ -2,11 +2,23 @@ package pipeline_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -122,4 +134,89 @@ func TestPinnedSchema(t *testing.T) {
 			t.Errorf("%s: schema %d, %v; want %d", tc.name, res.SchemaID, err, tc.want)
 		}
 	}
+}
+
+// TestTLS: an https:// URL with WithTLS (a private CA) publishes, unary
+// and on a stream; without the CA the handshake's refusal is final, not
+// retried until the deadline.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	roots := selfSigned(t, certFile, keyFile)
+	base := startServer(t, func(c *server.Config) { c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile })
+	base = strings.Replace(base, "http://", "https://", 1)
+
+	admin, err := pipeline.NewClient(base, pipeline.WithTLS(&tls.Config{RootCAs: roots}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("../../testdata/order.proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := admin.Schema.RegisterSchema(ctx, connect.NewRequest(&pipelinev1.RegisterSchemaRequest{
+		Subject: "orders", Message: "shop.v1.OrderCreated", Files: []*pipelinev1.SourceFile{{Path: "shop/v1/order.proto", Content: string(src)}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ev := pipeline.Event{Subject: "orders", JSON: `{"orderId":"o-1","amountCents":"1","country":"DE"}`}
+	for _, mode := range [][]pipeline.Option{nil, {pipeline.WithStream(4)}} {
+		p, err := pipeline.NewProducer(base, append(mode, pipeline.WithTLS(&tls.Config{RootCAs: roots}))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Publish(ctx, ev); err != nil {
+			t.Errorf("over TLS: %v", err)
+		}
+		p.Close(ctx)
+	}
+	p, err := pipeline.NewProducer(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	start := time.Now()
+	_, err = p.Publish(ctx, ev)
+	var perr *pipeline.Error
+	if !errors.As(err, &perr) || perr.Retryable || perr.Attempts != 1 || time.Since(start) > 5*time.Second {
+		t.Errorf("without the CA: %v after %v, want one attempt refused", err, time.Since(start))
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key; it returns
+// the pool that trusts it.
+func selfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pipeline sdk test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
 }

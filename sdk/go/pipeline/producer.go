@@ -3,6 +3,7 @@ package pipeline
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -379,6 +380,10 @@ func (p *Producer) publishOne(e *event) {
 // before any answer (no wire error: a reset connection, a killed server,
 // the attempt's own timeout) has an unknown outcome and is retried too.
 func retryable(e *Error) bool {
+	var certErr *tls.CertificateVerificationError
+	if errors.As(e.cause, &certErr) {
+		return false // a server this client does not trust stays untrusted
+	}
 	switch e.Code {
 	case connect.CodeUnavailable, connect.CodeResourceExhausted:
 		return true
