@@ -77,7 +77,7 @@ mariadbd_bin() {
 
 # missing_packages: the Debian packages to install for what this machine
 # lacks. Chromium and its driver are for the browser tests (scripts/test-web.sh),
-# sqlite3 for the TypeScript SDK's tests (scripts/test-sdk.sh).
+# sqlite3 and openssl for the SDKs' tests (scripts/test-sdk.sh).
 missing_packages() {
 	local -a missing=()
 	pg_bindir >/dev/null || missing+=(postgresql)
@@ -90,6 +90,7 @@ missing_packages() {
 	have git || missing+=(git)
 	{ have redis-server && have redis-cli; } || missing+=(redis-server)
 	have sqlite3 || missing+=(sqlite3)
+	have openssl || missing+=(openssl)
 	echo "${missing[@]}"
 }
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 import time
@@ -52,23 +53,26 @@ def wait_for(what: str, timeout: float, check) -> None:
 
 
 class Server:
-    def __init__(self, binary: str, data_dir: pathlib.Path):
-        self.binary, self.data_dir = binary, data_dir
+    def __init__(self, binary: str, data_dir: pathlib.Path, config: str = "", ca_file: str = ""):
+        self.binary, self.data_dir, self.config, self.ca_file = binary, data_dir, config, ca_file
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
         self._seq = itertools.count(1)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "serve", "--addr", f"127.0.0.1:{self.port}",
-                                      "--data-dir", str(self.data_dir), "--log-level", "warn"],
-                                     stdin=subprocess.DEVNULL)
+        args = [self.binary, "serve", "--addr", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+                "--log-level", "warn"]
+        if self.config:
+            args += ["--config", self.config]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
         def healthy():
             if self.proc.poll() is not None:
                 raise AssertionError(f"pipeline serve exited {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2, context=context) as r:
                     return r.status == 200
             except OSError as e:
                 return str(e)
@@ -93,11 +97,11 @@ class Server:
         except sqlite3.OperationalError:
             return 0  # the sink has not made the table yet
 
-    def register(self, subject: str):
+    def register(self, subject: str, tls=None):
         """Registers sdk/testdata/order.proto under subject; returns the
         OrderCreated class built from the schema the server compiled (what
         generated code would be)."""
-        clients = Clients(self.url)
+        clients = Clients(self.url, tls=tls)
         try:
             content = (REPO / "sdk/testdata/order.proto").read_text()
             reg = clients.schema.RegisterSchema(schema_pb2.RegisterSchemaRequest(
@@ -129,9 +133,16 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server():
+def binary():
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="pipeline-bin-"))
+    yield _binary(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(binary):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="pipeline-sdk-py-"))
-    s = Server(_binary(tmp), tmp / "data")
+    s = Server(binary, tmp / "data")
     s.start()
     s.register("orders")  # the README example's subject
     yield s

@@ -14,9 +14,9 @@ from concurrent.futures import wait
 import grpc
 import pytest
 
-from conftest import REPO, wait_for
+from conftest import REPO, Server, wait_for
 from pipeline.v1 import schema_pb2
-from schemagate_pipeline import Batching, Clients, PipelineError, Producer, Stream
+from schemagate_pipeline import TLS, Batching, Clients, PipelineError, Producer, Stream
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -123,6 +123,34 @@ def test_stream_bounded_window(server):
     assert counter.sent == n
     assert 1 < counter.peak <= window, f"peak of {counter.peak} unanswered, want 2..{window}"
     wait_for(f"{n} rows", 60, lambda: server.count(subject) == n or f"{server.count(subject)} rows")
+
+
+def test_tls(binary, tmp_path):
+    """https:// with a private CA publishes (unary and on a stream); without
+    the CA the handshake's refusal is final, not retried to the deadline."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=pipeline sdk test", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(f"tls:\n  cert_file: {cert}\n  key_file: {key}\n")
+    tls_server = Server(binary, tmp_path / "data", config=str(config), ca_file=str(cert))
+    tls_server.start()
+    try:
+        tls = TLS(root_certificates=cert.read_bytes())
+        tls_server.register("orders", tls=tls)
+        event = {"orderId": "o-1", "amountCents": "1", "country": "DE"}
+        for mode in ({}, {"stream": Stream(window=4)}):
+            with Producer(tls_server.url, tls=tls, **mode) as p:
+                assert p.publish("orders", event).attempts == 1
+        with Producer(tls_server.url) as p:
+            start = time.monotonic()
+            with pytest.raises(PipelineError) as refused:
+                p.publish("orders", event)
+        assert not refused.value.retryable and refused.value.attempts == 1, str(refused.value)
+        assert time.monotonic() - start < 5
+    finally:
+        tls_server.kill()
 
 
 def test_readme_example(server):

@@ -395,6 +395,7 @@ export class Producer {
  * own timeout: a local error, with a cause) has an unknown outcome.
  */
 function retryable(err: PipelineError, cause: unknown): boolean {
+  if (untrusted(cause)) return false; // a server this client does not trust stays untrusted
   switch (err.code) {
     case Code.Unavailable:
     case Code.ResourceExhausted:
@@ -405,6 +406,15 @@ function retryable(err: PipelineError, cause: unknown): boolean {
     case Code.Aborted:
     case Code.Canceled:
       return cause instanceof ConnectError ? cause.cause !== undefined : !(cause instanceof PipelineError);
+  }
+  return false;
+}
+
+/** untrusted: the cause chain holds Node's refusal of the server's certificate. */
+function untrusted(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /CERT|UNABLE_TO_VERIFY|ERR_TLS_/.test(code)) return true;
   }
   return false;
 }

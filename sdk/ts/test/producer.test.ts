@@ -2,7 +2,8 @@
 // file, killed and restarted by the last test.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { create, type DescMessage } from "@bufbuild/protobuf";
@@ -157,6 +158,34 @@ test("the web transport (fetch, as in browsers) publishes too", async () => {
     );
   assert.deepEqual(refused.violations.map((v) => v.rule), ["string.min_len", "string.pattern"]);
   await waitFor("3 rows", 30_000, () => server.count(subj) === 3 || `${server.count(subj)} rows`);
+});
+
+test("TLS with a private CA; an untrusted certificate is refused at once, not retried", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "pipeline-tls-"));
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=pipeline sdk test",
+    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", keyFile, "-out", certFile], { stdio: "ignore" });
+  const tlsServer = await Server.start({ certFile, keyFile });
+  t.after(() => tlsServer.stop());
+  await tlsServer.register("orders");
+  const ca = readFileSync(certFile);
+  const event = { subject: "orders", json: { orderId: "o-1", amountCents: "1", country: "DE" } };
+  for (const mode of [{}, { stream: { window: 4 } }]) {
+    const producer = createProducer(tlsServer.url, { tls: { ca }, ...mode });
+    assert.equal((await producer.publish(event)).attempts, 1);
+    await producer.close();
+  }
+  const untrusting = createProducer(tlsServer.url);
+  const start = Date.now();
+  const refused = await untrusting.publish(event).then(
+    () => assert.fail("published to an untrusted server"),
+    (e: unknown) => e as PipelineError,
+  );
+  await untrusting.close();
+  assert.equal(refused.retryable, false, refused.message);
+  assert.equal(refused.attempts, 1);
+  assert.ok(Date.now() - start < 5000);
 });
 
 test("the README example runs as written", () => {

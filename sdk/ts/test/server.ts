@@ -2,7 +2,9 @@
 // (PIPELINE_BIN, built by scripts/test-sdk.sh; else `go build` here) on
 // the embedded defaults in a data dir of its own, killable and restartable.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -30,38 +32,56 @@ async function freePort(): Promise<number> {
   });
 }
 
+let binary: string | undefined;
+
 export class Server {
   readonly dataDir = mkdtempSync(join(tmpdir(), "pipeline-sdk-ts-"));
   private proc?: ChildProcess;
   private constructor(
     private readonly bin: string,
     readonly port: number,
+    private readonly config?: string,
+    private readonly ca?: Buffer,
   ) {}
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.ca ? "https" : "http"}://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<Server> {
-    const s = new Server(pipelineBinary(), await freePort());
+  /** A server on the embedded defaults; with tls, serving HTTPS with that certificate (trusted as ca). */
+  static async start(tls?: { certFile: string; keyFile: string }): Promise<Server> {
+    binary ??= pipelineBinary();
+    let config: string | undefined;
+    let ca: Buffer | undefined;
+    if (tls) {
+      config = join(mkdtempSync(join(tmpdir(), "pipeline-config-")), "pipeline.yaml");
+      writeFileSync(config, `tls:\n  cert_file: ${tls.certFile}\n  key_file: ${tls.keyFile}\n`);
+      ca = readFileSync(tls.certFile);
+    }
+    const s = new Server(binary, await freePort(), config, ca);
     await s.start();
     return s;
   }
 
-  async start(): Promise<void> {
-    const proc = spawn(this.bin, ["serve", "--addr", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--log-level", "warn"], {
-      stdio: ["ignore", "inherit", "inherit"],
+  private healthy(): Promise<boolean> {
+    return new Promise((ok) => {
+      const req = (this.ca ? https : http).get(`${this.url}/healthz`, { ca: this.ca }, (res) => {
+        res.resume();
+        ok(res.statusCode === 200);
+      });
+      req.on("error", () => ok(false));
     });
+  }
+
+  async start(): Promise<void> {
+    const args = ["serve", "--addr", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--log-level", "warn"];
+    if (this.config) args.push("--config", this.config);
+    const proc = spawn(this.bin, args, { stdio: ["ignore", "inherit", "inherit"] });
     this.proc = proc;
     const deadline = Date.now() + 60_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`pipeline serve exited ${proc.exitCode}`);
-      try {
-        const r = await fetch(`${this.url}/healthz`);
-        if (r.ok) return;
-      } catch {
-        // not listening yet
-      }
+      if (await this.healthy()) return;
       if (Date.now() > deadline) throw new Error("pipeline serve did not become healthy in 60 s");
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -104,7 +124,7 @@ export class Server {
 
   /** Registers sdk/testdata/order.proto under subject; returns OrderCreated's schema read back from the server. */
   async register(subject: string): Promise<DescMessage> {
-    const clients = connect(this.url);
+    const clients = connect(this.url, { tls: this.ca ? { ca: this.ca } : undefined });
     const content = readFileSync(join(repo, "sdk/testdata/order.proto"), "utf8");
     const reg = await clients.schema.registerSchema({
       subject,

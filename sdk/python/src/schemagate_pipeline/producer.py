@@ -65,6 +65,8 @@ def _retryable(err: PipelineError) -> bool:
     answer (a reset connection, a killed server, the attempt's own timeout)
     has an unknown outcome: the server sends a detail with every refusal, a
     broken call has none."""
+    if "CERTIFICATE_VERIFY_FAILED" in err.message:
+        return False  # a server this client does not trust stays untrusted
     if err.code in _RETRY:
         return True
     return err.code in _UNKNOWN_OUTCOME and isinstance(err.cause, grpc.RpcError) and not _details(err.cause)
