@@ -146,6 +146,10 @@ func TestRefusalDecoded(t *testing.T) {
 	if !strings.Contains(err.Error(), "amount_cents") {
 		t.Errorf("message %q does not name the violations", err)
 	}
+	_, err = p.Publish(context.Background(), pipeline.Event{Subject: subject, JSON: `{"orderId":"o-1"}`, Headers: map[string]string{"pipeline-event-id": "forged"}})
+	if perr := pipeline.AsError(err); perr == nil || perr.Code != connect.CodeInvalidArgument || len(perr.BadRequest) != 1 || !strings.Contains(perr.BadRequest[0].GetDescription(), "pipeline-") {
+		t.Errorf("a reserved header: %v (%+v), want invalid_argument with a google.rpc.BadRequest", err, perr)
+	}
 
 	src := `syntax = "proto3"; package shop.v1; message OrderCreated { string order_id = 1; string amount_cents = 2; string country = 3; }`
 	c, err := pipeline.NewClient(serverURL)

@@ -97,17 +97,17 @@ class Server:
         except sqlite3.OperationalError:
             return 0  # the sink has not made the table yet
 
-    def register(self, subject: str, tls=None):
+    def register(self, subject: str, tls=None, token=None):
         """Registers sdk/testdata/order.proto under subject; returns the
         OrderCreated class built from the schema the server compiled (what
         generated code would be)."""
-        clients = Clients(self.url, tls=tls)
+        clients = Clients(self.url, tls=tls, token=token)
         try:
             content = (REPO / "sdk/testdata/order.proto").read_text()
             reg = clients.schema.RegisterSchema(schema_pb2.RegisterSchemaRequest(
                 subject=subject, message="shop.v1.OrderCreated",
-                files=[schema_pb2.SourceFile(path="shop/v1/order.proto", content=content)]))
-            got = clients.schema.GetSchema(schema_pb2.GetSchemaRequest(schema_id=reg.schema_id))
+                files=[schema_pb2.SourceFile(path="shop/v1/order.proto", content=content)]), metadata=clients.metadata)
+            got = clients.schema.GetSchema(schema_pb2.GetSchemaRequest(schema_id=reg.schema_id), metadata=clients.metadata)
         finally:
             clients.close()
         fds = descriptor_pb2.FileDescriptorSet.FromString(got.schema.file_descriptor_set)

@@ -3,6 +3,7 @@ kill test, last in the file, kills and restarts it)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -65,6 +66,10 @@ def test_refusal_decoded(server):
     assert [(v.field, v.rule) for v in err.violations] == [
         ("order_id", "string.min_len"), ("amount_cents", "int64.gte"), ("country", "string.pattern")]
     assert err.total_violations == 3 and "amount_cents" in str(err)
+    with Producer(server.url) as p, pytest.raises(PipelineError) as forged:
+        p.publish(subject, {"orderId": "o-1"}, headers={"pipeline-event-id": "forged"})
+    assert forged.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(forged.value.bad_request) == 1 and "pipeline-" in forged.value.bad_request[0].description
 
     content = (REPO / "sdk/testdata/order_v2_incompatible.proto").read_text()
     clients = Clients(server.url)
@@ -125,24 +130,32 @@ def test_stream_bounded_window(server):
     wait_for(f"{n} rows", 60, lambda: server.count(subject) == n or f"{server.count(subject)} rows")
 
 
-def test_tls(binary, tmp_path):
-    """https:// with a private CA publishes (unary and on a stream); without
+def test_tls_and_token(binary, tmp_path):
+    """https:// with a private CA and a bearer token publishes (unary and on a stream); without
     the CA the handshake's refusal is final, not retried to the deadline."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-subj", "/CN=pipeline sdk test", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     config = tmp_path / "pipeline.yaml"
-    config.write_text(f"tls:\n  cert_file: {cert}\n  key_file: {key}\n")
+    sha = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
+    config.write_text(f"tls:\n  cert_file: {cert}\n  key_file: {key}\n"
+                      f"auth:\n  tokens:\n    - {{name: admin, role: admin, sha256: {sha('pl_py_admin')}}}\n"
+                      f"    - {{name: svc, role: producer, sha256: {sha('pl_py_producer')}}}\n")
     tls_server = Server(binary, tmp_path / "data", config=str(config), ca_file=str(cert))
     tls_server.start()
     try:
         tls = TLS(root_certificates=cert.read_bytes())
-        tls_server.register("orders", tls=tls)
+        tls_server.register("orders", tls=tls, token="pl_py_admin")
         event = {"orderId": "o-1", "amountCents": "1", "country": "DE"}
         for mode in ({}, {"stream": Stream(window=4)}):
-            with Producer(tls_server.url, tls=tls, **mode) as p:
+            with Producer(tls_server.url, tls=tls, token="pl_py_producer", **mode) as p:
                 assert p.publish("orders", event).attempts == 1
+        # Without the token: unauthenticated, with its google.rpc.ErrorInfo.
+        with Producer(tls_server.url, tls=tls) as p, pytest.raises(PipelineError) as denied:
+            p.publish("orders", event)
+        assert denied.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert denied.value.reason == "UNAUTHENTICATED" and denied.value.metadata == {"credential": "missing"}
         with Producer(tls_server.url) as p:
             start = time.monotonic()
             with pytest.raises(PipelineError) as refused:

@@ -2,6 +2,7 @@
 // file, killed and restarted by the last test.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -82,6 +83,15 @@ test("a refusal decoded into its violations, and an incompatible schema's error"
   assert.deepEqual(err.violations.map((v) => `${v.field} ${v.rule}`), ["order_id string.min_len", "amount_cents int64.gte", "country string.pattern"]);
   assert.equal(err.totalViolations, 3);
   assert.match(err.message, /amount_cents/);
+  const forged = await createProducer(server.url)
+    .publish({ subject: subj, json: { orderId: "o-1" }, headers: { "pipeline-event-id": "forged" } })
+    .then(
+      () => assert.fail("a reserved header was accepted"),
+      (e: unknown) => e as PipelineError,
+    );
+  assert.equal(forged.code, Code.InvalidArgument);
+  assert.equal(forged.badRequest.length, 1, "a google.rpc.BadRequest detail");
+  assert.match(forged.badRequest[0].description, /pipeline-/);
 
   const content = readFileSync(join(repo, "sdk/testdata/order_v2_incompatible.proto"), "utf8");
   const refused = await connect(server.url)
@@ -160,22 +170,34 @@ test("the web transport (fetch, as in browsers) publishes too", async () => {
   await waitFor("3 rows", 30_000, () => server.count(subj) === 3 || `${server.count(subj)} rows`);
 });
 
-test("TLS with a private CA; an untrusted certificate is refused at once, not retried", async (t) => {
+test("TLS with a private CA and a bearer token; an untrusted certificate is refused at once, not retried", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "pipeline-tls-"));
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
   execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=pipeline sdk test",
     "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", keyFile, "-out", certFile], { stdio: "ignore" });
-  const tlsServer = await Server.start({ certFile, keyFile });
+  const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+  const auth = `auth:\n  tokens:\n    - {name: admin, role: admin, sha256: ${sha256("pl_ts_admin")}}\n    - {name: svc, role: producer, sha256: ${sha256("pl_ts_producer")}}\n`;
+  const tlsServer = await Server.start({ certFile, keyFile }, auth);
   t.after(() => tlsServer.stop());
-  await tlsServer.register("orders");
+  await tlsServer.register("orders", "pl_ts_admin");
   const ca = readFileSync(certFile);
   const event = { subject: "orders", json: { orderId: "o-1", amountCents: "1", country: "DE" } };
   for (const mode of [{}, { stream: { window: 4 } }]) {
-    const producer = createProducer(tlsServer.url, { tls: { ca }, ...mode });
+    const producer = createProducer(tlsServer.url, { tls: { ca }, token: "pl_ts_producer", ...mode });
     assert.equal((await producer.publish(event)).attempts, 1);
     await producer.close();
   }
+  // Without the token: unauthenticated, with its google.rpc.ErrorInfo.
+  const anonymous = createProducer(tlsServer.url, { tls: { ca } });
+  const denied = await anonymous.publish(event).then(
+    () => assert.fail("published without a token"),
+    (e: unknown) => e as PipelineError,
+  );
+  await anonymous.close();
+  assert.equal(denied.code, Code.Unauthenticated);
+  assert.equal(denied.reason, "UNAUTHENTICATED");
+  assert.deepEqual(denied.metadata, { credential: "missing" });
   const untrusting = createProducer(tlsServer.url);
   const start = Date.now();
   const refused = await untrusting.publish(event).then(

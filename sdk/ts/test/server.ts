@@ -49,13 +49,13 @@ export class Server {
   }
 
   /** A server on the embedded defaults; with tls, serving HTTPS with that certificate (trusted as ca). */
-  static async start(tls?: { certFile: string; keyFile: string }): Promise<Server> {
+  static async start(tls?: { certFile: string; keyFile: string }, moreConfig = ""): Promise<Server> {
     binary ??= pipelineBinary();
     let config: string | undefined;
     let ca: Buffer | undefined;
     if (tls) {
       config = join(mkdtempSync(join(tmpdir(), "pipeline-config-")), "pipeline.yaml");
-      writeFileSync(config, `tls:\n  cert_file: ${tls.certFile}\n  key_file: ${tls.keyFile}\n`);
+      writeFileSync(config, `tls:\n  cert_file: ${tls.certFile}\n  key_file: ${tls.keyFile}\n${moreConfig}`);
       ca = readFileSync(tls.certFile);
     }
     const s = new Server(binary, await freePort(), config, ca);
@@ -123,8 +123,8 @@ export class Server {
   }
 
   /** Registers sdk/testdata/order.proto under subject; returns OrderCreated's schema read back from the server. */
-  async register(subject: string): Promise<DescMessage> {
-    const clients = connect(this.url, { tls: this.ca ? { ca: this.ca } : undefined });
+  async register(subject: string, token?: string): Promise<DescMessage> {
+    const clients = connect(this.url, { tls: this.ca ? { ca: this.ca } : undefined, token });
     const content = readFileSync(join(repo, "sdk/testdata/order.proto"), "utf8");
     const reg = await clients.schema.registerSchema({
       subject,
