@@ -390,9 +390,12 @@ export class Producer {
 }
 
 /**
- * retryable: worth sending again with the same id (docs/pitfalls.md A1). A call that broke off
- * before an answer (a reset connection, a killed server, the attempt's
- * own timeout: a local error, with a cause) has an unknown outcome.
+ * retryable: worth sending again with the same id (docs/pitfalls.md A1). A
+ * call that broke off before an answer (a reset connection or stream, a
+ * killed server, the attempt's own timeout) has an unknown outcome and is
+ * retried too. connect-es does not mark which errors came from the peer;
+ * the server sends a detail with every refusal (internal errors aside),
+ * so an error without details is taken as the transport's own.
  */
 function retryable(err: PipelineError, cause: unknown): boolean {
   if (untrusted(cause)) return false; // a server this client does not trust stays untrusted
@@ -405,7 +408,7 @@ function retryable(err: PipelineError, cause: unknown): boolean {
     case Code.DeadlineExceeded:
     case Code.Aborted:
     case Code.Canceled:
-      return cause instanceof ConnectError ? cause.cause !== undefined : !(cause instanceof PipelineError);
+      return cause instanceof ConnectError ? cause.details.length === 0 : !(cause instanceof PipelineError);
   }
   return false;
 }

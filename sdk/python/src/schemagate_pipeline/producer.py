@@ -197,6 +197,14 @@ class Producer:
         for t in self._threads:
             t.join()
         self._pool.shutdown(wait=True)
+        # What flush did not see answered in time fails now, never hangs.
+        while True:
+            try:
+                e = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(e, _Event):
+                self._answer_err(e, PipelineError(grpc.StatusCode.CANCELLED, "the producer is closed"), e.attempts > 0)
         if self._own_channel:
             self._channel.close()
 
