@@ -76,7 +76,8 @@ mariadbd_bin() {
 }
 
 # missing_packages: the Debian packages to install for what this machine
-# lacks. Chromium and its driver are for the browser tests (scripts/test-web.sh).
+# lacks. Chromium and its driver are for the browser tests (scripts/test-web.sh),
+# sqlite3 and openssl for the SDKs' tests (scripts/test-sdk.sh).
 missing_packages() {
 	local -a missing=()
 	pg_bindir >/dev/null || missing+=(postgresql)
@@ -88,6 +89,8 @@ missing_packages() {
 	have mvn || missing+=(maven)
 	have git || missing+=(git)
 	{ have redis-server && have redis-cli; } || missing+=(redis-server)
+	have sqlite3 || missing+=(sqlite3)
+	have openssl || missing+=(openssl)
 	echo "${missing[@]}"
 }
 

@@ -3,12 +3,13 @@
 #
 # Starts PostgreSQL, MariaDB, Redis, Pulsar and Kafka on their own ports (scripts/services.sh
 # up, installing what is missing), then runs, in order:
-#   buf lint, a check that the committed gen/ is what buf generates,
+#   buf lint, a check that the committed generated code (gen/, and the
+#   SDKs' sdk/ts/src/gen and sdk/python/gen) is what buf generates,
 #   buf breaking against the previous commit, go vet, go test -race with the
 #   PIPELINE_TEST_* variables set (packages whose tests restart the broker
 #   run after the others, one at a time), each go test fuzz target for
-#   PIPELINE_FUZZ_TIME (10s by default), and scripts/test-web.sh when the web
-#   dashboard exists.
+#   PIPELINE_FUZZ_TIME (10s by default), scripts/test-web.sh when the web
+#   dashboard exists, and scripts/test-sdk.sh (the TypeScript and Python SDKs).
 # Every step runs even when an earlier one failed; the servers are stopped on
 # any exit; the exit status is non-zero when any step failed.
 set -euo pipefail
@@ -60,36 +61,61 @@ buf() { go run "$BUF_MODULE" "$@"; }
 
 step_buf_lint() { buf lint; }
 
+# generated: "template output-dir" for each buf template whose output is
+# committed: the Go code, the TypeScript SDK's and the Python SDK's. (The
+# dashboard's web/src/gen is checked by scripts/test-web.sh.)
+generated=(
+	"buf.gen.yaml gen"
+	"sdk/ts/buf.gen.yaml sdk/ts/src/gen"
+	"sdk/python/buf.gen.yaml sdk/python/gen"
+)
+
 # step_buf_generate: regenerate from proto/ in a scratch copy and compare
-# with gen/, so a stale or hand-edited gen/ fails the run without touching
-# the work tree.
+# with the committed output of each template (generated), so stale or
+# hand-edited generated code fails the run without touching the work tree.
+# The SDK templates run local plugins: protoc-gen-es from sdk/ts/node_modules
+# (npm ci here when it is missing) and grpcio-tools' protoc from the
+# virtualenv of scripts/pyenv.sh.
 step_buf_generate() {
 	# Not local: the EXIT trap of this step's subshell still needs it.
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
-	local f
+	local f entry template out rc=0
 	for f in buf.yaml buf.gen.yaml buf.lock buf.work.yaml go.mod go.sum proto; do
 		[[ -e $f ]] && cp -R "$f" "$tmp/"
 	done
-	(cd "$tmp" && buf generate)
-	if ! diff -r -u gen "$tmp/gen" >"$tmp/gen.diff"; then
-		echo "gen/ differs from what buf generates from proto/ (run: go run $BUF_MODULE generate):"
-		head -n 80 "$tmp/gen.diff"
-		return 1
-	fi
-	# The comparison above used the work tree; make sure it is also what is
-	# committed (CI's fresh clone always is).
-	local changes
-	changes=$(git status --porcelain --untracked-files=all -- gen/)
-	if [[ -n $changes ]]; then
-		echo "gen/ has changes that are not committed:"
-		echo "$changes"
-		if [[ ${CI:-} == true ]]; then
-			return 1
+	[[ -x sdk/ts/node_modules/.bin/protoc-gen-es ]] || (cd sdk/ts && npm ci --no-audit --no-fund --loglevel=error)
+	mkdir -p "$tmp/sdk/ts" "$tmp/sdk/python"
+	cp sdk/ts/buf.gen.yaml "$tmp/sdk/ts/"
+	ln -s "$repo/sdk/ts/node_modules" "$tmp/sdk/ts/node_modules"
+	cp sdk/python/buf.gen.yaml "$tmp/sdk/python/"
+	ln -s "$repo/sdk/python/protoc-gen-python-grpcio" "$tmp/sdk/python/"
+	for entry in "${generated[@]}"; do
+		template=${entry% *}
+		out=${entry#* }
+		(cd "$tmp" && buf generate --template "$template")
+		if ! diff -r -u "$out" "$tmp/$out" >"$tmp/gen.diff"; then
+			echo "$out/ differs from what buf generates from proto/ (run: go run $BUF_MODULE generate --template $template):"
+			head -n 80 "$tmp/gen.diff"
+			rc=1
+			continue
 		fi
-		echo "(not a failure outside CI; commit them with the proto/ change)"
-	fi
-	echo "gen/ matches buf generate"
+		# The comparison above used the work tree; make sure it is also
+		# what is committed (CI's fresh clone always is).
+		local changes
+		changes=$(git status --porcelain --untracked-files=all -- "$out/")
+		if [[ -n $changes ]]; then
+			echo "$out/ has changes that are not committed:"
+			echo "$changes"
+			if [[ ${CI:-} == true ]]; then
+				rc=1
+				continue
+			fi
+			echo "(not a failure outside CI; commit them with the proto/ change)"
+		fi
+		echo "$out/ matches buf generate --template $template"
+	done
+	return "$rc"
 }
 
 # step_buf_breaking: the API may only change compatibly from one commit to
@@ -196,6 +222,8 @@ step_fuzz() {
 
 step_web() { bash scripts/test-web.sh; }
 
+step_sdk() { bash scripts/test-sdk.sh; }
+
 stop_services() {
 	local rc=$?
 	trap - EXIT
@@ -246,6 +274,7 @@ main() {
 	else
 		printf '\n==== web: no web/package.json; no web tests\n'
 	fi
+	run_step "SDK tests: TypeScript and Python (scripts/test-sdk.sh)" step_sdk
 
 	local which=
 	if ((${#failed[@]})); then
