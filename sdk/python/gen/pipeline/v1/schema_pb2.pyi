@@ -157,14 +157,16 @@ class CompileProblem(_message.Message):
     def __init__(self, file: _Optional[str] = ..., line: _Optional[int] = ..., column: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetSchemaRequest(_message.Message):
-    __slots__ = ("schema_id", "subject", "version")
+    __slots__ = ("schema_id", "subject", "version", "known_files")
     SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FILES_FIELD_NUMBER: _ClassVar[int]
     schema_id: int
     subject: str
     version: int
-    def __init__(self, schema_id: _Optional[int] = ..., subject: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    known_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schema_id: _Optional[int] = ..., subject: _Optional[str] = ..., version: _Optional[int] = ..., known_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetSchemaResponse(_message.Message):
     __slots__ = ("schema",)

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from pipeline.v1 import latency_pb2 as pipeline_dot_v1_dot_latency__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pipeline/v1/sink.proto\x12\x0bpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10ListSinksRequest\"<\n\x11ListSinksResponse\x12\'\n\x05sinks\x18\x01 \x03(\x0b\x32\x11.pipeline.v1.SinkR\x05sinks\"\xf0\x02\n\x04Sink\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08\x64\x61tabase\x18\x02 \x01(\tR\x08\x64\x61tabase\x12\x16\n\x06topics\x18\x03 \x03(\tR\x06topics\x12!\n\x0crows_written\x18\x04 \x01(\x03R\x0browsWritten\x12\x1d\n\nlast_error\x18\x05 \x01(\tR\tlastError\x12\x10\n\x03lag\x18\x06 \x01(\x03R\x03lag\x12\x1a\n\x08subjects\x18\x07 \x03(\tR\x08subjects\x12\x16\n\x06status\x18\x08 \x01(\tR\x06status\x12#\n\rstatus_reason\x18\t \x01(\tR\x0cstatusReason\x12\x37\n\x0bheld_tables\x18\n \x03(\x0b\x32\x16.pipeline.v1.HeldTableR\nheldTables\x12:\n\npartitions\x18\x0b \x03(\x0b\x32\x1a.pipeline.v1.SinkPartitionR\npartitions\"U\n\rSinkPartition\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x10\n\x03lag\x18\x03 \x01(\x03R\x03lag\"\x9d\x01\n\tHeldTable\x12\x14\n\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n\x07subject\x18\x02 \x01(\tR\x07subject\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n\x06\x65vents\x18\x04 \x01(\x03R\x06\x65vents\x12\x30\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x05since2^\n\x0bSinkService\x12O\n\tListSinks\x12\x1d.pipeline.v1.ListSinksRequest\x1a\x1e.pipeline.v1.ListSinksResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pipeline/v1/sink.proto\x12\x0bpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pipeline/v1/latency.proto\"\xa8\x01\n\x11ReplaySinkRequest\x12\x12\n\x04sink\x18\x01 \x01(\tR\x04sink\x12\x39\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00R\x08\x66romTime\x12\x1f\n\nfrom_start\x18\x03 \x01(\x08H\x00R\tfromStart\x12\x1a\n\x08truncate\x18\x04 \x01(\x08R\x08truncateB\x07\n\x05start\"\xc7\x01\n\x12ReplaySinkResponse\x12G\n\x11\x65\x61rliest_retained\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x10\x65\x61rliestRetained\x12)\n\x10\x62\x65\x66ore_retention\x18\x02 \x01(\x08R\x0f\x62\x65\x66oreRetention\x12)\n\x10truncated_tables\x18\x03 \x03(\tR\x0ftruncatedTables\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\"\x12\n\x10ListSinksRequest\"<\n\x11ListSinksResponse\x12\'\n\x05sinks\x18\x01 \x03(\x0b\x32\x11.pipeline.v1.SinkR\x05sinks\"\xb3\x03\n\x04Sink\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08\x64\x61tabase\x18\x02 \x01(\tR\x08\x64\x61tabase\x12\x16\n\x06topics\x18\x03 \x03(\tR\x06topics\x12!\n\x0crows_written\x18\x04 \x01(\x03R\x0browsWritten\x12\x1d\n\nlast_error\x18\x05 \x01(\tR\tlastError\x12\x10\n\x03lag\x18\x06 \x01(\x03R\x03lag\x12\x1a\n\x08subjects\x18\x07 \x03(\tR\x08subjects\x12\x16\n\x06status\x18\x08 \x01(\tR\x06status\x12#\n\rstatus_reason\x18\t \x01(\tR\x0cstatusReason\x12\x37\n\x0bheld_tables\x18\n \x03(\x0b\x32\x16.pipeline.v1.HeldTableR\nheldTables\x12:\n\npartitions\x18\x0b \x03(\x0b\x32\x1a.pipeline.v1.SinkPartitionR\npartitions\x12\x41\n\x12\x65nd_to_end_latency\x18\x0c \x01(\x0b\x32\x14.pipeline.v1.LatencyR\x0f\x65ndToEndLatency\"U\n\rSinkPartition\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x10\n\x03lag\x18\x03 \x01(\x03R\x03lag\"\x9d\x01\n\tHeldTable\x12\x14\n\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n\x07subject\x18\x02 \x01(\tR\x07subject\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n\x06\x65vents\x18\x04 \x01(\x03R\x06\x65vents\x12\x30\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x05since2\xaf\x01\n\x0bSinkService\x12O\n\tListSinks\x12\x1d.pipeline.v1.ListSinksRequest\x1a\x1e.pipeline.v1.ListSinksResponse\"\x03\x90\x02\x01\x12O\n\nReplaySink\x12\x1e.pipeline.v1.ReplaySinkRequest\x1a\x1f.pipeline.v1.ReplaySinkResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SINKSERVICE'].methods_by_name['ListSinks']._loaded_options = None
   _globals['_SINKSERVICE'].methods_by_name['ListSinks']._serialized_options = b'\220\002\001'
-  _globals['_LISTSINKSREQUEST']._serialized_start=72
-  _globals['_LISTSINKSREQUEST']._serialized_end=90
-  _globals['_LISTSINKSRESPONSE']._serialized_start=92
-  _globals['_LISTSINKSRESPONSE']._serialized_end=152
-  _globals['_SINK']._serialized_start=155
-  _globals['_SINK']._serialized_end=523
-  _globals['_SINKPARTITION']._serialized_start=525
-  _globals['_SINKPARTITION']._serialized_end=610
-  _globals['_HELDTABLE']._serialized_start=613
-  _globals['_HELDTABLE']._serialized_end=770
-  _globals['_SINKSERVICE']._serialized_start=772
-  _globals['_SINKSERVICE']._serialized_end=866
+  _globals['_REPLAYSINKREQUEST']._serialized_start=100
+  _globals['_REPLAYSINKREQUEST']._serialized_end=268
+  _globals['_REPLAYSINKRESPONSE']._serialized_start=271
+  _globals['_REPLAYSINKRESPONSE']._serialized_end=470
+  _globals['_LISTSINKSREQUEST']._serialized_start=472
+  _globals['_LISTSINKSREQUEST']._serialized_end=490
+  _globals['_LISTSINKSRESPONSE']._serialized_start=492
+  _globals['_LISTSINKSRESPONSE']._serialized_end=552
+  _globals['_SINK']._serialized_start=555
+  _globals['_SINK']._serialized_end=990
+  _globals['_SINKPARTITION']._serialized_start=992
+  _globals['_SINKPARTITION']._serialized_end=1077
+  _globals['_HELDTABLE']._serialized_start=1080
+  _globals['_HELDTABLE']._serialized_end=1237
+  _globals['_SINKSERVICE']._serialized_start=1240
+  _globals['_SINKSERVICE']._serialized_end=1415
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class SinkServiceStub:
                 request_serializer=pipeline_dot_v1_dot_sink__pb2.ListSinksRequest.SerializeToString,
                 response_deserializer=pipeline_dot_v1_dot_sink__pb2.ListSinksResponse.FromString,
                 _registered_method=True)
+        self.ReplaySink = channel.unary_unary(
+                '/pipeline.v1.SinkService/ReplaySink',
+                request_serializer=pipeline_dot_v1_dot_sink__pb2.ReplaySinkRequest.SerializeToString,
+                response_deserializer=pipeline_dot_v1_dot_sink__pb2.ReplaySinkResponse.FromString,
+                _registered_method=True)
 
 
 class SinkServiceServicer:
@@ -52,6 +57,21 @@ class SinkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaySink(self, request, context):
+        """ReplaySink rebuilds a sink from what the bus retains: it stops the
+        sink (after the batch it is writing), moves its subscription back to
+        from_time or to the oldest retained event, empties its tables first
+        when truncate is set, and starts it again. Rows are idempotent by
+        event id, so a replay without truncate only adds what is missing.
+        Refused with FAILED_PRECONDITION while another replica consumes the
+        sink's subscription, and for truncate on a Redis sink; ABORTED while
+        another replay of the sink runs. Needs the sinks.admin permission
+        (admins), and is recorded in the audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SinkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +79,11 @@ def add_SinkServiceServicer_to_server(servicer, server):
                     servicer.ListSinks,
                     request_deserializer=pipeline_dot_v1_dot_sink__pb2.ListSinksRequest.FromString,
                     response_serializer=pipeline_dot_v1_dot_sink__pb2.ListSinksResponse.SerializeToString,
+            ),
+            'ReplaySink': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaySink,
+                    request_deserializer=pipeline_dot_v1_dot_sink__pb2.ReplaySinkRequest.FromString,
+                    response_serializer=pipeline_dot_v1_dot_sink__pb2.ReplaySinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +114,33 @@ class SinkService:
             '/pipeline.v1.SinkService/ListSinks',
             pipeline_dot_v1_dot_sink__pb2.ListSinksRequest.SerializeToString,
             pipeline_dot_v1_dot_sink__pb2.ListSinksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaySink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipeline.v1.SinkService/ReplaySink',
+            pipeline_dot_v1_dot_sink__pb2.ReplaySinkRequest.SerializeToString,
+            pipeline_dot_v1_dot_sink__pb2.ReplaySinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from pipeline.v1 import latency_pb2 as pipeline_dot_v1_dot_latency__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pipeline/v1/status.proto\x12\x0bpipeline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xec\x02\n\x11GetStatusResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x39\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12%\n\x0euptime_seconds\x18\x03 \x01(\x03R\ruptimeSeconds\x12\x10\n\x03\x62us\x18\x04 \x01(\tR\x03\x62us\x12#\n\rbus_connected\x18\x05 \x01(\x08R\x0c\x62usConnected\x12\x1b\n\tbus_error\x18\x06 \x01(\tR\x08\x62usError\x12-\n\x12registry_connected\x18\x07 \x01(\x08R\x11registryConnected\x12%\n\x0eregistry_error\x18\x08 \x01(\tR\rregistryError\x12\x31\n\x05sinks\x18\t \x03(\x0b\x32\x1b.pipeline.v1.DatabaseStatusR\x05sinks\"t\n\x0e\x44\x61tabaseStatus\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08\x64\x61tabase\x18\x02 \x01(\tR\x08\x64\x61tabase\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x14\n\x05\x65rror\x18\x04 \x01(\tR\x05\x65rror2`\n\rStatusService\x12O\n\tGetStatus\x12\x1d.pipeline.v1.GetStatusRequest\x1a\x1e.pipeline.v1.GetStatusResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pipeline/v1/status.proto\x12\x0bpipeline.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19pipeline/v1/latency.proto\"\x12\n\x10GetStatusRequest\"\xa9\x03\n\x11GetStatusResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x39\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12%\n\x0euptime_seconds\x18\x03 \x01(\x03R\ruptimeSeconds\x12\x10\n\x03\x62us\x18\x04 \x01(\tR\x03\x62us\x12#\n\rbus_connected\x18\x05 \x01(\x08R\x0c\x62usConnected\x12\x1b\n\tbus_error\x18\x06 \x01(\tR\x08\x62usError\x12-\n\x12registry_connected\x18\x07 \x01(\x08R\x11registryConnected\x12%\n\x0eregistry_error\x18\x08 \x01(\tR\rregistryError\x12\x31\n\x05sinks\x18\t \x03(\x0b\x32\x1b.pipeline.v1.DatabaseStatusR\x05sinks\x12;\n\x0eingest_latency\x18\n \x01(\x0b\x32\x14.pipeline.v1.LatencyR\ringestLatency\"t\n\x0e\x44\x61tabaseStatus\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08\x64\x61tabase\x18\x02 \x01(\tR\x08\x64\x61tabase\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x14\n\x05\x65rror\x18\x04 \x01(\tR\x05\x65rror\"\x13\n\x11GetHistoryRequest\"\x80\x01\n\x12GetHistoryResponse\x12\x35\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08interval\x12\x33\n\x07samples\x18\x02 \x03(\x0b\x32\x19.pipeline.v1.StatusSampleR\x07samples\"\xd7\x01\n\x0cStatusSample\x12.\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x36\n\x08subjects\x18\x02 \x03(\x0b\x32\x1a.pipeline.v1.SubjectSampleR\x08subjects\x12\x30\n\x06topics\x18\x03 \x03(\x0b\x32\x18.pipeline.v1.TopicSampleR\x06topics\x12-\n\x05sinks\x18\x04 \x03(\x0b\x32\x17.pipeline.v1.SinkSampleR\x05sinks\"y\n\rSubjectSample\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\'\n\x0f\x65vents_accepted\x18\x02 \x01(\x03R\x0e\x65ventsAccepted\x12%\n\x0e\x65vents_refused\x18\x03 \x01(\x03R\reventsRefused\"N\n\x0bTopicSample\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12)\n\x10\x65vents_published\x18\x02 \x01(\x03R\x0f\x65ventsPublished\"U\n\nSinkSample\x12\x12\n\x04sink\x18\x01 \x01(\tR\x04sink\x12\x10\n\x03lag\x18\x02 \x01(\x03R\x03lag\x12!\n\x0crows_written\x18\x03 \x01(\x03R\x0browsWritten2\xb4\x01\n\rStatusService\x12O\n\tGetStatus\x12\x1d.pipeline.v1.GetStatusRequest\x1a\x1e.pipeline.v1.GetStatusResponse\"\x03\x90\x02\x01\x12R\n\nGetHistory\x12\x1e.pipeline.v1.GetHistoryRequest\x1a\x1f.pipeline.v1.GetHistoryResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUSSERVICE'].methods_by_name['GetStatus']._loaded_options = None
   _globals['_STATUSSERVICE'].methods_by_name['GetStatus']._serialized_options = b'\220\002\001'
-  _globals['_GETSTATUSREQUEST']._serialized_start=74
-  _globals['_GETSTATUSREQUEST']._serialized_end=92
-  _globals['_GETSTATUSRESPONSE']._serialized_start=95
-  _globals['_GETSTATUSRESPONSE']._serialized_end=459
-  _globals['_DATABASESTATUS']._serialized_start=461
-  _globals['_DATABASESTATUS']._serialized_end=577
-  _globals['_STATUSSERVICE']._serialized_start=579
-  _globals['_STATUSSERVICE']._serialized_end=675
+  _globals['_STATUSSERVICE'].methods_by_name['GetHistory']._loaded_options = None
+  _globals['_STATUSSERVICE'].methods_by_name['GetHistory']._serialized_options = b'\220\002\001'
+  _globals['_GETSTATUSREQUEST']._serialized_start=133
+  _globals['_GETSTATUSREQUEST']._serialized_end=151
+  _globals['_GETSTATUSRESPONSE']._serialized_start=154
+  _globals['_GETSTATUSRESPONSE']._serialized_end=579
+  _globals['_DATABASESTATUS']._serialized_start=581
+  _globals['_DATABASESTATUS']._serialized_end=697
+  _globals['_GETHISTORYREQUEST']._serialized_start=699
+  _globals['_GETHISTORYREQUEST']._serialized_end=718
+  _globals['_GETHISTORYRESPONSE']._serialized_start=721
+  _globals['_GETHISTORYRESPONSE']._serialized_end=849
+  _globals['_STATUSSAMPLE']._serialized_start=852
+  _globals['_STATUSSAMPLE']._serialized_end=1067
+  _globals['_SUBJECTSAMPLE']._serialized_start=1069
+  _globals['_SUBJECTSAMPLE']._serialized_end=1190
+  _globals['_TOPICSAMPLE']._serialized_start=1192
+  _globals['_TOPICSAMPLE']._serialized_end=1270
+  _globals['_SINKSAMPLE']._serialized_start=1272
+  _globals['_SINKSAMPLE']._serialized_end=1357
+  _globals['_STATUSSERVICE']._serialized_start=1360
+  _globals['_STATUSSERVICE']._serialized_end=1540
 # @@protoc_insertion_point(module_scope)

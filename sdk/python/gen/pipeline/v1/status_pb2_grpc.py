@@ -40,6 +40,11 @@ class StatusServiceStub:
                 request_serializer=pipeline_dot_v1_dot_status__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=pipeline_dot_v1_dot_status__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/pipeline.v1.StatusService/GetHistory',
+                request_serializer=pipeline_dot_v1_dot_status__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=pipeline_dot_v1_dot_status__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class StatusServiceServicer:
@@ -52,6 +57,17 @@ class StatusServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHistory(self, request, context):
+        """GetHistory returns the last minutes of this process's status series,
+        read at a fixed interval and kept in memory (about 15 minutes, a
+        bounded number of samples and of entries per sample), so that a
+        dashboard's charts do not start empty when it loads. It starts empty
+        when the process starts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StatusServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +75,11 @@ def add_StatusServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=pipeline_dot_v1_dot_status__pb2.GetStatusRequest.FromString,
                     response_serializer=pipeline_dot_v1_dot_status__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=pipeline_dot_v1_dot_status__pb2.GetHistoryRequest.FromString,
+                    response_serializer=pipeline_dot_v1_dot_status__pb2.GetHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +110,33 @@ class StatusService:
             '/pipeline.v1.StatusService/GetStatus',
             pipeline_dot_v1_dot_status__pb2.GetStatusRequest.SerializeToString,
             pipeline_dot_v1_dot_status__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pipeline.v1.StatusService/GetHistory',
+            pipeline_dot_v1_dot_status__pb2.GetHistoryRequest.SerializeToString,
+            pipeline_dot_v1_dot_status__pb2.GetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from pipeline.v1 import latency_pb2 as pipeline_dot_v1_dot_latency__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pipeline/v1/topic.proto\x12\x0bpipeline.v1\"\x13\n\x11ListTopicsRequest\"@\n\x12ListTopicsResponse\x12*\n\x06topics\x18\x01 \x03(\x0b\x32\x12.pipeline.v1.TopicR\x06topics\"\xca\x01\n\x05Topic\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12!\n\x0cpublish_rate\x18\x02 \x01(\x01R\x0bpublishRate\x12)\n\x10\x65vents_published\x18\x03 \x01(\x03R\x0f\x65ventsPublished\x12?\n\rsubscriptions\x18\x04 \x03(\x0b\x32\x19.pipeline.v1.SubscriptionR\rsubscriptions\x12\x1e\n\npartitions\x18\x05 \x01(\x05R\npartitions\"<\n\x0cSubscription\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07\x62\x61\x63klog\x18\x02 \x01(\x03R\x07\x62\x61\x63klog2b\n\x0cTopicService\x12R\n\nListTopics\x12\x1e.pipeline.v1.ListTopicsRequest\x1a\x1f.pipeline.v1.ListTopicsResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pipeline/v1/topic.proto\x12\x0bpipeline.v1\x1a\x19pipeline/v1/latency.proto\"\x13\n\x11ListTopicsRequest\"@\n\x12ListTopicsResponse\x12*\n\x06topics\x18\x01 \x03(\x0b\x32\x12.pipeline.v1.TopicR\x06topics\"\xf1\x02\n\x05Topic\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12!\n\x0cpublish_rate\x18\x02 \x01(\x01R\x0bpublishRate\x12)\n\x10\x65vents_published\x18\x03 \x01(\x03R\x0f\x65ventsPublished\x12?\n\rsubscriptions\x18\x04 \x03(\x0b\x32\x19.pipeline.v1.SubscriptionR\rsubscriptions\x12\x1e\n\npartitions\x18\x05 \x01(\x05R\npartitions\x12,\n\x0fmessages_stored\x18\x06 \x01(\x03H\x00R\x0emessagesStored\x88\x01\x01\x12$\n\x0e\x64\x65\x61\x64_letter_of\x18\x07 \x01(\tR\x0c\x64\x65\x61\x64LetterOf\x12=\n\x0fpublish_latency\x18\x08 \x01(\x0b\x32\x14.pipeline.v1.LatencyR\x0epublishLatencyB\x12\n\x10_messages_stored\"n\n\x0cSubscription\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07\x62\x61\x63klog\x18\x02 \x01(\x03R\x07\x62\x61\x63klog\x12\x30\n\x14\x62\x61\x63klog_spans_topics\x18\x03 \x01(\x08R\x12\x62\x61\x63klogSpansTopics2b\n\x0cTopicService\x12R\n\nListTopics\x12\x1e.pipeline.v1.ListTopicsRequest\x1a\x1f.pipeline.v1.ListTopicsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TOPICSERVICE'].methods_by_name['ListTopics']._loaded_options = None
   _globals['_TOPICSERVICE'].methods_by_name['ListTopics']._serialized_options = b'\220\002\001'
-  _globals['_LISTTOPICSREQUEST']._serialized_start=40
-  _globals['_LISTTOPICSREQUEST']._serialized_end=59
-  _globals['_LISTTOPICSRESPONSE']._serialized_start=61
-  _globals['_LISTTOPICSRESPONSE']._serialized_end=125
-  _globals['_TOPIC']._serialized_start=128
-  _globals['_TOPIC']._serialized_end=330
-  _globals['_SUBSCRIPTION']._serialized_start=332
-  _globals['_SUBSCRIPTION']._serialized_end=392
-  _globals['_TOPICSERVICE']._serialized_start=394
-  _globals['_TOPICSERVICE']._serialized_end=492
+  _globals['_LISTTOPICSREQUEST']._serialized_start=67
+  _globals['_LISTTOPICSREQUEST']._serialized_end=86
+  _globals['_LISTTOPICSRESPONSE']._serialized_start=88
+  _globals['_LISTTOPICSRESPONSE']._serialized_end=152
+  _globals['_TOPIC']._serialized_start=155
+  _globals['_TOPIC']._serialized_end=524
+  _globals['_SUBSCRIPTION']._serialized_start=526
+  _globals['_SUBSCRIPTION']._serialized_end=636
+  _globals['_TOPICSERVICE']._serialized_start=638
+  _globals['_TOPICSERVICE']._serialized_end=736
 # @@protoc_insertion_point(module_scope)

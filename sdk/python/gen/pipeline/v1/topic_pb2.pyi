@@ -1,3 +1,4 @@
+from pipeline.v1 import latency_pb2 as _latency_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -17,23 +18,31 @@ class ListTopicsResponse(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[_Union[Topic, _Mapping]]] = ...) -> None: ...
 
 class Topic(_message.Message):
-    __slots__ = ("name", "publish_rate", "events_published", "subscriptions", "partitions")
+    __slots__ = ("name", "publish_rate", "events_published", "subscriptions", "partitions", "messages_stored", "dead_letter_of", "publish_latency")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_RATE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_STORED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_OF_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_LATENCY_FIELD_NUMBER: _ClassVar[int]
     name: str
     publish_rate: float
     events_published: int
     subscriptions: _containers.RepeatedCompositeFieldContainer[Subscription]
     partitions: int
-    def __init__(self, name: _Optional[str] = ..., publish_rate: _Optional[float] = ..., events_published: _Optional[int] = ..., subscriptions: _Optional[_Iterable[_Union[Subscription, _Mapping]]] = ..., partitions: _Optional[int] = ...) -> None: ...
+    messages_stored: int
+    dead_letter_of: str
+    publish_latency: _latency_pb2.Latency
+    def __init__(self, name: _Optional[str] = ..., publish_rate: _Optional[float] = ..., events_published: _Optional[int] = ..., subscriptions: _Optional[_Iterable[_Union[Subscription, _Mapping]]] = ..., partitions: _Optional[int] = ..., messages_stored: _Optional[int] = ..., dead_letter_of: _Optional[str] = ..., publish_latency: _Optional[_Union[_latency_pb2.Latency, _Mapping]] = ...) -> None: ...
 
 class Subscription(_message.Message):
-    __slots__ = ("name", "backlog")
+    __slots__ = ("name", "backlog", "backlog_spans_topics")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_SPANS_TOPICS_FIELD_NUMBER: _ClassVar[int]
     name: str
     backlog: int
-    def __init__(self, name: _Optional[str] = ..., backlog: _Optional[int] = ...) -> None: ...
+    backlog_spans_topics: bool
+    def __init__(self, name: _Optional[str] = ..., backlog: _Optional[int] = ..., backlog_spans_topics: _Optional[bool] = ...) -> None: ...

@@ -6,13 +6,113 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/sink.proto.
  */
 export const file_pipeline_v1_sink: GenFile = /*@__PURE__*/
-  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSISChBMaXN0U2lua3NSZXF1ZXN0IjUKEUxpc3RTaW5rc1Jlc3BvbnNlEiAKBXNpbmtzGAEgAygLMhEucGlwZWxpbmUudjEuU2luayKDAgoEU2luaxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEg4KBnRvcGljcxgDIAMoCRIUCgxyb3dzX3dyaXR0ZW4YBCABKAMSEgoKbGFzdF9lcnJvchgFIAEoCRILCgNsYWcYBiABKAMSEAoIc3ViamVjdHMYByADKAkSDgoGc3RhdHVzGAggASgJEhUKDXN0YXR1c19yZWFzb24YCSABKAkSKwoLaGVsZF90YWJsZXMYCiADKAsyFi5waXBlbGluZS52MS5IZWxkVGFibGUSLgoKcGFydGl0aW9ucxgLIAMoCzIaLnBpcGVsaW5lLnYxLlNpbmtQYXJ0aXRpb24iPgoNU2lua1BhcnRpdGlvbhINCgV0b3BpYxgBIAEoCRIRCglwYXJ0aXRpb24YAiABKAUSCwoDbGFnGAMgASgDInYKCUhlbGRUYWJsZRINCgV0YWJsZRgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg4KBnJlYXNvbhgDIAEoCRIOCgZldmVudHMYBCABKAMSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMl4KC1NpbmtTZXJ2aWNlEk8KCUxpc3RTaW5rcxIdLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1JlcXVlc3QaHi5waXBlbGluZS52MS5MaXN0U2lua3NSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChZwaXBlbGluZS92MS9zaW5rLnByb3RvEgtwaXBlbGluZS52MSKDAQoRUmVwbGF5U2lua1JlcXVlc3QSDAoEc2luaxgBIAEoCRIvCglmcm9tX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASFAoKZnJvbV9zdGFydBgDIAEoCEgAEhAKCHRydW5jYXRlGAQgASgIQgcKBXN0YXJ0Io0BChJSZXBsYXlTaW5rUmVzcG9uc2USNQoRZWFybGllc3RfcmV0YWluZWQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGJlZm9yZV9yZXRlbnRpb24YAiABKAgSGAoQdHJ1bmNhdGVkX3RhYmxlcxgDIAMoCRIMCgRub3RlGAQgASgJIhIKEExpc3RTaW5rc1JlcXVlc3QiNQoRTGlzdFNpbmtzUmVzcG9uc2USIAoFc2lua3MYASADKAsyES5waXBlbGluZS52MS5TaW5rIrUCCgRTaW5rEgwKBG5hbWUYASABKAkSEAoIZGF0YWJhc2UYAiABKAkSDgoGdG9waWNzGAMgAygJEhQKDHJvd3Nfd3JpdHRlbhgEIAEoAxISCgpsYXN0X2Vycm9yGAUgASgJEgsKA2xhZxgGIAEoAxIQCghzdWJqZWN0cxgHIAMoCRIOCgZzdGF0dXMYCCABKAkSFQoNc3RhdHVzX3JlYXNvbhgJIAEoCRIrCgtoZWxkX3RhYmxlcxgKIAMoCzIWLnBpcGVsaW5lLnYxLkhlbGRUYWJsZRIuCgpwYXJ0aXRpb25zGAsgAygLMhoucGlwZWxpbmUudjEuU2lua1BhcnRpdGlvbhIwChJlbmRfdG9fZW5kX2xhdGVuY3kYDCABKAsyFC5waXBlbGluZS52MS5MYXRlbmN5Ij4KDVNpbmtQYXJ0aXRpb24SDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgFEgsKA2xhZxgDIAEoAyJ2CglIZWxkVGFibGUSDQoFdGFibGUYASABKAkSDwoHc3ViamVjdBgCIAEoCRIOCgZyZWFzb24YAyABKAkSDgoGZXZlbnRzGAQgASgDEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKvAQoLU2lua1NlcnZpY2USTwoJTGlzdFNpbmtzEh0ucGlwZWxpbmUudjEuTGlzdFNpbmtzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkxpc3RTaW5rc1Jlc3BvbnNlIgOQAgESTwoKUmVwbGF5U2luaxIeLnBpcGVsaW5lLnYxLlJlcGxheVNpbmtSZXF1ZXN0Gh8ucGlwZWxpbmUudjEuUmVwbGF5U2lua1Jlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_timestamp, file_pipeline_v1_latency]);
+
+/**
+ * @generated from message pipeline.v1.ReplaySinkRequest
+ */
+export type ReplaySinkRequest = Message<"pipeline.v1.ReplaySinkRequest"> & {
+  /**
+   * sink is the sink's name, as ListSinks shows it.
+   *
+   * @generated from field: string sink = 1;
+   */
+  sink: string;
+
+  /**
+   * Where the replay starts: exactly one of them.
+   *
+   * @generated from oneof pipeline.v1.ReplaySinkRequest.start
+   */
+  start: {
+    /**
+     * from_time replays the events published at or after it.
+     *
+     * @generated from field: google.protobuf.Timestamp from_time = 2;
+     */
+    value: Timestamp;
+    case: "fromTime";
+  } | {
+    /**
+     * from_start replays every event the bus still retains; must be true.
+     *
+     * @generated from field: bool from_start = 3;
+     */
+    value: boolean;
+    case: "fromStart";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * truncate empties the sink's tables (and the companion tables that keep
+   * upsert mode exactly-once) before the replay, so that they hold exactly
+   * what the replay brings back. It destroys rows no retained event
+   * restores.
+   *
+   * @generated from field: bool truncate = 4;
+   */
+  truncate: boolean;
+};
+
+/**
+ * Describes the message pipeline.v1.ReplaySinkRequest.
+ * Use `create(ReplaySinkRequestSchema)` to create a new message.
+ */
+export const ReplaySinkRequestSchema: GenMessage<ReplaySinkRequest> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_sink, 0);
+
+/**
+ * @generated from message pipeline.v1.ReplaySinkResponse
+ */
+export type ReplaySinkResponse = Message<"pipeline.v1.ReplaySinkResponse"> & {
+  /**
+   * earliest_retained is the publish time of the oldest event the sink's
+   * topics still hold; unset when they hold none or the bus cannot tell
+   * (Kafka).
+   *
+   * @generated from field: google.protobuf.Timestamp earliest_retained = 1;
+   */
+  earliestRetained?: Timestamp | undefined;
+
+  /**
+   * before_retention says the replay asked for events the topics'
+   * retention may have removed: it starts at the oldest retained event,
+   * and events published between the requested start and that one may be
+   * missing. note says it in words.
+   *
+   * @generated from field: bool before_retention = 2;
+   */
+  beforeRetention: boolean;
+
+  /**
+   * truncated_tables are the tables emptied (truncate).
+   *
+   * @generated from field: repeated string truncated_tables = 3;
+   */
+  truncatedTables: string[];
+
+  /**
+   * note is a sentence for people: where the replay starts, and what it
+   * cannot bring back.
+   *
+   * @generated from field: string note = 4;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message pipeline.v1.ReplaySinkResponse.
+ * Use `create(ReplaySinkResponseSchema)` to create a new message.
+ */
+export const ReplaySinkResponseSchema: GenMessage<ReplaySinkResponse> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_sink, 1);
 
 /**
  * @generated from message pipeline.v1.ListSinksRequest
@@ -25,7 +125,7 @@ export type ListSinksRequest = Message<"pipeline.v1.ListSinksRequest"> & {
  * Use `create(ListSinksRequestSchema)` to create a new message.
  */
 export const ListSinksRequestSchema: GenMessage<ListSinksRequest> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_sink, 0);
+  messageDesc(file_pipeline_v1_sink, 2);
 
 /**
  * @generated from message pipeline.v1.ListSinksResponse
@@ -42,7 +142,7 @@ export type ListSinksResponse = Message<"pipeline.v1.ListSinksResponse"> & {
  * Use `create(ListSinksResponseSchema)` to create a new message.
  */
 export const ListSinksResponseSchema: GenMessage<ListSinksResponse> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_sink, 1);
+  messageDesc(file_pipeline_v1_sink, 3);
 
 /**
  * Sink is one configured consumer that writes events into a database.
@@ -121,6 +221,15 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
    * @generated from field: repeated pipeline.v1.SinkPartition partitions = 11;
    */
   partitions: SinkPartition[];
+
+  /**
+   * end_to_end_latency is the time from an event's publish on the bus to
+   * its row committed by this process's sink
+   * (pipeline_sink_end_to_end_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency end_to_end_latency = 12;
+   */
+  endToEndLatency?: Latency | undefined;
 };
 
 /**
@@ -128,7 +237,7 @@ export type Sink = Message<"pipeline.v1.Sink"> & {
  * Use `create(SinkSchema)` to create a new message.
  */
 export const SinkSchema: GenMessage<Sink> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_sink, 2);
+  messageDesc(file_pipeline_v1_sink, 4);
 
 /**
  * SinkPartition is a sink's backlog on one partition of a topic.
@@ -157,7 +266,7 @@ export type SinkPartition = Message<"pipeline.v1.SinkPartition"> & {
  * Use `create(SinkPartitionSchema)` to create a new message.
  */
 export const SinkPartitionSchema: GenMessage<SinkPartition> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_sink, 3);
+  messageDesc(file_pipeline_v1_sink, 5);
 
 /**
  * HeldTable is a table of a sink that refuses its events: they wait,
@@ -203,7 +312,7 @@ export type HeldTable = Message<"pipeline.v1.HeldTable"> & {
  * Use `create(HeldTableSchema)` to create a new message.
  */
 export const HeldTableSchema: GenMessage<HeldTable> = /*@__PURE__*/
-  messageDesc(file_pipeline_v1_sink, 4);
+  messageDesc(file_pipeline_v1_sink, 6);
 
 /**
  * SinkService reports the sinks that persist events into databases.
@@ -218,6 +327,24 @@ export const SinkService: GenService<{
     methodKind: "unary";
     input: typeof ListSinksRequestSchema;
     output: typeof ListSinksResponseSchema;
+  },
+  /**
+   * ReplaySink rebuilds a sink from what the bus retains: it stops the
+   * sink (after the batch it is writing), moves its subscription back to
+   * from_time or to the oldest retained event, empties its tables first
+   * when truncate is set, and starts it again. Rows are idempotent by
+   * event id, so a replay without truncate only adds what is missing.
+   * Refused with FAILED_PRECONDITION while another replica consumes the
+   * sink's subscription, and for truncate on a Redis sink; ABORTED while
+   * another replay of the sink runs. Needs the sinks.admin permission
+   * (admins), and is recorded in the audit log.
+   *
+   * @generated from rpc pipeline.v1.SinkService.ReplaySink
+   */
+  replaySink: {
+    methodKind: "unary";
+    input: typeof ReplaySinkRequestSchema;
+    output: typeof ReplaySinkResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pipeline_v1_sink, 0);

@@ -4,15 +4,17 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/status.proto.
  */
 export const file_pipeline_v1_status: GenFile = /*@__PURE__*/
-  fileDesc("ChhwaXBlbGluZS92MS9zdGF0dXMucHJvdG8SC3BpcGVsaW5lLnYxIhIKEEdldFN0YXR1c1JlcXVlc3QigwIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDYnVzGAQgASgJEhUKDWJ1c19jb25uZWN0ZWQYBSABKAgSEQoJYnVzX2Vycm9yGAYgASgJEhoKEnJlZ2lzdHJ5X2Nvbm5lY3RlZBgHIAEoCBIWCg5yZWdpc3RyeV9lcnJvchgIIAEoCRIqCgVzaW5rcxgJIAMoCzIbLnBpcGVsaW5lLnYxLkRhdGFiYXNlU3RhdHVzIlIKDkRhdGFiYXNlU3RhdHVzEgwKBG5hbWUYASABKAkSEAoIZGF0YWJhc2UYAiABKAkSEQoJY29ubmVjdGVkGAMgASgIEg0KBWVycm9yGAQgASgJMmAKDVN0YXR1c1NlcnZpY2USTwoJR2V0U3RhdHVzEh0ucGlwZWxpbmUudjEuR2V0U3RhdHVzUmVxdWVzdBoeLnBpcGVsaW5lLnYxLkdldFN0YXR1c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChhwaXBlbGluZS92MS9zdGF0dXMucHJvdG8SC3BpcGVsaW5lLnYxIhIKEEdldFN0YXR1c1JlcXVlc3QisQIKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDYnVzGAQgASgJEhUKDWJ1c19jb25uZWN0ZWQYBSABKAgSEQoJYnVzX2Vycm9yGAYgASgJEhoKEnJlZ2lzdHJ5X2Nvbm5lY3RlZBgHIAEoCBIWCg5yZWdpc3RyeV9lcnJvchgIIAEoCRIqCgVzaW5rcxgJIAMoCzIbLnBpcGVsaW5lLnYxLkRhdGFiYXNlU3RhdHVzEiwKDmluZ2VzdF9sYXRlbmN5GAogASgLMhQucGlwZWxpbmUudjEuTGF0ZW5jeSJSCg5EYXRhYmFzZVN0YXR1cxIMCgRuYW1lGAEgASgJEhAKCGRhdGFiYXNlGAIgASgJEhEKCWNvbm5lY3RlZBgDIAEoCBINCgVlcnJvchgEIAEoCSITChFHZXRIaXN0b3J5UmVxdWVzdCJtChJHZXRIaXN0b3J5UmVzcG9uc2USKwoIaW50ZXJ2YWwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoHc2FtcGxlcxgCIAMoCzIZLnBpcGVsaW5lLnYxLlN0YXR1c1NhbXBsZSK4AQoMU3RhdHVzU2FtcGxlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHN1YmplY3RzGAIgAygLMhoucGlwZWxpbmUudjEuU3ViamVjdFNhbXBsZRIoCgZ0b3BpY3MYAyADKAsyGC5waXBlbGluZS52MS5Ub3BpY1NhbXBsZRImCgVzaW5rcxgEIAMoCzIXLnBpcGVsaW5lLnYxLlNpbmtTYW1wbGUiUQoNU3ViamVjdFNhbXBsZRIPCgdzdWJqZWN0GAEgASgJEhcKD2V2ZW50c19hY2NlcHRlZBgCIAEoAxIWCg5ldmVudHNfcmVmdXNlZBgDIAEoAyI2CgtUb3BpY1NhbXBsZRINCgV0b3BpYxgBIAEoCRIYChBldmVudHNfcHVibGlzaGVkGAIgASgDIj0KClNpbmtTYW1wbGUSDAoEc2luaxgBIAEoCRILCgNsYWcYAiABKAMSFAoMcm93c193cml0dGVuGAMgASgDMrQBCg1TdGF0dXNTZXJ2aWNlEk8KCUdldFN0YXR1cxIdLnBpcGVsaW5lLnYxLkdldFN0YXR1c1JlcXVlc3QaHi5waXBlbGluZS52MS5HZXRTdGF0dXNSZXNwb25zZSIDkAIBElIKCkdldEhpc3RvcnkSHi5waXBlbGluZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnBpcGVsaW5lLnYxLkdldEhpc3RvcnlSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pipeline_v1_latency]);
 
 /**
  * @generated from message pipeline.v1.GetStatusRequest
@@ -77,6 +79,14 @@ export type GetStatusResponse = Message<"pipeline.v1.GetStatusResponse"> & {
    * @generated from field: repeated pipeline.v1.DatabaseStatus sinks = 9;
    */
   sinks: DatabaseStatus[];
+
+  /**
+   * ingest_latency is an accepted event's time from its request to its
+   * answer, the bus's acknowledgement included (pipeline_publish_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency ingest_latency = 10;
+   */
+  ingestLatency?: Latency | undefined;
 };
 
 /**
@@ -121,6 +131,158 @@ export const DatabaseStatusSchema: GenMessage<DatabaseStatus> = /*@__PURE__*/
   messageDesc(file_pipeline_v1_status, 2);
 
 /**
+ * @generated from message pipeline.v1.GetHistoryRequest
+ */
+export type GetHistoryRequest = Message<"pipeline.v1.GetHistoryRequest"> & {
+};
+
+/**
+ * Describes the message pipeline.v1.GetHistoryRequest.
+ * Use `create(GetHistoryRequestSchema)` to create a new message.
+ */
+export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 3);
+
+/**
+ * @generated from message pipeline.v1.GetHistoryResponse
+ */
+export type GetHistoryResponse = Message<"pipeline.v1.GetHistoryResponse"> & {
+  /**
+   * interval is the time between two samples.
+   *
+   * @generated from field: google.protobuf.Duration interval = 1;
+   */
+  interval?: Duration | undefined;
+
+  /**
+   * samples are oldest first.
+   *
+   * @generated from field: repeated pipeline.v1.StatusSample samples = 2;
+   */
+  samples: StatusSample[];
+};
+
+/**
+ * Describes the message pipeline.v1.GetHistoryResponse.
+ * Use `create(GetHistoryResponseSchema)` to create a new message.
+ */
+export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 4);
+
+/**
+ * StatusSample is one reading of the series. Counters count since the
+ * process started; a caller limited to some subjects sees only theirs.
+ *
+ * @generated from message pipeline.v1.StatusSample
+ */
+export type StatusSample = Message<"pipeline.v1.StatusSample"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated pipeline.v1.SubjectSample subjects = 2;
+   */
+  subjects: SubjectSample[];
+
+  /**
+   * @generated from field: repeated pipeline.v1.TopicSample topics = 3;
+   */
+  topics: TopicSample[];
+
+  /**
+   * @generated from field: repeated pipeline.v1.SinkSample sinks = 4;
+   */
+  sinks: SinkSample[];
+};
+
+/**
+ * Describes the message pipeline.v1.StatusSample.
+ * Use `create(StatusSampleSchema)` to create a new message.
+ */
+export const StatusSampleSchema: GenMessage<StatusSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 5);
+
+/**
+ * @generated from message pipeline.v1.SubjectSample
+ */
+export type SubjectSample = Message<"pipeline.v1.SubjectSample"> & {
+  /**
+   * @generated from field: string subject = 1;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: int64 events_accepted = 2;
+   */
+  eventsAccepted: bigint;
+
+  /**
+   * @generated from field: int64 events_refused = 3;
+   */
+  eventsRefused: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.SubjectSample.
+ * Use `create(SubjectSampleSchema)` to create a new message.
+ */
+export const SubjectSampleSchema: GenMessage<SubjectSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 6);
+
+/**
+ * @generated from message pipeline.v1.TopicSample
+ */
+export type TopicSample = Message<"pipeline.v1.TopicSample"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: int64 events_published = 2;
+   */
+  eventsPublished: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.TopicSample.
+ * Use `create(TopicSampleSchema)` to create a new message.
+ */
+export const TopicSampleSchema: GenMessage<TopicSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 7);
+
+/**
+ * @generated from message pipeline.v1.SinkSample
+ */
+export type SinkSample = Message<"pipeline.v1.SinkSample"> & {
+  /**
+   * @generated from field: string sink = 1;
+   */
+  sink: string;
+
+  /**
+   * lag is the sink's backlog in bus entries, -1 when the bus did not say.
+   *
+   * @generated from field: int64 lag = 2;
+   */
+  lag: bigint;
+
+  /**
+   * @generated from field: int64 rows_written = 3;
+   */
+  rowsWritten: bigint;
+};
+
+/**
+ * Describes the message pipeline.v1.SinkSample.
+ * Use `create(SinkSampleSchema)` to create a new message.
+ */
+export const SinkSampleSchema: GenMessage<SinkSample> = /*@__PURE__*/
+  messageDesc(file_pipeline_v1_status, 8);
+
+/**
  * StatusService reports the health of one pipeline process.
  *
  * @generated from service pipeline.v1.StatusService
@@ -133,6 +295,20 @@ export const StatusService: GenService<{
     methodKind: "unary";
     input: typeof GetStatusRequestSchema;
     output: typeof GetStatusResponseSchema;
+  },
+  /**
+   * GetHistory returns the last minutes of this process's status series,
+   * read at a fixed interval and kept in memory (about 15 minutes, a
+   * bounded number of samples and of entries per sample), so that a
+   * dashboard's charts do not start empty when it loads. It starts empty
+   * when the process starts.
+   *
+   * @generated from rpc pipeline.v1.StatusService.GetHistory
+   */
+  getHistory: {
+    methodKind: "unary";
+    input: typeof GetHistoryRequestSchema;
+    output: typeof GetHistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pipeline_v1_status, 0);

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Latency } from "./latency_pb.js";
+import { file_pipeline_v1_latency } from "./latency_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file pipeline/v1/topic.proto.
  */
 export const file_pipeline_v1_topic: GenFile = /*@__PURE__*/
-  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIosBCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBSItCgxTdWJzY3JpcHRpb24SDAoEbmFtZRgBIAEoCRIPCgdiYWNrbG9nGAIgASgDMmIKDFRvcGljU2VydmljZRJSCgpMaXN0VG9waWNzEh4ucGlwZWxpbmUudjEuTGlzdFRvcGljc1JlcXVlc3QaHy5waXBlbGluZS52MS5MaXN0VG9waWNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("ChdwaXBlbGluZS92MS90b3BpYy5wcm90bxILcGlwZWxpbmUudjEiEwoRTGlzdFRvcGljc1JlcXVlc3QiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBnRvcGljcxgBIAMoCzISLnBpcGVsaW5lLnYxLlRvcGljIoQCCgVUb3BpYxIMCgRuYW1lGAEgASgJEhQKDHB1Ymxpc2hfcmF0ZRgCIAEoARIYChBldmVudHNfcHVibGlzaGVkGAMgASgDEjAKDXN1YnNjcmlwdGlvbnMYBCADKAsyGS5waXBlbGluZS52MS5TdWJzY3JpcHRpb24SEgoKcGFydGl0aW9ucxgFIAEoBRIcCg9tZXNzYWdlc19zdG9yZWQYBiABKANIAIgBARIWCg5kZWFkX2xldHRlcl9vZhgHIAEoCRItCg9wdWJsaXNoX2xhdGVuY3kYCCABKAsyFC5waXBlbGluZS52MS5MYXRlbmN5QhIKEF9tZXNzYWdlc19zdG9yZWQiSwoMU3Vic2NyaXB0aW9uEgwKBG5hbWUYASABKAkSDwoHYmFja2xvZxgCIAEoAxIcChRiYWNrbG9nX3NwYW5zX3RvcGljcxgDIAEoCDJiCgxUb3BpY1NlcnZpY2USUgoKTGlzdFRvcGljcxIeLnBpcGVsaW5lLnYxLkxpc3RUb3BpY3NSZXF1ZXN0Gh8ucGlwZWxpbmUudjEuTGlzdFRvcGljc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_pipeline_v1_latency]);
 
 /**
  * @generated from message pipeline.v1.ListTopicsRequest
@@ -77,6 +79,32 @@ export type Topic = Message<"pipeline.v1.Topic"> & {
    * @generated from field: int32 partitions = 5;
    */
   partitions: number;
+
+  /**
+   * messages_stored is how many messages the bus holds on the topic now,
+   * acknowledged or not (what its retention keeps); set where the bus
+   * reports it per topic (JetStream).
+   *
+   * @generated from field: optional int64 messages_stored = 6;
+   */
+  messagesStored?: bigint | undefined;
+
+  /**
+   * dead_letter_of names the sink whose dead-letter topic this is: the
+   * events it refused. Empty for other topics.
+   *
+   * @generated from field: string dead_letter_of = 7;
+   */
+  deadLetterOf: string;
+
+  /**
+   * publish_latency is, for the events this process published to the
+   * topic, the time from handing one to the bus to the bus's
+   * acknowledgement that it persisted it (pipeline_bus_publish_seconds).
+   *
+   * @generated from field: pipeline.v1.Latency publish_latency = 8;
+   */
+  publishLatency?: Latency | undefined;
 };
 
 /**
@@ -103,6 +131,16 @@ export type Subscription = Message<"pipeline.v1.Subscription"> & {
    * @generated from field: int64 backlog = 2;
    */
   backlog: bigint;
+
+  /**
+   * backlog_spans_topics is set where the bus keeps one backlog for the
+   * whole subscription (JetStream: one consumer over all the topics it
+   * reads): backlog is then what waits for the subscription on all its
+   * topics, the same number on each of them, not this topic's share.
+   *
+   * @generated from field: bool backlog_spans_topics = 3;
+   */
+  backlogSpansTopics: boolean;
 };
 
 /**
