@@ -1,13 +1,16 @@
 // One subject: its versions and their sources, the diff between any two,
-// a compatibility check of a pasted candidate, its mode, its last refused
-// events and its routes.
+// a compatibility check of a pasted candidate, a check of a pasted event
+// (CheckEvent: what Publish would answer, nothing published), its mode,
+// its refused events and its routes.
 
 import { fromBinary } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { can, problem, quarantineClient, schemaClient } from "../api.js";
+import { can, ingestClient, problem, quarantineClient, schemaClient } from "../api.js";
 import { diffView, fileDiffs, sourceListing } from "../code.js";
 import { h, replace } from "../dom.js";
 import { ago, compatibilityModes, compatibilityName, count, perSecond, time } from "../format.js";
+import { ValidationErrorSchema } from "../gen/pipeline/v1/ingest_pb.js";
 import { ReplayOutcome, type QuarantinedEvent, type RuleCount } from "../gen/pipeline/v1/quarantine_pb.js";
 import { Compatibility, type Schema, type SchemaVersion } from "../gen/pipeline/v1/schema_pb.js";
 import { messageFile } from "../lib/schema.js";
@@ -15,12 +18,14 @@ import { live } from "../live.js";
 import { badge, card, empty, kpi, link, notice, table, type View } from "../ui.js";
 import { routesPanel } from "./routes.js";
 
-type Tab = "source" | "diff" | "check" | "refused" | "routes";
+type Tab = "source" | "diff" | "check" | "event" | "refused" | "routes";
 // Each tab with the permission its calls need (none: every reader's).
 const allTabs: { id: Tab; label: string; permission?: string }[] = [
   { id: "source", label: "Versions & source" },
   { id: "diff", label: "Diff" },
   { id: "check", label: "Check a candidate", permission: "schema.check" },
+  // CheckEvent is checked like Publish (events.publish), and publishes nothing.
+  { id: "event", label: "Check an event", permission: "events.publish" },
   { id: "refused", label: "Refused events", permission: "events.refused" },
   { id: "routes", label: "Routes", permission: "routes.read" },
 ];
@@ -36,6 +41,7 @@ export function subjectView(name: string, query: URLSearchParams): View {
   let refusedTotal = 0n;
   let refusedError: string | undefined;
   let disposed = false;
+  let eventDraft = ""; // the pasted event, kept across redraws of the tab
   const schemas = new Map<number, Promise<Schema>>();
 
   const getSchema = (version: number): Promise<Schema> => {
@@ -177,6 +183,9 @@ export function subjectView(name: string, query: URLSearchParams): View {
         break;
       case "check":
         panelView = checkTab();
+        break;
+      case "event":
+        panelView = eventTab();
         break;
       case "refused":
         panelView = refusedTab();
@@ -369,6 +378,114 @@ export function subjectView(name: string, query: URLSearchParams): View {
   let registered: HTMLElement | undefined;
 
   // Compatibility check of a pasted candidate, and its registration.
+  // Check an event: the answer Publish would give to a pasted event (its
+  // violations, or where it would go and with which key), publishing,
+  // counting and keeping nothing.
+  function eventTab(): View {
+    const json = h("textarea", {
+      class: "code-input",
+      rows: 12,
+      spellcheck: false,
+      "aria-label": "Event as JSON",
+      "data-testid": "event-json",
+      placeholder: '{"orderId": "o-1", "amountCents": "1200"}',
+    });
+    json.value = eventDraft;
+    json.addEventListener("input", () => (eventDraft = json.value));
+    const versionIn = h(
+      "select",
+      { name: "version", "aria-label": "Schema version", "data-testid": "event-version" },
+      h("option", { value: "0" }, "latest version"),
+      liveVersions()
+        .slice()
+        .reverse()
+        .map((v) => h("option", { value: String(v.schemaId) }, `v${v.version} (schema id ${v.schemaId})`)),
+    );
+    const result = h("div", { class: "check-result", "data-testid": "event-result" });
+    const button = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "event-run" }, "Check event");
+    const run = async (): Promise<void> => {
+      button.disabled = true;
+      replace(result, empty("Checking…"));
+      try {
+        const res = await ingestClient.checkEvent({
+          event: { subject: name, schemaId: BigInt(versionIn.value), payload: { case: "json", value: json.value } },
+        });
+        replace(
+          result,
+          h(
+            "div",
+            { class: "verdict verdict-ok", "data-testid": "event-verdict" },
+            h("strong", null, "Valid"),
+            ` against v${res.version} (schema id ${res.schemaId}): Publish would accept it and send it to ${res.targets.length} topic${res.targets.length === 1 ? "" : "s"}. Nothing was published.`,
+          ),
+          table(
+            ["Topic", "Key"],
+            h(
+              "tbody",
+              null,
+              res.targets.map((t) =>
+                h(
+                  "tr",
+                  { "data-testid": "event-target" },
+                  h("td", { class: "mono" }, t.topic),
+                  h("td", { class: "mono" }, t.key || h("span", { class: "muted" }, "the event id Publish would mint")),
+                ),
+              ),
+            ),
+          ),
+        );
+      } catch (err) {
+        const p = problem(err);
+        const violations = ConnectError.from(err).findDetails(ValidationErrorSchema).flatMap((d) => d.violations);
+        replace(
+          result,
+          h("div", { class: "verdict verdict-bad", "data-testid": "event-verdict" }, h("strong", null, "Refused"), `: ${p.message}. Nothing was published.`),
+          violations.length
+            ? table(
+                ["Field", "Rule", "Violation"],
+                h(
+                  "tbody",
+                  null,
+                  violations.map((v) =>
+                    h(
+                      "tr",
+                      { "data-testid": "event-violation" },
+                      h("td", { class: "mono strong" }, v.field || "(event)"),
+                      h("td", null, badge(v.rule, "bad")),
+                      h("td", null, v.message),
+                    ),
+                  ),
+                ),
+              )
+            : p.details.length
+              ? notice({ message: "Problems", details: p.details })
+              : null,
+        );
+      } finally {
+        button.disabled = false;
+      }
+    };
+    const form = h(
+      "form",
+      {
+        class: "check-form",
+        onsubmit: (ev: Event) => {
+          ev.preventDefault();
+          void run();
+        },
+      },
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Event (the message's JSON form)"), json),
+      h(
+        "div",
+        { class: "form-actions" },
+        versionIn,
+        button,
+        h("span", { class: "muted" }, "Answers exactly what Publish would, and publishes nothing."),
+      ),
+    );
+    return { el: h("div", { class: "stack" }, card("Check an event", form), result) };
+  }
+
   function checkTab(): View {
     const pathIn = h("input", { class: "mono", name: "path", "aria-label": "File path", "data-testid": "check-path" });
     const messageIn = h("input", { class: "mono", name: "message", "aria-label": "Message", "data-testid": "check-message" });
