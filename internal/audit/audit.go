@@ -8,7 +8,6 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/schemagate/pipeline/internal/auth"
+	"github.com/schemagate/pipeline/internal/pagetoken"
 )
 
 // Actions recorded.
@@ -183,7 +183,7 @@ func (l *Log) List(ctx context.Context, q Query) ([]Event, string, error) {
 	var where []string
 	var args []any
 	if q.PageToken != "" {
-		before, err := decodeToken(q.PageToken)
+		before, err := tokens.Decode(q.PageToken)
 		if err != nil {
 			return nil, "", err
 		}
@@ -229,27 +229,10 @@ func (l *Log) List(ctx context.Context, q Query) ([]Event, string, error) {
 	next := ""
 	if len(out) > size {
 		out = out[:size]
-		next = encodeToken(out[size-1].ID)
+		next = tokens.Encode(out[size-1].ID)
 	}
 	return out, next, nil
 }
 
-// Page tokens are opaque to clients: the id the next page starts below.
-func encodeToken(id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("a" + strconv.FormatInt(id, 10)))
-}
-
-func decodeToken(tok string) (int64, error) {
-	if len(tok) > 64 {
-		return 0, fmt.Errorf("%w: page token is %d bytes; tokens from ListAuditEvents are under 32", ErrInvalid, len(tok))
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(raw) < 2 || raw[0] != 'a' {
-		return 0, fmt.Errorf("%w: page token %q is not one ListAuditEvents gave", ErrInvalid, tok)
-	}
-	id, err := strconv.ParseInt(string(raw[1:]), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%w: page token %q is not one ListAuditEvents gave", ErrInvalid, tok)
-	}
-	return id, nil
-}
+// tokens are this list's opaque page tokens (internal/pagetoken).
+var tokens = pagetoken.Kind{Letter: 'a', RPC: "ListAuditEvents", Invalid: ErrInvalid}

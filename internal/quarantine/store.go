@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schemagate/pipeline/internal/pagetoken"
 	"github.com/schemagate/pipeline/internal/router"
 )
 
@@ -364,7 +364,7 @@ func (s *Store) List(ctx context.Context, f Filter, pageSize int, pageToken stri
 		return nil, "", err
 	}
 	if pageToken != "" {
-		before, err := decodeToken(pageToken)
+		before, err := tokens.Decode(pageToken)
 		if err != nil {
 			return nil, "", err
 		}
@@ -383,9 +383,9 @@ func (s *Store) List(ctx context.Context, f Filter, pageSize int, pageToken stri
 	switch {
 	case len(out) > pageSize:
 		out = out[:pageSize]
-		next = encodeToken(out[pageSize-1].ID)
+		next = tokens.Encode(out[pageSize-1].ID)
 	case full: // the page's bytes are spent; the rest on the next
-		next = encodeToken(out[len(out)-1].ID)
+		next = tokens.Encode(out[len(out)-1].ID)
 	}
 	return out, next, nil
 }
@@ -505,22 +505,5 @@ func (s *Store) Delete(ctx context.Context, id int64) error {
 	return nil
 }
 
-// Page tokens are opaque to clients: the row id the next page starts below.
-func encodeToken(id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("q" + strconv.FormatInt(id, 10)))
-}
-
-func decodeToken(tok string) (int64, error) {
-	if len(tok) > 64 {
-		return 0, fmt.Errorf("%w: page token is %d bytes; tokens from ListRefused are under 32", ErrInvalid, len(tok))
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(raw) < 2 || raw[0] != 'q' {
-		return 0, fmt.Errorf("%w: page token %q is not one ListRefused gave", ErrInvalid, tok)
-	}
-	id, err := strconv.ParseInt(string(raw[1:]), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%w: page token %q is not one ListRefused gave", ErrInvalid, tok)
-	}
-	return id, nil
-}
+// tokens are this list's opaque page tokens (internal/pagetoken).
+var tokens = pagetoken.Kind{Letter: 'q', RPC: "ListRefused", Invalid: ErrInvalid}
