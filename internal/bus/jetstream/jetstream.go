@@ -140,7 +140,18 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		b.closeConn()
 		return nil, fmt.Errorf("jetstream: new context: %w", err)
 	}
-	cfg := jetstream.StreamConfig{
+	if _, err := b.js.CreateOrUpdateStream(ctx, StreamConfig(opts)); err != nil {
+		b.closeConn()
+		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
+	}
+	return b, nil
+}
+
+// StreamConfig is the configuration of the one stream, PIPELINE, that
+// Open creates or updates (exported so that bench/ingest's raw JetStream
+// publisher stores into an identical stream).
+func StreamConfig(opts Options) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "schemagate pipeline events; subject events.<topic>",
 		Subjects:    []string{subjectPrefix + ">"},
@@ -151,11 +162,6 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		MaxBytes:    maxBytes(opts.MaxBytes),
 		Duplicates:  duplicateWindow,
 	}
-	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		b.closeConn()
-		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
-	}
-	return b, nil
 }
 
 // maxBytes is JetStream's spelling of "no bound" (-1) for 0.
@@ -166,9 +172,11 @@ func maxBytes(n int64) int64 {
 	return n
 }
 
-func (b *Bus) startServer(opts Options) error {
+// ServerOptions are the embedded nats-server's options for opts (exported
+// so that bench/ingest's raw JetStream publisher runs an identical server).
+func ServerOptions(opts Options) (*server.Options, error) {
 	if opts.DataDir == "" {
-		return errors.New("jetstream: Options.DataDir is required for the embedded server")
+		return nil, errors.New("jetstream: Options.DataDir is required for the embedded server")
 	}
 	sopts := &server.Options{
 		ServerName:      "pipeline",
@@ -184,16 +192,24 @@ func (b *Bus) startServer(opts Options) error {
 	if opts.ListenAddr != "" {
 		host, portText, err := net.SplitHostPort(opts.ListenAddr)
 		if err != nil {
-			return fmt.Errorf("jetstream: listen address %q: %w", opts.ListenAddr, err)
+			return nil, fmt.Errorf("jetstream: listen address %q: %w", opts.ListenAddr, err)
 		}
 		port, err := strconv.Atoi(portText)
 		if err != nil || port < 0 || port > 65535 {
-			return fmt.Errorf("jetstream: listen address %q: bad port", opts.ListenAddr)
+			return nil, fmt.Errorf("jetstream: listen address %q: bad port", opts.ListenAddr)
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
 		}
 		sopts.Host, sopts.Port = host, port
+	}
+	return sopts, nil
+}
+
+func (b *Bus) startServer(opts Options) error {
+	sopts, err := ServerOptions(opts)
+	if err != nil {
+		return err
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
