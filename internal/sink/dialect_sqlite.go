@@ -316,24 +316,67 @@ func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode s
 	} else {
 		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", s.quote(colEventID))
 	}
-	stmt := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)%s", s.quote(g.table), columnList(s, g.columns),
-		strings.TrimSuffix(strings.Repeat("?, ", len(g.columns)), ", "), conflict)
-	prepared, err := tx.PrepareContext(ctx, stmt)
-	if err != nil {
-		return 0, fmt.Errorf("prepare insert into %s: %w", g.table, err)
-	}
-	defer prepared.Close()
+	// Several rows per statement: one Exec per row spent more in
+	// database/sql and the driver (a call, its binding, its result) than
+	// in SQLite (bench/README.md, the default sink). SQLite applies a
+	// multi-row VALUES list row by row, in order, as it would the same
+	// rows in separate statements, ON CONFLICT included.
+	per := sqliteRowsPerInsert(len(g.columns))
 	var total int64
-	for _, row := range g.rows {
-		res, err := prepared.ExecContext(ctx, row...)
+	var prepared *sql.Stmt
+	preparedRows := 0
+	defer func() {
+		if prepared != nil {
+			_ = prepared.Close()
+		}
+	}()
+	args := make([]any, 0, per*len(g.columns))
+	for rows := g.rows; len(rows) > 0; {
+		n := min(per, len(rows))
+		if n != preparedRows {
+			if prepared != nil {
+				_ = prepared.Close()
+			}
+			stmt := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s%s", s.quote(g.table), columnList(s, g.columns),
+				valuesList(len(g.columns), n), conflict)
+			var err error
+			if prepared, err = tx.PrepareContext(ctx, stmt); err != nil {
+				prepared = nil
+				return 0, fmt.Errorf("prepare insert into %s: %w", g.table, err)
+			}
+			preparedRows = n
+		}
+		args = args[:0]
+		for _, row := range rows[:n] {
+			args = append(args, row...)
+		}
+		res, err := prepared.ExecContext(ctx, args...)
 		if err != nil {
 			return 0, fmt.Errorf("insert into %s: %w", g.table, err)
 		}
 		if n, err := res.RowsAffected(); err == nil {
 			total += n
 		}
+		rows = rows[n:]
 	}
 	return total, nil
+}
+
+// sqliteMaxRowsPerInsert bounds the rows of one INSERT: past a few dozen
+// the per-statement overhead is gone, and a longer statement costs more to
+// prepare for the short tail of a batch.
+const sqliteMaxRowsPerInsert = 64
+
+// sqliteRowsPerInsert is how many rows of cols columns one INSERT carries,
+// within SQLite's 32766 bound parameters per statement.
+func sqliteRowsPerInsert(cols int) int {
+	return max(1, min(sqliteMaxRowsPerInsert, 32766/max(cols, 1)))
+}
+
+// valuesList is "(?, ?), (?, ?)" for rows rows of cols placeholders.
+func valuesList(cols, rows int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
 }
 
 func (s *sqliteDialect) classify(err error) errClass {
