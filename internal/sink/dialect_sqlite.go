@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,8 +40,40 @@ const sqliteTimeLayout = "2006-01-02T15:04:05.000000000Z"
 const sqliteNow = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 
 type sharedSQLite struct {
-	db   *sql.DB
-	refs int
+	db          *sql.DB
+	refs        int
+	synchronous string // NORMAL or FULL
+}
+
+// sqliteSynchronous reads the sink URL's ?synchronous= (normal, the
+// default, or full) as SQLite's PRAGMA synchronous value. In WAL mode
+// NORMAL fsyncs at checkpoints rather than at every commit: a committed
+// batch survives a crash of the process (it is in the WAL, written to the
+// OS before the commit returns), and a power loss may roll back the last
+// commits, the durability the embedded JetStream bus gives by default
+// (written to the OS before its ack, fsynced every two minutes). FULL
+// also fsyncs the WAL at every commit; it halved the default sink's
+// throughput in bench/ingest (bench/README.md). OFF is not offered: it
+// would risk the database itself on a power loss.
+func sqliteSynchronous(rawURL string) (string, error) {
+	_, query, _ := strings.Cut(rawURL, "?")
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("sqlite URL %q: query: %w", rawURL, err)
+	}
+	for key := range values {
+		if key != "synchronous" {
+			return "", fmt.Errorf("sqlite URL %q: unknown parameter %q (the one known is synchronous=normal|full)", rawURL, key)
+		}
+	}
+	switch v := strings.ToLower(values.Get("synchronous")); v {
+	case "", "normal":
+		return "NORMAL", nil
+	case "full":
+		return "FULL", nil
+	default:
+		return "", fmt.Errorf("sqlite URL %q: synchronous=%q: want normal or full", rawURL, values.Get("synchronous"))
+	}
 }
 
 var (
@@ -53,16 +86,23 @@ func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
 	if err != nil {
 		return nil, err
 	}
+	sync, err := sqliteSynchronous(rawURL)
+	if err != nil {
+		return nil, err
+	}
 	sqliteMu.Lock()
 	defer sqliteMu.Unlock()
 	if s, ok := sqliteFiles[path]; ok {
+		if s.synchronous != sync {
+			return nil, fmt.Errorf("sqlite %s is open with synchronous=%s; one file has one setting, not also %s", path, strings.ToLower(s.synchronous), strings.ToLower(sync))
+		}
 		s.refs++
 		return &sqliteDialect{path: path, shared: s}, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create directory of %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
+	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path)+"&_pragma=synchronous("+sync+")")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -74,7 +114,7 @@ func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	s := &sharedSQLite{db: db, refs: 1}
+	s := &sharedSQLite{db: db, refs: 1, synchronous: sync}
 	sqliteFiles[path] = s
 	return &sqliteDialect{path: path, shared: s}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,4 +139,37 @@ func BenchmarkSQLiteSinkJetStream(b *testing.B) {
 		_ = s.Close()
 	}
 	b.ReportMetric(float64(events*b.N)/total.Seconds(), "rows/s")
+}
+
+// TestSQLiteSynchronous: the sink's SQLite file is opened with
+// synchronous=NORMAL unless its URL asks for full, and other values or
+// parameters are refused with the reason.
+func TestSQLiteSynchronous(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		query string
+		want  int64 // PRAGMA synchronous: 1 NORMAL, 2 FULL
+		err   string
+	}{
+		{query: "", want: 1},
+		{query: "?synchronous=normal", want: 1},
+		{query: "?synchronous=FULL", want: 2},
+		{query: "?synchronous=off", err: `synchronous="off": want normal or full`},
+		{query: "?cache=shared", err: `unknown parameter "cache"`},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			url := "sqlite://" + filepath.Join(dir, fmt.Sprintf("s%d.db", tc.want)) + tc.query
+			if tc.err != "" {
+				_, err := openDialect(context.Background(), url)
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("open %s: %v, want an error with %q", url, err, tc.err)
+				}
+				return
+			}
+			d := openTestDialect(t, url)
+			if got := testQuery(t, d, "PRAGMA synchronous"); got != tc.want {
+				t.Fatalf("PRAGMA synchronous = %v, want %d", got, tc.want)
+			}
+		})
+	}
 }
