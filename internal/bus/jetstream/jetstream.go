@@ -9,7 +9,7 @@
 //   - Publish waits for JetStream's PubAck (the message is written to the
 //     stream's files; with Options.SyncAlways also fsynced) and sets
 //     Nats-Msg-Id from the event id and subject, so retries of the same
-//     event within the two-minute duplicate window are stored once;
+//     event within the duplicate window (Options.DuplicateWindow) are stored once;
 //   - a subscription is a durable pull consumer with explicit acks; Ack waits
 //     for the server's confirmation, Nack redelivers after nackDelay.
 //
@@ -20,6 +20,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,8 +56,14 @@ const (
 	nackDelay = time.Second
 	// maxAckPending bounds unacknowledged deliveries per subscription.
 	maxAckPending = 10000
-	// duplicateWindow is how long JetStream remembers event ids.
-	duplicateWindow = 2 * time.Minute
+	// DefaultDuplicateWindow is how long JetStream remembers event ids
+	// unless Options.DuplicateWindow says otherwise. The ids it remembers
+	// are live memory, about 100 bytes per message: at 75,000 messages/s
+	// (bench/ingest, an event and its routed copy) two minutes held 900 MB,
+	// ten seconds hold 75 MB. Correctness rests on the sinks' dedup on the
+	// event id, not on this (docs/pitfalls.md A9); the window only spares
+	// other readers the copies of a publish retried within it.
+	DefaultDuplicateWindow = 10 * time.Second
 	// defaultReceiverQueue is the number of messages pulled ahead of Receive.
 	defaultReceiverQueue = 256
 )
@@ -83,6 +90,9 @@ type Options struct {
 	// MaxBytes bounds the stream's size, dropping the oldest events
 	// first; 0 is no bound.
 	MaxBytes int64
+	// DuplicateWindow is how long a publish's event id is remembered, so
+	// that a retry within it is stored once; 0 is DefaultDuplicateWindow.
+	DuplicateWindow time.Duration
 }
 
 // Bus is the JetStream adapter. It is safe for concurrent use.
@@ -160,7 +170,7 @@ func StreamConfig(opts Options) jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      opts.MaxAge,
 		MaxBytes:    maxBytes(opts.MaxBytes),
-		Duplicates:  duplicateWindow,
+		Duplicates:  cmp.Or(opts.DuplicateWindow, DefaultDuplicateWindow),
 	}
 }
 
