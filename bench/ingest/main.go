@@ -113,7 +113,7 @@ message Item {
 `
 
 type options struct {
-	bus                 string // pulsar | kafka
+	bus                 string // pulsar | kafka | jetstream
 	pulsarURL, adminURL string
 	kafkaBrokers        string
 	pipelineBin         string
@@ -127,6 +127,7 @@ type options struct {
 	keep                bool
 	scenarios           []string
 	rate                float64 // offered events/s of all clients together; 0: closed loop
+	defaultSink         bool    // the pipeline runs its default SQLite sink (scenario batch-sink)
 }
 
 func main() {
@@ -139,7 +140,7 @@ func main() {
 func run() error {
 	var o options
 	var sizes string
-	flag.StringVar(&o.bus, "bus", "pulsar", "the bus: pulsar or kafka (raw is then a franz-go producer with the Kafka adapter's settings)")
+	flag.StringVar(&o.bus, "bus", "pulsar", "the bus: pulsar, kafka (raw is then a franz-go producer with the Kafka adapter's settings) or jetstream (the embedded default; raw is a nats.go async publisher to an identical embedded server, see jetstream.go)")
 	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("PIPELINE_TEST_KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env PIPELINE_TEST_KAFKA_BROKERS)")
 	flag.StringVar(&o.pulsarURL, "pulsar-url", os.Getenv("PIPELINE_TEST_PULSAR_URL"), "Pulsar service URL (env PIPELINE_TEST_PULSAR_URL)")
 	flag.StringVar(&o.adminURL, "admin-url", os.Getenv("PIPELINE_TEST_PULSAR_ADMIN_URL"), "Pulsar admin URL (env PIPELINE_TEST_PULSAR_ADMIN_URL)")
@@ -169,13 +170,16 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	o.scenarios = strings.Split(*scenarios, ",")
+	if o.bus == "jetstream" && !flagSet("scenarios") {
+		o.scenarios = jetStreamScenarios
+	}
 	switch {
 	case o.bus == "pulsar" && o.pulsarURL == "":
 		return errors.New("no Pulsar: set PIPELINE_TEST_PULSAR_URL or -pulsar-url (bench/run.sh ingest does)")
 	case o.bus == "kafka" && o.kafkaBrokers == "":
 		return errors.New("no Kafka: set PIPELINE_TEST_KAFKA_BROKERS or -kafka-brokers (bench/run.sh ingest does)")
-	case o.bus != "pulsar" && o.bus != "kafka":
-		return fmt.Errorf("-bus %q: want pulsar or kafka", o.bus)
+	case o.bus != "pulsar" && o.bus != "kafka" && o.bus != "jetstream":
+		return fmt.Errorf("-bus %q: want pulsar, kafka or jetstream", o.bus)
 	}
 	if o.batch <= 0 {
 		o.batch = o.window
@@ -234,6 +238,20 @@ func run() error {
 		}
 		defer plTrace.stop()
 	}
+	// The embedded default with its SQLite sink on, as its own process.
+	var plSink *pipelineProc
+	if slices.Contains(o.scenarios, "batch-sink") {
+		sinkDir := filepath.Join(dir, "sink")
+		if err := os.MkdirAll(sinkDir, 0o755); err != nil {
+			return err
+		}
+		so := o
+		so.defaultSink = true
+		if plSink, err = startPipeline(ctx, so, sinkDir, "", ""); err != nil {
+			return err
+		}
+		defer plSink.stop()
+	}
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
 		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
@@ -260,11 +278,18 @@ func run() error {
 				return fmt.Errorf("tracing pipeline: %w", err)
 			}
 		}
+		if plSink != nil {
+			if err := plSink.registerOnly(ctx, subject); err != nil {
+				return fmt.Errorf("sink pipeline: %w", err)
+			}
+		}
 		payloads := makePayloads(size, 1024)
 		fmt.Printf("# %s: events of %d bytes with %d line items, subject %s, one route (CEL filter, key customer_id)\n", label, len(payloads[0]), countField(payloads[0], 6), subject)
 		var raw rawSender
 		if o.bus == "kafka" {
 			raw, err = newRawKafka(ctx, o, "bench-"+run+"-raw-"+label)
+		} else if o.bus == "jetstream" {
+			raw, err = newRawJetStream(ctx, o, dir, "bench-"+run+"-raw-"+label)
 		} else {
 			raw, err = newRawProducer(o, "bench-"+run+"-raw-"+label)
 		}
@@ -279,6 +304,7 @@ func run() error {
 			}
 		}
 		best := map[string]result{}
+		var sinkBest sinkResult
 		leastCPU := map[string]time.Duration{} // pipeline CPU per event, the least of the rounds
 		leastP99 := map[string]time.Duration{} // p99 of each scenario, the least of the rounds (for -rate)
 		rawCPU := time.Duration(0)             // the raw producer's (this process's) CPU per event, the least of the rounds
@@ -334,12 +360,22 @@ func run() error {
 				if sc.name == "raw-fanout" && res.events > 0 && (fanoutCPU == 0 || res.clientCPU < fanoutCPU) {
 					fanoutCPU = res.clientCPU
 				}
+				if !strings.HasPrefix(sc.name, "raw") {
+					printMem(name, pid)
+				}
+			}
+			if plSink != nil {
+				if err := sinkRound(ctx, o, plSink, payloads, subject, label, round, &sinkBest); err != nil {
+					raw.close()
+					return err
+				}
 			}
 		}
 		raw.close()
 		if fanout != nil {
 			fanout.close()
 		}
+		ratios = append(ratios, sinkRatios(plSink, label, sinkBest)...)
 		for _, name := range []string{"stream", "batch"} {
 			ratio := 0.0
 			if best["raw"].rate > 0 {
@@ -711,6 +747,9 @@ func busConfig(o options) string {
 	if o.bus == "kafka" {
 		return fmt.Sprintf("bus:\n  kind: kafka\n  brokers: [%s]", o.kafkaBrokers)
 	}
+	if o.bus == "jetstream" {
+		return "bus:\n  kind: jetstream"
+	}
 	return fmt.Sprintf("bus:\n  kind: pulsar\n  url: %s\n  admin_url: %s", o.pulsarURL, o.adminURL)
 }
 
@@ -736,13 +775,13 @@ func startPipeline(ctx context.Context, o options, dir, token, extra string) (*p
 	cfg := fmt.Sprintf(`addr: %s
 data_dir: %s
 log_level: warn
-default_sink: false
+default_sink: %t
 registry:
   url: sqlite://%s/registry.db
 %s
 limits:
   max_batch: %d
-`, addr, dir, dir, busConfig(o), max(o.batch, 1000))
+`, addr, dir, o.defaultSink, dir, busConfig(o), max(o.batch, 1000))
 	cfg += extra
 	if token != "" {
 		cfg += fmt.Sprintf("auth:\n  tokens:\n    - name: bench\n      role: admin\n      sha256: \"%x\"\n", sha256.Sum256([]byte(token)))

@@ -30,6 +30,7 @@ func openBus(ctx context.Context, cfg *Config, registry *schema.Registry, log *s
 		b, err := jetstream.Open(ctx, jetstream.Options{
 			DataDir: cfg.DataDir, ListenAddr: cfg.Bus.ListenAddr, URL: cfg.Bus.URL, Logger: log,
 			MaxAge: max(cfg.Bus.Retention, 0), MaxBytes: cfg.Bus.RetentionBytes,
+			DuplicateWindow: cfg.Bus.DuplicateWindow,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open embedded JetStream bus in %s: %w", cfg.DataDir, err)

@@ -120,6 +120,8 @@ type BusConfig struct {
 	// whole stream on JetStream), dropping the oldest first; default 0,
 	// no bound.
 	RetentionBytes int64 `yaml:"retention_bytes"`
+	// DuplicateWindow is how long the embedded JetStream remembers event ids to store a retried publish once (default 10s; sinks dedup on the event id regardless).
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 }
 
 // KafkaTLSConfig turns on TLS to Kafka's brokers.
@@ -338,6 +340,9 @@ func (c *Config) ApplyDefaults() error {
 	}
 	if c.Bus.Retention == 0 {
 		c.Bus.Retention = DefaultRetention
+	}
+	if c.Bus.DuplicateWindow < 0 {
+		return fmt.Errorf("config: bus.duplicate_window %v is negative", c.Bus.DuplicateWindow)
 	}
 	if c.Limits.MaxEventBytes == 0 {
 		c.Limits.MaxEventBytes = router.DefaultMaxEventBytes

@@ -73,6 +73,7 @@ func TestBrokenConfig(t *testing.T) {
 		{"wrong type", "limits:\n  max_batch: lots\n", `line 2: limits.max_batch: "lots" is not a whole number`},
 		{"in flight under one event", "limits:\n  max_event_bytes: 2048\n  max_in_flight_bytes: 1024\n", "no event could be taken"},
 		{"negative timeout", "http:\n  idle_timeout: -1s\n", "http: timeouts and sizes must be positive"},
+		{"negative duplicate window", "bus:\n  duplicate_window: -1s\n", "bus.duplicate_window -1s is negative"},
 		{"token without hash", "auth:\n  tokens:\n    - {name: ci, role: admin}\n", `auth.tokens "ci": sha256 must be 64 hex digits`},
 		{"token in clear", "auth:\n  tokens:\n    - {name: ci, role: admin, sha256: pl_secret}\n", "sha256 must be 64 hex digits"},
 		{"unknown role", "auth:\n  tokens:\n    - {name: ci, role: root, sha256: " + strings.Repeat("ab", 32) + "}\n", `role "root": use one of admin, registrar, producer, viewer`},

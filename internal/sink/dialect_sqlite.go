@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,8 +40,40 @@ const sqliteTimeLayout = "2006-01-02T15:04:05.000000000Z"
 const sqliteNow = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 
 type sharedSQLite struct {
-	db   *sql.DB
-	refs int
+	db          *sql.DB
+	refs        int
+	synchronous string // NORMAL or FULL
+}
+
+// sqliteSynchronous reads the sink URL's ?synchronous= (normal, the
+// default, or full) as SQLite's PRAGMA synchronous value. In WAL mode
+// NORMAL fsyncs at checkpoints rather than at every commit: a committed
+// batch survives a crash of the process (it is in the WAL, written to the
+// OS before the commit returns), and a power loss may roll back the last
+// commits, the durability the embedded JetStream bus gives by default
+// (written to the OS before its ack, fsynced every two minutes). FULL
+// also fsyncs the WAL at every commit; it halved the default sink's
+// throughput in bench/ingest (bench/README.md). OFF is not offered: it
+// would risk the database itself on a power loss.
+func sqliteSynchronous(rawURL string) (string, error) {
+	_, query, _ := strings.Cut(rawURL, "?")
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("sqlite URL %q: query: %w", rawURL, err)
+	}
+	for key := range values {
+		if key != "synchronous" {
+			return "", fmt.Errorf("sqlite URL %q: unknown parameter %q (the one known is synchronous=normal|full)", rawURL, key)
+		}
+	}
+	switch v := strings.ToLower(values.Get("synchronous")); v {
+	case "", "normal":
+		return "NORMAL", nil
+	case "full":
+		return "FULL", nil
+	default:
+		return "", fmt.Errorf("sqlite URL %q: synchronous=%q: want normal or full", rawURL, values.Get("synchronous"))
+	}
 }
 
 var (
@@ -53,16 +86,23 @@ func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
 	if err != nil {
 		return nil, err
 	}
+	sync, err := sqliteSynchronous(rawURL)
+	if err != nil {
+		return nil, err
+	}
 	sqliteMu.Lock()
 	defer sqliteMu.Unlock()
 	if s, ok := sqliteFiles[path]; ok {
+		if s.synchronous != sync {
+			return nil, fmt.Errorf("sqlite %s is open with synchronous=%s; one file has one setting, not also %s", path, strings.ToLower(s.synchronous), strings.ToLower(sync))
+		}
 		s.refs++
 		return &sqliteDialect{path: path, shared: s}, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create directory of %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path))
+	db, err := sql.Open("sqlite", dburl.SQLiteDSN(path)+"&_pragma=synchronous("+sync+")")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -74,7 +114,7 @@ func openSQLite(ctx context.Context, rawURL string) (*sqliteDialect, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	s := &sharedSQLite{db: db, refs: 1}
+	s := &sharedSQLite{db: db, refs: 1, synchronous: sync}
 	sqliteFiles[path] = s
 	return &sqliteDialect{path: path, shared: s}, nil
 }
@@ -316,24 +356,67 @@ func (s *sqliteDialect) insert(ctx context.Context, tx *sql.Tx, g *group, mode s
 	} else {
 		conflict = fmt.Sprintf(" ON CONFLICT (%s) DO NOTHING", s.quote(colEventID))
 	}
-	stmt := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)%s", s.quote(g.table), columnList(s, g.columns),
-		strings.TrimSuffix(strings.Repeat("?, ", len(g.columns)), ", "), conflict)
-	prepared, err := tx.PrepareContext(ctx, stmt)
-	if err != nil {
-		return 0, fmt.Errorf("prepare insert into %s: %w", g.table, err)
-	}
-	defer prepared.Close()
+	// Several rows per statement: one Exec per row spent more in
+	// database/sql and the driver (a call, its binding, its result) than
+	// in SQLite (bench/README.md, the default sink). SQLite applies a
+	// multi-row VALUES list row by row, in order, as it would the same
+	// rows in separate statements, ON CONFLICT included.
+	per := sqliteRowsPerInsert(len(g.columns))
 	var total int64
-	for _, row := range g.rows {
-		res, err := prepared.ExecContext(ctx, row...)
+	var prepared *sql.Stmt
+	preparedRows := 0
+	defer func() {
+		if prepared != nil {
+			_ = prepared.Close()
+		}
+	}()
+	args := make([]any, 0, per*len(g.columns))
+	for rows := g.rows; len(rows) > 0; {
+		n := min(per, len(rows))
+		if n != preparedRows {
+			if prepared != nil {
+				_ = prepared.Close()
+			}
+			stmt := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s%s", s.quote(g.table), columnList(s, g.columns),
+				valuesList(len(g.columns), n), conflict)
+			var err error
+			if prepared, err = tx.PrepareContext(ctx, stmt); err != nil {
+				prepared = nil
+				return 0, fmt.Errorf("prepare insert into %s: %w", g.table, err)
+			}
+			preparedRows = n
+		}
+		args = args[:0]
+		for _, row := range rows[:n] {
+			args = append(args, row...)
+		}
+		res, err := prepared.ExecContext(ctx, args...)
 		if err != nil {
 			return 0, fmt.Errorf("insert into %s: %w", g.table, err)
 		}
 		if n, err := res.RowsAffected(); err == nil {
 			total += n
 		}
+		rows = rows[n:]
 	}
 	return total, nil
+}
+
+// sqliteMaxRowsPerInsert bounds the rows of one INSERT: past a few dozen
+// the per-statement overhead is gone, and a longer statement costs more to
+// prepare for the short tail of a batch.
+const sqliteMaxRowsPerInsert = 64
+
+// sqliteRowsPerInsert is how many rows of cols columns one INSERT carries,
+// within SQLite's 32766 bound parameters per statement.
+func sqliteRowsPerInsert(cols int) int {
+	return max(1, min(sqliteMaxRowsPerInsert, 32766/max(cols, 1)))
+}
+
+// valuesList is "(?, ?), (?, ?)" for rows rows of cols placeholders.
+func valuesList(cols, rows int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
 }
 
 func (s *sqliteDialect) classify(err error) errClass {

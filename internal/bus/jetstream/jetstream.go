@@ -9,7 +9,7 @@
 //   - Publish waits for JetStream's PubAck (the message is written to the
 //     stream's files; with Options.SyncAlways also fsynced) and sets
 //     Nats-Msg-Id from the event id and subject, so retries of the same
-//     event within the two-minute duplicate window are stored once;
+//     event within the duplicate window (Options.DuplicateWindow) are stored once;
 //   - a subscription is a durable pull consumer with explicit acks; Ack waits
 //     for the server's confirmation, Nack redelivers after nackDelay.
 //
@@ -20,6 +20,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,8 +56,14 @@ const (
 	nackDelay = time.Second
 	// maxAckPending bounds unacknowledged deliveries per subscription.
 	maxAckPending = 10000
-	// duplicateWindow is how long JetStream remembers event ids.
-	duplicateWindow = 2 * time.Minute
+	// DefaultDuplicateWindow is how long JetStream remembers event ids
+	// unless Options.DuplicateWindow says otherwise. The ids it remembers
+	// are live memory, about 100 bytes per message: at 75,000 messages/s
+	// (bench/ingest, an event and its routed copy) two minutes held 900 MB,
+	// ten seconds hold 75 MB. Correctness rests on the sinks' dedup on the
+	// event id, not on this (docs/pitfalls.md A9); the window only spares
+	// other readers the copies of a publish retried within it.
+	DefaultDuplicateWindow = 10 * time.Second
 	// defaultReceiverQueue is the number of messages pulled ahead of Receive.
 	defaultReceiverQueue = 256
 )
@@ -83,6 +90,9 @@ type Options struct {
 	// MaxBytes bounds the stream's size, dropping the oldest events
 	// first; 0 is no bound.
 	MaxBytes int64
+	// DuplicateWindow is how long a publish's event id is remembered, so
+	// that a retry within it is stored once; 0 is DefaultDuplicateWindow.
+	DuplicateWindow time.Duration
 }
 
 // Bus is the JetStream adapter. It is safe for concurrent use.
@@ -140,7 +150,18 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		b.closeConn()
 		return nil, fmt.Errorf("jetstream: new context: %w", err)
 	}
-	cfg := jetstream.StreamConfig{
+	if _, err := b.js.CreateOrUpdateStream(ctx, StreamConfig(opts)); err != nil {
+		b.closeConn()
+		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
+	}
+	return b, nil
+}
+
+// StreamConfig is the configuration of the one stream, PIPELINE, that
+// Open creates or updates (exported so that bench/ingest's raw JetStream
+// publisher stores into an identical stream).
+func StreamConfig(opts Options) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "schemagate pipeline events; subject events.<topic>",
 		Subjects:    []string{subjectPrefix + ">"},
@@ -149,13 +170,8 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      opts.MaxAge,
 		MaxBytes:    maxBytes(opts.MaxBytes),
-		Duplicates:  duplicateWindow,
+		Duplicates:  cmp.Or(opts.DuplicateWindow, DefaultDuplicateWindow),
 	}
-	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		b.closeConn()
-		return nil, fmt.Errorf("jetstream: create stream %s: %w", StreamName, err)
-	}
-	return b, nil
 }
 
 // maxBytes is JetStream's spelling of "no bound" (-1) for 0.
@@ -166,9 +182,11 @@ func maxBytes(n int64) int64 {
 	return n
 }
 
-func (b *Bus) startServer(opts Options) error {
+// ServerOptions are the embedded nats-server's options for opts (exported
+// so that bench/ingest's raw JetStream publisher runs an identical server).
+func ServerOptions(opts Options) (*server.Options, error) {
 	if opts.DataDir == "" {
-		return errors.New("jetstream: Options.DataDir is required for the embedded server")
+		return nil, errors.New("jetstream: Options.DataDir is required for the embedded server")
 	}
 	sopts := &server.Options{
 		ServerName:      "pipeline",
@@ -184,16 +202,24 @@ func (b *Bus) startServer(opts Options) error {
 	if opts.ListenAddr != "" {
 		host, portText, err := net.SplitHostPort(opts.ListenAddr)
 		if err != nil {
-			return fmt.Errorf("jetstream: listen address %q: %w", opts.ListenAddr, err)
+			return nil, fmt.Errorf("jetstream: listen address %q: %w", opts.ListenAddr, err)
 		}
 		port, err := strconv.Atoi(portText)
 		if err != nil || port < 0 || port > 65535 {
-			return fmt.Errorf("jetstream: listen address %q: bad port", opts.ListenAddr)
+			return nil, fmt.Errorf("jetstream: listen address %q: bad port", opts.ListenAddr)
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
 		}
 		sopts.Host, sopts.Port = host, port
+	}
+	return sopts, nil
+}
+
+func (b *Bus) startServer(opts Options) error {
+	sopts, err := ServerOptions(opts)
+	if err != nil {
+		return err
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

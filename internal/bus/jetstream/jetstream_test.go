@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -161,5 +162,52 @@ func TestInvalidMessages(t *testing.T) {
 	}
 	if _, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: "none"}); !errors.Is(err, bus.ErrInvalidTopic) {
 		t.Errorf("Subscribe without topics: %v, want ErrInvalidTopic", err)
+	}
+}
+
+// TestAckConfirmsWholeCall: one Ack call of many deliveries (plain acks
+// and one confirmed ack, see Ack) returns only once the server applied
+// every one of them: the backlog is zero right away, with no polling, and
+// acking them again, or some of them with a nacked one, behaves as before.
+func TestAckConfirmsWholeCall(t *testing.T) {
+	b := openBus(t, jetstream.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 700
+	for i := range n {
+		if err := b.Publish(ctx, bus.Message{Topic: "acks", Payload: []byte{byte(i)}, Properties: map[string]string{bus.PropEventID: fmt.Sprintf("e%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: "acker", Topics: []string{"acks"}, Position: bus.Earliest, ReceiverQueue: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var got []*bus.Delivery
+	for len(got) < n {
+		d, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d)
+	}
+	nacked := got[n-1]
+	sub.Nack([]*bus.Delivery{nacked})
+	if err := sub.Ack(ctx, got[:n-1]); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	backlog, err := b.Backlog(ctx, "acker", []string{"acks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if backlog != 1 { // the nacked one only
+		t.Fatalf("backlog right after Ack of %d: %d, want 1 (the nacked delivery)", n-1, backlog)
+	}
+	if err := sub.Ack(ctx, got[:10]); err != nil {
+		t.Fatalf("second ack of acked deliveries: %v", err)
+	}
+	if err := sub.Ack(ctx, []*bus.Delivery{got[0], nacked}); err == nil {
+		t.Fatal("ack of a nacked delivery: no error")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,9 @@ import (
 
 // ackConcurrency bounds the acknowledgements one Ack call has in flight.
 const ackConcurrency = 32
+
+// plainAck is JetStream's acknowledgement body (nats.go's ackAck).
+var plainAck = []byte("+ACK")
 
 // closeNakWait bounds how long Close waits for the server to take back
 // each buffered or outstanding delivery.
@@ -45,6 +49,8 @@ type subscription struct {
 	mu          sync.Mutex
 	closed      bool
 	outstanding map[*handle]struct{}
+
+	ackMu sync.Mutex // one Ack call at a time (ackBatch)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -129,42 +135,107 @@ func handleOf(d *bus.Delivery) (*handle, error) {
 }
 
 // Ack implements bus.Subscription: every acknowledgement is confirmed by the
-// server (DoubleAck) before Ack returns nil. Acking a delivery twice is
-// fine; acking one that was nacked is an error (it will be redelivered).
+// server before Ack returns nil. Acking a delivery twice is fine; acking
+// one that was nacked is an error (it will be redelivered).
+//
+// One confirmation covers the whole call: the acks but the last go out as
+// plain acks, the last as a DoubleAck, all on the one connection. The
+// server reads a connection's messages in order and queues every ack of a
+// consumer, with or without a reply, in one FIFO that one goroutine works
+// through (nats-server consumer.go: pushAck, processInboundAcks), so the
+// reply to the last ack comes after every earlier ack was applied. That
+// spares a request and its reply per delivery, which had made the acks the
+// slowest stage of the embedded default's sink (bench/README.md). If the
+// connection was re-established meanwhile (an external NATS server), the
+// plain acks may have been lost with the old connection, so each delivery
+// is then confirmed on its own, as before.
 func (s *subscription) Ack(ctx context.Context, deliveries []*bus.Delivery) error {
 	if s.isClosed() {
 		return fmt.Errorf("jetstream: ack on %s: %w", s.name, bus.ErrClosed)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(ackConcurrency)
+	handles := make([]*handle, 0, len(deliveries))
 	for _, d := range deliveries {
 		h, err := handleOf(d)
 		if err != nil {
 			return fmt.Errorf("jetstream: ack on %s: %w", s.name, err)
 		}
-		g.Go(func() error { return s.ackOne(gctx, h) })
+		handles = append(handles, h)
 	}
-	if err := g.Wait(); err != nil {
+	if err := s.ackBatch(ctx, handles); err != nil {
 		return fmt.Errorf("jetstream: ack on %s: %w", s.name, err)
 	}
 	return nil
 }
 
-func (s *subscription) ackOne(ctx context.Context, h *handle) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch h.state {
-	case acked:
+// ackBatch acknowledges handles with one confirmation (see Ack), falling
+// back to one confirmation each after a reconnect.
+func (s *subscription) ackBatch(ctx context.Context, handles []*handle) error {
+	// One Ack call at a time holds several handles' locks; calls in turn
+	// cannot deadlock on each other's handles. Nack locks one at a time.
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	var todo []*handle
+	defer func() {
+		for _, h := range todo {
+			h.mu.Unlock()
+		}
+	}()
+	for _, h := range handles {
+		h.mu.Lock()
+		switch h.state {
+		case acked:
+			h.mu.Unlock()
+			continue
+		case nacked:
+			h.mu.Unlock()
+			return fmt.Errorf("ack of %s after nack: it will be redelivered", h.msg.Subject())
+		}
+		if slices.Contains(todo, h) { // the same delivery twice in one call
+			h.mu.Unlock()
+			continue
+		}
+		todo = append(todo, h)
+	}
+	if len(todo) == 0 {
 		return nil
-	case nacked:
-		return fmt.Errorf("ack of %s after nack: it will be redelivered", h.msg.Subject())
 	}
-	if err := h.msg.DoubleAck(ctx); err != nil {
-		return fmt.Errorf("ack of %s not confirmed: %w", h.msg.Subject(), err)
+	reconnects := s.bus.nc.Stats().Reconnects
+	last := todo[len(todo)-1]
+	plainOK := true
+	for _, h := range todo[:len(todo)-1] {
+		// Published directly rather than with h.msg.Ack, which would mark
+		// the message acked in nats.go and refuse the DoubleAck below.
+		if err := s.bus.nc.Publish(h.msg.Reply(), plainAck); err != nil {
+			plainOK = false
+			break
+		}
 	}
-	h.state = acked
+	if plainOK {
+		if err := last.msg.DoubleAck(ctx); err != nil {
+			return fmt.Errorf("ack of %s not confirmed: %w", last.msg.Subject(), err)
+		}
+	}
+	if !plainOK || s.bus.nc.Stats().Reconnects != reconnects {
+		// Confirm each one; the server takes an ack it already applied.
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(ackConcurrency)
+		for _, h := range todo {
+			g.Go(func() error {
+				if err := h.msg.DoubleAck(gctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+					return fmt.Errorf("ack of %s not confirmed: %w", h.msg.Subject(), err)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
-	delete(s.outstanding, h)
+	for _, h := range todo {
+		h.state = acked
+		delete(s.outstanding, h)
+	}
 	s.mu.Unlock()
 	return nil
 }
