@@ -106,7 +106,7 @@ func (r *Router) IngestLatency() latency.Summary { return latency.Of(r.metrics.l
 // carries (traceparent, tracestate): the event's own trace when its
 // headers brought one, else the request's.
 func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) error {
-	if r.tracer == nil {
+	if r.tracer == nil || p.untraced {
 		start := time.Now()
 		err := r.publisher.Publish(ctx, msg)
 		if err == nil {
@@ -114,25 +114,8 @@ func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) erro
 		}
 		return err
 	}
-	parent, own := ctx, false
-	if _, ok := p.ev.Headers[bus.PropTraceParent]; ok {
-		if remote := tracing.Extract(ctx, p.props); trace.SpanContextFromContext(remote).IsValid() {
-			parent, own = remote, true
-		}
-	}
+	parent, _ := r.eventTrace(ctx, p)
 	msg.Properties = maps.Clone(msg.Properties)
-	if !own && !trace.SpanFromContext(ctx).IsRecording() {
-		// An unsampled request: no span (it would not be recorded), and
-		// the message carries the request's context, so that the sink
-		// follows the same decision in the same trace.
-		tracing.Inject(ctx, msg.Properties)
-		start := time.Now()
-		err := r.publisher.Publish(ctx, msg)
-		if err == nil {
-			r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
-		}
-		return err
-	}
 	pctx, span := r.tracer.Start(parent, SpanPublishPrefix+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", r.busKind), attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", msg.Topic), attribute.String(AttrEventID, p.eventID),
@@ -147,6 +130,36 @@ func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) erro
 	}
 	end(span, err)
 	return err
+}
+
+// eventTrace is the context p's producer spans start from: the event's
+// own trace when its headers brought a valid traceparent (own), else the
+// request's.
+func (r *Router) eventTrace(ctx context.Context, p *Prepared) (parent context.Context, own bool) {
+	if _, ok := p.ev.Headers[bus.PropTraceParent]; ok {
+		if remote := tracing.Extract(ctx, p.props); trace.SpanContextFromContext(remote).IsValid() {
+			return remote, true
+		}
+	}
+	return ctx, false
+}
+
+// markUntraced sets p.untraced for an event of an unsampled request
+// without a trace of its own: it gets no producer span (it would not be
+// recorded), and its messages carry the request's context, so that the
+// sink follows the same decision in the same trace. The context is put
+// into p.props once, for all the event's topics: at a sampling ratio of
+// 1 % that is 99 % of the events, and a copy of the properties per topic
+// was most of what tracing cost them (bench/README.md).
+func (r *Router) markUntraced(ctx context.Context, p *Prepared) {
+	if r.tracer == nil || trace.SpanFromContext(ctx).IsRecording() {
+		return
+	}
+	if _, own := r.eventTrace(ctx, p); own {
+		return
+	}
+	tracing.Inject(ctx, p.props)
+	p.untraced = true
 }
 
 func tracerOf(tp trace.TracerProvider) trace.Tracer {
