@@ -305,10 +305,11 @@ func run() error {
 		}
 		best := map[string]result{}
 		var sinkBest sinkResult
-		leastCPU := map[string]time.Duration{} // pipeline CPU per event, the least of the rounds
-		leastP99 := map[string]time.Duration{} // p99 of each scenario, the least of the rounds (for -rate)
-		rawCPU := time.Duration(0)             // the raw producer's (this process's) CPU per event, the least of the rounds
-		fanoutCPU := time.Duration(0)          // the same for raw-fanout
+		leastCPU := map[string]time.Duration{}   // pipeline CPU per event, the least of the rounds
+		roundCPU := map[string][]time.Duration{} // pipeline CPU per event of every round, for medians
+		leastP99 := map[string]time.Duration{}   // p99 of each scenario, the least of the rounds (for -rate)
+		rawCPU := time.Duration(0)               // the raw producer's (this process's) CPU per event, the least of the rounds
+		fanoutCPU := time.Duration(0)            // the same for raw-fanout
 		for round := 0; round < o.rounds; round++ {
 			for _, sc := range []struct {
 				name string
@@ -350,6 +351,9 @@ func run() error {
 				}
 				if least, ok := leastCPU[sc.name]; res.events > 0 && (!ok || res.pipelineCPU < least) {
 					leastCPU[sc.name] = res.pipelineCPU
+				}
+				if res.events > 0 {
+					roundCPU[sc.name] = append(roundCPU[sc.name], res.pipelineCPU)
 				}
 				if least, ok := leastP99[sc.name]; res.events > 0 && (!ok || res.p99 < least) {
 					leastP99[sc.name] = res.p99
@@ -408,6 +412,10 @@ func run() error {
 			if with, ok := leastCPU[name+"-trace"]; ok && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev with tracing at %g, %.1fµs/ev without; %d spans received so far\n", name+"_trace_"+label, float64(with)/1e3, o.traceRatio, float64(leastCPU[name])/1e3, spans.count.Load())
 				ratios = append(ratios, fmt.Sprintf("ratio trace_cpu_%s_%s %.3f", name, label, float64(with)/float64(leastCPU[name])))
+				// The least of the rounds is sensitive to one lucky round;
+				// the medians say the same with less noise at -rounds 5+.
+				ratios = append(ratios, fmt.Sprintf("ratio trace_cpu_median_%s_%s %.3f", name, label,
+					float64(median(roundCPU[name+"-trace"]))/float64(median(roundCPU[name]))))
 			}
 		}
 	}
@@ -427,6 +435,19 @@ func run() error {
 		fmt.Println(r)
 	}
 	return nil
+}
+
+// median of ds (the mean of the middle two for an even count); ds is
+// sorted in place.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	if n := len(ds); n%2 == 0 {
+		return (ds[n/2-1] + ds[n/2]) / 2
+	}
+	return ds[len(ds)/2]
 }
 
 func sizeLabel(size int) string {
