@@ -314,7 +314,7 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		}
 	}
 	if len(lats) > 0 {
-		sortDurations(lats)
+		slices.Sort(lats)
 		out.rowP50, out.rowP99 = lats[len(lats)/2], lats[len(lats)*99/100]
 	}
 	return out, nil
@@ -398,46 +398,6 @@ func sinkRatios(p *pipelineProc, label string, best sinkResult) []string {
 	fmt.Printf("best %-17s %9.0f rows/s ÷ %.0f events/s, publish→row p50 %s p99 %s\n", "batch-sink_"+label, best.rows.rate, best.ingest.rate, round1(best.rowP50), round1(best.rowP99))
 	return []string{fmt.Sprintf("ratio sink_sqlite_%s %.3f", label, ratio)}
 }
-
-// batchHook is pipelineProc.batch with a callback after each answer
-// (sent: when the call was made; ok: the events it accepted).
-func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder, hook func(sent time.Time, ok int)) error {
-	var wg sync.WaitGroup
-	errs := make([]error, o.clients)
-	for c := 0; c < o.clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			prefix := fmt.Sprintf("k%d-%d-", c, time.Now().UnixNano())
-			req := &pipelinev1.PublishBatchRequest{Events: make([]*pipelinev1.PublishRequest, o.batch)}
-			for i := 0; ctx.Err() == nil; i++ {
-				for j := range req.Events {
-					n := i*o.batch + j
-					req.Events[j] = &pipelinev1.PublishRequest{
-						Subject: subject, EventId: prefix + strconv.Itoa(n),
-						Payload: &pipelinev1.PublishRequest_Binary{Binary: payloads[(n*o.clients+c)%len(payloads)]},
-					}
-				}
-				var resp pipelinev1.PublishBatchResponse
-				sent := time.Now()
-				if err := p.conns[c].Invoke(context.Background(), pipelinev1connect.IngestServicePublishBatchProcedure, req, &resp); err != nil {
-					errs[c] = err
-					return
-				}
-				failed := int(resp.GetFailed())
-				hook(sent, len(req.Events)-failed)
-				rec.done(sent, len(req.Events)-failed, true)
-				if failed > 0 {
-					rec.done(sent, failed, false)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func sortDurations(d []time.Duration) { slices.Sort(d) }
 
 // registerOnly registers the schema under subject with no route: the
 // default sink then gets each event once, from the subject's own topic

@@ -81,6 +81,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/schemagate/pipeline/bench/internal/benchkit"
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/bus"
@@ -254,7 +255,7 @@ func run() error {
 	}
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
-		time.Now().Format(time.RFC3339), machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
+		time.Now().Format(time.RFC3339), benchkit.Machine(), runtimeProcs(), o.clients, o.window, o.batch, o.duration, o.warmup, o.rounds)
 	if o.rate > 0 {
 		fmt.Printf("# offered: %.0f events/s in all, paced per client (-rate)\n", o.rate)
 	}
@@ -608,9 +609,9 @@ func measure(parent context.Context, o options, pipelinePID int, fn func(context
 			cpuDone <- [2]time.Duration{}
 			return
 		}
-		p0, s0 := procCPU(pipelinePID), selfCPU()
+		p0, s0 := benchkit.ProcCPU(pipelinePID), benchkit.SelfCPU()
 		<-ctx.Done()
-		cpuDone <- [2]time.Duration{procCPU(pipelinePID) - p0, selfCPU() - s0}
+		cpuDone <- [2]time.Duration{benchkit.ProcCPU(pipelinePID) - p0, benchkit.SelfCPU() - s0}
 	}()
 
 	if err := fn(ctx, rec); err != nil && parent.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -963,6 +964,12 @@ func (p *pipelineProc) oneStream(ctx context.Context, conn *grpc.ClientConn, o o
 
 // batch runs one PublishBatch caller per client with o.batch events per call.
 func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder) error {
+	return p.batchHook(ctx, o, payloads, subject, rec, nil)
+}
+
+// batchHook is batch with a callback after each answer, when hook is set
+// (sent: when the call was made; ok: the events it accepted).
+func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder, hook func(sent time.Time, ok int)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, o.clients)
 	for c := 0; c < o.clients; c++ {
@@ -988,6 +995,9 @@ func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, 
 					return
 				}
 				failed := int(resp.GetFailed())
+				if hook != nil {
+					hook(sent, len(req.Events)-failed)
+				}
 				rec.done(sent, len(req.Events)-failed, true)
 				if failed > 0 {
 					rec.done(sent, failed, false)
@@ -1001,57 +1011,10 @@ func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, 
 
 // ---------------------------------------------------------------- machine
 
-func machine() string {
-	cpu := "unknown CPU"
-	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(raw), "\n") {
-			if name, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
-				break
-			}
-		}
-	}
-	load := ""
-	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(raw)); len(f) > 0 {
-			load = ", load average " + f[0]
-		}
-	}
-	return fmt.Sprintf("%d cores (%s)%s", numCPU(), cpu, load)
-}
-
-func numCPU() int       { return runtime.NumCPU() }
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 // contextWithSignals ends on Ctrl-C or SIGTERM, so the pipeline subprocess
 // is stopped on the way out.
 func contextWithSignals() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-// procCPU is the user+system CPU time a process has used (Linux /proc).
-func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses.
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const clockTick = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTick
-}
-
-// selfCPU is this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
