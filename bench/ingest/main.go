@@ -311,7 +311,12 @@ func run() error {
 		leastP99 := map[string]time.Duration{}   // p99 of each scenario, the least of the rounds (for -rate)
 		rawCPU := time.Duration(0)               // the raw producer's (this process's) CPU per event, the least of the rounds
 		fanoutCPU := time.Duration(0)            // the same for raw-fanout
+		// paired: per round, a -trace or -auth scenario's CPU per event over
+		// its plain scenario's in the same round (run just before it), so
+		// that the machine's drift between rounds cancels out.
+		paired := map[string][]float64{}
 		for round := 0; round < o.rounds; round++ {
+			thisRound := map[string]time.Duration{}
 			for _, sc := range []struct {
 				name string
 				fn   func(context.Context, *recorder) error
@@ -355,6 +360,11 @@ func run() error {
 				}
 				if res.events > 0 {
 					roundCPU[sc.name] = append(roundCPU[sc.name], res.pipelineCPU)
+					thisRound[sc.name] = res.pipelineCPU
+					base, _, variant := strings.Cut(sc.name, "-")
+					if plain := thisRound[base]; variant && plain > 0 {
+						paired[sc.name] = append(paired[sc.name], float64(res.pipelineCPU)/float64(plain))
+					}
 				}
 				if least, ok := leastP99[sc.name]; res.events > 0 && (!ok || res.p99 < least) {
 					leastP99[sc.name] = res.p99
@@ -417,6 +427,12 @@ func run() error {
 				// the medians say the same with less noise at -rounds 5+.
 				ratios = append(ratios, fmt.Sprintf("ratio trace_cpu_median_%s_%s %.3f", name, label,
 					float64(median(roundCPU[name+"-trace"]))/float64(median(roundCPU[name]))))
+				// The median of the rounds' own ratios (each round's traced
+				// scenario over its untraced one, run just before it).
+				if pr := paired[name+"-trace"]; len(pr) > 0 {
+					fmt.Printf("best %-17s per-round ratios %s\n", name+"_trace_"+label, formatRatios(pr))
+					ratios = append(ratios, fmt.Sprintf("ratio trace_cpu_paired_%s_%s %.3f", name, label, medianFloat(pr)))
+				}
 			}
 		}
 	}
@@ -449,6 +465,23 @@ func median(ds []time.Duration) time.Duration {
 		return (ds[n/2-1] + ds[n/2]) / 2
 	}
 	return ds[len(ds)/2]
+}
+
+// medianFloat is the median of xs (xs is sorted in place).
+func medianFloat(xs []float64) float64 {
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
+}
+
+func formatRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.3f", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 func sizeLabel(size int) string {

@@ -314,9 +314,15 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
 			continue
 		}
-		answer := func(r *pipelinev1.PublishResult) { ch <- r }
-		if p := s.prepare(ctx, i, m, trace, &refusals, answer); p != nil {
-			go s.send(ctx, i, p, answer)
+		// Each event is sampled on its own (router.StreamEvent); its span
+		// ends with its answer.
+		ectx, span := s.Router.StreamEvent(ctx, trace.parent != "")
+		answer := func(r *pipelinev1.PublishResult) {
+			router.EndStreamEvent(span, r.GetError().GetMessage())
+			ch <- r
+		}
+		if p := s.prepare(ectx, i, m, trace, &refusals, answer); p != nil {
+			go s.send(ectx, i, p, answer)
 		}
 	}
 	refusals.Wait()

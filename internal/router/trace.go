@@ -24,6 +24,9 @@ const (
 	SpanRoute    = "route.evaluate"
 	// SpanPublishPrefix starts the name of each producer span ("send <topic>").
 	SpanPublishPrefix = "send "
+	// SpanStreamEvent is the root span of one event of a PublishStream
+	// that the client did not trace (StreamEvent).
+	SpanStreamEvent = "ingest.stream_event"
 )
 
 // Attributes the router sets on its spans.
@@ -51,6 +54,41 @@ func (r *Router) start(ctx context.Context, name, subject string) (context.Conte
 		return ctx, noopSpan
 	}
 	return r.tracer.Start(ctx, name, trace.WithAttributes(attribute.String(AttrSubject, subject)))
+}
+
+// StreamEvent starts the span of one event of a stream, where each event
+// gets its own sampling decision: a PublishStream is one RPC that may
+// carry a producer's events for hours, and sampling it whole would trace
+// all of them or none (at a ratio of 1 %, almost always none). The event's
+// span is the root of a trace of its own, linked to the stream's span,
+// and the sampler decides for it as for a new request; its stages and
+// its sink's spans follow it. With tracing off it does nothing; a stream
+// whose span is recorded keeps its events as children (the client or the
+// sampler chose to trace it whole), and so does a stream whose client
+// sent a trace context (clientTraced): the client's decision holds.
+// The caller ends the span once the event is answered.
+func (r *Router) StreamEvent(ctx context.Context, clientTraced bool) (context.Context, trace.Span) {
+	if r.tracer == nil || clientTraced {
+		return ctx, noopSpan
+	}
+	stream := trace.SpanFromContext(ctx)
+	if stream.IsRecording() {
+		return ctx, noopSpan
+	}
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer)}
+	if sc := stream.SpanContext(); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	return r.tracer.Start(ctx, SpanStreamEvent, opts...)
+}
+
+// EndStreamEvent ends the span StreamEvent started, failed with failure
+// (the event's error message) unless it is empty.
+func EndStreamEvent(span trace.Span, failure string) {
+	if failure != "" && span.IsRecording() {
+		span.SetStatus(codes.Error, truncate(failure, 512))
+	}
+	span.End()
 }
 
 // end ends span with err's outcome; a refused event's span carries the
