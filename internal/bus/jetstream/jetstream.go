@@ -64,6 +64,11 @@ const (
 	// event id, not on this (docs/pitfalls.md A9); the window only spares
 	// other readers the copies of a publish retried within it.
 	DefaultDuplicateWindow = 10 * time.Second
+	// PublishMaxPending bounds the publishes awaiting their PubAck; past
+	// it a publish waits up to 200 ms for room, then fails as queue full.
+	PublishMaxPending = 1 << 16
+	// PublishTimeout is the longest a publish waits for its PubAck.
+	PublishTimeout = 10 * time.Second
 	// defaultReceiverQueue is the number of messages pulled ahead of Receive.
 	defaultReceiverQueue = 256
 )
@@ -145,7 +150,15 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			return nil, fmt.Errorf("jetstream: connect in process: %w", err)
 		}
 	}
-	b.js, err = jetstream.New(b.nc)
+	b.js, err = jetstream.New(b.nc,
+		// Publishes wait for their PubAck futures (Publish); the router's
+		// own bound on bytes in flight is the backpressure, so the
+		// client's cap is set well above what it lets through.
+		jetstream.WithPublishAsyncMaxPending(PublishMaxPending),
+		// A PubAck lost to a reconnect must not hold a publish forever
+		// when its context has no deadline: it ends as outcome unknown
+		// (the client retries with the same event id).
+		jetstream.WithPublishAsyncTimeout(PublishTimeout))
 	if err != nil {
 		b.closeConn()
 		return nil, fmt.Errorf("jetstream: new context: %w", err)
@@ -310,10 +323,21 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 		// the dedup id names the subject too.
 		popts = append(popts, jetstream.WithMsgID(subject+" "+id))
 	}
-	if _, err := b.js.PublishMsg(ctx, m, popts...); err != nil {
+	// Asynchronously, and then waiting for the PubAck: many publishes share
+	// one reply subscription instead of a request each (bench/README.md,
+	// "The embedded default").
+	fut, err := b.js.PublishMsgAsync(m, popts...)
+	if err != nil {
 		return fmt.Errorf("jetstream: publish to %s: %w", subject, classifyPublishError(err))
 	}
-	return nil
+	select {
+	case <-fut.Ok():
+		return nil
+	case err := <-fut.Err():
+		return fmt.Errorf("jetstream: publish to %s: %w", subject, classifyPublishError(err))
+	case <-ctx.Done():
+		return fmt.Errorf("jetstream: publish to %s: %w: %w", subject, bus.ErrOutcomeUnknown, ctx.Err())
+	}
 }
 
 // classifyPublishError maps a failed PublishMsg onto the port's sentinels,
@@ -323,12 +347,12 @@ func classifyPublishError(err error) error {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
 		// Nobody stored it: the stream is not there to answer.
 		return fmt.Errorf("%w: %w", bus.ErrUnavailable, err)
-	case errors.Is(err, nats.ErrReconnectBufExceeded):
+	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		return fmt.Errorf("%w: %w", bus.ErrQueueFull, err)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("%w: %w", bus.ErrInvalidMessage, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrConnectionClosed),
 		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected):
 		// The request may have reached the server and been stored.
 		return fmt.Errorf("%w: %w", bus.ErrOutcomeUnknown, err)
