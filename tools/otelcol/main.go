@@ -1,7 +1,8 @@
 // Command otelcol is a minimal OpenTelemetry Collector for the pipeline's
 // tracing tests: the OTLP receiver (gRPC and HTTP), the batch processor and
 // the contrib file exporter, configured from a YAML file
-// (otelcol --config=file:/path/to/config.yaml).
+// (otelcol --config=file:/path/to/config.yaml) that may name environment
+// variables (${env:NAME}).
 //
 // It is a module of its own so that the pipeline's go.mod does not carry
 // the collector's dependencies. scripts/otelcol.sh builds it into a cache
@@ -17,6 +18,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor/batchprocessor"
@@ -45,7 +47,8 @@ func main() {
 		BuildInfo: component.BuildInfo{Command: "otelcol", Description: "schemagate pipeline test collector", Version: "0.165.0"},
 		Factories: factories,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{ResolverSettings: confmap.ResolverSettings{
-			ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()},
+			// env: the scheme of ${VAR} (otelcol's default); file: --config.
+			ProviderFactories: []confmap.ProviderFactory{envprovider.NewFactory(), fileprovider.NewFactory()},
 		}},
 	})
 	if err := cmd.Execute(); err != nil {
