@@ -3,7 +3,7 @@
 # to, built with the Go toolchain from tools/otelcol (its own module: the
 # OTLP receiver, the batch processor, the file exporter) into
 # ${PIPELINE_CACHE:-$HOME/.cache/pipeline}/otelcol-<hash of tools/otelcol>/,
-# so a changed go.mod, go.sum or main.go gets a fresh build and a fresh
+# so a changed go.mod, go.sum or .go file gets a fresh build and a fresh
 # clone on the same machine reuses the last one. Prints the binary's path.
 #
 #   scripts/otelcol.sh          build the collector if needed, print its path
@@ -15,7 +15,7 @@ source scripts/lib.sh
 LOG_TAG=otelcol
 
 src=tools/otelcol
-hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+hash=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
 dir=$PIPELINE_CACHE/otelcol-$hash
 bin=$dir/otelcol
 if [[ ! -x $bin ]]; then
