@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
@@ -155,12 +153,7 @@ func TestTraceThroughCollector(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := grpc.NewClient(strings.TrimPrefix(p.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(clientTP), otelgrpc.WithPropagators(tracing.Propagator))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := tracedClient(t, p, clientTP)
 			var resp pipelinev1.PublishResponse
 			if err := conn.Invoke(ctx, pipelinev1connect.IngestServicePublishProcedure, &pipelinev1.PublishRequest{
 				Subject: subject, EventId: "collected-1", Payload: &pipelinev1.PublishRequest_Binary{Binary: orderBinary("o-1", 100, "DE")},

@@ -56,12 +56,7 @@ func TestTraceOneEvent(t *testing.T) {
 			// recording into a provider of its own (another process).
 			clientRec := tracetest.NewSpanRecorder()
 			clientTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(clientRec))
-			conn, err := grpc.NewClient(strings.TrimPrefix(p.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(clientTP), otelgrpc.WithPropagators(tracing.Propagator))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := tracedClient(t, p, clientTP)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var resp pipelinev1.PublishResponse
@@ -72,7 +67,7 @@ func TestTraceOneEvent(t *testing.T) {
 			}
 			topic := resp.GetTopics()[0]
 			// A refused event: order_id breaks string.min_len.
-			err = conn.Invoke(ctx, pipelinev1connect.IngestServicePublishProcedure, &pipelinev1.PublishRequest{
+			err := conn.Invoke(ctx, pipelinev1connect.IngestServicePublishProcedure, &pipelinev1.PublishRequest{
 				Subject: subject, EventId: "refused-1", Payload: &pipelinev1.PublishRequest_Binary{Binary: orderBinary("", 100, "DE")},
 			}, &resp)
 			if err == nil {
@@ -256,6 +251,20 @@ func waitRowCount(t *testing.T, db *sql.DB, subject string, want int) {
 		}
 		return nil
 	})
+}
+
+// tracedClient is a grpc-go connection to p with OpenTelemetry's own
+// instrumentation, its spans going to tp (a client's provider: another
+// process); closed when the test ends.
+func tracedClient(t *testing.T, p *testPipeline, tp trace.TracerProvider) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(strings.TrimPrefix(p.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(tracing.Propagator))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // recordedSpans is what the SDK recorded, in the shape of what a
