@@ -7,6 +7,11 @@
 # clone on the same machine reuses the last one. Prints the binary's path.
 #
 #   scripts/otelcol.sh          build the collector if needed, print its path
+#
+# Keep every collector module at one release (core v0.165.0 / v1.71.0,
+# contrib v0.165.1). In tools/otelcol run `go mod tidy -e`: a test-only
+# dependency of the file exporter (otlpencodingextension v0.165.1) is not
+# served by the module proxy here; the build does not need it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh

@@ -190,6 +190,9 @@ func TestTraceThroughCollector(t *testing.T) {
 				if client == nil {
 					return fmt.Errorf("no client span of traced-client: %v", spanNames(spans))
 				}
+				if len(pipeline) == 0 {
+					return fmt.Errorf("no span of collected-pipeline; the collector holds %v", spanNames(spans))
+				}
 				return checkEventTrace(pipeline, client.Context, topic)
 			})
 			t.Logf("the collector received %d spans", len(spans))

@@ -78,6 +78,11 @@ service:
 		t.Fatal(err)
 	}
 	exited := startServer(t, exec.Command(bin, "--config=file:"+configFile), c.log, nil, syscall.SIGTERM)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the collector's log:\n%s", c.Log())
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for _, port := range []int{grpcPort, httpPort} {
 		for {
