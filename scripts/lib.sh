@@ -3,8 +3,8 @@
 # and scripts/test.sh. Source it; it only defines functions and the two
 # directories below.
 #
-# Lock file descriptors: test.sh holds fd 9, services.sh fd 8, ctl.sh fd 7
-# (flock). Daemons must never inherit them, or they would hold the locks
+# Lock file descriptors: test.sh holds fd 9, services.sh fd 8, ctl.sh fd 7,
+# otelcol.sh fd 6 while it builds (flock). Daemons must never inherit them, or they would hold the locks
 # for their whole life; spawn_daemon closes them.
 
 # Where servers keep data, logs and pids; `up` empties the data dirs.

@@ -11,7 +11,8 @@
 #
 #   up       install what is missing (Debian packages), start all five from
 #            empty data dirs and wait until each answers; a no-op for servers
-#            already up.
+#            already up. Also sets up the Python test clients (scripts/pyenv.sh)
+#            and builds the test OpenTelemetry Collector (scripts/otelcol.sh).
 #   down     stop what `up` started (found by the pids under the state dir).
 #   env      print `export PIPELINE_TEST_*=...` lines:
 #            eval "$(scripts/services.sh env)"; go test ./internal/sink/...
@@ -308,6 +309,7 @@ cmd_up() {
 	"$PULSAR_CTL" wait
 	"$KAFKA_CTL" wait
 	"$here/pyenv.sh" >/dev/null || die "could not set up the Python test clients (scripts/pyenv.sh)"
+	"$here/otelcol.sh" >/dev/null || die "could not build the test OpenTelemetry Collector (scripts/otelcol.sh)"
 	log "all services up in $((SECONDS - start))s (state in $state)"
 }
 
@@ -338,6 +340,7 @@ cmd_env() {
 		PIPELINE_TEST_STATE=$state
 		PIPELINE_CACHE=$PIPELINE_CACHE
 		PIPELINE_TEST_PYTHON=$("$here/pyenv.sh")
+		PIPELINE_TEST_OTELCOL=$("$here/otelcol.sh")
 	EOF
 }
 

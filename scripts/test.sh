@@ -2,7 +2,8 @@
 # scripts/test.sh: the whole test suite, on a fresh machine or a developer's.
 #
 # Starts PostgreSQL, MariaDB, Redis, Pulsar and Kafka on their own ports (scripts/services.sh
-# up, installing what is missing), then runs, in order:
+# up, installing what is missing and building the OpenTelemetry Collector of
+# tools/otelcol that the tracing tests export to), then runs, in order:
 #   buf lint, a check that the committed generated code (gen/, and the
 #   SDKs' sdk/ts/src/gen and sdk/python/gen) is what buf generates,
 #   buf breaking against the previous commit, go vet, go test -race with the

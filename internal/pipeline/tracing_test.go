@@ -41,29 +41,7 @@ import (
 // the write span linked to it, a refused event's reason on its span, and
 // the end-to-end histogram counting every row written.
 func TestTraceOneEvent(t *testing.T) {
-	cases := []struct {
-		name string
-		cfg  func(t *testing.T, subject string) (*Config, string) // and the sink's database/sql driver
-	}{
-		{"embedded jetstream sqlite", func(t *testing.T, subject string) (*Config, string) {
-			dir := t.TempDir()
-			cfg, err := LoadConfig("", func(c *Config) {
-				c.DataDir = dir
-				c.Sinks = []SinkConfig{{Name: "lite", URL: "sqlite://" + filepath.Join(dir, "events.db"), Subjects: []string{subject}, FlushInterval: 20 * time.Millisecond}}
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cfg, "sqlite"
-		}},
-		{"pulsar postgres", func(t *testing.T, subject string) (*Config, string) {
-			sinkURL := testenv.Postgres(t)
-			return pulsarConfig(t, testenv.Postgres(t), func(c *Config) {
-				c.Sinks = []SinkConfig{{Name: "pg", URL: sinkURL, Subjects: []string{subject}, FlushInterval: 20 * time.Millisecond}}
-			}), "pgx"
-		}},
-	}
-	for _, tc := range cases {
+	for _, tc := range traceCases {
 		t.Run(tc.name, func(t *testing.T) {
 			subject := uniqueName("traced")
 			cfg, driver := tc.cfg(t, subject)
@@ -78,12 +56,7 @@ func TestTraceOneEvent(t *testing.T) {
 			// recording into a provider of its own (another process).
 			clientRec := tracetest.NewSpanRecorder()
 			clientTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(clientRec))
-			conn, err := grpc.NewClient(strings.TrimPrefix(p.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(clientTP), otelgrpc.WithPropagators(tracing.Propagator))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := tracedClient(t, p, clientTP)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var resp pipelinev1.PublishResponse
@@ -94,7 +67,7 @@ func TestTraceOneEvent(t *testing.T) {
 			}
 			topic := resp.GetTopics()[0]
 			// A refused event: order_id breaks string.min_len.
-			err = conn.Invoke(ctx, pipelinev1connect.IngestServicePublishProcedure, &pipelinev1.PublishRequest{
+			err := conn.Invoke(ctx, pipelinev1connect.IngestServicePublishProcedure, &pipelinev1.PublishRequest{
 				Subject: subject, EventId: "refused-1", Payload: &pipelinev1.PublishRequest_Binary{Binary: orderBinary("", 100, "DE")},
 			}, &resp)
 			if err == nil {
@@ -122,29 +95,7 @@ func TestTraceOneEvent(t *testing.T) {
 			}
 			const rows = 6
 
-			var sinkURL string
-			for _, s := range cfg.Sinks {
-				sinkURL = s.URL
-			}
-			if driver == "sqlite" {
-				sinkURL = strings.TrimPrefix(sinkURL, "sqlite://")
-			}
-			db, err := sql.Open(driver, sinkURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			table := `"` + strings.NewReplacer("-", "_", ".", "_").Replace(subject) + `"`
-			waitFor(t, 60*time.Second, "rows in the sink", func() error {
-				var count int
-				if err := db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&count); err != nil {
-					return err
-				}
-				if count != rows {
-					return fmt.Errorf("%d rows, want %d", count, rows)
-				}
-				return nil
-			})
+			waitRowCount(t, sinkDB(t, cfg, driver), subject, rows)
 
 			clientSpans := clientRec.Ended()
 			if len(clientSpans) < 1 || clientSpans[0].SpanKind() != trace.SpanKindClient {
@@ -152,45 +103,14 @@ func TestTraceOneEvent(t *testing.T) {
 			}
 			client := clientSpans[0].SpanContext()
 			var spans []sdktrace.ReadOnlySpan
-			var write sdktrace.ReadOnlySpan
-			waitFor(t, 10*time.Second, "the write span of the traced event", func() error {
+			waitFor(t, 10*time.Second, "the traced event's spans", func() error {
 				spans = recorder.Ended()
-				consumer := find(spans, client.TraceID(), sink.SpanConsumePrefix+topic, trace.SpanKindConsumer)
-				if consumer == nil {
-					return fmt.Errorf("no consumer span in %v", names(spans))
-				}
-				for _, s := range spans {
-					if s.Name() == sink.SpanWrite && linksTo(s, consumer.SpanContext()) {
-						write = s
-						return nil
-					}
-				}
-				return fmt.Errorf("no %s span links to the consumer span", sink.SpanWrite)
+				return checkEventTrace(recordedSpans(spans), client, topic)
 			})
 			for _, s := range spans {
 				if s.SpanContext().TraceID().String() == unsampled {
 					t.Errorf("span %q of the unsampled trace was recorded", s.Name())
 				}
-			}
-			server := find(spans, client.TraceID(), "pipeline.v1.IngestService/Publish", trace.SpanKindServer)
-			if server == nil || server.Parent().SpanID() != client.SpanID() {
-				t.Fatalf("no server span continuing the client's (%s): %v", client.SpanID(), names(spans))
-			}
-			for _, name := range []string{router.SpanResolve, router.SpanValidate, router.SpanRoute} {
-				if s := childOf(spans, server, name); s == nil {
-					t.Errorf("no %s span under the server span", name)
-				}
-			}
-			producer := childOf(spans, server, router.SpanPublishPrefix+topic)
-			if producer == nil || producer.SpanKind() != trace.SpanKindProducer {
-				t.Fatalf("no producer span under the server span: %v", names(spans))
-			}
-			consumer := find(spans, client.TraceID(), sink.SpanConsumePrefix+topic, trace.SpanKindConsumer)
-			if consumer.Parent().SpanID() != producer.SpanContext().SpanID() || !linksTo(consumer, producer.SpanContext()) {
-				t.Errorf("consumer span: parent %s, links %v; want the producer span %s as both", consumer.Parent().SpanID(), consumer.Links(), producer.SpanContext().SpanID())
-			}
-			if write.Parent().IsValid() {
-				t.Errorf("the write span has a parent %s; a batch's write is a root linked to its events", write.Parent().SpanID())
 			}
 
 			// The refused event: its validation span carries why.
@@ -271,30 +191,175 @@ func TestTraceOneEvent(t *testing.T) {
 	}
 }
 
+// traceCase is a pipeline that one traced event crosses to a sink's row:
+// its config for a subject, and the sink's database/sql driver.
+type traceCase struct {
+	name string
+	cfg  func(t *testing.T, subject string) (*Config, string)
+}
+
+// traceCases: the embedded default, and Pulsar with a PostgreSQL sink.
+var traceCases = []traceCase{
+	{"embedded jetstream sqlite", func(t *testing.T, subject string) (*Config, string) {
+		dir := t.TempDir()
+		cfg, err := LoadConfig("", func(c *Config) {
+			c.DataDir = dir
+			c.Sinks = []SinkConfig{{Name: "lite", URL: "sqlite://" + filepath.Join(dir, "events.db"), Subjects: []string{subject}, FlushInterval: 20 * time.Millisecond}}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, "sqlite"
+	}},
+	{"pulsar postgres", func(t *testing.T, subject string) (*Config, string) {
+		sinkURL := testenv.Postgres(t)
+		return pulsarConfig(t, testenv.Postgres(t), func(c *Config) {
+			c.Sinks = []SinkConfig{{Name: "pg", URL: sinkURL, Subjects: []string{subject}, FlushInterval: 20 * time.Millisecond}}
+		}), "pgx"
+	}},
+}
+
+// sinkDB opens the database of cfg's sink with driver.
+func sinkDB(t *testing.T, cfg *Config, driver string) *sql.DB {
+	t.Helper()
+	var sinkURL string
+	for _, s := range cfg.Sinks {
+		sinkURL = s.URL
+	}
+	if driver == "sqlite" {
+		sinkURL = strings.TrimPrefix(sinkURL, "sqlite://")
+	}
+	db, err := sql.Open(driver, sinkURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// waitRowCount waits until the table of subject in db holds want rows.
+func waitRowCount(t *testing.T, db *sql.DB, subject string, want int) {
+	t.Helper()
+	table := `"` + strings.NewReplacer("-", "_", ".", "_").Replace(subject) + `"`
+	waitFor(t, 60*time.Second, "rows in the sink", func() error {
+		var count int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&count); err != nil {
+			return err
+		}
+		if count != want {
+			return fmt.Errorf("%d rows, want %d", count, want)
+		}
+		return nil
+	})
+}
+
+// tracedClient is a grpc-go connection to p with OpenTelemetry's own
+// instrumentation, its spans going to tp (a client's provider: another
+// process); closed when the test ends.
+func tracedClient(t *testing.T, p *testPipeline, tp trace.TracerProvider) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(strings.TrimPrefix(p.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(tracing.Propagator))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// recordedSpans is what the SDK recorded, in the shape of what a
+// collector received.
+func recordedSpans(spans []sdktrace.ReadOnlySpan) []testenv.Span {
+	out := make([]testenv.Span, 0, len(spans))
+	for _, s := range spans {
+		span := testenv.Span{Name: s.Name(), Kind: s.SpanKind(), Context: s.SpanContext(), Parent: s.Parent().SpanID()}
+		for _, l := range s.Links() {
+			span.Links = append(span.Links, l.SpanContext)
+		}
+		out = append(out, span)
+	}
+	return out
+}
+
+// checkEventTrace says what is missing from spans for one event published
+// under the client span client to topic and written by a sink: in the
+// client's trace, the server span continuing it; under that, the schema
+// resolution, validation and route evaluation spans and the producer span
+// "send <topic>"; the sink's consumer span, child of the producer span and
+// linked to it; and a write span, a root linked to the consumer span.
+func checkEventTrace(spans []testenv.Span, client trace.SpanContext, topic string) error {
+	server := find(spans, client.TraceID(), "pipeline.v1.IngestService/Publish", trace.SpanKindServer)
+	if server == nil || server.Parent != client.SpanID() {
+		return fmt.Errorf("no server span continuing the client's (%s): %v", client.SpanID(), spanNames(spans))
+	}
+	for _, name := range []string{router.SpanResolve, router.SpanValidate, router.SpanRoute} {
+		if childOf(spans, server, name) == nil {
+			return fmt.Errorf("no %s span under the server span: %v", name, spanNames(spans))
+		}
+	}
+	producer := childOf(spans, server, router.SpanPublishPrefix+topic)
+	if producer == nil || producer.Kind != trace.SpanKindProducer {
+		return fmt.Errorf("no producer span under the server span: %v", spanNames(spans))
+	}
+	consumer := find(spans, client.TraceID(), sink.SpanConsumePrefix+topic, trace.SpanKindConsumer)
+	if consumer == nil {
+		return fmt.Errorf("no consumer span in %v", spanNames(spans))
+	}
+	if consumer.Parent != producer.Context.SpanID() || !linksTo(consumer, producer.Context) {
+		return fmt.Errorf("consumer span: parent %s, links %v; want the producer span %s as both", consumer.Parent, consumer.Links, producer.Context.SpanID())
+	}
+	for i := range spans {
+		if write := &spans[i]; write.Name == sink.SpanWrite && linksTo(write, consumer.Context) {
+			if write.Parent.IsValid() {
+				return fmt.Errorf("the write span has a parent %s; a batch's write is a root linked to its events", write.Parent)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no %s span links to the consumer span", sink.SpanWrite)
+}
+
+func spanNames(spans []testenv.Span) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func find(spans []testenv.Span, traceID trace.TraceID, name string, kind trace.SpanKind) *testenv.Span {
+	for i, s := range spans {
+		if s.Context.TraceID() == traceID && s.Name == name && s.Kind == kind {
+			return &spans[i]
+		}
+	}
+	return nil
+}
+
+func childOf(spans []testenv.Span, parent *testenv.Span, name string) *testenv.Span {
+	for i, s := range spans {
+		if s.Name == name && s.Parent == parent.Context.SpanID() && s.Context.TraceID() == parent.Context.TraceID() {
+			return &spans[i]
+		}
+	}
+	return nil
+}
+
+func linksTo(s *testenv.Span, sc trace.SpanContext) bool {
+	for _, l := range s.Links {
+		if l.SpanID() == sc.SpanID() && l.TraceID() == sc.TraceID() {
+			return true
+		}
+	}
+	return false
+}
+
 func names(spans []sdktrace.ReadOnlySpan) []string {
 	var out []string
 	for _, s := range spans {
 		out = append(out, s.Name())
 	}
 	return out
-}
-
-func find(spans []sdktrace.ReadOnlySpan, traceID trace.TraceID, name string, kind trace.SpanKind) sdktrace.ReadOnlySpan {
-	for _, s := range spans {
-		if s.SpanContext().TraceID() == traceID && s.Name() == name && s.SpanKind() == kind {
-			return s
-		}
-	}
-	return nil
-}
-
-func childOf(spans []sdktrace.ReadOnlySpan, parent sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan {
-	for _, s := range spans {
-		if s.Name() == name && s.Parent().SpanID() == parent.SpanContext().SpanID() && s.SpanContext().TraceID() == parent.SpanContext().TraceID() {
-			return s
-		}
-	}
-	return nil
 }
 
 func spanByID(spans []sdktrace.ReadOnlySpan, id trace.SpanID) sdktrace.ReadOnlySpan {
@@ -304,15 +369,6 @@ func spanByID(spans []sdktrace.ReadOnlySpan, id trace.SpanID) sdktrace.ReadOnlyS
 		}
 	}
 	return nil
-}
-
-func linksTo(s sdktrace.ReadOnlySpan, sc trace.SpanContext) bool {
-	for _, l := range s.Links() {
-		if l.SpanContext.SpanID() == sc.SpanID() && l.SpanContext.TraceID() == sc.TraceID() {
-			return true
-		}
-	}
-	return false
 }
 
 func attrMap(kvs []attribute.KeyValue) map[string]attribute.Value {

@@ -2,7 +2,8 @@
 //
 // The README's test command (scripts/test.sh) starts PostgreSQL, MariaDB,
 // Redis, a Pulsar standalone broker and a Kafka broker on 127.0.0.1 and exports their addresses in the
-// PIPELINE_TEST_* variables. A plain `go test ./...` without them skips the
+// PIPELINE_TEST_* variables, with the path of an OpenTelemetry Collector built
+// from tools/otelcol (Otelcol runs one per test). A plain `go test ./...` without them skips the
 // integration tests with a message naming that command.
 package testenv
 
