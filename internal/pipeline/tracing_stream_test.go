@@ -2,10 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/sink"
+	"github.com/schemagate/pipeline/internal/testenv"
 )
 
 // everyOther samples every other event of a stream (router.SpanStreamEvent)
@@ -50,10 +49,9 @@ func (s *everyOther) Description() string { return "every other stream event" }
 func TestTraceStreamEvents(t *testing.T) {
 	subject := uniqueName("streamtrace")
 	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "events.db")
 	cfg, err := LoadConfig("", func(c *Config) {
 		c.DataDir = dir
-		c.Sinks = []SinkConfig{{Name: "lite", URL: "sqlite://" + dbPath, Subjects: []string{subject}, FlushInterval: 20 * time.Millisecond}}
+		c.Sinks = []SinkConfig{{Name: "lite", URL: "sqlite://" + filepath.Join(dir, "events.db"), Subjects: []string{subject}, FlushInterval: 20 * time.Millisecond}}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,34 +104,19 @@ func TestTraceStreamEvents(t *testing.T) {
 	}
 	topic := topics[0]
 
-	db, err := sql.Open("sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	table := `"` + strings.NewReplacer("-", "_", ".", "_").Replace(subject) + `"`
-	waitFor(t, 60*time.Second, "rows in the sink", func() error {
-		var count int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&count); err != nil {
-			return err
-		}
-		if count != events+10 {
-			return fmt.Errorf("%d rows, want %d", count, events+10)
-		}
-		return nil
-	})
+	waitRowCount(t, sinkDB(t, cfg, "sqlite"), subject, events+10)
 
-	var spans []sdktrace.ReadOnlySpan
-	var roots []sdktrace.ReadOnlySpan
+	var spans []testenv.Span
+	var roots []*testenv.Span
 	waitFor(t, 10*time.Second, "a consumer span for every sampled event", func() error {
-		spans = recorder.Ended()
+		spans = recordedSpans(recorder.Ended())
 		roots = roots[:0]
 		consumers := 0
-		for _, s := range spans {
-			switch {
-			case s.Name() == router.SpanStreamEvent:
-				roots = append(roots, s)
-			case s.Name() == sink.SpanConsumePrefix+topic:
+		for i := range spans {
+			switch spans[i].Name {
+			case router.SpanStreamEvent:
+				roots = append(roots, &spans[i])
+			case sink.SpanConsumePrefix + topic:
 				consumers++
 			}
 		}
@@ -145,18 +128,18 @@ func TestTraceStreamEvents(t *testing.T) {
 	var stream0 trace.SpanContext // the stream's span, which every event links to
 	traces := map[trace.TraceID]bool{}
 	for _, root := range roots {
-		sc := root.SpanContext()
-		if root.Parent().IsValid() {
-			t.Errorf("event span %s has a parent %s; want the root of its own trace", sc.SpanID(), root.Parent().SpanID())
+		sc := root.Context
+		if root.Parent.IsValid() {
+			t.Errorf("event span %s has a parent %s; want the root of its own trace", sc.SpanID(), root.Parent)
 		}
 		if traces[sc.TraceID()] {
 			t.Errorf("two events share trace %s", sc.TraceID())
 		}
 		traces[sc.TraceID()] = true
-		if len(root.Links()) != 1 {
-			t.Fatalf("event span links %v, want the stream's span", root.Links())
+		if len(root.Links) != 1 {
+			t.Fatalf("event span links %v, want the stream's span", root.Links)
 		}
-		link := root.Links()[0].SpanContext
+		link := root.Links[0]
 		if !stream0.IsValid() {
 			stream0 = link
 		}
@@ -170,19 +153,19 @@ func TestTraceStreamEvents(t *testing.T) {
 		}
 		producer := childOf(spans, root, router.SpanPublishPrefix+topic)
 		if producer == nil {
-			t.Fatalf("no producer span under event span %s: %v", sc.SpanID(), names(spans))
+			t.Fatalf("no producer span under event span %s: %v", sc.SpanID(), spanNames(spans))
 		}
 		consumer := find(spans, sc.TraceID(), sink.SpanConsumePrefix+topic, trace.SpanKindConsumer)
-		if consumer == nil || consumer.Parent().SpanID() != producer.SpanContext().SpanID() {
+		if consumer == nil || consumer.Parent != producer.Context.SpanID() {
 			t.Errorf("the consumer span of event trace %s is %v, want a child of the producer span", sc.TraceID(), consumer)
 		}
 	}
 	for _, s := range spans {
-		if s.SpanContext().TraceID().String() == unsampled {
-			t.Errorf("span %q of the client's unsampled trace was recorded", s.Name())
+		if s.Context.TraceID().String() == unsampled {
+			t.Errorf("span %q of the client's unsampled trace was recorded", s.Name)
 		}
-		if s.SpanContext().TraceID() == stream0.TraceID() {
-			t.Errorf("span %q of the unsampled stream's trace was recorded", s.Name())
+		if s.Context.TraceID() == stream0.TraceID() {
+			t.Errorf("span %q of the unsampled stream's trace was recorded", s.Name)
 		}
 	}
 }
