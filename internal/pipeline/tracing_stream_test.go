@@ -13,15 +13,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	pipelinev1 "github.com/schemagate/pipeline/gen/pipeline/v1"
+	"github.com/schemagate/pipeline/gen/pipeline/v1/pipelinev1connect"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/sink"
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
 // everyOther samples every other event of a stream (router.SpanStreamEvent)
-// and follows the parent's decision for every other span with a parent;
-// other roots (the stream RPC's own span) it drops, as a ratio sampler
-// almost always does for a stream at 1 %.
+// and a stream RPC's own span when it has no parent, and follows the
+// parent's decision for every other span with a parent.
 type everyOther struct{ n atomic.Int64 }
 
 func (s *everyOther) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
@@ -32,6 +32,8 @@ func (s *everyOther) ShouldSample(p sdktrace.SamplingParameters) sdktrace.Sampli
 		if s.n.Add(1)%2 == 0 {
 			decision = sdktrace.RecordAndSample
 		}
+	case p.Name == pipelinev1connect.IngestServicePublishStreamProcedure[1:] && !parent.IsValid():
+		decision = sdktrace.RecordAndSample
 	case parent.IsValid() && parent.IsSampled():
 		decision = sdktrace.RecordAndSample
 	}
@@ -41,11 +43,12 @@ func (s *everyOther) ShouldSample(p sdktrace.SamplingParameters) sdktrace.Sampli
 func (s *everyOther) Description() string { return "every other stream event" }
 
 // TestTraceStreamEvents: the events of a PublishStream are sampled one by
-// one, not with the stream. With the stream's own span unsampled, every
-// other event (the test's sampler) is the root of a trace of its own,
-// linked to the stream's span, with its stages, its producer span and its
-// sink's consumer span in it; a stream whose client sent an unsampled
-// trace context is followed, and none of its events is recorded.
+// one, not with the stream. Every other event (the test's sampler) is the
+// root of a trace of its own, linked to the stream's span, with its
+// stages, its producer span and its sink's consumer span in it, and the
+// others are not recorded, although the stream's own span is sampled; a
+// stream whose client sent an unsampled trace context is followed, and
+// none of its events is recorded.
 func TestTraceStreamEvents(t *testing.T) {
 	subject := uniqueName("streamtrace")
 	dir := t.TempDir()
@@ -164,8 +167,20 @@ func TestTraceStreamEvents(t *testing.T) {
 		if s.Context.TraceID().String() == unsampled {
 			t.Errorf("span %q of the client's unsampled trace was recorded", s.Name)
 		}
-		if s.Context.TraceID() == stream0.TraceID() {
-			t.Errorf("span %q of the unsampled stream's trace was recorded", s.Name)
+		if s.Context.TraceID() == stream0.TraceID() && s.Context.SpanID() != stream0.SpanID() {
+			t.Errorf("span %q is in the stream's trace; its events have traces of their own", s.Name)
 		}
 	}
+	if s := spanByContext(spans, stream0); s == nil || s.Name != pipelinev1connect.IngestServicePublishStreamProcedure[1:] {
+		t.Errorf("the events link to %v, want the stream's span", s)
+	}
+}
+
+func spanByContext(spans []testenv.Span, sc trace.SpanContext) *testenv.Span {
+	for i := range spans {
+		if spans[i].Context.SpanID() == sc.SpanID() && spans[i].Context.TraceID() == sc.TraceID() {
+			return &spans[i]
+		}
+	}
+	return nil
 }

@@ -59,24 +59,21 @@ func (r *Router) start(ctx context.Context, name, subject string) (context.Conte
 // StreamEvent starts the span of one event of a stream, where each event
 // gets its own sampling decision: a PublishStream is one RPC that may
 // carry a producer's events for hours, and sampling it whole would trace
-// all of them or none (at a ratio of 1 %, almost always none). The event's
+// all of them or none (at a ratio of 1 %, a stream in a hundred traced
+// whole, and so the share of traced events a matter of luck). The event's
 // span is the root of a trace of its own, linked to the stream's span,
-// and the sampler decides for it as for a new request; its stages and
-// its sink's spans follow it. With tracing off it does nothing; a stream
-// whose span is recorded keeps its events as children (the client or the
-// sampler chose to trace it whole), and so does a stream whose client
-// sent a trace context (clientTraced): the client's decision holds.
-// The caller ends the span once the event is answered.
+// and the sampler decides for it as for a new request; its stages and its
+// sink's spans follow it. With tracing off it does nothing, and so it
+// does for a stream whose client sent a trace context (clientTraced): the
+// client's decision holds, and a sampled client trace has the events
+// under the stream's span. The caller ends the span once the event is
+// answered (EndStreamEvent).
 func (r *Router) StreamEvent(ctx context.Context, clientTraced bool) (context.Context, trace.Span) {
 	if r.tracer == nil || clientTraced {
 		return ctx, noopSpan
 	}
-	stream := trace.SpanFromContext(ctx)
-	if stream.IsRecording() {
-		return ctx, noopSpan
-	}
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer)}
-	if sc := stream.SpanContext(); sc.IsValid() {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 	}
 	return r.tracer.Start(ctx, SpanStreamEvent, opts...)
