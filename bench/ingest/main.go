@@ -156,7 +156,7 @@ func run() error {
 	flag.Float64Var(&o.rate, "rate", 0, "offer this many events/s in all (each scenario alike) instead of as many as the window takes; adds ratio ingest_p99_<scenario>")
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
 	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth,stream-trace,batch-trace", "scenarios to run (ratios need raw; auth and trace ratios need stream or batch; raw-fanout is opt-in)")
-	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace)")
+	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace); negative: that pipeline runs without tracing, a control of the trace ratios")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -234,6 +234,11 @@ func run() error {
 		}
 		defer spans.stop()
 		tracing := fmt.Sprintf("tracing:\n  endpoint: %s\n  protocol: grpc\n  sampling_ratio: %g\n", endpoint, o.traceRatio)
+		if o.traceRatio < 0 {
+			// The control: the "-trace" pipeline without tracing, so that
+			// the trace ratios show what the pairing itself gives.
+			tracing = ""
+		}
 		if plTrace, err = startPipeline(ctx, o, traceDir, "", tracing); err != nil {
 			return err
 		}

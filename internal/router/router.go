@@ -244,8 +244,7 @@ type Prepared struct {
 	payload  []byte
 	props    map[string]string
 	// untraced: tracing is on and the event gets no producer span (an
-	// unsampled request, and no trace of its own); props already carry
-	// the request's trace context for all its topics (trace.go).
+	// unsampled request, and no trace of its own; trace.go).
 	untraced bool
 	targets  []route.Target
 }
@@ -443,7 +442,7 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 	}
 	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
 	failed := Result{EventID: p.eventID, SchemaID: p.schemaID}
-	r.markUntraced(ctx, p) // before the fan-out: it may write p.props
+	r.markUntraced(ctx, p)
 	message := func(t route.Target) bus.Message {
 		return bus.Message{Topic: t.Topic, Key: keyFor(p.ev.Key, t.Key, p.eventID), Payload: p.payload, Properties: p.props}
 	}

@@ -181,11 +181,13 @@ func (r *Router) eventTrace(ctx context.Context, p *Prepared) (parent context.Co
 
 // markUntraced sets p.untraced for an event of an unsampled request
 // without a trace of its own: it gets no producer span (it would not be
-// recorded), and its messages carry the request's context, so that the
-// sink follows the same decision in the same trace. The context is put
-// into p.props once, for all the event's topics: at a sampling ratio of
-// 1 % that is 99 % of the events, and a copy of the properties per topic
-// was most of what tracing cost them (bench/README.md).
+// recorded), and its messages carry no trace context of the pipeline's
+// making, only what the client sent on the request (prepare copies it),
+// so a client's unsampled trace is still followed by the sink. Carrying
+// the unsampled request's own context was a formatted traceparent per
+// event and a property more per message, 99 % of the events at a ratio
+// of 1 %: most of what tracing cost them (bench/README.md). A sink
+// samples a message without trace context as a trace of its own.
 func (r *Router) markUntraced(ctx context.Context, p *Prepared) {
 	if r.tracer == nil || trace.SpanFromContext(ctx).IsRecording() {
 		return
@@ -193,7 +195,6 @@ func (r *Router) markUntraced(ctx context.Context, p *Prepared) {
 	if _, own := r.eventTrace(ctx, p); own {
 		return
 	}
-	tracing.Inject(ctx, p.props)
 	p.untraced = true
 }
 
