@@ -76,7 +76,7 @@ func TestIDKeyedBatchesSurviveAReplicaStop(t *testing.T) {
 	table := `"` + strings.ReplaceAll(subject, "-", "_") + `"`
 	waitFor(t, 90*time.Second, "every event in PostgreSQL", func() error {
 		var rows, ids int
-		if err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT _event_id) FROM ` + table).Scan(&rows, &ids); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT _event_id) FROM `+table).Scan(&rows, &ids); err != nil {
 			return err
 		}
 		if rows != n || ids != n {
