@@ -14,8 +14,10 @@ import (
 
 // rawFanout is the raw producer doing on the bus what the pipeline does for
 // an event with one matching route: one message on the subject's own topic,
-// keyed by a fresh id (the pipeline's event id, as no client key is sent),
-// and one on the route's topic, keyed by the customer. An event counts once
+// keyed by a fresh id (the pipeline's event id, as no client key is sent)
+// and batched by the default batch builder as the adapter batches such
+// messages (bus.Message.Unordered), and one on the route's topic, keyed by
+// the customer, with key-based batching. An event counts once
 // both receipts are in. Scenario raw-fanout (opt-in, -scenarios); it says
 // how much of the gap to the one-message raw run is the second message.
 type rawFanout struct {
@@ -24,11 +26,11 @@ type rawFanout struct {
 }
 
 func newRawFanout(o options, topic string) (*rawFanout, error) {
-	own, err := newRawProducer(o, topic+"-own")
+	own, err := newRawProducer(o, topic+"-own", pulsarclient.DefaultBatchBuilder)
 	if err != nil {
 		return nil, err
 	}
-	routed, err := newRawProducer(o, topic+"-routed")
+	routed, err := newRawProducer(o, topic+"-routed", pulsarclient.KeyBasedBatchBuilder)
 	if err != nil {
 		own.close()
 		return nil, err

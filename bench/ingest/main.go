@@ -297,7 +297,7 @@ func run() error {
 		} else if o.bus == "jetstream" {
 			raw, err = newRawJetStream(ctx, o, dir, "bench-"+run+"-raw-"+label)
 		} else {
-			raw, err = newRawProducer(o, "bench-"+run+"-raw-"+label)
+			raw, err = newRawProducer(o, "bench-"+run+"-raw-"+label, pulsarclient.KeyBasedBatchBuilder)
 		}
 		if err != nil {
 			return err
@@ -689,7 +689,10 @@ type rawProducer struct {
 
 // newRawProducer creates the producer a hand-written service would use,
 // with the pipeline adapter's settings.
-func newRawProducer(o options, topic string) (*rawProducer, error) {
+// newRawProducer is a producer with the Pulsar adapter's settings and the
+// given batch builder (the adapter's: key-based for keyed messages, the
+// default one for messages keyed by their event id, docs/pitfalls.md A8).
+func newRawProducer(o options, topic string, builder pulsarclient.BatcherBuilderType) (*rawProducer, error) {
 	client, err := pulsarclient.NewClient(pulsarclient.ClientOptions{
 		URL: o.pulsarURL, ConnectionTimeout: 5 * time.Second, OperationTimeout: pulsar.DefaultSendTimeout,
 		Logger: pulsarlog.NewLoggerWithSlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
@@ -706,7 +709,7 @@ func newRawProducer(o options, topic string) (*rawProducer, error) {
 		BatchingMaxPublishDelay: pulsar.DefaultBatchingMaxPublishDelay,
 		BatchingMaxMessages:     pulsar.DefaultBatchingMaxMessages,
 		BatchingMaxSize:         pulsar.DefaultBatchingMaxSize,
-		BatcherBuilderType:      pulsarclient.KeyBasedBatchBuilder,
+		BatcherBuilderType:      builder,
 	})
 	if err != nil {
 		client.Close()

@@ -65,6 +65,14 @@ type Message struct {
 	Key        string
 	Payload    []byte
 	Properties map[string]string
+	// Unordered says that Key is the message's event id (the router's
+	// fallback when there is no client or route key): no other event
+	// shares it, so there is no per-key order or consumer affinity to
+	// keep, only retries of the same event, which sinks deduplicate. An
+	// adapter may then batch the message with other keys' messages
+	// (Pulsar: docs/pitfalls.md A8); others ignore it. Publish only; not
+	// set on deliveries.
+	Unordered bool
 }
 
 // Publisher persists messages on the bus.

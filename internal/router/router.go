@@ -307,7 +307,8 @@ func (r *Router) Check(ctx context.Context, ev Event) (_ Checked, err error) {
 	}
 	out := Checked{SchemaID: p.schemaID, Version: p.version, Targets: make([]route.Target, len(p.targets))}
 	for i, t := range p.targets {
-		out.Targets[i] = route.Target{Topic: t.Topic, Key: keyFor(ev.Key, t.Key, ev.EventID)}
+		key, _ := keyFor(ev.Key, t.Key, ev.EventID)
+		out.Targets[i] = route.Target{Topic: t.Topic, Key: key}
 	}
 	return out, nil
 }
@@ -444,7 +445,8 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 	failed := Result{EventID: p.eventID, SchemaID: p.schemaID}
 	r.markUntraced(ctx, p)
 	message := func(t route.Target) bus.Message {
-		return bus.Message{Topic: t.Topic, Key: keyFor(p.ev.Key, t.Key, p.eventID), Payload: p.payload, Properties: p.props}
+		key, isID := keyFor(p.ev.Key, t.Key, p.eventID)
+		return bus.Message{Topic: t.Topic, Key: key, Unordered: isID, Payload: p.payload, Properties: p.props}
 	}
 	if len(p.targets) == 1 {
 		t := p.targets[0]
@@ -484,14 +486,17 @@ func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
 
 // keyFor picks the message key: the client's key, else the route's key
 // field value, else the event id (Key_Shared needs a key on every message).
-func keyFor(clientKey, routeKey, eventID string) string {
+// isID reports the last case: a key no other event shares, so the message
+// is bus.Message.Unordered and the bus may batch it with other keys'
+// messages (docs/pitfalls.md A8).
+func keyFor(clientKey, routeKey, eventID string) (key string, isID bool) {
 	switch {
 	case clientKey != "":
-		return clientKey
+		return clientKey, false
 	case routeKey != "":
-		return routeKey
+		return routeKey, false
 	default:
-		return eventID
+		return eventID, true
 	}
 }
 

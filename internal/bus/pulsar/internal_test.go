@@ -45,7 +45,7 @@ func TestReconnectBackoffIsCapped(t *testing.T) {
 // TestSendErrorClassification pins the mapping of client errors onto the
 // port's sentinels (docs/pitfalls.md A1, A5, A6).
 func TestSendErrorClassification(t *testing.T) {
-	b := &Bus{producers: map[string]*producerEntry{}, log: nil}
+	b := &Bus{producers: map[producerKey]*producerEntry{}, log: nil}
 	for _, c := range []struct {
 		err  error
 		want error
@@ -58,7 +58,7 @@ func TestSendErrorClassification(t *testing.T) {
 		{pulsarclient.ErrContextExpired, bus.ErrOutcomeUnknown},
 		{errors.New("connection closed"), bus.ErrOutcomeUnknown},
 	} {
-		got := b.sendError("persistent://t/n/x", nil, c.err)
+		got := b.sendError(producerKey{topic: "persistent://t/n/x"}, nil, c.err)
 		if !errors.Is(got, c.want) || !errors.Is(got, c.err) {
 			t.Errorf("sendError(%v) = %v, want %v wrapping the cause", c.err, got, c.want)
 		}

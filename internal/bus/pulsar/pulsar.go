@@ -3,6 +3,9 @@
 //
 // Producing (A1-A8): one producer per topic, created on first use and
 // shared; key-based batching with every batching option set explicitly;
+// messages marked bus.Message.Unordered (keyed by their own event id) go
+// through a second producer of the topic with the default batch builder,
+// so they share batches instead of being a batch each (A8);
 // a full queue fails fast (bus.ErrQueueFull) instead of blocking; sends
 // whose fate the client cannot know (send timeout, producer closed,
 // connection lost, caller's deadline) are bus.ErrOutcomeUnknown, so the
@@ -92,8 +95,10 @@ type Options struct {
 	// BatchingMaxMessages and BatchingMaxSize (bytes) bound one batch.
 	BatchingMaxMessages int
 	BatchingMaxSize     int
-	// MaxPendingMessages bounds the sends awaiting the broker per topic;
-	// above it Publish returns bus.ErrQueueFull at once.
+	// MaxPendingMessages bounds the sends awaiting the broker per
+	// producer; above it Publish returns bus.ErrQueueFull at once. A topic
+	// has up to two producers (keyed and Unordered messages), so up to
+	// twice this per topic.
 	MaxPendingMessages int
 	// SendTimeout bounds a whole Publish call: a send the broker has not
 	// confirmed by then is bus.ErrOutcomeUnknown, a producer not created by
@@ -196,7 +201,7 @@ type Bus struct {
 
 	mu        sync.Mutex
 	closed    bool
-	producers map[string]*producerEntry
+	producers map[producerKey]*producerEntry
 	subs      map[*subscription]struct{}
 	inflight  sync.WaitGroup // Publish and Subscribe calls in progress
 	creators  sync.WaitGroup // goroutines creating producers and consumers
@@ -204,6 +209,25 @@ type Bus struct {
 	// (a Subscribe whose caller gave up still ends with the consumer's
 	// Close); under mu. Rewind waits for them (rewind.go).
 	subscribing map[string]int
+}
+
+// producerKey names one of a topic's shared producers: every topic has a
+// key-based batching one for keyed messages, and one with the default
+// batch builder for bus.Message.Unordered ones, each created on first use.
+type producerKey struct {
+	topic     string
+	unordered bool
+}
+
+// builder is the batch builder of the key's producer. Key_Shared routes a
+// batch entry by its first message's key (the entry's partition key), so
+// only messages whose keys need no consumer affinity may share an entry
+// with other keys (docs/pitfalls.md A8).
+func (k producerKey) builder() pulsarclient.BatcherBuilderType {
+	if k.unordered {
+		return pulsarclient.DefaultBatchBuilder
+	}
+	return pulsarclient.KeyBasedBatchBuilder
 }
 
 // producerEntry is a topic's shared producer, or its creation in progress.
@@ -247,7 +271,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		compression: comp,
 		log:         log,
 		admin:       &admin{base: strings.TrimRight(opts.AdminURL, "/"), http: adminClient},
-		producers:   map[string]*producerEntry{},
+		producers:   map[producerKey]*producerEntry{},
 		subs:        map[*subscription]struct{}{},
 		subscribing: map[string]int{},
 	}
@@ -381,7 +405,8 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 	// twice SendTimeout after the send.
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
 	defer cancel()
-	producer, err := b.producer(ctx, topic)
+	key := producerKey{topic: topic, unordered: msg.Unordered}
+	producer, err := b.producer(ctx, key)
 	if err != nil {
 		return fmt.Errorf("pulsar: publish to %s: %w", topic, err)
 	}
@@ -403,7 +428,7 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 		if err == nil {
 			return nil
 		}
-		return fmt.Errorf("pulsar: publish to %s: %w", topic, b.sendError(topic, producer, err))
+		return fmt.Errorf("pulsar: publish to %s: %w", topic, b.sendError(key, producer, err))
 	case <-ctx.Done():
 		// Enqueued: the broker may still persist it (A5).
 		return fmt.Errorf("pulsar: publish to %s: %w: %w", topic, bus.ErrOutcomeUnknown, ctx.Err())
@@ -413,7 +438,7 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 // sendError maps a failed send onto the port's sentinels (A1, A5, A6),
 // keeping the cause, and drops a producer the client has closed for good
 // so the next Publish creates a new one.
-func (b *Bus) sendError(topic string, producer pulsarclient.Producer, err error) error {
+func (b *Bus) sendError(key producerKey, producer pulsarclient.Producer, err error) error {
 	switch {
 	case errors.Is(err, pulsarclient.ErrSendQueueIsFull), errors.Is(err, pulsarclient.ErrMemoryBufferIsFull):
 		return fmt.Errorf("%w: %w", bus.ErrQueueFull, err)
@@ -422,23 +447,23 @@ func (b *Bus) sendError(topic string, producer pulsarclient.Producer, err error)
 		return fmt.Errorf("%w: %w", bus.ErrInvalidMessage, err)
 	case errors.Is(err, pulsarclient.ErrProducerClosed), errors.Is(err, pulsarclient.ErrTopicNotfound),
 		errors.Is(err, pulsarclient.ErrTopicTerminated):
-		b.dropProducer(topic, producer)
+		b.dropProducer(key, producer)
 	}
 	// Everything else happened after the message was handed to the client:
 	// the broker may have stored it.
 	return fmt.Errorf("%w: %w", bus.ErrOutcomeUnknown, err)
 }
 
-// producer returns the topic's shared producer, creating it once. Creation
+// producer returns the key's shared producer, creating it once. Creation
 // runs in a goroutine of the bus (the client's call takes no context), so a
 // caller whose ctx ends stops waiting without leaving a second producer.
-func (b *Bus) producer(ctx context.Context, topic string) (pulsarclient.Producer, error) {
+func (b *Bus) producer(ctx context.Context, key producerKey) (pulsarclient.Producer, error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return nil, bus.ErrClosed
 	}
-	e := b.producers[topic]
+	e := b.producers[key]
 	if e != nil {
 		select {
 		case <-e.ready:
@@ -450,9 +475,9 @@ func (b *Bus) producer(ctx context.Context, topic string) (pulsarclient.Producer
 	}
 	if e == nil {
 		e = &producerEntry{ready: make(chan struct{})}
-		b.producers[topic] = e
+		b.producers[key] = e
 		b.creators.Add(1)
-		go b.createProducer(topic, e)
+		go b.createProducer(key, e)
 	}
 	b.mu.Unlock()
 
@@ -467,10 +492,12 @@ func (b *Bus) producer(ctx context.Context, topic string) (pulsarclient.Producer
 	}
 }
 
-func (b *Bus) createProducer(topic string, e *producerEntry) {
+// createProducer sets every batching option explicitly on both kinds of
+// producer (A7); only the batch builder differs (A8).
+func (b *Bus) createProducer(key producerKey, e *producerEntry) {
 	defer b.creators.Done()
 	p, err := b.producerClient.CreateProducer(pulsarclient.ProducerOptions{
-		Topic:                   topic,
+		Topic:                   key.topic,
 		SendTimeout:             b.opts.SendTimeout,
 		DisableBlockIfQueueFull: true,
 		MaxPendingMessages:      b.opts.MaxPendingMessages,
@@ -479,12 +506,12 @@ func (b *Bus) createProducer(topic string, e *producerEntry) {
 		BatchingMaxPublishDelay: b.opts.BatchingMaxPublishDelay,
 		BatchingMaxMessages:     uint(b.opts.BatchingMaxMessages),
 		BatchingMaxSize:         uint(b.opts.BatchingMaxSize),
-		BatcherBuilderType:      pulsarclient.KeyBasedBatchBuilder,
+		BatcherBuilderType:      key.builder(),
 		// MaxReconnectToBroker nil: reconnect forever.
 		BackOffPolicyFunc: newReconnectBackoff,
 	})
 	if err != nil {
-		b.log.Warn("create producer failed", "topic", topic, "err", err)
+		b.log.Warn("create producer failed", "topic", key.topic, "unordered", key.unordered, "err", err)
 	}
 	b.mu.Lock()
 	e.producer, e.err = p, err
@@ -494,15 +521,15 @@ func (b *Bus) createProducer(topic string, e *producerEntry) {
 
 // dropProducer forgets a producer the client closed (topic deleted or
 // terminated, fatal error) unless it was already replaced.
-func (b *Bus) dropProducer(topic string, p pulsarclient.Producer) {
+func (b *Bus) dropProducer(key producerKey, p pulsarclient.Producer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return
 	}
-	if e := b.producers[topic]; e != nil && e.producer == p {
-		delete(b.producers, topic)
-		b.log.Warn("producer closed by the client; the next publish creates a new one", "topic", topic)
+	if e := b.producers[key]; e != nil && e.producer == p {
+		delete(b.producers, key)
+		b.log.Warn("producer closed by the client; the next publish creates a new one", "topic", key.topic, "unordered", key.unordered)
 		go p.Close() // already closed; this only releases what is left
 	}
 }
@@ -532,10 +559,10 @@ func (b *Bus) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("pulsar: close: producer creation still running: %w", err))
 	}
 	b.mu.Lock()
-	entries := make(map[string]*producerEntry, len(b.producers))
+	entries := make(map[producerKey]*producerEntry, len(b.producers))
 	maps.Copy(entries, b.producers)
 	b.mu.Unlock()
-	for topic, e := range entries {
+	for key, e := range entries {
 		select {
 		case <-e.ready:
 		default:
@@ -546,7 +573,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 		if err := e.producer.FlushWithCtx(fctx); err != nil {
-			errs = append(errs, fmt.Errorf("pulsar: close: flush %s: %w", topic, err))
+			errs = append(errs, fmt.Errorf("pulsar: close: flush %s (unordered %t): %w", key.topic, key.unordered, err))
 		}
 		cancel()
 		e.producer.Close()

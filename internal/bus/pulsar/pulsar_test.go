@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,4 +194,194 @@ func TestEnsureSubscription(t *testing.T) {
 	if err := b.EnsureSubscription(ctx, "not-a-full-topic", "s"); err == nil {
 		t.Fatal("EnsureSubscription accepted a short topic name")
 	}
+}
+
+// TestUnorderedMessagesShareBatches (docs/pitfalls.md A8, B3): messages
+// keyed by their own event id (bus.Message.Unordered) published
+// concurrently share batch entries, where key-based batching made each of
+// them an entry of its own; keyed messages published beside them on the
+// same topic still reach one of two Key_Shared consumers per key, in
+// order; and a consumer closed with its deliveries partly acknowledged
+// loses none of the rest: its entries come back whole (acknowledged
+// messages of a partly acknowledged entry too, which sinks drop by event
+// id).
+func TestUnorderedMessagesShareBatches(t *testing.T) {
+	url, adminURL := testenv.Pulsar(t)
+	ns := testNamespace(t, adminURL)
+	b := open(t, pulsar.Options{URL: url, AdminURL: adminURL, Namespace: ns})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	topic, err := b.TopicName("mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "sink"
+	subscribe := func() bus.Subscription {
+		t.Helper()
+		s, err := b.Subscribe(ctx, bus.SubscribeOptions{Name: name, Topics: []string{topic}, Type: bus.KeyShared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	// Both consumers before the first publish: a lone consumer would
+	// prefetch every key before the second one took its share.
+	subs := []bus.Subscription{subscribe(), subscribe()}
+
+	const keys, perKey, senders, perSender = 6, 20, 32, 16
+	const unordered = senders * perSender
+	var wg sync.WaitGroup
+	errs := make(chan error, keys+senders)
+	for k := range keys {
+		wg.Go(func() { // one key's messages one after the other: each its own entry
+			for i := range perKey {
+				id := fmt.Sprintf("k%d-%03d", k, i)
+				msg := bus.Message{Topic: topic, Key: fmt.Sprintf("key-%d", k), Payload: []byte(id), Properties: map[string]string{bus.PropEventID: id}}
+				if err := b.Publish(ctx, msg); err != nil {
+					errs <- fmt.Errorf("publish %s: %w", id, err)
+					return
+				}
+			}
+		})
+	}
+	for s := range senders {
+		wg.Go(func() {
+			for i := range perSender {
+				id := fmt.Sprintf("u%02d-%03d", s, i)
+				msg := bus.Message{Topic: topic, Key: id, Unordered: true, Payload: []byte(id), Properties: map[string]string{bus.PropEventID: id}}
+				if err := b.Publish(ctx, msg); err != nil {
+					errs <- fmt.Errorf("publish %s: %w", id, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Backlog counts entries (C3); nothing is acknowledged yet.
+	entries, err := b.Backlog(ctx, name, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d keyed + %d unordered messages in %d entries", keys*perKey, unordered, entries)
+	if limit := int64(keys*perKey + unordered/2); entries > limit {
+		t.Fatalf("%d keyed + %d unordered messages took %d entries, want at most %d: unordered messages are not batched together", keys*perKey, unordered, entries, limit)
+	}
+
+	// receiveAll receives on every consumer until each id of want arrived,
+	// and returns each consumer's deliveries in arrival order.
+	receiveAll := func(subs []bus.Subscription, want map[string]bool) [][]*bus.Delivery {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 45*time.Second)
+		defer rcancel()
+		var mu sync.Mutex
+		missing := maps.Clone(want)
+		got := make([][]*bus.Delivery, len(subs))
+		var rwg sync.WaitGroup
+		for i, s := range subs {
+			rwg.Go(func() {
+				for {
+					d, err := s.Receive(rctx)
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					got[i] = append(got[i], d)
+					delete(missing, d.Properties[bus.PropEventID])
+					if len(missing) == 0 {
+						rcancel()
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		rwg.Wait()
+		if len(missing) > 0 {
+			t.Fatalf("%d of %d messages never arrived (e.g. %s)", len(missing), len(want), slices.Sorted(maps.Keys(missing))[0])
+		}
+		return got
+	}
+	all := map[string]bool{}
+	for k := range keys {
+		for i := range perKey {
+			all[fmt.Sprintf("k%d-%03d", k, i)] = true
+		}
+	}
+	for s := range senders {
+		for i := range perSender {
+			all[fmt.Sprintf("u%02d-%03d", s, i)] = true
+		}
+	}
+	got := receiveAll(subs, all)
+	owner := map[string]int{} // key -> consumer
+	next := map[string]int{}  // key -> next message number
+	var unorderedOn [2]int
+	for c, ds := range got {
+		for _, d := range ds {
+			id := d.Properties[bus.PropEventID]
+			if id[0] == 'u' {
+				unorderedOn[c]++
+				continue
+			}
+			if o, ok := owner[d.Key]; ok && o != c {
+				t.Fatalf("key %s delivered to consumers %d and %d", d.Key, o, c)
+			}
+			owner[d.Key] = c
+			if want := fmt.Sprintf("k%s-%03d", d.Key[len("key-"):], next[d.Key]); id != want {
+				t.Fatalf("consumer %d: got %s, want %s (order per key broken)", c, id, want)
+			}
+			next[d.Key]++
+		}
+	}
+	t.Logf("unordered messages per consumer: %v; keys per consumer: %v", unorderedOn, owner)
+
+	// The consumer that got more unordered messages acknowledges every
+	// other one of them (and every keyed one), then closes: the rest must
+	// all come again, to the other consumer or its successor.
+	c := 0
+	if unorderedOn[1] > unorderedOn[0] {
+		c = 1
+	}
+	var acked, kept []*bus.Delivery
+	for i, d := range got[c] {
+		if d.Properties[bus.PropEventID][0] == 'k' || i%2 == 0 {
+			acked = append(acked, d)
+		} else {
+			kept = append(kept, d)
+		}
+	}
+	if err := subs[c].Ack(ctx, acked); err != nil {
+		t.Fatal(err)
+	}
+	if err := subs[1-c].Ack(ctx, got[1-c]); err != nil {
+		t.Fatal(err)
+	}
+	if err := subs[c].Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := map[string]bool{}
+	for _, d := range kept {
+		again[d.Properties[bus.PropEventID]] = true
+	}
+	if len(again) == 0 {
+		t.Fatal("the closed consumer held no unacknowledged message")
+	}
+	redelivered := receiveAll([]bus.Subscription{subs[1-c], subscribe()}, again)
+	ackedIDs := map[string]bool{}
+	for _, d := range acked {
+		ackedIDs[d.Properties[bus.PropEventID]] = true
+	}
+	dup := 0
+	for _, ds := range redelivered {
+		for _, d := range ds {
+			if ackedIDs[d.Properties[bus.PropEventID]] {
+				dup++
+			}
+		}
+	}
+	t.Logf("%d unacknowledged messages redelivered; %d acknowledged ones came back with their entries", len(again), dup)
 }
