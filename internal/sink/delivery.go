@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,17 +146,34 @@ func (s *Sink) writeLoop(ctx context.Context, sub bus.Subscription, in <-chan []
 
 // ackLoop acknowledges committed batches in order, while the writer goes on
 // with the next batch: a confirmed ack costs a broker round trip, which
-// would otherwise idle the database. It returns when the writer has
-// stopped and every committed batch is acknowledged (or ctx is done and an
-// ack keeps failing: the bus will redeliver, and the rows dedup).
+// would otherwise idle the database. Batches committed while an ack was in
+// flight are acknowledged together, in one call (group commit makes many
+// small batches under light load). It returns when the writer has stopped
+// and every committed batch is acknowledged (or ctx is done and an ack
+// keeps failing: the bus will redeliver, and the rows dedup).
 func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan committedBatch) error {
 	done := context.WithoutCancel(ctx)
 	for cb := range in {
+		batches, events, rows, dead := 1, cb.events, cb.written, cb.dead
+	more:
+		for {
+			select {
+			case next, ok := <-in:
+				if !ok {
+					break more
+				}
+				batches++
+				events = append(slices.Clip(events), next.events...)
+				rows, dead = rows+next.written, dead+next.dead
+			default:
+				break more
+			}
+		}
 		if s.hooks.beforeAck != nil {
 			s.hooks.beforeAck()
 		}
 		acking := time.Now()
-		if err := s.ack(ctx, done, sub, cb.events); err != nil {
+		if err := s.ack(ctx, done, sub, events); err != nil {
 			if ctx.Err() != nil {
 				for range in {
 				}
@@ -163,8 +181,8 @@ func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan comm
 			}
 			return err
 		}
-		s.inflight.Add(-int64(len(cb.events)))
-		s.log.Debug("batch done", "events", len(cb.events), "rows", cb.written, "dead", cb.dead,
+		s.inflight.Add(-int64(len(events)))
+		s.log.Debug("batch done", "batches", batches, "events", len(events), "rows", rows, "dead", dead,
 			"write", cb.committed.Sub(cb.started), "ack_wait", acking.Sub(cb.committed), "ack", time.Since(acking))
 	}
 	return nil

@@ -401,7 +401,8 @@ func metricRetries(s *Sink) float64 {
 
 // TestRunFinishesBatchOnCancel: a cancellation that arrives while a batch
 // is being written lets that batch commit and be acknowledged before Run
-// returns nil.
+// returns nil; what was received behind it (group commit may cut the first
+// batch short) stays unacknowledged unless it was written too.
 func TestRunFinishesBatchOnCancel(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	b := openJetStream(t)
@@ -422,14 +423,12 @@ func TestRunFinishesBatchOnCancel(t *testing.T) {
 	if err := s.Run(ctx); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
-	if got := countRows(t, s.dialect, "cancel_me"); got != 10 {
-		t.Errorf("rows = %d, want the whole batch (10)", got)
+	rows, lag := countRows(t, s.dialect, "cancel_me"), backlog(t, b, "sink-cancel", topic)
+	if rows < 1 || rows+lag != 10 {
+		t.Errorf("rows = %d, backlog after Run = %d: want the batch being written committed and acknowledged (rows >= 1, rows + backlog = 10)", rows, lag)
 	}
-	if lag := backlog(t, b, "sink-cancel", topic); lag != 0 {
-		t.Errorf("backlog after Run = %d, want 0: the batch was not acknowledged", lag)
-	}
-	if st := s.Status(context.Background()); st.RowsWritten != 10 || st.State != stateStopped {
-		t.Errorf("status = %+v", st)
+	if st := s.Status(context.Background()); st.RowsWritten != rows || st.State != stateStopped {
+		t.Errorf("status = %+v, want %d rows written", st, rows)
 	}
 }
 
