@@ -131,6 +131,7 @@ type options struct {
 	defaultSink         bool    // the pipeline runs its default SQLite sink (scenario batch-sink on jetstream)
 	postgresURL         string  // batch-sink on pulsar and kafka: the sink's PostgreSQL
 	sinkPoll            time.Duration
+	sinkPprof, sinkLog  string // batch-sink: the sink pipeline's pprof address and log level (debugging aids)
 	// sinks is the sink section of the batch-sink pipeline on pulsar and
 	// kafka (a PostgreSQL sink of the run's sink subjects); empty otherwise.
 	sinks string
@@ -164,6 +165,8 @@ func run() error {
 	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace)")
 	flag.StringVar(&o.postgresURL, "postgres", os.Getenv("PIPELINE_TEST_POSTGRES_URL"), "batch-sink on pulsar or kafka: the PostgreSQL its sink writes to (env PIPELINE_TEST_POSTGRES_URL)")
 	flag.DurationVar(&o.sinkPoll, "sink-poll", 20*time.Millisecond, "batch-sink: how often the sink's committed rows are read from /metrics (bounds the publish → row figures' resolution)")
+	flag.StringVar(&o.sinkPprof, "sink-pprof", "", "batch-sink: serve the sink pipeline's net/http/pprof on this loopback address (PIPELINE_DEBUG_PPROF_ADDR)")
+	flag.StringVar(&o.sinkLog, "sink-log-level", "", "batch-sink: the sink pipeline's log level (PIPELINE_LOG_LEVEL; debug logs each batch the sink writes)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -838,6 +841,14 @@ limits:
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if o.defaultSink || o.sinks != "" {
+		if o.sinkPprof != "" {
+			cmd.Env = append(cmd.Environ(), "PIPELINE_DEBUG_PPROF_ADDR="+o.sinkPprof)
+		}
+		if o.sinkLog != "" {
+			cmd.Env = append(cmd.Environ(), "PIPELINE_LOG_LEVEL="+o.sinkLog)
+		}
+	}
 	// If this harness dies, the pipeline goes with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

@@ -132,7 +132,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	// in order. batches is unbuffered (group commit, see batch).
 	deliveries := make(chan *bus.Delivery, s.cfg.BatchSize)
 	batches := make(chan []*event)
-	committed := make(chan committedBatch, 2)
+	// What the writer committed waits for the ack stage in committed, up
+	// to four batches' worth of events (ackQueue).
+	committed := newAckQueue(4 * s.cfg.BatchSize)
 	g, gctx := errgroup.WithContext(ctx)
 	// A panic in a stage (a bug) stops this Run with an error rather than
 	// the process; Supervise starts the sink again.
