@@ -200,6 +200,9 @@ type sinkResult struct {
 	drain          time.Duration
 	caughtUp       bool
 	rowP50, rowP99 time.Duration
+	// answer → row: the same from the call's answer, the sink's own part
+	// (the bus's delivery, decoding, the write and its commit).
+	answerP50, answerP99 time.Duration
 }
 
 func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte, subject string) (sinkResult, error) {
@@ -209,8 +212,8 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		return out, err
 	}
 	type batchDone struct {
-		sent time.Time
-		upTo int64 // accepted events counted when its answer came
+		sent, answered time.Time
+		upTo           int64 // accepted events counted when its answer came
 	}
 	var mu sync.Mutex
 	var batches []batchDone
@@ -247,7 +250,7 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		return p.batchHook(ctx, o, payloads, subject, rec, func(sent time.Time, ok int) {
 			mu.Lock()
 			accepted += int64(ok)
-			batches = append(batches, batchDone{sent, accepted})
+			batches = append(batches, batchDone{sent, time.Now(), accepted})
 			mu.Unlock()
 		})
 	})
@@ -298,7 +301,7 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		out.rows.rate = float64(r1.rows-r0.rows) / r1.at.Sub(r0.at).Seconds()
 	}
 	// Publish → row latency per batch, weighted by its events.
-	var lats []time.Duration
+	var lats, fromAnswer []time.Duration
 	j := 0
 	prev := int64(0)
 	for _, b := range batches {
@@ -310,14 +313,17 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		if j == len(readings) {
 			break // not in before the deadline
 		}
-		lat := readings[j].at.Sub(b.sent)
+		lat, fromAns := readings[j].at.Sub(b.sent), max(readings[j].at.Sub(b.answered), 0)
 		for range n {
 			lats = append(lats, lat)
+			fromAnswer = append(fromAnswer, fromAns)
 		}
 	}
 	if len(lats) > 0 {
 		slices.Sort(lats)
+		slices.Sort(fromAnswer)
 		out.rowP50, out.rowP99 = lats[len(lats)/2], lats[len(lats)*99/100]
+		out.answerP50, out.answerP99 = fromAnswer[len(lats)/2], fromAnswer[len(lats)*99/100]
 	}
 	return out, nil
 }
@@ -379,7 +385,8 @@ func sinkRound(ctx context.Context, o options, p *pipelineProc, payloads [][]byt
 	if !res.caughtUp {
 		caught = "NOT caught up"
 	}
-	fmt.Printf("sink %-18s %10d rows %9.0f rows/s  publish→row p50 %s p99 %s  (%s %s after the window)\n", name, res.rows.events, res.rows.rate, round1(res.rowP50), round1(res.rowP99), caught, round1(res.drain))
+	fmt.Printf("sink %-18s %10d rows %9.0f rows/s  publish→row p50 %s p99 %s, answer→row p50 %s p99 %s  (%s %s after the window)\n", name, res.rows.events, res.rows.rate,
+		round1(res.rowP50), round1(res.rowP99), round1(res.answerP50), round1(res.answerP99), caught, round1(res.drain))
 	printMem(name, p.cmd.Process.Pid)
 	// At a fixed offered rate (-rate) rows/s only echoes it: the best
 	// round is then the one of the least publish → row p99.
@@ -406,7 +413,8 @@ func sinkRatios(o options, p *pipelineProc, label string, best sinkResult) []str
 	if best.ingest.rate > 0 {
 		ratio = best.rows.rate / best.ingest.rate
 	}
-	fmt.Printf("best %-17s %9.0f rows/s ÷ %.0f events/s, publish→row p50 %s p99 %s\n", "batch-sink_"+label, best.rows.rate, best.ingest.rate, round1(best.rowP50), round1(best.rowP99))
+	fmt.Printf("best %-17s %9.0f rows/s ÷ %.0f events/s, publish→row p50 %s p99 %s, answer→row p50 %s p99 %s\n", "batch-sink_"+label, best.rows.rate, best.ingest.rate,
+		round1(best.rowP50), round1(best.rowP99), round1(best.answerP50), round1(best.answerP99))
 	if o.bus == "jetstream" {
 		return []string{fmt.Sprintf("ratio sink_sqlite_%s %.3f", label, ratio)}
 	}
