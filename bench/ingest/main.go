@@ -405,6 +405,9 @@ func run() error {
 		}
 		ratios = append(ratios, sinkRatios(o, plSink, label, sinkBest)...)
 		for _, name := range []string{"stream", "batch"} {
+			if !slices.Contains(o.scenarios, name) {
+				continue // e.g. -scenarios batch-sink alone
+			}
 			ratio := 0.0
 			if best["raw"].rate > 0 {
 				ratio = best[name].rate / best["raw"].rate
