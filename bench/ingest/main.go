@@ -128,7 +128,13 @@ type options struct {
 	keep                bool
 	scenarios           []string
 	rate                float64 // offered events/s of all clients together; 0: closed loop
-	defaultSink         bool    // the pipeline runs its default SQLite sink (scenario batch-sink)
+	defaultSink         bool    // the pipeline runs its default SQLite sink (scenario batch-sink on jetstream)
+	postgresURL         string  // batch-sink on pulsar and kafka: the sink's PostgreSQL
+	sinkPoll            time.Duration
+	sinkPprof, sinkLog  string // batch-sink: the sink pipeline's pprof address and log level (debugging aids)
+	// sinks is the sink section of the batch-sink pipeline on pulsar and
+	// kafka (a PostgreSQL sink of the run's sink subjects); empty otherwise.
+	sinks string
 }
 
 func main() {
@@ -157,6 +163,10 @@ func run() error {
 	flag.BoolVar(&o.keep, "keep", false, "keep the pipeline's temporary directory")
 	scenarios := flag.String("scenarios", "raw,stream,batch,stream-auth,batch-auth,stream-trace,batch-trace", "scenarios to run (ratios need raw; auth and trace ratios need stream or batch; raw-fanout is opt-in)")
 	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace); negative: that pipeline runs without tracing, a control of the trace ratios")
+	flag.StringVar(&o.postgresURL, "postgres", os.Getenv("PIPELINE_TEST_POSTGRES_URL"), "batch-sink on pulsar or kafka: the PostgreSQL its sink writes to (env PIPELINE_TEST_POSTGRES_URL)")
+	flag.DurationVar(&o.sinkPoll, "sink-poll", 20*time.Millisecond, "batch-sink: how often the sink's committed rows are read from /metrics (bounds the publish → row figures' resolution)")
+	flag.StringVar(&o.sinkPprof, "sink-pprof", "", "batch-sink: serve the sink pipeline's net/http/pprof on this loopback address (PIPELINE_DEBUG_PPROF_ADDR)")
+	flag.StringVar(&o.sinkLog, "sink-log-level", "", "batch-sink: the sink pipeline's log level (PIPELINE_LOG_LEVEL; debug logs each batch the sink writes)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -185,6 +195,12 @@ func run() error {
 	if o.batch <= 0 {
 		o.batch = o.window
 	}
+	if slices.Contains(o.scenarios, "batch-sink") && o.bus != "jetstream" && o.postgresURL == "" {
+		return errors.New("batch-sink on " + o.bus + " writes to PostgreSQL: set PIPELINE_TEST_POSTGRES_URL or -postgres (bench/run.sh ingest does)")
+	}
+	if o.sinkPoll <= 0 {
+		return errors.New("-sink-poll: want a positive duration")
+	}
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 100 {
@@ -202,6 +218,7 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
+	run := strconv.FormatInt(time.Now().Unix(), 36)
 	pl, err := startPipeline(ctx, o, dir, "", "")
 	if err != nil {
 		return err
@@ -244,7 +261,9 @@ func run() error {
 		}
 		defer plTrace.stop()
 	}
-	// The embedded default with its SQLite sink on, as its own process.
+	// A pipeline with a sink on, as its own process: on the embedded
+	// default its default SQLite sink, on pulsar and kafka a PostgreSQL
+	// sink of the run's sink subjects (sink.go).
 	var plSink *pipelineProc
 	if slices.Contains(o.scenarios, "batch-sink") {
 		sinkDir := filepath.Join(dir, "sink")
@@ -252,8 +271,13 @@ func run() error {
 			return err
 		}
 		so := o
-		so.defaultSink = true
-		if plSink, err = startPipeline(ctx, so, sinkDir, "", ""); err != nil {
+		if o.bus == "jetstream" {
+			so.defaultSink = true
+		} else {
+			so.sinks = postgresSinkConfig(o, run)
+			defer cleanupPostgresSink(o, run)
+		}
+		if plSink, err = startPipeline(ctx, so, sinkDir, "", so.sinks); err != nil {
 			return err
 		}
 		defer plSink.stop()
@@ -265,7 +289,6 @@ func run() error {
 		fmt.Printf("# offered: %.0f events/s in all, paced per client (-rate)\n", o.rate)
 	}
 	fmt.Printf("%-22s %10s %12s %10s %10s %8s %14s %12s\n", "scenario", "events", "events/s", "p50", "p99", "failed", "pipeline cpu", "client cpu")
-	run := strconv.FormatInt(time.Now().Unix(), 36)
 	var ratios []string
 	for _, size := range o.sizes {
 		label := sizeLabel(size)
@@ -285,7 +308,7 @@ func run() error {
 			}
 		}
 		if plSink != nil {
-			if err := plSink.registerOnly(ctx, subject); err != nil {
+			if err := plSink.registerOnly(ctx, sinkSubject(subject)); err != nil {
 				return fmt.Errorf("sink pipeline: %w", err)
 			}
 		}
@@ -385,7 +408,7 @@ func run() error {
 				}
 			}
 			if plSink != nil {
-				if err := sinkRound(ctx, o, plSink, payloads, subject, label, round, &sinkBest); err != nil {
+				if err := sinkRound(ctx, o, plSink, payloads, sinkSubject(subject), label, round, &sinkBest); err != nil {
 					raw.close()
 					return err
 				}
@@ -395,8 +418,11 @@ func run() error {
 		if fanout != nil {
 			fanout.close()
 		}
-		ratios = append(ratios, sinkRatios(plSink, label, sinkBest)...)
+		ratios = append(ratios, sinkRatios(o, plSink, label, sinkBest)...)
 		for _, name := range []string{"stream", "batch"} {
+			if !slices.Contains(o.scenarios, name) {
+				continue // e.g. -scenarios batch-sink alone
+			}
 			ratio := 0.0
 			if best["raw"].rate > 0 {
 				ratio = best[name].rate / best["raw"].rate
@@ -859,6 +885,14 @@ limits:
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if o.defaultSink || o.sinks != "" {
+		if o.sinkPprof != "" {
+			cmd.Env = append(cmd.Environ(), "PIPELINE_DEBUG_PPROF_ADDR="+o.sinkPprof)
+		}
+		if o.sinkLog != "" {
+			cmd.Env = append(cmd.Environ(), "PIPELINE_LOG_LEVEL="+o.sinkLog)
+		}
+	}
 	// If this harness dies, the pipeline goes with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

@@ -33,8 +33,10 @@ type Config struct {
 	TablePrefix string
 	// BatchSize is the most events per transaction (default 500).
 	BatchSize int
-	// FlushInterval is the longest an event waits for its batch to fill
-	// (default 200ms).
+	// FlushInterval is the longest a batch keeps filling while events
+	// keep coming (default 200ms). The sink writes a batch as soon as no
+	// more events are waiting and its last write is done, without waiting
+	// for the interval (group commit, Sink.batch).
 	FlushInterval time.Duration
 	// Mode is, for SQL, "append" (default: every event) or "upsert" (the
 	// latest event per key); for Redis, "latest" (default: a hash per key)

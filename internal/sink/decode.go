@@ -102,24 +102,20 @@ func compileFast(md protoreflect.MessageDescriptor, log *slog.Logger) *fastpb.Pa
 	return p
 }
 
-// prepareAll decodes a batch, retrying while schemas cannot be looked up.
-func (s *Sink) prepareAll(ctx context.Context, deliveries []*bus.Delivery) ([]*event, error) {
-	events := make([]*event, len(deliveries))
-	for i, d := range deliveries {
-		for attempt := 1; ; attempt++ {
-			ev, err := s.prepare(ctx, d)
-			if err == nil {
-				events[i] = ev
-				break
-			}
-			s.setState(StateStalled, err)
-			s.log.Warn("schema lookup failed; retrying", "err", err, "attempt", attempt)
-			if !sleep(ctx, backoff(attempt)) {
-				return nil, ctx.Err()
-			}
+// prepareRetrying decodes one delivery, retrying while its schema cannot
+// be looked up; it reports false only when ctx is done.
+func (s *Sink) prepareRetrying(ctx context.Context, d *bus.Delivery) (*event, bool) {
+	for attempt := 1; ; attempt++ {
+		ev, err := s.prepare(ctx, d)
+		if err == nil {
+			return ev, true
+		}
+		s.setState(StateStalled, err)
+		s.log.Warn("schema lookup failed; retrying", "err", err, "attempt", attempt)
+		if !sleep(ctx, backoff(attempt)) {
+			return nil, false
 		}
 	}
-	return events, nil
 }
 
 // prepare decodes one delivery into an event. A returned error is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,21 +81,16 @@ type committedBatch struct {
 // they are due (hold.go). While Config.MaxHeld events are held it takes no
 // batch, so that the bus stops delivering rather than the sink's memory
 // growing.
-func (s *Sink) writeLoop(ctx context.Context, sub bus.Subscription, in <-chan []*event, out chan<- committedBatch, ackDone <-chan struct{}) error {
-	defer close(out)
+func (s *Sink) writeLoop(ctx context.Context, sub bus.Subscription, in <-chan []*event, out *ackQueue, ackDone <-chan struct{}) error {
+	defer out.close()
 	// Not selecting on ctx: a committed batch is always handed on, so that
-	// shutdown acknowledges it (ackLoop drains out until it is closed,
+	// shutdown acknowledges it (ackLoop takes from out until it is closed,
 	// unless acknowledging failed for good).
 	send := func(cb committedBatch) bool {
 		if len(cb.events) == 0 {
 			return true
 		}
-		select {
-		case out <- cb:
-			return true
-		case <-ackDone:
-			return false
-		}
+		return out.put(cb, ackDone)
 	}
 	extend := time.NewTicker(extendInterval)
 	defer extend.Stop()
@@ -145,29 +141,43 @@ func (s *Sink) writeLoop(ctx context.Context, sub bus.Subscription, in <-chan []
 
 // ackLoop acknowledges committed batches in order, while the writer goes on
 // with the next batch: a confirmed ack costs a broker round trip, which
-// would otherwise idle the database. It returns when the writer has
-// stopped and every committed batch is acknowledged (or ctx is done and an
-// ack keeps failing: the bus will redeliver, and the rows dedup).
-func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in <-chan committedBatch) error {
+// would otherwise idle the database. What was committed while an ack was in
+// flight is acknowledged together, in one call (ackQueue). It returns when
+// the writer has stopped and every committed batch is acknowledged (or ctx
+// is done and an ack keeps failing: the bus will redeliver, and the rows
+// dedup).
+func (s *Sink) ackLoop(ctx context.Context, sub bus.Subscription, in *ackQueue) error {
 	done := context.WithoutCancel(ctx)
-	for cb := range in {
+	for {
+		batches, ok := in.take()
+		if !ok {
+			return nil
+		}
+		events := batches[0].events
+		rows, dead := int64(0), 0
+		for i, cb := range batches {
+			if i > 0 {
+				events = append(slices.Clip(events), cb.events...)
+			}
+			rows, dead = rows+cb.written, dead+cb.dead
+		}
 		if s.hooks.beforeAck != nil {
 			s.hooks.beforeAck()
 		}
 		acking := time.Now()
-		if err := s.ack(ctx, done, sub, cb.events); err != nil {
+		if err := s.ack(ctx, done, sub, events); err != nil {
 			if ctx.Err() != nil {
-				for range in {
+				for ok := true; ok; _, ok = in.take() {
 				}
 				return nil
 			}
 			return err
 		}
-		s.inflight.Add(-int64(len(cb.events)))
-		s.log.Debug("batch done", "events", len(cb.events), "rows", cb.written, "dead", cb.dead,
-			"write", cb.committed.Sub(cb.started), "ack_wait", acking.Sub(cb.committed), "ack", time.Since(acking))
+		s.inflight.Add(-int64(len(events)))
+		first, last := batches[0], batches[len(batches)-1]
+		s.log.Debug("batch done", "batches", len(batches), "events", len(events), "rows", rows, "dead", dead,
+			"write", last.committed.Sub(last.started), "ack_wait", acking.Sub(first.committed), "ack", time.Since(acking))
 	}
-	return nil
 }
 
 // count adds a committed batch to the sink's counters. It runs before the

@@ -127,12 +127,14 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.progress()
 
 	// Four stages, each one goroutine, so that receiving and decoding the
-	// next batch and acknowledging the previous one overlap with writing
+	// next batch and acknowledging the previous ones overlap with writing
 	// this one. Order is kept: each stage handles batches one at a time,
-	// in order.
+	// in order. batches is unbuffered (group commit, see batch).
 	deliveries := make(chan *bus.Delivery, s.cfg.BatchSize)
-	batches := make(chan []*event, 1)
-	committed := make(chan committedBatch, 2)
+	batches := make(chan []*event)
+	// What the writer committed waits for the ack stage in committed, up
+	// to four batches' worth of events (ackQueue).
+	committed := newAckQueue(4 * s.cfg.BatchSize)
 	g, gctx := errgroup.WithContext(ctx)
 	// A panic in a stage (a bug) stops this Run with an error rather than
 	// the process; Supervise starts the sink again.
@@ -257,36 +259,72 @@ func (s *Sink) receive(ctx context.Context, sub bus.Subscription, out chan<- *bu
 	}
 }
 
-// batch collects deliveries until BatchSize or FlushInterval, decodes
-// them, and hands the batch to the writer.
+// batch forms the writer's batches by group commit: it takes every
+// delivery that is waiting, decoding each as it comes, and hands the batch
+// over as soon as no more are waiting and the writer is free; until the
+// writer is free it goes on taking what arrives. A batch stops filling at
+// BatchSize events or FlushInterval after its first, and then waits for
+// the writer. Under light load a transaction carries the few events that
+// arrived since the last commit, without waiting for the interval; under
+// heavy load the events that arrive while one batch commits form the next,
+// up to BatchSize. out is unbuffered: a batch handed over is written next,
+// never queued behind another while it could still grow. Order is kept:
+// deliveries are batched in the order received, and the writer takes one
+// batch at a time.
 func (s *Sink) batch(ctx context.Context, in <-chan *bus.Delivery, out chan<- []*event) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		var pending []*bus.Delivery
+		var events []*event
+		take := func(d *bus.Delivery) bool {
+			ev, ok := s.prepareRetrying(ctx, d)
+			if ok {
+				events = append(events, ev)
+			}
+			return ok
+		}
 		select {
 		case d := <-in:
-			pending = append(pending, d)
+			if !take(d) {
+				return nil // ctx done
+			}
 		case <-ctx.Done():
 			return nil
 		}
 		timer.Reset(s.cfg.FlushInterval)
-	collect:
-		for len(pending) < s.cfg.BatchSize {
+		handed, filled := false, false
+		for !handed && !filled && len(events) < s.cfg.BatchSize {
+			// What is waiting is taken without waiting.
 			select {
 			case d := <-in:
-				pending = append(pending, d)
+				if !take(d) {
+					return nil
+				}
+				continue
 			case <-timer.C:
-				break collect
+				filled = true
+				continue
 			case <-ctx.Done():
-				timer.Stop()
+				return nil
+			default:
+			}
+			// Nothing waits: the writer gets the batch once it is free.
+			select {
+			case out <- events:
+				handed = true
+			case d := <-in:
+				if !take(d) {
+					return nil
+				}
+			case <-timer.C:
+				filled = true
+			case <-ctx.Done():
 				return nil
 			}
 		}
 		timer.Stop()
-		events, err := s.prepareAll(ctx, pending)
-		if err != nil {
-			return nil // ctx done
+		if handed {
+			continue
 		}
 		select {
 		case out <- events:

@@ -401,7 +401,8 @@ func metricRetries(s *Sink) float64 {
 
 // TestRunFinishesBatchOnCancel: a cancellation that arrives while a batch
 // is being written lets that batch commit and be acknowledged before Run
-// returns nil.
+// returns nil; what was received behind it (group commit may cut the first
+// batch short) stays unacknowledged unless it was written too.
 func TestRunFinishesBatchOnCancel(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	b := openJetStream(t)
@@ -422,27 +423,24 @@ func TestRunFinishesBatchOnCancel(t *testing.T) {
 	if err := s.Run(ctx); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
-	if got := countRows(t, s.dialect, "cancel_me"); got != 10 {
-		t.Errorf("rows = %d, want the whole batch (10)", got)
+	rows, lag := countRows(t, s.dialect, "cancel_me"), backlog(t, b, "sink-cancel", topic)
+	if rows < 1 || rows+lag != 10 {
+		t.Errorf("rows = %d, backlog after Run = %d: want the batch being written committed and acknowledged (rows >= 1, rows + backlog = 10)", rows, lag)
 	}
-	if lag := backlog(t, b, "sink-cancel", topic); lag != 0 {
-		t.Errorf("backlog after Run = %d, want 0: the batch was not acknowledged", lag)
-	}
-	if st := s.Status(context.Background()); st.RowsWritten != 10 || st.State != stateStopped {
-		t.Errorf("status = %+v", st)
+	if st := s.Status(context.Background()); st.RowsWritten != rows || st.State != stateStopped {
+		t.Errorf("status = %+v, want %d rows written", st, rows)
 	}
 }
 
 // TestRowsCountedBeforeAck: a batch's rows are in RowsWritten before the
 // batch is acknowledged, so whoever sees the backlog drained also sees the
 // rows counted (CI once read the status between the ack and the count).
+// The events go one at a time, each after the last is acknowledged, so
+// that no other batch is committing while one is acknowledged.
 func TestRowsCountedBeforeAck(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
 	b := openJetStream(t)
 	topic, _ := b.TopicName("count.me")
-	for i := range 10 {
-		publishEvent(t, b, topic, "count.me", 1, fmt.Sprintf("ev-%d", i), "k", marshal(t, orderMessage(t, md, "o", int32(i))))
-	}
 	s, err := New(Config{Name: "count", URL: "sqlite://" + t.TempDir() + "/count.db", Subjects: []string{"count.me"}, BatchSize: 100, FlushInterval: 100 * time.Millisecond},
 		b, newMapSchemas(SchemaInfo{Subject: "count.me", Version: 1, SchemaID: 1, Message: md}), testLogger(t))
 	if err != nil {
@@ -457,11 +455,14 @@ func TestRowsCountedBeforeAck(t *testing.T) {
 		seen = append(seen, s.Status(context.Background()).RowsWritten-countRows(t, s.dialect, "count_me"))
 	}
 	stop := runSink(t, s)
-	eventually(t, 30*time.Second, "rows written and backlog drained", func() (bool, string) {
-		rows := countRowsIfExists(t, s.dialect, "count_me")
-		lag := backlog(t, b, "sink-count", topic)
-		return rows == 10 && lag == 0, fmt.Sprintf("rows=%d lag=%d", rows, lag)
-	})
+	for i := range 10 {
+		publishEvent(t, b, topic, "count.me", 1, fmt.Sprintf("ev-%d", i), "k", marshal(t, orderMessage(t, md, "o", int32(i))))
+		eventually(t, 30*time.Second, "rows written and backlog drained", func() (bool, string) {
+			rows := countRowsIfExists(t, s.dialect, "count_me")
+			lag := backlog(t, b, "sink-count", topic)
+			return rows == int64(i+1) && lag == 0, fmt.Sprintf("rows=%d lag=%d", rows, lag)
+		})
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,13 +43,23 @@ func TestSinkTraces(t *testing.T) {
 	}
 	recorder := tracetest.NewSpanRecorder()
 	reg := prometheus.NewRegistry()
-	s, err := New(Config{Name: "traced", URL: "sqlite://" + t.TempDir() + "/traced.db", Subjects: []string{"traced.me"}, BatchSize: 500, FlushInterval: time.Second, // one batch of all, even on a loaded machine
+	s, err := New(Config{Name: "traced", URL: "sqlite://" + t.TempDir() + "/traced.db", Subjects: []string{"traced.me"}, BatchSize: 500, FlushInterval: 10 * time.Second,
 		Registerer: reg, TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))},
 		b, newMapSchemas(SchemaInfo{Subject: "traced.me", Version: 1, SchemaID: 1, Message: md}), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// The first write waits until every event is received: group commit
+	// then makes the next batch of the rest, more than MaxLinks events.
+	var once sync.Once
+	s.hooks.beforeWrite = func() {
+		once.Do(func() {
+			for deadline := time.Now().Add(30 * time.Second); s.inflight.Load() < n && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
 	stop := runSink(t, s)
 	eventually(t, 30*time.Second, "rows written", func() (bool, string) {
 		rows := countRowsIfExists(t, s.dialect, "traced_me")
