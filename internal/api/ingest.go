@@ -283,6 +283,7 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 	draining := s.drainSignal()
 	trace := traceOf(stream.RequestHeader())
 	var refusals sync.WaitGroup // each answers once its event is quarantined
+	spans := s.Router.StreamSpans(ctx, trace.parent != "")
 	var recvErr error
 	for i := 0; ; i++ {
 		req, err := stream.Receive()
@@ -314,9 +315,9 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			ch <- result(i, router.Result{}, fmt.Errorf("%w: stream message has no event", router.ErrBadRequest))
 			continue
 		}
-		// Each event is sampled on its own (router.StreamEvent); its span
+		// Each event is sampled on its own (router.StreamSpans); its span
 		// ends with its answer.
-		ectx, span := s.Router.StreamEvent(ctx, trace.parent != "")
+		ectx, span := spans.Start()
 		answer := func(r *pipelinev1.PublishResult) {
 			router.EndStreamEvent(span, r.GetError().GetMessage())
 			ch <- r

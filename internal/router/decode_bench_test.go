@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/internal/testenv"
 	"github.com/schemagate/pipeline/internal/tracing"
 )
 
@@ -99,9 +101,21 @@ func BenchmarkPrepare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The same with tracing on at 1 % (no exporter: the spans' own cost;
-	// a request span in ctx, sampled or not, is what ingest gives).
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(tracing.Sampler(0.01)))
+	// The same with tracing on at 1 %, each event its own root span as a
+	// streamed event is in ingest (StreamSpans), exporting over OTLP to a
+	// real collector when PIPELINE_TEST_OTELCOL names one (else no
+	// exporter: the spans' own cost). Run the two alternately and compare
+	// cpu-µs/op: bench/README.md, "The ingest bench with tracing on".
+	var tp trace.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSampler(tracing.Sampler(0.01)))
+	if os.Getenv("PIPELINE_TEST_OTELCOL") != "" {
+		ratio := 0.01
+		p, err := tracing.Setup(context.Background(), &tracing.Config{Endpoint: testenv.Otelcol(b).GRPCEndpoint, SamplingRatio: &ratio})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+		tp = p
+	}
 	traced, err := New(reg.registry, nil, routes, Options{TracerProvider: tp})
 	if err != nil {
 		b.Fatal(err)
@@ -116,22 +130,18 @@ func BenchmarkPrepare(b *testing.B) {
 		b.Run(size.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(payload)))
+			spans := r.StreamSpans(context.Background(), false)
+			cpu0 := selfCPU()
 			for b.Loop() {
-				ctx := context.Background()
-				var span trace.Span
-				if r.tracer != nil {
-					ctx, span = tp.Tracer("bench").Start(ctx, "request")
-				}
+				ctx, span := spans.Start()
 				p, err := r.Prepare(ctx, Event{Subject: "orders", Binary: payload, EventID: "e-1"})
-				if span != nil {
-					span.End()
-				}
+				EndStreamEvent(span, "")
 				if err != nil || len(p.targets) != 2 { // the subject's own topic and the route's
 					b.Fatalf("prepare: %d targets, %v", len(p.targets), err)
 				}
 				r.inFlight.release(p.size) // Send would
-
 			}
+			b.ReportMetric(float64(selfCPU()-cpu0)/1e3/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

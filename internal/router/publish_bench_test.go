@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"github.com/schemagate/pipeline/internal/bus/pulsar"
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/testenv"
+	"github.com/schemagate/pipeline/internal/tracing"
 )
 
 // BenchmarkPublishPulsar measures the router's whole path for one event,
@@ -21,7 +23,12 @@ import (
 // route's, and 2000 events in flight. Besides ns/op (wall time, which
 // the broker on the same cores dominates) it reports cpu-µs/event: this
 // process's CPU time per event (the router and the Pulsar client), the
-// steadier figure on a shared machine. The pipeline binary runs with
+// steadier figure on a shared machine. "200B-trace1pct" is 200B through a
+// second router with tracing at 1 %, exporting over OTLP to a real
+// collector (PIPELINE_TEST_OTELCOL; skipped without it), each event its
+// own root span as a streamed event is in ingest: with -count N the two
+// alternate in one process, which is how bench/README.md compares them
+// (issue 21's cost row). The pipeline binary runs with
 // GOGC=400 unless told otherwise; so should this. Profile it with -cpuprofile:
 //
 //	GOGC=400 go test -run '^$' -bench PublishPulsar -benchtime 20000x -cpuprofile /tmp/publish.pprof ./internal/router/
@@ -48,10 +55,27 @@ func BenchmarkPublishPulsar(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var traced *Router
+	if os.Getenv("PIPELINE_TEST_OTELCOL") != "" {
+		ratio := 0.01
+		tp, err := tracing.Setup(ctx, &tracing.Config{Endpoint: testenv.Otelcol(b).GRPCEndpoint, SamplingRatio: &ratio})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		if traced, err = New(reg.registry, pb, routes, Options{TracerProvider: tp}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for _, size := range []struct {
-		name  string
-		bytes int
-	}{{"200B", 200}, {"2KB", 2048}} {
+		name   string
+		bytes  int
+		router *Router
+	}{{"200B", 200, r}, {"2KB", 2048, r}, {"200B-trace1pct", 200, traced}} {
+		r := size.router
+		if r == nil {
+			continue // no collector
+		}
 		// 500 payloads that differ in the route's key field.
 		o := order{id: "ord-0000000001", amount: 129900, country: "DE", email: "buyer@example.com", tier: "tier-000"}
 		for len(encodeOrder(b, reg.rules.Message, o)) < size.bytes {
@@ -74,6 +98,7 @@ func BenchmarkPublishPulsar(b *testing.B) {
 			slots := make(chan struct{}, inFlight)
 			var wg sync.WaitGroup
 			var failed sync.Once
+			spans := r.StreamSpans(ctx, false)
 			cpu0 := selfCPU()
 			i := 0
 			for b.Loop() {
@@ -84,9 +109,14 @@ func BenchmarkPublishPulsar(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					defer func() { <-slots }()
-					if _, err := r.Publish(ctx, Event{Subject: "orders", Binary: p}); err != nil {
+					ectx, span := spans.Start()
+					_, err := r.Publish(ectx, Event{Subject: "orders", Binary: p})
+					failure := ""
+					if err != nil {
+						failure = err.Error()
 						failed.Do(func() { b.Error(err) })
 					}
+					EndStreamEvent(span, failure)
 				}()
 			}
 			wg.Wait()
