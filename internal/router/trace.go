@@ -139,15 +139,18 @@ func (r *Router) IngestLatency() latency.Summary { return latency.Of(r.metrics.l
 
 // publish sends msg for p, in a producer span whose context the message
 // carries (traceparent, tracestate): the event's own trace when its
-// headers brought one, else the request's.
-func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) error {
+// headers brought one, else the request's. done gets the bus's answer,
+// once, after the span ended.
+func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message, done func(error)) {
 	if r.tracer == nil || p.untraced {
 		start := time.Now()
-		err := r.publisher.Publish(ctx, msg)
-		if err == nil {
-			r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
-		}
-		return err
+		r.busPublish(ctx, p, msg, func(err error) {
+			if err == nil {
+				r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
+			}
+			done(err)
+		})
+		return
 	}
 	parent, _ := r.eventTrace(ctx, p)
 	msg.Properties = maps.Clone(msg.Properties)
@@ -159,12 +162,29 @@ func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) erro
 	// and each message carries its own publish span (docs/pitfalls.md T4).
 	tracing.Inject(pctx, msg.Properties)
 	start := time.Now()
-	err := r.publisher.Publish(pctx, msg)
-	if err == nil {
-		tracing.Observe(pctx, r.busLatency.vec.WithLabelValues(msg.Topic), time.Since(start).Seconds())
+	r.busPublish(pctx, p, msg, func(err error) {
+		if err == nil {
+			tracing.Observe(pctx, r.busLatency.vec.WithLabelValues(msg.Topic), time.Since(start).Seconds())
+		}
+		end(span, err)
+		done(err)
+	})
+}
+
+// busPublish hands msg to the bus: PublishAsync where the bus has it,
+// else Publish on a goroutine of its own, where a panic is the topic's
+// ErrPanic.
+func (r *Router) busPublish(ctx context.Context, p *Prepared, msg bus.Message, done func(error)) {
+	if r.async != nil {
+		r.async.PublishAsync(ctx, msg, done)
+		return
 	}
-	end(span, err)
-	return err
+	go func() {
+		var err error
+		defer func() { done(err) }()
+		defer r.recoverEvent(ctx, &err, "send", p)
+		err = r.publisher.Publish(ctx, msg)
+	}()
 }
 
 // eventTrace is the context p's producer spans start from: the event's

@@ -45,6 +45,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
@@ -385,54 +386,101 @@ func (b *Bus) enter() bool {
 	return true
 }
 
-// Publish implements bus.Publisher: SendAsync, then wait for the broker's
-// receipt or the end of ctx.
+var _ bus.AsyncPublisher = (*Bus)(nil)
+
+// Publish implements bus.Publisher: PublishAsync, then wait for its answer.
 func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
+	result := make(chan error, 1)
+	b.PublishAsync(ctx, msg, func(err error) { result <- err })
+	return <-result
+}
+
+// PublishAsync implements bus.AsyncPublisher: SendAsync, and done on the
+// broker's receipt or the end of ctx, whichever comes first.
+func (b *Bus) PublishAsync(ctx context.Context, msg bus.Message, done func(error)) {
 	topic, err := b.TopicName(msg.Topic)
 	if err != nil {
-		return fmt.Errorf("pulsar: publish: %w", err)
+		done(fmt.Errorf("pulsar: publish: %w", err))
+		return
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("pulsar: publish to %s: nothing sent: %w", topic, err)
+		done(fmt.Errorf("pulsar: publish to %s: nothing sent: %w", topic, err))
+		return
 	}
 	if !b.enter() {
-		return fmt.Errorf("pulsar: publish: %w", bus.ErrClosed)
+		done(fmt.Errorf("pulsar: publish: %w", bus.ErrClosed))
+		return
 	}
-	defer b.inflight.Done()
-
 	// One bound for the whole call, producer creation included: the
 	// client's own send timeout fires only on its next timer tick, up to
 	// twice SendTimeout after the send.
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
-	defer cancel()
-	key := producerKey{topic: topic, unordered: msg.Unordered}
-	producer, err := b.producer(ctx, key)
+	s := &send{b: b, ctx: ctx, topic: topic, key: producerKey{topic: topic, unordered: msg.Unordered}, cancel: cancel, done: done}
+	pm := &pulsarclient.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: maps.Clone(msg.Properties)}
+	if producer, ok := b.readyProducer(s.key); ok {
+		s.sendTo(ctx, producer, pm)
+		return
+	}
+	// The topic's producer is being created (its first messages): wait
+	// for it on a goroutine, bounded by ctx.
+	go func() {
+		producer, err := b.producer(ctx, s.key)
+		if err != nil {
+			s.finish(fmt.Errorf("pulsar: publish to %s: %w", topic, err)) // nothing sent
+			return
+		}
+		s.sendTo(ctx, producer, pm)
+	}()
+}
+
+// send is one PublishAsync in flight, answered once (finish).
+type send struct {
+	b        *Bus
+	ctx      context.Context // the caller's, bounded by SendTimeout
+	topic    string
+	key      producerKey
+	producer pulsarclient.Producer
+	cancel   context.CancelFunc
+	stop     func() bool
+	answered atomic.Bool
+	done     func(error)
+}
+
+func (s *send) sendTo(ctx context.Context, producer pulsarclient.Producer, pm *pulsarclient.ProducerMessage) {
+	s.producer = producer
+	// Once the message is handed over, the end of ctx answers at once,
+	// receipt or not (A5); only then does it cost a goroutine (the
+	// context package's). The receipt stops it.
+	s.stop = context.AfterFunc(ctx, s.expired)
+	// The callback runs on the connection's goroutine (or on this one,
+	// for a send refused at once): it must never block (A4); finish only
+	// counts and calls done, which must not block either.
+	producer.SendAsync(ctx, pm, s.receipt)
+}
+
+func (s *send) receipt(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
+	s.stop()
 	if err != nil {
-		return fmt.Errorf("pulsar: publish to %s: %w", topic, err)
+		err = fmt.Errorf("pulsar: publish to %s: %w", s.topic, s.b.sendError(s.key, s.producer, err))
 	}
-	// The callback runs on the connection's goroutine: it must never block
-	// (A4), so it only drops the result into this call's own buffer.
-	result := make(chan error, 1)
-	producer.SendAsync(ctx, &pulsarclient.ProducerMessage{
-		Payload:    msg.Payload,
-		Key:        msg.Key,
-		Properties: maps.Clone(msg.Properties),
-	}, func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
-		select {
-		case result <- err:
-		default:
-		}
-	})
-	select {
-	case err := <-result:
-		if err == nil {
-			return nil
-		}
-		return fmt.Errorf("pulsar: publish to %s: %w", topic, b.sendError(key, producer, err))
-	case <-ctx.Done():
-		// Enqueued: the broker may still persist it (A5).
-		return fmt.Errorf("pulsar: publish to %s: %w: %w", topic, bus.ErrOutcomeUnknown, ctx.Err())
+	s.finish(err)
+}
+
+// expired answers a send whose ctx ended first. Enqueued or not, the
+// broker may still persist it (A5).
+func (s *send) expired() {
+	s.finish(fmt.Errorf("pulsar: publish to %s: %w: %w", s.topic, bus.ErrOutcomeUnknown, s.ctx.Err()))
+}
+
+// finish answers the send, the first time only: a receipt after the
+// timeout (or the timeout after the receipt) is dropped.
+func (s *send) finish(err error) {
+	if !s.answered.CompareAndSwap(false, true) {
+		return
 	}
+	s.cancel()
+	s.b.inflight.Done()
+	s.done(err)
 }
 
 // sendError maps a failed send onto the port's sentinels (A1, A5, A6),
@@ -452,6 +500,20 @@ func (b *Bus) sendError(key producerKey, producer pulsarclient.Producer, err err
 	// Everything else happened after the message was handed to the client:
 	// the broker may have stored it.
 	return fmt.Errorf("%w: %w", bus.ErrOutcomeUnknown, err)
+}
+
+// readyProducer returns the key's shared producer if it is created.
+func (b *Bus) readyProducer(key producerKey) (pulsarclient.Producer, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.producers[key]; e != nil && !b.closed {
+		select {
+		case <-e.ready:
+			return e.producer, e.err == nil
+		default:
+		}
+	}
+	return nil, false
 }
 
 // producer returns the key's shared producer, creating it once. Creation
