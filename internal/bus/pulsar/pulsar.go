@@ -233,9 +233,11 @@ func (k producerKey) builder() pulsarclient.BatcherBuilderType {
 
 // producerEntry is a topic's shared producer, or its creation in progress.
 type producerEntry struct {
-	ready    chan struct{} // closed once producer or err is set
+	ready    chan struct{} // closed once producer or err is set and queued is sent
 	producer pulsarclient.Producer
 	err      error
+	// queued are the sends waiting for the producer, in order; under Bus.mu.
+	queued []*send
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -396,7 +398,10 @@ func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
 }
 
 // PublishAsync implements bus.AsyncPublisher: SendAsync, and done on the
-// broker's receipt or the end of ctx, whichever comes first.
+// broker's receipt or the end of ctx, whichever comes first. No goroutine
+// waits: the receipt comes on the connection's goroutine, the end of ctx
+// on the context package's (only then). While the topic's producer is
+// being created, sends queue on it and go out in order once it is there.
 func (b *Bus) PublishAsync(ctx context.Context, msg bus.Message, done func(error)) {
 	topic, err := b.TopicName(msg.Topic)
 	if err != nil {
@@ -415,47 +420,54 @@ func (b *Bus) PublishAsync(ctx context.Context, msg bus.Message, done func(error
 	// client's own send timeout fires only on its next timer tick, up to
 	// twice SendTimeout after the send.
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
-	s := &send{b: b, ctx: ctx, topic: topic, key: producerKey{topic: topic, unordered: msg.Unordered}, cancel: cancel, done: done}
-	pm := &pulsarclient.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: maps.Clone(msg.Properties)}
-	if producer, ok := b.readyProducer(s.key); ok {
-		s.sendTo(ctx, producer, pm)
-		return
+	s := &send{b: b, ctx: ctx, cancel: cancel, done: done, topic: topic, key: producerKey{topic: topic, unordered: msg.Unordered},
+		msg: &pulsarclient.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: maps.Clone(msg.Properties)}}
+	// Before anything can answer the send; the receipt stops it.
+	s.stop = context.AfterFunc(ctx, s.expired)
+	producer, err := b.producerOrQueue(s)
+	switch {
+	case err != nil:
+		s.fail(err)
+	case producer != nil:
+		s.sendTo(producer)
 	}
-	// The topic's producer is being created (its first messages): wait
-	// for it on a goroutine, bounded by ctx.
-	go func() {
-		producer, err := b.producer(ctx, s.key)
-		if err != nil {
-			s.finish(fmt.Errorf("pulsar: publish to %s: %w", topic, err)) // nothing sent
-			return
-		}
-		s.sendTo(ctx, producer, pm)
-	}()
 }
 
 // send is one PublishAsync in flight, answered once (finish).
 type send struct {
-	b        *Bus
-	ctx      context.Context // the caller's, bounded by SendTimeout
-	topic    string
-	key      producerKey
-	producer pulsarclient.Producer
-	cancel   context.CancelFunc
-	stop     func() bool
+	b      *Bus
+	ctx    context.Context // the caller's, bounded by SendTimeout
+	cancel context.CancelFunc
+	stop   func() bool // of the AfterFunc of ctx
+	done   func(error)
+	topic  string
+	key    producerKey
+	msg    *pulsarclient.ProducerMessage
+	// state goes from queued to handed (SendAsync called) or to failed
+	// (answered before that: nothing sent), once.
+	state    atomic.Int32
+	producer pulsarclient.Producer // set when handed
 	answered atomic.Bool
-	done     func(error)
 }
 
-func (s *send) sendTo(ctx context.Context, producer pulsarclient.Producer, pm *pulsarclient.ProducerMessage) {
+// States of a send.
+const (
+	queued int32 = iota
+	handed
+	failed
+)
+
+// sendTo hands the message to the producer, unless the send was answered
+// already (its ctx ended while the producer was being created).
+func (s *send) sendTo(producer pulsarclient.Producer) {
+	if !s.state.CompareAndSwap(queued, handed) {
+		return
+	}
 	s.producer = producer
-	// Once the message is handed over, the end of ctx answers at once,
-	// receipt or not (A5); only then does it cost a goroutine (the
-	// context package's). The receipt stops it.
-	s.stop = context.AfterFunc(ctx, s.expired)
 	// The callback runs on the connection's goroutine (or on this one,
 	// for a send refused at once): it must never block (A4); finish only
 	// counts and calls done, which must not block either.
-	producer.SendAsync(ctx, pm, s.receipt)
+	producer.SendAsync(s.ctx, s.msg, s.receipt)
 }
 
 func (s *send) receipt(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
@@ -466,9 +478,22 @@ func (s *send) receipt(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage
 	s.finish(err)
 }
 
-// expired answers a send whose ctx ended first. Enqueued or not, the
+// fail answers a send that was not handed to a producer: nothing sent.
+func (s *send) fail(err error) {
+	if s.state.CompareAndSwap(queued, failed) {
+		s.stop()
+		s.finish(fmt.Errorf("pulsar: publish to %s: %w", s.topic, err))
+	}
+}
+
+// expired answers a send whose ctx ended first: before its producer was
+// there, nothing was sent; once handed over (enqueued or not), the
 // broker may still persist it (A5).
 func (s *send) expired() {
+	if s.state.CompareAndSwap(queued, failed) {
+		s.finish(fmt.Errorf("pulsar: publish to %s: %w: producer not ready, nothing sent: %w", s.topic, bus.ErrUnavailable, s.ctx.Err()))
+		return
+	}
 	s.finish(fmt.Errorf("pulsar: publish to %s: %w: %w", s.topic, bus.ErrOutcomeUnknown, s.ctx.Err()))
 }
 
@@ -502,56 +527,34 @@ func (b *Bus) sendError(key producerKey, producer pulsarclient.Producer, err err
 	return fmt.Errorf("%w: %w", bus.ErrOutcomeUnknown, err)
 }
 
-// readyProducer returns the key's shared producer if it is created.
-func (b *Bus) readyProducer(key producerKey) (pulsarclient.Producer, bool) {
+// producerOrQueue returns the send's shared producer if it is created;
+// else it queues s on the producer's creation, started once, which sends
+// the queued messages in order (or fails them) when it ends.
+func (b *Bus) producerOrQueue(s *send) (pulsarclient.Producer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e := b.producers[key]; e != nil && !b.closed {
-		select {
-		case <-e.ready:
-			return e.producer, e.err == nil
-		default:
-		}
-	}
-	return nil, false
-}
-
-// producer returns the key's shared producer, creating it once. Creation
-// runs in a goroutine of the bus (the client's call takes no context), so a
-// caller whose ctx ends stops waiting without leaving a second producer.
-func (b *Bus) producer(ctx context.Context, key producerKey) (pulsarclient.Producer, error) {
-	b.mu.Lock()
 	if b.closed {
-		b.mu.Unlock()
 		return nil, bus.ErrClosed
 	}
-	e := b.producers[key]
+	e := b.producers[s.key]
 	if e != nil {
 		select {
 		case <-e.ready:
-			if e.err != nil {
-				e = nil // the last attempt failed: try again
+			if e.err == nil {
+				return e.producer, nil
 			}
+			e = nil // the last attempt failed: try again
 		default:
 		}
 	}
 	if e == nil {
 		e = &producerEntry{ready: make(chan struct{})}
-		b.producers[key] = e
+		b.producers[s.key] = e
 		b.creators.Add(1)
-		go b.createProducer(key, e)
+		go b.createProducer(s.key, e)
 	}
-	b.mu.Unlock()
-
-	select {
-	case <-e.ready:
-		if e.err != nil {
-			return nil, fmt.Errorf("%w: create producer: %w", bus.ErrUnavailable, e.err)
-		}
-		return e.producer, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: producer not ready, nothing sent: %w", bus.ErrUnavailable, ctx.Err())
-	}
+	e.queued = append(e.queued, s)
+	return nil, nil
 }
 
 // createProducer sets every batching option explicitly on both kinds of
@@ -577,6 +580,21 @@ func (b *Bus) createProducer(key producerKey, e *producerEntry) {
 	}
 	b.mu.Lock()
 	e.producer, e.err = p, err
+	// The sends queued meanwhile go first, in order; the entry is ready
+	// (for sends of their own) only once none is left.
+	for len(e.queued) > 0 {
+		queued := e.queued
+		e.queued = nil
+		b.mu.Unlock()
+		for _, s := range queued {
+			if err != nil {
+				s.fail(fmt.Errorf("%w: create producer: %w", bus.ErrUnavailable, err))
+			} else {
+				s.sendTo(p)
+			}
+		}
+		b.mu.Lock()
+	}
 	close(e.ready)
 	b.mu.Unlock()
 }
