@@ -353,52 +353,65 @@ func (r *Router) SendAsync(ctx context.Context, p *Prepared, done func(Result, e
 	// Fan-out: all topics in parallel; the event is answered once every
 	// topic has it. If one fails, the client retries the whole event with
 	// the same id and the sinks deduplicate.
-	n := len(p.targets)
-	s.errs, s.answered = make([]error, n), make([]atomic.Bool, n)
-	s.left.Store(int32(n))
-	if n == 0 {
+	s.targets = make([]targetSend, len(p.targets))
+	s.left.Store(int32(len(p.targets)))
+	if len(p.targets) == 0 {
 		s.finish()
 	}
-	for i := range n {
+	for i := range s.targets {
 		s.publish(i)
 	}
 }
 
 // sending is one SendAsync in flight.
 type sending struct {
-	r    *Router
-	ctx  context.Context
-	p    *Prepared
-	done func(Result, error)
-	// errs[i] is target i's outcome, set once answered[i] is.
-	errs     []error
-	answered []atomic.Bool
-	left     atomic.Int32 // targets not answered yet
+	r       *Router
+	ctx     context.Context
+	p       *Prepared
+	done    func(Result, error)
+	targets []targetSend // one per p.targets
+	left    atomic.Int32 // targets not answered yet
+}
+
+// targetSend is the publish of an event to one of its targets.
+type targetSend struct {
+	s *sending
+	i int
+	// start, and the producer span and its context (nil untraced), for
+	// when the bus answers (Router.published).
+	start    time.Time
+	span     trace.Span
+	spanCtx  context.Context
+	err      error // set once answered is
+	answered atomic.Bool
 }
 
 // publish hands the event's message for target i to the bus. A panic on
 // the way is that topic's ErrPanic (unless the bus answered it already).
 func (s *sending) publish(i int) {
+	t := &s.targets[i]
+	t.s, t.i = s, i
 	var err error
 	defer func() {
 		if err != nil {
-			s.complete(i, err)
+			t.complete(err)
 		}
 	}()
 	defer s.r.recoverEvent(s.ctx, &err, "send", s.p)
-	t := s.p.targets[i]
-	key, isID := keyFor(s.p.ev.Key, t.Key, s.p.eventID)
-	msg := bus.Message{Topic: t.Topic, Key: key, Unordered: isID, Payload: s.p.payload, Properties: s.p.props}
-	s.r.publish(s.ctx, s.p, msg, func(err error) { s.complete(i, err) })
+	target := s.p.targets[i]
+	key, isID := keyFor(s.p.ev.Key, target.Key, s.p.eventID)
+	s.r.publish(s.ctx, t, bus.Message{Topic: target.Topic, Key: key, Unordered: isID, Payload: s.p.payload, Properties: s.p.props})
 }
 
-// complete records target i's outcome, the first time only, and answers
-// the event after its last target.
-func (s *sending) complete(i int, err error) {
-	if !s.answered[i].CompareAndSwap(false, true) {
+// complete is the bus's answer for the target, taken the first time only;
+// the event is answered after its last target.
+func (t *targetSend) complete(err error) {
+	if !t.answered.CompareAndSwap(false, true) {
 		return
 	}
-	s.errs[i] = err
+	s := t.s
+	s.r.published(t, err)
+	t.err = err
 	if s.left.Add(-1) == 0 {
 		s.finish()
 	}
@@ -415,8 +428,8 @@ func (s *sending) result() (_ Result, err error) {
 	defer s.r.recoverEvent(s.ctx, &err, "send", s.p)
 	p := s.p
 	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
-	for i, err := range s.errs {
-		if err != nil {
+	for i := range s.targets {
+		if err := s.targets[i].err; err != nil {
 			return Result{EventID: p.eventID, SchemaID: p.schemaID}, fmt.Errorf("publish event %s to %s: %w", p.eventID, p.targets[i].Topic, err)
 		}
 		res.Topics = append(res.Topics, p.targets[i].Topic)

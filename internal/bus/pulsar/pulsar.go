@@ -416,14 +416,18 @@ func (b *Bus) PublishAsync(ctx context.Context, msg bus.Message, done func(error
 		done(fmt.Errorf("pulsar: publish: %w", bus.ErrClosed))
 		return
 	}
+	s := &send{b: b, ctx: ctx, done: done, topic: topic, key: producerKey{topic: topic, unordered: msg.Unordered},
+		msg: pulsarclient.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: maps.Clone(msg.Properties)}}
 	// One bound for the whole call, producer creation included: the
 	// client's own send timeout fires only on its next timer tick, up to
-	// twice SendTimeout after the send.
-	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
-	s := &send{b: b, ctx: ctx, cancel: cancel, done: done, topic: topic, key: producerKey{topic: topic, unordered: msg.Unordered},
-		msg: &pulsarclient.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: maps.Clone(msg.Properties)}}
-	// Before anything can answer the send; the receipt stops it.
-	s.stop = context.AfterFunc(ctx, s.expired)
+	// twice SendTimeout after the send. Set before anything can answer
+	// the send; the receipt stops both (disarm). (Not a context.WithTimeout
+	// of ctx: a timer and, for a ctx that can end, an AfterFunc are what
+	// that would cost, and more.)
+	s.timer = time.AfterFunc(b.opts.SendTimeout, s.timedOut)
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, s.ended)
+	}
 	producer, err := b.producerOrQueue(s)
 	switch {
 	case err != nil:
@@ -435,14 +439,14 @@ func (b *Bus) PublishAsync(ctx context.Context, msg bus.Message, done func(error
 
 // send is one PublishAsync in flight, answered once (finish).
 type send struct {
-	b      *Bus
-	ctx    context.Context // the caller's, bounded by SendTimeout
-	cancel context.CancelFunc
-	stop   func() bool // of the AfterFunc of ctx
-	done   func(error)
-	topic  string
-	key    producerKey
-	msg    *pulsarclient.ProducerMessage
+	b       *Bus
+	ctx     context.Context // the caller's
+	timer   *time.Timer     // SendTimeout
+	stopCtx func() bool     // of the AfterFunc of ctx; nil when ctx cannot end
+	done    func(error)
+	topic   string
+	key     producerKey
+	msg     pulsarclient.ProducerMessage
 	// state goes from queued to handed (SendAsync called) or to failed
 	// (answered before that: nothing sent), once.
 	state    atomic.Int32
@@ -467,11 +471,11 @@ func (s *send) sendTo(producer pulsarclient.Producer) {
 	// The callback runs on the connection's goroutine (or on this one,
 	// for a send refused at once): it must never block (A4); finish only
 	// counts and calls done, which must not block either.
-	producer.SendAsync(s.ctx, s.msg, s.receipt)
+	producer.SendAsync(s.ctx, &s.msg, s.receipt)
 }
 
 func (s *send) receipt(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
-	s.stop()
+	s.disarm()
 	if err != nil {
 		err = fmt.Errorf("pulsar: publish to %s: %w", s.topic, s.b.sendError(s.key, s.producer, err))
 	}
@@ -481,20 +485,35 @@ func (s *send) receipt(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage
 // fail answers a send that was not handed to a producer: nothing sent.
 func (s *send) fail(err error) {
 	if s.state.CompareAndSwap(queued, failed) {
-		s.stop()
+		s.disarm()
 		s.finish(fmt.Errorf("pulsar: publish to %s: %w", s.topic, err))
 	}
 }
 
-// expired answers a send whose ctx ended first: before its producer was
-// there, nothing was sent; once handed over (enqueued or not), the
-// broker may still persist it (A5).
-func (s *send) expired() {
+// disarm stops the timer and the AfterFunc of ctx. Only the receipt and
+// fail call it, which come after PublishAsync set both; once one of them
+// fired, the other does nothing but find the send answered.
+func (s *send) disarm() {
+	s.timer.Stop()
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
+}
+
+func (s *send) timedOut() { s.expired(context.DeadlineExceeded) }
+
+func (s *send) ended() { s.expired(s.ctx.Err()) }
+
+// expired answers a send whose time ran out first (SendTimeout, or the
+// end of the caller's ctx): before its producer was there, nothing was
+// sent; once handed over (enqueued or not), the broker may still persist
+// it (A5).
+func (s *send) expired(cause error) {
 	if s.state.CompareAndSwap(queued, failed) {
-		s.finish(fmt.Errorf("pulsar: publish to %s: %w: producer not ready, nothing sent: %w", s.topic, bus.ErrUnavailable, s.ctx.Err()))
+		s.finish(fmt.Errorf("pulsar: publish to %s: %w: producer not ready, nothing sent: %w", s.topic, bus.ErrUnavailable, cause))
 		return
 	}
-	s.finish(fmt.Errorf("pulsar: publish to %s: %w: %w", s.topic, bus.ErrOutcomeUnknown, s.ctx.Err()))
+	s.finish(fmt.Errorf("pulsar: publish to %s: %w: %w", s.topic, bus.ErrOutcomeUnknown, cause))
 }
 
 // finish answers the send, the first time only: a receipt after the
@@ -503,7 +522,6 @@ func (s *send) finish(err error) {
 	if !s.answered.CompareAndSwap(false, true) {
 		return
 	}
-	s.cancel()
 	s.b.inflight.Done()
 	s.done(err)
 }
