@@ -325,7 +325,9 @@ type TopicRetainer interface {
 //
 // The result is an AsyncPublisher when p is one: a topic already set up
 // goes straight to p's PublishAsync; the first messages of a topic wait
-// for its set-up on a goroutine of their own.
+// for its set-up on a goroutine each, as Publish would, and so reach p in
+// no particular order among themselves (the one exception to
+// AsyncPublisher's order, for a topic's first messages only).
 func WithTopicSetup(p Publisher, setup func(ctx context.Context, topic string) error) Publisher {
 	sp := &topicSetupPublisher{Publisher: p, setup: setup, topics: map[string]*topicSetup{}, now: time.Now}
 	if async, ok := p.(AsyncPublisher); ok {
