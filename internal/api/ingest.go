@@ -169,18 +169,25 @@ func (s *IngestService) prepare(ctx context.Context, i int, m *pipelinev1.Publis
 	return p
 }
 
-// send publishes event i of a batch or stream, on a goroutine of its own,
-// and answers it.
-func (s *IngestService) send(ctx context.Context, i int, p *router.Prepared, answer func(*pipelinev1.PublishResult)) {
-	defer recoverEvent(i, answer)
-	res, err := s.Router.Send(ctx, p)
-	answer(result(i, res, err))
+// send publishes event i of a batch or stream and answers it once the bus
+// has: no goroutine waits for the bus (router.SendAsync), so answer runs
+// on the bus client's goroutine and must not block. answered, when not
+// nil, is called after answer.
+func (s *IngestService) send(ctx context.Context, i int, p *router.Prepared, answer func(*pipelinev1.PublishResult), answered func()) {
+	s.Router.SendAsync(ctx, p, func(res router.Result, err error) {
+		if answered != nil {
+			defer answered()
+		}
+		defer recoverEvent(i, answer)
+		answer(result(i, res, err))
+	})
 }
 
-// recoverEvent, deferred by prepare and send, answers event i internal
-// when they panic outside the router (which recovers its own): on a
-// goroutine of the request's the panic would end the process, on the
-// handler's it would fail the other events of the batch or stream.
+// recoverEvent, deferred by prepare and send's answer, answers event i
+// internal when they panic outside the router (which recovers its own): on
+// a goroutine of the request's or the bus client's the panic would end the
+// process, on the handler's it would fail the other events of the batch or
+// stream.
 func recoverEvent(i int, answer func(*pipelinev1.PublishResult)) {
 	v := recover()
 	if v == nil {
@@ -192,8 +199,8 @@ func recoverEvent(i int, answer func(*pipelinev1.PublishResult)) {
 
 // PublishBatch publishes every event of the batch concurrently (the bus
 // batches them) and answers for each. A few workers (at most one per CPU)
-// decode and validate; each valid event then waits for the bus in its own
-// goroutine, so the whole batch is in flight at once.
+// decode and validate and hand each valid event to the bus without waiting
+// (router.SendAsync), so the whole batch is in flight at once.
 func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[pipelinev1.PublishBatchRequest]) (*connect.Response[pipelinev1.PublishBatchResponse], error) {
 	maxBatch := s.MaxBatch
 	if maxBatch <= 0 {
@@ -215,7 +222,8 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 			for i := int(next.Add(1) - 1); i < len(events); i = int(next.Add(1) - 1) {
 				answer := func(r *pipelinev1.PublishResult) { out.Results[i] = r }
 				if p := s.prepare(ctx, i, events[i], trace, &sends, answer); p != nil {
-					sends.Go(func() { s.send(ctx, i, p, answer) })
+					sends.Add(1)
+					s.send(ctx, i, p, answer, sends.Done)
 				}
 			}
 		})
@@ -232,8 +240,9 @@ func (s *IngestService) PublishBatch(ctx context.Context, req *connect.Request[p
 
 // PublishStream publishes events as they arrive, many in flight at once,
 // and answers each in the order it came. Decoding and validation run on
-// the receiving goroutine (its stack stays grown for the next event); only
-// the wait for the bus gets a goroutine of its own.
+// the receiving goroutine (its stack stays grown for the next event),
+// which then hands the event to the bus without waiting for it
+// (router.SendAsync); each answer lands in its event's channel.
 func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiStream[pipelinev1.PublishStreamRequest, pipelinev1.PublishStreamResponse]) error {
 	maxInFlight := s.MaxInFlight
 	if maxInFlight <= 0 {
@@ -323,7 +332,7 @@ func (s *IngestService) PublishStream(ctx context.Context, stream *connect.BidiS
 			ch <- r
 		}
 		if p := s.prepare(ectx, i, m, trace, &refusals, answer); p != nil {
-			go s.send(ectx, i, p, answer)
+			s.send(ectx, i, p, answer, nil)
 		}
 	}
 	refusals.Wait()

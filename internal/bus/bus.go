@@ -83,6 +83,22 @@ type Publisher interface {
 	Publish(ctx context.Context, msg Message) error
 }
 
+// AsyncPublisher is a Publisher that can also publish without a goroutine
+// waiting for the bus: the router uses it, where the adapter has it, so an
+// event costs no goroutine while its receipts are on their way
+// (bench/README.md, "Publishing without a goroutine per event").
+type AsyncPublisher interface {
+	Publisher
+	// PublishAsync sends msg and calls done exactly once with what Publish
+	// would have returned, in the same cases, with the same context and
+	// timeout rules. It does not wait for the bus: done may run before
+	// PublishAsync returns (on the caller's goroutine) or later on the
+	// client library's own goroutine, so done must never block, nor call
+	// back into the bus (docs/pitfalls.md A4). Messages of one key handed
+	// to PublishAsync one after the other keep that order, as with Publish.
+	PublishAsync(ctx context.Context, msg Message, done func(error))
+}
+
 // InitialPosition says where a new subscription starts.
 type InitialPosition int
 
@@ -306,8 +322,52 @@ type TopicRetainer interface {
 // ErrUnavailable (the client retries) until a backoff of 100 ms, doubling
 // to 5 s, has passed, so a broker outage costs one attempt per topic per
 // backoff, not one per event.
+//
+// The result is an AsyncPublisher when p is one: a topic already set up
+// goes straight to p's PublishAsync; the first messages of a topic wait
+// for its set-up on a goroutine each, as Publish would, and so reach p in
+// no particular order among themselves (the one exception to
+// AsyncPublisher's order, for a topic's first messages only).
 func WithTopicSetup(p Publisher, setup func(ctx context.Context, topic string) error) Publisher {
-	return &topicSetupPublisher{Publisher: p, setup: setup, topics: map[string]*topicSetup{}, now: time.Now}
+	sp := &topicSetupPublisher{Publisher: p, setup: setup, topics: map[string]*topicSetup{}, now: time.Now}
+	if async, ok := p.(AsyncPublisher); ok {
+		return &asyncTopicSetupPublisher{topicSetupPublisher: sp, async: async}
+	}
+	return sp
+}
+
+type asyncTopicSetupPublisher struct {
+	*topicSetupPublisher
+	async AsyncPublisher
+}
+
+func (p *asyncTopicSetupPublisher) PublishAsync(ctx context.Context, msg Message, done func(error)) {
+	p.mu.Lock()
+	st := p.topics[msg.Topic]
+	ready := st != nil && st.ready
+	p.mu.Unlock()
+	if ready {
+		p.async.PublishAsync(ctx, msg, done)
+		return
+	}
+	go func() {
+		if err := p.ensureRecovered(ctx, msg.Topic); err != nil {
+			done(err)
+			return
+		}
+		p.async.PublishAsync(ctx, msg, done)
+	}()
+}
+
+// ensureRecovered is ensure on a goroutine of the set-up's own, where a
+// panic of setup must fail the message rather than the process.
+func (p *asyncTopicSetupPublisher) ensureRecovered(ctx context.Context, topic string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("set up topic %s panicked: %v", topic, v)
+		}
+	}()
+	return p.ensure(ctx, topic)
 }
 
 // setupTimeout bounds one set-up attempt. It runs detached from the

@@ -12,7 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -171,6 +171,8 @@ type Options struct {
 type Router struct {
 	schemas   Schemas
 	publisher bus.Publisher
+	// async is publisher's bus.AsyncPublisher, nil when it has none.
+	async     bus.AsyncPublisher
 	routes    Routes
 	maxBytes  int
 	log       *slog.Logger
@@ -204,8 +206,9 @@ func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) 
 	if err != nil {
 		return nil, fmt.Errorf("create validator: %w", err)
 	}
+	async, _ := publisher.(bus.AsyncPublisher)
 	return &Router{
-		schemas: schemas, publisher: publisher, routes: routes,
+		schemas: schemas, publisher: publisher, async: async, routes: routes,
 		maxBytes: opts.MaxEventBytes, log: opts.Logger, validator: v,
 		metrics: newMetrics(opts.Registerer, opts.Reason), refused: newRefusedLog(20), counter: newTopicCounter(),
 		inFlight: newInFlight(opts.MaxInFlightBytes, opts.Registerer), hook: opts.Hook,
@@ -231,9 +234,10 @@ func (r *Router) Publish(ctx context.Context, ev Event) (Result, error) {
 
 // Prepared is an event that was decoded, validated and routed: what is
 // left is to hand it to the bus. Splitting Publish in two lets a stream
-// do the CPU work on its own long-lived goroutine and only wait for the
-// bus in a short-lived one. Its bytes count as in flight until Send
-// returns: every Prepared must be sent.
+// do the CPU work on its own long-lived goroutine and hand the event to
+// the bus from there (SendAsync: no goroutine waits for the bus where the
+// bus is a bus.AsyncPublisher). Its bytes
+// count as in flight until it is answered: every Prepared must be sent.
 type Prepared struct {
 	ev       Event
 	start    time.Time
@@ -315,13 +319,130 @@ func (r *Router) Check(ctx context.Context, ev Event) (_ Checked, err error) {
 
 // Send publishes a prepared event to its topics and returns once the bus
 // persisted it on all of them.
-func (r *Router) Send(ctx context.Context, p *Prepared) (_ Result, err error) {
-	defer func() {
-		r.inFlight.release(p.size)
-		r.metrics.observe(ctx, p.ev.Subject, err, time.Since(p.start))
+func (r *Router) Send(ctx context.Context, p *Prepared) (Result, error) {
+	type answer struct {
+		res Result
+		err error
+	}
+	answered := make(chan answer, 1)
+	r.SendAsync(ctx, p, func(res Result, err error) { answered <- answer{res, err} })
+	a := <-answered
+	return a.res, a.err
+}
+
+// SendAsync is Send without the wait: it hands the event to the bus for
+// every topic at once and calls done exactly once, with what Send would
+// return, when the last topic's answer arrives. Where the bus is a
+// bus.AsyncPublisher no goroutine waits meanwhile; done then runs on the
+// bus client's goroutine (or on this one, when the bus answers at once),
+// so it must not block. The event's bytes stay in flight until done.
+func (r *Router) SendAsync(ctx context.Context, p *Prepared, done func(Result, error)) {
+	s := &sending{r: r, ctx: ctx, p: p, done: done}
+	err := func() (err error) {
+		defer r.recoverEvent(ctx, &err, "send", p)
+		if r.hook != nil {
+			r.hook(ctx, "send", p.ev)
+		}
+		r.markUntraced(ctx, p)
+		return nil
 	}()
-	defer r.recoverEvent(ctx, &err, "send", p)
-	return r.send(ctx, p)
+	if err != nil {
+		s.answer(Result{}, err)
+		return
+	}
+	// Fan-out: all topics in parallel; the event is answered once every
+	// topic has it. If one fails, the client retries the whole event with
+	// the same id and the sinks deduplicate.
+	s.targets = make([]targetSend, len(p.targets))
+	s.left.Store(int32(len(p.targets)))
+	if len(p.targets) == 0 {
+		s.finish()
+	}
+	for i := range s.targets {
+		s.publish(i)
+	}
+}
+
+// sending is one SendAsync in flight.
+type sending struct {
+	r       *Router
+	ctx     context.Context
+	p       *Prepared
+	done    func(Result, error)
+	targets []targetSend // one per p.targets
+	left    atomic.Int32 // targets not answered yet
+}
+
+// targetSend is the publish of an event to one of its targets.
+type targetSend struct {
+	s *sending
+	i int
+	// start, and the producer span and its context (nil untraced), for
+	// when the bus answers (Router.published).
+	start    time.Time
+	span     trace.Span
+	spanCtx  context.Context
+	err      error // set once answered is
+	answered atomic.Bool
+}
+
+// publish hands the event's message for target i to the bus. A panic on
+// the way is that topic's ErrPanic (unless the bus answered it already).
+func (s *sending) publish(i int) {
+	t := &s.targets[i]
+	t.s, t.i = s, i
+	var err error
+	defer func() {
+		if err != nil {
+			t.complete(err)
+		}
+	}()
+	defer s.r.recoverEvent(s.ctx, &err, "send", s.p)
+	target := s.p.targets[i]
+	key, isID := keyFor(s.p.ev.Key, target.Key, s.p.eventID)
+	s.r.publish(s.ctx, t, bus.Message{Topic: target.Topic, Key: key, Unordered: isID, Payload: s.p.payload, Properties: s.p.props})
+}
+
+// complete is the bus's answer for the target, taken the first time only;
+// the event is answered after its last target.
+func (t *targetSend) complete(err error) {
+	if !t.answered.CompareAndSwap(false, true) {
+		return
+	}
+	s := t.s
+	s.r.published(t, err)
+	t.err = err
+	if s.left.Add(-1) == 0 {
+		s.finish()
+	}
+}
+
+func (s *sending) finish() {
+	res, err := s.result()
+	s.answer(res, err)
+}
+
+// result is the event's answer from its targets' outcomes: the first
+// failed topic in the targets' order fails it.
+func (s *sending) result() (_ Result, err error) {
+	defer s.r.recoverEvent(s.ctx, &err, "send", s.p)
+	p := s.p
+	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
+	for i := range s.targets {
+		if err := s.targets[i].err; err != nil {
+			return Result{EventID: p.eventID, SchemaID: p.schemaID}, fmt.Errorf("publish event %s to %s: %w", p.eventID, p.targets[i].Topic, err)
+		}
+		res.Topics = append(res.Topics, p.targets[i].Topic)
+		s.r.counter.add(p.targets[i].Topic, time.Now())
+	}
+	return res, nil
+}
+
+// answer gives the event's bytes back, counts it and calls done.
+func (s *sending) answer(res Result, err error) {
+	s.r.inFlight.release(s.p.size)
+	s.r.metrics.observe(s.ctx, s.p.ev.Subject, err, time.Since(s.p.start))
+	s.done(res, err)
 }
 
 // recoverEvent, deferred, turns a panic while processing p (decode,
@@ -436,53 +557,6 @@ func (r *Router) prepare(ctx context.Context, p *Prepared, known *bool) error {
 
 // propTraceState carries the W3C tracestate next to bus.PropTraceParent.
 const propTraceState = "tracestate"
-
-func (r *Router) send(ctx context.Context, p *Prepared) (Result, error) {
-	if r.hook != nil {
-		r.hook(ctx, "send", p.ev)
-	}
-	res := Result{EventID: p.eventID, SchemaID: p.schemaID, Topics: make([]string, 0, len(p.targets))}
-	failed := Result{EventID: p.eventID, SchemaID: p.schemaID}
-	r.markUntraced(ctx, p)
-	message := func(t route.Target) bus.Message {
-		key, isID := keyFor(p.ev.Key, t.Key, p.eventID)
-		return bus.Message{Topic: t.Topic, Key: key, Unordered: isID, Payload: p.payload, Properties: p.props}
-	}
-	if len(p.targets) == 1 {
-		t := p.targets[0]
-		if err := r.publish(ctx, p, message(t)); err != nil {
-			return failed, fmt.Errorf("publish event %s to %s: %w", p.eventID, t.Topic, err)
-		}
-		res.Topics = append(res.Topics, t.Topic)
-		r.counter.add(t.Topic, time.Now())
-		return res, nil
-	}
-	// Fan-out: all topics in parallel; the event is answered once every
-	// topic has it. If one fails, the client retries the whole event with
-	// the same id and the sinks deduplicate. The last topic is published
-	// from this goroutine, which would otherwise only wait: one goroutine
-	// fewer per event (bench/README.md, "Fewer goroutines per event").
-	errs := make([]error, len(p.targets))
-	publish := func(i int) {
-		defer r.recoverEvent(ctx, &errs[i], "send", p)
-		errs[i] = r.publish(ctx, p, message(p.targets[i]))
-	}
-	last := len(p.targets) - 1
-	var wg sync.WaitGroup
-	for i := range last {
-		wg.Go(func() { publish(i) })
-	}
-	publish(last)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return failed, fmt.Errorf("publish event %s to %s: %w", p.eventID, p.targets[i].Topic, err)
-		}
-		res.Topics = append(res.Topics, p.targets[i].Topic)
-		r.counter.add(p.targets[i].Topic, time.Now())
-	}
-	return res, nil
-}
 
 // keyFor picks the message key: the client's key, else the route's key
 // field value, else the event id (Key_Shared needs a key on every message).

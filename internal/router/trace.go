@@ -168,34 +168,57 @@ func (r *Router) BusLatency() map[string]latency.Summary {
 // event's time from the request to its answer.
 func (r *Router) IngestLatency() latency.Summary { return latency.Of(r.metrics.latency) }
 
-// publish sends msg for p, in a producer span whose context the message
+// publish sends msg for t, in a producer span whose context the message
 // carries (traceparent, tracestate): the event's own trace when its
-// headers brought one, else the request's.
-func (r *Router) publish(ctx context.Context, p *Prepared, msg bus.Message) error {
-	if r.tracer == nil || p.untraced {
-		start := time.Now()
-		err := r.publisher.Publish(ctx, msg)
+// headers brought one, else the request's. The bus answers t.complete.
+func (r *Router) publish(ctx context.Context, t *targetSend, msg bus.Message) {
+	p := t.s.p
+	if r.tracer != nil && !p.untraced {
+		parent, _ := r.eventTrace(ctx, p)
+		msg.Properties = maps.Clone(msg.Properties)
+		t.spanCtx, t.span = r.tracer.Start(parent, SpanPublishPrefix+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.system", r.busKind), attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.destination.name", msg.Topic), attribute.String(AttrEventID, p.eventID),
+				attribute.String(AttrSubject, p.ev.Subject), attribute.Int64(AttrSchemaID, p.schemaID)))
+		// A copy per topic (above): a fan-out's topics share the properties,
+		// and each message carries its own publish span (docs/pitfalls.md T4).
+		tracing.Inject(t.spanCtx, msg.Properties)
+		ctx = t.spanCtx
+	}
+	t.start = time.Now()
+	r.busPublish(ctx, p, msg, t.complete)
+}
+
+// published records the bus's answer for t: its latency, and the end of
+// its producer span.
+func (r *Router) published(t *targetSend, err error) {
+	topic := t.s.p.targets[t.i].Topic
+	if t.span == nil {
 		if err == nil {
-			r.busLatency.vec.WithLabelValues(msg.Topic).Observe(time.Since(start).Seconds())
+			r.busLatency.vec.WithLabelValues(topic).Observe(time.Since(t.start).Seconds())
 		}
-		return err
+		return
 	}
-	parent, _ := r.eventTrace(ctx, p)
-	msg.Properties = maps.Clone(msg.Properties)
-	pctx, span := r.tracer.Start(parent, SpanPublishPrefix+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("messaging.system", r.busKind), attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", msg.Topic), attribute.String(AttrEventID, p.eventID),
-			attribute.String(AttrSubject, p.ev.Subject), attribute.Int64(AttrSchemaID, p.schemaID)))
-	// A copy per topic (above): a fan-out's topics share the properties,
-	// and each message carries its own publish span (docs/pitfalls.md T4).
-	tracing.Inject(pctx, msg.Properties)
-	start := time.Now()
-	err := r.publisher.Publish(pctx, msg)
 	if err == nil {
-		tracing.Observe(pctx, r.busLatency.vec.WithLabelValues(msg.Topic), time.Since(start).Seconds())
+		tracing.Observe(t.spanCtx, r.busLatency.vec.WithLabelValues(topic), time.Since(t.start).Seconds())
 	}
-	end(span, err)
-	return err
+	end(t.span, err)
+}
+
+// busPublish hands msg to the bus: PublishAsync where the bus has it,
+// else Publish on a goroutine of its own, where a panic is the topic's
+// ErrPanic.
+func (r *Router) busPublish(ctx context.Context, p *Prepared, msg bus.Message, done func(error)) {
+	if r.async != nil {
+		r.async.PublishAsync(ctx, msg, done)
+		return
+	}
+	go func() {
+		var err error
+		defer func() { done(err) }()
+		defer r.recoverEvent(ctx, &err, "send", p)
+		err = r.publisher.Publish(ctx, msg)
+	}()
 }
 
 // eventTrace is the context p's producer spans start from: the event's

@@ -60,6 +60,7 @@ func Run(t *testing.T, open Open) {
 		{"CloseUnblocksReceive", testCloseUnblocksReceive},
 		{"ClosedBus", testClosedBus},
 		{"ConcurrentPublishers", testConcurrentPublishers},
+		{"PublishAsync", testPublishAsync},
 		{"Rewind", testRewind},
 		{"RewindKeepsBacklog", testRewindKeepsBacklog},
 	}
@@ -747,6 +748,115 @@ func testConcurrentPublishers(t *testing.T, open Open) {
 	sub := subscribe(t, b, bus.SubscribeOptions{Name: unique("sub"), Topics: []string{tp}})
 	got := receiveIDs(t, sub, want)
 	ack(t, sub, got)
+}
+
+// testPublishAsync, for an adapter that is a bus.AsyncPublisher: done is
+// called exactly once for every send; the messages of one key handed over
+// one after the other without waiting (the first ones while the topic's
+// producer may still be in the making), beside Unordered ones, arrive in
+// that order; a cancelled ctx, a malformed topic and a closed bus are
+// answered through done, once, with the errors Publish gives.
+func testPublishAsync(t *testing.T, open Open) {
+	b := openBus(t, open)
+	async, ok := b.(bus.AsyncPublisher)
+	if !ok {
+		t.Skip("the adapter is not a bus.AsyncPublisher")
+	}
+	tp := topic(t, b, "async")
+	sub := subscribe(t, b, bus.SubscribeOptions{Name: unique("sub"), Topics: []string{tp}, Type: bus.KeyShared})
+	const keys, perKey = 4, 50
+	run := unique("async")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var sends []*onceDone
+	var want []string
+	send := func(msg bus.Message) {
+		d := newOnceDone()
+		sends = append(sends, d)
+		want = append(want, msg.Properties[bus.PropEventID])
+		async.PublishAsync(ctx, msg, d.done)
+	}
+	for i := range perKey {
+		for k := range keys {
+			send(event(tp, fmt.Sprintf("key-%d", k), fmt.Sprintf("%s-%d-%d", run, k, i), []byte(strconv.Itoa(i))))
+		}
+		id := fmt.Sprintf("%s-u-%d", run, i)
+		msg := event(tp, id, id, []byte("u"))
+		msg.Unordered = true
+		send(msg)
+	}
+	for i, d := range sends {
+		if err := d.wait(t); err != nil {
+			t.Fatalf("PublishAsync #%d: %v", i, err)
+		}
+	}
+	got := receiveIDs(t, sub, want)
+	next := map[string]int{}
+	for _, d := range got {
+		if string(d.Payload) == "u" {
+			continue
+		}
+		i, err := strconv.Atoi(string(d.Payload))
+		if err != nil {
+			t.Fatalf("payload %q: %v", d.Payload, err)
+		}
+		if i != next[d.Key] {
+			t.Fatalf("key %s: got message #%d, want #%d (order per key broken)", d.Key, i, next[d.Key])
+		}
+		next[d.Key]++
+	}
+	ack(t, sub, got)
+
+	canceled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	d := newOnceDone()
+	async.PublishAsync(canceled, event(tp, "k", unique("cancel"), nil), d.done)
+	if err := d.wait(t); !errors.Is(err, context.Canceled) {
+		t.Errorf("PublishAsync with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	d = newOnceDone()
+	async.PublishAsync(ctx, event("no such/topic!", "k", unique("bad"), nil), d.done)
+	if err := d.wait(t); !errors.Is(err, bus.ErrInvalidTopic) {
+		t.Errorf("PublishAsync to a malformed topic: %v, want ErrInvalidTopic", err)
+	}
+	closeBus(t, b)
+	d = newOnceDone()
+	async.PublishAsync(ctx, event(tp, "k", unique("closed"), nil), d.done)
+	if err := d.wait(t); !errors.Is(err, bus.ErrClosed) {
+		t.Errorf("PublishAsync after Close: %v, want ErrClosed", err)
+	}
+	// A second call of any done would have arrived by now.
+	time.Sleep(200 * time.Millisecond)
+	for i, d := range append(sends, d) {
+		if n := d.calls.Load(); n != 1 {
+			t.Errorf("send #%d: done called %d times, want once", i, n)
+		}
+	}
+}
+
+// onceDone is a PublishAsync's done that counts its calls.
+type onceDone struct {
+	calls  atomic.Int32
+	result chan error
+}
+
+func newOnceDone() *onceDone { return &onceDone{result: make(chan error, 1)} }
+
+func (d *onceDone) done(err error) {
+	if d.calls.Add(1) == 1 {
+		d.result <- err
+	}
+}
+
+func (d *onceDone) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-d.result:
+		return err
+	case <-time.After(45 * time.Second):
+		t.Fatal("PublishAsync's done was not called within 45 s")
+		return nil
+	}
 }
 
 // testRewind: a rewind from a time delivers again exactly what was

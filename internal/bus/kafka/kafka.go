@@ -177,7 +177,8 @@ type Bus struct {
 	frames   *frameCache
 
 	topicMu sync.Mutex
-	topics  map[string]bool // created (or found) by this bus
+	topics  map[string]bool  // created (or found) by this bus
+	lanes   map[string]*lane // topics with messages waiting to be produced in order (async.go)
 
 	mu       sync.Mutex
 	closed   bool
@@ -227,6 +228,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		opts:   opts,
 		log:    opts.Logger.With("bus", "kafka"),
 		topics: map[string]bool{},
+		lanes:  map[string]*lane{},
 		subs:   map[*subscription]struct{}{},
 	}
 	b.frames = newFrameCache(opts.MessageIndexes)
@@ -442,45 +444,12 @@ func (b *Bus) CheckTopic(ctx context.Context, topic string) error {
 	return topicError(full, r.Err)
 }
 
-// Publish implements bus.Publisher: TryProduce (never blocking on a full
-// buffer), then wait for the acks=all answer or the end of ctx.
+// Publish implements bus.Publisher: PublishAsync (async.go), then wait
+// for its answer.
 func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
-	topic, err := b.TopicName(msg.Topic)
-	if err != nil {
-		return fmt.Errorf("kafka: publish: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("kafka: publish to %s: nothing sent: %w", topic, err)
-	}
-	if !b.enter() {
-		return fmt.Errorf("kafka: publish: %w", bus.ErrClosed)
-	}
-	defer b.inflight.Done()
-	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
-	defer cancel()
-	if err := b.ensureTopic(ctx, topic); err != nil {
-		return fmt.Errorf("kafka: publish to %s: nothing sent: %w", topic, err)
-	}
-	rec, err := b.record(ctx, topic, msg)
-	if err != nil {
-		return fmt.Errorf("kafka: publish to %s: %w", topic, err)
-	}
 	result := make(chan error, 1)
-	// The record's own context is not ctx: with the idempotent producer a
-	// record can only be failed before it is written, and ctx's end is
-	// handled below as an unknown outcome (docs/pitfalls.md K5).
-	b.producer.TryProduce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
-		result <- err
-	})
-	select {
-	case err := <-result:
-		if err == nil {
-			return nil
-		}
-		return fmt.Errorf("kafka: publish to %s: %w", topic, produceError(err))
-	case <-ctx.Done():
-		return fmt.Errorf("kafka: publish to %s: %w: %w", topic, bus.ErrOutcomeUnknown, ctx.Err())
-	}
+	b.PublishAsync(ctx, msg, func(err error) { result <- err })
+	return <-result
 }
 
 // produceError maps a failed produce onto the port's sentinels, keeping the cause.

@@ -45,6 +45,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pulsarclient "github.com/apache/pulsar-client-go/pulsar"
@@ -232,9 +233,11 @@ func (k producerKey) builder() pulsarclient.BatcherBuilderType {
 
 // producerEntry is a topic's shared producer, or its creation in progress.
 type producerEntry struct {
-	ready    chan struct{} // closed once producer or err is set
+	ready    chan struct{} // closed once producer or err is set and queued is sent
 	producer pulsarclient.Producer
 	err      error
+	// queued are the sends waiting for the producer, in order; under Bus.mu.
+	queued []*send
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -385,54 +388,142 @@ func (b *Bus) enter() bool {
 	return true
 }
 
-// Publish implements bus.Publisher: SendAsync, then wait for the broker's
-// receipt or the end of ctx.
+var _ bus.AsyncPublisher = (*Bus)(nil)
+
+// Publish implements bus.Publisher: PublishAsync, then wait for its answer.
 func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
+	result := make(chan error, 1)
+	b.PublishAsync(ctx, msg, func(err error) { result <- err })
+	return <-result
+}
+
+// PublishAsync implements bus.AsyncPublisher: SendAsync, and done on the
+// broker's receipt or the end of ctx, whichever comes first. No goroutine
+// waits: the receipt comes on the connection's goroutine, the end of ctx
+// on the context package's (only then). While the topic's producer is
+// being created, sends queue on it and go out in order once it is there.
+func (b *Bus) PublishAsync(ctx context.Context, msg bus.Message, done func(error)) {
 	topic, err := b.TopicName(msg.Topic)
 	if err != nil {
-		return fmt.Errorf("pulsar: publish: %w", err)
+		done(fmt.Errorf("pulsar: publish: %w", err))
+		return
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("pulsar: publish to %s: nothing sent: %w", topic, err)
+		done(fmt.Errorf("pulsar: publish to %s: nothing sent: %w", topic, err))
+		return
 	}
 	if !b.enter() {
-		return fmt.Errorf("pulsar: publish: %w", bus.ErrClosed)
+		done(fmt.Errorf("pulsar: publish: %w", bus.ErrClosed))
+		return
 	}
-	defer b.inflight.Done()
-
+	s := &send{b: b, ctx: ctx, done: done, topic: topic, key: producerKey{topic: topic, unordered: msg.Unordered},
+		msg: pulsarclient.ProducerMessage{Payload: msg.Payload, Key: msg.Key, Properties: maps.Clone(msg.Properties)}}
 	// One bound for the whole call, producer creation included: the
 	// client's own send timeout fires only on its next timer tick, up to
-	// twice SendTimeout after the send.
-	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
-	defer cancel()
-	key := producerKey{topic: topic, unordered: msg.Unordered}
-	producer, err := b.producer(ctx, key)
+	// twice SendTimeout after the send. Set before anything can answer
+	// the send; the receipt stops both (disarm). (Not a context.WithTimeout
+	// of ctx: a timer and, for a ctx that can end, an AfterFunc are what
+	// that would cost, and more.)
+	s.timer = time.AfterFunc(b.opts.SendTimeout, s.timedOut)
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, s.ended)
+	}
+	producer, err := b.producerOrQueue(s)
+	switch {
+	case err != nil:
+		s.fail(err)
+	case producer != nil:
+		s.sendTo(producer)
+	}
+}
+
+// send is one PublishAsync in flight, answered once (finish).
+type send struct {
+	b       *Bus
+	ctx     context.Context // the caller's
+	timer   *time.Timer     // SendTimeout
+	stopCtx func() bool     // of the AfterFunc of ctx; nil when ctx cannot end
+	done    func(error)
+	topic   string
+	key     producerKey
+	msg     pulsarclient.ProducerMessage
+	// state goes from queued to handed (SendAsync called) or to failed
+	// (answered before that: nothing sent), once.
+	state    atomic.Int32
+	producer pulsarclient.Producer // set when handed
+	answered atomic.Bool
+}
+
+// States of a send.
+const (
+	queued int32 = iota
+	handed
+	failed
+)
+
+// sendTo hands the message to the producer, unless the send was answered
+// already (its ctx ended while the producer was being created).
+func (s *send) sendTo(producer pulsarclient.Producer) {
+	if !s.state.CompareAndSwap(queued, handed) {
+		return
+	}
+	s.producer = producer
+	// The callback runs on the connection's goroutine (or on this one,
+	// for a send refused at once): it must never block (A4); finish only
+	// counts and calls done, which must not block either.
+	producer.SendAsync(s.ctx, &s.msg, s.receipt)
+}
+
+func (s *send) receipt(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
+	s.disarm()
 	if err != nil {
-		return fmt.Errorf("pulsar: publish to %s: %w", topic, err)
+		err = fmt.Errorf("pulsar: publish to %s: %w", s.topic, s.b.sendError(s.key, s.producer, err))
 	}
-	// The callback runs on the connection's goroutine: it must never block
-	// (A4), so it only drops the result into this call's own buffer.
-	result := make(chan error, 1)
-	producer.SendAsync(ctx, &pulsarclient.ProducerMessage{
-		Payload:    msg.Payload,
-		Key:        msg.Key,
-		Properties: maps.Clone(msg.Properties),
-	}, func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
-		select {
-		case result <- err:
-		default:
-		}
-	})
-	select {
-	case err := <-result:
-		if err == nil {
-			return nil
-		}
-		return fmt.Errorf("pulsar: publish to %s: %w", topic, b.sendError(key, producer, err))
-	case <-ctx.Done():
-		// Enqueued: the broker may still persist it (A5).
-		return fmt.Errorf("pulsar: publish to %s: %w: %w", topic, bus.ErrOutcomeUnknown, ctx.Err())
+	s.finish(err)
+}
+
+// fail answers a send that was not handed to a producer: nothing sent.
+func (s *send) fail(err error) {
+	if s.state.CompareAndSwap(queued, failed) {
+		s.disarm()
+		s.finish(fmt.Errorf("pulsar: publish to %s: %w", s.topic, err))
 	}
+}
+
+// disarm stops the timer and the AfterFunc of ctx. Only the receipt and
+// fail call it, which come after PublishAsync set both; once one of them
+// fired, the other does nothing but find the send answered.
+func (s *send) disarm() {
+	s.timer.Stop()
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
+}
+
+func (s *send) timedOut() { s.expired(context.DeadlineExceeded) }
+
+func (s *send) ended() { s.expired(s.ctx.Err()) }
+
+// expired answers a send whose time ran out first (SendTimeout, or the
+// end of the caller's ctx): before its producer was there, nothing was
+// sent; once handed over (enqueued or not), the broker may still persist
+// it (A5).
+func (s *send) expired(cause error) {
+	if s.state.CompareAndSwap(queued, failed) {
+		s.finish(fmt.Errorf("pulsar: publish to %s: %w: producer not ready, nothing sent: %w", s.topic, bus.ErrUnavailable, cause))
+		return
+	}
+	s.finish(fmt.Errorf("pulsar: publish to %s: %w: %w", s.topic, bus.ErrOutcomeUnknown, cause))
+}
+
+// finish answers the send, the first time only: a receipt after the
+// timeout (or the timeout after the receipt) is dropped.
+func (s *send) finish(err error) {
+	if !s.answered.CompareAndSwap(false, true) {
+		return
+	}
+	s.b.inflight.Done()
+	s.done(err)
 }
 
 // sendError maps a failed send onto the port's sentinels (A1, A5, A6),
@@ -454,42 +545,34 @@ func (b *Bus) sendError(key producerKey, producer pulsarclient.Producer, err err
 	return fmt.Errorf("%w: %w", bus.ErrOutcomeUnknown, err)
 }
 
-// producer returns the key's shared producer, creating it once. Creation
-// runs in a goroutine of the bus (the client's call takes no context), so a
-// caller whose ctx ends stops waiting without leaving a second producer.
-func (b *Bus) producer(ctx context.Context, key producerKey) (pulsarclient.Producer, error) {
+// producerOrQueue returns the send's shared producer if it is created;
+// else it queues s on the producer's creation, started once, which sends
+// the queued messages in order (or fails them) when it ends.
+func (b *Bus) producerOrQueue(s *send) (pulsarclient.Producer, error) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
-		b.mu.Unlock()
 		return nil, bus.ErrClosed
 	}
-	e := b.producers[key]
+	e := b.producers[s.key]
 	if e != nil {
 		select {
 		case <-e.ready:
-			if e.err != nil {
-				e = nil // the last attempt failed: try again
+			if e.err == nil {
+				return e.producer, nil
 			}
+			e = nil // the last attempt failed: try again
 		default:
 		}
 	}
 	if e == nil {
 		e = &producerEntry{ready: make(chan struct{})}
-		b.producers[key] = e
+		b.producers[s.key] = e
 		b.creators.Add(1)
-		go b.createProducer(key, e)
+		go b.createProducer(s.key, e)
 	}
-	b.mu.Unlock()
-
-	select {
-	case <-e.ready:
-		if e.err != nil {
-			return nil, fmt.Errorf("%w: create producer: %w", bus.ErrUnavailable, e.err)
-		}
-		return e.producer, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: producer not ready, nothing sent: %w", bus.ErrUnavailable, ctx.Err())
-	}
+	e.queued = append(e.queued, s)
+	return nil, nil
 }
 
 // createProducer sets every batching option explicitly on both kinds of
@@ -515,6 +598,21 @@ func (b *Bus) createProducer(key producerKey, e *producerEntry) {
 	}
 	b.mu.Lock()
 	e.producer, e.err = p, err
+	// The sends queued meanwhile go first, in order; the entry is ready
+	// (for sends of their own) only once none is left.
+	for len(e.queued) > 0 {
+		queued := e.queued
+		e.queued = nil
+		b.mu.Unlock()
+		for _, s := range queued {
+			if err != nil {
+				s.fail(fmt.Errorf("%w: create producer: %w", bus.ErrUnavailable, err))
+			} else {
+				s.sendTo(p)
+			}
+		}
+		b.mu.Lock()
+	}
 	close(e.ready)
 	b.mu.Unlock()
 }
