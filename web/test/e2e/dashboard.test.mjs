@@ -461,9 +461,11 @@ test("topics & sinks: a stalled sink's growing backlog, rows written, charts", a
   assert.equal(await warehouse.getByTestId("sink-latency").innerText(), "–");
 
   // Charts draw once there are two readings; wait for a few more so the
-  // screenshot shows the backlog growing.
-  await page.locator('[data-testid="lag-chart"] polyline').first().waitFor();
-  await page.locator('[data-testid="throughput-chart"] polyline').first().waitFor();
+  // screenshot shows the backlog growing. "attached", not visible: a sink
+  // that keeps up draws a flat line at zero, a polyline with no height,
+  // which the browser counts as hidden.
+  await page.locator('[data-testid="lag-chart"] polyline').first().waitFor({ state: "attached" });
+  await page.locator('[data-testid="throughput-chart"] polyline').first().waitFor({ state: "attached" });
   const lagAt = async () => Number(await warehouse.getByTestId("sink-lag").getAttribute("data-lag"));
   const first = await lagAt();
   await waitFor("the backlog to grow while events keep coming", async () => (await lagAt()) > first, { timeoutMs: 20_000 });
