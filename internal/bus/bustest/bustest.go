@@ -552,20 +552,7 @@ func testKeyOrder(t *testing.T, open Open) {
 		t.Fatal(err)
 	}
 	got := receiveIDs(t, sub, want)
-	next := map[string]int{}
-	for _, d := range got {
-		if string(d.Payload) == "u" {
-			continue
-		}
-		i, err := strconv.Atoi(string(d.Payload))
-		if err != nil {
-			t.Fatalf("payload %q: %v", d.Payload, err)
-		}
-		if i != next[d.Key] {
-			t.Fatalf("key %s: got message #%d, want #%d (order per key broken)", d.Key, i, next[d.Key])
-		}
-		next[d.Key]++
-	}
+	checkKeyOrder(t, got)
 	ack(t, sub, got)
 }
 
@@ -791,20 +778,7 @@ func testPublishAsync(t *testing.T, open Open) {
 		}
 	}
 	got := receiveIDs(t, sub, want)
-	next := map[string]int{}
-	for _, d := range got {
-		if string(d.Payload) == "u" {
-			continue
-		}
-		i, err := strconv.Atoi(string(d.Payload))
-		if err != nil {
-			t.Fatalf("payload %q: %v", d.Payload, err)
-		}
-		if i != next[d.Key] {
-			t.Fatalf("key %s: got message #%d, want #%d (order per key broken)", d.Key, i, next[d.Key])
-		}
-		next[d.Key]++
-	}
+	checkKeyOrder(t, got)
 	ack(t, sub, got)
 
 	canceled, cancelNow := context.WithCancel(context.Background())
@@ -958,4 +932,25 @@ func publishAround(t *testing.T, b bus.Bus, tp string) (before []string, mid tim
 		publish(t, b, event(tp, "k", id, nil))
 	}
 	return before, mid, after
+}
+
+// checkKeyOrder fails t unless the deliveries of each key carry the
+// payloads "0", "1", ... in that order (payload "u": an unkeyed message,
+// skipped).
+func checkKeyOrder(t *testing.T, got []*bus.Delivery) {
+	t.Helper()
+	next := map[string]int{}
+	for _, d := range got {
+		if string(d.Payload) == "u" {
+			continue
+		}
+		i, err := strconv.Atoi(string(d.Payload))
+		if err != nil {
+			t.Fatalf("payload %q: %v", d.Payload, err)
+		}
+		if i != next[d.Key] {
+			t.Fatalf("key %s: got message #%d, want #%d (order per key broken)", d.Key, i, next[d.Key])
+		}
+		next[d.Key]++
+	}
 }
