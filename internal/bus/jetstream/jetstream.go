@@ -6,7 +6,7 @@
 //   - every topic is a subject "events.<short name>" of one file-backed
 //     stream, PIPELINE, kept under the limits retention policy so
 //     subscriptions created later still see older events (F7);
-//   - Publish waits for JetStream's PubAck (the message is written to the
+//   - Publish (a wait on PublishAsync) waits for JetStream's PubAck (the message is written to the
 //     stream's files; with Options.SyncAlways also fsynced) and sets
 //     Nats-Msg-Id from the event id and subject, so retries of the same
 //     event within the duplicate window (Options.DuplicateWindow) are stored once;
@@ -111,6 +111,9 @@ type Bus struct {
 	closed   bool
 	inflight sync.WaitGroup // Publish and Subscribe calls in progress
 	subs     map[*subscription]struct{}
+
+	pendMu  sync.Mutex
+	pending map[*nats.Msg]*pubWait // PublishAsync calls awaiting their PubAck
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -123,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		log = slog.Default()
 	}
 	log = log.With("bus", "jetstream")
-	b := &Bus{log: log, subs: map[*subscription]struct{}{}}
+	b := &Bus{log: log, subs: map[*subscription]struct{}{}, pending: map[*nats.Msg]*pubWait{}}
 
 	var err error
 	if opts.URL != "" {
@@ -158,7 +161,12 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		// A PubAck lost to a reconnect must not hold a publish forever
 		// when its context has no deadline: it ends as outcome unknown
 		// (the client retries with the same event id).
-		jetstream.WithPublishAsyncTimeout(PublishTimeout))
+		jetstream.WithPublishAsyncTimeout(PublishTimeout),
+		// Every PubAck and every failure of an async publish answers its
+		// PublishAsync from here (async.go): no goroutine per publish
+		// waits on a future.
+		jetstream.WithPublishAsyncAckHandler(b.acked),
+		jetstream.WithPublishAsyncErrHandler(b.failed))
 	if err != nil {
 		b.closeConn()
 		return nil, fmt.Errorf("jetstream: new context: %w", err)
@@ -295,49 +303,6 @@ func (b *Bus) enter() bool {
 	}
 	b.inflight.Add(1)
 	return true
-}
-
-// Publish implements bus.Publisher. It returns once JetStream acknowledged
-// the message as stored.
-func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
-	subject, err := b.TopicName(msg.Topic)
-	if err != nil {
-		return fmt.Errorf("jetstream: publish: %w", err)
-	}
-	m := nats.NewMsg(subject)
-	m.Data = msg.Payload
-	if err := encodeHeaders(m.Header, msg); err != nil {
-		return fmt.Errorf("jetstream: publish to %s: %w", subject, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("jetstream: publish to %s: nothing sent: %w", subject, err)
-	}
-	if !b.enter() {
-		return fmt.Errorf("jetstream: publish: %w", bus.ErrClosed)
-	}
-	defer b.inflight.Done()
-
-	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName)}
-	if id := msg.Properties[bus.PropEventID]; id != "" {
-		// One event may be routed to several topics of the one stream, so
-		// the dedup id names the subject too.
-		popts = append(popts, jetstream.WithMsgID(subject+" "+id))
-	}
-	// Asynchronously, and then waiting for the PubAck: many publishes share
-	// one reply subscription instead of a request each (bench/README.md,
-	// "The embedded default").
-	fut, err := b.js.PublishMsgAsync(m, popts...)
-	if err != nil {
-		return fmt.Errorf("jetstream: publish to %s: %w", subject, classifyPublishError(err))
-	}
-	select {
-	case <-fut.Ok():
-		return nil
-	case err := <-fut.Err():
-		return fmt.Errorf("jetstream: publish to %s: %w", subject, classifyPublishError(err))
-	case <-ctx.Done():
-		return fmt.Errorf("jetstream: publish to %s: %w: %w", subject, bus.ErrOutcomeUnknown, ctx.Err())
-	}
 }
 
 // classifyPublishError maps a failed PublishMsg onto the port's sentinels,
