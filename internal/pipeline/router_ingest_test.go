@@ -250,6 +250,41 @@ func TestRouterStream(t *testing.T) {
 			t.Fatalf("on the bus: %d events, want %d", len(got), len(ok))
 		}
 	})
+
+	// One event at a time, each sent only after the previous one's answer:
+	// the stream's buffered reads (api.CoalesceStreamFlushes) must take
+	// what has arrived, never wait for more.
+	t.Run("lockstep", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		stream := p.ingest().PublishStream(ctx)
+		var ok []string
+		for i := range 20 {
+			id := fmt.Sprintf("l-%03d", i)
+			o := shopOrder{id: fmt.Sprintf("lo-%d", i), amount: int64(i), country: "DE"}
+			if err := stream.Send(&pipelinev1.PublishStreamRequest{Event: o.publish(subject, id)}); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			resp, err := stream.Receive()
+			if err != nil {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+			if r := resp.GetResult(); r.GetError() != nil || r.GetEventId() != id || int(r.GetIndex()) != i {
+				t.Fatalf("answer %d: %v, want event %s published", i, r, id)
+			}
+			ok = append(ok, id)
+		}
+		if err := stream.CloseRequest(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Receive(); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the last answer: %v, want the stream's end", err)
+		}
+		_ = stream.CloseResponse()
+		if got := eventIDs(reader.read(t, len(ok), 60*time.Second)); !slices.Equal(got, ok) {
+			t.Fatalf("on the bus: %v, want %v", got, ok)
+		}
+	})
 	reader.none(t, time.Second)
 }
 
