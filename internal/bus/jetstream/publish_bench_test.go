@@ -20,13 +20,7 @@ import (
 // the process's CPU per message (cpu-µs/msg; the embedded server runs in
 // this process, so it counts too).
 func BenchmarkPublish(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	bs, err := jetstream.Open(ctx, jetstream.Options{DataDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bs.Close(context.Background())
+	ctx, bs := openBench(b)
 	payload := make([]byte, 200)
 	var seq atomic.Int64
 	b.SetParallelism(256)
@@ -51,13 +45,7 @@ func BenchmarkPublish(b *testing.B) {
 // way: one goroutine hands messages over, up to 2,048 await their PubAck,
 // and none waits for one.
 func BenchmarkPublishAsync(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	bs, err := jetstream.Open(ctx, jetstream.Options{DataDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bs.Close(context.Background())
+	ctx, bs := openBench(b)
 	payload := make([]byte, 200)
 	window := make(chan struct{}, 2048)
 	var wg sync.WaitGroup
@@ -85,6 +73,18 @@ func BenchmarkPublishAsync(b *testing.B) {
 		b.Fatalf("%d of %d publishes failed", n, b.N)
 	}
 	b.ReportMetric(float64(selfCPU()-cpu0)/1e3/float64(b.N), "cpu-µs/msg")
+}
+
+// openBench opens a bus on an embedded server of its own for one benchmark.
+func openBench(b *testing.B) (context.Context, *jetstream.Bus) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Cleanup(cancel)
+	bs, err := jetstream.Open(ctx, jetstream.Options{DataDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bs.Close(context.Background()) })
+	return ctx, bs
 }
 
 // selfCPU is this process's user+system CPU time.
