@@ -41,14 +41,14 @@ func main() {
 	every := flag.Duration("every", 160*time.Millisecond, "interval between one caller's bursts")
 	duration := flag.Duration("duration", 8*time.Second, "how long to publish")
 	burn := flag.Duration("burn", 0, "CPU spent per event before it is published")
+	topic := flag.String("topic", fmt.Sprintf("bench-burst-%d", time.Now().UnixNano()), "the events' topic; the routed copies go to <topic>-routed")
 	flag.Parse()
 	url, admin := os.Getenv("PIPELINE_TEST_PULSAR_URL"), os.Getenv("PIPELINE_TEST_PULSAR_ADMIN_URL")
 	if url == "" {
 		fmt.Fprintln(os.Stderr, "burst: PIPELINE_TEST_PULSAR_URL is not set (eval \"$(scripts/services.sh env)\")")
 		os.Exit(2)
 	}
-	topic := fmt.Sprintf("bench-burst-%d", time.Now().UnixNano())
-	publish, closeFn, err := open(*via, url, admin, topic)
+	publish, closeFn, err := open(*via, url, admin, *topic)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "burst:", err)
 		os.Exit(1)
@@ -86,10 +86,10 @@ func main() {
 					for t0 := time.Now(); time.Since(t0) < *burn; {
 					}
 					id := fmt.Sprintf("0199aaaa-bbbb-7ccc-8ddd-%012d", n)
-					props := map[string]string{bus.PropEventID: id, bus.PropSchemaID: "12", bus.PropSubject: topic, "pipeline-publish-time": start.Format(time.RFC3339Nano)}
+					props := map[string]string{bus.PropEventID: id, bus.PropSchemaID: "12", bus.PropSubject: *topic, "pipeline-publish-time": start.Format(time.RFC3339Nano)}
 					left.Add(2)
-					publish(bus.Message{Topic: topic, Key: id, Unordered: true, Payload: payload, Properties: props}, done)
-					publish(bus.Message{Topic: topic + "-routed", Key: fmt.Sprint("customer-", n%500), Payload: payload, Properties: props}, done)
+					publish(bus.Message{Topic: *topic, Key: id, Unordered: true, Payload: payload, Properties: props}, done)
+					publish(bus.Message{Topic: *topic + "-routed", Key: fmt.Sprint("customer-", n%500), Payload: payload, Properties: props}, done)
 				}
 				left.Wait()
 				d := time.Since(start)
