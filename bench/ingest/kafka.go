@@ -91,7 +91,7 @@ func (p *rawKafka) run(ctx context.Context, o options, payloads [][]byte, subjec
 		go func() {
 			defer wg.Done()
 			slots := make(chan struct{}, o.window)
-			pace := newPacer(o)
+			pace := newPacer(o, c, 1)
 			for i := c; ctx.Err() == nil; i += o.clients {
 				pace.wait(ctx, 1)
 				select {

@@ -779,7 +779,7 @@ func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, sub
 		go func() {
 			defer wg.Done()
 			slots := make(chan struct{}, o.window)
-			pace := newPacer(o)
+			pace := newPacer(o, c, 1)
 			for i := c; ctx.Err() == nil; i += o.clients {
 				pace.wait(ctx, 1)
 				select {
@@ -1001,7 +1001,7 @@ func (p *pipelineProc) oneStream(ctx context.Context, conn *grpc.ClientConn, o o
 	go func() {
 		defer close(slots)
 		prefix := fmt.Sprintf("s%d-%d-", c, time.Now().UnixNano())
-		pace := newPacer(o)
+		pace := newPacer(o, c, 1)
 		for i := 0; ctx.Err() == nil; i++ {
 			pace.wait(ctx, 1)
 			req := &pipelinev1.PublishStreamRequest{Event: &pipelinev1.PublishRequest{
@@ -1053,7 +1053,7 @@ func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]by
 			defer wg.Done()
 			prefix := fmt.Sprintf("b%d-%d-", c, time.Now().UnixNano())
 			req := &pipelinev1.PublishBatchRequest{Events: make([]*pipelinev1.PublishRequest, o.batch)}
-			pace := newPacer(o)
+			pace := newPacer(o, c, o.batch)
 			for i := 0; ctx.Err() == nil; i++ {
 				pace.wait(ctx, o.batch)
 				for j := range req.Events {
