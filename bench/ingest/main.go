@@ -29,7 +29,8 @@
 // each): ratio ingest_cpu_<scenario>, and with raw-fanout
 // ratio ingest_cpu_fanout_<scenario> against the two-message producer.
 // With -rate every scenario is offered that many events/s (paced per
-// client, still bounded by the window) and ratio ingest_p99_<scenario> is
+// client, the clients' sends spread evenly over the period, still bounded
+// by the window) and ratio ingest_p99_<scenario> is
 // the pipeline's p99 publish → answer over the raw producer's p99.
 //
 // Each scenario runs -rounds times, alternating, and the best round counts
