@@ -99,6 +99,14 @@ type AsyncPublisher interface {
 	PublishAsync(ctx context.Context, msg Message, done func(error))
 }
 
+// PublishAndWait is Publish for an adapter whose Publish is a wait on its
+// own PublishAsync: it returns what done was called with.
+func PublishAndWait(ctx context.Context, p AsyncPublisher, msg Message) error {
+	result := make(chan error, 1)
+	p.PublishAsync(ctx, msg, func(err error) { result <- err })
+	return <-result
+}
+
 // InitialPosition says where a new subscription starts.
 type InitialPosition int
 

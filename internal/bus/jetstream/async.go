@@ -24,9 +24,7 @@ type pubWait struct {
 // Publish implements bus.Publisher: PublishAsync, then wait for its
 // answer. It returns once JetStream acknowledged the message as stored.
 func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
-	result := make(chan error, 1)
-	b.PublishAsync(ctx, msg, func(err error) { result <- err })
-	return <-result
+	return bus.PublishAndWait(ctx, b, msg)
 }
 
 // PublishAsync implements bus.AsyncPublisher: PublishMsgAsync, and done on

@@ -447,9 +447,7 @@ func (b *Bus) CheckTopic(ctx context.Context, topic string) error {
 // Publish implements bus.Publisher: PublishAsync (async.go), then wait
 // for its answer.
 func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
-	result := make(chan error, 1)
-	b.PublishAsync(ctx, msg, func(err error) { result <- err })
-	return <-result
+	return bus.PublishAndWait(ctx, b, msg)
 }
 
 // produceError maps a failed produce onto the port's sentinels, keeping the cause.

@@ -392,9 +392,7 @@ var _ bus.AsyncPublisher = (*Bus)(nil)
 
 // Publish implements bus.Publisher: PublishAsync, then wait for its answer.
 func (b *Bus) Publish(ctx context.Context, msg bus.Message) error {
-	result := make(chan error, 1)
-	b.PublishAsync(ctx, msg, func(err error) { result <- err })
-	return <-result
+	return bus.PublishAndWait(ctx, b, msg)
 }
 
 // PublishAsync implements bus.AsyncPublisher: SendAsync, and done on the
