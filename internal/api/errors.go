@@ -70,6 +70,7 @@ var errorCodes = []errorRow{
 	{match: is(bus.ErrQueueFull), code: connect.CodeResourceExhausted, reason: "queue_full"},
 	{match: is(router.ErrOverloaded), code: connect.CodeResourceExhausted, reason: "in_flight"},
 	{match: is(router.ErrPanic), code: connect.CodeInternal, reason: "panic"},
+	{match: is(sink.ErrIngestHeld), code: connect.CodeUnavailable, reason: "held"},
 	{match: is(bus.ErrOutcomeUnknown), code: connect.CodeUnavailable, retry: true, reason: "outcome_unknown"},
 	{match: is(context.DeadlineExceeded), code: connect.CodeUnavailable, retry: true, reason: "bus_error"},
 	{match: is(bus.ErrUnavailable, bus.ErrClosed, errShuttingDown), code: connect.CodeUnavailable, reason: "bus_error"},

@@ -14,6 +14,7 @@ import (
 	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/router"
 	"github.com/schemagate/pipeline/internal/schema"
+	"github.com/schemagate/pipeline/internal/sink"
 )
 
 // TestErrorCodes: every sentinel of the packages below the edge gets its
@@ -46,6 +47,7 @@ func TestErrorCodes(t *testing.T) {
 		{bus.ErrQueueFull, connect.CodeResourceExhausted, "queue_full"},
 		{router.ErrOverloaded, connect.CodeResourceExhausted, "in_flight"},
 		{router.ErrPanic, connect.CodeInternal, "panic"},
+		{fmt.Errorf("%w: %w", sink.ErrIngestHeld, context.DeadlineExceeded), connect.CodeUnavailable, "held"},
 		{bus.ErrOutcomeUnknown, connect.CodeUnavailable, "outcome_unknown"},
 		{context.DeadlineExceeded, connect.CodeUnavailable, "bus_error"},
 		{bus.ErrUnavailable, connect.CodeUnavailable, "bus_error"},

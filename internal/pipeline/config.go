@@ -288,6 +288,12 @@ type SinkConfig struct {
 	// MaxHeld bounds the events held for tables that refuse them
 	// (default 5000).
 	MaxHeld int `yaml:"max_held"`
+	// HoldIngestAbove: while the sink's backlog is above this many events,
+	// this process's publishes to the topics it reads wait (0: never; the
+	// default sink: DefaultSinkHoldIngestAbove). HoldIngestFor bounds one
+	// hold (default 5s). See sink.IngestGate.
+	HoldIngestAbove int64         `yaml:"hold_ingest_above"`
+	HoldIngestFor   time.Duration `yaml:"hold_ingest_for"`
 	// Redis sinks only (internal/sink/redis.go): the cap of each stream in
 	// mode stream, the event ids remembered per key in mode latest without
 	// order_by, and how long a key lives after its last change (ttl for
@@ -300,6 +306,14 @@ type SinkConfig struct {
 
 // DefaultRetention is how long topics keep events unless configured.
 const DefaultRetention = 7 * 24 * time.Hour
+
+// DefaultSinkHoldIngestAbove is the default sink's hold_ingest_above: in
+// one process on the embedded bus, ingest and the SQLite sink share the
+// cores, and at full ingest rate the sink's rows would fall ever further
+// behind (bench/README.md, the embedded default). 5,000 events are
+// about half a second of the sink's writing on 2 busy cores, and more
+// than a burst of a few large batches.
+const DefaultSinkHoldIngestAbove = 5000
 
 // ApplyDefaults fills what the config leaves empty and checks what it
 // says; the zero Config runs the embedded defaults under ./data.
@@ -403,7 +417,7 @@ func (c *Config) ApplyDefaults() error {
 		return err
 	}
 	if len(c.Sinks) == 0 && (c.DefaultSink == nil || *c.DefaultSink) {
-		c.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(c.DataDir, "events.db")}}
+		c.Sinks = []SinkConfig{{Name: "default", URL: "sqlite://" + filepath.Join(c.DataDir, "events.db"), HoldIngestAbove: DefaultSinkHoldIngestAbove}}
 	}
 	names := map[string]bool{}
 	for i, s := range c.Sinks {
@@ -419,6 +433,9 @@ func (c *Config) ApplyDefaults() error {
 		}
 		if _, err := dburl.Scheme(s.URL); err != nil {
 			return fmt.Errorf("config: sinks[%d] (%s).url: %w", i, s.Name, err)
+		}
+		if s.HoldIngestAbove < 0 || s.HoldIngestFor < 0 {
+			return fmt.Errorf("config: sinks[%d] (%s): hold_ingest_above and hold_ingest_for must be positive (0: never hold)", i, s.Name)
 		}
 	}
 	return nil

@@ -28,7 +28,7 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.Addr != "127.0.0.1:7400" || cfg.Bus.Kind != "jetstream" || cfg.Registry.URL != "sqlite://data/registry.db" {
 		t.Fatalf("defaults = %+v", cfg)
 	}
-	if len(cfg.Sinks) != 1 || cfg.Sinks[0].URL != "sqlite://data/events.db" {
+	if len(cfg.Sinks) != 1 || cfg.Sinks[0].URL != "sqlite://data/events.db" || cfg.Sinks[0].HoldIngestAbove != DefaultSinkHoldIngestAbove {
 		t.Fatalf("default sink = %+v", cfg.Sinks)
 	}
 	if cfg.Limits.MaxInFlightBytes <= 0 || cfg.HTTP.ReadTimeout != 30*time.Second || cfg.HTTP.IdleTimeout != 2*time.Minute || cfg.HTTP.MaxHeaderBytes != 64<<10 || cfg.HTTP.MaxConcurrentStreams != 250 {
@@ -69,6 +69,7 @@ func TestBrokenConfig(t *testing.T) {
 		{"kafka negative partitions", "bus:\n  kind: kafka\n  brokers: [x:9092]\n  partitions: -1\n", "must be positive"},
 		{"sink without name", "sinks:\n  - url: sqlite://x.db\n", "sinks[0] has no name"},
 		{"sink without url", "sinks:\n  - name: a\n", `sink "a" has no url`},
+		{"negative hold", "sinks:\n  - {name: a, url: sqlite://a.db, hold_ingest_above: -1}\n", "hold_ingest_above and hold_ingest_for must be positive"},
 		{"two sinks one name", "sinks:\n  - {name: a, url: sqlite://a.db}\n  - {name: a, url: sqlite://b.db}\n", `two sinks are named "a"`},
 		{"wrong type", "limits:\n  max_batch: lots\n", `line 2: limits.max_batch: "lots" is not a whole number`},
 		{"in flight under one event", "limits:\n  max_event_bytes: 2048\n  max_in_flight_bytes: 1024\n", "no event could be taken"},

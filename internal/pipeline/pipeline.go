@@ -143,6 +143,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 		Logger: log, Registerer: s.metrics, Reason: api.RefusalReason, Hook: cfg.routerHook,
 		Quarantine:     keep,
 		TracerProvider: s.tracer, BusKind: s.bus.Kind(),
+		Hold: s.sinks.holdFunc(),
 	})
 	if err != nil {
 		return nil, err

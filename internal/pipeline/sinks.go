@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/schemagate/pipeline/internal/audit"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/dburl"
+	"github.com/schemagate/pipeline/internal/route"
 	"github.com/schemagate/pipeline/internal/schema"
 	"github.com/schemagate/pipeline/internal/sink"
 )
@@ -88,6 +90,7 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 			Name: sc.Name, URL: sc.URL, Subjects: sc.Subjects, Topics: sc.Topics, TablePrefix: sc.TablePrefix,
 			BatchSize: sc.BatchSize, FlushInterval: sc.FlushInterval, Mode: sc.Mode, OrderBy: sc.OrderBy, Subscription: sc.Subscription,
 			MaxAttempts: sc.MaxAttempts, DeadLetterTopic: sc.DeadLetter, StallAfter: sc.StallAfter, MaxHeld: sc.MaxHeld,
+			HoldIngestAbove: sc.HoldIngestAbove, HoldIngestFor: sc.HoldIngestFor,
 			StreamMaxLen: sc.StreamMaxLen, AppliedIDs: sc.AppliedIDs, TTL: sc.TTL, SubjectTTL: sc.SubjectTTL,
 			Registerer: reg, TracerProvider: tp,
 		}, b, sinkSchemas{registry}, log)
@@ -106,6 +109,35 @@ func openSinks(cfg *Config, b bus.Bus, registry *schema.Registry, reg prometheus
 func (set *sinkSet) run(ctx context.Context, wg *sync.WaitGroup) {
 	for _, s := range set.sinks {
 		wg.Go(func() { s.Supervise(ctx) })
+		if g := s.Gate(); g != nil {
+			wg.Go(func() { g.Run(ctx) })
+		}
+	}
+}
+
+// holdFunc is the router's Options.Hold: an event waits at the gate of
+// every sink of this process that holds ingest and reads one of its
+// topics (sink.IngestGate). Nil when no sink holds ingest.
+func (set *sinkSet) holdFunc() func(context.Context, []route.Target) error {
+	var gates []*sink.IngestGate
+	for _, s := range set.sinks {
+		if g := s.Gate(); g != nil {
+			gates = append(gates, g)
+		}
+	}
+	if len(gates) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, targets []route.Target) error {
+		for _, g := range gates {
+			if !g.Shut() || !slices.ContainsFunc(targets, func(t route.Target) bool { return g.Covers(t.Topic) }) {
+				continue
+			}
+			if err := g.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 

@@ -165,6 +165,11 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// BusKind names the bus on the producer spans (messaging.system).
 	BusKind string
+	// Hold, when set, runs before an event goes to the bus, with the
+	// topics it goes to: it may wait (a sink of this process falling
+	// behind, sink.IngestGate) and, when it returns an error, the event
+	// is answered with it and not sent.
+	Hold func(ctx context.Context, targets []route.Target) error
 }
 
 // Router validates and publishes events.
@@ -183,6 +188,7 @@ type Router struct {
 	decoder   decoder
 	inFlight  *inFlight
 	hook      func(ctx context.Context, stage string, ev Event)
+	hold      func(ctx context.Context, targets []route.Target) error
 	// quarantined keeps refused events; nil: off.
 	quarantined Quarantine
 	// tracer is nil with tracing off (trace.go).
@@ -211,7 +217,7 @@ func New(schemas Schemas, publisher bus.Publisher, routes Routes, opts Options) 
 		schemas: schemas, publisher: publisher, async: async, routes: routes,
 		maxBytes: opts.MaxEventBytes, log: opts.Logger, validator: v,
 		metrics: newMetrics(opts.Registerer, opts.Reason), refused: newRefusedLog(20), counter: newTopicCounter(),
-		inFlight: newInFlight(opts.MaxInFlightBytes, opts.Registerer), hook: opts.Hook,
+		inFlight: newInFlight(opts.MaxInFlightBytes, opts.Registerer), hook: opts.Hook, hold: opts.Hold,
 		quarantined: opts.Quarantine,
 		tracer:      tracerOf(opts.TracerProvider), busKind: opts.BusKind, busLatency: newBusLatency(opts.Registerer),
 	}, nil
@@ -336,6 +342,7 @@ func (r *Router) Send(ctx context.Context, p *Prepared) (Result, error) {
 // bus.AsyncPublisher no goroutine waits meanwhile; done then runs on the
 // bus client's goroutine (or on this one, when the bus answers at once),
 // so it must not block. The event's bytes stay in flight until done.
+// SendAsync itself may wait before the bus, in Options.Hold.
 func (r *Router) SendAsync(ctx context.Context, p *Prepared, done func(Result, error)) {
 	s := &sending{r: r, ctx: ctx, p: p, done: done}
 	err := func() (err error) {
@@ -344,6 +351,9 @@ func (r *Router) SendAsync(ctx context.Context, p *Prepared, done func(Result, e
 			r.hook(ctx, "send", p.ev)
 		}
 		r.markUntraced(ctx, p)
+		if r.hold != nil {
+			return r.hold(ctx, p.targets)
+		}
 		return nil
 	}()
 	if err != nil {

@@ -79,6 +79,14 @@ type Config struct {
 	// them (default 5000). Past it the sink stops receiving until a held
 	// table resumes (hold.go).
 	MaxHeld int
+	// HoldIngestAbove, when positive, makes this process's publishes to
+	// the topics the sink reads wait while the sink's backlog is above
+	// this many events (IngestGate, gate.go); 0 (default): never.
+	HoldIngestAbove int64
+	// HoldIngestFor is the longest the gate stays shut while the backlog
+	// does not fall under HoldIngestAbove (default 5s); then ingest goes
+	// on until it does.
+	HoldIngestFor time.Duration
 	// writeTimeout bounds one transaction (default 60s): a hung database
 	// call must not hold the batch forever (docs/pitfalls.md B4).
 	writeTimeout time.Duration
@@ -175,6 +183,14 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 	case cfg.MaxHeld < 0 || cfg.MaxHeld > maxMaxHeld:
 		return nil, fmt.Errorf("sink %s: max_held %d: want 1 to %d", cfg.Name, cfg.MaxHeld, maxMaxHeld)
 	}
+	switch {
+	case cfg.HoldIngestAbove < 0:
+		return nil, fmt.Errorf("sink %s: hold_ingest_above %d: want 0 (never) or a number of events", cfg.Name, cfg.HoldIngestAbove)
+	case cfg.HoldIngestFor == 0:
+		cfg.HoldIngestFor = defaultHoldIngestFor
+	case cfg.HoldIngestFor < gateEvery:
+		return nil, fmt.Errorf("sink %s: hold_ingest_for %v: want at least %v", cfg.Name, cfg.HoldIngestFor, gateEvery)
+	}
 	s := &Sink{
 		cfg:       cfg,
 		bus:       b,
@@ -214,6 +230,11 @@ func New(cfg Config, b bus.Bus, schemas Schemas, logger *slog.Logger) (*Sink, er
 		return nil, fmt.Errorf("sink %s: register metrics: %w", cfg.Name, err)
 	}
 	s.metrics = m
+	if cfg.HoldIngestAbove > 0 {
+		if s.gate, err = newIngestGate(s, cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("sink %s: register metrics: %w", cfg.Name, err)
+		}
+	}
 	if cfg.TracerProvider != nil {
 		s.tracer = cfg.TracerProvider.Tracer("github.com/schemagate/pipeline/internal/sink")
 	}

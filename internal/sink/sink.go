@@ -53,6 +53,9 @@ type Sink struct {
 	schemaMap map[schemaKey]*schemaEntry
 	// tracer is nil with tracing off (trace.go).
 	tracer trace.Tracer
+	// gate holds ingest while the sink falls behind; nil without
+	// Config.HoldIngestAbove (gate.go).
+	gate *IngestGate
 
 	// hooks let the crash tests stop the process at chosen points.
 	hooks struct {
