@@ -45,6 +45,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/schemagate/pipeline/bench/internal/benchkit"
 	"github.com/schemagate/pipeline/bench/sink/gen/benchv1"
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/bus/kafka"
@@ -68,6 +69,7 @@ type options struct {
 	events, batch, rounds            int
 	cpuProfile                       string
 	subscription                     string
+	keys                             string // customer | id
 }
 
 func run() error {
@@ -81,6 +83,7 @@ func run() error {
 	flag.IntVar(&o.batch, "batch", 1000, "rows per transaction (baseline and sink)")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and sink; the best counts")
 	flag.StringVar(&o.subscription, "subscription", "key_shared", "the sink's subscription type: key_shared or failover")
+	flag.StringVar(&o.keys, "keys", "customer", "how the events are keyed: customer (10,007 keys, as a client key or a route's key makes them; on Pulsar each message is then an entry of its own) or id (each event by its own id, as the router publishes an event without a key to its subject's topic; batched)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sink rounds to this file")
 	flag.Parse()
 	switch {
@@ -90,6 +93,8 @@ func run() error {
 		return errors.New("set -pulsar, -pulsar-admin and -postgres (or the PIPELINE_TEST_* variables)")
 	case o.bus != "pulsar" && o.bus != "kafka":
 		return fmt.Errorf("-bus %q: want pulsar or kafka", o.bus)
+	case o.keys != "customer" && o.keys != "id":
+		return fmt.Errorf("-keys %q: want customer or id", o.keys)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -127,9 +132,9 @@ func run() error {
 		_ = b.Close(context.Background())
 		cleanup(o, pool, runID, topic)
 	}()
-	fmt.Printf("events %d, batch %d, topic %s\n", o.events, o.batch, topic)
+	fmt.Printf("# bench sink %s, %s\nevents %d, batch %d, keys %s, topic %s\n", time.Now().UTC().Format(time.RFC3339), benchkit.Machine(), o.events, o.batch, o.keys, topic)
 	start := time.Now()
-	if err := publish(ctx, b, topic, subject, o.events); err != nil {
+	if err := publish(ctx, b, topic, subject, o.events, o.keys == "id"); err != nil {
 		return err
 	}
 	fmt.Printf("published in %v (%.0f events/s)\n", time.Since(start).Round(time.Millisecond), float64(o.events)/time.Since(start).Seconds())
@@ -219,7 +224,7 @@ func event(i int) *benchv1.OrderCreated {
 
 // publish sends n events the way the router does (payload, key,
 // properties), many in flight so that the producer batches.
-func publish(ctx context.Context, b bus.Bus, topic, subject string, n int) error {
+func publish(ctx context.Context, b bus.Bus, topic, subject string, n int, byID bool) error {
 	const inflight = 512
 	sem := make(chan struct{}, inflight)
 	var mu sync.Mutex
@@ -230,10 +235,14 @@ func publish(ctx context.Context, b bus.Bus, topic, subject string, n int) error
 		if err != nil {
 			return err
 		}
+		id := fmt.Sprintf("ev-%09d", i)
 		msg := bus.Message{Topic: topic, Key: fmt.Sprintf("customer-%05d", i%10007), Payload: payload, Properties: map[string]string{
-			bus.PropEventID: fmt.Sprintf("ev-%09d", i), bus.PropSchemaID: strconv.Itoa(schemaID),
+			bus.PropEventID: id, bus.PropSchemaID: strconv.Itoa(schemaID),
 			bus.PropSubject: subject, bus.PropContentType: bus.ContentTypeProtobuf,
 		}}
+		if byID {
+			msg.Key, msg.Unordered = id, true
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {

@@ -63,7 +63,14 @@ type schemaEntry struct {
 // payload, dynamicpb decides, so that a fast-path bug can never
 // dead-letter a good event.
 // It also returns the value of the order_by field, when there is one.
+//
+// payload's capacity is clipped to its length first: hyperpb copies the
+// input up to its capacity before parsing (vm.RelocatePageBoundary), and
+// a bus client's payload is often a slice of the whole batch it came in
+// (pulsar-client-go, franz-go), so each event of a batch copied the rest
+// of the batch: a cost that grew with the square of the batch.
 func (e *schemaEntry) convert(d binder, payload []byte, eventID, topic, key string, publishTime time.Time) (values, raw []any, order int64, err error) {
+	payload = payload[:len(payload):len(payload)]
 	if e.fast != nil && e.fast.WellFormed(payload) {
 		if values, raw, order, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
 			return values, raw, order, nil

@@ -1,0 +1,46 @@
+package sink
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// TestConvertCostsThePayloadNotItsBuffer: a payload that is a slice of a
+// larger buffer (a bus client's batch: pulsar-client-go and franz-go hand
+// out such slices) costs the sink its own size to decode, not the
+// buffer's. hyperpb copies its input up to the slice's capacity, so each
+// event of a 1 MiB batch allocated about 1 MiB, and a batch's decoding
+// grew with the square of its size.
+func TestConvertCostsThePayloadNotItsBuffer(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
+	e := &schemaEntry{info: SchemaInfo{Subject: "orders", SchemaID: 1, Version: 1, Message: md},
+		tm: mapMessage("orders", md), fast: compileFast(md, slog.New(slog.DiscardHandler)), slow: dynamicpb.NewMessageType(md)}
+	if e.fast == nil {
+		t.Fatal("hyperpb does not decode the bench's message; this test needs it")
+	}
+	d := &sqliteDialect{}
+	one := benchOrder(1)
+	batch := make([]byte, 0, 1<<20)
+	batch = append(batch, one...)
+	payload := batch[:len(one)] // capacity 1 MiB, as in a batch buffer
+	const n = 50
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		if _, _, _, err := e.convert(d, payload, fmt.Sprint(i), "t", "k", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perEvent := (after.TotalAlloc - before.TotalAlloc) / n
+	if perEvent > 64<<10 {
+		t.Fatalf("decoding a %d-byte payload allocated %d bytes: it copied the buffer behind it (capacity %d)", len(one), perEvent, cap(payload))
+	}
+	t.Logf("%d bytes allocated per %d-byte event", perEvent, len(one))
+}
