@@ -228,7 +228,7 @@ func (s *Server) Handler() http.Handler {
 	// the bytes after decompression (a small gzip body that inflates past
 	// the bound is cut there). Schemas are bounded by schema.MaxSourceBytes.
 	bounded := func(n int) connect.HandlerOption {
-		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), connect.WithCompressMinBytes(s.cfg.HTTP.CompressMinBytes),
+		return connect.WithHandlerOptions(connect.WithReadMaxBytes(n), connect.WithCompressMinBytes(s.cfg.HTTP.CompressMinBytes), fastGzip(),
 			s.traced(), api.Recover(s.log), connect.WithInterceptors(s.access))
 	}
 	general := bounded(max(s.cfg.Limits.MaxEventBytes*2+64<<10, schema.MaxSourceBytes*3))
