@@ -137,7 +137,7 @@ func Open(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.sinks.audit = s.audit
-	s.routes = route.NewTable(routeStore, s.registry, s.bus, s, 2*time.Second)
+	s.routes = route.NewTable(routeStore, s.registry, s.bus, s, 2*time.Second, route.WithMaxEventBytes(cfg.Limits.MaxEventBytes))
 	s.router, err = router.New(s.registry, s.topicSetup(), s.routes, router.Options{
 		MaxEventBytes: cfg.Limits.MaxEventBytes, MaxInFlightBytes: cfg.Limits.MaxInFlightBytes,
 		Logger: log, Registerer: s.metrics, Reason: api.RefusalReason, Hook: cfg.routerHook,

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/checker"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -120,18 +119,6 @@ const maxFuzzFilter = 512
 // do nested comprehensions over the event's own lists and maps. Evaluating
 // those would make the fuzzer report hangs, not bugs.
 const maxFuzzFilterCost = 1_000_000
-
-// payloadSizes bounds every list, map, string and bytes value of an event
-// by the size of its payload, for CEL's cost estimate.
-type payloadSizes struct{ n uint64 }
-
-func (p payloadSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate {
-	return &checker.SizeEstimate{Min: 0, Max: p.n}
-}
-
-func (payloadSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
-	return nil
-}
 
 // fuzzTarget is one message FuzzRouteFilter compiles filters against.
 type fuzzTarget struct {
@@ -262,7 +249,7 @@ func FuzzRouteFilter(f *testing.F) {
 		if useEnvelope {
 			tg = envelope
 		}
-		compiled, err := compileRoute(Route{Name: "fuzz", Filter: filter, Key: key}, tg.md, ErrInvalid)
+		compiled, err := compileRoute(Route{Name: "fuzz", Filter: filter, Key: key}, tg.md, ErrInvalid, uint64(len(payload)))
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("compileRoute: %v does not wrap ErrInvalid", err)
@@ -286,8 +273,23 @@ func FuzzRouteFilter(f *testing.F) {
 		if iss.Err() != nil {
 			t.Fatalf("filter %q compiled by compileRoute but not by its environment: %v", filter, iss.Err())
 		}
-		if est, err := tg.env.EstimateCost(ast, payloadSizes{uint64(len(payload))}); err != nil || est.Max > maxFuzzFilterCost {
+		est, err := tg.env.EstimateCost(ast, eventSizes{uint64(len(payload))})
+		if err != nil || est.Max > maxFuzzFilterCost {
 			return
+		}
+		if !compiled.tracked {
+			// It runs untracked because of the estimate: what it actually
+			// costs on this payload's event must be near the estimate.
+			counted, err := tg.env.Program(ast, cel.CostTracking(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, msg := range msgs {
+				// Within the tenfold margin untrackedFilterCost keeps.
+				if _, det, err := counted.Eval(eventActivation{msg.Interface()}); err == nil && det.ActualCost() != nil && *det.ActualCost() > 10*max(est.Max, 1) {
+					t.Fatalf("filter %q cost %d on a %d-byte event, more than ten times its estimate %d, and it ran untracked", filter, *det.ActualCost(), len(payload), est.Max)
+				}
+			}
 		}
 		var results []string
 		for _, msg := range msgs {

@@ -82,6 +82,9 @@ type Table struct {
 	topics  Topics
 	readers Readers // nil: nobody to ask
 	refresh time.Duration
+	// eventBytes bounds an event's payload (WithMaxEventBytes); 0: not
+	// known, and every filter's cost is tracked as it runs.
+	eventBytes uint64
 
 	mu        sync.RWMutex
 	bySubject map[string][]Route
@@ -97,15 +100,34 @@ type programKey struct {
 
 type compiledRoute struct {
 	program cel.Program // nil when the route has no filter
+	// tracked: the program counts its cost as it runs and stops at
+	// MaxFilterCost; false when no event can make it cost that much.
+	tracked bool
 	key     []protoreflect.FieldDescriptor
 }
 
+// TableOption configures a Table.
+type TableOption func(*Table)
+
+// WithMaxEventBytes tells the table how large an event's payload can be
+// (the router's limits.max_event_bytes). A filter whose worst cost over
+// events of that size is within MaxFilterCost then runs without counting
+// its cost step by step (cel.CostLimit's tracker was half of a filter's
+// evaluation in a profile of the ingest path).
+func WithMaxEventBytes(n int) TableOption {
+	return func(t *Table) { t.eventBytes = uint64(max(n, 0)) }
+}
+
 // NewTable returns a route table over store; readers may be nil.
-func NewTable(store Store, schemas Schemas, topics Topics, readers Readers, refresh time.Duration) *Table {
+func NewTable(store Store, schemas Schemas, topics Topics, readers Readers, refresh time.Duration, opts ...TableOption) *Table {
 	if refresh <= 0 {
 		refresh = 2 * time.Second
 	}
-	return &Table{store: store, schemas: schemas, topics: topics, readers: readers, refresh: refresh}
+	t := &Table{store: store, schemas: schemas, topics: topics, readers: readers, refresh: refresh}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
 }
 
 // ReadBy returns the subscriptions that read a route's topic, sorted.
@@ -156,7 +178,7 @@ func (t *Table) Create(ctx context.Context, route Route) (Route, error) {
 			return Route{}, fmt.Errorf("%w %q: topic %q: %v", ErrInvalid, route.Name, route.Topic, err)
 		}
 	}
-	if _, err := compileRoute(route, latest.Schema.Message, ErrInvalid); err != nil {
+	if _, err := compileRoute(route, latest.Schema.Message, ErrInvalid, t.eventBytes); err != nil {
 		return Route{}, err
 	}
 	if err := t.store.Create(ctx, route); err != nil {
@@ -245,7 +267,7 @@ func (t *Table) Match(ctx context.Context, subject string, sc *schema.Schema, ms
 		key := programKey{route: r, schemaID: sc.ID}
 		c, ok := t.programs.Load(key)
 		if !ok {
-			compiled, err := compileRoute(r, sc.Message, ErrBroken)
+			compiled, err := compileRoute(r, sc.Message, ErrBroken, t.eventBytes)
 			if err != nil {
 				return nil, fmt.Errorf("schema %d: %w", sc.ID, err)
 			}

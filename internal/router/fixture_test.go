@@ -119,7 +119,7 @@ func (r *testRegistry) routes(tb testing.TB, refresh time.Duration) *route.Table
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return route.NewTable(store, r.registry, staticTopics{}, nil, refresh)
+	return route.NewTable(store, r.registry, staticTopics{}, nil, refresh, route.WithMaxEventBytes(DefaultMaxEventBytes))
 }
 
 // order describes an event to encode.

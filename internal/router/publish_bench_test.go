@@ -45,7 +45,7 @@ func BenchmarkPublishPulsar(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	routes := route.NewTable(store, reg.registry, pb, nil, time.Hour)
+	routes := route.NewTable(store, reg.registry, pb, nil, time.Hour, route.WithMaxEventBytes(DefaultMaxEventBytes))
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	if _, err := routes.Create(ctx, route.Route{Name: "eu", Subject: "orders", Topic: "bench-router-" + run + "-eu",
 		Filter: "event.amount_cents >= 0 && event.country in ['DE', 'FR']", Key: "customer.tier"}); err != nil {
