@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/schemagate/pipeline/internal/bus"
 )
 
 // TestIngestGateStates walks the gate through its rules with the backlog
@@ -115,20 +117,8 @@ func TestIngestGateStates(t *testing.T) {
 func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
 	const events = 1500
 	md := isoMessage(t, "int64")
-	b := openJetStream(t)
-	subject := "gate.orders"
-	topic, err := b.TopicName(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	url := "sqlite://" + filepath.Join(t.TempDir(), "sink.db")
-	s, err := New(Config{Name: "gate", URL: url, Subjects: []string{subject}, BatchSize: 50, FlushInterval: 10 * time.Millisecond,
-		HoldIngestAbove: 100, Registerer: reg}, b, newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 1, Message: md}), testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, b, topic, reg := gatedSink(t, "gate", 50, 100, SchemaInfo{Version: 1, SchemaID: 1, Message: md})
+	subject := s.cfg.Subjects[0]
 	// A slow database: at least 10 ms per batch, so that the drain spans
 	// many of the gate's looks at the backlog.
 	s.hooks.beforeWrite = func() { time.Sleep(10 * time.Millisecond) }
@@ -145,10 +135,7 @@ func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ctx, cancel := context.WithCancel(context.Background())
-	gateDone := make(chan struct{})
-	go func() { defer close(gateDone); g.Run(ctx) }()
-	defer func() { cancel(); <-gateDone }()
+	runGate(t, g)
 	stop := runSink(t, s)
 	defer stop()
 
@@ -183,27 +170,9 @@ func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
 // publish does not wait.
 func TestIngestGateOpensForHeldTable(t *testing.T) {
 	v1, v2 := isoMessage(t, "string"), isoMessage(t, "int64")
-	b := openJetStream(t)
-	subject := "gate.held"
-	topic, err := b.TopicName(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	url := "sqlite://" + filepath.Join(t.TempDir(), "sink.db")
-	s, err := New(Config{Name: "held", URL: url, Subjects: []string{subject}, BatchSize: 8, FlushInterval: 10 * time.Millisecond,
-		HoldIngestAbove: 5, Registerer: reg}, b,
-		newMapSchemas(SchemaInfo{Subject: subject, Version: 1, SchemaID: 1, Message: v1}, SchemaInfo{Subject: subject, Version: 2, SchemaID: 2, Message: v2}),
-		testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	g := s.Gate()
-	ctx, cancel := context.WithCancel(context.Background())
-	gateDone := make(chan struct{})
-	go func() { defer close(gateDone); g.Run(ctx) }()
-	defer func() { cancel(); <-gateDone }()
+	s, b, topic, _ := gatedSink(t, "held", 8, 5, SchemaInfo{Version: 1, SchemaID: 1, Message: v1}, SchemaInfo{Version: 2, SchemaID: 2, Message: v2})
+	subject := s.cfg.Subjects[0]
+	runGate(t, s.Gate())
 	stop := runSink(t, s)
 	defer stop()
 
@@ -223,11 +192,43 @@ func TestIngestGateOpensForHeldTable(t *testing.T) {
 	time.Sleep(5 * gateEvery)
 	for range 10 {
 		wctx, wcancel := context.WithTimeout(context.Background(), gateEvery)
-		err := g.Wait(wctx)
+		err := s.Gate().Wait(wctx)
 		wcancel()
 		if err != nil {
 			t.Fatalf("a publish waited for a sink that holds a table: %v", err)
 		}
 		time.Sleep(gateEvery / 2)
 	}
+}
+
+// gatedSink is a SQLite sink on a fresh embedded JetStream that stores
+// the subject "gate.<name>" of schemas and holds ingest above holdAbove.
+func gatedSink(t *testing.T, name string, batch int, holdAbove int64, schemas ...SchemaInfo) (*Sink, bus.Bus, string, *prometheus.Registry) {
+	t.Helper()
+	b := openJetStream(t)
+	subject := "gate." + name
+	topic, err := b.TopicName(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range schemas {
+		schemas[i].Subject = subject
+	}
+	reg := prometheus.NewRegistry()
+	url := "sqlite://" + filepath.Join(t.TempDir(), "sink.db")
+	s, err := New(Config{Name: name, URL: url, Subjects: []string{subject}, BatchSize: batch, FlushInterval: 10 * time.Millisecond,
+		HoldIngestAbove: holdAbove, Registerer: reg}, b, newMapSchemas(schemas...), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, b, topic, reg
+}
+
+// runGate runs g until the test ends.
+func runGate(t *testing.T, g *IngestGate) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
