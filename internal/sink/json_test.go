@@ -156,3 +156,24 @@ func jsonKeysInOrder(doc string, keys ...string) bool {
 	}
 	return true
 }
+
+// BenchmarkJSONItems renders bench/ingest's three line items (a repeated
+// message field) as the sink stores them, from a hyperpb message as the
+// sink decodes it.
+//
+//	go test -run '^$' -bench JSONItems -benchmem ./internal/sink/
+func BenchmarkJSONItems(b *testing.B) {
+	md := compileMessage(b, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
+	hm := hyperpb.NewMessage(hyperpb.CompileMessageDescriptor(md))
+	if err := proto.Unmarshal(benchOrder(1), hm); err != nil {
+		b.Fatal(err)
+	}
+	fd := md.Fields().ByName("items")
+	msg := hm.ProtoReflect()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jsonValue(fd, msg, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

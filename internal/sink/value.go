@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -165,6 +166,15 @@ func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message, anys *an
 }
 
 func appendJSONMessage(b []byte, m protoreflect.Message, anys *anyResolver) ([]byte, error) {
+	if anys == nil && plainJSON(m.Descriptor()) {
+		start := len(b)
+		// protojson refuses a string that is not valid UTF-8 (bytes are
+		// base64): such a message goes to it, for its error.
+		if out, err := appendJSONFields(b, m); err == nil && utf8.Valid(out[start:]) {
+			return out, nil
+		}
+		b = b[:start]
+	}
 	var raw []byte
 	var err error
 	if anys != nil {
@@ -176,6 +186,50 @@ func appendJSONMessage(b []byte, m protoreflect.Message, anys *anyResolver) ([]b
 		return nil, err
 	}
 	return compactJSON(b, raw)
+}
+
+// plainJSON reports whether protojson renders md's messages field by
+// field, with nothing appendJSONFields does not do: not a well-known type
+// (google.protobuf's have JSON forms of their own; its other messages are
+// left to protojson too), and no extensions.
+func plainJSON(md protoreflect.MessageDescriptor) bool {
+	return md.ParentFile().Package() != "google.protobuf" && md.ExtensionRanges().Len() == 0
+}
+
+// appendJSONFields renders a plain message (plainJSON) as protojson does
+// with UseProtoNames: its populated fields in declaration order, each by
+// its name in the .proto. protojson.Marshal and the compaction of its
+// output cost the sink more than the rest of a row with a few line items
+// (BenchmarkJSONItems: 15-19 µs against 3-4 µs for three items).
+func appendJSONFields(b []byte, m protoreflect.Message) ([]byte, error) {
+	fields := m.Descriptor().Fields()
+	b = append(b, '{')
+	first := true
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, fd.TextName())
+		b = append(b, ':')
+		var err error
+		switch v := m.Get(fd); {
+		case fd.IsList():
+			b, err = appendJSONList(b, fd, v.List(), nil)
+		case fd.IsMap():
+			b, err = appendJSONMap(b, fd, v.Map(), nil)
+		default:
+			b, err = appendJSONSingular(b, fd, v, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
 }
 
 func appendJSONList(b []byte, fd protoreflect.FieldDescriptor, l protoreflect.List, anys *anyResolver) ([]byte, error) {
