@@ -136,11 +136,11 @@ func (g *IngestGate) Wait(ctx context.Context) error {
 	}
 }
 
-// Run looks at the sink's backlog every gateEvery and shuts or opens the
-// gate, until ctx ends; then it leaves the gate open.
+// Run looks at the sink's backlog (nextLook) and shuts or opens the gate,
+// until ctx ends; then it leaves the gate open.
 func (g *IngestGate) Run(ctx context.Context) {
 	defer g.update(0, false, time.Now())
-	t := time.NewTicker(gateEvery)
+	t := time.NewTimer(gateEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -148,8 +148,23 @@ func (g *IngestGate) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		g.update(g.look(ctx), g.s.draining(), time.Now())
+		start := time.Now()
+		n := g.look(ctx)
+		took := time.Since(start)
+		g.update(n, g.s.draining(), time.Now())
+		t.Reset(nextLook(took))
 	}
+}
+
+// nextLook is how long the gate waits before its next look at the
+// backlog after one that took took: gateEvery, or ten times the look,
+// whichever is longer. A look is cheap on the embedded bus (one consumer
+// info request), but on Pulsar it is an admin call per topic the sink
+// reads (every topic of the namespace for a sink of all topics), and on
+// Kafka an offsets request: the gate spends at most a tenth of its time
+// asking, however many topics there are.
+func nextLook(took time.Duration) time.Duration {
+	return max(gateEvery, 10*took)
 }
 
 // look is the sink's backlog, -1 when the bus cannot say.

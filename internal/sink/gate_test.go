@@ -115,10 +115,27 @@ func TestIngestGateStates(t *testing.T) {
 // gate while it writes them, a publish waiting at the gate goes on once
 // the backlog is at or under 100, and every event is written.
 func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
+	testIngestGateHolds(t, openJetStream(t), "gate")
+}
+
+// TestIngestGateHoldsUntilSinkCatchesUpPulsar is the same on Pulsar, where
+// the gate reads the backlog from the broker's admin API.
+func TestIngestGateHoldsUntilSinkCatchesUpPulsar(t *testing.T) {
+	testIngestGateHolds(t, openPulsar(t), uniqueName("gate"))
+}
+
+func testIngestGateHolds(t *testing.T, b bus.Bus, name string) {
 	const events = 1500
 	md := isoMessage(t, "int64")
-	s, b, topic, reg := gatedSink(t, "gate", 50, 100, SchemaInfo{Version: 1, SchemaID: 1, Message: md})
+	s, topic, reg := gatedSink(t, b, name, 50, 100, SchemaInfo{Version: 1, SchemaID: 1, Message: md})
 	subject := s.cfg.Subjects[0]
+	if p, ok := b.(bus.SubscriptionProvisioner); ok {
+		// As the pipeline does before a topic's first event (Pulsar keeps
+		// messages only for subscriptions).
+		if err := p.EnsureSubscription(context.Background(), topic, s.Reads().Subscription); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A slow database: at least 10 ms per batch, so that the drain spans
 	// many of the gate's looks at the backlog.
 	s.hooks.beforeWrite = func() { time.Sleep(10 * time.Millisecond) }
@@ -140,7 +157,7 @@ func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
 	defer stop()
 
 	eventually(t, 30*time.Second, "the gate shut", func() (bool, string) {
-		n := metricValue(t, reg, "pipeline_sink_ingest_holds_total", "gate")
+		n := metricValue(t, reg, "pipeline_sink_ingest_holds_total", name)
 		return n >= 1, fmt.Sprintf("holds=%v", n)
 	})
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -155,7 +172,7 @@ func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
 		n := s.Status(context.Background()).RowsWritten
 		return n == events, fmt.Sprintf("rows=%d", n)
 	})
-	if v := metricValue(t, reg, "pipeline_sink_ingest_hold_timeouts_total", "gate"); v != 0 {
+	if v := metricValue(t, reg, "pipeline_sink_ingest_hold_timeouts_total", name); v != 0 {
 		t.Errorf("hold timeouts = %v, want 0: the sink was draining", v)
 	}
 	if g.Shut() {
@@ -170,7 +187,8 @@ func TestIngestGateHoldsUntilSinkCatchesUp(t *testing.T) {
 // publish does not wait.
 func TestIngestGateOpensForHeldTable(t *testing.T) {
 	v1, v2 := isoMessage(t, "string"), isoMessage(t, "int64")
-	s, b, topic, _ := gatedSink(t, "held", 8, 5, SchemaInfo{Version: 1, SchemaID: 1, Message: v1}, SchemaInfo{Version: 2, SchemaID: 2, Message: v2})
+	b := openJetStream(t)
+	s, topic, _ := gatedSink(t, b, "held", 8, 5, SchemaInfo{Version: 1, SchemaID: 1, Message: v1}, SchemaInfo{Version: 2, SchemaID: 2, Message: v2})
 	subject := s.cfg.Subjects[0]
 	runGate(t, s.Gate())
 	stop := runSink(t, s)
@@ -201,11 +219,10 @@ func TestIngestGateOpensForHeldTable(t *testing.T) {
 	}
 }
 
-// gatedSink is a SQLite sink on a fresh embedded JetStream that stores
-// the subject "gate.<name>" of schemas and holds ingest above holdAbove.
-func gatedSink(t *testing.T, name string, batch int, holdAbove int64, schemas ...SchemaInfo) (*Sink, bus.Bus, string, *prometheus.Registry) {
+// gatedSink is a SQLite sink on b that stores the subject "gate.<name>"
+// of schemas and holds ingest above holdAbove.
+func gatedSink(t *testing.T, b bus.Bus, name string, batch int, holdAbove int64, schemas ...SchemaInfo) (*Sink, string, *prometheus.Registry) {
 	t.Helper()
-	b := openJetStream(t)
 	subject := "gate." + name
 	topic, err := b.TopicName(subject)
 	if err != nil {
@@ -222,7 +239,7 @@ func gatedSink(t *testing.T, name string, batch int, holdAbove int64, schemas ..
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return s, b, topic, reg
+	return s, topic, reg
 }
 
 // runGate runs g until the test ends.
@@ -231,4 +248,21 @@ func runGate(t *testing.T, g *IngestGate) {
 	done := make(chan struct{})
 	go func() { defer close(done); g.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestNextLook: the gate asks for the backlog every 50 ms, and no more
+// than a tenth of the time when asking is slow (a Pulsar sink of many
+// topics: an admin call per topic).
+func TestNextLook(t *testing.T) {
+	for _, tc := range []struct{ took, want time.Duration }{
+		{0, gateEvery},
+		{time.Millisecond, gateEvery},
+		{5 * time.Millisecond, gateEvery},
+		{30 * time.Millisecond, 300 * time.Millisecond},
+		{2 * time.Second, 20 * time.Second},
+	} {
+		if got := nextLook(tc.took); got != tc.want {
+			t.Errorf("after a look of %v: next in %v, want %v", tc.took, got, tc.want)
+		}
+	}
 }
