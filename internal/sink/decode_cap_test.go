@@ -11,8 +11,8 @@ import (
 )
 
 // TestConvertCostsThePayloadNotItsBuffer: a payload that is a slice of a
-// larger buffer (a bus client's batch: pulsar-client-go and franz-go hand
-// out such slices) costs the sink its own size to decode, not the
+// larger buffer (a bus client's batch: pulsar-client-go hands out such
+// slices) costs the sink its own size to decode, not the
 // buffer's. hyperpb copies its input up to the slice's capacity, so each
 // event of a 1 MiB batch allocated about 1 MiB, and a batch's decoding
 // grew with the square of its size.
