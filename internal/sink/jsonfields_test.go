@@ -185,3 +185,33 @@ func randomValue(t *testing.T, rnd *rand.Rand, fd protoreflect.FieldDescriptor, 
 	}
 	return protoreflect.ValueOfMessage(sub)
 }
+
+// deepNode is a chain of depth jf.Deep messages, each with a 1 KiB string.
+func deepNode(tb testing.TB, depth int) protoreflect.Message {
+	md := compileMessage(tb, map[string]string{"deep.proto": `syntax = "proto3"; package jf; message Deep { string s = 1; Deep next = 2; }`}, "jf.Deep")
+	root := dynamicpb.NewMessage(md)
+	cur := protoreflect.Message(root)
+	s := string(bytes.Repeat([]byte("é"), 512))
+	for i := range depth {
+		cur.Set(md.Fields().ByName("s"), protoreflect.ValueOfString(s))
+		if i < depth-1 {
+			cur = cur.Mutable(md.Fields().ByName("next")).Message()
+		}
+	}
+	return root
+}
+
+// BenchmarkJSONDeep renders a chain of 300 nested messages of 1 KiB each:
+// its cost must grow with the size of the message, not with its size
+// times its depth.
+//
+//	go test -run '^$' -bench JSONDeep -benchmem ./internal/sink/
+func BenchmarkJSONDeep(b *testing.B) {
+	m := deepNode(b, 300)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := appendJSONMessage(nil, m, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -165,19 +165,30 @@ func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message, anys *an
 	return string(b), nil
 }
 
+// insidePlain is the anys argument of the messages nested in a plain
+// message that appendJSONFields renders: no Any resolver, and no check of
+// their UTF-8, which the outermost message does once for all of them (a
+// check at every level cost the square of the depth: BenchmarkJSONDeep).
+var insidePlain = new(anyResolver)
+
 func appendJSONMessage(b []byte, m protoreflect.Message, anys *anyResolver) ([]byte, error) {
-	if anys == nil && plainJSON(m.Descriptor()) {
+	nested := anys == insidePlain
+	if (anys == nil || nested) && plainJSON(m.Descriptor()) {
 		start := len(b)
+		out, err := appendJSONFields(b, m)
+		if nested {
+			return out, err
+		}
 		// protojson refuses a string that is not valid UTF-8 (bytes are
 		// base64): such a message goes to it, for its error.
-		if out, err := appendJSONFields(b, m); err == nil && utf8.Valid(out[start:]) {
+		if err == nil && utf8.Valid(out[start:]) {
 			return out, nil
 		}
 		b = b[:start]
 	}
 	var raw []byte
 	var err error
-	if anys != nil {
+	if anys != nil && !nested {
 		raw, err = anys.marshal(m)
 	} else if raw, err = jsonOptions.Marshal(m.Interface()); err != nil {
 		err = fmt.Errorf("encode as JSON: %w", err)
@@ -219,11 +230,11 @@ func appendJSONFields(b []byte, m protoreflect.Message) ([]byte, error) {
 		var err error
 		switch v := m.Get(fd); {
 		case fd.IsList():
-			b, err = appendJSONList(b, fd, v.List(), nil)
+			b, err = appendJSONList(b, fd, v.List(), insidePlain)
 		case fd.IsMap():
-			b, err = appendJSONMap(b, fd, v.Map(), nil)
+			b, err = appendJSONMap(b, fd, v.Map(), insidePlain)
 		default:
-			b, err = appendJSONSingular(b, fd, v, nil)
+			b, err = appendJSONSingular(b, fd, v, insidePlain)
 		}
 		if err != nil {
 			return nil, err
