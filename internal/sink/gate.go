@@ -167,16 +167,12 @@ func nextLook(took time.Duration) time.Duration {
 	return max(gateEvery, 10*took)
 }
 
-// look is the sink's backlog, -1 when the bus cannot say.
+// look is the sink's backlog, -1 when the bus cannot say within a second
+// (Sink.lag, which also sets the lag gauge).
 func (g *IngestGate) look(ctx context.Context) int64 {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	n, err := g.s.bus.Backlog(ctx, g.s.reads.Subscription, g.s.reads.Topics)
-	if err != nil {
-		return -1
-	}
-	g.s.metrics.lag.Set(float64(n))
-	return n
+	return g.s.lag(ctx)
 }
 
 // draining reports whether the sink is running and writing every table it
