@@ -110,9 +110,9 @@ type compiledRoute struct {
 type TableOption func(*Table)
 
 // WithMaxEventBytes tells the table how large an event's payload can be
-// (the router's limits.max_event_bytes). A filter whose worst cost over
-// events of that size is within MaxFilterCost then runs without counting
-// its cost step by step (cel.CostLimit's tracker was half of a filter's
+// (the router's limits.max_event_bytes). A filter whose estimated worst
+// cost over events of that size is under a tenth of MaxFilterCost then
+// runs without counting its cost step by step (cel.CostLimit's tracker was half of a filter's
 // evaluation in a profile of the ingest path).
 func WithMaxEventBytes(n int) TableOption {
 	return func(t *Table) { t.eventBytes = uint64(max(n, 0)) }
