@@ -19,7 +19,7 @@ import (
 // kafkaBaseline is the consumer-group loader a user would write by hand
 // with franz-go: poll up to a batch, CopyFrom in one transaction, commit
 // the batch's offsets after the database commit.
-func kafkaBaseline(ctx context.Context, o options, pool *pgxpool.Pool, topic, table, group string) (float64, error) {
+func kafkaBaseline(ctx context.Context, o options, pool *pgxpool.Pool, topic, table, group string, first *time.Duration) (float64, error) {
 	if _, err := pool.Exec(ctx, baselineDDL(table)); err != nil {
 		return 0, err
 	}
@@ -76,6 +76,9 @@ func kafkaBaseline(ctx context.Context, o options, pool *pgxpool.Pool, topic, ta
 		}
 		if err := client.CommitRecords(ctx, records...); err != nil {
 			return 0, fmt.Errorf("commit offsets: %w", err)
+		}
+		if done == 0 {
+			*first = time.Since(start)
 		}
 		done += len(records)
 	}

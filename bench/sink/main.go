@@ -152,11 +152,12 @@ func run() error {
 		if o.bus == "kafka" {
 			loader = kafkaBaseline
 		}
-		base, err := loader(ctx, o, pool, topic, "bench_baseline_"+tag, "bench-baseline-"+tag)
+		var baseFirst, sinkFirst time.Duration
+		base, err := loader(ctx, o, pool, topic, "bench_baseline_"+tag, "bench-baseline-"+tag, &baseFirst)
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
-		fmt.Printf("round %d baseline (hand-written loader) %10.0f rows/s\n", r+1, base)
+		fmt.Printf("round %d baseline (hand-written loader) %10.0f rows/s  (first rows acknowledged after %v)\n", r+1, base, baseFirst.Round(time.Millisecond))
 		if o.cpuProfile != "" && r == 0 {
 			f, err := os.Create(o.cpuProfile)
 			if err != nil {
@@ -166,14 +167,14 @@ func run() error {
 				return err
 			}
 		}
-		s, err := pipelineSink(ctx, o, b, log, subject, topic, "bench_sink_"+tag, "bench-sink-"+tag)
+		s, err := pipelineSink(ctx, o, b, log, subject, topic, "bench_sink_"+tag, "bench-sink-"+tag, &sinkFirst)
 		if o.cpuProfile != "" && r == 0 {
 			pprof.StopCPUProfile()
 		}
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
-		fmt.Printf("round %d pipeline sink                 %10.0f rows/s\n", r+1, s)
+		fmt.Printf("round %d pipeline sink                 %10.0f rows/s  (first rows acknowledged after %v)\n", r+1, s, sinkFirst.Round(time.Millisecond))
 		bestBase, bestSink = max(bestBase, base), max(bestSink, s)
 	}
 	fmt.Printf("best baseline %.0f rows/s, best sink %.0f rows/s, raw %.0f rows/s\n", bestBase, bestSink, raw)
@@ -319,7 +320,7 @@ func rawCopy(ctx context.Context, pool *pgxpool.Pool, table string, n, batch int
 }
 
 // baseline is the loader a user would write by hand.
-func baseline(ctx context.Context, o options, pool *pgxpool.Pool, topic, table, subscription string) (float64, error) {
+func baseline(ctx context.Context, o options, pool *pgxpool.Pool, topic, table, subscription string, first *time.Duration) (float64, error) {
 	if _, err := pool.Exec(ctx, baselineDDL(table)); err != nil {
 		return 0, err
 	}
@@ -381,6 +382,9 @@ func baseline(ctx context.Context, o options, pool *pgxpool.Pool, topic, table, 
 		if err := consumer.AckIDList(ids); err != nil {
 			return 0, err
 		}
+		if done == 0 {
+			*first = time.Since(start)
+		}
 		done += len(rows)
 	}
 	return float64(o.events) / time.Since(start).Seconds(), nil
@@ -397,7 +401,7 @@ func (s schemas) SchemaByID(_ context.Context, subject string, id int64) (sink.S
 }
 
 // pipelineSink runs the pipeline's sink until it has written every event.
-func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, subject, topic, prefix, name string) (float64, error) {
+func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, subject, topic, prefix, name string, first *time.Duration) (float64, error) {
 	reg := prometheus.NewRegistry()
 	s, err := sink.New(sink.Config{
 		Name: name, URL: o.postgresURL, Topics: []string{topic}, TablePrefix: prefix + "_",
@@ -426,6 +430,9 @@ func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, s
 		written, err := rowsWritten(reg)
 		if err != nil {
 			return 0, err
+		}
+		if written > 0 && *first == 0 {
+			*first = time.Since(start)
 		}
 		if written >= float64(o.events) {
 			return float64(o.events) / time.Since(start).Seconds(), nil
