@@ -25,7 +25,7 @@ func forEachDB(t *testing.T, fn func(t *testing.T, url string)) {
 	t.Run("mysql", func(t *testing.T) { fn(t, testenv.MySQL(t)) })
 }
 
-func openTestDialect(t *testing.T, url string) dialect {
+func openTestDialect(t testing.TB, url string) dialect {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -115,7 +115,7 @@ func bytesOf(t *testing.T, d dialect, table, col, id string) []byte {
 }
 
 // orderMessage builds a v1 OrderCreated with plain values.
-func orderMessage(t *testing.T, md protoreflect.MessageDescriptor, orderID string, quantity int32) *dynamicpb.Message {
+func orderMessage(t testing.TB, md protoreflect.MessageDescriptor, orderID string, quantity int32) *dynamicpb.Message {
 	t.Helper()
 	m := dynamicpb.NewMessage(md)
 	f := md.Fields()
@@ -148,7 +148,7 @@ func orderMessage(t *testing.T, md protoreflect.MessageDescriptor, orderID strin
 	return m
 }
 
-func newTestEvent(t *testing.T, d dialect, tm *tableMap, msg protoreflect.Message, id, key string, publish time.Time) *event {
+func newTestEvent(t testing.TB, d dialect, tm *tableMap, msg protoreflect.Message, id, key string, publish time.Time) *event {
 	t.Helper()
 	ev := &event{id: id, key: key, publishTime: publish}
 	values, raw, err := rowValues(d, tm, msg, id, 7, 1, "orders-topic", key, publish)

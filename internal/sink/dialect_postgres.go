@@ -18,11 +18,11 @@ import (
 	"github.com/schemagate/pipeline/internal/dburl"
 )
 
-// postgres writes with pgx: an optimistic CopyFrom straight into the table
-// (the fast path, as fast as a hand-written loader), and when the batch
-// holds an event id already stored (a redelivery), a rollback to a savepoint
-// and multi-row INSERT ... ON CONFLICT DO NOTHING instead
-// (docs/pitfalls.md D1, D2).
+// postgres writes with pgx: an optimistic COPY straight into the table
+// (copyAll, the fast path: one statement for a batch of one table), and
+// when the batch holds an event id already stored (a redelivery), the
+// batch again in one transaction with multi-row INSERT ... ON CONFLICT DO
+// NOTHING where the stored id was met (docs/pitfalls.md D1, D2).
 type postgres struct {
 	pool *pgxpool.Pool
 
@@ -218,6 +218,17 @@ func (p *postgres) bind(c column, v any) (any, error) {
 }
 
 func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int64, error) {
+	var stored *storedError
+	if mode != modeUpsert {
+		n, err := p.copyAll(ctx, groups)
+		if !errors.As(err, &stored) {
+			return n, err
+		}
+		// Some event id is stored already (a redelivery): nothing of this
+		// attempt was kept. Write again in one transaction, skipping what
+		// is stored: INSERT ... ON CONFLICT DO NOTHING for the group that
+		// met the stored id, COPY with a fallback for the others.
+	}
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
@@ -226,9 +237,12 @@ func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int
 	var total int64
 	for _, g := range groups {
 		var n int64
-		if mode == modeUpsert {
+		switch {
+		case mode == modeUpsert:
 			n, err = p.insert(ctx, tx, g, mode)
-		} else {
+		case stored != nil && g == stored.g:
+			n, err = p.insert(ctx, tx, g, modeAppend)
+		default:
 			n, err = p.copyOrInsert(ctx, tx, g)
 		}
 		if err != nil {
@@ -242,9 +256,72 @@ func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int
 	return total, nil
 }
 
-// copyOrInsert tries COPY first: in the steady state no event id is in the
-// table yet, and COPY is the fastest way in. A unique violation means a
-// redelivery; the savepoint undoes the COPY and the idempotent INSERT runs.
+// storedError is copyAll's answer when the COPY into g's table met an
+// event id stored already.
+type storedError struct {
+	g   *group
+	err error // the unique violation
+}
+
+func (e *storedError) Error() string {
+	return fmt.Sprintf("copy into %s: an event id is stored already: %v", e.g.table, e.err)
+}
+func (e *storedError) Unwrap() error { return e.err }
+
+// copyAll is the fast path of append and stream tables: in the steady
+// state no event id of a batch is stored yet, and COPY is the fastest way
+// in. A batch of one table is one COPY statement on its own, which is
+// atomic by itself: one round trip, where BEGIN, SAVEPOINT, COPY, RELEASE
+// and COMMIT were five, each a wake-up of the server on a busy machine.
+// A batch of several tables is one transaction of COPYs. Either way,
+// nothing is kept when it fails; a unique violation (a redelivered event)
+// is a *storedError, for the caller to write the batch again skipping
+// what is stored.
+func (p *postgres) copyAll(ctx context.Context, groups []*group) (int64, error) {
+	if len(groups) == 1 {
+		g := groups[0]
+		n, err := p.pool.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
+		return n, copyError(g, err)
+	}
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var total int64
+	for _, g := range groups {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
+		if err != nil {
+			return 0, copyError(g, err)
+		}
+		total += n
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return total, nil
+}
+
+// copyError says a failed COPY into g's table: a *storedError for a
+// unique violation, else the error with the table's name.
+func copyError(g *group, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isUniqueViolation(err) {
+		return &storedError{g: g, err: err}
+	}
+	return fmt.Errorf("copy into %s: %w", g.table, err)
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// copyOrInsert writes g inside tx when some event id of the batch may be
+// stored already: COPY first, and on a unique violation the savepoint
+// undoes the COPY and the idempotent INSERT runs.
 func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64, error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
@@ -257,8 +334,7 @@ func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64
 		}
 		return n, nil
 	}
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+	if !isUniqueViolation(err) {
 		return 0, fmt.Errorf("copy into %s: %w", g.table, err)
 	}
 	if err := sp.Rollback(ctx); err != nil {
