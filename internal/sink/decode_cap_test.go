@@ -44,3 +44,25 @@ func TestConvertCostsThePayloadNotItsBuffer(t *testing.T) {
 	}
 	t.Logf("%d bytes allocated per %d-byte event", perEvent, len(one))
 }
+
+// BenchmarkConvert decodes bench/ingest's event with hyperpb and binds
+// its PostgreSQL row, as the sink's batch stage does for every event.
+//
+//	go test -run '^$' -bench Convert -benchmem ./internal/sink/
+func BenchmarkConvert(b *testing.B) {
+	md := compileMessage(b, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
+	e := &schemaEntry{info: SchemaInfo{Subject: "orders", SchemaID: 1, Version: 1, Message: md},
+		tm: mapMessage("orders", md), fast: compileFast(md, slog.New(slog.DiscardHandler)), slow: dynamicpb.NewMessageType(md)}
+	if e.fast == nil {
+		b.Fatal("hyperpb does not decode the bench's message; this benchmark needs it")
+	}
+	d := &postgres{}
+	payload := benchOrder(1)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := e.convert(d, payload, "ev-0000000001", "persistent://public/default/orders", "ev-0000000001", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -141,29 +142,39 @@ func timestampValue(m protoreflect.Message) (any, error) {
 // anys, when set, resolves the types of google.protobuf.Any values
 // (anyjson.go).
 func jsonValue(fd protoreflect.FieldDescriptor, m protoreflect.Message, anys *anyResolver) (any, error) {
-	switch {
-	case fd.IsList():
-		b, err := appendJSONList(nil, fd, m.Get(fd).List(), anys)
-		if err != nil {
-			return nil, err
-		}
-		return string(b), nil
-	case fd.IsMap():
-		b, err := appendJSONMap(nil, fd, m.Get(fd).Map(), anys)
-		if err != nil {
-			return nil, err
-		}
-		return string(b), nil
-	}
-	if !m.Has(fd) {
+	if !fd.IsList() && !fd.IsMap() && !m.Has(fd) {
 		return nil, nil
 	}
-	b, err := appendJSONMessage(nil, m.Get(fd).Message(), anys)
+	// The text is built in a reused buffer and copied out once: grown from
+	// nothing, a few line items took five allocations before the copy.
+	bp := jsonBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledJSON {
+			jsonBuffers.Put(bp)
+		}
+	}()
+	var b []byte
+	var err error
+	switch {
+	case fd.IsList():
+		b, err = appendJSONList((*bp)[:0], fd, m.Get(fd).List(), anys)
+	case fd.IsMap():
+		b, err = appendJSONMap((*bp)[:0], fd, m.Get(fd).Map(), anys)
+	default:
+		b, err = appendJSONMessage((*bp)[:0], m.Get(fd).Message(), anys)
+	}
+	*bp = b[:0]
 	if err != nil {
 		return nil, err
 	}
 	return string(b), nil
 }
+
+// jsonBuffers are jsonValue's scratch buffers; one that grew past
+// maxPooledJSON (a large value) is left to the collector rather than kept.
+var jsonBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledJSON = 64 << 10
 
 // insidePlain is the anys argument of the messages nested in a plain
 // message that appendJSONFields renders: no Any resolver, and no check of
@@ -353,22 +364,27 @@ func appendJSONFloat(b []byte, f float64, bits int) []byte {
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	start := 0 // s[start:i] is copied as it is
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		start = i + 1
+		switch c {
+		case '"', '\\':
 			b = append(b, '\\', c)
-		case c == '\n':
+		case '\n':
 			b = append(b, '\\', 'n')
-		case c == '\r':
+		case '\r':
 			b = append(b, '\\', 'r')
-		case c == '\t':
+		case '\t':
 			b = append(b, '\\', 't')
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		default:
-			b = append(b, c)
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		}
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }
