@@ -11,7 +11,9 @@
 //     commit, confirmed acks, dead-lettering).
 //
 // Baseline and sink run alternately, each on a fresh subscription and
-// table, and the best round of each counts. The last line is
+// table, and the best round of each counts. The sink's rounds run with the
+// Go runtime settings pipeline serve gives its sinks (-sink-runtime), the
+// loader's with the runtime's defaults, as a loader written by hand would. The last line is
 // "ratio sink_postgres <sink/baseline>".
 //
 // Run it with bench/run.sh sink, or directly:
@@ -31,6 +33,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -50,6 +53,7 @@ import (
 	"github.com/schemagate/pipeline/internal/bus"
 	"github.com/schemagate/pipeline/internal/bus/kafka"
 	"github.com/schemagate/pipeline/internal/bus/pulsar"
+	"github.com/schemagate/pipeline/internal/pipeline"
 	"github.com/schemagate/pipeline/internal/sink"
 )
 
@@ -70,6 +74,7 @@ type options struct {
 	cpuProfile                       string
 	subscription                     string
 	keys                             string // customer | id
+	sinkRuntime                      string // serve | go
 }
 
 func run() error {
@@ -84,6 +89,7 @@ func run() error {
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and sink; the best counts")
 	flag.StringVar(&o.subscription, "subscription", "key_shared", "the sink's subscription type: key_shared or failover")
 	flag.StringVar(&o.keys, "keys", "customer", "how the events are keyed: customer (10,007 keys, as a client key or a route's key makes them; on Pulsar each message is then an entry of its own) or id (each event by its own id, as the router publishes an event without a key to its subject's topic; batched)")
+	flag.StringVar(&o.sinkRuntime, "sink-runtime", "serve", "the Go runtime settings of the sink's rounds: serve (GOGC 400 and a 200 MiB soft memory limit, as pipeline serve runs its sinks; GOGC or GOMEMLIMIT in the environment win) or go (the runtime's defaults, as the loader's rounds run)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sink rounds to this file")
 	flag.Parse()
 	switch {
@@ -95,6 +101,8 @@ func run() error {
 		return fmt.Errorf("-bus %q: want pulsar or kafka", o.bus)
 	case o.keys != "customer" && o.keys != "id":
 		return fmt.Errorf("-keys %q: want customer or id", o.keys)
+	case o.sinkRuntime != "serve" && o.sinkRuntime != "go":
+		return fmt.Errorf("-sink-runtime %q: want serve or go", o.sinkRuntime)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -132,7 +140,7 @@ func run() error {
 		_ = b.Close(context.Background())
 		cleanup(o, pool, runID, topic)
 	}()
-	fmt.Printf("# bench sink %s, %s\nevents %d, batch %d, keys %s, topic %s\n", time.Now().UTC().Format(time.RFC3339), benchkit.Machine(), o.events, o.batch, o.keys, topic)
+	fmt.Printf("# bench sink %s, %s\nevents %d, batch %d, keys %s, topic %s, sink runtime %s\n", time.Now().UTC().Format(time.RFC3339), benchkit.Machine(), o.events, o.batch, o.keys, topic, o.sinkRuntime)
 	start := time.Now()
 	if err := publish(ctx, b, topic, subject, o.events, o.keys == "id"); err != nil {
 		return err
@@ -153,11 +161,12 @@ func run() error {
 			loader = kafkaBaseline
 		}
 		var baseFirst, sinkFirst time.Duration
+		cpu := benchkit.SelfCPU()
 		base, err := loader(ctx, o, pool, topic, "bench_baseline_"+tag, "bench-baseline-"+tag, &baseFirst)
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
-		fmt.Printf("round %d baseline (hand-written loader) %10.0f rows/s  (first rows acknowledged after %v)\n", r+1, base, baseFirst.Round(time.Millisecond))
+		fmt.Printf("round %d baseline (hand-written loader) %10.0f rows/s  (first rows acknowledged after %v; %s)\n", r+1, base, baseFirst.Round(time.Millisecond), cpuPerRow(benchkit.SelfCPU()-cpu, o.events))
 		if o.cpuProfile != "" && r == 0 {
 			f, err := os.Create(o.cpuProfile)
 			if err != nil {
@@ -167,19 +176,48 @@ func run() error {
 				return err
 			}
 		}
-		s, err := pipelineSink(ctx, o, b, log, subject, topic, "bench_sink_"+tag, "bench-sink-"+tag, &sinkFirst)
+		var sinkBatches float64
+		restore := sinkRuntime(o)
+		cpu = benchkit.SelfCPU()
+		s, err := pipelineSink(ctx, o, b, log, subject, topic, "bench_sink_"+tag, "bench-sink-"+tag, &sinkFirst, &sinkBatches)
+		cpu = benchkit.SelfCPU() - cpu
+		restore()
 		if o.cpuProfile != "" && r == 0 {
 			pprof.StopCPUProfile()
 		}
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
 		}
-		fmt.Printf("round %d pipeline sink                 %10.0f rows/s  (first rows acknowledged after %v)\n", r+1, s, sinkFirst.Round(time.Millisecond))
+		fmt.Printf("round %d pipeline sink                 %10.0f rows/s  (first rows acknowledged after %v; %s; %.0f rows per batch)\n",
+			r+1, s, sinkFirst.Round(time.Millisecond), cpuPerRow(cpu, o.events), float64(o.events)/max(sinkBatches, 1))
 		bestBase, bestSink = max(bestBase, base), max(bestSink, s)
 	}
 	fmt.Printf("best baseline %.0f rows/s, best sink %.0f rows/s, raw %.0f rows/s\n", bestBase, bestSink, raw)
 	fmt.Printf("ratio sink_postgres %.2f\n", bestSink/bestBase)
 	return nil
+}
+
+// sinkRuntime applies -sink-runtime for a sink round and returns what
+// puts the loader's settings back.
+func sinkRuntime(o options) (restore func()) {
+	if o.sinkRuntime != "serve" {
+		return func() {}
+	}
+	gc := debug.SetGCPercent(-1)
+	limit := debug.SetMemoryLimit(-1)
+	debug.SetGCPercent(gc)
+	pipeline.SetServeMemoryLimit()
+	pipeline.SetServeGCPercent()
+	return func() {
+		debug.SetGCPercent(gc)
+		debug.SetMemoryLimit(limit)
+	}
+}
+
+// cpuPerRow is this process's CPU time over a round, per row. The bench's
+// own share in a round (a 5 ms poll of the sink's counters) is small.
+func cpuPerRow(cpu time.Duration, rows int) string {
+	return fmt.Sprintf("%.1f cpu-µs per row", float64(cpu.Microseconds())/float64(rows))
 }
 
 // cleanup drops the run's tables and deletes its topic (with its
@@ -401,7 +439,7 @@ func (s schemas) SchemaByID(_ context.Context, subject string, id int64) (sink.S
 }
 
 // pipelineSink runs the pipeline's sink until it has written every event.
-func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, subject, topic, prefix, name string, first *time.Duration) (float64, error) {
+func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, subject, topic, prefix, name string, first *time.Duration, batches *float64) (float64, error) {
 	reg := prometheus.NewRegistry()
 	s, err := sink.New(sink.Config{
 		Name: name, URL: o.postgresURL, Topics: []string{topic}, TablePrefix: prefix + "_",
@@ -427,7 +465,7 @@ func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, s
 			return 0, fmt.Errorf("sink stopped: %v", err)
 		case <-tick.C:
 		}
-		written, err := rowsWritten(reg)
+		written, err := counter(reg, "rows_written_total")
 		if err != nil {
 			return 0, err
 		}
@@ -435,7 +473,9 @@ func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, s
 			*first = time.Since(start)
 		}
 		if written >= float64(o.events) {
-			return float64(o.events) / time.Since(start).Seconds(), nil
+			rate := float64(o.events) / time.Since(start).Seconds()
+			*batches, err = counter(reg, "batches_total")
+			return rate, err
 		}
 		if time.Since(start) > 20*time.Minute {
 			return 0, fmt.Errorf("only %v of %d rows after 20 minutes", written, o.events)
@@ -443,15 +483,16 @@ func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, s
 	}
 }
 
-// rowsWritten reads the sink's counter, which counts rows only after their
-// batch is committed and acknowledged.
-func rowsWritten(reg *prometheus.Registry) (float64, error) {
+// counter reads one of the sink's counters by the end of its name:
+// rows_written_total counts rows only after their batch is committed and
+// acknowledged, batches_total the batches written.
+func counter(reg *prometheus.Registry, suffix string) (float64, error) {
 	families, err := reg.Gather()
 	if err != nil {
 		return 0, err
 	}
 	for _, f := range families {
-		if strings.HasSuffix(f.GetName(), "rows_written_total") {
+		if strings.HasSuffix(f.GetName(), suffix) {
 			for _, m := range f.GetMetric() {
 				return m.GetCounter().GetValue(), nil
 			}

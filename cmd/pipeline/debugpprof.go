@@ -11,10 +11,6 @@ import (
 	"time"
 )
 
-// defaultMemoryLimit is the Go runtime's soft memory limit of `pipeline
-// serve` unless GOMEMLIMIT is set (README: Memory).
-const defaultMemoryLimit = 200 << 20
-
 // debugPprofEnv names a loopback address ("127.0.0.1:6060") on which
 // `pipeline serve` serves net/http/pprof, for profiling a running
 // process (bench/README.md: where the embedded default's memory goes).

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -41,16 +40,9 @@ check FILE' validates a file without starting.`,
 				configPath = os.Getenv("PIPELINE_CONFIG")
 			}
 			flags := c.Flags()
-			if os.Getenv("GOMEMLIMIT") == "" {
-				// A soft limit: with GOGC=400 (serve) the heap grew to five
-				// times its live size, 650-720 MB on the embedded default in
-				// bench/ingest; near the limit the collector runs more often
-				// instead. 200 MiB keeps RSS under 300 MB at the bench's
-				// rates at no measurable CPU cost (bench/README.md). Set before the config is read, which derives
-				// limits.max_in_flight_bytes from it (a quarter). GOMEMLIMIT
-				// in the environment still wins.
-				debug.SetMemoryLimit(defaultMemoryLimit)
-			}
+			// Before the config is read, which derives
+			// limits.max_in_flight_bytes from the memory limit.
+			pipeline.SetServeMemoryLimit()
 			cfg, err := pipeline.Load(configPath, os.LookupEnv, func(cfg *pipeline.Config) {
 				if flags.Changed("addr") {
 					cfg.Addr = addr
@@ -94,12 +86,7 @@ check FILE' validates a file without starting.`,
 
 func serve(cfg *pipeline.Config, log *slog.Logger, stderr io.Writer) error {
 	slog.SetDefault(log)
-	if os.Getenv("GOGC") == "" {
-		// The heap stays small (events are short-lived) and GC was ~15% of
-		// the ingest path's CPU; collecting less often cut CPU per event by
-		// a quarter in bench/ingest. GOGC in the environment still wins.
-		debug.SetGCPercent(400)
-	}
+	pipeline.SetServeGCPercent()
 	stopPprof, err := startDebugPprof(log)
 	if err != nil {
 		return err
