@@ -17,12 +17,7 @@ import (
 // event of a 1 MiB batch allocated about 1 MiB, and a batch's decoding
 // grew with the square of its size.
 func TestConvertCostsThePayloadNotItsBuffer(t *testing.T) {
-	md := compileMessage(t, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
-	e := &schemaEntry{info: SchemaInfo{Subject: "orders", SchemaID: 1, Version: 1, Message: md},
-		tm: mapMessage("orders", md), fast: compileFast(md, slog.New(slog.DiscardHandler)), slow: dynamicpb.NewMessageType(md)}
-	if e.fast == nil {
-		t.Fatal("hyperpb does not decode the bench's message; this test needs it")
-	}
+	e := benchSchemaEntry(t)
 	d := &sqliteDialect{}
 	one := benchOrder(1)
 	batch := make([]byte, 0, 1<<20)
@@ -50,12 +45,7 @@ func TestConvertCostsThePayloadNotItsBuffer(t *testing.T) {
 //
 //	go test -run '^$' -bench Convert -benchmem ./internal/sink/
 func BenchmarkConvert(b *testing.B) {
-	md := compileMessage(b, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
-	e := &schemaEntry{info: SchemaInfo{Subject: "orders", SchemaID: 1, Version: 1, Message: md},
-		tm: mapMessage("orders", md), fast: compileFast(md, slog.New(slog.DiscardHandler)), slow: dynamicpb.NewMessageType(md)}
-	if e.fast == nil {
-		b.Fatal("hyperpb does not decode the bench's message; this benchmark needs it")
-	}
+	e := benchSchemaEntry(b)
 	d := &postgres{}
 	payload := benchOrder(1)
 	now := time.Now()
@@ -65,4 +55,17 @@ func BenchmarkConvert(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchSchemaEntry is the sink's cached schema of bench/ingest's event,
+// decoded with hyperpb as the sink decodes it.
+func benchSchemaEntry(tb testing.TB) *schemaEntry {
+	tb.Helper()
+	md := compileMessage(tb, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
+	e := &schemaEntry{info: SchemaInfo{Subject: "orders", SchemaID: 1, Version: 1, Message: md},
+		tm: mapMessage("orders", md), fast: compileFast(md, slog.New(slog.DiscardHandler)), slow: dynamicpb.NewMessageType(md)}
+	if e.fast == nil {
+		tb.Fatal("hyperpb does not decode the bench's message; this test needs it")
+	}
+	return e
 }

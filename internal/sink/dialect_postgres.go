@@ -229,6 +229,21 @@ func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int
 		// is stored: INSERT ... ON CONFLICT DO NOTHING for the group that
 		// met the stored id, COPY with a fallback for the others.
 	}
+	return p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
+		switch {
+		case mode == modeUpsert:
+			return p.insert(ctx, tx, g, mode)
+		case stored != nil && g == stored.g:
+			return p.insert(ctx, tx, g, modeAppend)
+		default:
+			return p.copyOrInsert(ctx, tx, g)
+		}
+	})
+}
+
+// eachGroupInTx writes the groups with fn in one transaction and returns
+// the rows written; nothing is kept when fn or the commit fails.
+func (p *postgres) eachGroupInTx(ctx context.Context, groups []*group, fn func(tx pgx.Tx, g *group) (int64, error)) (int64, error) {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
@@ -236,15 +251,7 @@ func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var total int64
 	for _, g := range groups {
-		var n int64
-		switch {
-		case mode == modeUpsert:
-			n, err = p.insert(ctx, tx, g, mode)
-		case stored != nil && g == stored.g:
-			n, err = p.insert(ctx, tx, g, modeAppend)
-		default:
-			n, err = p.copyOrInsert(ctx, tx, g)
-		}
+		n, err := fn(tx, g)
 		if err != nil {
 			return 0, err
 		}
@@ -283,23 +290,10 @@ func (p *postgres) copyAll(ctx context.Context, groups []*group) (int64, error) 
 		n, err := p.pool.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
 		return n, copyError(g, err)
 	}
-	tx, err := p.pool.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var total int64
-	for _, g := range groups {
+	return p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
-		if err != nil {
-			return 0, copyError(g, err)
-		}
-		total += n
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
-	}
-	return total, nil
+		return n, copyError(g, err)
+	})
 }
 
 // copyError says a failed COPY into g's table: a *storedError for a
