@@ -484,8 +484,10 @@ func pipelineSink(ctx context.Context, o options, b bus.Bus, log *slog.Logger, s
 }
 
 // counter reads one of the sink's counters by the end of its name:
-// rows_written_total counts rows only after their batch is committed and
-// acknowledged, batches_total the batches written.
+// rows_written_total counts a batch's rows once it is committed (before
+// its acknowledgment, which the ack stage sends while the writer goes on;
+// the loader counts after its AckIDList, which does not wait for the
+// broker), batches_total the batches committed.
 func counter(reg *prometheus.Registry, suffix string) (float64, error) {
 	families, err := reg.Gather()
 	if err != nil {

@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, sinkName string) (*metrics, error) {
 	}, []string{"sink"})
 	batches := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pipeline_sink_batches_total",
-		Help: "Batches committed and acknowledged.",
+		Help: "Batches committed (counted at the commit, before their acknowledgment).",
 	}, []string{"sink"})
 	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pipeline_sink_dead_lettered_total",
