@@ -13,8 +13,8 @@
 // Baseline and sink run alternately, each on a fresh subscription and
 // table, and the best round of each counts. The sink's rounds run with the
 // Go runtime settings pipeline serve gives its sinks (-sink-runtime), the
-// loader's with the runtime's defaults, as a loader written by hand would. The last line is
-// "ratio sink_postgres <sink/baseline>".
+// loader's with the runtime's defaults, as a loader written by hand would.
+// The last line is "ratio sink_postgres <sink/baseline>".
 //
 // Run it with bench/run.sh sink, or directly:
 //
@@ -203,9 +203,11 @@ func sinkRuntime(o options) (restore func()) {
 	if o.sinkRuntime != "serve" {
 		return func() {}
 	}
+	// The runtime has no getters: SetGCPercent returns the old value (and
+	// is set back at once), SetMemoryLimit(-1) only reads.
 	gc := debug.SetGCPercent(-1)
-	limit := debug.SetMemoryLimit(-1)
 	debug.SetGCPercent(gc)
+	limit := debug.SetMemoryLimit(-1)
 	pipeline.SetServeMemoryLimit()
 	pipeline.SetServeGCPercent()
 	return func() {

@@ -137,6 +137,27 @@ func TestJSONMatchesProtojson(t *testing.T) {
 	if got, _ := jsonValue(f.ByName("mi"), m, nil); !jsonKeysInOrder(got.(string), "-3", "2", "10") {
 		t.Errorf("int map keys out of order: %s", got)
 	}
+	// Each text is its own: jsonValue builds in a reused buffer, and a row
+	// keeps its values while later rows are rendered.
+	kept := make([]string, f.Len())
+	for i := range f.Len() {
+		v, _ := jsonValue(f.Get(i), m, nil)
+		if v != nil {
+			kept[i] = strings.Clone(v.(string))
+		}
+	}
+	firsts := make([]any, f.Len())
+	for i := range f.Len() {
+		firsts[i], _ = jsonValue(f.Get(i), m, nil)
+	}
+	for i := range f.Len() {
+		jsonValue(f.Get((i+1)%f.Len()), m, nil)
+	}
+	for i, v := range firsts {
+		if v != nil && v.(string) != kept[i] {
+			t.Errorf("%s: its text changed to %s after later values were rendered", f.Get(i).Name(), v)
+		}
+	}
 }
 
 func jsonKeysInOrder(doc string, keys ...string) bool {
