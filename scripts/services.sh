@@ -170,6 +170,9 @@ pg_up() {
 			max_connections = 200
 			fsync = off
 			full_page_writes = off
+			# bench/ingest's batch-sink reads each row's commit time
+			# (pg_xact_commit_timestamp) for its publish → row latency.
+			track_commit_timestamp = on
 		EOF
 		local -a as_pg=()
 		[[ $EUID -eq 0 ]] && as_pg=(runuser -u postgres --)

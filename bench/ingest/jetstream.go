@@ -189,12 +189,17 @@ func printMem(name string, pid int) {
 // sink's committed rows are read from /metrics
 // (pipeline_sink_rows_written_total, counted at commit, before the ack)
 // every -sink-poll (20 ms). It reports ingest events/s and sink rows/s
-// over the same measured window, the ratio, and publish → row latency:
-// the sink reads the one topic (stream) in order, so the batch whose last
-// event is the n-th accepted is in once n rows are; its latency is from
-// sending the batch to the first reading that shows n rows (p50/p99 over
-// events; the polling adds up to -sink-poll). After the window it waits
-// (at most 2 minutes) for the sink to catch up.
+// over the same measured window, the ratio, and publish → row latency
+// (p50/p99 over the events of the calls sent in the window). After the window it waits (at most 2 minutes)
+// for the sink to catch up.
+//
+// Publish → row is exact on PostgreSQL with track_commit_timestamp on:
+// each stored row's commit timestamp, less when the call that carried it
+// (batchOf its event id) was sent. Otherwise (SQLite, or the setting off)
+// it comes from the polling: the sink reads the one topic in order, so
+// the batch whose answer made n events accepted is taken to be in at the
+// first reading that shows n rows, which adds up to -sink-poll and
+// assumes the callers' batches commit in the order they were answered.
 type sinkResult struct {
 	ingest, rows   result
 	drain          time.Duration
@@ -203,6 +208,8 @@ type sinkResult struct {
 	// answer → row: the same from the call's answer, the sink's own part
 	// (the bus's delivery, decoding, the write and its commit).
 	answerP50, answerP99 time.Duration
+	// exact: from commit timestamps; false: from polling /metrics.
+	exact bool
 }
 
 func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte, subject string) (sinkResult, error) {
@@ -217,6 +224,7 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 	}
 	var mu sync.Mutex
 	var batches []batchDone
+	calls := map[batchKey]batchDone{}
 	var accepted int64
 	type reading struct {
 		at   time.Time
@@ -247,10 +255,12 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 	}()
 	var res result
 	res, err = measure(ctx, o, p.cmd.Process.Pid, func(ctx context.Context, rec *recorder) error {
-		return p.batchHook(ctx, o, payloads, subject, rec, func(sent time.Time, ok int) {
+		return p.batchHook(ctx, o, payloads, subject, rec, func(key batchKey, sent time.Time, ok int) {
 			mu.Lock()
 			accepted += int64(ok)
-			batches = append(batches, batchDone{sent, time.Now(), accepted})
+			b := batchDone{sent, time.Now(), accepted}
+			batches = append(batches, b)
+			calls[key] = b
 			mu.Unlock()
 		})
 	})
@@ -300,23 +310,46 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		out.rows.events = r1.rows - r0.rows
 		out.rows.rate = float64(r1.rows-r0.rows) / r1.at.Sub(r0.at).Seconds()
 	}
-	// Publish → row latency per batch, weighted by its events.
+	// Publish → row latency per event.
 	var lats, fromAnswer []time.Duration
-	j := 0
-	prev := int64(0)
-	for _, b := range batches {
-		for j < len(readings) && readings[j].rows < b.upTo {
-			j++
+	if p.pgRun != "" {
+		committed, ok, err := commitTimes(ctx, o, p.pgRun)
+		if err != nil {
+			return out, err
 		}
-		n := b.upTo - prev
-		prev = b.upTo
-		if j == len(readings) {
-			break // not in before the deadline
+		out.exact = ok
+		for _, r := range committed {
+			key, ok := batchOf(r.id, o.batch)
+			b, sentHere := calls[key]
+			if !ok || !sentHere || b.sent.Before(from) {
+				continue // an earlier round's row, or sent in the warm-up
+			}
+			// Wall clocks of one machine on both sides (r.at has no
+			// monotonic reading, so Sub compares wall times).
+			lats = append(lats, r.at.Sub(b.sent))
+			fromAnswer = append(fromAnswer, max(r.at.Sub(b.answered), 0))
 		}
-		lat, fromAns := readings[j].at.Sub(b.sent), max(readings[j].at.Sub(b.answered), 0)
-		for range n {
-			lats = append(lats, lat)
-			fromAnswer = append(fromAnswer, fromAns)
+	}
+	if !out.exact {
+		j := 0
+		prev := int64(0)
+		for _, b := range batches {
+			for j < len(readings) && readings[j].rows < b.upTo {
+				j++
+			}
+			n := b.upTo - prev
+			prev = b.upTo
+			if j == len(readings) {
+				break // not in before the deadline
+			}
+			if b.sent.Before(from) {
+				continue // sent in the warm-up
+			}
+			lat, fromAns := readings[j].at.Sub(b.sent), max(readings[j].at.Sub(b.answered), 0)
+			for range n {
+				lats = append(lats, lat)
+				fromAnswer = append(fromAnswer, fromAns)
+			}
 		}
 	}
 	if len(lats) > 0 {
@@ -385,8 +418,12 @@ func sinkRound(ctx context.Context, o options, p *pipelineProc, payloads [][]byt
 	if !res.caughtUp {
 		caught = "NOT caught up"
 	}
-	fmt.Printf("sink %-18s %10d rows %9.0f rows/s  publish→row p50 %s p99 %s, answer→row p50 %s p99 %s  (%s %s after the window)\n", name, res.rows.events, res.rows.rate,
-		round1(res.rowP50), round1(res.rowP99), round1(res.answerP50), round1(res.answerP99), caught, round1(res.drain))
+	how := fmt.Sprintf("from /metrics every %v", o.sinkPoll)
+	if res.exact {
+		how = "from commit timestamps"
+	}
+	fmt.Printf("sink %-18s %10d rows %9.0f rows/s  publish→row p50 %s p99 %s, answer→row p50 %s p99 %s %s  (%s %s after the window)\n", name, res.rows.events, res.rows.rate,
+		round1(res.rowP50), round1(res.rowP99), round1(res.answerP50), round1(res.answerP99), how, caught, round1(res.drain))
 	printMem(name, p.cmd.Process.Pid)
 	// At a fixed offered rate (-rate) rows/s only echoes it: the best
 	// round is then the one of the least publish → row p99.

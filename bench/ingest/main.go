@@ -282,6 +282,9 @@ func run() error {
 			return err
 		}
 		defer plSink.stop()
+		if o.bus != "jetstream" {
+			plSink.pgRun = run
+		}
 	}
 
 	fmt.Printf("# bench ingest %s, %s, GOMAXPROCS of this process %d, %d clients x %d in flight, batches of %d, %v per round (+%v warm-up), best of %d\n",
@@ -818,6 +821,10 @@ type pipelineProc struct {
 	cmd   *exec.Cmd
 	done  chan error
 	conns []*grpc.ClientConn
+	// pgRun is, for the batch-sink pipeline on pulsar and kafka, the
+	// run whose PostgreSQL sink tables (bench_<run>_…) publish → row reads
+	// commit timestamps from (sink.go); empty otherwise.
+	pgRun string
 }
 
 // benchToken is the static token of the auth pipeline (role admin, so
@@ -1043,9 +1050,32 @@ func (p *pipelineProc) batch(ctx context.Context, o options, payloads [][]byte, 
 	return p.batchHook(ctx, o, payloads, subject, rec, nil)
 }
 
+// batchKey names one PublishBatch call of batchHook: its caller's event
+// id prefix and its index. The call's events have ids prefix + n for n in
+// [index*o.batch, (index+1)*o.batch), so a stored row's _event_id says
+// which call carried it (batchOf).
+type batchKey struct {
+	prefix string
+	index  int
+}
+
+// batchOf is the call of an event id made by batchHook with o.batch events
+// per call; ok is false for an id it did not make.
+func batchOf(id string, batch int) (batchKey, bool) {
+	cut := strings.LastIndexByte(id, '-')
+	if cut < 0 {
+		return batchKey{}, false
+	}
+	n, err := strconv.ParseUint(id[cut+1:], 10, 31) // digits only: no sign
+	if err != nil || batch <= 0 {
+		return batchKey{}, false
+	}
+	return batchKey{id[:cut+1], int(n) / batch}, true
+}
+
 // batchHook is batch with a callback after each answer, when hook is set
-// (sent: when the call was made; ok: the events it accepted).
-func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder, hook func(sent time.Time, ok int)) error {
+// (key: the call; sent: when it was made; ok: the events it accepted).
+func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]byte, subject string, rec *recorder, hook func(key batchKey, sent time.Time, ok int)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, o.clients)
 	for c := 0; c < o.clients; c++ {
@@ -1072,7 +1102,7 @@ func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]by
 				}
 				failed := int(resp.GetFailed())
 				if hook != nil {
-					hook(sent, len(req.Events)-failed)
+					hook(batchKey{prefix, i}, sent, len(req.Events)-failed)
 				}
 				rec.done(sent, len(req.Events)-failed, true)
 				if failed > 0 {

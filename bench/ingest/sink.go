@@ -65,3 +65,59 @@ func cleanupPostgresSink(o options, run string) {
 		}
 	}
 }
+
+// committedRow is one stored event of a sink table: its id and when the
+// transaction that wrote it committed (PostgreSQL's commit timestamp).
+type committedRow struct {
+	id string
+	at time.Time
+}
+
+// commitTimes reads every row of the run's sink tables with its commit
+// timestamp, the exact moment it became visible to readers. It needs
+// track_commit_timestamp = on (scripts/services.sh sets it); ok is false,
+// with no error, when the server has it off, and the caller then falls
+// back to polling /metrics.
+func commitTimes(ctx context.Context, o options, run string) (rows []committedRow, ok bool, err error) {
+	pool, err := pgxpool.New(ctx, o.postgresURL)
+	if err != nil {
+		return nil, false, fmt.Errorf("connect to %s: %w", o.postgresURL, err)
+	}
+	defer pool.Close()
+	var track string
+	if err := pool.QueryRow(ctx, "SHOW track_commit_timestamp").Scan(&track); err != nil {
+		return nil, false, fmt.Errorf("show track_commit_timestamp: %w", err)
+	}
+	if track != "on" {
+		return nil, false, nil
+	}
+	// The run's tables with an event id column (the sink's own
+	// bookkeeping tables have none).
+	q, err := pool.Query(ctx, `SELECT table_name FROM information_schema.columns
+		WHERE table_schema = current_schema() AND column_name = '_event_id' AND table_name LIKE 'bench\_' || $1 || '\_%'`, run)
+	if err != nil {
+		return nil, false, fmt.Errorf("list the sink tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(q, pgx.RowTo[string])
+	if err != nil {
+		return nil, false, fmt.Errorf("list the sink tables: %w", err)
+	}
+	for _, t := range tables {
+		q, err := pool.Query(ctx, "SELECT _event_id, pg_xact_commit_timestamp(xmin) FROM "+pgx.Identifier{t}.Sanitize())
+		if err != nil {
+			return nil, false, fmt.Errorf("read commit timestamps of %s: %w", t, err)
+		}
+		var id string
+		var at *time.Time // NULL: committed while the setting was off
+		_, err = pgx.ForEachRow(q, []any{&id, &at}, func() error {
+			if at != nil {
+				rows = append(rows, committedRow{id, *at})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, fmt.Errorf("read commit timestamps of %s: %w", t, err)
+		}
+	}
+	return rows, true, nil
+}
