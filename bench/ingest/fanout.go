@@ -54,7 +54,9 @@ func (f *rawFanout) run(ctx context.Context, o options, payloads [][]byte, subje
 			slots := make(chan struct{}, o.window)
 			pace := newPacer(o, c, 1)
 			for i := c; ctx.Err() == nil; i += o.clients {
-				pace.wait(ctx, 1)
+				if !pace.wait(ctx, 1) {
+					break
+				}
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
@@ -117,19 +119,22 @@ func newPacer(o options, c, per int) *pacer {
 	return &pacer{start: time.Now().Add(phase), every: every}
 }
 
-// wait blocks until the next send of events is due, or ctx ends.
-func (p *pacer) wait(ctx context.Context, events int) {
+// wait blocks until the next send of events is due; false when ctx ended
+// first (the window is over: nothing more is sent, or the last sends of
+// all clients would go out together, a burst no offered rate has).
+func (p *pacer) wait(ctx context.Context, events int) bool {
 	if p == nil {
-		return
+		return ctx.Err() == nil
 	}
 	due := p.start.Add(time.Duration(p.n) * p.every)
 	p.n += events
 	if d := time.Until(due); d > 0 {
 		t := time.NewTimer(d)
+		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
 		}
 	}
+	return ctx.Err() == nil
 }

@@ -253,6 +253,9 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 			mu.Unlock()
 		}
 	}()
+	// The measured window, as measure places it.
+	from := time.Now().Add(o.warmup)
+	to := from.Add(o.duration)
 	var res result
 	res, err = measure(ctx, o, p.cmd.Process.Pid, func(ctx context.Context, rec *recorder) error {
 		return p.batchHook(ctx, o, payloads, subject, rec, func(key batchKey, sent time.Time, ok int) {
@@ -293,9 +296,8 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 	if err := <-polled; err != nil {
 		return out, err
 	}
-	// Rows committed within the measured window (readings between the
-	// window's bounds, as measure's warm-up and duration place it).
-	from, to := end.Add(-o.duration), end
+	// Rows committed within the measured window (readings between its
+	// bounds).
 	var r0, r1 *reading
 	for i := range readings {
 		r := &readings[i]
@@ -321,8 +323,8 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 		for _, r := range committed {
 			key, ok := batchOf(r.id, o.batch)
 			b, sentHere := calls[key]
-			if !ok || !sentHere || b.sent.Before(from) {
-				continue // an earlier round's row, or sent in the warm-up
+			if !ok || !sentHere || b.sent.Before(from) || !b.sent.Before(to) {
+				continue // an earlier round's row, or sent outside the window
 			}
 			// Wall clocks of one machine on both sides (r.at has no
 			// monotonic reading, so Sub compares wall times).
@@ -342,8 +344,8 @@ func (p *pipelineProc) sinkRun(ctx context.Context, o options, payloads [][]byte
 			if j == len(readings) {
 				break // not in before the deadline
 			}
-			if b.sent.Before(from) {
-				continue // sent in the warm-up
+			if b.sent.Before(from) || !b.sent.Before(to) {
+				continue // sent outside the window
 			}
 			lat, fromAns := readings[j].at.Sub(b.sent), max(readings[j].at.Sub(b.answered), 0)
 			for range n {

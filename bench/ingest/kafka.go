@@ -93,7 +93,9 @@ func (p *rawKafka) run(ctx context.Context, o options, payloads [][]byte, subjec
 			slots := make(chan struct{}, o.window)
 			pace := newPacer(o, c, 1)
 			for i := c; ctx.Err() == nil; i += o.clients {
-				pace.wait(ctx, 1)
+				if !pace.wait(ctx, 1) {
+					break
+				}
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():

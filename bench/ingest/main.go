@@ -132,6 +132,7 @@ type options struct {
 	defaultSink         bool    // the pipeline runs its default SQLite sink (scenario batch-sink on jetstream)
 	postgresURL         string  // batch-sink on pulsar and kafka: the sink's PostgreSQL
 	sinkPoll            time.Duration
+	sinkSubscription    string // batch-sink on pulsar and kafka: the sink's subscription type; empty: its default
 	sinkPprof, sinkLog  string // batch-sink: the sink pipeline's pprof address and log level (debugging aids)
 	// sinks is the sink section of the batch-sink pipeline on pulsar and
 	// kafka (a PostgreSQL sink of the run's sink subjects); empty otherwise.
@@ -166,6 +167,7 @@ func run() error {
 	flag.Float64Var(&o.traceRatio, "trace-ratio", 0.01, "sampling ratio of the tracing pipeline (stream-trace, batch-trace); negative: that pipeline runs without tracing, a control of the trace ratios")
 	flag.StringVar(&o.postgresURL, "postgres", os.Getenv("PIPELINE_TEST_POSTGRES_URL"), "batch-sink on pulsar or kafka: the PostgreSQL its sink writes to (env PIPELINE_TEST_POSTGRES_URL)")
 	flag.DurationVar(&o.sinkPoll, "sink-poll", 20*time.Millisecond, "batch-sink: how often the sink's committed rows are read from /metrics (bounds the publish → row figures' resolution)")
+	flag.StringVar(&o.sinkSubscription, "sink-subscription", "", "batch-sink on pulsar or kafka: the PostgreSQL sink's subscription (key_shared or failover; empty: the sink's default, key_shared)")
 	flag.StringVar(&o.sinkPprof, "sink-pprof", "", "batch-sink: serve the sink pipeline's net/http/pprof on this loopback address (PIPELINE_DEBUG_PPROF_ADDR)")
 	flag.StringVar(&o.sinkLog, "sink-log-level", "", "batch-sink: the sink pipeline's log level (PIPELINE_LOG_LEVEL; debug logs each batch the sink writes)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the clients') CPU profile here")
@@ -785,7 +787,9 @@ func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, sub
 			slots := make(chan struct{}, o.window)
 			pace := newPacer(o, c, 1)
 			for i := c; ctx.Err() == nil; i += o.clients {
-				pace.wait(ctx, 1)
+				if !pace.wait(ctx, 1) {
+					break
+				}
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
@@ -1011,7 +1015,9 @@ func (p *pipelineProc) oneStream(ctx context.Context, conn *grpc.ClientConn, o o
 		prefix := fmt.Sprintf("s%d-%d-", c, time.Now().UnixNano())
 		pace := newPacer(o, c, 1)
 		for i := 0; ctx.Err() == nil; i++ {
-			pace.wait(ctx, 1)
+			if !pace.wait(ctx, 1) {
+				break
+			}
 			req := &pipelinev1.PublishStreamRequest{Event: &pipelinev1.PublishRequest{
 				Subject: subject, EventId: prefix + strconv.Itoa(i),
 				Payload: &pipelinev1.PublishRequest_Binary{Binary: payloads[(i*o.clients+c)%len(payloads)]},
@@ -1086,7 +1092,9 @@ func (p *pipelineProc) batchHook(ctx context.Context, o options, payloads [][]by
 			req := &pipelinev1.PublishBatchRequest{Events: make([]*pipelinev1.PublishRequest, o.batch)}
 			pace := newPacer(o, c, o.batch)
 			for i := 0; ctx.Err() == nil; i++ {
-				pace.wait(ctx, o.batch)
+				if !pace.wait(ctx, o.batch) {
+					break
+				}
 				for j := range req.Events {
 					n := i*o.batch + j
 					req.Events[j] = &pipelinev1.PublishRequest{

@@ -29,8 +29,12 @@ func postgresSinkConfig(o options, run string) string {
 	for _, size := range o.sizes {
 		subjects = append(subjects, fmt.Sprintf("%q", sinkSubject("bench-"+run+"-"+sizeLabel(size))))
 	}
-	return fmt.Sprintf("sinks:\n  - name: bench-%s\n    url: %q\n    subjects: [%s]\n    table_prefix: bench_%s_\n",
+	cfg := fmt.Sprintf("sinks:\n  - name: bench-%s\n    url: %q\n    subjects: [%s]\n    table_prefix: bench_%s_\n",
 		run, o.postgresURL, strings.Join(subjects, ", "), run)
+	if o.sinkSubscription != "" {
+		cfg += fmt.Sprintf("    subscription: %s\n", o.sinkSubscription)
+	}
+	return cfg
 }
 
 // cleanupPostgresSink drops the run's sink tables and deletes its sink
