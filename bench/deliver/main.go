@@ -52,8 +52,10 @@ func run(sub string, rate int, duration time.Duration) error {
 	if !ok {
 		return fmt.Errorf("-sub %q: want key_shared or failover", sub)
 	}
-	if rate < 100 || duration <= 0 {
-		return fmt.Errorf("-rate %d, -duration %v: want at least 100/s and a positive duration", rate, duration)
+	// Every message's two latencies are kept: bound what that costs.
+	const maxMessages = 10_000_000
+	if rate < 100 || duration <= 0 || duration.Seconds()*float64(rate) > maxMessages {
+		return fmt.Errorf("-rate %d, -duration %v: want at least 100/s, a positive duration and at most %d messages in all", rate, duration, maxMessages)
 	}
 	client, err := pulsarclient.NewClient(pulsarclient.ClientOptions{URL: url,
 		Logger: pulsarlog.NewLoggerWithSlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))})
@@ -66,7 +68,9 @@ func run(sub string, rate int, duration time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", topic, err)
 	}
-	defer consumer.Close()
+	// Unsubscribed at the end, so that the broker deletes the topic once
+	// it is inactive.
+	defer func() { _ = consumer.Unsubscribe(); consumer.Close() }()
 	producer, err := client.CreateProducer(pulsarclient.ProducerOptions{Topic: topic,
 		BatchingMaxPublishDelay: pulsar.DefaultBatchingMaxPublishDelay, BatchingMaxMessages: pulsar.DefaultBatchingMaxMessages,
 		BatchingMaxSize: pulsar.DefaultBatchingMaxSize, MaxPendingMessages: 10000})

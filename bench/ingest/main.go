@@ -201,6 +201,9 @@ func run() error {
 	if slices.Contains(o.scenarios, "batch-sink") && o.bus != "jetstream" && o.postgresURL == "" {
 		return errors.New("batch-sink on " + o.bus + " writes to PostgreSQL: set PIPELINE_TEST_POSTGRES_URL or -postgres (bench/run.sh ingest does)")
 	}
+	if o.sinkSubscription != "" && o.sinkSubscription != "key_shared" && o.sinkSubscription != "failover" {
+		return fmt.Errorf("-sink-subscription %q: want key_shared or failover", o.sinkSubscription)
+	}
 	if o.sinkPoll <= 0 {
 		return errors.New("-sink-poll: want a positive duration")
 	}
