@@ -22,12 +22,24 @@
 //   - raw-fanout (only when -scenarios names it, Pulsar only): the raw
 //     producer putting on the bus what the pipeline does for each event,
 //     one message on the subject's topic keyed by a fresh id and one on
-//     the route's topic keyed by the customer (fanout.go).
+//     the route's topic keyed by the customer (fanout.go);
+//   - stream-noroute, batch-noroute (opt-in): the pipeline on a subject
+//     with no route, so it puts one message per event on the bus, keyed by
+//     the event id and batched with the default batch builder
+//     (bus.Message.Unordered): what decoding, validating and answering
+//     cost on their own;
+//   - raw-noroute (opt-in, Pulsar only): the raw producer putting on the
+//     bus what the pipeline does for an event with no route, one message
+//     keyed by a fresh id, default batch builder; the -noroute scenarios'
+//     ratios are against it.
 //
 // Besides the events/s ratios it prints, per scenario, the raw producer's
 // CPU per event over the pipeline process's (the least of the rounds of
 // each): ratio ingest_cpu_<scenario>, and with raw-fanout
-// ratio ingest_cpu_fanout_<scenario> against the two-message producer.
+// ratio ingest_cpu_fanout_<scenario> against the two-message producer
+// (and ratio ingest_fanout_<scenario> for events/s); with the -noroute
+// scenarios and raw-noroute, ratio ingest_noroute_<scenario> and
+// ingest_cpu_noroute_<scenario> against it.
 // With -rate every scenario is offered that many events/s (paced per
 // client, the clients' sends spread evenly over the period, still bounded
 // by the window) and ratio ingest_p99_<scenario> is
@@ -146,6 +158,10 @@ func main() {
 	}
 }
 
+// knownScenarios are the names -scenarios accepts.
+var knownScenarios = []string{"raw", "raw-fanout", "raw-noroute", "stream", "batch", "stream-noroute", "batch-noroute",
+	"stream-auth", "batch-auth", "stream-trace", "batch-trace", "batch-sink"}
+
 func run() error {
 	var o options
 	var sizes string
@@ -186,6 +202,14 @@ func run() error {
 	o.scenarios = strings.Split(*scenarios, ",")
 	if o.bus == "jetstream" && !flagSet("scenarios") {
 		o.scenarios = jetStreamScenarios
+	}
+	for _, sc := range o.scenarios {
+		if !slices.Contains(knownScenarios, sc) {
+			return fmt.Errorf("-scenarios: unknown scenario %q (want some of %s)", sc, strings.Join(knownScenarios, ","))
+		}
+		if (sc == "raw-fanout" || sc == "raw-noroute") && o.bus != "pulsar" {
+			return fmt.Errorf("-scenarios: %s runs on Pulsar only, not on -bus %s", sc, o.bus)
+		}
 	}
 	switch {
 	case o.bus == "pulsar" && o.pulsarURL == "":
@@ -306,6 +330,12 @@ func run() error {
 		if err := pl.setup(ctx, subject, routeTopic); err != nil {
 			return err
 		}
+		noRoute := subject + "-noroute"
+		if slices.Contains(o.scenarios, "stream-noroute") || slices.Contains(o.scenarios, "batch-noroute") {
+			if err := pl.setup(ctx, noRoute, ""); err != nil {
+				return err
+			}
+		}
 		if plAuth != nil {
 			if err := plAuth.setup(ctx, subject, routeTopic); err != nil {
 				return fmt.Errorf("auth pipeline: %w", err)
@@ -335,11 +365,22 @@ func run() error {
 			return err
 		}
 		var fanout *rawFanout
-		if slices.Contains(o.scenarios, "raw-fanout") && o.bus != "kafka" {
+		if slices.Contains(o.scenarios, "raw-fanout") && o.bus == "pulsar" {
 			if fanout, err = newRawFanout(o, "bench-"+run+"-rawfan-"+label); err != nil {
 				raw.close()
 				return err
 			}
+		}
+		var rawNoRoute *rawProducer
+		if slices.Contains(o.scenarios, "raw-noroute") && o.bus == "pulsar" {
+			if rawNoRoute, err = newRawProducer(o, "bench-"+run+"-rawnr-"+label, pulsarclient.DefaultBatchBuilder); err != nil {
+				raw.close()
+				if fanout != nil {
+					fanout.close()
+				}
+				return err
+			}
+			rawNoRoute.idKeys = true
 		}
 		best := map[string]result{}
 		var sinkBest sinkResult
@@ -348,6 +389,7 @@ func run() error {
 		leastP99 := map[string]time.Duration{}   // p99 of each scenario, the least of the rounds (for -rate)
 		rawCPU := time.Duration(0)               // the raw producer's (this process's) CPU per event, the least of the rounds
 		fanoutCPU := time.Duration(0)            // the same for raw-fanout
+		noRouteCPU := time.Duration(0)           // and for raw-noroute
 		// paired: per round, a -trace or -auth scenario's CPU per event over
 		// its plain scenario's in the same round (run just before it), so
 		// that the machine's drift between rounds cancels out.
@@ -360,14 +402,17 @@ func run() error {
 			}{
 				{"raw", func(ctx context.Context, rec *recorder) error { return raw.run(ctx, o, payloads, subject, rec) }},
 				{"raw-fanout", func(ctx context.Context, rec *recorder) error { return fanout.run(ctx, o, payloads, subject, rec) }},
+				{"raw-noroute", func(ctx context.Context, rec *recorder) error { return rawNoRoute.run(ctx, o, payloads, subject, rec) }},
 				{"stream", func(ctx context.Context, rec *recorder) error { return pl.stream(ctx, o, payloads, subject, rec) }},
 				{"batch", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, subject, rec) }},
+				{"stream-noroute", func(ctx context.Context, rec *recorder) error { return pl.stream(ctx, o, payloads, noRoute, rec) }},
+				{"batch-noroute", func(ctx context.Context, rec *recorder) error { return pl.batch(ctx, o, payloads, noRoute, rec) }},
 				{"stream-auth", func(ctx context.Context, rec *recorder) error { return plAuth.stream(ctx, o, payloads, subject, rec) }},
 				{"batch-auth", func(ctx context.Context, rec *recorder) error { return plAuth.batch(ctx, o, payloads, subject, rec) }},
 				{"stream-trace", func(ctx context.Context, rec *recorder) error { return plTrace.stream(ctx, o, payloads, subject, rec) }},
 				{"batch-trace", func(ctx context.Context, rec *recorder) error { return plTrace.batch(ctx, o, payloads, subject, rec) }},
 			} {
-				if !slices.Contains(o.scenarios, sc.name) || sc.name == "raw-fanout" && fanout == nil {
+				if !slices.Contains(o.scenarios, sc.name) || sc.name == "raw-fanout" && fanout == nil || sc.name == "raw-noroute" && rawNoRoute == nil {
 					continue
 				}
 				pid := pl.cmd.Process.Pid
@@ -412,6 +457,9 @@ func run() error {
 				if sc.name == "raw-fanout" && res.events > 0 && (fanoutCPU == 0 || res.clientCPU < fanoutCPU) {
 					fanoutCPU = res.clientCPU
 				}
+				if sc.name == "raw-noroute" && res.events > 0 && (noRouteCPU == 0 || res.clientCPU < noRouteCPU) {
+					noRouteCPU = res.clientCPU
+				}
 				if !strings.HasPrefix(sc.name, "raw") {
 					printMem(name, pid)
 				}
@@ -426,6 +474,9 @@ func run() error {
 		raw.close()
 		if fanout != nil {
 			fanout.close()
+		}
+		if rawNoRoute != nil {
+			rawNoRoute.close()
 		}
 		ratios = append(ratios, sinkRatios(o, plSink, label, sinkBest)...)
 		for _, name := range []string{"stream", "batch"} {
@@ -451,6 +502,18 @@ func run() error {
 			if o.rate > 0 && leastP99["raw"] > 0 && leastP99[name] > 0 {
 				fmt.Printf("best %-17s p99 %v at %.0f events/s offered, raw producer %v\n", name+"_"+label, round1(leastP99[name]), o.rate, round1(leastP99["raw"]))
 				ratios = append(ratios, fmt.Sprintf("ratio ingest_p99_%s_%s %.3f", name, label, float64(leastP99[name])/float64(leastP99["raw"])))
+			}
+			if fanout := best["raw-fanout"].rate; fanout > 0 {
+				fmt.Printf("best %-17s %.0f/s, raw producer with the same two messages per event %.0f/s\n", name+"_"+label, best[name].rate, fanout)
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_fanout_%s_%s %.3f", name, label, best[name].rate/fanout))
+			}
+			if nr, raw := best[name+"-noroute"], best["raw-noroute"]; nr.events > 0 && raw.rate > 0 {
+				fmt.Printf("best %-17s %10d %12.0f %10s %10s   raw-noroute %.0f/s (one id-keyed message per event)\n", name+"_noroute_"+label, nr.events, nr.rate, round1(nr.p50), round1(nr.p99), raw.rate)
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_noroute_%s_%s %.3f", name, label, nr.rate/raw.rate))
+				if cpu := leastCPU[name+"-noroute"]; noRouteCPU > 0 && cpu > 0 {
+					fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw-noroute producer %.1fµs/ev\n", name+"_noroute_"+label, float64(cpu)/1e3, float64(noRouteCPU)/1e3)
+					ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_noroute_%s_%s %.3f", name, label, float64(noRouteCPU)/float64(cpu)))
+				}
 			}
 			if fanoutCPU > 0 && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer with the same two messages per event %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(fanoutCPU)/1e3)
@@ -720,10 +783,12 @@ type rawProducer struct {
 	client   pulsarclient.Client
 	producer pulsarclient.Producer
 	schemaID string
+	// idKeys: each message is keyed by a fresh id (as the pipeline keys an
+	// event's message on its subject's topic), not by the customer.
+	idKeys bool
+	seq    atomic.Int64
 }
 
-// newRawProducer creates the producer a hand-written service would use,
-// with the pipeline adapter's settings.
 // newRawProducer is a producer with the Pulsar adapter's settings and the
 // given batch builder (the adapter's: key-based for keyed messages, the
 // default one for messages keyed by their event id, docs/pitfalls.md A8).
@@ -800,7 +865,11 @@ func (p *rawProducer) run(ctx context.Context, o options, payloads [][]byte, sub
 				}
 				k := i % len(payloads)
 				sent := time.Now()
-				p.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: pre[k].key, Properties: pre[k].props},
+				key := pre[k].key
+				if p.idKeys {
+					key = "raw-" + strconv.FormatInt(p.seq.Add(1), 36)
+				}
+				p.producer.SendAsync(context.Background(), &pulsarclient.ProducerMessage{Payload: payloads[k], Key: key, Properties: pre[k].props},
 					func(_ pulsarclient.MessageID, _ *pulsarclient.ProducerMessage, err error) {
 						rec.done(sent, 1, err == nil)
 						if err != nil {
@@ -964,7 +1033,8 @@ func (p *pipelineProc) stop() {
 }
 
 // setup registers the schema under subject and routes it to routeTopic
-// through a filter every event passes and a key field.
+// through a filter every event passes and a key field; no route when
+// routeTopic is empty.
 func (p *pipelineProc) setup(ctx context.Context, subject, routeTopic string) error {
 	conn := p.conns[0]
 	var reg pipelinev1.RegisterSchemaResponse
@@ -973,6 +1043,9 @@ func (p *pipelineProc) setup(ctx context.Context, subject, routeTopic string) er
 		Files: []*pipelinev1.SourceFile{{Path: "bench/v1/order.proto", Content: orderProto}},
 	}, &reg); err != nil {
 		return fmt.Errorf("register schema: %w", err)
+	}
+	if routeTopic == "" {
+		return nil
 	}
 	var route pipelinev1.CreateRouteResponse
 	if err := conn.Invoke(ctx, pipelinev1connect.RouteServiceCreateRouteProcedure, &pipelinev1.CreateRouteRequest{Route: &pipelinev1.Route{

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -217,21 +216,52 @@ func NewRegistry(store *Store, opts ...Option) *Registry {
 	return r
 }
 
-var subjectPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
+// MaxSubjectLen is the longest subject name, in bytes.
+const MaxSubjectLen = 200
 
 // ValidateSubject checks a subject name: letters, digits, '.', '_', '-'
-// and '/', at most 200. The '/' is there because Confluent's Protobuf
-// serializers register each imported file under a subject named after
-// its path (shop/v1/common.proto); empty segments and ".." are refused.
+// and '/', at most 200, starting with a letter or digit. The '/' is
+// there because Confluent's Protobuf serializers register each imported
+// file under a subject named after its path (shop/v1/common.proto);
+// empty, "." and ".." segments are refused.
 func ValidateSubject(subject string) error {
 	if subject == "" {
 		return fmt.Errorf("%w: subject is required", ErrInvalid)
 	}
-	if !subjectPattern.MatchString(subject) || strings.Contains(subject, "//") || strings.HasSuffix(subject, "/") ||
-		strings.Contains("/"+subject+"/", "/../") || strings.Contains("/"+subject+"/", "/./") {
+	if !validSubject(subject) {
 		return fmt.Errorf("%w: subject %.200q: use letters, digits, '.', '_', '-' and '/' (at most 200, starting with a letter or digit, no empty, '.' or '..' segment)", ErrInvalid, subject)
 	}
 	return nil
+}
+
+// validSubject is ValidateSubject's rule as one pass over the bytes, no
+// regular expression and no allocation: the router checks every event's
+// subject, and the expression with its segment checks was about 3 % of an
+// event's CPU (bench/README.md, "The pipeline with no route").
+func validSubject(s string) bool {
+	if len(s) == 0 || len(s) > MaxSubjectLen || !isAlnum(s[0]) {
+		return false
+	}
+	seg := 0 // where the current segment starts
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case isAlnum(c), c == '.', c == '_', c == '-':
+		case c == '/':
+			if !validSegment(s[seg:i]) {
+				return false
+			}
+			seg = i + 1
+		default:
+			return false
+		}
+	}
+	return validSegment(s[seg:])
+}
+
+func validSegment(seg string) bool { return seg != "" && seg != "." && seg != ".." }
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // Register adds in as a new version of subject, or returns the existing

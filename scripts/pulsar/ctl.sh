@@ -27,6 +27,9 @@ BOOKIE_PORT=13181
 # Cold JVM on 2 busy cores; a restart during a loaded test run is slow too.
 READY_TIMEOUT=${PIPELINE_PULSAR_READY_TIMEOUT:-240}
 STOP_GRACE=30
+# The broker JVM's garbage collector flags (split on spaces), for measuring
+# one collector against another; see the jvm array in launch for the default.
+GC_FLAGS=${PIPELINE_PULSAR_GC_FLAGS-}
 
 dir=$PIPELINE_TEST_STATE/pulsar
 pidfile=$dir/pulsar.pid
@@ -95,6 +98,9 @@ launch() {
 		# Native libraries (RocksDB, Netty) unpack here, not all over /tmp.
 		-Djava.io.tmpdir="$dir/tmp"
 	)
+	local -a gc
+	read -ra gc <<<"$GC_FLAGS"
+	jvm+=("${gc[@]}")
 	printf '\n==== %s start\n' "$(date -Is)" >>"$logfile"
 	# The working dir is the data dir: standalone keeps its metadata and
 	# bookie data in paths relative to it.
