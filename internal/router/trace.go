@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,6 +142,19 @@ func end(span trace.Span, err error) {
 // acknowledgement (persisted), per topic.
 type busLatency struct {
 	vec *prometheus.HistogramVec
+	// byTopic caches vec's observer of each topic (string →
+	// prometheus.Observer): WithLabelValues hashes the label on every
+	// call, once per message. It holds what vec holds, no more.
+	byTopic sync.Map
+}
+
+// of returns topic's observer.
+func (l *busLatency) of(topic string) prometheus.Observer {
+	if o, ok := l.byTopic.Load(topic); ok {
+		return o.(prometheus.Observer)
+	}
+	o, _ := l.byTopic.LoadOrStore(topic, l.vec.WithLabelValues(topic))
+	return o.(prometheus.Observer)
 }
 
 // LatencyBuckets are the buckets of the pipeline's latency histograms,
@@ -195,12 +209,12 @@ func (r *Router) published(t *targetSend, err error) {
 	topic := t.s.p.targets[t.i].Topic
 	if t.span == nil {
 		if err == nil {
-			r.busLatency.vec.WithLabelValues(topic).Observe(time.Since(t.start).Seconds())
+			r.busLatency.of(topic).Observe(time.Since(t.start).Seconds())
 		}
 		return
 	}
 	if err == nil {
-		tracing.Observe(t.spanCtx, r.busLatency.vec.WithLabelValues(topic), time.Since(t.start).Seconds())
+		tracing.Observe(t.spanCtx, r.busLatency.of(topic), time.Since(t.start).Seconds())
 	}
 	end(t.span, err)
 }
