@@ -389,6 +389,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		scheme = "https"
 	} else {
 		protocols.SetUnencryptedHTTP2(true) // gRPC over cleartext HTTP/2 (h2c)
+		ln = bufferedListener{ln}
 	}
 	srv.Protocols = &protocols
 	// Busy PublishStreams end themselves (answering what they took) rather
