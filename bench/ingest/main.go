@@ -479,6 +479,18 @@ func run() error {
 			rawNoRoute.close()
 		}
 		ratios = append(ratios, sinkRatios(o, plSink, label, sinkBest)...)
+		// Against the producer that sends the same one message (these run
+		// with or without the routed scenarios).
+		for _, name := range []string{"stream", "batch"} {
+			if nr, raw := best[name+"-noroute"], best["raw-noroute"]; nr.events > 0 && raw.rate > 0 {
+				fmt.Printf("best %-17s %10d %12.0f %10s %10s   raw-noroute %.0f/s (one id-keyed message per event)\n", name+"_noroute_"+label, nr.events, nr.rate, round1(nr.p50), round1(nr.p99), raw.rate)
+				ratios = append(ratios, fmt.Sprintf("ratio ingest_noroute_%s_%s %.3f", name, label, nr.rate/raw.rate))
+				if cpu := leastCPU[name+"-noroute"]; noRouteCPU > 0 && cpu > 0 {
+					fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw-noroute producer %.1fµs/ev\n", name+"_noroute_"+label, float64(cpu)/1e3, float64(noRouteCPU)/1e3)
+					ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_noroute_%s_%s %.3f", name, label, float64(noRouteCPU)/float64(cpu)))
+				}
+			}
+		}
 		for _, name := range []string{"stream", "batch"} {
 			if !slices.Contains(o.scenarios, name) {
 				continue // e.g. -scenarios batch-sink alone
@@ -506,14 +518,6 @@ func run() error {
 			if fanout := best["raw-fanout"].rate; fanout > 0 {
 				fmt.Printf("best %-17s %.0f/s, raw producer with the same two messages per event %.0f/s\n", name+"_"+label, best[name].rate, fanout)
 				ratios = append(ratios, fmt.Sprintf("ratio ingest_fanout_%s_%s %.3f", name, label, best[name].rate/fanout))
-			}
-			if nr, raw := best[name+"-noroute"], best["raw-noroute"]; nr.events > 0 && raw.rate > 0 {
-				fmt.Printf("best %-17s %10d %12.0f %10s %10s   raw-noroute %.0f/s (one id-keyed message per event)\n", name+"_noroute_"+label, nr.events, nr.rate, round1(nr.p50), round1(nr.p99), raw.rate)
-				ratios = append(ratios, fmt.Sprintf("ratio ingest_noroute_%s_%s %.3f", name, label, nr.rate/raw.rate))
-				if cpu := leastCPU[name+"-noroute"]; noRouteCPU > 0 && cpu > 0 {
-					fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw-noroute producer %.1fµs/ev\n", name+"_noroute_"+label, float64(cpu)/1e3, float64(noRouteCPU)/1e3)
-					ratios = append(ratios, fmt.Sprintf("ratio ingest_cpu_noroute_%s_%s %.3f", name, label, float64(noRouteCPU)/float64(cpu)))
-				}
 			}
 			if fanoutCPU > 0 && leastCPU[name] > 0 {
 				fmt.Printf("best %-17s pipeline cpu %.1fµs/ev, raw producer with the same two messages per event %.1fµs/ev\n", name+"_"+label, float64(leastCPU[name])/1e3, float64(fanoutCPU)/1e3)
