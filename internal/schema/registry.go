@@ -216,8 +216,8 @@ func NewRegistry(store *Store, opts ...Option) *Registry {
 	return r
 }
 
-// MaxSubjectLen is the longest subject name, in bytes.
-const MaxSubjectLen = 200
+// maxSubjectLen is the longest subject name, in bytes.
+const maxSubjectLen = 200
 
 // ValidateSubject checks a subject name: letters, digits, '.', '_', '-'
 // and '/', at most 200, starting with a letter or digit. The '/' is
@@ -239,7 +239,7 @@ func ValidateSubject(subject string) error {
 // subject, and the expression with its segment checks was about 3 % of an
 // event's CPU (bench/README.md, "The pipeline with no route").
 func validSubject(s string) bool {
-	if len(s) == 0 || len(s) > MaxSubjectLen || !isAlnum(s[0]) {
+	if len(s) == 0 || len(s) > maxSubjectLen || !isAlnum(s[0]) {
 		return false
 	}
 	seg := 0 // where the current segment starts

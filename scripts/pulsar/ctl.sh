@@ -27,8 +27,8 @@ BOOKIE_PORT=13181
 # Cold JVM on 2 busy cores; a restart during a loaded test run is slow too.
 READY_TIMEOUT=${PIPELINE_PULSAR_READY_TIMEOUT:-240}
 STOP_GRACE=30
-# The broker JVM's garbage collector flags (split on spaces), for measuring
-# one collector against another; see the jvm array in launch for the default.
+# Extra JVM flags for the broker (split on spaces), for measuring one garbage
+# collector against another (e.g. -XX:+UseZGC); empty: the JVM's default, G1.
 GC_FLAGS=${PIPELINE_PULSAR_GC_FLAGS-}
 
 dir=$PIPELINE_TEST_STATE/pulsar
