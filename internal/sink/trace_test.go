@@ -26,7 +26,10 @@ func TestSinkTraces(t *testing.T) {
 	b := openJetStream(t)
 	topic, _ := b.TopicName("traced.me")
 	producer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracetest.NewSpanRecorder())).Tracer("producer")
-	const n = tracing.MaxLinks + 40
+	// Whatever the first batch takes, one batch covers more than MaxLinks
+	// events: the first, or the second, which takes the rest (at least
+	// MaxLinks+40 of them) once every event is received.
+	const n = 2*tracing.MaxLinks + 40
 	carried := map[string]trace.SpanContext{}
 	for i := range n {
 		id := fmt.Sprintf("ev-%d", i)
@@ -51,7 +54,7 @@ func TestSinkTraces(t *testing.T) {
 	}
 	defer s.Close()
 	// The first write waits until every event is received: group commit
-	// then makes the next batch of the rest, more than MaxLinks events.
+	// then makes the next batch of the rest.
 	var once sync.Once
 	s.hooks.beforeWrite = func() {
 		once.Do(func() {
