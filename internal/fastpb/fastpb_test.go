@@ -1,6 +1,7 @@
 package fastpb
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 
@@ -75,6 +76,44 @@ func TestWellFormed(t *testing.T) {
 		p := &Parser{root: fieldsOf(tc.md)}
 		if got := p.WellFormed(tc.b); got != tc.want {
 			t.Errorf("%s: WellFormed %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestParseStringsOutliveTheArena: what Parse's caller keeps of a message
+// after release (its strings and bytes) still reads as decoded once the
+// arena is recycled for other payloads and the collector has run, for a
+// payload small enough to be recycled and one too large to be.
+func TestParseStringsOutliveTheArena(t *testing.T) {
+	p, reason := Compile((&anypb.Any{}).ProtoReflect().Descriptor())
+	if p == nil {
+		t.Fatal(reason)
+	}
+	md := (&anypb.Any{}).ProtoReflect().Descriptor()
+	typeURL, value := md.Fields().ByName("type_url"), md.Fields().ByName("value")
+	for _, size := range []int{16, MaxRecycled + 1} {
+		type kept struct {
+			url   string
+			value []byte
+		}
+		var got []kept
+		for i := range 50 {
+			b, err := proto.Marshal(&anypb.Any{TypeUrl: strings.Repeat(string(rune('a'+i%26)), size), Value: []byte{byte(i), byte(i + 1)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, release, err := p.Parse(b, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, kept{msg.Get(typeURL).String(), msg.Get(value).Bytes()})
+			release()
+		}
+		runtime.GC()
+		for i, k := range got {
+			if want := strings.Repeat(string(rune('a'+i%26)), size); k.url != want || k.value[0] != byte(i) || k.value[1] != byte(i+1) {
+				t.Fatalf("size %d, message %d: kept %.20q... %v after its arena was reused", size, i, k.url, k.value)
+			}
 		}
 	}
 }

@@ -85,11 +85,6 @@ func compileHyper(md protoreflect.MessageDescriptor) *fastpb.Parser {
 	return p
 }
 
-// arenas recycles hyperpb's per-message memory: a fresh arena per event
-// would grow (and be collected) every time, which showed up as a tenth of
-// the router's CPU in a profile of the ingest benchmark.
-var arenas = sync.Pool{New: func() any { return new(hyperpb.Shared) }}
-
 func noRelease() {}
 
 // decode parses the payload and returns the message and its binary
@@ -126,39 +121,12 @@ func (d *decoder) decode(sc *schema.Schema, ev Event) (_ protoreflect.Message, p
 	return msg, ev.Binary, noRelease, nil
 }
 
-// decodeHyper parses b with hyperpb in a recycled arena; ok is false when
-// hyperpb refuses b or panics on it (that arena is then dropped, not
-// recycled).
+// decodeHyper parses b with hyperpb in a recycled arena
+// (fastpb.Parser.Parse); ok is false when hyperpb refuses b or panics on
+// it.
 func decodeHyper(ht *hyperType, b []byte) (_ *hyperpb.Message, release func(), ok bool) {
-	arena := arenas.Get().(*hyperpb.Shared)
-	release = func() {
-		arena.Free()
-		arenas.Put(arena)
-	}
-	msg := arena.NewMessage(ht.parser.Type)
-	// hyperpb copies its input up to its capacity: the event's bytes
-	// only (internal/sink's convert says where that was quadratic).
-	switch err := unmarshalHyper(msg, b[:len(b):len(b)], ht.required); {
-	case err == nil:
-		return msg, release, true
-	case !errors.Is(err, errParserPanic):
-		release()
-	}
-	return nil, nil, false
-}
-
-// unmarshalHyper parses b into msg and, when required, checks its
-// required fields.
-func unmarshalHyper(msg *hyperpb.Message, b []byte, required bool) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", errParserPanic, r)
-		}
-	}()
-	if err = msg.Unmarshal(b); err == nil && required {
-		err = msg.Initialized()
-	}
-	return err
+	msg, release, err := ht.parser.Parse(b, ht.required)
+	return msg, release, err == nil
 }
 
 // errParserPanic: a parser panicked on a payload, which is refused. A

@@ -74,24 +74,44 @@ type schemaEntry struct {
 func (e *schemaEntry) convert(d binder, payload []byte, eventID, topic, key string, publishTime time.Time) (values, raw []any, order int64, err error) {
 	payload = payload[:len(payload):len(payload)]
 	if e.fast != nil && e.fast.WellFormed(payload) {
-		if values, raw, order, err := e.convertWith(e.fast.Type, d, payload, eventID, topic, key, publishTime); err == nil {
-			return values, raw, order, nil
+		// The arena is recycled once the row is bound: the row keeps
+		// numbers, copies and strings, which point into payload, not the
+		// arena (fastpb.Parser.Parse). After a failure it is left to the
+		// collector.
+		if msg, release, err := e.fast.Parse(payload, true); err == nil {
+			if values, raw, order, err := e.bind(msg, d, eventID, topic, key, publishTime); err == nil {
+				release()
+				return values, raw, order, nil
+			}
 		}
 	}
-	return e.convertWith(e.slow, d, payload, eventID, topic, key, publishTime)
+	msg := e.slow.New()
+	if err := unmarshalSlow(payload, msg); err != nil {
+		return nil, nil, 0, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
+	}
+	return e.bind(msg, d, eventID, topic, key, publishTime)
 }
 
-func (e *schemaEntry) convertWith(mt protoreflect.MessageType, d binder, payload []byte, eventID, topic, key string,
+// unmarshalSlow is proto.Unmarshal with a panic returned as an error:
+// protobuf-go v1.36.12 panics on a map entry whose key comes twice with
+// different wire types (internal/router's FuzzDecode found it).
+func unmarshalSlow(payload []byte, msg protoreflect.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return proto.Unmarshal(payload, msg.Interface())
+}
+
+// bind reads a decoded event's order_by value and binds its row.
+func (e *schemaEntry) bind(msg protoreflect.Message, d binder, eventID, topic, key string,
 	publishTime time.Time) (values, raw []any, order int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			values, raw, order, err = nil, nil, 0, fmt.Errorf("convert %s: panic: %v", e.info.Message.FullName(), r)
 		}
 	}()
-	msg := mt.New()
-	if err := proto.Unmarshal(payload, msg.Interface()); err != nil {
-		return nil, nil, 0, fmt.Errorf("decode payload as %s: %w", e.info.Message.FullName(), err)
-	}
 	if e.orderField != nil {
 		if order, err = fieldOrder(msg, e.orderField); err != nil {
 			return nil, nil, 0, err

@@ -3,6 +3,7 @@ package sink
 import (
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -58,14 +59,46 @@ func BenchmarkConvert(b *testing.B) {
 }
 
 // benchSchemaEntry is the sink's cached schema of bench/ingest's event,
-// decoded with hyperpb as the sink decodes it.
+// described as the registry describes it and decoded with hyperpb as the
+// sink decodes it.
 func benchSchemaEntry(tb testing.TB) *schemaEntry {
 	tb.Helper()
-	md := compileMessage(tb, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated")
+	md := registryMessage(tb, compileMessage(tb, map[string]string{"order.proto": benchOrderProto}, "bench.v1.OrderCreated"))
 	e := &schemaEntry{info: SchemaInfo{Subject: "orders", SchemaID: 1, Version: 1, Message: md},
 		tm: mapMessage("orders", md), fast: compileFast(md, slog.New(slog.DiscardHandler)), slow: dynamicpb.NewMessageType(md)}
 	if e.fast == nil {
 		tb.Fatal("hyperpb does not decode the bench's message; this test needs it")
 	}
 	return e
+}
+
+// TestRecycledArenaKeepsRows: the sink decodes each event in a recycled
+// hyperpb arena (fastpb.Parser.Parse) and frees it once the row is bound.
+// The rows of a whole batch, bound one after another and kept until the
+// write, must still read as dynamicpb reads each event, after the arena
+// was reused and the collector ran.
+func TestRecycledArenaKeepsRows(t *testing.T) {
+	e := benchSchemaEntry(t)
+	reference := *e
+	reference.fast = nil // dynamicpb only
+	d := &postgres{}
+	const n = 300
+	rows := make([][]any, n)
+	for i := range n {
+		values, _, _, err := e.convert(d, benchOrder(i), fmt.Sprint("ev-", i), "t", "k", time.Unix(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows[i] = values
+	}
+	runtime.GC()
+	for i := range n {
+		want, _, _, err := reference.convert(d, benchOrder(i), fmt.Sprint("ev-", i), "t", "k", time.Unix(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(rows[i], want) {
+			t.Fatalf("row %d changed after its arena was reused:\n got %v\nwant %v", i, rows[i], want)
+		}
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/bufbuild/protocompile"
+	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 // compileMessage compiles .proto sources (well-known types resolvable) and
@@ -36,6 +38,38 @@ func compileMessage(t testing.TB, files map[string]string, message string) proto
 	}
 	t.Fatalf("message %s not found", message)
 	return nil
+}
+
+// registryMessage is md as the registry hands it to a sink: rebuilt by
+// protodesc from its descriptor set (internal/schema), not protocompile's
+// own descriptors, whose methods cost differently (HasPresence, for one,
+// walks to the file's syntax on every call). Benchmarks of the sink's
+// per-event work use it, so that they measure what the sink runs.
+func registryMessage(tb testing.TB, md protoreflect.MessageDescriptor) protoreflect.MessageDescriptor {
+	tb.Helper()
+	set := &descriptorpb.FileDescriptorSet{}
+	seen := map[string]bool{}
+	var add func(fd protoreflect.FileDescriptor)
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		for i := range fd.Imports().Len() {
+			add(fd.Imports().Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	add(md.ParentFile())
+	files, err := protodesc.NewFiles(set)
+	if err != nil {
+		tb.Fatalf("rebuild %s with protodesc: %v", md.FullName(), err)
+	}
+	d, err := files.FindDescriptorByName(md.FullName())
+	if err != nil {
+		tb.Fatalf("rebuild %s with protodesc: %v", md.FullName(), err)
+	}
+	return d.(protoreflect.MessageDescriptor)
 }
 
 // mapSchemas is the schema registry of a test: schema id -> schema.
