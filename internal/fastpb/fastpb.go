@@ -20,6 +20,10 @@ import (
 type Parser struct {
 	Type *hyperpb.MessageType
 	root *fields
+	// required: a message of the schema can hold required fields (proto2,
+	// or editions' LEGACY_REQUIRED), which hyperpb's Unmarshal does not
+	// check (proto.Unmarshal does).
+	required bool
 }
 
 // Compile returns the hyperpb parser of md, or nil and why hyperpb must
@@ -48,7 +52,7 @@ func Compile(md protoreflect.MessageDescriptor) (p *Parser, reason string) {
 			p, reason = nil, fmt.Sprintf("hyperpb cannot compile the message: %v", r)
 		}
 	}()
-	return &Parser{Type: hyperpb.CompileMessageDescriptor(md), root: fieldsOf(md)}, ""
+	return &Parser{Type: hyperpb.CompileMessageDescriptor(md), root: fieldsOf(md), required: hasRequired(md)}, ""
 }
 
 // unsafeForHyperpb names a oneof or map field of md, or of a message md
@@ -200,17 +204,19 @@ var arenas = sync.Pool{New: func() any { return new(hyperpb.Shared) }}
 // A larger payload gets an arena of its own, as without recycling.
 const MaxRecycled = 4 << 10
 
-// Parse parses b with hyperpb in a recycled arena, checking required
-// fields when required is set. b's capacity is clipped to its length:
+// Parse parses b with hyperpb in a recycled arena, and checks required
+// fields as proto.Unmarshal does. b's capacity is clipped to its length:
 // hyperpb copies its input up to its capacity, and a bus client's message
 // is often a slice of a whole batch (internal/sink's convert says where
 // that was quadratic).
 //
 // The caller calls release once it reads neither msg nor anything msg
-// returned but strings and bytes: those point into b (or a copy of it on
-// the heap), never into the arena, and stay valid. err is hyperpb's
+// returned but strings and bytes: those point into hyperpb's copy of b on
+// the heap, never into the arena, and stay valid. (hyperpb could alias b
+// instead, WithAllowAlias, but its UTF-8 check then reads unaligned
+// words, which the race detector's pointer checks stop.) err is hyperpb's
 // refusal, or ErrPanic; release is nil when err is not.
-func (p *Parser) Parse(b []byte, required bool) (msg *hyperpb.Message, release func(), err error) {
+func (p *Parser) Parse(b []byte) (msg *hyperpb.Message, release func(), err error) {
 	b = b[:len(b):len(b)]
 	var arena *hyperpb.Shared
 	if len(b) <= MaxRecycled {
@@ -219,7 +225,7 @@ func (p *Parser) Parse(b []byte, required bool) (msg *hyperpb.Message, release f
 		arena = new(hyperpb.Shared)
 	}
 	msg = arena.NewMessage(p.Type)
-	if err = unmarshal(msg, b, required); err != nil {
+	if err = unmarshal(msg, b, p.required); err != nil {
 		if !errors.Is(err, ErrPanic) && len(b) <= MaxRecycled {
 			// An arena hyperpb panicked in is dropped, not recycled.
 			arena.Free()
@@ -251,4 +257,27 @@ func unmarshal(msg *hyperpb.Message, b []byte, required bool) (err error) {
 		err = msg.Initialized()
 	}
 	return err
+}
+
+// hasRequired reports whether a message of md can hold a required field.
+func hasRequired(md protoreflect.MessageDescriptor) bool {
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(protoreflect.MessageDescriptor) bool
+	walk = func(m protoreflect.MessageDescriptor) bool {
+		if seen[m.FullName()] {
+			return false
+		}
+		seen[m.FullName()] = true
+		if m.RequiredNumbers().Len() > 0 {
+			return true
+		}
+		fields := m.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			if sub := fields.Get(i).Message(); sub != nil && walk(sub) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(md)
 }

@@ -102,7 +102,7 @@ func TestParseStringsOutliveTheArena(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msg, release, err := p.Parse(b, true)
+			msg, release, err := p.Parse(b)
 			if err != nil {
 				t.Fatal(err)
 			}

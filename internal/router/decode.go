@@ -39,10 +39,6 @@ type decoder struct {
 // must not decode the message and the schema decodes with dynamicpb.
 type hyperType struct {
 	parser *fastpb.Parser
-	// required: a message of the schema can hold required fields (proto2,
-	// or editions' LEGACY_REQUIRED), which hyperpb's Unmarshal does not
-	// check (proto.Unmarshal does).
-	required bool
 }
 
 // hyperFor returns the compiled parser of sc, compiling it on first use.
@@ -50,32 +46,10 @@ func (d *decoder) hyperFor(sc *schema.Schema) *hyperType {
 	if v, ok := d.types.Load(sc.ID); ok {
 		return v.(*hyperType)
 	}
-	v, _ := d.types.LoadOrStore(sc.ID, &hyperType{parser: compileHyper(sc.Message), required: hasRequired(sc.Message)})
+	v, _ := d.types.LoadOrStore(sc.ID, &hyperType{parser: compileHyper(sc.Message)})
 	return v.(*hyperType)
 }
 
-// hasRequired reports whether a message of md can hold a required field.
-func hasRequired(md protoreflect.MessageDescriptor) bool {
-	seen := map[protoreflect.FullName]bool{}
-	var walk func(protoreflect.MessageDescriptor) bool
-	walk = func(m protoreflect.MessageDescriptor) bool {
-		if seen[m.FullName()] {
-			return false
-		}
-		seen[m.FullName()] = true
-		if m.RequiredNumbers().Len() > 0 {
-			return true
-		}
-		fields := m.Fields()
-		for i := 0; i < fields.Len(); i++ {
-			if sub := fields.Get(i).Message(); sub != nil && walk(sub) {
-				return true
-			}
-		}
-		return false
-	}
-	return walk(md)
-}
 
 // compileHyper compiles md, or returns nil when hyperpb must not decode
 // it (fastpb.Compile says why; a registered schema must never take the
@@ -125,7 +99,7 @@ func (d *decoder) decode(sc *schema.Schema, ev Event) (_ protoreflect.Message, p
 // (fastpb.Parser.Parse); ok is false when hyperpb refuses b or panics on
 // it.
 func decodeHyper(ht *hyperType, b []byte) (_ *hyperpb.Message, release func(), ok bool) {
-	msg, release, err := ht.parser.Parse(b, ht.required)
+	msg, release, err := ht.parser.Parse(b)
 	return msg, release, err == nil
 }
 

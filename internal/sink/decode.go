@@ -78,7 +78,7 @@ func (e *schemaEntry) convert(d binder, payload []byte, eventID, topic, key stri
 		// numbers, copies and strings, which point into payload, not the
 		// arena (fastpb.Parser.Parse). After a failure it is left to the
 		// collector.
-		if msg, release, err := e.fast.Parse(payload, true); err == nil {
+		if msg, release, err := e.fast.Parse(payload); err == nil {
 			if values, raw, order, err := e.bind(msg, d, eventID, topic, key, publishTime); err == nil {
 				release()
 				return values, raw, order, nil
@@ -234,14 +234,16 @@ func (s *Sink) prepare(ctx context.Context, d *bus.Delivery) (ev *event, err err
 // writer converts when the table stores a field as another kind.
 func rowValues(d binder, tm *tableMap, msg protoreflect.Message, eventID string, schemaID int64, version int32,
 	topic, key string, publishTime time.Time) (values, raw []any, err error) {
-	values = make([]any, 0, numBoundMeta+len(tm.fields))
-	values = append(values, eventID, schemaID, version, topic, key, publishTime)
+	// One allocation for both: values, then raw.
+	nv := numBoundMeta + len(tm.fields)
+	both := make([]any, nv+len(tm.fields))
+	values = append(both[:0:nv], eventID, schemaID, version, topic, key, publishTime)
 	for i := range values {
 		if values[i], err = d.bind(metaColumns[i], values[i]); err != nil {
 			return nil, nil, err
 		}
 	}
-	raw, err = rawFieldValues(tm.fields, msg, make([]any, 0, len(tm.fields)))
+	raw, err = rawFieldValues(tm.fields, msg, both[nv:nv:len(both)])
 	if err != nil {
 		return nil, nil, err
 	}

@@ -215,3 +215,45 @@ func BenchmarkJSONDeep(b *testing.B) {
 		}
 	}
 }
+
+// TestPopulatedIsHas: populated, which reads a field once, says what
+// Message.Has says for every field of 400 random messages (zero values,
+// -0.0 and empty strings among them: fillRandom uses awkwardFloats and
+// awkwardStrings) and of an empty one, read through dynamicpb and hyperpb.
+func TestPopulatedIsHas(t *testing.T) {
+	md := compileMessage(t, map[string]string{"jf.proto": jsonFieldsProto}, "jf.Node")
+	hyper := hyperpb.CompileMessageDescriptor(md)
+	rnd := rand.New(rand.NewPCG(3, 5))
+	checked := 0
+	for i := range 401 {
+		m := dynamicpb.NewMessage(md)
+		if i > 0 {
+			fillRandom(t, rnd, m, 0)
+		}
+		payload, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hm := hyperpb.NewMessage(hyper)
+		if err := proto.Unmarshal(payload, hm); err != nil {
+			t.Fatal(err)
+		}
+		var walk func(protoreflect.Message)
+		walk = func(msg protoreflect.Message) {
+			fields := msg.Descriptor().Fields()
+			for j := range fields.Len() {
+				fd := fields.Get(j)
+				if _, ok := populated(msg, fd); ok != msg.Has(fd) {
+					t.Fatalf("message %d (%T), field %s: populated %v, Has %v", i, msg, fd.FullName(), ok, msg.Has(fd))
+				}
+				checked++
+				if fd.Message() != nil && !fd.IsList() && !fd.IsMap() && msg.Has(fd) {
+					walk(msg.Get(fd).Message())
+				}
+			}
+		}
+		walk(m)
+		walk(hm.ProtoReflect())
+	}
+	t.Logf("%d fields checked", checked)
+}

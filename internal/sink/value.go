@@ -229,7 +229,8 @@ func appendJSONFields(b []byte, m protoreflect.Message) ([]byte, error) {
 	first := true
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		if !m.Has(fd) {
+		v, ok := populated(m, fd)
+		if !ok {
 			continue
 		}
 		if !first {
@@ -239,7 +240,7 @@ func appendJSONFields(b []byte, m protoreflect.Message) ([]byte, error) {
 		b = appendJSONString(b, fd.TextName())
 		b = append(b, ':')
 		var err error
-		switch v := m.Get(fd); {
+		switch {
 		case fd.IsList():
 			b, err = appendJSONList(b, fd, v.List(), insidePlain)
 		case fd.IsMap():
@@ -252,6 +253,46 @@ func appendJSONFields(b []byte, m protoreflect.Message) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// populated returns fd's value in m and whether m.Has(fd), with one
+// lookup of the field instead of two where the value tells (hyperpb finds
+// a field by its descriptor in a map on every call): a field without
+// presence is populated when its value is not the zero value, as
+// protobuf-go defines Has (-0.0 is populated), a list or map when it is
+// not empty.
+func populated(m protoreflect.Message, fd protoreflect.FieldDescriptor) (protoreflect.Value, bool) {
+	if fd.HasPresence() {
+		if !m.Has(fd) {
+			return protoreflect.Value{}, false
+		}
+		return m.Get(fd), true
+	}
+	v := m.Get(fd)
+	switch {
+	case fd.IsList():
+		return v, v.List().Len() > 0
+	case fd.IsMap():
+		return v, v.Map().Len() > 0
+	}
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return v, v.Bool()
+	case protoreflect.EnumKind:
+		return v, v.Enum() != 0
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return v, v.Int() != 0
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return v, v.Uint() != 0
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		return v, math.Float64bits(v.Float()) != 0
+	case protoreflect.StringKind:
+		return v, v.String() != ""
+	case protoreflect.BytesKind:
+		return v, len(v.Bytes()) > 0
+	}
+	return v, m.Has(fd)
 }
 
 func appendJSONList(b []byte, fd protoreflect.FieldDescriptor, l protoreflect.List, anys *anyResolver) ([]byte, error) {
