@@ -50,7 +50,6 @@ func (d *decoder) hyperFor(sc *schema.Schema) *hyperType {
 	return v.(*hyperType)
 }
 
-
 // compileHyper compiles md, or returns nil when hyperpb must not decode
 // it (fastpb.Compile says why; a registered schema must never take the
 // process down).
