@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -183,7 +182,11 @@ func (s *subscription) Receive(ctx context.Context) (*bus.Delivery, error) {
 		d.Payload = nil
 	}
 	if props := m.Properties(); len(props) > 0 {
-		d.Properties = maps.Clone(props)
+		// The client builds this map for each message it hands out, and
+		// keeps no reference to the message once it is received (acks
+		// and nacks go by id): the delivery may own it without a copy,
+		// which was 2 % of a sink's CPU.
+		d.Properties = props
 	}
 	return d, nil
 }
