@@ -9,7 +9,7 @@ import (
 	"github.com/bufbuild/protocompile"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // compileMessage compiles .proto sources (well-known types resolvable) and
@@ -47,29 +47,16 @@ func compileMessage(t testing.TB, files map[string]string, message string) proto
 // per-event work use it, so that they measure what the sink runs.
 func registryMessage(tb testing.TB, md protoreflect.MessageDescriptor) protoreflect.MessageDescriptor {
 	tb.Helper()
-	set := &descriptorpb.FileDescriptorSet{}
-	seen := map[string]bool{}
-	var add func(fd protoreflect.FileDescriptor)
-	add = func(fd protoreflect.FileDescriptor) {
-		if seen[fd.Path()] {
-			return
-		}
-		seen[fd.Path()] = true
-		for i := range fd.Imports().Len() {
-			add(fd.Imports().Get(i).FileDescriptor)
-		}
-		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
-	}
-	add(md.ParentFile())
-	files, err := protodesc.NewFiles(set)
+	// Imports resolve to the well-known types linked into the test.
+	fd, err := protodesc.NewFile(protodesc.ToFileDescriptorProto(md.ParentFile()), protoregistry.GlobalFiles)
 	if err != nil {
 		tb.Fatalf("rebuild %s with protodesc: %v", md.FullName(), err)
 	}
-	d, err := files.FindDescriptorByName(md.FullName())
-	if err != nil {
-		tb.Fatalf("rebuild %s with protodesc: %v", md.FullName(), err)
+	out := fd.Messages().ByName(md.Name())
+	if out == nil || md.Parent() != md.ParentFile() {
+		tb.Fatalf("rebuild %s with protodesc: not a top-level message", md.FullName())
 	}
-	return d.(protoreflect.MessageDescriptor)
+	return out
 }
 
 // mapSchemas is the schema registry of a test: schema id -> schema.

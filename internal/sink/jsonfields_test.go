@@ -60,14 +60,7 @@ func TestJSONFieldsMatchProtojson(t *testing.T) {
 	for i := range 400 {
 		m := dynamicpb.NewMessage(md)
 		fillRandom(t, rnd, m, 0)
-		payload, err := proto.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hm := hyperpb.NewMessage(hyper)
-		if err := proto.Unmarshal(payload, hm); err != nil {
-			t.Fatal(err)
-		}
+		hm := asHyper(t, m, hyper)
 		raw, err := jsonOptions.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +83,20 @@ func TestJSONFieldsMatchProtojson(t *testing.T) {
 	if _, err := appendJSONMessage(nil, m, nil); err == nil {
 		t.Fatal("a string that is not UTF-8 was rendered; protojson refuses it")
 	}
+}
+
+// asHyper is m decoded by hyperpb as the sink decodes it.
+func asHyper(t *testing.T, m proto.Message, hyper *hyperpb.MessageType) *hyperpb.Message {
+	t.Helper()
+	payload, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hm := hyperpb.NewMessage(hyper)
+	if err := proto.Unmarshal(payload, hm); err != nil {
+		t.Fatal(err)
+	}
+	return hm
 }
 
 // jsonTokens is raw's token stream, numbers as float64.
@@ -230,14 +237,7 @@ func TestPopulatedIsHas(t *testing.T) {
 		if i > 0 {
 			fillRandom(t, rnd, m, 0)
 		}
-		payload, err := proto.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hm := hyperpb.NewMessage(hyper)
-		if err := proto.Unmarshal(payload, hm); err != nil {
-			t.Fatal(err)
-		}
+		hm := asHyper(t, m, hyper)
 		var walk func(protoreflect.Message)
 		walk = func(msg protoreflect.Message) {
 			fields := msg.Descriptor().Fields()
