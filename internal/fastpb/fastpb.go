@@ -226,8 +226,9 @@ func (p *Parser) Parse(b []byte) (msg *hyperpb.Message, release func(), err erro
 	}
 	msg = arena.NewMessage(p.Type)
 	if err = unmarshal(msg, b, p.required); err != nil {
+		// The arena of a refused payload is recycled; one hyperpb
+		// panicked in is dropped.
 		if !errors.Is(err, ErrPanic) && len(b) <= MaxRecycled {
-			// An arena hyperpb panicked in is dropped, not recycled.
 			arena.Free()
 			arenas.Put(arena)
 		}

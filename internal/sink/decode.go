@@ -75,9 +75,9 @@ func (e *schemaEntry) convert(d binder, payload []byte, eventID, topic, key stri
 	payload = payload[:len(payload):len(payload)]
 	if e.fast != nil && e.fast.WellFormed(payload) {
 		// The arena is recycled once the row is bound: the row keeps
-		// numbers, copies and strings, which point into payload, not the
-		// arena (fastpb.Parser.Parse). After a failure it is left to the
-		// collector.
+		// numbers, copies, and strings that point into hyperpb's copy of
+		// the payload, not into the arena (fastpb.Parser.Parse). After a
+		// failure the arena is left to the collector.
 		if msg, release, err := e.fast.Parse(payload); err == nil {
 			if values, raw, order, err := e.bind(msg, d, eventID, topic, key, publishTime); err == nil {
 				release()
