@@ -261,6 +261,13 @@ func (s *Sink) handle(ctx context.Context, events []*event) (committedBatch, err
 // once the bus has persisted each (an event is acknowledged only after
 // that).
 func (s *Sink) deadLetter(ctx, done context.Context, dead []*event) error {
+	if len(dead) == 0 {
+		// A batch with nothing refused does not wait for the dead-letter
+		// topic's set-up (keepDeadLetter does it beside the writer): at
+		// start-up that set-up, a retention call and a subscription, took
+		// longer than the first batch's write and held its ack.
+		return nil
+	}
 	// Nothing goes to the dead-letter topic before it keeps what it gets.
 	for attempt := 1; ; attempt++ {
 		err := s.ensureDeadLetter(done)
