@@ -157,7 +157,20 @@ func (s *subscription) Receive(ctx context.Context) (*bus.Delivery, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("pulsar: receive on %s: %w", s.name, bus.ErrClosed)
 	}
-	m, err := s.consumer.Receive(ctx)
+	// A message waiting is taken without the client's three-way select
+	// (closed, message, ctx), which was most of a sink's receive stage;
+	// Receive reads the same channel, and waits when it is empty.
+	var m pulsarclient.Message
+	var err error
+	select {
+	case cm, ok := <-s.consumer.Chan():
+		if !ok {
+			return nil, fmt.Errorf("pulsar: receive on %s: consumer closed: %w", s.name, bus.ErrClosed)
+		}
+		m = cm.Message
+	default:
+		m, err = s.consumer.Receive(ctx)
+	}
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("pulsar: receive on %s: %w", s.name, ctxErr)
