@@ -287,11 +287,11 @@ func (e *storedError) Unwrap() error { return e.err }
 func (p *postgres) copyAll(ctx context.Context, groups []*group) (int64, error) {
 	if len(groups) == 1 {
 		g := groups[0]
-		n, err := p.pool.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
+		n, err := p.copyOnPool(ctx, g)
 		return n, copyError(g, err)
 	}
 	return p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
+		n, err := copyRows(ctx, tx.Conn(), g)
 		return n, copyError(g, err)
 	})
 }
@@ -321,7 +321,7 @@ func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)
 	}
-	n, err := sp.CopyFrom(ctx, pgx.Identifier{g.table}, g.columns, pgx.CopyFromRows(g.rows))
+	n, err := copyRows(ctx, sp.Conn(), g)
 	if err == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return 0, fmt.Errorf("release savepoint: %w", err)
