@@ -26,8 +26,9 @@ import (
 type postgres struct {
 	pool *pgxpool.Pool
 
-	mu    sync.Mutex
-	types map[string]map[string]string // table -> column -> type, as last read
+	mu       sync.Mutex
+	types    map[string]map[string]string // table -> column -> type, as last read
+	copyCols map[string]copyColumns       // table -> column types for COPY (pgcopy.go)
 
 	catalogReady atomic.Bool // columnsTable exists (catalog.go)
 }
@@ -106,6 +107,7 @@ func (p *postgres) holds(existing string, c column) bool {
 func (p *postgres) noteTypes(table string, cols map[string]string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	delete(p.copyCols, table)
 	changed := false
 	for name, typ := range p.types[table] {
 		if now, ok := cols[name]; ok && now != typ {
@@ -291,7 +293,7 @@ func (p *postgres) copyAll(ctx context.Context, groups []*group) (int64, error) 
 		return n, copyError(g, err)
 	}
 	return p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
-		n, err := copyRows(ctx, tx.Conn(), g)
+		n, err := p.copyRows(ctx, tx.Conn(), g)
 		return n, copyError(g, err)
 	})
 }
@@ -321,7 +323,7 @@ func (p *postgres) copyOrInsert(ctx context.Context, tx pgx.Tx, g *group) (int64
 	if err != nil {
 		return 0, fmt.Errorf("savepoint: %w", err)
 	}
-	n, err := copyRows(ctx, sp.Conn(), g)
+	n, err := p.copyRows(ctx, sp.Conn(), g)
 	if err == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return 0, fmt.Errorf("release savepoint: %w", err)

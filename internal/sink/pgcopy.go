@@ -3,9 +3,7 @@ package sink
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -145,28 +143,20 @@ func encodeCopy(buf []byte, m *pgtype.Map, oids []uint32, rows [][]any) (_ []byt
 }
 
 // copyRows writes g's rows into its table on conn with one COPY, as
-// conn.CopyFrom would; the column types come from a statement prepared
-// once per connection and table (as pgx's CopyFrom caches its own). The
-// pool is reset when a column changes type (postgres.noteTypes), which
-// drops the connections and what they prepared.
-func copyRows(ctx context.Context, conn *pgx.Conn, g *group) (int64, error) {
+// conn.CopyFrom would. The column types are described once per table and
+// column list (copyTypes), not per connection as pgx's CopyFrom caches
+// them, so that a sink writing many tables leaves no prepared statement
+// per table on every connection.
+func (p *postgres) copyRows(ctx context.Context, conn *pgx.Conn, g *group) (int64, error) {
 	quotedTable := pgx.Identifier{g.table}.Sanitize()
 	cols := make([]string, len(g.columns))
 	for i, c := range g.columns {
 		cols[i] = pgx.Identifier{c}.Sanitize()
 	}
 	colList := strings.Join(cols, ", ")
-	describe := "SELECT " + colList + " FROM " + quotedTable
-	// A prepared statement's name is cut at 63 bytes by the server:
-	// a digest, so that two long table names never share one.
-	sum := sha256.Sum256([]byte(describe))
-	sd, err := conn.Prepare(ctx, "sink_copy_"+hex.EncodeToString(sum[:16]), describe)
+	oids, err := p.copyTypes(ctx, conn, g.table, "SELECT "+colList+" FROM "+quotedTable)
 	if err != nil {
-		return 0, fmt.Errorf("describe the columns of %s: %w", g.table, err)
-	}
-	oids := make([]uint32, len(sd.Fields))
-	for i, f := range sd.Fields {
-		oids[i] = f.DataTypeOID
+		return 0, err
 	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer func() {
@@ -192,11 +182,48 @@ func copyRows(ctx context.Context, conn *pgx.Conn, g *group) (int64, error) {
 	return tag.RowsAffected(), err
 }
 
+// copyTypes returns the types of the columns describe selects from table:
+// cached per table for the last column list asked (a table's list changes
+// only when it evolves), dropped by noteTypes whenever the table's columns
+// are read again (another sink may have changed a column's type; COPY of
+// a stale type fails, and that failure is what makes the sink read them).
+func (p *postgres) copyTypes(ctx context.Context, conn *pgx.Conn, table, describe string) ([]uint32, error) {
+	p.mu.Lock()
+	c, ok := p.copyCols[table]
+	p.mu.Unlock()
+	if ok && c.describe == describe {
+		return c.oids, nil
+	}
+	// The unnamed statement: described, never run, and replaced by the
+	// next one, so nothing is left on the server.
+	sd, err := conn.PgConn().Prepare(ctx, "", describe, nil)
+	if err != nil {
+		return nil, fmt.Errorf("describe the columns of %s: %w", table, err)
+	}
+	oids := make([]uint32, len(sd.Fields))
+	for i, f := range sd.Fields {
+		oids[i] = f.DataTypeOID
+	}
+	p.mu.Lock()
+	if p.copyCols == nil {
+		p.copyCols = make(map[string]copyColumns)
+	}
+	p.copyCols[table] = copyColumns{describe: describe, oids: oids}
+	p.mu.Unlock()
+	return oids, nil
+}
+
+// copyColumns are the column types copyRows last described for a table.
+type copyColumns struct {
+	describe string
+	oids     []uint32
+}
+
 // copyOnPool is copyRows on a connection of the pool, outside any
 // transaction: one statement, atomic by itself.
 func (p *postgres) copyOnPool(ctx context.Context, g *group) (n int64, err error) {
 	err = p.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
-		n, err = copyRows(ctx, c.Conn(), g)
+		n, err = p.copyRows(ctx, c.Conn(), g)
 		return err
 	})
 	return n, err

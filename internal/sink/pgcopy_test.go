@@ -155,7 +155,7 @@ func TestCopyRowsIsPgxCopyFrom(t *testing.T) {
 		rows = append(rows, row)
 	}
 	all := append([]string{"id"}, cols...)
-	n, err := copyRows(ctx, conn, &group{table: ours, columns: all, rows: rows})
+	n, err := (&postgres{}).copyRows(ctx, conn, &group{table: ours, columns: all, rows: rows})
 	if err != nil || n != int64(len(rows)) {
 		t.Fatalf("copyRows: %d rows, %v", n, err)
 	}
@@ -176,7 +176,7 @@ func TestCopyRowsIsPgxCopyFrom(t *testing.T) {
 
 	// A string for an integer column: pgx's CopyFrom parses it.
 	parsed := []any{int32(100), "42", nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-	if n, err := copyRows(ctx, conn, &group{table: ours, columns: all, rows: [][]any{parsed}}); err != nil || n != 1 {
+	if n, err := (&postgres{}).copyRows(ctx, conn, &group{table: ours, columns: all, rows: [][]any{parsed}}); err != nil || n != 1 {
 		t.Fatalf("copyRows of a string for an integer column: %d rows, %v (pgx's CopyFrom takes it)", n, err)
 	}
 	var c0 int32
@@ -184,7 +184,7 @@ func TestCopyRowsIsPgxCopyFrom(t *testing.T) {
 		t.Fatalf("c0 = %d, %v; want 42", c0, err)
 	}
 	bad := []any{int32(101), "forty-two", nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-	_, errOurs := copyRows(ctx, conn, &group{table: ours, columns: all, rows: [][]any{bad}})
+	_, errOurs := (&postgres{}).copyRows(ctx, conn, &group{table: ours, columns: all, rows: [][]any{bad}})
 	_, errPgx := conn.CopyFrom(ctx, pgx.Identifier{theirs}, all, pgx.CopyFromRows([][]any{bad}))
 	if errOurs == nil || errPgx == nil || errOurs.Error() != errPgx.Error() {
 		t.Errorf("a value nothing encodes: copyRows said %v, pgx's CopyFrom %v; want the same error", errOurs, errPgx)
