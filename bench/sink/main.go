@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
@@ -153,6 +154,7 @@ func run() error {
 	}
 	fmt.Printf("raw CopyFrom of pre-built rows     %10.0f rows/s\n", raw)
 
+	servers := findServers(ctx, o, pool)
 	var bestBase, bestSink float64
 	for r := range o.rounds {
 		tag := fmt.Sprintf("%s_%d", runID, r)
@@ -161,12 +163,12 @@ func run() error {
 			loader = kafkaBaseline
 		}
 		var baseFirst, sinkFirst time.Duration
-		cpu := benchkit.SelfCPU()
+		before := servers.read()
 		base, err := loader(ctx, o, pool, topic, "bench_baseline_"+tag, "bench-baseline-"+tag, &baseFirst)
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
-		fmt.Printf("round %d baseline (hand-written loader) %10.0f rows/s  (first rows acknowledged after %v; %s)\n", r+1, base, baseFirst.Round(time.Millisecond), cpuPerRow(benchkit.SelfCPU()-cpu, o.events))
+		fmt.Printf("round %d baseline (hand-written loader) %10.0f rows/s  (first rows acknowledged after %v; %s)\n", r+1, base, baseFirst.Round(time.Millisecond), servers.read().since(before, o.events))
 		if o.cpuProfile != "" && r == 0 {
 			f, err := os.Create(o.cpuProfile)
 			if err != nil {
@@ -178,9 +180,9 @@ func run() error {
 		}
 		var sinkBatches float64
 		restore := sinkRuntime(o)
-		cpu = benchkit.SelfCPU()
+		before = servers.read()
 		s, err := pipelineSink(ctx, o, b, log, subject, topic, "bench_sink_"+tag, "bench-sink-"+tag, &sinkFirst, &sinkBatches)
-		cpu = benchkit.SelfCPU() - cpu
+		used := servers.read().since(before, o.events)
 		restore()
 		if o.cpuProfile != "" && r == 0 {
 			pprof.StopCPUProfile()
@@ -189,7 +191,7 @@ func run() error {
 			return fmt.Errorf("sink: %w", err)
 		}
 		fmt.Printf("round %d pipeline sink                 %10.0f rows/s  (first rows acknowledged after %v; %s; %.0f rows per batch)\n",
-			r+1, s, sinkFirst.Round(time.Millisecond), cpuPerRow(cpu, o.events), float64(o.events)/max(sinkBatches, 1))
+			r+1, s, sinkFirst.Round(time.Millisecond), used, float64(o.events)/max(sinkBatches, 1))
 		bestBase, bestSink = max(bestBase, base), max(bestSink, s)
 	}
 	fmt.Printf("best baseline %.0f rows/s, best sink %.0f rows/s, raw %.0f rows/s\n", bestBase, bestSink, raw)
@@ -216,10 +218,57 @@ func sinkRuntime(o options) (restore func()) {
 	}
 }
 
-// cpuPerRow is this process's CPU time over a round, per row. The bench's
-// own share in a round (a 5 ms poll of the sink's counters) is small.
-func cpuPerRow(cpu time.Duration, rows int) string {
-	return fmt.Sprintf("%.1f cpu-µs per row", float64(cpu.Microseconds())/float64(rows))
+// servers are the processes whose CPU a round reports beside this
+// process's own: the PostgreSQL server (its postmaster and backends) and
+// the broker, where their pid files can be found on this machine (0 when
+// not: that part is then left out). The machine's busy time covers them,
+// this process and anything else running.
+type servers struct{ postgres, broker int }
+
+// findServers reads the PostgreSQL server's pid from its data directory
+// (the server must be local, as the test services are) and the broker's
+// from scripts/services.sh's state directory (PIPELINE_TEST_STATE).
+func findServers(ctx context.Context, o options, pool *pgxpool.Pool) servers {
+	var s servers
+	var dir string
+	if err := pool.QueryRow(ctx, "SHOW data_directory").Scan(&dir); err == nil {
+		s.postgres = benchkit.PIDFile(filepath.Join(dir, "postmaster.pid"))
+	}
+	if state := os.Getenv("PIPELINE_TEST_STATE"); state != "" {
+		s.broker = benchkit.PIDFile(filepath.Join(state, o.bus, o.bus+".pid"))
+	}
+	return s
+}
+
+// usage is the CPU time used so far by this process, the servers and the
+// whole machine.
+type usage struct{ self, postgres, broker, machine time.Duration }
+
+func (s servers) read() usage {
+	u := usage{self: benchkit.SelfCPU(), machine: benchkit.MachineBusy()}
+	if s.postgres != 0 {
+		u.postgres = benchkit.TreeCPU(s.postgres)
+	}
+	if s.broker != 0 {
+		u.broker = benchkit.TreeCPU(s.broker)
+	}
+	return u
+}
+
+// since is the CPU used between two readings, per row: this process's
+// (the loader or the sink; the bench's own share, a 5 ms poll of the
+// sink's counters, is small), the servers' and the machine's. Rows/s on
+// a machine this busy is about the cores ÷ the machine's CPU per row.
+func (u usage) since(before usage, rows int) string {
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(rows) }
+	out := fmt.Sprintf("%.1f cpu-µs per row; machine %.1f", per(u.self-before.self), per(u.machine-before.machine))
+	if u.postgres != 0 {
+		out += fmt.Sprintf(", postgres %.1f", per(u.postgres-before.postgres))
+	}
+	if u.broker != 0 {
+		out += fmt.Sprintf(", broker %.1f", per(u.broker-before.broker))
+	}
+	return out
 }
 
 // cleanup drops the run's tables and deletes its topic (with its

@@ -101,20 +101,11 @@ func (p *Proc) Stop() {
 
 // ProcCPU is the user+system CPU time a process has used (Linux /proc).
 func ProcCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	st, ok := procStat(pid)
+	if !ok {
 		return 0
 	}
-	// The fields after the command name, which is in parentheses.
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const clockTick = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTick
+	return time.Duration(st.utime+st.stime) * time.Second / clockTick
 }
 
 // SelfCPU is this process's user+system CPU time.
@@ -144,4 +135,86 @@ func Machine() string {
 		}
 	}
 	return fmt.Sprintf("%d cores (%s)%s", runtime.NumCPU(), cpu, load)
+}
+
+// clockTick is USER_HZ, the unit of /proc's CPU times on Linux.
+const clockTick = 100
+
+// MachineBusy is the CPU time all cores have spent on anything but idle
+// and I/O wait since boot (/proc/stat): over a round, what the whole
+// machine (the harness, the servers, anything else running) spent.
+func MachineBusy() time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(fields[i], 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTick
+}
+
+// TreeCPU is the CPU time of a server process and its children: its own,
+// what its children that have ended used (the kernel adds it to the
+// parent once reaped), and what its live children used so far. A
+// PostgreSQL postmaster's backends are its children, so this is the whole
+// server's CPU. Zero when pid is not running.
+func TreeCPU(pid int) time.Duration {
+	own, ok := procStat(pid)
+	if !ok {
+		return 0
+	}
+	total := own.utime + own.stime + own.cutime + own.cstime
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		if st, ok := procStat(child); ok && st.ppid == int64(pid) {
+			total += st.utime + st.stime
+		}
+	}
+	return time.Duration(total) * time.Second / clockTick
+}
+
+type stat struct{ ppid, utime, stime, cutime, cstime int64 }
+
+func procStat(pid int) (stat, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, false
+	}
+	// The fields after the command name, which is in parentheses:
+	// state ppid ... utime(12) stime(13) cutime(14) cstime(15), 1-based
+	// after the name.
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 15 {
+		return stat{}, false
+	}
+	n := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
+	return stat{ppid: n(1), utime: n(11), stime: n(12), cutime: n(13), cstime: n(14)}, true
+}
+
+// PIDFile is the process id in the first line of a pid file (a
+// postmaster.pid, or scripts/services.sh's pulsar.pid), or 0.
+func PIDFile(path string) int {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		return 0
+	}
+	return pid
 }
