@@ -71,11 +71,15 @@ type dialect interface {
 	// createApplied creates, unless it exists, the companion table of an
 	// upsert table: the (key hash, event id) pairs applied to it.
 	createApplied(ctx context.Context, table string) error
-	// write stores the groups in one transaction: append mode skips event
-	// ids already present; upsert mode replaces a key's row only with a
-	// greater (order value, event id) when the group is ordered, else only
-	// with an event whose (key, id) was never applied and whose publish
-	// time is not older (order.go). It returns how many rows changed.
+	// write stores the groups: append mode skips event ids already
+	// present; upsert mode replaces a key's row only with a greater (order
+	// value, event id) when the group is ordered, else only with an event
+	// whose (key, id) was never applied and whose publish time is not older
+	// (order.go). It returns how many rows changed. A write is one
+	// transaction, but for PostgreSQL's large batches of one append table:
+	// two statements at once (postgres.copyHalves), of which one may fail
+	// after the other's rows were kept. On an error the count is of the
+	// rows kept (none, but in that case).
 	write(ctx context.Context, groups []*group, mode string) (int64, error)
 	classify(err error) errClass
 	// registeredTables lists registryTable: table -> subject (empty when

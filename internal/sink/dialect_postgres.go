@@ -19,12 +19,16 @@ import (
 )
 
 // postgres writes with pgx: an optimistic COPY straight into the table
-// (copyAll, the fast path: one statement for a batch of one table), and
-// when the batch holds an event id already stored (a redelivery), the
-// batch again in one transaction with multi-row INSERT ... ON CONFLICT DO
-// NOTHING where the stored id was met (docs/pitfalls.md D1, D2).
+// (copyAll, the fast path: one statement for a batch of one table, two on
+// two connections for a large one), and when the batch holds an event id
+// already stored (a redelivery), the batch again in one transaction with
+// multi-row INSERT ... ON CONFLICT DO NOTHING where the stored id was met
+// (docs/pitfalls.md D1, D2).
 type postgres struct {
 	pool *pgxpool.Pool
+	// splitRows: a batch of one append table with at least this many rows
+	// is written as two COPYs at once (copyHalves); 0 never splits.
+	splitRows int
 
 	mu       sync.Mutex
 	types    map[string]map[string]string // table -> column -> type, as last read
@@ -47,7 +51,11 @@ func openPostgres(ctx context.Context, rawURL string) (*postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres %s: %w", dburl.Redact(rawURL), err)
 	}
-	return &postgres{pool: pool}, nil
+	p := &postgres{pool: pool}
+	if cfg.MaxConns >= 2 {
+		p.splitRows = defaultSplitRows
+	}
+	return p, nil
 }
 
 func (p *postgres) kind() string                   { return "postgres" }
@@ -219,19 +227,25 @@ func (p *postgres) bind(c column, v any) (any, error) {
 	return v, nil
 }
 
+// write implements dialect. In append mode a failed attempt may have kept
+// rows (one half of a split COPY, copyHalves): the count it returns with
+// its error, and what the next attempt skips as it skips a redelivery's.
 func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int64, error) {
 	var stored *storedError
+	var kept int64
 	if mode != modeUpsert {
 		n, err := p.copyAll(ctx, groups)
 		if !errors.As(err, &stored) {
 			return n, err
 		}
-		// Some event id is stored already (a redelivery): nothing of this
-		// attempt was kept. Write again in one transaction, skipping what
-		// is stored: INSERT ... ON CONFLICT DO NOTHING for the group that
-		// met the stored id, COPY with a fallback for the others.
+		// Some event id is stored already (a redelivery, or the half of
+		// this batch a split COPY kept): write again in one transaction,
+		// skipping what is stored: INSERT ... ON CONFLICT DO NOTHING for
+		// the group that met the stored id, COPY with a fallback for the
+		// others.
+		kept = n
 	}
-	return p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
+	n, err := p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
 		switch {
 		case mode == modeUpsert:
 			return p.insert(ctx, tx, g, mode)
@@ -241,6 +255,7 @@ func (p *postgres) write(ctx context.Context, groups []*group, mode string) (int
 			return p.copyOrInsert(ctx, tx, g)
 		}
 	})
+	return kept + n, err
 }
 
 // eachGroupInTx writes the groups with fn in one transaction and returns
@@ -277,20 +292,27 @@ func (e *storedError) Error() string {
 }
 func (e *storedError) Unwrap() error { return e.err }
 
-// copyAll is the fast path of append and stream tables: in the steady
-// state no event id of a batch is stored yet, and COPY is the fastest way
-// in. A batch of one table is one COPY statement on its own, which is
-// atomic by itself: one round trip, where BEGIN, SAVEPOINT, COPY, RELEASE
-// and COMMIT were five, each a wake-up of the server on a busy machine.
-// A batch of several tables is one transaction of COPYs. Either way,
-// nothing is kept when it fails; a unique violation (a redelivered event)
-// is a *storedError, for the caller to write the batch again skipping
-// what is stored.
+// copyAll is the fast path of append tables: in the steady state no event
+// id of a batch is stored yet, and COPY is the fastest way in. A batch of
+// one table is one COPY statement on its own, which is atomic by itself:
+// one round trip, where BEGIN, SAVEPOINT, COPY, RELEASE and COMMIT were
+// five, each a wake-up of the server on a busy machine; a large one is two
+// such statements at once (copyHalves). A batch of several tables is one
+// transaction of COPYs. A unique violation (a redelivered event) is a
+// *storedError, for the caller to write the batch again skipping what is
+// stored. On an error, the count is of the rows kept: none, or one half's.
 func (p *postgres) copyAll(ctx context.Context, groups []*group) (int64, error) {
 	if len(groups) == 1 {
 		g := groups[0]
+		if p.splitRows > 0 && len(g.rows) >= p.splitRows {
+			n, err := p.copyHalves(ctx, g)
+			return n, copyError(g, err)
+		}
 		n, err := p.copyOnPool(ctx, g)
-		return n, copyError(g, err)
+		if err != nil {
+			return 0, copyError(g, err)
+		}
+		return n, nil
 	}
 	return p.eachGroupInTx(ctx, groups, func(tx pgx.Tx, g *group) (int64, error) {
 		n, err := p.copyRows(ctx, tx.Conn(), g)

@@ -219,6 +219,45 @@ type copyColumns struct {
 	oids     []uint32
 }
 
+// defaultSplitRows is where copyAll starts to write a batch of one table
+// as two COPYs (BenchmarkPostgresAppendBatch measures batch sizes split
+// and whole).
+const defaultSplitRows = 256
+
+// copyHalves writes g's rows as two COPYs at once, each on its own
+// connection of the pool. One PostgreSQL backend parses, checks and
+// indexes the rows of one COPY on one core; a sink's write stage waited on
+// that one core while the machine's other was partly idle (bench/README.md,
+// "Two COPYs at once"). Each half is atomic, the two together are not: when
+// one fails, the other's rows may be kept, and n counts them. Append
+// tables are idempotent on the event id, so the retry skips those rows as
+// it skips a redelivery's (write), and the batch is acknowledged only once
+// both halves are in. The error returned is the first half's that is not
+// a unique violation, if any: a unique violation only says that the retry
+// has rows to skip, while another error says why the batch failed.
+func (p *postgres) copyHalves(ctx context.Context, g *group) (n int64, err error) {
+	mid := len(g.rows) / 2
+	halves := [2]group{*g, *g}
+	halves[0].rows, halves[0].events = g.rows[:mid], g.events[:mid]
+	halves[1].rows, halves[1].events = g.rows[mid:], g.events[mid:]
+	var ns [2]int64
+	var errs [2]error
+	var wg sync.WaitGroup
+	wg.Go(func() { ns[1], errs[1] = p.copyOnPool(ctx, &halves[1]) })
+	ns[0], errs[0] = p.copyOnPool(ctx, &halves[0])
+	wg.Wait()
+	for i := range halves {
+		if errs[i] != nil {
+			if err == nil || isUniqueViolation(err) {
+				err = errs[i]
+			}
+			continue
+		}
+		n += ns[i]
+	}
+	return n, err
+}
+
 // copyOnPool is copyRows on a connection of the pool, outside any
 // transaction: one statement, atomic by itself.
 func (p *postgres) copyOnPool(ctx context.Context, g *group) (n int64, err error) {

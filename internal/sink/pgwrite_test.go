@@ -10,15 +10,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/schemagate/pipeline/internal/testenv"
 )
 
 // statements records what a pgx pool sends to the server, one entry per
-// statement (a COPY as "COPY <table>"), leaving out the pool's pings.
+// statement (a COPY as "COPY <table>"), leaving out the pool's pings, and
+// the backends that ran the COPYs.
 type statements struct {
-	mu   sync.Mutex
-	sent []string
+	mu         sync.Mutex
+	sent       []string
+	copiedOnto map[uint32]bool // backend pids
 }
 
 func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
@@ -30,8 +33,14 @@ func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tra
 
 func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-func (s *statements) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceCopyFromStartData) context.Context {
+func (s *statements) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceCopyFromStartData) context.Context {
 	s.add("COPY " + d.TableName.Sanitize())
+	s.mu.Lock()
+	if s.copiedOnto == nil {
+		s.copiedOnto = make(map[uint32]bool)
+	}
+	s.copiedOnto[conn.PgConn().PID()] = true
+	s.mu.Unlock()
 	return ctx
 }
 
@@ -43,13 +52,51 @@ func (s *statements) add(sql string) {
 	s.mu.Unlock()
 }
 
-// take returns what was sent since the last take.
+// take returns what was sent since the last take, and on how many
+// backends its COPYs ran.
 func (s *statements) take() []string {
+	sent, _ := s.takeCopies()
+	return sent
+}
+
+func (s *statements) takeCopies() (sent []string, backends int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := s.sent
-	s.sent = nil
-	return out
+	sent, backends = s.sent, len(s.copiedOnto)
+	s.sent, s.copiedOnto = nil, nil
+	return sent, backends
+}
+
+// tracedPostgres is the PostgreSQL dialect on a pool whose statements are
+// recorded; split is its splitRows.
+func tracedPostgres(t *testing.T, split int) (*postgres, *statements) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &statements{}
+	cfg.ConnConfig.Tracer = sent
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &postgres{pool: pool, splitRows: split}
+	t.Cleanup(func() { _ = d.close() })
+	return d, sent
+}
+
+// orderEvents makes events of tm numbered from *next on, each with an
+// order id and event id of its own.
+func orderEvents(t *testing.T, d dialect, md protoreflect.MessageDescriptor, tm *tableMap, next *int, n int) []*event {
+	t.Helper()
+	pub := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var events []*event
+	for range n {
+		*next++
+		events = append(events, newTestEvent(t, d, tm, orderMessage(t, md, fmt.Sprintf("o-%d", *next), int32(*next)), fmt.Sprintf("ev-%05d", *next), "k", pub))
+	}
+	return events
 }
 
 // TestPostgresAppendBatchRoundTrips: on the fast path (no event id of the
@@ -60,34 +107,14 @@ func (s *statements) take() []string {
 // meets a stored id is still written once, whole, without the stored rows.
 func TestPostgresAppendBatchRoundTrips(t *testing.T) {
 	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
-	url := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sent := &statements{}
-	cfg.ConnConfig.Tracer = sent
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &postgres{pool: pool}
-	t.Cleanup(func() { _ = d.close() })
+	d, sent := tracedPostgres(t, defaultSplitRows)
 
 	w := newWriter(d, modeAppend)
 	orders, returns := mapMessage("orders", md), mapMessage("returns", md)
-	pub := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	next := 0
-	batch := func(tm *tableMap, n int) []*event {
-		var events []*event
-		for range n {
-			next++
-			events = append(events, newTestEvent(t, d, tm, orderMessage(t, md, fmt.Sprintf("o-%d", next), int32(next)), fmt.Sprintf("ev-%05d", next), "k", pub))
-		}
-		return events
-	}
+	batch := func(tm *tableMap, n int) []*event { return orderEvents(t, d, md, tm, &next, n) }
 	write := func(what string, events []*event, want int64) {
 		t.Helper()
 		n, off, err := w.write(ctx, events)
@@ -126,33 +153,109 @@ func TestPostgresAppendBatchRoundTrips(t *testing.T) {
 	write("all stored", old, 0)
 }
 
-// BenchmarkPostgresAppendBatch writes batches of 1,000 new events into one
+// TestPostgresLargeAppendBatchIsTwoCopies: a batch of one append table of
+// defaultSplitRows rows or more is two COPYs on two backends at once, and
+// a batch of which one half fails is still written once, whole, without
+// what was stored or refused, and counted right: the half that was kept
+// counts as written, not as duplicates on the retry.
+func TestPostgresLargeAppendBatchIsTwoCopies(t *testing.T) {
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, sent := tracedPostgres(t, defaultSplitRows)
+	w := newWriter(d, modeAppend)
+	orders := mapMessage("orders", md)
+	next := 0
+	batch := func(n int) []*event { return orderEvents(t, d, md, orders, &next, n) }
+	stored := 0
+	// write returns the statements of the write and on how many backends
+	// its COPYs ran.
+	write := func(what string, events []*event, wantRows int64, wantOffenders ...*event) ([]string, int) {
+		t.Helper()
+		n, off, err := w.write(ctx, events)
+		got, backends := sent.takeCopies()
+		if err != nil || n != wantRows || !slices.Equal(off, wantOffenders) {
+			t.Fatalf("%s: rows=%d offenders=%d err=%v, want %d rows and %d offenders", what, n, len(off), err, wantRows, len(wantOffenders))
+		}
+		stored += int(n)
+		if got := countRows(t, d, "orders"); got != int64(stored) {
+			t.Fatalf("%s: orders has %d rows, want %d", what, got, stored)
+		}
+		sent.take()
+		return got, backends
+	}
+
+	write("first batch", batch(3), 3) // creates the table
+
+	if got, backends := write("small batch", batch(defaultSplitRows-1), defaultSplitRows-1); len(got) != 1 || backends != 1 {
+		t.Errorf("a batch of %d rows sent %q on %d backends, want one COPY", defaultSplitRows-1, got, backends)
+	}
+	old := batch(1000)
+	if got, backends := write("large batch", old, 1000); !slices.Equal(got, []string{`COPY "orders"`, `COPY "orders"`}) || backends != 2 {
+		t.Errorf("a batch of 1000 rows sent %q on %d backends, want two COPYs on two", got, backends)
+	}
+
+	// Stored ids in the second half, then in the first: the other half
+	// commits, its rows count, and the retry skips them with the stored.
+	write("stored in the second half", append(batch(597), old[:3]...), 597)
+	write("stored in the first half", append(slices.Clone(old[3:6]), batch(597)...), 597)
+
+	// A value the table refuses in the second half: found by halving, the
+	// rest written once.
+	testExec(t, d, `ALTER TABLE orders ADD CONSTRAINT no_refused CHECK (order_id <> 'refused')`)
+	refusing := batch(600)
+	refused := newTestEvent(t, d, orders, orderMessage(t, md, "refused", 1), "ev-refused", "k", time.Now())
+	refusing[450] = refused
+	write("refused in the second half", refusing, 599, refused)
+	if refused.err == nil {
+		t.Error("the refused event has no error")
+	}
+}
+
+// BenchmarkPostgresAppendBatch writes batches of new events into one
 // append table through the writer, as the sink's write stage does: what
-// one batch costs the writer, round trips included.
+// one batch costs the writer, round trips included, for batches of
+// several sizes written as one COPY (whole) and as two at once (halves).
+// Each batch is alone on the server here; in a sink, the broker and the
+// sink's other stages share the cores (bench/sink measures that).
 func BenchmarkPostgresAppendBatch(b *testing.B) {
 	md := compileMessage(b, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
-	d := openTestDialect(b, testenv.Postgres(b))
-	w := newWriter(d, modeAppend)
-	tm := mapMessage("orders", md)
+	d := openTestDialect(b, testenv.Postgres(b)).(*postgres)
 	ctx := context.Background()
 	pub := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	const size = 1000
 	msg := orderMessage(b, md, "o-1", 1)
-	batches := make([][]*event, b.N+1)
-	for i := range batches {
-		for j := range size {
-			id := fmt.Sprintf("ev-%07d-%04d", i, j)
-			batches[i] = append(batches[i], newTestEvent(b, d, tm, msg, id, id, pub))
+	w := newWriter(d, modeAppend)
+	run := 0
+	for _, size := range []int{100, 250, 500, 1000} {
+		for _, split := range []string{"whole", "halves"} {
+			b.Run(fmt.Sprintf("rows=%d/%s", size, split), func(b *testing.B) {
+				d.splitRows = 0
+				if split == "halves" {
+					d.splitRows = 2
+				}
+				b.Cleanup(func() { d.splitRows = defaultSplitRows })
+				run++
+				// A table per run, so that no run writes into a larger
+				// index than another.
+				tm := mapMessage(fmt.Sprintf("orders_%d", run), md)
+				if _, _, err := w.write(ctx, []*event{newTestEvent(b, d, tm, msg, "first", "first", pub)}); err != nil {
+					b.Fatal(err)
+				}
+				batches := make([][]*event, b.N)
+				for i := range batches {
+					for j := range size {
+						id := fmt.Sprintf("ev-%03d-%07d-%04d", run, i, j)
+						batches[i] = append(batches[i], newTestEvent(b, d, tm, msg, id, id, pub))
+					}
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					if n, _, err := w.write(ctx, batches[i]); err != nil || n != int64(size) {
+						b.Fatalf("write: %d rows, %v", n, err)
+					}
+				}
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "rows/s")
+			})
 		}
 	}
-	if _, _, err := w.write(ctx, batches[b.N]); err != nil { // creates the table
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for i := range b.N {
-		if n, _, err := w.write(ctx, batches[i]); err != nil || n != size {
-			b.Fatalf("write: %d rows, %v", n, err)
-		}
-	}
-	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "rows/s")
 }

@@ -455,6 +455,10 @@ func (w *writer) writeLaid(ctx context.Context, events []*event) (written int64,
 	if err == nil {
 		return n, nil, nil
 	}
+	// n: rows the failed attempt kept (one half of a split COPY,
+	// copyHalves), which the halves below skip as stored. When the batch
+	// is held instead, the retry counts them as duplicates, as it counts
+	// the rows of a commit whose answer was lost.
 	if w.d.classify(err) != classEvent {
 		// The table may have changed under us (dropped, altered by an
 		// operator): read the catalog again before the retry.
@@ -463,7 +467,7 @@ func (w *writer) writeLaid(ctx context.Context, events []*event) (written int64,
 	}
 	if len(events) == 1 {
 		events[0].err = err
-		return 0, []*event{events[0]}, nil
+		return n, []*event{events[0]}, nil
 	}
 	mid := len(events) / 2
 	n1, off1, err := w.writeLaid(ctx, events[:mid])
@@ -474,7 +478,7 @@ func (w *writer) writeLaid(ctx context.Context, events []*event) (written int64,
 	if err != nil {
 		return 0, nil, err
 	}
-	return n1 + n2, append(slices.Clip(off1), off2...), nil
+	return n + n1 + n2, append(slices.Clip(off1), off2...), nil
 }
 
 // isTypeConflict reports whether err is a schema change the table refuses.
