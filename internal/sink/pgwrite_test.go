@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -209,6 +210,43 @@ func TestPostgresLargeAppendBatchIsTwoCopies(t *testing.T) {
 	write("refused in the second half", refusing, 599, refused)
 	if refused.err == nil {
 		t.Error("the refused event has no error")
+	}
+}
+
+// TestPostgresOneConnectionKeepsOneCopy: a pool of one connection
+// (pool_max_conns=1 in the URL) writes a large batch as one COPY, instead
+// of two that would take turns on it.
+func TestPostgresOneConnectionKeepsOneCopy(t *testing.T) {
+	u, err := url.Parse(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "1")
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := openPostgres(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.close() })
+	if d.splitRows != 0 {
+		t.Fatalf("splitRows = %d on a pool of one connection, want 0 (never split)", d.splitRows)
+	}
+	md := compileMessage(t, map[string]string{"order.proto": eventProtoV1}, "shop.v1.OrderCreated")
+	next := 0
+	events := orderEvents(t, d, md, mapMessage("orders", md), &next, 1000)
+	if n, off, err := newWriter(d, modeAppend).write(ctx, events); err != nil || len(off) != 0 || n != 1000 {
+		t.Fatalf("write: rows=%d offenders=%d err=%v, want 1000 rows", n, len(off), err)
+	}
+	def, err := openPostgres(ctx, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = def.close()
+	if def.splitRows != defaultSplitRows {
+		t.Errorf("splitRows = %d on the default pool, want %d", def.splitRows, defaultSplitRows)
 	}
 }
 
