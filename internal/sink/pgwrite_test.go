@@ -53,13 +53,13 @@ func (s *statements) add(sql string) {
 	s.mu.Unlock()
 }
 
-// take returns what was sent since the last take, and on how many
-// backends its COPYs ran.
+// take returns what was sent since the last take.
 func (s *statements) take() []string {
 	sent, _ := s.takeCopies()
 	return sent
 }
 
+// takeCopies is take, and on how many backends the COPYs ran.
 func (s *statements) takeCopies() (sent []string, backends int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
