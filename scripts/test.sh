@@ -6,7 +6,8 @@
 # tools/otelcol that the tracing tests export to), then runs, in order:
 #   buf lint, a check that the committed generated code (gen/, and the
 #   SDKs' sdk/ts/src/gen and sdk/python/gen) is what buf generates,
-#   buf breaking against the previous commit, go vet, go test -race with the
+#   buf breaking against the previous commit, a check that third_party/ is
+#   upstream and its patch (scripts/third-party.sh), go vet, go test -race with the
 #   PIPELINE_TEST_* variables set (packages whose tests restart the broker
 #   run after the others, one at a time), each go test fuzz target for
 #   PIPELINE_FUZZ_TIME (10s by default), scripts/test-web.sh when the web
@@ -137,6 +138,8 @@ step_buf_breaking() {
 	buf breaking --against "$against"
 }
 
+step_third_party() { scripts/third-party.sh check; }
+
 step_go_vet() { go vet ./...; }
 
 # broker_fault_packages: packages whose tests stop or restart a shared
@@ -263,6 +266,7 @@ main() {
 	run_step "buf lint" step_buf_lint
 	run_step "buf generate check (gen/ up to date)" step_buf_generate
 	run_step "buf breaking (against HEAD~1)" step_buf_breaking
+	run_step "third_party is upstream and its patch (scripts/third-party.sh check)" step_third_party
 	run_step "go vet" step_go_vet
 	run_step "go test -race" step_go_test
 	run_step "go test -fuzz (${PIPELINE_FUZZ_TIME:-10s} per target)" step_fuzz
