@@ -593,6 +593,9 @@ func (b *Bus) createProducer(key producerKey, e *producerEntry) {
 	})
 	if err != nil {
 		b.log.Warn("create producer failed", "topic", key.topic, "unordered", key.unordered, "err", err)
+		// The client returns a typed nil *producer with its error: kept,
+		// it would be a non-nil Producer that Close flushes and panics on.
+		p = nil
 	}
 	b.mu.Lock()
 	e.producer, e.err = p, err

@@ -3,6 +3,7 @@ package pulsar_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -384,4 +385,32 @@ func TestUnorderedMessagesShareBatches(t *testing.T) {
 		}
 	}
 	t.Logf("%d unacknowledged messages redelivered; %d acknowledged ones came back with their entries", len(again), dup)
+}
+
+// TestCloseAfterAFailedProducer: a producer the broker refused (here, for
+// a namespace that does not exist) is answered as unavailable, and Close
+// still flushes and closes the rest. The client returns a typed nil
+// producer with its error; kept as the entry's producer, Close flushed it
+// and panicked (seen when a full disk made the broker refuse producers).
+func TestCloseAfterAFailedProducer(t *testing.T) {
+	url, adminURL := testenv.Pulsar(t)
+	ns := testNamespace(t, adminURL)
+	opts := pulsar.Options{URL: url, AdminURL: adminURL, Namespace: ns, Logger: testLogger()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := pulsar.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, bus.Message{Topic: "ok", Payload: []byte("x"), Properties: map[string]string{bus.PropEventID: "ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	missing := fmt.Sprintf("persistent://public/no-such-namespace-%d/t", time.Now().UnixNano())
+	err = b.Publish(ctx, bus.Message{Topic: missing, Payload: []byte("x"), Properties: map[string]string{bus.PropEventID: "missing"}})
+	if !errors.Is(err, bus.ErrUnavailable) {
+		t.Fatalf("publish to %s: %v, want bus.ErrUnavailable", missing, err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
 }
