@@ -118,7 +118,7 @@ func (p *rawJetStream) run(ctx context.Context, o options, payloads [][]byte, su
 				}
 				m := &nats.Msg{Subject: p.subject, Data: payloads[k], Header: h}
 				sent := time.Now()
-				fut, err := p.js.PublishMsgAsync(m, natsjs.WithExpectStream(jetstream.StreamName), natsjs.WithMsgID(p.subject+" "+id))
+				fut, err := p.js.PublishMsgAsync(m, natsjs.WithExpectStream(jetstream.StreamName), natsjs.WithMsgID(jetstream.DedupID(p.subject, id)))
 				if err != nil {
 					rec.done(sent, 1, false)
 					firstErr.CompareAndSwap(nil, err)

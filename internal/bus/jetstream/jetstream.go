@@ -8,7 +8,7 @@
 //     subscriptions created later still see older events (F7);
 //   - Publish (a wait on PublishAsync) waits for JetStream's PubAck (the message is written to the
 //     stream's files; with Options.SyncAlways also fsynced) and sets
-//     Nats-Msg-Id from the event id and subject, so retries of the same
+//     Nats-Msg-Id to a hash of the event id and subject (DedupID), so retries of the same
 //     event within the duplicate window (Options.DuplicateWindow) are stored once;
 //   - a subscription is a durable pull consumer with explicit acks; Ack waits
 //     for the server's confirmation, Nack redelivers after nackDelay.
@@ -58,9 +58,11 @@ const (
 	maxAckPending = 10000
 	// DefaultDuplicateWindow is how long JetStream remembers event ids
 	// unless Options.DuplicateWindow says otherwise. The ids it remembers
-	// are live memory, about 100 bytes per message: at 75,000 messages/s
-	// (bench/ingest, an event and its routed copy) two minutes held 900 MB,
-	// ten seconds hold 75 MB. Correctness rests on the sinks' dedup on the
+	// are live memory, about 150 bytes per message with DedupID's ids
+	// (over 200 with the subject and event id in full; heap profiles,
+	// bench/README.md "A compact duplicate id"): at 75,000 messages/s
+	// (bench/ingest, an event and its routed copy) ten seconds hold about
+	// 110 MB. Correctness rests on the sinks' dedup on the
 	// event id, not on this (docs/pitfalls.md A9); the window only spares
 	// other readers the copies of a publish retried within it.
 	DefaultDuplicateWindow = 10 * time.Second
